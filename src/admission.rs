@@ -1,0 +1,242 @@
+//! The AdmissionReview v1 protocol: body in, review out, kind logic elsewhere.
+//!
+//! The handler never fails: a body that is not an AdmissionReview still gets an
+//! AdmissionReview back (`allowed: false` with a message), so the API server and
+//! whoever reads its logs learn what was wrong.
+
+pub mod deployment;
+
+use k8s_openapi::ByteString;
+use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
+use kube::core::{DynamicObject, Status};
+use serde::{Deserialize, Serialize};
+
+use self::deployment::{Review, Verdict};
+
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+pub const KIND: &str = "AdmissionReview";
+
+/// Which review a path serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    MutateDeployments,
+    ValidateDeployments,
+}
+
+impl Hook {
+    pub fn path(self) -> &'static str {
+        match self {
+            Hook::MutateDeployments => "/mutate/deployments",
+            Hook::ValidateDeployments => "/validate/deployments",
+        }
+    }
+}
+
+/// How a review ended, the `outcome` label of our metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Patched,
+    Denied,
+    Invalid,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Patched => "patched",
+            Outcome::Denied => "denied",
+            Outcome::Invalid => "invalid",
+        }
+    }
+}
+
+/// The `response` of an AdmissionReview as kube-apiserver reads it (`patch` in base64).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Response {
+    pub uid: String,
+    pub allowed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<ByteString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// A whole AdmissionReview carrying a [`Response`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewResponse {
+    pub api_version: String,
+    pub kind: String,
+    pub response: Response,
+}
+
+impl From<Response> for ReviewResponse {
+    fn from(response: Response) -> Self {
+        Self {
+            api_version: API_VERSION.to_owned(),
+            kind: KIND.to_owned(),
+            response,
+        }
+    }
+}
+
+impl Response {
+    fn allow(uid: &str) -> Self {
+        Self {
+            uid: uid.to_owned(),
+            allowed: true,
+            ..Self::default()
+        }
+    }
+
+    fn deny(uid: &str, code: u16, reason: &str, message: String) -> Self {
+        let status = Status::failure(&message, reason).with_code(code);
+        Self {
+            uid: uid.to_owned(),
+            allowed: false,
+            status: Some(status),
+            ..Self::default()
+        }
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        match (&self.status, self.allowed, &self.patch) {
+            (_, true, Some(_)) => Outcome::Patched,
+            (_, true, None) => Outcome::Allowed,
+            (Some(s), false, _) if s.code == 400 => Outcome::Invalid,
+            _ => Outcome::Denied,
+        }
+    }
+}
+
+/// The facts about a review worth a log line.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub uid: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub operation: String,
+    pub dry_run: bool,
+    pub verdict: Option<Verdict>,
+}
+
+/// Answers one review body. Pure: no I/O, no API calls.
+pub fn review(hook: Hook, body: &[u8]) -> (Response, Summary) {
+    let mut summary = Summary::default();
+    let request = match parse(body) {
+        Ok(r) => r,
+        Err((uid, message)) => {
+            summary.uid = uid.clone();
+            return (Response::deny(&uid, 400, "BadRequest", message), summary);
+        }
+    };
+    summary.uid = request.uid.clone();
+    summary.kind = format!("{}/{}", request.kind.group, request.kind.kind);
+    summary.namespace = request.namespace.clone().unwrap_or_default();
+    summary.name = request.name.clone();
+    summary.operation = format!("{:?}", request.operation).to_uppercase();
+    summary.dry_run = request.dry_run;
+
+    let is_deployment = request.kind.group == "apps" && request.kind.kind == "Deployment";
+    // `/scale` and `/status` writes arrive as other kinds or with a subresource: never a release.
+    if !is_deployment || request.sub_resource.is_some() {
+        return (Response::allow(&request.uid), summary);
+    }
+    let review = Review {
+        operation: &request.operation,
+        old: request.old_object.as_ref(),
+        new: request.object.as_ref(),
+        dry_run: request.dry_run,
+    };
+    let response = match hook {
+        Hook::MutateDeployments => {
+            let mutation = deployment::mutate(&review);
+            summary.verdict = Some(mutation.verdict);
+            let mut response = Response::allow(&request.uid);
+            if !mutation.patch.0.is_empty() {
+                match serde_json::to_vec(&mutation.patch) {
+                    Ok(bytes) => {
+                        response.patch = Some(ByteString(bytes));
+                        response.patch_type = Some("JSONPatch".to_owned());
+                    }
+                    // Cannot happen for our own operations; fail open like failurePolicy Ignore.
+                    Err(e) => tracing::error!(error = %e, "could not serialize patch"),
+                }
+            }
+            response.warnings = mutation.warnings;
+            response
+        }
+        Hook::ValidateDeployments => {
+            let validation = deployment::validate(&review);
+            if validation.errors.is_empty() {
+                Response {
+                    warnings: validation.warnings,
+                    ..Response::allow(&request.uid)
+                }
+            } else {
+                Response::deny(&request.uid, 422, "Invalid", validation.errors.to_string())
+            }
+        }
+    };
+    (response, summary)
+}
+
+/// Parses a review body; on failure returns the uid if one could be read, and why.
+fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, (String, String)> {
+    if body.is_empty() {
+        return Err((
+            String::new(),
+            "empty body: expected an AdmissionReview (admission.k8s.io/v1)".into(),
+        ));
+    }
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
+        Ok(review) => review,
+        Err(e) => return Err(diagnose(body, e)),
+    };
+    let uid = review.request.as_ref().map(|r| r.uid.clone()).unwrap_or_default();
+    let (api_version, kind) = (&review.types.api_version, &review.types.kind);
+    if kind != KIND {
+        return Err((uid, format!("expected kind {KIND}, got {kind:?}")));
+    }
+    if api_version != API_VERSION {
+        return Err((
+            uid,
+            format!("unsupported apiVersion {api_version:?}: this webhook serves {API_VERSION}"),
+        ));
+    }
+    let request: AdmissionRequest<DynamicObject> = review
+        .try_into()
+        .map_err(|_| (uid.clone(), "AdmissionReview has no request".to_owned()))?;
+    if request.uid.is_empty() {
+        return Err((uid, "AdmissionReview request has no uid".to_owned()));
+    }
+    if matches!(request.operation, Operation::Update) && request.old_object.is_none() {
+        return Err((uid, "UPDATE review has no oldObject".to_owned()));
+    }
+    Ok(request)
+}
+
+/// The slow path for bodies that did not parse: say why, and echo the uid if any.
+fn diagnose(body: &[u8], error: serde_json::Error) -> (String, String) {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return (String::new(), format!("body is not JSON: {error}"));
+    };
+    let uid = value
+        .pointer("/request/uid")
+        .and_then(|u| u.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let kind = value.get("kind").and_then(|v| v.as_str()).unwrap_or_default();
+    if kind != KIND {
+        return (uid, format!("expected kind {KIND}, got {kind:?}"));
+    }
+    (uid, format!("malformed AdmissionReview: {error}"))
+}

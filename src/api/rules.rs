@@ -1,0 +1,236 @@
+//! The rules every analysis setting obeys, whichever way it was written (a Deployment
+//! annotation, a `v1alpha1` or a `v1beta1` Canary): one function per setting, so the
+//! same bad value gets the same message everywhere.
+
+use std::time::Duration;
+
+use super::duration;
+use super::field::{FieldError, Path};
+
+pub const MIN_WEIGHT: i64 = 1;
+pub const MAX_WEIGHT: i64 = 100;
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+pub const MIN_REQUEST_DURATION: Duration = Duration::from_millis(1);
+pub const MAX_REQUEST_DURATION: Duration = Duration::from_secs(600);
+pub const MAX_PROGRESS_DEADLINE_SECONDS: i64 = 24 * 3600;
+
+/// A traffic weight in percent: 1..=100.
+pub fn weight(path: &Path, raw: &str, value: Option<i64>) -> Result<u32, FieldError> {
+    match value {
+        Some(v) if (MIN_WEIGHT..=MAX_WEIGHT).contains(&v) => Ok(v as u32),
+        Some(_) => Err(FieldError::invalid(path, raw, "must be between 1 and 100")),
+        None => Err(FieldError::invalid(path, raw, "must be an integer between 1 and 100")),
+    }
+}
+
+/// Failed checks before a rollback: at least 1.
+pub fn threshold(path: &Path, raw: &str, value: Option<i64>) -> Result<u32, FieldError> {
+    match value {
+        Some(v) if v >= 1 && v <= i64::from(u32::MAX) => Ok(v as u32),
+        Some(_) => Err(FieldError::invalid(path, raw, "must be at least 1")),
+        None => Err(FieldError::invalid(path, raw, "must be an integer of at least 1")),
+    }
+}
+
+/// A success rate in percent: 0..=100, fractions allowed.
+pub fn success_rate(path: &Path, raw: &str, value: Option<f64>) -> Result<f64, FieldError> {
+    match value {
+        Some(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(FieldError::invalid(path, raw, "must be a number between 0 and 100")),
+    }
+}
+
+/// Seconds to wait for the canary to become ready.
+pub fn progress_deadline_seconds(path: &Path, raw: &str, value: Option<i64>) -> Result<u32, FieldError> {
+    match value {
+        Some(v) if (1..=MAX_PROGRESS_DEADLINE_SECONDS).contains(&v) => Ok(v as u32),
+        _ => Err(FieldError::invalid(
+            path,
+            raw,
+            format!("must be a whole number of seconds between 1 and {MAX_PROGRESS_DEADLINE_SECONDS}"),
+        )),
+    }
+}
+
+/// The time between two analysis steps.
+pub fn interval(path: &Path, raw: &str) -> Result<Duration, FieldError> {
+    bounded_duration(path, raw, MIN_INTERVAL, MAX_INTERVAL)
+}
+
+/// The P99 request duration a canary may not exceed.
+pub fn request_duration(path: &Path, raw: &str) -> Result<Duration, FieldError> {
+    bounded_duration(path, raw, MIN_REQUEST_DURATION, MAX_REQUEST_DURATION)
+}
+
+fn bounded_duration(path: &Path, raw: &str, min: Duration, max: Duration) -> Result<Duration, FieldError> {
+    let d = duration::parse(raw).map_err(|e| FieldError::invalid(path, raw, e.to_string()))?;
+    if d < min || d > max {
+        let (min, max) = (duration::Display(min), duration::Display(max));
+        return Err(FieldError::invalid(
+            path,
+            raw,
+            format!("must be between {min} and {max}"),
+        ));
+    }
+    Ok(d)
+}
+
+/// Intervals this short leave Prometheus few samples per step (it scrapes every 10-30s).
+pub fn interval_warning(d: Duration) -> Option<String> {
+    (d < Duration::from_secs(10)).then(|| {
+        format!(
+            "interval {} is under 10s: metrics may have too few samples per step",
+            duration::Display(d)
+        )
+    })
+}
+
+/// A threshold of 1 rolls back on the first failed check, even a transient one.
+pub fn threshold_warning(t: u32) -> Option<String> {
+    (t == 1).then(|| "threshold 1 rolls back on the first failed check, even a transient one".to_owned())
+}
+
+/// Explicit weights, each 1..=100 and strictly increasing.
+pub fn step_weights(path: &Path, raw: &str, values: &[Option<i64>]) -> Result<Vec<u32>, FieldError> {
+    if values.is_empty() {
+        return Err(FieldError::invalid(path, raw, "must list at least one weight"));
+    }
+    let mut weights = Vec::with_capacity(values.len());
+    for v in values {
+        match v {
+            Some(v) if (MIN_WEIGHT..=MAX_WEIGHT).contains(v) => weights.push(*v as u32),
+            _ => {
+                return Err(FieldError::invalid(
+                    path,
+                    raw,
+                    "each weight must be an integer between 1 and 100",
+                ));
+            }
+        }
+    }
+    if weights.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(FieldError::invalid(path, raw, "weights must be strictly increasing"));
+    }
+    Ok(weights)
+}
+
+/// A Kubernetes object name (RFC 1123 subdomain), with apimachinery's message.
+pub fn object_name(path: &Path, name: &str) -> Result<(), FieldError> {
+    const DETAIL: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
+        characters, '-' or '.', and must start and end with an alphanumeric character";
+    if name.is_empty() {
+        return Err(FieldError::required(path, "a name is required"));
+    }
+    if name.len() > 253 {
+        return Err(FieldError::invalid(path, name, "must be no more than 253 characters"));
+    }
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let ok = name.split('.').all(|label| {
+        let b = label.as_bytes();
+        !b.is_empty() && alnum(b[0]) && alnum(b[b.len() - 1]) && b.iter().all(|&c| alnum(c) || c == b'-')
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::invalid(path, name, DETAIL))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> Path {
+        Path::new("x")
+    }
+
+    #[test]
+    fn weights() {
+        assert_eq!(weight(&p(), "1", Some(1)), Ok(1));
+        assert_eq!(weight(&p(), "100", Some(100)), Ok(100));
+        for v in [0, 101, -5] {
+            let e = weight(&p(), &v.to_string(), Some(v)).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("x: Invalid value: \"{v}\": must be between 1 and 100")
+            );
+        }
+        let e = weight(&p(), "ten", None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "x: Invalid value: \"ten\": must be an integer between 1 and 100"
+        );
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(interval(&p(), "10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(
+            interval(&p(), "500ms").unwrap_err().to_string(),
+            "x: Invalid value: \"500ms\": must be between 1s and 24h"
+        );
+        assert_eq!(
+            interval(&p(), "25h").unwrap_err().to_string(),
+            "x: Invalid value: \"25h\": must be between 1s and 24h"
+        );
+        assert_eq!(
+            request_duration(&p(), "1x").unwrap_err().to_string(),
+            "x: Invalid value: \"1x\": must be a duration such as 500ms, 10s, 1m or 1h30m"
+        );
+        assert_eq!(request_duration(&p(), "500ms"), Ok(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn step_weight_lists() {
+        assert_eq!(
+            step_weights(&p(), "1,5,50", &[Some(1), Some(5), Some(50)]),
+            Ok(vec![1, 5, 50])
+        );
+        let bad = [
+            (vec![Some(10), Some(5)], "weights must be strictly increasing"),
+            (vec![Some(10), Some(10)], "weights must be strictly increasing"),
+            (
+                vec![Some(10), Some(101)],
+                "each weight must be an integer between 1 and 100",
+            ),
+            (vec![Some(10), None], "each weight must be an integer between 1 and 100"),
+            (vec![], "must list at least one weight"),
+        ];
+        for (values, detail) in bad {
+            let e = step_weights(&p(), "raw", &values).unwrap_err();
+            assert_eq!(e.to_string(), format!("x: Invalid value: \"raw\": {detail}"));
+        }
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["podinfo", "a", "my-route.v2", "0abc"] {
+            assert_eq!(object_name(&p(), ok), Ok(()), "{ok}");
+        }
+        for bad in ["Podinfo", "-a", "a-", "a..b", "a_b", "a b"] {
+            assert!(
+                object_name(&p(), bad).unwrap_err().to_string().contains("RFC 1123"),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            object_name(&p(), "").unwrap_err().to_string(),
+            "x: Required value: a name is required"
+        );
+    }
+
+    #[test]
+    fn rates_and_thresholds() {
+        assert_eq!(success_rate(&p(), "99.5", Some(99.5)), Ok(99.5));
+        assert!(success_rate(&p(), "101", Some(101.0)).is_err());
+        assert!(success_rate(&p(), "NaN", Some(f64::NAN)).is_err());
+        assert_eq!(threshold(&p(), "1", Some(1)), Ok(1));
+        assert_eq!(
+            threshold(&p(), "0", Some(0)).unwrap_err().to_string(),
+            "x: Invalid value: \"0\": must be at least 1"
+        );
+        assert_eq!(progress_deadline_seconds(&p(), "60", Some(60)), Ok(60));
+        assert!(progress_deadline_seconds(&p(), "0", Some(0)).is_err());
+    }
+}

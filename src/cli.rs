@@ -1,0 +1,179 @@
+//! The command line: `serve` and `certs`. Every flag is also an `APISIX_CANARY_*`
+//! environment variable; defaults live here, once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::server::run::{ServeConfig, start};
+use crate::tls::generate;
+
+const DEFAULT_ADDR: &str = "0.0.0.0:8443";
+const DEFAULT_ADMIN_ADDR: &str = "0.0.0.0:8080";
+const DEFAULT_TLS_CERT: &str = "certs/tls.crt";
+const DEFAULT_TLS_KEY: &str = "certs/tls.key";
+const DEFAULT_RELOAD_INTERVAL: &str = "10s";
+const DEFAULT_DRAIN_TIMEOUT: &str = "25s";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "apisix-canary",
+    version,
+    about = "Canary releases for Kubernetes services behind Apache APISIX"
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, env = "APISIX_CANARY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the admission webhooks over HTTPS, and /live, /ready, /metrics over HTTP.
+    Serve(ServeArgs),
+    /// Write a development CA and a serving certificate signed by it.
+    Certs(CertsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// HTTPS address of the webhook paths.
+    #[arg(long, env = "APISIX_CANARY_ADDR", default_value = DEFAULT_ADDR)]
+    pub addr: SocketAddr,
+    /// Plain-HTTP address of /live, /ready and /metrics.
+    #[arg(long, env = "APISIX_CANARY_ADMIN_ADDR", default_value = DEFAULT_ADMIN_ADDR)]
+    pub admin_addr: SocketAddr,
+    /// PEM certificate chain served on --addr.
+    #[arg(long, env = "APISIX_CANARY_TLS_CERT", default_value = DEFAULT_TLS_CERT)]
+    pub tls_cert: PathBuf,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "APISIX_CANARY_TLS_KEY", default_value = DEFAULT_TLS_KEY)]
+    pub tls_key: PathBuf,
+    /// How often the certificate files are re-read (a Go duration: 10s, 1m).
+    #[arg(long, env = "APISIX_CANARY_TLS_RELOAD_INTERVAL", default_value = DEFAULT_RELOAD_INTERVAL, value_parser = parse_duration)]
+    pub tls_reload_interval: Duration,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[arg(long, env = "APISIX_CANARY_DRAIN_TIMEOUT", default_value = DEFAULT_DRAIN_TIMEOUT, value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// Serve the webhooks only, without talking to any cluster.
+    #[arg(long, env = "APISIX_CANARY_WEBHOOK_ONLY")]
+    pub webhook_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Directory for ca.crt, tls.crt and tls.key.
+    #[arg(long, env = "APISIX_CANARY_CERTS_OUT_DIR", default_value = "certs")]
+    pub out_dir: PathBuf,
+    /// A DNS name the serving certificate is valid for (repeat for more).
+    #[arg(
+        long = "dns-name",
+        env = "APISIX_CANARY_CERTS_DNS_NAMES",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub dns_names: Vec<String>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::api::duration::parse(s).map_err(|e| e.to_string())
+}
+
+/// Parses the command line and runs it; errors are printed, not panicked.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init(matches!(cli.log_format, LogFormat::Json));
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Certs(args) => certs(&args),
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(serve(args))
+        }
+    }
+}
+
+fn certs(args: &CertsArgs) -> anyhow::Result<()> {
+    let certs = generate::generate(&args.dns_names).context("generating certificates")?;
+    certs
+        .write(&args.out_dir)
+        .with_context(|| format!("writing certificates to {}", args.out_dir.display()))?;
+    let dir = args.out_dir.display();
+    eprintln!(
+        "wrote {dir}/{}, {dir}/{} and {dir}/{} for {}",
+        generate::CA_FILE,
+        generate::CERT_FILE,
+        generate::KEY_FILE,
+        args.dns_names.join(", ")
+    );
+    eprintln!("caBundle for the webhook configurations:");
+    println!("{}", certs.ca_bundle());
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if !args.webhook_only {
+        bail!(
+            "the release controller is not part of this build yet, so serve needs --webhook-only \
+             (or APISIX_CANARY_WEBHOOK_ONLY=true): webhooks only, no cluster connection"
+        );
+    }
+    let config = ServeConfig {
+        addr: args.addr,
+        admin_addr: args.admin_addr,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        reload_interval: args.tls_reload_interval,
+        drain_timeout: args.drain_timeout,
+    };
+    let running = start(&config).await.context("starting the webhook server")?;
+    terminated().await;
+    tracing::info!("signal received: not ready, draining in-flight requests");
+    running.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,4 @@
+//! The release lifecycle: revisions of a pod template and the lock on a Deployment.
+
+pub mod lock;
+pub mod revision;

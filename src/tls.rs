@@ -1,0 +1,187 @@
+//! The serving certificate: read from PEM files, swapped without a lock when the files
+//! change, kept as it is when the new files do not parse.
+//!
+//! ```text
+//!  tls.crt, tls.key ──(timer)──▶ parse + key match ──ok──▶ ArcSwap<CertifiedKey> ◀── handshakes
+//!                                        └─error──▶ log, keep the old one
+//! ```
+
+pub mod generate;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, version};
+
+/// How often the files are re-read by default.
+pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: no PEM certificate found")]
+    NoCertificate { path: PathBuf },
+    #[error("{path}: bad PEM certificate: {source}")]
+    BadCertificate {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{path}: no usable PEM private key: {source}")]
+    BadKey {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{cert} and {key} do not form a usable pair: {source}")]
+    Pair {
+        cert: PathBuf,
+        key: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("tls configuration: {0}")]
+    Config(rustls::Error),
+}
+
+/// The ring provider, the one crypto backend of this binary.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A certificate and key pair on disk, served from memory.
+#[derive(Debug)]
+pub struct CertStore {
+    current: ArcSwap<CertifiedKey>,
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    provider: Arc<CryptoProvider>,
+    /// The file contents last loaded, to tell a change from a re-read.
+    loaded: Mutex<(Vec<u8>, Vec<u8>)>,
+}
+
+impl CertStore {
+    /// Loads the pair; fails when it does not parse (the server cannot start without it).
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<Self>, TlsError> {
+        let provider = provider();
+        let (cert_pem, key_pem) = read_pair(cert_path, key_path)?;
+        let key = certified_key(&cert_pem, &key_pem, cert_path, key_path, &provider)?;
+        Ok(Arc::new(Self {
+            current: ArcSwap::from_pointee(key),
+            cert_path: cert_path.to_owned(),
+            key_path: key_path.to_owned(),
+            provider,
+            loaded: Mutex::new((cert_pem, key_pem)),
+        }))
+    }
+
+    /// Re-reads the files. `Ok(true)` when a new pair is now served, `Ok(false)` when the
+    /// files did not change, `Err` when they changed but do not parse (the old pair stays).
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        let (cert_pem, key_pem) = read_pair(&self.cert_path, &self.key_path)?;
+        let mut loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if loaded.0 == cert_pem && loaded.1 == key_pem {
+            return Ok(false);
+        }
+        let key = certified_key(&cert_pem, &key_pem, &self.cert_path, &self.key_path, &self.provider)?;
+        self.current.store(Arc::new(key));
+        *loaded = (cert_pem, key_pem);
+        Ok(true)
+    }
+
+    /// The leaf certificate now served.
+    pub fn current_leaf(&self) -> CertificateDer<'static> {
+        self.current.load().cert[0].clone()
+    }
+
+    /// A rustls server config over this store: TLS 1.3 and 1.2, ALPN h2 and http/1.1.
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
+        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&version::TLS13, &version::TLS12])
+            .map_err(TlsError::Config)?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// Re-reads the files every `every`, logging each swap and each rejected pair.
+    pub fn spawn_reloader(
+        self: Arc<Self>,
+        every: Duration,
+        on_result: impl Fn(&Result<bool, TlsError>) + Send + 'static,
+    ) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let store = self.clone();
+                let result = match tokio::task::spawn_blocking(move || store.reload()).await {
+                    Ok(result) => result,
+                    Err(e) => {
+                        tracing::error!(error = %e, "certificate reload task failed");
+                        continue;
+                    }
+                };
+                match &result {
+                    Ok(true) => tracing::info!(cert = %self.cert_path.display(), "serving a new certificate"),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "certificate reload failed; still serving the previous one"),
+                }
+                on_result(&result);
+            }
+        });
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|source| TlsError::Read {
+            path: p.to_owned(),
+            source,
+        })
+    };
+    Ok((read(cert)?, read(key)?))
+}
+
+fn certified_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert_path: &Path,
+    key_path: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::BadCertificate {
+            path: cert_path.to_owned(),
+            source,
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: cert_path.to_owned(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|source| TlsError::BadKey {
+        path: key_path.to_owned(),
+        source,
+    })?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Pair {
+        cert: cert_path.to_owned(),
+        key: key_path.to_owned(),
+        source,
+    })
+}
