@@ -45,6 +45,15 @@ pub enum Command {
     Serve(ServeArgs),
     /// Write a development CA and a serving certificate signed by it.
     Certs(CertsArgs),
+    /// Print the revision of each Deployment in a manifest, as the lock annotations record it.
+    Revision(RevisionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RevisionArgs {
+    /// A YAML or JSON manifest (several documents allowed); `-` reads standard input.
+    #[arg(default_value = "-")]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +116,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Certs(args) => certs(&args),
+        Command::Revision(args) => revision(&args),
         Command::Serve(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(serve(args))
@@ -129,6 +139,36 @@ fn certs(args: &CertsArgs) -> anyhow::Result<()> {
     );
     eprintln!("caBundle for the webhook configurations:");
     println!("{}", certs.ca_bundle());
+    Ok(())
+}
+
+fn revision(args: &RevisionArgs) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    if args.file.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading standard input")?;
+    } else {
+        text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    }
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text).with_context(|| format!("parsing {}", args.file.display()))?;
+    let mut found = false;
+    for doc in docs.iter().filter(|d| d["kind"] == "Deployment") {
+        let Some(template) = doc.pointer("/spec/template") else {
+            continue;
+        };
+        let name = doc
+            .pointer("/metadata/name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("<unnamed>");
+        println!("{}\t{name}", crate::release::revision::Revision::of_template(template));
+        found = true;
+    }
+    if !found {
+        bail!("no Deployment with spec.template in {}", args.file.display());
+    }
     Ok(())
 }
 

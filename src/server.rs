@@ -192,16 +192,24 @@ pub async fn serve<H: Handler>(
         let watcher = graceful.watcher();
         let builder = builder.clone();
         let tls = tls.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let result = match tls {
-                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => {
-                        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                        watcher.watch(conn).await
+                Some(acceptor) => {
+                    // A handshake still running at shutdown is abandoned, not drained.
+                    let handshake = tokio::select! {
+                        h = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => h,
+                        () = shutdown.cancelled() => return,
+                    };
+                    match handshake {
+                        Ok(Ok(stream)) => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                            watcher.watch(conn).await
+                        }
+                        Ok(Err(e)) => return log_handshake_error(peer, &e.to_string()),
+                        Err(_) => return log_handshake_error(peer, "handshake timed out"),
                     }
-                    Ok(Err(e)) => return log_handshake_error(peer, &e.to_string()),
-                    Err(_) => return log_handshake_error(peer, "handshake timed out"),
-                },
+                }
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                     watcher.watch(conn).await

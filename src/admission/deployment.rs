@@ -178,14 +178,18 @@ pub fn mutate(review: &Review<'_>) -> Mutation {
     if desired.paused != paused(new) {
         patch.push(add(&["spec", "paused"], Value::Bool(desired.paused)));
     }
-    let mut warnings: Vec<String> = warning.into_iter().collect();
-    if matches!(verdict, Verdict::Held { .. } | Verdict::Refused { .. }) && desired.paused && !paused(new) {
-        warnings.push(format!(
-            "apisix-canary: the deployment stays paused while release {} runs; remove annotation \
-             {STABLE_REVISION} to take back control",
-            desired.lock.canary.as_ref().map(Revision::as_str).unwrap_or_default()
-        ));
-    }
+    // Say why an unpause did not take, unless the warning already explains the pause.
+    let warning = warning.or_else(|| {
+        (desired.paused && !paused(new)).then(|| {
+            format!(
+                "apisix-canary: unpause reverted: release {} holds the deployment (stable {}); remove \
+                 annotation {STABLE_REVISION} to take back control",
+                desired.lock.canary.as_ref().map(Revision::as_str).unwrap_or_default(),
+                desired.lock.stable.as_ref().map(Revision::as_str).unwrap_or_default(),
+            )
+        })
+    });
+    let warnings: Vec<String> = warning.into_iter().collect();
     Mutation {
         verdict,
         patch: Patch(patch),

@@ -247,7 +247,7 @@ fn consistency(s: &Settings, annotations: &BTreeMap<String, String>, errs: &mut 
     }
     let (max, max_note) = match s.max_weight {
         Some(m) => (m, String::new()),
-        None => (defaults::MAX_WEIGHT, " (the default)".to_owned()),
+        None => (defaults::MAX_WEIGHT, ", the default".to_owned()),
     };
     if let (Some(step), Some(raw)) = (s.step_weight, annotations.get(STEP_WEIGHT))
         && step > max

@@ -1,0 +1,408 @@
+//! Every interception rule of the mutating webhook, table-driven over pure calls.
+
+use apisix_canary::admission::deployment::{Mutation, Review, Verdict, mutate};
+use apisix_canary::api::annotations::{CANARY_REVISION, FAILED_REVISION, RETRY, ROUTE, STABLE_REVISION};
+use apisix_canary::release::revision::Revision;
+use kube::core::DynamicObject;
+use kube::core::admission::Operation;
+use serde_json::{Value, json};
+
+const V0: &str = "stefanprodan/podinfo:6.0.0";
+const V1: &str = "stefanprodan/podinfo:6.0.1";
+const V2: &str = "stefanprodan/podinfo:6.0.2";
+
+/// A podinfo Deployment with the given image, annotations, paused flag and env.
+fn deploy(image: &str, annotations: &[(&str, &str)], paused: bool) -> Value {
+    let ann: serde_json::Map<String, Value> = annotations
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
+        .collect();
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "podinfo", "namespace": "test", "annotations": ann},
+        "spec": {
+            "replicas": 2,
+            "paused": paused,
+            "selector": {"matchLabels": {"app": "podinfo"}},
+            "template": {
+                "metadata": {"labels": {"app": "podinfo"}},
+                "spec": {"containers": [{"name": "podinfod", "image": image}]}
+            }
+        }
+    })
+}
+
+fn rev(image: &str) -> String {
+    Revision::of_template(&deploy(image, &[], false)["spec"]["template"]).to_string()
+}
+
+fn obj(v: &Value) -> DynamicObject {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+fn run(op: Operation, old: Option<&Value>, new: &Value, dry_run: bool) -> Mutation {
+    let (old, new) = (old.map(obj), obj(new));
+    mutate(&Review {
+        operation: &op,
+        old: old.as_ref(),
+        new: Some(&new),
+        dry_run,
+    })
+}
+
+/// The object the API server would store: the request object with the patch applied.
+fn apply(new: &Value, m: &Mutation) -> Value {
+    let mut doc = new.clone();
+    json_patch::patch(&mut doc, &m.patch).expect("patch applies to the request object");
+    doc
+}
+
+fn lock_of(doc: &Value) -> [Option<String>; 4] {
+    [STABLE_REVISION, CANARY_REVISION, FAILED_REVISION, RETRY]
+        .map(|k| doc["metadata"]["annotations"][k].as_str().map(str::to_owned))
+}
+
+struct Case {
+    name: &'static str,
+    op: Operation,
+    old: Option<Value>,
+    new: Value,
+    verdict: Verdict,
+    /// After the patch: paused, and the lock [stable, canary, failed, retry].
+    paused: bool,
+    lock: [Option<String>; 4],
+    /// A substring of the one warning, or None for no warning.
+    warning: Option<&'static str>,
+}
+
+fn r(image: &str) -> Revision {
+    Revision::parse(&rev(image)).unwrap()
+}
+
+fn s(image: &str) -> Option<String> {
+    Some(rev(image))
+}
+
+fn cases() -> Vec<Case> {
+    let route: &[(&str, &str)] = &[(ROUTE, "podinfo")];
+    let (r0, r1, r2) = (rev(V0), rev(V1), rev(V2));
+    let locked: Vec<(&str, &str)> = vec![(ROUTE, "podinfo"), (STABLE_REVISION, &r0), (CANARY_REVISION, &r1)];
+    let failed: Vec<(&str, &str)> = vec![
+        (ROUTE, "podinfo"),
+        (STABLE_REVISION, &r0),
+        (CANARY_REVISION, &r2),
+        (FAILED_REVISION, &r2),
+    ];
+    let mut retry = failed.clone();
+    retry.push((RETRY, &r2));
+    let with_env = {
+        let mut d = deploy(V0, route, false);
+        d["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "LOG_LEVEL", "value": "debug"}]);
+        d
+    };
+    let replicas_only = {
+        let mut d = deploy(V0, route, false);
+        d["spec"]["replicas"] = json!(7);
+        d
+    };
+    let annotation_only = deploy(V0, &[(ROUTE, "podinfo"), ("team", "checkout")], false);
+    vec![
+        Case {
+            name: "image change starts a release",
+            op: Operation::Update,
+            old: Some(deploy(V0, route, false)),
+            new: deploy(V1, route, false),
+            verdict: Verdict::Started {
+                stable: r(V0),
+                canary: r(V1),
+            },
+            paused: true,
+            lock: [s(V0), s(V1), None, None],
+            warning: Some("canary release of revision"),
+        },
+        Case {
+            name: "env change starts a release",
+            op: Operation::Update,
+            old: Some(deploy(V0, route, false)),
+            new: with_env.clone(),
+            verdict: Verdict::Started {
+                stable: r(V0),
+                canary: Revision::of_template(&with_env["spec"]["template"]),
+            },
+            paused: true,
+            lock: [
+                s(V0),
+                Some(Revision::of_template(&with_env["spec"]["template"]).to_string()),
+                None,
+                None,
+            ],
+            warning: Some("started"),
+        },
+        Case {
+            name: "annotation-only change is not a release",
+            op: Operation::Update,
+            old: Some(deploy(V0, route, false)),
+            new: annotation_only,
+            verdict: Verdict::Untouched,
+            paused: false,
+            lock: [None, None, None, None],
+            warning: None,
+        },
+        Case {
+            name: "replicas-only change is not a release",
+            op: Operation::Update,
+            old: Some(deploy(V0, route, false)),
+            new: replicas_only,
+            verdict: Verdict::Untouched,
+            paused: false,
+            lock: [None, None, None, None],
+            warning: None,
+        },
+        Case {
+            name: "CREATE with annotations is never a release",
+            op: Operation::Create,
+            old: None,
+            new: deploy(V1, route, false),
+            verdict: Verdict::Untouched,
+            paused: false,
+            lock: [None, None, None, None],
+            warning: None,
+        },
+        Case {
+            name: "without our annotations nothing is touched",
+            op: Operation::Update,
+            old: Some(deploy(V0, &[], false)),
+            new: deploy(V1, &[], false),
+            verdict: Verdict::Untouched,
+            paused: false,
+            lock: [None, None, None, None],
+            warning: None,
+        },
+        Case {
+            name: "user unpause while locked is re-paused",
+            op: Operation::Update,
+            old: Some(deploy(V1, &locked, true)),
+            new: deploy(V1, &locked, false),
+            verdict: Verdict::Held { canary: r(V1) },
+            paused: true,
+            lock: [s(V0), s(V1), None, None],
+            warning: Some("unpause reverted"),
+        },
+        Case {
+            name: "replicas change while locked keeps the lock quietly",
+            op: Operation::Update,
+            old: Some(deploy(V1, &locked, true)),
+            new: {
+                let mut d = deploy(V1, &locked, true);
+                d["spec"]["replicas"] = json!(4);
+                d
+            },
+            verdict: Verdict::Held { canary: r(V1) },
+            paused: true,
+            lock: [s(V0), s(V1), None, None],
+            warning: None,
+        },
+        Case {
+            name: "revert to the stable template cancels",
+            op: Operation::Update,
+            old: Some(deploy(V1, &locked, true)),
+            new: deploy(V0, &locked, true),
+            verdict: Verdict::Cancelled { stable: r(V0) },
+            paused: false,
+            lock: [None, None, None, None],
+            warning: Some("back at stable revision"),
+        },
+        Case {
+            name: "second change mid-release restarts with the same stable",
+            op: Operation::Update,
+            old: Some(deploy(V1, &locked, true)),
+            new: deploy(V2, &locked, true),
+            verdict: Verdict::Restarted {
+                stable: r(V0),
+                replaced: r(V1),
+                canary: r(V2),
+            },
+            paused: true,
+            lock: [s(V0), s(V2), None, None],
+            warning: Some("analysis restarts"),
+        },
+        Case {
+            name: "a failed revision re-applied is refused",
+            op: Operation::Update,
+            old: Some(deploy(V0, &failed, true)),
+            new: deploy(V2, &failed, true),
+            verdict: Verdict::Refused { failed: r(V2) },
+            paused: true,
+            lock: [s(V0), s(V2), s(V2), None],
+            warning: Some("already failed"),
+        },
+        Case {
+            name: "a failed revision re-applied without a lock is refused and paused",
+            op: Operation::Update,
+            old: Some(deploy(V0, &[(ROUTE, "podinfo"), (FAILED_REVISION, &r2)], false)),
+            new: deploy(V2, &[(ROUTE, "podinfo"), (FAILED_REVISION, &r2)], false),
+            verdict: Verdict::Refused { failed: r(V2) },
+            paused: true,
+            lock: [s(V0), s(V2), s(V2), None],
+            warning: Some("already failed"),
+        },
+        Case {
+            name: "retry annotation restarts a failed revision",
+            op: Operation::Update,
+            old: Some(deploy(V2, &failed, true)),
+            new: deploy(V2, &retry, true),
+            verdict: Verdict::Started {
+                stable: r(V0),
+                canary: r(V2),
+            },
+            paused: true,
+            lock: [s(V0), s(V2), None, None],
+            warning: Some("retrying failed revision"),
+        },
+        Case {
+            name: "a new revision after a failure starts from the stable one",
+            op: Operation::Update,
+            old: Some(deploy(V2, &failed, true)),
+            new: deploy(V1, &failed, true),
+            verdict: Verdict::Started {
+                stable: r(V0),
+                canary: r(V1),
+            },
+            paused: true,
+            lock: [s(V0), s(V1), s(V2), None],
+            warning: Some("started"),
+        },
+        Case {
+            name: "removing the lock releases control",
+            op: Operation::Update,
+            old: Some(deploy(V1, &locked, true)),
+            new: deploy(V1, route, true),
+            verdict: Verdict::Released,
+            paused: true,
+            lock: [None, None, None, None],
+            warning: Some("control released"),
+        },
+        Case {
+            name: "a replace that drops the lock and changes the template keeps the lock",
+            op: Operation::Update,
+            old: Some(deploy(V1, &locked, true)),
+            new: deploy(V2, route, false),
+            verdict: Verdict::Restarted {
+                stable: r(V0),
+                replaced: r(V1),
+                canary: r(V2),
+            },
+            paused: true,
+            lock: [s(V0), s(V2), None, None],
+            warning: Some("analysis restarts"),
+        },
+        Case {
+            name: "our own canary copies are never intercepted",
+            op: Operation::Update,
+            old: Some(owned(deploy(V0, route, false))),
+            new: owned(deploy(V1, route, false)),
+            verdict: Verdict::Untouched,
+            paused: false,
+            lock: [None, None, None, None],
+            warning: None,
+        },
+    ]
+}
+
+fn owned(mut d: Value) -> Value {
+    d["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "apisix-canary.dev/v1beta1", "kind": "Canary", "name": "podinfo",
+        "uid": "0b8c1f9e-1111-4a4a-8b8b-123456789abc", "controller": true
+    }]);
+    d
+}
+
+#[test]
+fn interception_rules() {
+    for case in cases() {
+        let m = run(case.op.clone(), case.old.as_ref(), &case.new, false);
+        assert_eq!(m.verdict, case.verdict, "{}", case.name);
+        let after = apply(&case.new, &m);
+        assert_eq!(
+            after["spec"]["paused"].as_bool().unwrap_or(false),
+            case.paused,
+            "{}: paused",
+            case.name
+        );
+        assert_eq!(lock_of(&after), case.lock, "{}: lock", case.name);
+        assert_eq!(
+            after["spec"]["template"], case.new["spec"]["template"],
+            "{}: template untouched",
+            case.name
+        );
+        assert_eq!(
+            after["spec"]["replicas"], case.new["spec"]["replicas"],
+            "{}: replicas untouched",
+            case.name
+        );
+        match case.warning {
+            Some(w) => assert!(
+                m.warnings.len() == 1 && m.warnings[0].contains(w),
+                "{}: want one warning containing {w:?}, got {:?}",
+                case.name,
+                m.warnings
+            ),
+            None => assert!(
+                m.warnings.is_empty(),
+                "{}: unexpected warnings {:?}",
+                case.name,
+                m.warnings
+            ),
+        }
+        if matches!(case.verdict, Verdict::Untouched) {
+            assert!(m.patch.0.is_empty(), "{}: untouched must not patch", case.name);
+        }
+    }
+}
+
+#[test]
+fn dry_run_gets_the_same_answer() {
+    for case in cases() {
+        let wet = run(case.op.clone(), case.old.as_ref(), &case.new, false);
+        let dry = run(case.op.clone(), case.old.as_ref(), &case.new, true);
+        assert_eq!(wet, dry, "{}", case.name);
+    }
+}
+
+#[test]
+fn a_second_identical_write_is_a_no_op() {
+    // The stored object after a release started, written again (e.g. a GitOps re-sync).
+    let old = deploy(V0, &[(ROUTE, "podinfo")], false);
+    let new = deploy(V1, &[(ROUTE, "podinfo")], false);
+    let stored = apply(&new, &run(Operation::Update, Some(&old), &new, false));
+    let again = run(Operation::Update, Some(&stored), &stored, false);
+    assert_eq!(again.verdict, Verdict::Held { canary: r(V1) });
+    assert!(again.patch.0.is_empty(), "nothing to change: {:?}", again.patch);
+    assert!(again.warnings.is_empty());
+}
+
+#[test]
+fn pod_template_hash_label_is_not_a_release() {
+    let old = deploy(V0, &[(ROUTE, "podinfo")], false);
+    let mut new = old.clone();
+    new["spec"]["template"]["metadata"]["labels"]["pod-template-hash"] = json!("7d9b6c8f5");
+    let m = run(Operation::Update, Some(&old), &new, false);
+    assert_eq!(m.verdict, Verdict::Untouched);
+}
+
+#[test]
+fn patch_escapes_annotation_keys() {
+    let old = deploy(V0, &[(ROUTE, "podinfo")], false);
+    let new = deploy(V1, &[(ROUTE, "podinfo")], false);
+    let m = run(Operation::Update, Some(&old), &new, false);
+    let text = serde_json::to_string(&m.patch).unwrap();
+    assert!(
+        text.contains("/metadata/annotations/apisix-canary.dev~1stable-revision"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"{"op":"add","path":"/spec/paused","value":true}"#),
+        "{text}"
+    );
+}
