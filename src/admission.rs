@@ -79,31 +79,18 @@ pub struct ReviewResponse {
 
 impl From<Response> for ReviewResponse {
     fn from(response: Response) -> Self {
-        Self {
-            api_version: API_VERSION.to_owned(),
-            kind: KIND.to_owned(),
-            response,
-        }
+        Self { api_version: API_VERSION.to_owned(), kind: KIND.to_owned(), response }
     }
 }
 
 impl Response {
     fn allow(uid: &str) -> Self {
-        Self {
-            uid: uid.to_owned(),
-            allowed: true,
-            ..Self::default()
-        }
+        Self { uid: uid.to_owned(), allowed: true, ..Self::default() }
     }
 
     fn deny(uid: &str, code: u16, reason: &str, message: String) -> Self {
         let status = Status::failure(&message, reason).with_code(code);
-        Self {
-            uid: uid.to_owned(),
-            allowed: false,
-            status: Some(status),
-            ..Self::default()
-        }
+        Self { uid: uid.to_owned(), allowed: false, status: Some(status), ..Self::default() }
     }
 
     pub fn outcome(&self) -> Outcome {
@@ -177,10 +164,7 @@ pub fn review(hook: Hook, body: &[u8]) -> (Response, Summary) {
         Hook::ValidateDeployments => {
             let validation = deployment::validate(&review);
             if validation.errors.is_empty() {
-                Response {
-                    warnings: validation.warnings,
-                    ..Response::allow(&request.uid)
-                }
+                Response { warnings: validation.warnings, ..Response::allow(&request.uid) }
             } else {
                 Response::deny(&request.uid, 422, "Invalid", validation.errors.to_string())
             }
@@ -192,10 +176,7 @@ pub fn review(hook: Hook, body: &[u8]) -> (Response, Summary) {
 /// Parses a review body; on failure returns the uid if one could be read, and why.
 fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, (String, String)> {
     if body.is_empty() {
-        return Err((
-            String::new(),
-            "empty body: expected an AdmissionReview (admission.k8s.io/v1)".into(),
-        ));
+        return Err((String::new(), "empty body: expected an AdmissionReview (admission.k8s.io/v1)".into()));
     }
     let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
         Ok(review) => review,
@@ -207,14 +188,10 @@ fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, (String, String
         return Err((uid, format!("expected kind {KIND}, got {kind:?}")));
     }
     if api_version != API_VERSION {
-        return Err((
-            uid,
-            format!("unsupported apiVersion {api_version:?}: this webhook serves {API_VERSION}"),
-        ));
+        return Err((uid, format!("unsupported apiVersion {api_version:?}: this webhook serves {API_VERSION}")));
     }
-    let request: AdmissionRequest<DynamicObject> = review
-        .try_into()
-        .map_err(|_| (uid.clone(), "AdmissionReview has no request".to_owned()))?;
+    let request: AdmissionRequest<DynamicObject> =
+        review.try_into().map_err(|_| (uid.clone(), "AdmissionReview has no request".to_owned()))?;
     if request.uid.is_empty() {
         return Err((uid, "AdmissionReview request has no uid".to_owned()));
     }
@@ -229,11 +206,7 @@ fn diagnose(body: &[u8], error: serde_json::Error) -> (String, String) {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
         return (String::new(), format!("body is not JSON: {error}"));
     };
-    let uid = value
-        .pointer("/request/uid")
-        .and_then(|u| u.as_str())
-        .unwrap_or_default()
-        .to_owned();
+    let uid = value.pointer("/request/uid").and_then(|u| u.as_str()).unwrap_or_default().to_owned();
     let kind = value.get("kind").and_then(|v| v.as_str()).unwrap_or_default();
     if kind != KIND {
         return (uid, format!("expected kind {KIND}, got {kind:?}"));

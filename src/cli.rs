@@ -20,11 +20,7 @@ const DEFAULT_RELOAD_INTERVAL: &str = "10s";
 const DEFAULT_DRAIN_TIMEOUT: &str = "25s";
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "apisix-canary",
-    version,
-    about = "Canary releases for Kubernetes services behind Apache APISIX"
-)]
+#[command(name = "apisix-canary", version, about = "Canary releases for Kubernetes services behind Apache APISIX")]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, env = "APISIX_CANARY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json, global = true)]
@@ -87,12 +83,7 @@ pub struct CertsArgs {
     #[arg(long, env = "APISIX_CANARY_CERTS_OUT_DIR", default_value = "certs")]
     pub out_dir: PathBuf,
     /// A DNS name the serving certificate is valid for (repeat for more).
-    #[arg(
-        long = "dns-name",
-        env = "APISIX_CANARY_CERTS_DNS_NAMES",
-        value_delimiter = ',',
-        required = true
-    )]
+    #[arg(long = "dns-name", env = "APISIX_CANARY_CERTS_DNS_NAMES", value_delimiter = ',', required = true)]
     pub dns_names: Vec<String>,
 }
 
@@ -126,9 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn certs(args: &CertsArgs) -> anyhow::Result<()> {
     let certs = generate::generate(&args.dns_names).context("generating certificates")?;
-    certs
-        .write(&args.out_dir)
-        .with_context(|| format!("writing certificates to {}", args.out_dir.display()))?;
+    certs.write(&args.out_dir).with_context(|| format!("writing certificates to {}", args.out_dir.display()))?;
     let dir = args.out_dir.display();
     eprintln!(
         "wrote {dir}/{}, {dir}/{} and {dir}/{} for {}",
@@ -146,9 +135,7 @@ fn revision(args: &RevisionArgs) -> anyhow::Result<()> {
     use std::io::Read as _;
     let mut text = String::new();
     if args.file.as_os_str() == "-" {
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading standard input")?;
+        std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
     } else {
         text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     }
@@ -159,10 +146,7 @@ fn revision(args: &RevisionArgs) -> anyhow::Result<()> {
         let Some(template) = doc.pointer("/spec/template") else {
             continue;
         };
-        let name = doc
-            .pointer("/metadata/name")
-            .and_then(|n| n.as_str())
-            .unwrap_or("<unnamed>");
+        let name = doc.pointer("/metadata/name").and_then(|n| n.as_str()).unwrap_or("<unnamed>");
         println!("{}\t{name}", crate::release::revision::Revision::of_template(template));
         found = true;
     }

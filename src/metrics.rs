@@ -47,11 +47,7 @@ impl Metrics {
             latency_histogram as fn() -> Histogram,
         );
         let cert_reloads = Family::<ReloadLabels, Counter>::default();
-        registry.register(
-            "webhook_requests",
-            "Webhook requests by path and outcome",
-            requests.clone(),
-        );
+        registry.register("webhook_requests", "Webhook requests by path and outcome", requests.clone());
         registry.register(
             "webhook_request_duration_seconds",
             "Time to answer a webhook request, by path and outcome",
@@ -62,30 +58,18 @@ impl Metrics {
             "Certificate reloads that changed (swapped) or were rejected (error)",
             cert_reloads.clone(),
         );
-        Self {
-            registry,
-            requests,
-            latency,
-            cert_reloads,
-        }
+        Self { registry, requests, latency, cert_reloads }
     }
 
     /// Counts one request and its latency.
     pub fn observe_request(&self, path: &str, outcome: &str, elapsed: Duration) {
-        let labels = RequestLabels {
-            path: path.to_owned(),
-            outcome: outcome.to_owned(),
-        };
+        let labels = RequestLabels { path: path.to_owned(), outcome: outcome.to_owned() };
         self.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
         self.requests.get_or_create(&labels).inc();
     }
 
     pub fn observe_cert_reload(&self, result: &str) {
-        self.cert_reloads
-            .get_or_create(&ReloadLabels {
-                result: result.to_owned(),
-            })
-            .inc();
+        self.cert_reloads.get_or_create(&ReloadLabels { result: result.to_owned() }).inc();
     }
 
     /// The Prometheus text exposition of everything registered.

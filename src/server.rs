@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::deployment::Verdict;
 use crate::admission::{self, Hook, ReviewResponse};
 use crate::metrics::Metrics;
 
@@ -64,16 +65,9 @@ impl Router {
             status_response(code, reason, message)
         };
         if req.method() != Method::POST {
-            return refuse(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "MethodNotAllowed",
-                "webhooks accept POST only",
-            );
+            return refuse(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "webhooks accept POST only");
         }
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
             return refuse(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", TOO_LARGE);
         }
@@ -99,8 +93,8 @@ impl Router {
             dry_run = summary.dry_run,
             allowed = response.allowed,
             outcome = outcome.as_str(),
-            verdict = ?summary.verdict,
-            message = response.status.as_ref().map(|s| s.message.as_str()).unwrap_or_default(),
+            verdict = summary.verdict.as_ref().map(Verdict::name).unwrap_or_default(),
+            denial = response.status.as_ref().map(|s| s.message.as_str()).unwrap_or_default(),
             elapsed_us = elapsed.as_micros() as u64,
             "admission review"
         );
@@ -122,16 +116,10 @@ pub fn json_response(code: StatusCode, body: &impl serde::Serialize) -> Response
         Ok(bytes) => {
             let mut response = Response::new(Full::new(Bytes::from(bytes)));
             *response.status_mut() = code;
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/json"),
-            );
+            response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
             response
         }
-        Err(e) => text_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode response: {e}"),
-        ),
+        Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode response: {e}")),
     }
 }
 
@@ -139,10 +127,7 @@ pub fn json_response(code: StatusCode, body: &impl serde::Serialize) -> Response
 pub fn text_response(code: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = code;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 

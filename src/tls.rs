@@ -30,21 +30,11 @@ pub enum TlsError {
     #[error("{path}: no PEM certificate found")]
     NoCertificate { path: PathBuf },
     #[error("{path}: bad PEM certificate: {source}")]
-    BadCertificate {
-        path: PathBuf,
-        source: rustls::pki_types::pem::Error,
-    },
+    BadCertificate { path: PathBuf, source: rustls::pki_types::pem::Error },
     #[error("{path}: no usable PEM private key: {source}")]
-    BadKey {
-        path: PathBuf,
-        source: rustls::pki_types::pem::Error,
-    },
+    BadKey { path: PathBuf, source: rustls::pki_types::pem::Error },
     #[error("{cert} and {key} do not form a usable pair: {source}")]
-    Pair {
-        cert: PathBuf,
-        key: PathBuf,
-        source: rustls::Error,
-    },
+    Pair { cert: PathBuf, key: PathBuf, source: rustls::Error },
     #[error("tls configuration: {0}")]
     Config(rustls::Error),
 }
@@ -148,12 +138,7 @@ impl ResolvesServerCert for CertStore {
 }
 
 fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|source| TlsError::Read {
-            path: p.to_owned(),
-            source,
-        })
-    };
+    let read = |p: &Path| std::fs::read(p).map_err(|source| TlsError::Read { path: p.to_owned(), source });
     Ok((read(cert)?, read(key)?))
 }
 
@@ -166,19 +151,12 @@ fn certified_key(
 ) -> Result<CertifiedKey, TlsError> {
     let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::BadCertificate {
-            path: cert_path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| TlsError::BadCertificate { path: cert_path.to_owned(), source })?;
     if chain.is_empty() {
-        return Err(TlsError::NoCertificate {
-            path: cert_path.to_owned(),
-        });
+        return Err(TlsError::NoCertificate { path: cert_path.to_owned() });
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|source| TlsError::BadKey {
-        path: key_path.to_owned(),
-        source,
-    })?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|source| TlsError::BadKey { path: key_path.to_owned(), source })?;
     CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Pair {
         cert: cert_path.to_owned(),
         key: key_path.to_owned(),

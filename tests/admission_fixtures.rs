@@ -14,18 +14,12 @@ use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/admission")
-        .join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 async fn post(router: &Router, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
+    let req = Request::builder().method(Method::POST).uri(path).body(Full::new(Bytes::from(body))).unwrap();
     let res = router.route(req).await;
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
@@ -45,11 +39,7 @@ async fn mutate(name: &str) -> (ReviewResponse, Value, Value) {
     let answer: ReviewResponse = serde_json::from_value(answer).unwrap();
     assert_eq!(answer.api_version, "admission.k8s.io/v1");
     assert_eq!(answer.kind, "AdmissionReview");
-    assert_eq!(
-        answer.response.uid,
-        review["request"]["uid"].as_str().unwrap(),
-        "{name}: uid echoed"
-    );
+    assert_eq!(answer.response.uid, review["request"]["uid"].as_str().unwrap(), "{name}: uid echoed");
     let original = review["request"]["object"].clone();
     let mut object = original.clone();
     if let Some(patch) = &answer.response.patch {
@@ -78,10 +68,7 @@ async fn set_image_pauses_and_locks() {
         assert_eq!(after["spec"]["paused"], true, "{name}");
         assert_eq!(ann(&after, "stable-revision"), revisions()["6.0.0"].as_str());
         assert_eq!(ann(&after, "canary-revision"), revisions()["6.0.1"].as_str());
-        assert_eq!(
-            after["spec"]["template"], before["spec"]["template"],
-            "template untouched"
-        );
+        assert_eq!(after["spec"]["template"], before["spec"]["template"], "template untouched");
         assert_eq!(after["spec"]["replicas"], before["spec"]["replicas"]);
         assert_eq!(answer.response.warnings.len(), 1);
         assert!(answer.response.warnings[0].contains("canary release of revision 89a79df4a9 started"));
@@ -90,13 +77,7 @@ async fn set_image_pauses_and_locks() {
 
 #[tokio::test]
 async fn not_a_release_is_not_patched() {
-    for name in [
-        "annotation-only.json",
-        "replicas-only.json",
-        "scale.json",
-        "create.json",
-        "not-opted-in.json",
-    ] {
+    for name in ["annotation-only.json", "replicas-only.json", "scale.json", "create.json", "not-opted-in.json"] {
         let (answer, before, after) = mutate(name).await;
         assert!(answer.response.allowed, "{name}");
         assert_eq!(answer.response.patch, None, "{name}");
@@ -164,10 +145,8 @@ async fn valid_annotations_pass_validation() {
 #[tokio::test]
 async fn reference_captures() {
     // minikube's UPDATE of an nginx Deployment without our annotations: allowed, untouched.
-    let request: Value = serde_json::from_slice(&fixture(
-        "reference/admissionrequest-deployment-update-with-oldobject.json",
-    ))
-    .unwrap();
+    let request: Value =
+        serde_json::from_slice(&fixture("reference/admissionrequest-deployment-update-with-oldobject.json")).unwrap();
     let review =
         serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request});
     for path in ["/mutate/deployments", "/validate/deployments"] {
@@ -176,12 +155,9 @@ async fn reference_captures() {
         assert_eq!(answer["response"]["uid"], request["uid"]);
         assert!(answer["response"].get("patch").is_none());
     }
-    let (_, answer) = post(
-        &router(),
-        "/mutate/deployments",
-        fixture("reference/admissionreview-v1-deployment-create-minimal.json"),
-    )
-    .await;
+    let (_, answer) =
+        post(&router(), "/mutate/deployments", fixture("reference/admissionreview-v1-deployment-create-minimal.json"))
+            .await;
     assert_eq!(answer["response"]["allowed"], true);
     assert_eq!(answer["response"]["uid"], "12345-67890-abcdef");
 
@@ -193,10 +169,7 @@ async fn reference_captures() {
     assert_eq!(answer["response"]["allowed"], false);
     assert_eq!(answer["response"]["uid"], uid);
     let message = answer["response"]["status"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("unsupported apiVersion \"admission.k8s.io/v1beta1\""),
-        "{message}"
-    );
+    assert!(message.contains("unsupported apiVersion \"admission.k8s.io/v1beta1\""), "{message}");
 }
 
 #[test]
@@ -206,10 +179,7 @@ fn fixture_revisions_are_pinned() {
     for (name, version) in [("set-image.json", "6.0.1"), ("second-change.json", "6.0.2")] {
         let review: Value = serde_json::from_slice(&fixture(name)).unwrap();
         let template = &review["request"]["object"]["spec"]["template"];
-        assert_eq!(
-            Revision::of_template(template).as_str(),
-            revisions[version].as_str().unwrap()
-        );
+        assert_eq!(Revision::of_template(template).as_str(), revisions[version].as_str().unwrap());
     }
     assert_eq!(revisions["6.0.0"], "53d0ab54bc");
     assert_eq!(revisions["6.0.1"], "89a79df4a9");

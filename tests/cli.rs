@@ -24,40 +24,21 @@ fn certs_writes_a_ca_a_serving_pair_and_prints_the_ca_bundle() {
     let out = Command::new(BIN)
         .args(["certs", "--out-dir"])
         .arg(dir.path())
-        .args([
-            "--dns-name",
-            "apisix-canary.apisix-canary.svc",
-            "--dns-name",
-            "localhost",
-        ])
+        .args(["--dns-name", "apisix-canary.apisix-canary.svc", "--dns-name", "localhost"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let ca = std::fs::read(dir.path().join("ca.crt")).unwrap();
     let bundle = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        base64::engine::general_purpose::STANDARD.decode(bundle.trim()).unwrap(),
-        ca
-    );
-    assert!(
-        std::fs::read_to_string(dir.path().join("tls.crt"))
-            .unwrap()
-            .starts_with("-----BEGIN CERTIFICATE-----")
-    );
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(bundle.trim()).unwrap(), ca);
+    assert!(std::fs::read_to_string(dir.path().join("tls.crt")).unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("tls.key"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(dir.path().join("tls.key")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "the private key is private");
     }
-    let missing = Command::new(BIN)
-        .args(["certs", "--out-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let missing = Command::new(BIN).args(["certs", "--out-dir"]).arg(dir.path()).output().unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("--dns-name"));
 }
@@ -74,15 +55,7 @@ async fn serve_answers_then_drains_and_exits_zero_on_sigterm() {
         .unwrap();
     assert!(status.success());
     let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--webhook-only",
-            "--addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--tls-cert",
-        ])
+        .args(["serve", "--webhook-only", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--tls-cert"])
         .arg(dir.path().join("tls.crt"))
         .arg("--tls-key")
         .arg(dir.path().join("tls.key"))
@@ -110,10 +83,7 @@ async fn serve_answers_then_drains_and_exits_zero_on_sigterm() {
     let answer: Value = serde_json::from_slice(res.body()).unwrap();
     assert_eq!(answer["response"]["patchType"], "JSONPatch");
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let status = tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -129,20 +99,13 @@ async fn serve_answers_then_drains_and_exits_zero_on_sigterm() {
     .unwrap();
     assert_eq!(status.code(), Some(0));
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(
-        rest.iter()
-            .any(|l| l.contains("admission review") && l.contains("a1f0c3e2-0001")),
-        "{rest:?}"
-    );
+    assert!(rest.iter().any(|l| l.contains("admission review") && l.contains("a1f0c3e2-0001")), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("server stopped")), "{rest:?}");
 }
 
 #[test]
 fn serve_without_webhook_only_says_what_is_missing() {
-    let out = Command::new(BIN)
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["serve", "--addr", "127.0.0.1:0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--webhook-only"));
 }
@@ -150,20 +113,8 @@ fn serve_without_webhook_only_says_what_is_missing() {
 #[test]
 fn serve_with_a_missing_certificate_fails_clearly() {
     let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--webhook-only",
-            "--addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--tls-cert",
-            "/nonexistent/tls.crt",
-            "--tls-key",
-            "/nonexistent/tls.key",
-        ])
+        .args(["serve", "--webhook-only", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .args(["--tls-cert", "/nonexistent/tls.crt", "--tls-key", "/nonexistent/tls.key"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -13,10 +13,8 @@ const V2: &str = "stefanprodan/podinfo:6.0.2";
 
 /// A podinfo Deployment with the given image, annotations, paused flag and env.
 fn deploy(image: &str, annotations: &[(&str, &str)], paused: bool) -> Value {
-    let ann: serde_json::Map<String, Value> = annotations
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
-        .collect();
+    let ann: serde_json::Map<String, Value> =
+        annotations.iter().map(|(k, v)| ((*k).to_owned(), Value::from(*v))).collect();
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -43,12 +41,7 @@ fn obj(v: &Value) -> DynamicObject {
 
 fn run(op: Operation, old: Option<&Value>, new: &Value, dry_run: bool) -> Mutation {
     let (old, new) = (old.map(obj), obj(new));
-    mutate(&Review {
-        operation: &op,
-        old: old.as_ref(),
-        new: Some(&new),
-        dry_run,
-    })
+    mutate(&Review { operation: &op, old: old.as_ref(), new: Some(&new), dry_run })
 }
 
 /// The object the API server would store: the request object with the patch applied.
@@ -88,12 +81,8 @@ fn cases() -> Vec<Case> {
     let route: &[(&str, &str)] = &[(ROUTE, "podinfo")];
     let (r0, r1, r2) = (rev(V0), rev(V1), rev(V2));
     let locked: Vec<(&str, &str)> = vec![(ROUTE, "podinfo"), (STABLE_REVISION, &r0), (CANARY_REVISION, &r1)];
-    let failed: Vec<(&str, &str)> = vec![
-        (ROUTE, "podinfo"),
-        (STABLE_REVISION, &r0),
-        (CANARY_REVISION, &r2),
-        (FAILED_REVISION, &r2),
-    ];
+    let failed: Vec<(&str, &str)> =
+        vec![(ROUTE, "podinfo"), (STABLE_REVISION, &r0), (CANARY_REVISION, &r2), (FAILED_REVISION, &r2)];
     let mut retry = failed.clone();
     retry.push((RETRY, &r2));
     let with_env = {
@@ -113,10 +102,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V0, route, false)),
             new: deploy(V1, route, false),
-            verdict: Verdict::Started {
-                stable: r(V0),
-                canary: r(V1),
-            },
+            verdict: Verdict::Started { stable: r(V0), canary: r(V1) },
             paused: true,
             lock: [s(V0), s(V1), None, None],
             warning: Some("canary release of revision"),
@@ -126,17 +112,9 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V0, route, false)),
             new: with_env.clone(),
-            verdict: Verdict::Started {
-                stable: r(V0),
-                canary: Revision::of_template(&with_env["spec"]["template"]),
-            },
+            verdict: Verdict::Started { stable: r(V0), canary: Revision::of_template(&with_env["spec"]["template"]) },
             paused: true,
-            lock: [
-                s(V0),
-                Some(Revision::of_template(&with_env["spec"]["template"]).to_string()),
-                None,
-                None,
-            ],
+            lock: [s(V0), Some(Revision::of_template(&with_env["spec"]["template"]).to_string()), None, None],
             warning: Some("started"),
         },
         Case {
@@ -218,11 +196,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V1, &locked, true)),
             new: deploy(V2, &locked, true),
-            verdict: Verdict::Restarted {
-                stable: r(V0),
-                replaced: r(V1),
-                canary: r(V2),
-            },
+            verdict: Verdict::Restarted { stable: r(V0), replaced: r(V1), canary: r(V2) },
             paused: true,
             lock: [s(V0), s(V2), None, None],
             warning: Some("analysis restarts"),
@@ -252,10 +226,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V2, &failed, true)),
             new: deploy(V2, &retry, true),
-            verdict: Verdict::Started {
-                stable: r(V0),
-                canary: r(V2),
-            },
+            verdict: Verdict::Started { stable: r(V0), canary: r(V2) },
             paused: true,
             lock: [s(V0), s(V2), None, None],
             warning: Some("retrying failed revision"),
@@ -265,10 +236,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V2, &failed, true)),
             new: deploy(V1, &failed, true),
-            verdict: Verdict::Started {
-                stable: r(V0),
-                canary: r(V1),
-            },
+            verdict: Verdict::Started { stable: r(V0), canary: r(V1) },
             paused: true,
             lock: [s(V0), s(V1), s(V2), None],
             warning: Some("started"),
@@ -288,11 +256,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V1, &locked, true)),
             new: deploy(V2, route, false),
-            verdict: Verdict::Restarted {
-                stable: r(V0),
-                replaced: r(V1),
-                canary: r(V2),
-            },
+            verdict: Verdict::Restarted { stable: r(V0), replaced: r(V1), canary: r(V2) },
             paused: true,
             lock: [s(V0), s(V2), None, None],
             warning: Some("analysis restarts"),
@@ -324,23 +288,10 @@ fn interception_rules() {
         let m = run(case.op.clone(), case.old.as_ref(), &case.new, false);
         assert_eq!(m.verdict, case.verdict, "{}", case.name);
         let after = apply(&case.new, &m);
-        assert_eq!(
-            after["spec"]["paused"].as_bool().unwrap_or(false),
-            case.paused,
-            "{}: paused",
-            case.name
-        );
+        assert_eq!(after["spec"]["paused"].as_bool().unwrap_or(false), case.paused, "{}: paused", case.name);
         assert_eq!(lock_of(&after), case.lock, "{}: lock", case.name);
-        assert_eq!(
-            after["spec"]["template"], case.new["spec"]["template"],
-            "{}: template untouched",
-            case.name
-        );
-        assert_eq!(
-            after["spec"]["replicas"], case.new["spec"]["replicas"],
-            "{}: replicas untouched",
-            case.name
-        );
+        assert_eq!(after["spec"]["template"], case.new["spec"]["template"], "{}: template untouched", case.name);
+        assert_eq!(after["spec"]["replicas"], case.new["spec"]["replicas"], "{}: replicas untouched", case.name);
         match case.warning {
             Some(w) => assert!(
                 m.warnings.len() == 1 && m.warnings[0].contains(w),
@@ -348,12 +299,7 @@ fn interception_rules() {
                 case.name,
                 m.warnings
             ),
-            None => assert!(
-                m.warnings.is_empty(),
-                "{}: unexpected warnings {:?}",
-                case.name,
-                m.warnings
-            ),
+            None => assert!(m.warnings.is_empty(), "{}: unexpected warnings {:?}", case.name, m.warnings),
         }
         if matches!(case.verdict, Verdict::Untouched) {
             assert!(m.patch.0.is_empty(), "{}: untouched must not patch", case.name);
@@ -397,12 +343,6 @@ fn patch_escapes_annotation_keys() {
     let new = deploy(V1, &[(ROUTE, "podinfo")], false);
     let m = run(Operation::Update, Some(&old), &new, false);
     let text = serde_json::to_string(&m.patch).unwrap();
-    assert!(
-        text.contains("/metadata/annotations/apisix-canary.dev~1stable-revision"),
-        "{text}"
-    );
-    assert!(
-        text.contains(r#"{"op":"add","path":"/spec/paused","value":true}"#),
-        "{text}"
-    );
+    assert!(text.contains("/metadata/annotations/apisix-canary.dev~1stable-revision"), "{text}");
+    assert!(text.contains(r#"{"op":"add","path":"/spec/paused","value":true}"#), "{text}");
 }

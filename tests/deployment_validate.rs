@@ -8,10 +8,8 @@ use kube::core::admission::Operation;
 use serde_json::{Value, json};
 
 fn deploy(annotations: &[(&str, &str)]) -> DynamicObject {
-    let ann: serde_json::Map<String, Value> = annotations
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
-        .collect();
+    let ann: serde_json::Map<String, Value> =
+        annotations.iter().map(|(k, v)| ((*k).to_owned(), Value::from(*v))).collect();
     serde_json::from_value(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -23,12 +21,7 @@ fn deploy(annotations: &[(&str, &str)]) -> DynamicObject {
 
 fn errors_of(annotations: &[(&str, &str)]) -> Vec<String> {
     let new = deploy(annotations);
-    let v = validate(&Review {
-        operation: &Operation::Create,
-        old: None,
-        new: Some(&new),
-        dry_run: false,
-    });
+    let v = validate(&Review { operation: &Operation::Create, old: None, new: Some(&new), dry_run: false });
     v.errors.iter().map(ToString::to_string).collect()
 }
 
@@ -43,35 +36,19 @@ fn each_rule_names_field_value_and_what_is_allowed() {
     let cases: Vec<Case> = vec![
         (
             vec![R, ("apisix-canary.dev/max-weight", "150")],
-            vec![format!(
-                "{}: Invalid value: \"150\": must be between 1 and 100",
-                a("max-weight")
-            )],
+            vec![format!("{}: Invalid value: \"150\": must be between 1 and 100", a("max-weight"))],
         ),
         (
             vec![R, ("apisix-canary.dev/max-weight", "0")],
-            vec![format!(
-                "{}: Invalid value: \"0\": must be between 1 and 100",
-                a("max-weight")
-            )],
+            vec![format!("{}: Invalid value: \"0\": must be between 1 and 100", a("max-weight"))],
         ),
         (
             vec![R, ("apisix-canary.dev/step-weight", "ten")],
-            vec![format!(
-                "{}: Invalid value: \"ten\": must be an integer between 1 and 100",
-                a("step-weight")
-            )],
+            vec![format!("{}: Invalid value: \"ten\": must be an integer between 1 and 100", a("step-weight"))],
         ),
         (
-            vec![
-                R,
-                ("apisix-canary.dev/step-weight", "60"),
-                ("apisix-canary.dev/max-weight", "50"),
-            ],
-            vec![format!(
-                "{}: Invalid value: \"60\": must be less than or equal to max-weight (50)",
-                a("step-weight")
-            )],
+            vec![R, ("apisix-canary.dev/step-weight", "60"), ("apisix-canary.dev/max-weight", "50")],
+            vec![format!("{}: Invalid value: \"60\": must be less than or equal to max-weight (50)", a("step-weight"))],
         ),
         (
             vec![R, ("apisix-canary.dev/step-weight", "60")],
@@ -82,28 +59,14 @@ fn each_rule_names_field_value_and_what_is_allowed() {
         ),
         (
             vec![R, ("apisix-canary.dev/step-weights", "10,5")],
-            vec![format!(
-                "{}: Invalid value: \"10,5\": weights must be strictly increasing",
-                a("step-weights")
-            )],
+            vec![format!("{}: Invalid value: \"10,5\": weights must be strictly increasing", a("step-weights"))],
         ),
         (
-            vec![
-                R,
-                ("apisix-canary.dev/step-weights", "10,60"),
-                ("apisix-canary.dev/max-weight", "50"),
-            ],
-            vec![format!(
-                "{}: Invalid value: \"10,60\": must not go above max-weight (50)",
-                a("step-weights")
-            )],
+            vec![R, ("apisix-canary.dev/step-weights", "10,60"), ("apisix-canary.dev/max-weight", "50")],
+            vec![format!("{}: Invalid value: \"10,60\": must not go above max-weight (50)", a("step-weights"))],
         ),
         (
-            vec![
-                R,
-                ("apisix-canary.dev/step-weights", "5,10"),
-                ("apisix-canary.dev/step-weight", "5"),
-            ],
+            vec![R, ("apisix-canary.dev/step-weights", "5,10"), ("apisix-canary.dev/step-weight", "5")],
             vec![format!(
                 "{}: Forbidden: may not be set together with apisix-canary.dev/step-weight",
                 a("step-weights")
@@ -122,24 +85,15 @@ fn each_rule_names_field_value_and_what_is_allowed() {
         ),
         (
             vec![R, ("apisix-canary.dev/interval", "100ms")],
-            vec![format!(
-                "{}: Invalid value: \"100ms\": must be between 1s and 24h",
-                a("interval")
-            )],
+            vec![format!("{}: Invalid value: \"100ms\": must be between 1s and 24h", a("interval"))],
         ),
         (
             vec![R, ("apisix-canary.dev/max-request-duration", "20m")],
-            vec![format!(
-                "{}: Invalid value: \"20m\": must be between 1ms and 10m",
-                a("max-request-duration")
-            )],
+            vec![format!("{}: Invalid value: \"20m\": must be between 1ms and 10m", a("max-request-duration"))],
         ),
         (
             vec![R, ("apisix-canary.dev/min-success-rate", "101")],
-            vec![format!(
-                "{}: Invalid value: \"101\": must be a number between 0 and 100",
-                a("min-success-rate")
-            )],
+            vec![format!("{}: Invalid value: \"101\": must be a number between 0 and 100", a("min-success-rate"))],
         ),
         (
             vec![R, ("apisix-canary.dev/progress-deadline-seconds", "0")],
@@ -150,10 +104,7 @@ fn each_rule_names_field_value_and_what_is_allowed() {
         ),
         (
             vec![R, ("apisix-canary.dev/skip-analysis", "yes")],
-            vec![format!(
-                "{}: Unsupported value: \"yes\": supported values: \"false\", \"true\"",
-                a("skip-analysis")
-            )],
+            vec![format!("{}: Unsupported value: \"yes\": supported values: \"false\", \"true\"", a("skip-analysis"))],
         ),
         (
             vec![("apisix-canary.dev/route", "Podinfo_v2")],
@@ -172,10 +123,7 @@ fn each_rule_names_field_value_and_what_is_allowed() {
         ),
         (
             vec![("apisix-canary.dev/rout", "podinfo")],
-            vec![format!(
-                "{}: Forbidden: unknown annotation; did you mean apisix-canary.dev/route?",
-                a("rout")
-            )],
+            vec![format!("{}: Forbidden: unknown annotation; did you mean apisix-canary.dev/route?", a("rout"))],
         ),
         (
             vec![R, ("apisix-canary.dev/canary", "podinfo")],
@@ -186,10 +134,7 @@ fn each_rule_names_field_value_and_what_is_allowed() {
             )],
         ),
         (
-            vec![
-                ("apisix-canary.dev/canary", "podinfo"),
-                ("apisix-canary.dev/max-weight", "50"),
-            ],
+            vec![("apisix-canary.dev/canary", "podinfo"), ("apisix-canary.dev/max-weight", "50")],
             vec![format!(
                 "{}: Forbidden: the analysis is defined by the Canary named in apisix-canary.dev/canary; set it there",
                 a("max-weight")
@@ -219,11 +164,7 @@ fn each_rule_names_field_value_and_what_is_allowed() {
 fn unknown_key_far_from_any_lists_the_known_ones() {
     let errs = errors_of(&[R, ("apisix-canary.dev/colour", "blue")]);
     assert_eq!(errs.len(), 1);
-    assert!(
-        errs[0].contains("known keys under apisix-canary.dev/: route, canary, step-weight"),
-        "{}",
-        errs[0]
-    );
+    assert!(errs[0].contains("known keys under apisix-canary.dev/: route, canary, step-weight"), "{}", errs[0]);
 }
 
 #[test]
@@ -234,12 +175,7 @@ fn every_problem_in_one_answer() {
         ("apisix-canary.dev/interval", "soon"),
         ("apisix-canary.dev/thresold", "5"),
     ]);
-    let v = validate(&Review {
-        operation: &Operation::Create,
-        old: None,
-        new: Some(&new),
-        dry_run: false,
-    });
+    let v = validate(&Review { operation: &Operation::Create, old: None, new: Some(&new), dry_run: false });
     assert_eq!(v.errors.len(), 3);
     let message = v.errors.to_string();
     assert!(message.starts_with('[') && message.ends_with(']'), "{message}");
@@ -268,12 +204,7 @@ fn valid_settings_pass_with_warnings_where_risky() {
         ("apisix-canary.dev/canary-revision", "89a79df4a9"),
         ("unrelated.example.com/anything", "goes"),
     ]);
-    let v = validate(&Review {
-        operation: &Operation::Create,
-        old: None,
-        new: Some(&new),
-        dry_run: false,
-    });
+    let v = validate(&Review { operation: &Operation::Create, old: None, new: Some(&new), dry_run: false });
     assert!(v.errors.is_empty(), "{}", v.errors);
     assert_eq!(v.warnings.len(), 2, "{:?}", v.warnings);
     assert!(v.warnings[0].starts_with("apisix-canary.dev/interval: interval 5s is under 10s"));
@@ -301,36 +232,17 @@ fn updates_that_keep_our_annotations_are_not_rechecked() {
     // Stored before a rule existed: scaling it must still work.
     let old = deploy(&[R, ("apisix-canary.dev/max-weight", "150")]);
     let new = deploy(&[R, ("apisix-canary.dev/max-weight", "150"), ("team", "checkout")]);
-    let v = validate(&Review {
-        operation: &Operation::Update,
-        old: Some(&old),
-        new: Some(&new),
-        dry_run: false,
-    });
+    let v = validate(&Review { operation: &Operation::Update, old: Some(&old), new: Some(&new), dry_run: false });
     assert!(v.errors.is_empty());
     // Touching our annotations re-checks all of them.
-    let touched = deploy(&[
-        R,
-        ("apisix-canary.dev/max-weight", "150"),
-        ("apisix-canary.dev/interval", "10s"),
-    ]);
-    let v = validate(&Review {
-        operation: &Operation::Update,
-        old: Some(&old),
-        new: Some(&touched),
-        dry_run: false,
-    });
+    let touched = deploy(&[R, ("apisix-canary.dev/max-weight", "150"), ("apisix-canary.dev/interval", "10s")]);
+    let v = validate(&Review { operation: &Operation::Update, old: Some(&old), new: Some(&touched), dry_run: false });
     assert_eq!(v.errors.len(), 1, "{}", v.errors);
 }
 
 #[test]
 fn delete_is_never_denied() {
     let old = deploy(&[R, ("apisix-canary.dev/max-weight", "150")]);
-    let v = validate(&Review {
-        operation: &Operation::Delete,
-        old: Some(&old),
-        new: None,
-        dry_run: false,
-    });
+    let v = validate(&Review { operation: &Operation::Delete, old: Some(&old), new: None, dry_run: false });
     assert!(v.errors.is_empty());
 }

@@ -16,12 +16,7 @@ use serde_json::Value;
 const URL: &str = "https://localhost";
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/admission")
-            .join(name),
-    )
-    .unwrap()
+    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission").join(name)).unwrap()
 }
 
 async fn server(dir: &std::path::Path, reload: Duration) -> (Running, DevCerts) {
@@ -33,14 +28,9 @@ async fn server(dir: &std::path::Path, reload: Duration) -> (Running, DevCerts) 
 }
 
 async fn review(running: &Running, ca: &str, alpn: &[&[u8]], path: &str, body: Vec<u8>) -> (StatusCode, Value) {
-    let stream = client::connect(&client::connector(ca, alpn), running.addr)
-        .await
-        .unwrap();
+    let stream = client::connect(&client::connector(ca, alpn), running.addr).await.unwrap();
     let res = client::send(stream, client::post(&format!("{URL}{path}"), body)).await;
-    (
-        res.status(),
-        serde_json::from_slice(res.body()).expect("every answer is JSON"),
-    )
+    (res.status(), serde_json::from_slice(res.body()).expect("every answer is JSON"))
 }
 
 #[tokio::test]
@@ -48,19 +38,11 @@ async fn serves_reviews_over_tls_with_h2_and_http1() {
     let dir = tempfile::tempdir().unwrap();
     let (running, certs) = server(dir.path(), Duration::from_secs(60)).await;
     for alpn in [&[b"h2".as_slice()][..], &[b"http/1.1".as_slice()][..], &[][..]] {
-        let stream = client::connect(&client::connector(&certs.ca_pem, alpn), running.addr)
-            .await
-            .unwrap();
+        let stream = client::connect(&client::connector(&certs.ca_pem, alpn), running.addr).await.unwrap();
         let version = stream.get_ref().1.protocol_version().unwrap();
-        assert!(matches!(
-            version,
-            rustls::ProtocolVersion::TLSv1_3 | rustls::ProtocolVersion::TLSv1_2
-        ));
-        let res = client::send(
-            stream,
-            client::post(&format!("{URL}/mutate/deployments"), fixture("set-image.json")),
-        )
-        .await;
+        assert!(matches!(version, rustls::ProtocolVersion::TLSv1_3 | rustls::ProtocolVersion::TLSv1_2));
+        let res =
+            client::send(stream, client::post(&format!("{URL}/mutate/deployments"), fixture("set-image.json"))).await;
         assert_eq!(res.status(), StatusCode::OK);
         let answer: Value = serde_json::from_slice(res.body()).unwrap();
         assert_eq!(answer["response"]["patchType"], "JSONPatch", "alpn {alpn:?}");
@@ -76,13 +58,8 @@ async fn serves_reviews_over_tls_with_h2_and_http1() {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let stream = client::connect(&std::sync::Arc::new(tls12).into(), running.addr)
-        .await
-        .unwrap();
-    assert_eq!(
-        stream.get_ref().1.protocol_version(),
-        Some(rustls::ProtocolVersion::TLSv1_2)
-    );
+    let stream = client::connect(&std::sync::Arc::new(tls12).into(), running.addr).await.unwrap();
+    assert_eq!(stream.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
     running.shutdown().await;
 }
 
@@ -122,10 +99,7 @@ async fn malformed_requests_are_answered_and_the_server_keeps_serving() {
 
     let stream = client::connect(&client::connector(ca, h1), running.addr).await.unwrap();
     let get = http::Request::get(format!("{URL}/mutate/deployments")).body(http_body_util::Full::new(Bytes::new()));
-    assert_eq!(
-        client::send(stream, get.unwrap()).await.status(),
-        StatusCode::METHOD_NOT_ALLOWED
-    );
+    assert_eq!(client::send(stream, get.unwrap()).await.status(), StatusCode::METHOD_NOT_ALLOWED);
 
     // A client that never finishes its handshake does not block anyone.
     let _idle = tokio::net::TcpStream::connect(running.addr).await.unwrap();
@@ -142,10 +116,7 @@ async fn malformed_requests_are_answered_and_the_server_keeps_serving() {
         metrics.contains(r#"apisix_canary_webhook_requests_total{path="/mutate/deployments",outcome="patched"} 1"#),
         "{metrics}"
     );
-    assert!(
-        metrics.contains("apisix_canary_webhook_request_duration_seconds_bucket"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("apisix_canary_webhook_request_duration_seconds_bucket"), "{metrics}");
     running.shutdown().await;
 }
 
@@ -157,11 +128,7 @@ async fn rotated_certificate_is_served_without_restart_and_bad_files_keep_the_ol
     let h1: &[&[u8]] = &[b"http/1.1"];
 
     // A broken certificate file: the reload is rejected, the old pair keeps serving.
-    std::fs::write(
-        dir.path().join(generate::CERT_FILE),
-        "-----BEGIN CERTIFICATE-----\nnot base64!\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join(generate::CERT_FILE), "-----BEGIN CERTIFICATE-----\nnot base64!\n").unwrap();
     let errors = wait_for(|| async {
         let metrics = client::get(running.admin_addr, "/metrics").await;
         String::from_utf8_lossy(metrics.body()).contains(r#"apisix_canary_certificate_reloads_total{result="error"}"#)
@@ -169,14 +136,7 @@ async fn rotated_certificate_is_served_without_restart_and_bad_files_keep_the_ol
     .await;
     assert!(errors, "the broken file was never reported");
     assert_eq!(running.certs.current_leaf(), old_leaf);
-    let (status, _) = review(
-        &running,
-        &first.ca_pem,
-        h1,
-        "/mutate/deployments",
-        fixture("set-image.json"),
-    )
-    .await;
+    let (status, _) = review(&running, &first.ca_pem, h1, "/mutate/deployments", fixture("set-image.json")).await;
     assert_eq!(status, StatusCode::OK);
 
     // A new pair from another CA: served by the same process once the timer sees it.
@@ -185,12 +145,9 @@ async fn rotated_certificate_is_served_without_restart_and_bad_files_keep_the_ol
     let rotated = wait_for(|| async {
         match client::connect(&client::connector(&second.ca_pem, h1), running.addr).await {
             Ok(stream) => {
-                client::send(
-                    stream,
-                    client::post(&format!("{URL}/mutate/deployments"), fixture("set-image.json")),
-                )
-                .await
-                .status()
+                client::send(stream, client::post(&format!("{URL}/mutate/deployments"), fixture("set-image.json")))
+                    .await
+                    .status()
                     == StatusCode::OK
             }
             Err(_) => false,
@@ -200,11 +157,7 @@ async fn rotated_certificate_is_served_without_restart_and_bad_files_keep_the_ol
     assert!(rotated, "the new certificate was never served");
     assert_ne!(running.certs.current_leaf(), old_leaf);
     // Clients that trust only the old CA are now refused: the old cert is really gone.
-    assert!(
-        client::connect(&client::connector(&first.ca_pem, h1), running.addr)
-            .await
-            .is_err()
-    );
+    assert!(client::connect(&client::connector(&first.ca_pem, h1), running.addr).await.is_err());
     running.shutdown().await;
 }
 
@@ -219,9 +172,7 @@ async fn readiness_goes_false_on_shutdown_and_in_flight_requests_finish() {
     // Start a request and hold back the end of its body.
     let body = fixture("set-image.json");
     let (head, tail) = body.split_at(body.len() / 2);
-    let mut stream = client::connect(&client::connector(&certs.ca_pem, &[b"http/1.1"]), running.addr)
-        .await
-        .unwrap();
+    let mut stream = client::connect(&client::connector(&certs.ca_pem, &[b"http/1.1"]), running.addr).await.unwrap();
     let request = format!(
         "POST /mutate/deployments HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         body.len()
@@ -232,10 +183,7 @@ async fn readiness_goes_false_on_shutdown_and_in_flight_requests_finish() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     running.begin_shutdown();
-    assert_eq!(
-        client::get(running.admin_addr, "/ready").await.status(),
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    assert_eq!(client::get(running.admin_addr, "/ready").await.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(client::get(running.admin_addr, "/live").await.status(), StatusCode::OK);
     // New connections are refused while the old one drains.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -244,17 +192,13 @@ async fn readiness_goes_false_on_shutdown_and_in_flight_requests_finish() {
     stream.write_all(tail).await.unwrap();
     stream.flush().await.unwrap();
     let mut response = Vec::new();
-    let _ = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response),
-    )
-    .await;
+    let _ =
+        tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response))
+            .await;
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
     assert!(response.contains("\"patchType\":\"JSONPatch\""), "{response}");
-    tokio::time::timeout(Duration::from_secs(5), running.wait())
-        .await
-        .expect("server stops after the drain");
+    tokio::time::timeout(Duration::from_secs(5), running.wait()).await.expect("server stops after the drain");
 }
 
 async fn wait_for<F, Fut>(mut check: F) -> bool

@@ -42,11 +42,7 @@ pub enum Verdict {
     /// A new release: the Deployment is paused and locked.
     Started { stable: Revision, canary: Revision },
     /// A newer revision replaced the one under analysis; the analysis restarts.
-    Restarted {
-        stable: Revision,
-        replaced: Revision,
-        canary: Revision,
-    },
+    Restarted { stable: Revision, replaced: Revision, canary: Revision },
     /// An update while locked, with no new revision: the Deployment stays paused.
     Held { canary: Revision },
     /// The template went back to the stable revision: the release is cancelled.
@@ -55,6 +51,21 @@ pub enum Verdict {
     Refused { failed: Revision },
     /// The user removed the lock: we no longer hold the Deployment.
     Released,
+}
+
+impl Verdict {
+    /// A short lowercase name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Untouched => "untouched",
+            Verdict::Started { .. } => "started",
+            Verdict::Restarted { .. } => "restarted",
+            Verdict::Held { .. } => "held",
+            Verdict::Cancelled { .. } => "cancelled",
+            Verdict::Refused { .. } => "refused",
+            Verdict::Released => "released",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -66,11 +77,7 @@ pub struct Mutation {
 
 impl Mutation {
     fn untouched() -> Self {
-        Self {
-            verdict: Verdict::Untouched,
-            patch: Patch(Vec::new()),
-            warnings: Vec::new(),
-        }
+        Self { verdict: Verdict::Untouched, patch: Patch(Vec::new()), warnings: Vec::new() }
     }
 }
 
@@ -90,11 +97,7 @@ fn template(obj: &DynamicObject) -> Option<&Value> {
 }
 
 fn paused(obj: &DynamicObject) -> bool {
-    obj.data
-        .get("spec")
-        .and_then(|s| s.get("paused"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
+    obj.data.get("spec").and_then(|s| s.get("paused")).and_then(Value::as_bool).unwrap_or(false)
 }
 
 /// Our generated `<d>-canary` copies are owned by their Canary and never intercepted.
@@ -115,10 +118,7 @@ pub fn mutate(review: &Review<'_>) -> Mutation {
         return Mutation::untouched();
     }
     let new_ann = annotations(new);
-    let old_lock = review
-        .old
-        .map(|o| Lock::from_annotations(annotations(o)))
-        .unwrap_or_default();
+    let old_lock = review.old.map(|o| Lock::from_annotations(annotations(o))).unwrap_or_default();
     if !annotations::opted_in(new_ann) {
         let mut m = Mutation::untouched();
         if old_lock.held() && paused(new) {
@@ -147,18 +147,12 @@ pub fn mutate(review: &Review<'_>) -> Mutation {
     // A write that drops our annotations and changes the template at once (a replace, a
     // GitOps sync of the original manifest) is not a release of control: carry the lock.
     let lock = if !new_lock.held() && old_lock.held() && changed {
-        Lock {
-            retry: new_lock.retry,
-            ..old_lock.clone()
-        }
+        Lock { retry: new_lock.retry, ..old_lock.clone() }
     } else {
         new_lock
     };
     if !lock.held() && old_lock.held() {
-        let mut m = Mutation {
-            verdict: Verdict::Released,
-            ..Mutation::untouched()
-        };
+        let mut m = Mutation { verdict: Verdict::Released, ..Mutation::untouched() };
         if paused(new) {
             m.warnings.push(
                 "apisix-canary: lock removed, control released; the deployment stays paused until you \
@@ -172,7 +166,8 @@ pub fn mutate(review: &Review<'_>) -> Mutation {
     if !lock.held() && !changed {
         return Mutation::untouched();
     }
-    let (verdict, desired, warning) = decide(&lock, old_rev, new_rev, changed);
+    let (verdict, desired, warning) =
+        decide(new.metadata.name.as_deref().unwrap_or_default(), &lock, old_rev, new_rev, changed);
     let mut patch = Vec::new();
     lock_patch(new_ann, &desired.lock, &mut patch);
     if desired.paused != paused(new) {
@@ -190,27 +185,23 @@ pub fn mutate(review: &Review<'_>) -> Mutation {
         })
     });
     let warnings: Vec<String> = warning.into_iter().collect();
-    Mutation {
-        verdict,
-        patch: Patch(patch),
-        warnings,
-    }
+    Mutation { verdict, patch: Patch(patch), warnings }
 }
 
 /// The heart of the interception: from the lock in force and the two revisions, what
 /// happens and which lock the Deployment carries afterwards.
-fn decide(lock: &Lock, old_rev: Revision, new_rev: Revision, changed: bool) -> (Verdict, Desired, Option<String>) {
+fn decide(
+    name: &str,
+    lock: &Lock,
+    old_rev: Revision,
+    new_rev: Revision,
+    changed: bool,
+) -> (Verdict, Desired, Option<String>) {
     let retried = lock.retry.as_ref() == Some(&new_rev);
     let refused = lock.failed.as_ref() == Some(&new_rev) && !retried;
     let stable = lock.stable.clone().unwrap_or(old_rev);
     if stable == new_rev {
-        let desired = Desired {
-            lock: Lock {
-                failed: lock.failed.clone(),
-                ..Lock::default()
-            },
-            paused: false,
-        };
+        let desired = Desired { lock: Lock { failed: lock.failed.clone(), ..Lock::default() }, paused: false };
         let warning = lock.canary.as_ref().filter(|_| !lock.is_failed() || changed).map(|c| {
             format!("apisix-canary: pod template is back at stable revision {stable}; release of {c} cancelled")
         });
@@ -219,18 +210,13 @@ fn decide(lock: &Lock, old_rev: Revision, new_rev: Revision, changed: bool) -> (
     let held_canary = lock.canary.as_ref() == Some(&new_rev);
     if refused {
         let desired = Desired {
-            lock: Lock {
-                stable: Some(stable.clone()),
-                canary: Some(new_rev.clone()),
-                ..lock.clone()
-            },
+            lock: Lock { stable: Some(stable.clone()), canary: Some(new_rev.clone()), ..lock.clone() },
             paused: true,
         };
         let warning = (changed || !held_canary).then(|| {
             format!(
-                "apisix-canary: revision {new_rev} already failed its analysis; no new release, the stable \
-                 revision {stable} keeps serving. To try again: apisix-canary retry, or annotate \
-                 {RETRY}={new_rev}"
+                "apisix-canary: revision {new_rev} already failed its analysis; no new release, stable revision \
+                 {stable} keeps serving. To try it again: kubectl annotate deployment/{name} {RETRY}={new_rev}"
             )
         });
         return (Verdict::Refused { failed: new_rev }, desired, warning);
@@ -245,24 +231,13 @@ fn decide(lock: &Lock, old_rev: Revision, new_rev: Revision, changed: bool) -> (
         paused: true,
     };
     if held_canary && !retried {
-        return (
-            Verdict::Held { canary: new_rev },
-            Desired {
-                lock: lock.clone(),
-                ..desired
-            },
-            None,
-        );
+        return (Verdict::Held { canary: new_rev }, Desired { lock: lock.clone(), ..desired }, None);
     }
     match &lock.canary {
         Some(previous) if !lock.is_failed() && !retried => {
             let warning =
                 format!("apisix-canary: revision {new_rev} replaces {previous} under analysis; the analysis restarts");
-            let verdict = Verdict::Restarted {
-                stable,
-                replaced: previous.clone(),
-                canary: new_rev,
-            };
+            let verdict = Verdict::Restarted { stable, replaced: previous.clone(), canary: new_rev };
             (verdict, desired, Some(warning))
         }
         _ => {
@@ -276,14 +251,7 @@ fn decide(lock: &Lock, old_rev: Revision, new_rev: Revision, changed: bool) -> (
                      deployment stays paused during the analysis"
                 )
             };
-            (
-                Verdict::Started {
-                    stable,
-                    canary: new_rev,
-                },
-                desired,
-                Some(warning),
-            )
+            (Verdict::Started { stable, canary: new_rev }, desired, Some(warning))
         }
     }
 }
@@ -309,10 +277,7 @@ fn lock_patch(current: &BTreeMap<String, String>, desired: &Lock, ops: &mut Vec<
 }
 
 fn add(tokens: &[&str], value: Value) -> PatchOperation {
-    PatchOperation::Add(AddOperation {
-        path: PointerBuf::from_tokens(tokens.iter().copied()),
-        value,
-    })
+    PatchOperation::Add(AddOperation { path: PointerBuf::from_tokens(tokens.iter().copied()), value })
 }
 
 /// The answer of the validating webhook for one Deployment.
@@ -339,10 +304,7 @@ pub fn validate(review: &Review<'_>) -> Validation {
         return Validation::default();
     }
     match annotations::parse(new_ann) {
-        Err(errors) => Validation {
-            errors,
-            warnings: Vec::new(),
-        },
+        Err(errors) => Validation { errors, warnings: Vec::new() },
         Ok(settings) => {
             let mut warnings = Vec::new();
             if let Some(w) = settings.interval.and_then(rules::interval_warning) {
@@ -351,10 +313,7 @@ pub fn validate(review: &Review<'_>) -> Validation {
             if let Some(w) = settings.threshold.and_then(rules::threshold_warning) {
                 warnings.push(format!("{}: {w}", annotations::THRESHOLD));
             }
-            Validation {
-                errors: ErrorList::new(),
-                warnings,
-            }
+            Validation { errors: ErrorList::new(), warnings }
         }
     }
 }

@@ -115,10 +115,7 @@ pub fn opted_in(annotations: &BTreeMap<String, String>) -> bool {
 /// Whether two annotation maps differ in any key of ours.
 pub fn ours_differ(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> bool {
     let ours = |m: &'_ BTreeMap<String, String>| {
-        m.iter()
-            .filter(|(k, _)| k.starts_with(PREFIX))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect::<Vec<_>>()
+        m.iter().filter(|(k, _)| k.starts_with(PREFIX)).map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>()
     };
     ours(a) != ours(b)
 }
@@ -133,10 +130,7 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<Settings, ErrorLi
     let mut s = Settings::default();
     let int = |raw: &str| raw.trim().parse::<i64>().ok();
 
-    for (key, raw) in annotations
-        .range(PREFIX.to_owned()..)
-        .take_while(|(k, _)| k.starts_with(PREFIX))
-    {
+    for (key, raw) in annotations.range(PREFIX.to_owned()..).take_while(|(k, _)| k.starts_with(PREFIX)) {
         let p = path(key);
         let raw = raw.as_str();
         let result: Result<(), FieldError> = match key.as_str() {
@@ -146,11 +140,8 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<Settings, ErrorLi
             STEP_WEIGHT_PROMOTION => rules::weight(&p, raw, int(raw)).map(|v| s.step_weight_promotion = Some(v)),
             MAX_WEIGHT => rules::weight(&p, raw, int(raw)).map(|v| s.max_weight = Some(v)),
             STEP_WEIGHTS => {
-                let values: Vec<Option<i64>> = if raw.trim().is_empty() {
-                    Vec::new()
-                } else {
-                    raw.split(',').map(int).collect()
-                };
+                let values: Vec<Option<i64>> =
+                    if raw.trim().is_empty() { Vec::new() } else { raw.split(',').map(int).collect() };
                 rules::step_weights(&p, raw, &values).map(|v| s.step_weights = Some(v))
             }
             INTERVAL => rules::interval(&p, raw).map(|v| s.interval = Some(v)),
@@ -185,11 +176,7 @@ fn revision_value(p: &Path, raw: &str) -> Result<(), FieldError> {
     if crate::release::revision::Revision::parse(raw).is_some() {
         Ok(())
     } else {
-        Err(FieldError::invalid(
-            p,
-            raw,
-            "must be a revision: 10 lowercase hexadecimal characters",
-        ))
+        Err(FieldError::invalid(p, raw, "must be a revision: 10 lowercase hexadecimal characters"))
     }
 }
 
@@ -203,21 +190,14 @@ fn unknown_key(p: &Path, key: &str) -> FieldError {
         Some((_, suggestion)) => FieldError::forbidden(p, format!("unknown annotation; did you mean {suggestion}?")),
         None => {
             let names: Vec<&str> = KNOWN_KEYS.iter().map(|k| &k[PREFIX.len()..]).collect();
-            FieldError::forbidden(
-                p,
-                format!("unknown annotation; known keys under {PREFIX}: {}", names.join(", ")),
-            )
+            FieldError::forbidden(p, format!("unknown annotation; known keys under {PREFIX}: {}", names.join(", ")))
         }
     }
 }
 
 /// Rules across keys: the opt-in modes exclude each other, and weights fit together.
 fn consistency(s: &Settings, annotations: &BTreeMap<String, String>, errs: &mut ErrorList) {
-    let inline: Vec<&str> = ANALYSIS_KEYS
-        .iter()
-        .copied()
-        .filter(|k| annotations.contains_key(*k))
-        .collect();
+    let inline: Vec<&str> = ANALYSIS_KEYS.iter().copied().filter(|k| annotations.contains_key(*k)).collect();
     if annotations.contains_key(ROUTE) && annotations.contains_key(CANARY) {
         errs.push(FieldError::forbidden(
             &path(CANARY),
@@ -233,17 +213,11 @@ fn consistency(s: &Settings, annotations: &BTreeMap<String, String>, errs: &mut 
     } else if !annotations.contains_key(ROUTE)
         && let Some(first) = inline.first()
     {
-        errs.push(FieldError::required(
-            &path(ROUTE),
-            format!("{first} has no effect without {ROUTE}"),
-        ));
+        errs.push(FieldError::required(&path(ROUTE), format!("{first} has no effect without {ROUTE}")));
     }
 
     if s.step_weight.is_some() && s.step_weights.is_some() {
-        errs.push(FieldError::forbidden(
-            &path(STEP_WEIGHTS),
-            format!("may not be set together with {STEP_WEIGHT}"),
-        ));
+        errs.push(FieldError::forbidden(&path(STEP_WEIGHTS), format!("may not be set together with {STEP_WEIGHT}")));
     }
     let (max, max_note) = match s.max_weight {
         Some(m) => (m, String::new()),
@@ -261,10 +235,6 @@ fn consistency(s: &Settings, annotations: &BTreeMap<String, String>, errs: &mut 
     if let (Some(weights), Some(m), Some(raw)) = (&s.step_weights, s.max_weight, annotations.get(STEP_WEIGHTS))
         && weights.last().is_some_and(|last| *last > m)
     {
-        errs.push(FieldError::invalid(
-            &path(STEP_WEIGHTS),
-            raw,
-            format!("must not go above max-weight ({m})"),
-        ));
+        errs.push(FieldError::invalid(&path(STEP_WEIGHTS), raw, format!("must not go above max-weight ({m})")));
     }
 }

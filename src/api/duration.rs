@@ -19,17 +19,13 @@ pub fn parse(s: &str) -> Result<Duration, ParseDurationError> {
         return Err(ParseDurationError);
     }
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or(ParseDurationError)?;
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or(ParseDurationError)?;
         let (number, tail) = rest.split_at(digits);
         if number.is_empty() || number == "." || number.matches('.').count() > 1 {
             return Err(ParseDurationError);
         }
         let number: f64 = number.parse().map_err(|_| ParseDurationError)?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
+        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let nanos_per_unit = match unit {
             "ns" => 1.0,
@@ -113,20 +109,7 @@ mod tests {
 
     #[test]
     fn rejects_what_go_rejects() {
-        for s in [
-            "",
-            "10",
-            "s",
-            "10x",
-            "1m 30s",
-            "-1s",
-            "+1s",
-            "1..5s",
-            ".s",
-            "1d",
-            "10S",
-            "ten seconds",
-        ] {
+        for s in ["", "10", "s", "10x", "1m 30s", "-1s", "+1s", "1..5s", ".s", "1d", "10S", "ten seconds"] {
             assert_eq!(parse(s), Err(ParseDurationError), "{s:?}");
         }
     }

@@ -65,44 +65,24 @@ pub struct FieldError {
 impl FieldError {
     pub fn invalid(path: &Path, value: impl fmt::Display, detail: impl Into<String>) -> Self {
         let (value, detail) = (value.to_string(), detail.into());
-        Self {
-            path: path.clone(),
-            kind: Kind::Invalid { value, detail },
-        }
+        Self { path: path.clone(), kind: Kind::Invalid { value, detail } }
     }
 
     pub fn required(path: &Path, detail: impl Into<String>) -> Self {
-        Self {
-            path: path.clone(),
-            kind: Kind::Required { detail: detail.into() },
-        }
+        Self { path: path.clone(), kind: Kind::Required { detail: detail.into() } }
     }
 
     pub fn forbidden(path: &Path, detail: impl Into<String>) -> Self {
-        Self {
-            path: path.clone(),
-            kind: Kind::Forbidden { detail: detail.into() },
-        }
+        Self { path: path.clone(), kind: Kind::Forbidden { detail: detail.into() } }
     }
 
     pub fn not_supported(path: &Path, value: impl fmt::Display, supported: &[&str]) -> Self {
         let supported = supported.iter().map(|s| (*s).to_owned()).collect();
-        Self {
-            path: path.clone(),
-            kind: Kind::NotSupported {
-                value: value.to_string(),
-                supported,
-            },
-        }
+        Self { path: path.clone(), kind: Kind::NotSupported { value: value.to_string(), supported } }
     }
 
     pub fn duplicate(path: &Path, value: impl fmt::Display) -> Self {
-        Self {
-            path: path.clone(),
-            kind: Kind::Duplicate {
-                value: value.to_string(),
-            },
-        }
+        Self { path: path.clone(), kind: Kind::Duplicate { value: value.to_string() } }
     }
 }
 
@@ -193,18 +173,13 @@ mod tests {
 
     #[test]
     fn renders_like_apimachinery() {
-        let p = Path::new("metadata")
-            .child("annotations")
-            .key("apisix-canary.dev/max-weight");
+        let p = Path::new("metadata").child("annotations").key("apisix-canary.dev/max-weight");
         let cases = [
             (
                 FieldError::invalid(&p, "150", "must be between 1 and 100"),
                 r#"metadata.annotations[apisix-canary.dev/max-weight]: Invalid value: "150": must be between 1 and 100"#,
             ),
-            (
-                FieldError::required(&p, ""),
-                "metadata.annotations[apisix-canary.dev/max-weight]: Required value",
-            ),
+            (FieldError::required(&p, ""), "metadata.annotations[apisix-canary.dev/max-weight]: Required value"),
             (
                 FieldError::forbidden(&p, "not allowed"),
                 "metadata.annotations[apisix-canary.dev/max-weight]: Forbidden: not allowed",

@@ -67,23 +67,15 @@ fn bounded_duration(path: &Path, raw: &str, min: Duration, max: Duration) -> Res
     let d = duration::parse(raw).map_err(|e| FieldError::invalid(path, raw, e.to_string()))?;
     if d < min || d > max {
         let (min, max) = (duration::Display(min), duration::Display(max));
-        return Err(FieldError::invalid(
-            path,
-            raw,
-            format!("must be between {min} and {max}"),
-        ));
+        return Err(FieldError::invalid(path, raw, format!("must be between {min} and {max}")));
     }
     Ok(d)
 }
 
 /// Intervals this short leave Prometheus few samples per step (it scrapes every 10-30s).
 pub fn interval_warning(d: Duration) -> Option<String> {
-    (d < Duration::from_secs(10)).then(|| {
-        format!(
-            "interval {} is under 10s: metrics may have too few samples per step",
-            duration::Display(d)
-        )
-    })
+    (d < Duration::from_secs(10))
+        .then(|| format!("interval {} is under 10s: metrics may have too few samples per step", duration::Display(d)))
 }
 
 /// A threshold of 1 rolls back on the first failed check, even a transient one.
@@ -101,11 +93,7 @@ pub fn step_weights(path: &Path, raw: &str, values: &[Option<i64>]) -> Result<Ve
         match v {
             Some(v) if (MIN_WEIGHT..=MAX_WEIGHT).contains(v) => weights.push(*v as u32),
             _ => {
-                return Err(FieldError::invalid(
-                    path,
-                    raw,
-                    "each weight must be an integer between 1 and 100",
-                ));
+                return Err(FieldError::invalid(path, raw, "each weight must be an integer between 1 and 100"));
             }
         }
     }
@@ -130,11 +118,7 @@ pub fn object_name(path: &Path, name: &str) -> Result<(), FieldError> {
         let b = label.as_bytes();
         !b.is_empty() && alnum(b[0]) && alnum(b[b.len() - 1]) && b.iter().all(|&c| alnum(c) || c == b'-')
     });
-    if ok {
-        Ok(())
-    } else {
-        Err(FieldError::invalid(path, name, DETAIL))
-    }
+    if ok { Ok(()) } else { Err(FieldError::invalid(path, name, DETAIL)) }
 }
 
 #[cfg(test)]
@@ -151,16 +135,10 @@ mod tests {
         assert_eq!(weight(&p(), "100", Some(100)), Ok(100));
         for v in [0, 101, -5] {
             let e = weight(&p(), &v.to_string(), Some(v)).unwrap_err();
-            assert_eq!(
-                e.to_string(),
-                format!("x: Invalid value: \"{v}\": must be between 1 and 100")
-            );
+            assert_eq!(e.to_string(), format!("x: Invalid value: \"{v}\": must be between 1 and 100"));
         }
         let e = weight(&p(), "ten", None).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "x: Invalid value: \"ten\": must be an integer between 1 and 100"
-        );
+        assert_eq!(e.to_string(), "x: Invalid value: \"ten\": must be an integer between 1 and 100");
     }
 
     #[test]
@@ -183,17 +161,11 @@ mod tests {
 
     #[test]
     fn step_weight_lists() {
-        assert_eq!(
-            step_weights(&p(), "1,5,50", &[Some(1), Some(5), Some(50)]),
-            Ok(vec![1, 5, 50])
-        );
+        assert_eq!(step_weights(&p(), "1,5,50", &[Some(1), Some(5), Some(50)]), Ok(vec![1, 5, 50]));
         let bad = [
             (vec![Some(10), Some(5)], "weights must be strictly increasing"),
             (vec![Some(10), Some(10)], "weights must be strictly increasing"),
-            (
-                vec![Some(10), Some(101)],
-                "each weight must be an integer between 1 and 100",
-            ),
+            (vec![Some(10), Some(101)], "each weight must be an integer between 1 and 100"),
             (vec![Some(10), None], "each weight must be an integer between 1 and 100"),
             (vec![], "must list at least one weight"),
         ];
@@ -209,15 +181,9 @@ mod tests {
             assert_eq!(object_name(&p(), ok), Ok(()), "{ok}");
         }
         for bad in ["Podinfo", "-a", "a-", "a..b", "a_b", "a b"] {
-            assert!(
-                object_name(&p(), bad).unwrap_err().to_string().contains("RFC 1123"),
-                "{bad}"
-            );
+            assert!(object_name(&p(), bad).unwrap_err().to_string().contains("RFC 1123"), "{bad}");
         }
-        assert_eq!(
-            object_name(&p(), "").unwrap_err().to_string(),
-            "x: Required value: a name is required"
-        );
+        assert_eq!(object_name(&p(), "").unwrap_err().to_string(), "x: Required value: a name is required");
     }
 
     #[test]

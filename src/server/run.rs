@@ -91,19 +91,15 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
     let tls = TlsAcceptor::from(certs.server_config()?);
     {
         let metrics = metrics.clone();
-        certs
-            .clone()
-            .spawn_reloader(config.reload_interval, move |result| match result {
-                Ok(true) => metrics.observe_cert_reload("swapped"),
-                Ok(false) => {}
-                Err(_) => metrics.observe_cert_reload("error"),
-            });
+        certs.clone().spawn_reloader(config.reload_interval, move |result| match result {
+            Ok(true) => metrics.observe_cert_reload("swapped"),
+            Ok(false) => {}
+            Err(_) => metrics.observe_cert_reload("error"),
+        });
     }
 
     let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })
+        TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
     };
     let https = bind(config.addr).await?;
     let admin = bind(config.admin_addr).await?;
@@ -114,10 +110,7 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
     let shutdown = CancellationToken::new();
     let admin_shutdown = CancellationToken::new();
     let router = Arc::new(Router::new(metrics.clone()));
-    let admin_handler = Arc::new(Admin {
-        metrics: metrics.clone(),
-        readiness: readiness.clone(),
-    });
+    let admin_handler = Arc::new(Admin { metrics: metrics.clone(), readiness: readiness.clone() });
     let drain = config.drain_timeout;
     let task = {
         let (shutdown, admin_shutdown) = (shutdown.clone(), admin_shutdown.clone());
@@ -130,13 +123,5 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
             tracing::info!("server stopped");
         })
     };
-    Ok(Running {
-        addr,
-        admin_addr,
-        certs,
-        readiness,
-        metrics,
-        shutdown,
-        task,
-    })
+    Ok(Running { addr, admin_addr, certs, readiness, metrics, shutdown, task })
 }

@@ -43,12 +43,7 @@ impl DevCerts {
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
     f.write_all(bytes)
 }
 
@@ -62,9 +57,7 @@ pub fn generate(dns_names: &[String]) -> Result<DevCerts, rcgen::Error> {
     let now = OffsetDateTime::now_utc();
 
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "apisix-canary development CA");
+    ca_params.distinguished_name.push(DnType::CommonName, "apisix-canary development CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     ca_params.not_before = now - Duration::hours(1);
@@ -84,11 +77,7 @@ pub fn generate(dns_names: &[String]) -> Result<DevCerts, rcgen::Error> {
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
 
-    Ok(DevCerts {
-        ca_pem: ca_cert.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
+    Ok(DevCerts { ca_pem: ca_cert.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() })
 }
 
 /// The DNS names a webhook Service is reached by, as kube-apiserver dials it.

@@ -35,15 +35,12 @@ pub async fn connect(connector: &TlsConnector, addr: std::net::SocketAddr) -> st
 pub async fn send(stream: TlsStream<TcpStream>, req: Request<Full<Bytes>>) -> Response<Bytes> {
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let res = if h2 {
-        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
         tokio::spawn(conn);
         sender.send_request(req).await.unwrap()
     } else {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
         tokio::spawn(conn);
         sender.send_request(req).await.unwrap()
     };
@@ -52,10 +49,7 @@ pub async fn send(stream: TlsStream<TcpStream>, req: Request<Full<Bytes>>) -> Re
 }
 
 pub fn post(path: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
-    Request::post(path)
-        .header("content-type", "application/json")
-        .body(Full::new(body.into()))
-        .unwrap()
+    Request::post(path).header("content-type", "application/json").body(Full::new(body.into())).unwrap()
 }
 
 /// A plain HTTP GET on the admin port.
@@ -63,10 +57,7 @@ pub async fn get(addr: std::net::SocketAddr, path: &str) -> Response<Bytes> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
     tokio::spawn(conn);
-    let req = Request::get(path)
-        .header("host", "localhost")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let req = Request::get(path).header("host", "localhost").body(Full::new(Bytes::new())).unwrap();
     let res = sender.send_request(req).await.unwrap();
     let (parts, body) = res.into_parts();
     Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
