@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::field::{ErrorList, FieldError, Path};
+use super::field::{ErrorList, FieldError, Path, Shown};
 use super::rules;
 
 pub const PREFIX: &str = "apisix-canary.dev/";
@@ -132,27 +132,28 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<Settings, ErrorLi
 
     for (key, raw) in annotations.range(PREFIX.to_owned()..).take_while(|(k, _)| k.starts_with(PREFIX)) {
         let p = path(key);
+        let shown = Shown::from(raw);
         let raw = raw.as_str();
         let result: Result<(), FieldError> = match key.as_str() {
             ROUTE => rules::object_name(&p, raw).map(|()| s.route = Some(raw.to_owned())),
             CANARY => rules::object_name(&p, raw).map(|()| s.canary = Some(raw.to_owned())),
-            STEP_WEIGHT => rules::weight(&p, raw, int(raw)).map(|v| s.step_weight = Some(v)),
-            STEP_WEIGHT_PROMOTION => rules::weight(&p, raw, int(raw)).map(|v| s.step_weight_promotion = Some(v)),
-            MAX_WEIGHT => rules::weight(&p, raw, int(raw)).map(|v| s.max_weight = Some(v)),
+            STEP_WEIGHT => rules::weight(&p, &shown, int(raw)).map(|v| s.step_weight = Some(v)),
+            STEP_WEIGHT_PROMOTION => rules::weight(&p, &shown, int(raw)).map(|v| s.step_weight_promotion = Some(v)),
+            MAX_WEIGHT => rules::weight(&p, &shown, int(raw)).map(|v| s.max_weight = Some(v)),
             STEP_WEIGHTS => {
                 let values: Vec<Option<i64>> =
                     if raw.trim().is_empty() { Vec::new() } else { raw.split(',').map(int).collect() };
-                rules::step_weights(&p, raw, &values).map(|v| s.step_weights = Some(v))
+                rules::step_weights(&p, &shown, &values).map(|v| s.step_weights = Some(v))
             }
             INTERVAL => rules::interval(&p, raw).map(|v| s.interval = Some(v)),
-            THRESHOLD => rules::threshold(&p, raw, int(raw)).map(|v| s.threshold = Some(v)),
+            THRESHOLD => rules::threshold(&p, &shown, int(raw)).map(|v| s.threshold = Some(v)),
             MIN_SUCCESS_RATE => {
                 let value = raw.trim().parse::<f64>().ok();
-                rules::success_rate(&p, raw, value).map(|v| s.min_success_rate = Some(v))
+                rules::success_rate(&p, &shown, value).map(|v| s.min_success_rate = Some(v))
             }
             MAX_REQUEST_DURATION => rules::request_duration(&p, raw).map(|v| s.max_request_duration = Some(v)),
             PROGRESS_DEADLINE_SECONDS => {
-                rules::progress_deadline_seconds(&p, raw, int(raw)).map(|v| s.progress_deadline_seconds = Some(v))
+                rules::progress_deadline_seconds(&p, &shown, int(raw)).map(|v| s.progress_deadline_seconds = Some(v))
             }
             SKIP_ANALYSIS => match raw {
                 "true" | "false" => {

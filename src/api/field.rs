@@ -41,11 +41,58 @@ impl fmt::Display for Path {
     }
 }
 
+/// A bad value as apimachinery prints it: strings quoted, numbers and lists bare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shown {
+    Quoted(String),
+    Bare(String),
+}
+
+impl Shown {
+    /// A number, bool or list, printed as written: `Invalid value: 150`.
+    pub fn bare(v: impl fmt::Display) -> Self {
+        Self::Bare(v.to_string())
+    }
+}
+
+impl fmt::Display for Shown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shown::Quoted(s) => write!(f, "{s:?}"),
+            Shown::Bare(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<&str> for Shown {
+    fn from(s: &str) -> Self {
+        Self::Quoted(s.to_owned())
+    }
+}
+
+impl From<&String> for Shown {
+    fn from(s: &String) -> Self {
+        Self::Quoted(s.clone())
+    }
+}
+
+impl From<String> for Shown {
+    fn from(s: String) -> Self {
+        Self::Quoted(s)
+    }
+}
+
+impl From<&Shown> for Shown {
+    fn from(s: &Shown) -> Self {
+        s.clone()
+    }
+}
+
 /// What is wrong with a field, with apimachinery's `ErrorType` wording.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
     /// `Invalid value: "<value>": <detail>`
-    Invalid { value: String, detail: String },
+    Invalid { value: Shown, detail: String },
     /// `Required value: <detail>`
     Required { detail: String },
     /// `Forbidden: <detail>`
@@ -63,8 +110,8 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub fn invalid(path: &Path, value: impl fmt::Display, detail: impl Into<String>) -> Self {
-        let (value, detail) = (value.to_string(), detail.into());
+    pub fn invalid(path: &Path, value: impl Into<Shown>, detail: impl Into<String>) -> Self {
+        let (value, detail) = (value.into(), detail.into());
         Self { path: path.clone(), kind: Kind::Invalid { value, detail } }
     }
 
@@ -90,7 +137,7 @@ impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.path)?;
         match &self.kind {
-            Kind::Invalid { value, detail } => write!(f, "Invalid value: {value:?}: {detail}"),
+            Kind::Invalid { value, detail } => write!(f, "Invalid value: {value}: {detail}"),
             Kind::Required { detail } if detail.is_empty() => f.write_str("Required value"),
             Kind::Required { detail } => write!(f, "Required value: {detail}"),
             Kind::Forbidden { detail } => write!(f, "Forbidden: {detail}"),
@@ -178,6 +225,14 @@ mod tests {
             (
                 FieldError::invalid(&p, "150", "must be between 1 and 100"),
                 r#"metadata.annotations[apisix-canary.dev/max-weight]: Invalid value: "150": must be between 1 and 100"#,
+            ),
+            (
+                FieldError::invalid(
+                    &Path::new("spec").child("maxWeight"),
+                    Shown::bare(150),
+                    "must be between 1 and 100",
+                ),
+                "spec.maxWeight: Invalid value: 150: must be between 1 and 100",
             ),
             (FieldError::required(&p, ""), "metadata.annotations[apisix-canary.dev/max-weight]: Required value"),
             (

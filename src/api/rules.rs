@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::duration;
-use super::field::{FieldError, Path};
+use super::field::{FieldError, Path, Shown};
 
 pub const MIN_WEIGHT: i64 = 1;
 pub const MAX_WEIGHT: i64 = 100;
@@ -16,7 +16,7 @@ pub const MAX_REQUEST_DURATION: Duration = Duration::from_secs(600);
 pub const MAX_PROGRESS_DEADLINE_SECONDS: i64 = 24 * 3600;
 
 /// A traffic weight in percent: 1..=100.
-pub fn weight(path: &Path, raw: &str, value: Option<i64>) -> Result<u32, FieldError> {
+pub fn weight(path: &Path, raw: &Shown, value: Option<i64>) -> Result<u32, FieldError> {
     match value {
         Some(v) if (MIN_WEIGHT..=MAX_WEIGHT).contains(&v) => Ok(v as u32),
         Some(_) => Err(FieldError::invalid(path, raw, "must be between 1 and 100")),
@@ -25,7 +25,7 @@ pub fn weight(path: &Path, raw: &str, value: Option<i64>) -> Result<u32, FieldEr
 }
 
 /// Failed checks before a rollback: at least 1.
-pub fn threshold(path: &Path, raw: &str, value: Option<i64>) -> Result<u32, FieldError> {
+pub fn threshold(path: &Path, raw: &Shown, value: Option<i64>) -> Result<u32, FieldError> {
     match value {
         Some(v) if v >= 1 && v <= i64::from(u32::MAX) => Ok(v as u32),
         Some(_) => Err(FieldError::invalid(path, raw, "must be at least 1")),
@@ -34,7 +34,7 @@ pub fn threshold(path: &Path, raw: &str, value: Option<i64>) -> Result<u32, Fiel
 }
 
 /// A success rate in percent: 0..=100, fractions allowed.
-pub fn success_rate(path: &Path, raw: &str, value: Option<f64>) -> Result<f64, FieldError> {
+pub fn success_rate(path: &Path, raw: &Shown, value: Option<f64>) -> Result<f64, FieldError> {
     match value {
         Some(v) if (0.0..=100.0).contains(&v) => Ok(v),
         _ => Err(FieldError::invalid(path, raw, "must be a number between 0 and 100")),
@@ -42,7 +42,7 @@ pub fn success_rate(path: &Path, raw: &str, value: Option<f64>) -> Result<f64, F
 }
 
 /// Seconds to wait for the canary to become ready.
-pub fn progress_deadline_seconds(path: &Path, raw: &str, value: Option<i64>) -> Result<u32, FieldError> {
+pub fn progress_deadline_seconds(path: &Path, raw: &Shown, value: Option<i64>) -> Result<u32, FieldError> {
     match value {
         Some(v) if (1..=MAX_PROGRESS_DEADLINE_SECONDS).contains(&v) => Ok(v as u32),
         _ => Err(FieldError::invalid(
@@ -84,7 +84,7 @@ pub fn threshold_warning(t: u32) -> Option<String> {
 }
 
 /// Explicit weights, each 1..=100 and strictly increasing.
-pub fn step_weights(path: &Path, raw: &str, values: &[Option<i64>]) -> Result<Vec<u32>, FieldError> {
+pub fn step_weights(path: &Path, raw: &Shown, values: &[Option<i64>]) -> Result<Vec<u32>, FieldError> {
     if values.is_empty() {
         return Err(FieldError::invalid(path, raw, "must list at least one weight"));
     }
@@ -131,13 +131,13 @@ mod tests {
 
     #[test]
     fn weights() {
-        assert_eq!(weight(&p(), "1", Some(1)), Ok(1));
-        assert_eq!(weight(&p(), "100", Some(100)), Ok(100));
+        assert_eq!(weight(&p(), &Shown::from("1"), Some(1)), Ok(1));
+        assert_eq!(weight(&p(), &Shown::from("100"), Some(100)), Ok(100));
         for v in [0, 101, -5] {
-            let e = weight(&p(), &v.to_string(), Some(v)).unwrap_err();
+            let e = weight(&p(), &Shown::from(v.to_string()), Some(v)).unwrap_err();
             assert_eq!(e.to_string(), format!("x: Invalid value: \"{v}\": must be between 1 and 100"));
         }
-        let e = weight(&p(), "ten", None).unwrap_err();
+        let e = weight(&p(), &Shown::from("ten"), None).unwrap_err();
         assert_eq!(e.to_string(), "x: Invalid value: \"ten\": must be an integer between 1 and 100");
     }
 
@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn step_weight_lists() {
-        assert_eq!(step_weights(&p(), "1,5,50", &[Some(1), Some(5), Some(50)]), Ok(vec![1, 5, 50]));
+        assert_eq!(step_weights(&p(), &Shown::from("1,5,50"), &[Some(1), Some(5), Some(50)]), Ok(vec![1, 5, 50]));
         let bad = [
             (vec![Some(10), Some(5)], "weights must be strictly increasing"),
             (vec![Some(10), Some(10)], "weights must be strictly increasing"),
@@ -170,7 +170,7 @@ mod tests {
             (vec![], "must list at least one weight"),
         ];
         for (values, detail) in bad {
-            let e = step_weights(&p(), "raw", &values).unwrap_err();
+            let e = step_weights(&p(), &Shown::from("raw"), &values).unwrap_err();
             assert_eq!(e.to_string(), format!("x: Invalid value: \"raw\": {detail}"));
         }
     }
@@ -188,15 +188,15 @@ mod tests {
 
     #[test]
     fn rates_and_thresholds() {
-        assert_eq!(success_rate(&p(), "99.5", Some(99.5)), Ok(99.5));
-        assert!(success_rate(&p(), "101", Some(101.0)).is_err());
-        assert!(success_rate(&p(), "NaN", Some(f64::NAN)).is_err());
-        assert_eq!(threshold(&p(), "1", Some(1)), Ok(1));
+        assert_eq!(success_rate(&p(), &Shown::from("99.5"), Some(99.5)), Ok(99.5));
+        assert!(success_rate(&p(), &Shown::from("101"), Some(101.0)).is_err());
+        assert!(success_rate(&p(), &Shown::from("NaN"), Some(f64::NAN)).is_err());
+        assert_eq!(threshold(&p(), &Shown::from("1"), Some(1)), Ok(1));
         assert_eq!(
-            threshold(&p(), "0", Some(0)).unwrap_err().to_string(),
+            threshold(&p(), &Shown::from("0"), Some(0)).unwrap_err().to_string(),
             "x: Invalid value: \"0\": must be at least 1"
         );
-        assert_eq!(progress_deadline_seconds(&p(), "60", Some(60)), Ok(60));
-        assert!(progress_deadline_seconds(&p(), "0", Some(0)).is_err());
+        assert_eq!(progress_deadline_seconds(&p(), &Shown::from("60"), Some(60)), Ok(60));
+        assert!(progress_deadline_seconds(&p(), &Shown::from("0"), Some(0)).is_err());
     }
 }
