@@ -4,7 +4,9 @@
 //! AdmissionReview back (`allowed: false` with a message), so the API server and
 //! whoever reads its logs learn what was wrong.
 
+pub mod canary;
 pub mod deployment;
+pub mod templates;
 
 use k8s_openapi::ByteString;
 use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
@@ -12,6 +14,7 @@ use kube::core::{DynamicObject, Status};
 use serde::{Deserialize, Serialize};
 
 use self::deployment::{Review, Verdict};
+use crate::api::field::{ErrorList, FieldError, Path};
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
@@ -21,6 +24,7 @@ pub const KIND: &str = "AdmissionReview";
 pub enum Hook {
     MutateDeployments,
     ValidateDeployments,
+    ValidateCanaries,
 }
 
 impl Hook {
@@ -28,6 +32,7 @@ impl Hook {
         match self {
             Hook::MutateDeployments => "/mutate/deployments",
             Hook::ValidateDeployments => "/validate/deployments",
+            Hook::ValidateCanaries => "/validate/canaries",
         }
     }
 }
@@ -132,10 +137,19 @@ pub fn review(hook: Hook, body: &[u8]) -> (Response, Summary) {
     summary.operation = format!("{:?}", request.operation).to_uppercase();
     summary.dry_run = request.dry_run;
 
+    let response = match hook {
+        Hook::MutateDeployments | Hook::ValidateDeployments => deployment_review(hook, &request, &mut summary),
+        Hook::ValidateCanaries => answer(&request.uid, canary::validate(&request)),
+    };
+    (response, summary)
+}
+
+/// The two Deployment hooks. `/scale` and `/status` writes arrive as other kinds or
+/// with a subresource: never a release, never checked.
+fn deployment_review(hook: Hook, request: &AdmissionRequest<DynamicObject>, summary: &mut Summary) -> Response {
     let is_deployment = request.kind.group == "apps" && request.kind.kind == "Deployment";
-    // `/scale` and `/status` writes arrive as other kinds or with a subresource: never a release.
     if !is_deployment || request.sub_resource.is_some() {
-        return (Response::allow(&request.uid), summary);
+        return Response::allow(&request.uid);
     }
     let review = Review {
         operation: &request.operation,
@@ -143,34 +157,54 @@ pub fn review(hook: Hook, body: &[u8]) -> (Response, Summary) {
         new: request.object.as_ref(),
         dry_run: request.dry_run,
     };
-    let response = match hook {
-        Hook::MutateDeployments => {
-            let mutation = deployment::mutate(&review);
-            summary.verdict = Some(mutation.verdict);
-            let mut response = Response::allow(&request.uid);
-            if !mutation.patch.0.is_empty() {
-                match serde_json::to_vec(&mutation.patch) {
-                    Ok(bytes) => {
-                        response.patch = Some(ByteString(bytes));
-                        response.patch_type = Some("JSONPatch".to_owned());
-                    }
-                    // Cannot happen for our own operations; fail open like failurePolicy Ignore.
-                    Err(e) => tracing::error!(error = %e, "could not serialize patch"),
-                }
+    if hook == Hook::ValidateDeployments {
+        return answer(&request.uid, deployment::validate(&review));
+    }
+    let mutation = deployment::mutate(&review);
+    summary.verdict = Some(mutation.verdict);
+    let mut response = Response::allow(&request.uid);
+    if !mutation.patch.0.is_empty() {
+        match serde_json::to_vec(&mutation.patch) {
+            Ok(bytes) => {
+                response.patch = Some(ByteString(bytes));
+                response.patch_type = Some("JSONPatch".to_owned());
             }
-            response.warnings = mutation.warnings;
-            response
+            // Cannot happen for our own operations; fail open like failurePolicy Ignore.
+            Err(e) => tracing::error!(error = %e, "could not serialize patch"),
         }
-        Hook::ValidateDeployments => {
-            let validation = deployment::validate(&review);
-            if validation.errors.is_empty() {
-                Response { warnings: validation.warnings, ..Response::allow(&request.uid) }
-            } else {
-                Response::deny(&request.uid, 422, "Invalid", validation.errors.to_string())
-            }
+    }
+    response.warnings = mutation.warnings;
+    response
+}
+
+/// Allowed with warnings, or denied with every field error in one message.
+fn answer(uid: &str, findings: Findings) -> Response {
+    if findings.errors.is_empty() {
+        Response { warnings: findings.warnings(), ..Response::allow(uid) }
+    } else {
+        Response::deny(uid, 422, "Invalid", findings.errors.to_string())
+    }
+}
+
+/// What a validation found: errors deny, warnings travel with an allowed answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Findings {
+    pub errors: ErrorList,
+    /// Legal but risky values, each with the path it is about.
+    pub warnings: Vec<(Path, String)>,
+}
+
+impl Findings {
+    pub(crate) fn push(&mut self, result: Result<impl Sized, FieldError>) {
+        if let Err(e) = result {
+            self.errors.push(e);
         }
-    };
-    (response, summary)
+    }
+
+    /// `path: warning`, as `kubectl` prints them after `Warning:`.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.iter().map(|(p, w)| format!("{p}: {w}")).collect()
+    }
 }
 
 /// Parses a review body; on failure returns the uid if one could be read, and why.

@@ -18,6 +18,7 @@ const DEFAULT_TLS_CERT: &str = "certs/tls.crt";
 const DEFAULT_TLS_KEY: &str = "certs/tls.key";
 const DEFAULT_RELOAD_INTERVAL: &str = "10s";
 const DEFAULT_DRAIN_TIMEOUT: &str = "25s";
+const DEFAULT_SHUTDOWN_DELAY: &str = "5s";
 
 #[derive(Debug, Parser)]
 #[command(name = "apisix-canary", version, about = "Canary releases for Kubernetes services behind Apache APISIX")]
@@ -43,6 +44,42 @@ pub enum Command {
     Certs(CertsArgs),
     /// Print the revision of each Deployment in a manifest, as the lock annotations record it.
     Revision(RevisionArgs),
+    /// Print our CRDs (Canary, MetricTemplate, AlertProvider) as YAML.
+    Crds(TargetArgs),
+    /// Write the CRDs and the webhook configurations to DIR/crds.yaml and DIR/webhooks.yaml.
+    Manifests(ManifestsArgs),
+}
+
+/// Where the API server reaches our webhooks.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Namespace of our Service.
+    #[arg(long, env = "APISIX_CANARY_NAMESPACE", default_value = crate::manifests::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Name of our Service.
+    #[arg(long, env = "APISIX_CANARY_SERVICE", default_value = crate::manifests::DEFAULT_SERVICE)]
+    pub service: String,
+    /// PEM CA certificate to put in caBundle (left unset otherwise, for cert-manager's injector).
+    #[arg(long, env = "APISIX_CANARY_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    fn target(&self) -> anyhow::Result<crate::manifests::Target> {
+        let ca_bundle = match &self.ca_file {
+            Some(path) => Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?),
+            None => None,
+        };
+        Ok(crate::manifests::Target { namespace: self.namespace.clone(), service: self.service.clone(), ca_bundle })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestsArgs {
+    #[arg(long, env = "APISIX_CANARY_MANIFESTS_OUT_DIR", default_value = "manifests")]
+    pub out_dir: PathBuf,
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 #[derive(Debug, Args)]
@@ -67,8 +104,11 @@ pub struct ServeArgs {
     #[arg(long, env = "APISIX_CANARY_TLS_KEY", default_value = DEFAULT_TLS_KEY)]
     pub tls_key: PathBuf,
     /// How often the certificate files are re-read (a Go duration: 10s, 1m).
-    #[arg(long, env = "APISIX_CANARY_TLS_RELOAD_INTERVAL", default_value = DEFAULT_RELOAD_INTERVAL, value_parser = parse_duration)]
+    #[arg(long, env = "APISIX_CANARY_TLS_RELOAD_INTERVAL", default_value = DEFAULT_RELOAD_INTERVAL, value_parser = parse_positive_duration)]
     pub tls_reload_interval: Duration,
+    /// After SIGTERM, how long to keep serving with /ready false before closing the port.
+    #[arg(long, env = "APISIX_CANARY_SHUTDOWN_DELAY", default_value = DEFAULT_SHUTDOWN_DELAY, value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "APISIX_CANARY_DRAIN_TIMEOUT", default_value = DEFAULT_DRAIN_TIMEOUT, value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -91,6 +131,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::api::duration::parse(s).map_err(|e| e.to_string())
 }
 
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).and_then(|d| if d.is_zero() { Err("must be more than zero".to_owned()) } else { Ok(d) })
+}
+
 /// Parses the command line and runs it; errors are printed, not panicked.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -108,6 +152,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Certs(args) => certs(&args),
         Command::Revision(args) => revision(&args),
+        Command::Crds(args) => {
+            print!("{}", crate::manifests::crds_yaml(&args.target()?)?);
+            Ok(())
+        }
+        Command::Manifests(args) => manifests(&args),
         Command::Serve(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(serve(args))
@@ -128,6 +177,20 @@ fn certs(args: &CertsArgs) -> anyhow::Result<()> {
     );
     eprintln!("caBundle for the webhook configurations:");
     println!("{}", certs.ca_bundle());
+    Ok(())
+}
+
+fn manifests(args: &ManifestsArgs) -> anyhow::Result<()> {
+    let target = args.target.target()?;
+    std::fs::create_dir_all(&args.out_dir).with_context(|| format!("creating {}", args.out_dir.display()))?;
+    for (file, yaml) in [
+        (crate::manifests::CRDS_FILE, crate::manifests::crds_yaml(&target)?),
+        (crate::manifests::WEBHOOKS_FILE, crate::manifests::webhooks_yaml(&target)?),
+    ] {
+        let path = args.out_dir.join(file);
+        std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
     Ok(())
 }
 
@@ -169,11 +232,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         reload_interval: args.tls_reload_interval,
+        shutdown_delay: args.shutdown_delay,
         drain_timeout: args.drain_timeout,
     };
     let running = start(&config).await.context("starting the webhook server")?;
     terminated().await;
-    tracing::info!("signal received: not ready, draining in-flight requests");
+    tracing::info!(delay = ?config.shutdown_delay, "signal received: not ready; closing the port after the delay, then draining");
     running.shutdown().await;
     Ok(())
 }

@@ -21,6 +21,8 @@ pub mod admin;
 pub mod admission;
 pub mod api;
 pub mod cli;
+pub mod conversion;
+pub mod manifests;
 pub mod metrics;
 pub mod release;
 pub mod server;

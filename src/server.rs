@@ -13,7 +13,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -22,10 +22,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admission::deployment::Verdict;
 use crate::admission::{self, Hook, ReviewResponse};
+use crate::conversion;
 use crate::metrics::Metrics;
 
 /// kube-apiserver never sends more; anything larger is not a review.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+/// A request head must arrive within this time.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle h2 connections are pinged so dead peers are noticed.
+pub const HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
+/// A request whose body has not arrived by then gets 408.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client that has not finished its TLS handshake by then is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests may take to finish after SIGTERM.
@@ -54,12 +61,14 @@ impl Router {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let start = Instant::now();
-        let hook = match req.uri().path() {
-            "/mutate/deployments" => Hook::MutateDeployments,
-            "/validate/deployments" => Hook::ValidateDeployments,
+        let endpoint = match req.uri().path() {
+            "/mutate/deployments" => Endpoint::Admission(Hook::MutateDeployments),
+            "/validate/deployments" => Endpoint::Admission(Hook::ValidateDeployments),
+            "/validate/canaries" => Endpoint::Admission(Hook::ValidateCanaries),
+            conversion::PATH => Endpoint::Conversion,
             other => return status_response(StatusCode::NOT_FOUND, "NotFound", &format!("no webhook at {other}")),
         };
-        let path = hook.path();
+        let path = endpoint.path();
         let refuse = |code: StatusCode, reason: &str, message: &str| {
             self.metrics.observe_request(path, "refused", start.elapsed());
             status_response(code, reason, message)
@@ -71,15 +80,24 @@ impl Router {
         if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
             return refuse(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", TOO_LARGE);
         }
-        let body = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+        let collect = Limited::new(req.into_body(), MAX_BODY_BYTES).collect();
+        let body = match tokio::time::timeout(BODY_TIMEOUT, collect).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
                 return refuse(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", TOO_LARGE);
             }
-            Err(e) => return refuse(StatusCode::BAD_REQUEST, "BadRequest", &format!("cannot read body: {e}")),
+            Ok(Err(e)) => return refuse(StatusCode::BAD_REQUEST, "BadRequest", &format!("cannot read body: {e}")),
+            Err(_) => return refuse(StatusCode::REQUEST_TIMEOUT, "Timeout", "request body not received in time"),
         };
+        match endpoint {
+            Endpoint::Admission(hook) => self.admission(hook, &body, start),
+            Endpoint::Conversion => self.conversion(&body, start),
+        }
+    }
 
-        let (response, summary) = admission::review(hook, &body);
+    fn admission(&self, hook: Hook, body: &[u8], start: Instant) -> Response<Full<Bytes>> {
+        let path = hook.path();
+        let (response, summary) = admission::review(hook, body);
         let outcome = response.outcome();
         let elapsed = start.elapsed();
         self.metrics.observe_request(path, outcome.as_str(), elapsed);
@@ -99,6 +117,43 @@ impl Router {
             "admission review"
         );
         json_response(StatusCode::OK, &ReviewResponse::from(response))
+    }
+
+    fn conversion(&self, body: &[u8], start: Instant) -> Response<Full<Bytes>> {
+        let review = conversion::review(body);
+        let (uid, ok, message, count) = match &review.response {
+            Some(r) => (r.uid.as_str(), r.result.is_success(), r.result.message.as_str(), r.converted_objects.len()),
+            None => ("", false, "", 0),
+        };
+        let outcome = if ok { "converted" } else { "failed" };
+        let elapsed = start.elapsed();
+        self.metrics.observe_request(conversion::PATH, outcome, elapsed);
+        tracing::info!(
+            path = conversion::PATH,
+            uid,
+            outcome,
+            objects = count,
+            failure = message,
+            elapsed_us = elapsed.as_micros() as u64,
+            "conversion review"
+        );
+        json_response(StatusCode::OK, &review)
+    }
+}
+
+/// What a path serves.
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    Admission(Hook),
+    Conversion,
+}
+
+impl Endpoint {
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::Admission(hook) => hook.path(),
+            Endpoint::Conversion => conversion::PATH,
+        }
     }
 }
 
@@ -155,7 +210,11 @@ pub async fn serve<H: Handler>(
     drain: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Without a timer hyper applies no header timeout: a client that sends half a
+    // request head would hold its task until shutdown.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(HTTP2_KEEPALIVE));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -22,6 +22,8 @@ use rustls::{ServerConfig, version};
 
 /// How often the files are re-read by default.
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+/// Re-reading more often than this is pointless work.
+pub const MIN_RELOAD_INTERVAL: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -101,17 +103,22 @@ impl CertStore {
     }
 
     /// Re-reads the files every `every`, logging each swap and each rejected pair.
+    /// A zero interval is raised to [`MIN_RELOAD_INTERVAL`]; the task ends with `stop`.
     pub fn spawn_reloader(
         self: Arc<Self>,
         every: Duration,
+        stop: tokio_util::sync::CancellationToken,
         on_result: impl Fn(&Result<bool, TlsError>) + Send + 'static,
     ) {
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
+            let mut tick = tokio::time::interval(every.max(MIN_RELOAD_INTERVAL));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stop.cancelled() => return,
+                }
                 let store = self.clone();
                 let result = match tokio::task::spawn_blocking(move || store.reload()).await {
                     Ok(result) => result,

@@ -77,7 +77,9 @@ async fn set_image_pauses_and_locks() {
 
 #[tokio::test]
 async fn not_a_release_is_not_patched() {
-    for name in ["annotation-only.json", "replicas-only.json", "scale.json", "create.json", "not-opted-in.json"] {
+    for name in
+        ["annotation-only.json", "replicas-only.json", "scale.json", "status.json", "create.json", "not-opted-in.json"]
+    {
         let (answer, before, after) = mutate(name).await;
         assert!(answer.response.allowed, "{name}");
         assert_eq!(answer.response.patch, None, "{name}");
@@ -137,9 +139,22 @@ async fn invalid_annotations_are_denied_with_field_errors() {
 
 #[tokio::test]
 async fn valid_annotations_pass_validation() {
-    let (_, answer) = post(&router(), "/validate/deployments", fixture("set-image.json")).await;
+    // A CREATE: every annotation is checked (nothing to compare with).
+    let (_, answer) = post(&router(), "/validate/deployments", fixture("create.json")).await;
     assert_eq!(answer["response"]["allowed"], true);
     assert!(answer["response"].get("patch").is_none());
+    assert!(answer["response"].get("warnings").is_none(), "10s is not under 10s");
+}
+
+#[tokio::test]
+async fn a_streamed_body_over_the_limit_is_refused_without_reading_it_all() {
+    // No content-length: the limit applies while reading.
+    let chunks =
+        (0..5).map(|_| Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![b' '; 1 << 20]))));
+    let body = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
+    let req = Request::builder().method(Method::POST).uri("/mutate/deployments").body(body).unwrap();
+    let res = router().route(req).await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[tokio::test]

@@ -55,7 +55,8 @@ async fn serve_answers_then_drains_and_exits_zero_on_sigterm() {
         .unwrap();
     assert!(status.success());
     let mut child = Command::new(BIN)
-        .args(["serve", "--webhook-only", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--tls-cert"])
+        .args(["serve", "--webhook-only", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .args(["--shutdown-delay", "1s", "--tls-cert"])
         .arg(dir.path().join("tls.crt"))
         .arg("--tls-key")
         .arg(dir.path().join("tls.key"))
@@ -85,6 +86,20 @@ async fn serve_answers_then_drains_and_exits_zero_on_sigterm() {
 
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
+    // During the shutdown delay: not ready, yet still answering reviews.
+    let mut ready = StatusCode::OK;
+    for _ in 0..50 {
+        ready = client::get(admin, "/ready").await.status();
+        if ready != StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE);
+    let body = std::fs::read(fixtures().join("admission/set-image.json")).unwrap();
+    let stream = client::connect(&client::connector(&ca, &[b"http/1.1"]), addr).await.unwrap();
+    let res = client::send(stream, client::post("https://localhost/mutate/deployments", body)).await;
+    assert_eq!(res.status(), StatusCode::OK, "still serving while endpoints catch up");
     let status = tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {

@@ -1,7 +1,9 @@
 //! Every interception rule of the mutating webhook, table-driven over pure calls.
 
 use apisix_canary::admission::deployment::{Mutation, Review, Verdict, mutate};
-use apisix_canary::api::annotations::{CANARY_REVISION, FAILED_REVISION, RETRY, ROUTE, STABLE_REVISION};
+use apisix_canary::api::annotations::{
+    CANARY_REVISION, FAILED_REVISION, PROMOTED_REVISION, RETRY, ROUTE, STABLE_REVISION,
+};
 use apisix_canary::release::revision::Revision;
 use kube::core::DynamicObject;
 use kube::core::admission::Operation;
@@ -260,6 +262,76 @@ fn cases() -> Vec<Case> {
             paused: true,
             lock: [s(V0), s(V2), None, None],
             warning: Some("analysis restarts"),
+        },
+        Case {
+            name: "the controller's promotion write unpauses and drops the lock",
+            op: Operation::Update,
+            old: Some(deploy(V1, &locked, true)),
+            new: deploy(V1, &[(ROUTE, "podinfo"), (PROMOTED_REVISION, &r1)], false),
+            verdict: Verdict::Released,
+            paused: false,
+            lock: [None, None, None, None],
+            warning: None,
+        },
+        Case {
+            name: "a same-template replace that drops the lock and unpauses keeps the lock",
+            op: Operation::Update,
+            old: Some(deploy(V1, &locked, true)),
+            new: deploy(V1, route, false),
+            verdict: Verdict::Held { canary: r(V1) },
+            paused: true,
+            lock: [s(V0), s(V1), None, None],
+            warning: Some("this write removed the release lock"),
+        },
+        Case {
+            name: "a promotion marker for another revision is no promotion",
+            op: Operation::Update,
+            old: Some(deploy(V1, &locked, true)),
+            new: deploy(V1, &[(ROUTE, "podinfo"), (PROMOTED_REVISION, &r2)], false),
+            verdict: Verdict::Held { canary: r(V1) },
+            paused: true,
+            lock: [s(V0), s(V1), None, None],
+            warning: Some("this write removed the release lock"),
+        },
+        Case {
+            name: "a replace after a failure keeps the failed revision",
+            op: Operation::Update,
+            old: Some(deploy(V0, &[(ROUTE, "podinfo"), (FAILED_REVISION, &r2)], false)),
+            new: deploy(V2, route, false),
+            verdict: Verdict::Refused { failed: r(V2) },
+            paused: true,
+            lock: [s(V0), s(V2), s(V2), None],
+            warning: Some("already failed"),
+        },
+        Case {
+            name: "a retry of a revision that never failed is no retry",
+            op: Operation::Update,
+            old: Some(deploy(V1, &locked, true)),
+            new: deploy(V2, &[(ROUTE, "podinfo"), (STABLE_REVISION, &r0), (CANARY_REVISION, &r1), (RETRY, &r2)], true),
+            verdict: Verdict::Restarted { stable: r(V0), replaced: r(V1), canary: r(V2) },
+            paused: true,
+            lock: [s(V0), s(V2), None, None],
+            warning: Some("analysis restarts"),
+        },
+        Case {
+            name: "removing the lock cleans the stale canary revision",
+            op: Operation::Update,
+            old: Some(deploy(V1, &locked, true)),
+            new: deploy(V1, &[(ROUTE, "podinfo"), (CANARY_REVISION, &r1)], true),
+            verdict: Verdict::Released,
+            paused: true,
+            lock: [None, None, None, None],
+            warning: Some("control released"),
+        },
+        Case {
+            name: "unpausing a failed release says it failed",
+            op: Operation::Update,
+            old: Some(deploy(V2, &failed, true)),
+            new: deploy(V2, &failed, false),
+            verdict: Verdict::Refused { failed: r(V2) },
+            paused: true,
+            lock: [s(V0), s(V2), s(V2), None],
+            warning: Some("failed its analysis and stable"),
         },
         Case {
             name: "our own canary copies are never intercepted",

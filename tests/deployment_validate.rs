@@ -207,8 +207,9 @@ fn valid_settings_pass_with_warnings_where_risky() {
     let v = validate(&Review { operation: &Operation::Create, old: None, new: Some(&new), dry_run: false });
     assert!(v.errors.is_empty(), "{}", v.errors);
     assert_eq!(v.warnings.len(), 2, "{:?}", v.warnings);
-    assert!(v.warnings[0].starts_with("apisix-canary.dev/interval: interval 5s is under 10s"));
-    assert!(v.warnings[1].starts_with("apisix-canary.dev/threshold: threshold 1"));
+    let warnings = v.warnings();
+    assert!(warnings[0].starts_with("metadata.annotations[apisix-canary.dev/interval]: interval 5s is under 10s"));
+    assert!(warnings[1].starts_with("metadata.annotations[apisix-canary.dev/threshold]: threshold 1"));
 }
 
 #[test]

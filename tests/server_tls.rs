@@ -182,7 +182,7 @@ async fn readiness_goes_false_on_shutdown_and_in_flight_requests_finish() {
     stream.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    running.begin_shutdown();
+    running.stop_accepting();
     assert_eq!(client::get(running.admin_addr, "/ready").await.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(client::get(running.admin_addr, "/live").await.status(), StatusCode::OK);
     // New connections are refused while the old one drains.

@@ -17,7 +17,8 @@ use kube::core::DynamicObject;
 use kube::core::admission::Operation;
 use serde_json::Value;
 
-use crate::api::annotations::{self, CANARY_REVISION, FAILED_REVISION, RETRY, STABLE_REVISION};
+use super::Findings;
+use crate::api::annotations::{self, CANARY_REVISION, FAILED_REVISION, PROMOTED_REVISION, RETRY, STABLE_REVISION};
 use crate::api::field::ErrorList;
 use crate::api::rules;
 use crate::release::lock::Lock;
@@ -144,30 +145,36 @@ pub fn mutate(review: &Review<'_>) -> Mutation {
     let changed = old_rev != new_rev;
 
     let new_lock = Lock::from_annotations(new_ann);
-    // A write that drops our annotations and changes the template at once (a replace, a
-    // GitOps sync of the original manifest) is not a release of control: carry the lock.
-    let lock = if !new_lock.held() && old_lock.held() && changed {
-        Lock { retry: new_lock.retry, ..old_lock.clone() }
-    } else {
-        new_lock
-    };
-    if !lock.held() && old_lock.held() {
-        let mut m = Mutation { verdict: Verdict::Released, ..Mutation::untouched() };
-        if paused(new) {
-            m.warnings.push(
-                "apisix-canary: lock removed, control released; the deployment stays paused until you \
-                 resume it (kubectl rollout resume)"
-                    .to_owned(),
-            );
-        }
-        return m;
+    let name = new.metadata.name.as_deref().unwrap_or_default();
+    let dropped = !new_lock.held() && old_lock.held();
+    // Control is released only by removing the lock alone (the Deployment stays paused)
+    // or by the controller's promotion, which names the revision it promotes. A write
+    // that drops the lock otherwise (a replace or server-side apply of the original
+    // manifest) would roll out an unanalysed template: the lock is kept.
+    let promoted = new_ann.get(PROMOTED_REVISION).and_then(|v| Revision::parse(v));
+    let promotion = old_lock.canary.is_some() && promoted == old_lock.canary && !old_lock.is_failed();
+    if dropped && !changed && (paused(new) || promotion) {
+        return released(new, new_ann);
     }
-
+    let mut lock = if dropped { Lock { retry: new_lock.retry, ..old_lock.clone() } } else { new_lock };
+    // The memory of a failure survives a write that drops it along with a new template.
+    if changed && lock.failed.is_none() {
+        lock.failed = old_lock.failed.clone();
+    }
+    let kept = dropped.then(|| {
+        format!(
+            "apisix-canary: this write removed the release lock; it is kept so no unanalysed template rolls \
+             out. To release control remove only the lock: kubectl annotate deployment/{name} {STABLE_REVISION}-"
+        )
+    });
     if !lock.held() && !changed {
         return Mutation::untouched();
     }
-    let (verdict, desired, warning) =
-        decide(new.metadata.name.as_deref().unwrap_or_default(), &lock, old_rev, new_rev, changed);
+    let (verdict, desired, warning) = decide(name, &lock, old_rev, new_rev, changed);
+    let warning = match (kept, warning) {
+        (Some(kept), Some(w)) => Some(format!("{w}; {}", kept.trim_start_matches("apisix-canary: "))),
+        (kept, w) => kept.or(w),
+    };
     let mut patch = Vec::new();
     lock_patch(new_ann, &desired.lock, &mut patch);
     if desired.paused != paused(new) {
@@ -176,16 +183,39 @@ pub fn mutate(review: &Review<'_>) -> Mutation {
     // Say why an unpause did not take, unless the warning already explains the pause.
     let warning = warning.or_else(|| {
         (desired.paused && !paused(new)).then(|| {
+            let canary = desired.lock.canary.as_ref().map(Revision::as_str).unwrap_or_default();
+            let stable = desired.lock.stable.as_ref().map(Revision::as_str).unwrap_or_default();
+            let why = if desired.lock.is_failed() {
+                format!("revision {canary} failed its analysis and stable {stable} keeps serving")
+            } else {
+                format!("release {canary} holds the deployment (stable {stable})")
+            };
             format!(
-                "apisix-canary: unpause reverted: release {} holds the deployment (stable {}); remove \
-                 annotation {STABLE_REVISION} to take back control",
-                desired.lock.canary.as_ref().map(Revision::as_str).unwrap_or_default(),
-                desired.lock.stable.as_ref().map(Revision::as_str).unwrap_or_default(),
+                "apisix-canary: unpause reverted: {why}; to take back control: kubectl annotate \
+                 deployment/{name} {STABLE_REVISION}-"
             )
         })
     });
     let warnings: Vec<String> = warning.into_iter().collect();
     Mutation { verdict, patch: Patch(patch), warnings }
+}
+
+/// Control handed back: the user removed the lock, or the controller promoted. Stale
+/// lock annotations go with it.
+fn released(new: &DynamicObject, new_ann: &BTreeMap<String, String>) -> Mutation {
+    let mut m = Mutation { verdict: Verdict::Released, ..Mutation::untouched() };
+    let stale = Lock { failed: Lock::from_annotations(new_ann).failed, ..Lock::default() };
+    let mut ops = Vec::new();
+    lock_patch(new_ann, &stale, &mut ops);
+    m.patch = Patch(ops);
+    if paused(new) {
+        m.warnings.push(
+            "apisix-canary: lock removed, control released; the deployment stays paused until you resume it \
+             (kubectl rollout resume)"
+                .to_owned(),
+        );
+    }
+    m
 }
 
 /// The heart of the interception: from the lock in force and the two revisions, what
@@ -197,7 +227,8 @@ fn decide(
     new_rev: Revision,
     changed: bool,
 ) -> (Verdict, Desired, Option<String>) {
-    let retried = lock.retry.as_ref() == Some(&new_rev);
+    // A retry counts only for the revision that failed.
+    let retried = lock.retry.as_ref() == Some(&new_rev) && lock.failed.as_ref() == Some(&new_rev);
     let refused = lock.failed.as_ref() == Some(&new_rev) && !retried;
     let stable = lock.stable.clone().unwrap_or(old_rev);
     if stable == new_rev {
@@ -280,40 +311,33 @@ fn add(tokens: &[&str], value: Value) -> PatchOperation {
     PatchOperation::Add(AddOperation { path: PointerBuf::from_tokens(tokens.iter().copied()), value })
 }
 
-/// The answer of the validating webhook for one Deployment.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Validation {
-    pub errors: ErrorList,
-    pub warnings: Vec<String>,
-}
-
 /// Checks every annotation under `apisix-canary.dev/`. Updates that leave our
 /// annotations as they were are not re-checked, so an object stored before a rule
 /// existed can still be scaled or edited elsewhere.
-pub fn validate(review: &Review<'_>) -> Validation {
+pub fn validate(review: &Review<'_>) -> Findings {
     let Some(new) = review.new else {
-        return Validation::default();
+        return Findings::default();
     };
     if !matches!(review.operation, Operation::Create | Operation::Update) {
-        return Validation::default();
+        return Findings::default();
     }
     let new_ann = annotations(new);
     if let (Operation::Update, Some(old)) = (review.operation, review.old)
         && !annotations::ours_differ(annotations(old), new_ann)
     {
-        return Validation::default();
+        return Findings::default();
     }
     match annotations::parse(new_ann) {
-        Err(errors) => Validation { errors, warnings: Vec::new() },
+        Err(errors) => Findings { errors, warnings: Vec::new() },
         Ok(settings) => {
             let mut warnings = Vec::new();
             if let Some(w) = settings.interval.and_then(rules::interval_warning) {
-                warnings.push(format!("{}: {w}", annotations::INTERVAL));
+                warnings.push((annotations::path(annotations::INTERVAL), w));
             }
             if let Some(w) = settings.threshold.and_then(rules::threshold_warning) {
-                warnings.push(format!("{}: {w}", annotations::THRESHOLD));
+                warnings.push((annotations::path(annotations::THRESHOLD), w));
             }
-            Validation { errors: ErrorList::new(), warnings }
+            Findings { errors: ErrorList::new(), warnings }
         }
     }
 }

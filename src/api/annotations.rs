@@ -34,6 +34,9 @@ pub const CANARY_REVISION: &str = "apisix-canary.dev/canary-revision";
 pub const FAILED_REVISION: &str = "apisix-canary.dev/failed-revision";
 /// Set to a failed revision to release it once more.
 pub const RETRY: &str = "apisix-canary.dev/retry";
+/// Written by the controller with the write that promotes: the revision it promotes.
+/// It is how the webhook tells a promotion from a write that merely dropped the lock.
+pub const PROMOTED_REVISION: &str = "apisix-canary.dev/promoted-revision";
 
 /// The analysis settings that may be written inline on the Deployment.
 pub const ANALYSIS_KEYS: &[&str] = &[
@@ -67,6 +70,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     CANARY_REVISION,
     FAILED_REVISION,
     RETRY,
+    PROMOTED_REVISION,
 ];
 
 /// Defaults for settings left out, in one place. They follow Flagger's documented
@@ -120,7 +124,8 @@ pub fn ours_differ(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -
     ours(a) != ours(b)
 }
 
-fn path(key: &str) -> Path {
+/// `metadata.annotations[<key>]`
+pub fn path(key: &str) -> Path {
     Path::new("metadata").child("annotations").key(key)
 }
 
@@ -162,7 +167,7 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<Settings, ErrorLi
                 }
                 _ => Err(FieldError::not_supported(&p, raw, &["false", "true"])),
             },
-            STABLE_REVISION | CANARY_REVISION | FAILED_REVISION | RETRY => revision_value(&p, raw),
+            STABLE_REVISION | CANARY_REVISION | FAILED_REVISION | RETRY | PROMOTED_REVISION => revision_value(&p, raw),
             unknown => Err(unknown_key(&p, unknown)),
         };
         if let Err(e) = result {
@@ -224,7 +229,9 @@ fn consistency(s: &Settings, annotations: &BTreeMap<String, String>, errs: &mut 
         Some(m) => (m, String::new()),
         None => (defaults::MAX_WEIGHT, ", the default".to_owned()),
     };
-    if let (Some(step), Some(raw)) = (s.step_weight, annotations.get(STEP_WEIGHT))
+    // Cross-checks only between values that are valid on their own.
+    let max_invalid = annotations.contains_key(MAX_WEIGHT) && s.max_weight.is_none();
+    if let (Some(step), Some(raw), false) = (s.step_weight, annotations.get(STEP_WEIGHT), max_invalid)
         && step > max
     {
         errs.push(FieldError::invalid(

@@ -14,6 +14,8 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 pub const MIN_REQUEST_DURATION: Duration = Duration::from_millis(1);
 pub const MAX_REQUEST_DURATION: Duration = Duration::from_secs(600);
 pub const MAX_PROGRESS_DEADLINE_SECONDS: i64 = 24 * 3600;
+pub const MAX_THRESHOLD: i64 = 1000;
+pub const MAX_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A traffic weight in percent: 1..=100.
 pub fn weight(path: &Path, raw: &Shown, value: Option<i64>) -> Result<u32, FieldError> {
@@ -24,11 +26,12 @@ pub fn weight(path: &Path, raw: &Shown, value: Option<i64>) -> Result<u32, Field
     }
 }
 
-/// Failed checks before a rollback: at least 1.
+/// Failed checks before a rollback: 1..=1000.
 pub fn threshold(path: &Path, raw: &Shown, value: Option<i64>) -> Result<u32, FieldError> {
     match value {
-        Some(v) if v >= 1 && v <= i64::from(u32::MAX) => Ok(v as u32),
-        Some(_) => Err(FieldError::invalid(path, raw, "must be at least 1")),
+        Some(v) if (1..=MAX_THRESHOLD).contains(&v) => Ok(v as u32),
+        Some(v) if v < 1 => Err(FieldError::invalid(path, raw, "must be at least 1")),
+        Some(_) => Err(FieldError::invalid(path, raw, format!("must be at most {MAX_THRESHOLD}"))),
         None => Err(FieldError::invalid(path, raw, "must be an integer of at least 1")),
     }
 }
@@ -61,6 +64,28 @@ pub fn interval(path: &Path, raw: &str) -> Result<Duration, FieldError> {
 /// The P99 request duration a canary may not exceed.
 pub fn request_duration(path: &Path, raw: &str) -> Result<Duration, FieldError> {
     bounded_duration(path, raw, MIN_REQUEST_DURATION, MAX_REQUEST_DURATION)
+}
+
+/// How long a webhook call may take.
+pub fn webhook_timeout(path: &Path, raw: &str) -> Result<Duration, FieldError> {
+    bounded_duration(path, raw, MIN_INTERVAL, MAX_WEBHOOK_TIMEOUT)
+}
+
+/// A TCP port: 1..=65535.
+pub fn port(path: &Path, value: i64) -> Result<u16, FieldError> {
+    u16::try_from(value)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| FieldError::invalid(path, Shown::bare(value), "must be between 1 and 65535, inclusive"))
+}
+
+/// An absolute `http://` or `https://` URL with a host.
+pub fn http_url(path: &Path, raw: &str) -> Result<http::Uri, FieldError> {
+    let invalid = || FieldError::invalid(path, raw, "must be an absolute http or https URL");
+    let uri: http::Uri = raw.parse().map_err(|_| invalid())?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let host_ok = uri.host().is_some_and(|h| !h.is_empty());
+    if scheme_ok && host_ok { Ok(uri) } else { Err(invalid()) }
 }
 
 fn bounded_duration(path: &Path, raw: &str, min: Duration, max: Duration) -> Result<Duration, FieldError> {
@@ -184,6 +209,24 @@ mod tests {
             assert!(object_name(&p(), bad).unwrap_err().to_string().contains("RFC 1123"), "{bad}");
         }
         assert_eq!(object_name(&p(), "").unwrap_err().to_string(), "x: Required value: a name is required");
+    }
+
+    #[test]
+    fn urls_and_ports() {
+        assert!(http_url(&p(), "http://flagger-loadtester.test/").is_ok());
+        assert!(http_url(&p(), "https://hooks.slack.com/services/x").is_ok());
+        for bad in ["flagger-loadtester.test/", "ftp://x/", "http://", "not a url", ""] {
+            assert_eq!(
+                http_url(&p(), bad).unwrap_err().to_string(),
+                format!("x: Invalid value: {bad:?}: must be an absolute http or https URL")
+            );
+        }
+        assert_eq!(port(&p(), 80), Ok(80));
+        assert_eq!(
+            port(&p(), 0).unwrap_err().to_string(),
+            "x: Invalid value: 0: must be between 1 and 65535, inclusive"
+        );
+        assert!(port(&p(), 70000).is_err());
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct ServeConfig {
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub reload_interval: Duration,
+    /// After SIGTERM, how long to keep accepting while `/ready` is false, so the
+    /// endpoint is gone from the Service before the port closes.
+    pub shutdown_delay: Duration,
     pub drain_timeout: Duration,
 }
 
@@ -36,6 +39,7 @@ impl ServeConfig {
             tls_cert,
             tls_key,
             reload_interval: crate::tls::DEFAULT_RELOAD_INTERVAL,
+            shutdown_delay: Duration::ZERO,
             drain_timeout: DRAIN_TIMEOUT,
         }
     }
@@ -58,18 +62,22 @@ pub struct Running {
     pub readiness: Arc<Readiness>,
     pub metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    shutdown_delay: Duration,
     task: JoinHandle<()>,
 }
 
 impl Running {
-    /// Readiness off, stop accepting, let in-flight requests finish; resolves when done.
+    /// Readiness off, keep serving for the shutdown delay, stop accepting, let
+    /// in-flight requests finish; resolves when both ports are closed.
     pub async fn shutdown(self) {
-        self.begin_shutdown();
+        self.readiness.set_shutting_down();
+        tokio::time::sleep(self.shutdown_delay).await;
+        self.stop_accepting();
         self.wait().await;
     }
 
-    /// Starts the shutdown without waiting (the SIGTERM path).
-    pub fn begin_shutdown(&self) {
+    /// Readiness off and the listener closed at once, without the delay.
+    pub fn stop_accepting(&self) {
         self.readiness.set_shutting_down();
         self.shutdown.cancel();
     }
@@ -86,12 +94,13 @@ impl Running {
 pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::default());
+    let shutdown = CancellationToken::new();
     let certs = CertStore::load(&config.tls_cert, &config.tls_key)?;
     readiness.set_cert_loaded();
     let tls = TlsAcceptor::from(certs.server_config()?);
     {
         let metrics = metrics.clone();
-        certs.clone().spawn_reloader(config.reload_interval, move |result| match result {
+        certs.clone().spawn_reloader(config.reload_interval, shutdown.clone(), move |result| match result {
             Ok(true) => metrics.observe_cert_reload("swapped"),
             Ok(false) => {}
             Err(_) => metrics.observe_cert_reload("error"),
@@ -107,7 +116,6 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
     let (addr, admin_addr) = (local(&https, config.addr), local(&admin, config.admin_addr));
     tracing::info!(%addr, %admin_addr, "serving webhooks");
 
-    let shutdown = CancellationToken::new();
     let admin_shutdown = CancellationToken::new();
     let router = Arc::new(Router::new(metrics.clone()));
     let admin_handler = Arc::new(Admin { metrics: metrics.clone(), readiness: readiness.clone() });
@@ -123,5 +131,6 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
             tracing::info!("server stopped");
         })
     };
-    Ok(Running { addr, admin_addr, certs, readiness, metrics, shutdown, task })
+    let shutdown_delay = config.shutdown_delay;
+    Ok(Running { addr, admin_addr, certs, readiness, metrics, shutdown, shutdown_delay, task })
 }

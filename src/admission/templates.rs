@@ -1,0 +1,59 @@
+//! Validation of `MetricTemplate` and `AlertProvider` specs.
+
+use super::Findings;
+use crate::api::field::{FieldError, Path};
+use crate::api::metric_template::{self, MetricTemplateSpec, PROMETHEUS};
+use crate::api::{alert_provider, rules};
+
+pub fn validate_metric_template(spec: &MetricTemplateSpec) -> Findings {
+    let mut f = Findings::default();
+    let p = Path::new("spec");
+    let provider = p.child("provider");
+    if spec.provider.type_ != PROMETHEUS {
+        f.errors.push(FieldError::not_supported(&provider.child("type"), &spec.provider.type_, &[PROMETHEUS]));
+    }
+    match &spec.provider.address {
+        Some(address) => {
+            if let Err(e) = rules::http_url(&provider.child("address"), address) {
+                f.errors.push(e);
+            }
+        }
+        None => f.errors.push(FieldError::required(&provider.child("address"), "the URL of the Prometheus API")),
+    }
+    if let Some(secret) = &spec.provider.secret_ref
+        && let Err(e) = rules::object_name(&provider.child("secretRef").child("name"), &secret.name)
+    {
+        f.errors.push(e);
+    }
+    if spec.query.trim().is_empty() {
+        f.errors.push(FieldError::required(&p.child("query"), "a PromQL query"));
+    } else if let Err(e) = metric_template::variables(&spec.query) {
+        f.errors.push(FieldError::invalid(&p.child("query"), &spec.query, e.to_string()));
+    }
+    f
+}
+
+pub fn validate_alert_provider(spec: &alert_provider::AlertProviderSpec) -> Findings {
+    let mut f = Findings::default();
+    let p = Path::new("spec");
+    if !alert_provider::TYPES.contains(&spec.type_.as_str()) {
+        f.errors.push(FieldError::not_supported(&p.child("type"), &spec.type_, alert_provider::TYPES));
+    }
+    match (&spec.address, &spec.secret_ref) {
+        (None, None) => f.errors.push(FieldError::required(
+            &p.child("address"),
+            "set address, or secretRef to a Secret with the key address",
+        )),
+        (Some(address), _) => {
+            if let Err(e) = rules::http_url(&p.child("address"), address) {
+                f.errors.push(e);
+            }
+        }
+        (None, Some(secret)) => {
+            if let Err(e) = rules::object_name(&p.child("secretRef").child("name"), &secret.name) {
+                f.errors.push(e);
+            }
+        }
+    }
+    f
+}

@@ -1,0 +1,120 @@
+//! The `Canary` resource (apisix-canary.dev), served as `v1beta1` (storage, Flagger's
+//! field names) and `v1alpha1` (the flat shape of the Deployment annotations). The
+//! status is the same in both versions: it is the single record of a release.
+
+pub mod v1alpha1;
+pub mod v1beta1;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "apisix-canary.dev";
+pub const KIND: &str = "Canary";
+pub const V1BETA1: &str = "apisix-canary.dev/v1beta1";
+pub const V1ALPHA1: &str = "apisix-canary.dev/v1alpha1";
+
+/// The built-in metrics, computed from APISIX's exposition.
+pub const REQUEST_SUCCESS_RATE: &str = "request-success-rate";
+pub const REQUEST_DURATION: &str = "request-duration";
+pub const BUILTIN_METRICS: &[&str] = &[REQUEST_SUCCESS_RATE, REQUEST_DURATION];
+
+/// Webhook types, in the order they run during a release (Flagger's names).
+pub const WEBHOOK_TYPES: &[&str] = &[
+    "confirm-rollout",
+    "pre-rollout",
+    "rollout",
+    "confirm-traffic-increase",
+    "confirm-promotion",
+    "post-rollout",
+    "rollback",
+    "event",
+];
+
+/// Alert severities, most verbose first.
+pub const SEVERITIES: &[&str] = &["info", "warn", "error"];
+
+/// Where a release is, with Flagger's phase names.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    Initializing,
+    Initialized,
+    Waiting,
+    Progressing,
+    WaitingPromotion,
+    Promoting,
+    Finalising,
+    Succeeded,
+    Failed,
+}
+
+/// A condition in Flagger's shape (`Promoted`), shown by `kubectl describe`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The observed state of a release; written by the controller only.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Percent of traffic on the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_weight: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_checks: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<i32>,
+    /// Revision (pod-template hash) of the release under analysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_spec: Option<String>,
+    /// Revision last promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_promoted_spec: Option<String>,
+    /// Revision that failed its analysis last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<CanaryCondition>>,
+}
+
+/// A reference to another object, by apiVersion, kind and name.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+}
+
+/// A reference to an object that may live in another namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct NamespacedRef {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// A schema for a list of arbitrary objects (Flagger's `analysis.match`).
+pub(crate) fn any_object_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+    })
+}

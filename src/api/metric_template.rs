@@ -1,0 +1,107 @@
+//! `MetricTemplate` (apisix-canary.dev/v1beta1): a custom PromQL check, Flagger's shape.
+
+// kube's derive repeats `printcolumn(...)` keys by design.
+#![allow(clippy::duplicated_attributes)]
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The only provider type: Prometheus (or anything that speaks its HTTP API).
+pub const PROMETHEUS: &str = "prometheus";
+
+/// Variables a query may use, as `{{ name }}`; `{{ variables.x }}` reads the metric's
+/// `templateVariables`.
+pub const VARIABLES: &[&str] = &["namespace", "name", "target", "service", "route", "interval", "canary_nodes"];
+
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "apisix-canary.dev",
+    version = "v1beta1",
+    kind = "MetricTemplate",
+    namespaced,
+    derive = "PartialEq",
+    printcolumn(name = "Provider", type_ = "string", json_path = ".spec.provider.type")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricTemplateSpec {
+    pub provider: MetricProvider,
+    /// PromQL with `{{ namespace }}`, `{{ target }}`, `{{ route }}`, `{{ interval }}`, ...
+    pub query: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricProvider {
+    /// `prometheus`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Base URL of the Prometheus HTTP API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// A Secret with `token` (bearer) or `username` and `password` (basic auth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_verify: Option<bool>,
+}
+
+/// A reference to an object in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct LocalRef {
+    pub name: String,
+}
+
+/// A `{{ ... }}` in a query that is not a known variable, or that never closes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unknown template variable {0:?}; known: {known}, variables.<key>", known = VARIABLES.join(", "))]
+    Unknown(String),
+    #[error("\"{{{{\" at byte {0} is never closed by \"}}}}\"")]
+    Unclosed(usize),
+}
+
+/// The variables a query uses, in order; `variables.x` is returned as is.
+pub fn variables(query: &str) -> Result<Vec<&str>, TemplateError> {
+    let mut found = Vec::new();
+    let mut rest = query;
+    let mut offset = 0;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or(TemplateError::Unclosed(offset + start))?;
+        let name = after[..end].trim();
+        let known = VARIABLES.contains(&name)
+            || name
+                .strip_prefix("variables.")
+                .is_some_and(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+        if !known {
+            return Err(TemplateError::Unknown(name.to_owned()));
+        }
+        found.push(name);
+        let consumed = start + 2 + end + 2;
+        offset += consumed;
+        rest = &rest[consumed..];
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_known_variables() {
+        let q = r#"sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ route }}.*",code!~"404"}[{{ interval }}]))
+            / {{variables.scale}}"#;
+        assert_eq!(variables(q), Ok(vec!["namespace", "route", "interval", "variables.scale"]));
+        assert_eq!(variables("up"), Ok(vec![]));
+    }
+
+    #[test]
+    fn rejects_unknown_and_unclosed() {
+        assert_eq!(variables("x{{ nmespace }}"), Err(TemplateError::Unknown("nmespace".into())));
+        assert_eq!(variables("{{ variables. }}"), Err(TemplateError::Unknown("variables.".into())));
+        assert_eq!(variables("a {{ namespace"), Err(TemplateError::Unclosed(2)));
+        assert!(TemplateError::Unknown("x".into()).to_string().contains("known: namespace, name, target"));
+    }
+}

@@ -1,0 +1,102 @@
+//! CRD conversion: the ConversionReview v1 handler around the pure per-kind converters.
+//!
+//! Every answer is HTTP 200 with a ConversionReview echoing the uid: `Success` with the
+//! objects in the same number and order, each at the desired apiVersion, or `Failure`
+//! with a message naming the object that could not be converted.
+
+pub mod canary;
+
+use kube::core::conversion::{ConversionRequest, ConversionResponse, ConversionReview};
+use kube::core::{Status, TypeMeta};
+use serde_json::Value;
+
+use crate::api::canary::{KIND, V1ALPHA1, V1BETA1, v1alpha1, v1beta1};
+
+pub const PATH: &str = "/convert";
+pub const API_VERSION: &str = "apiextensions.k8s.io/v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unsupported apiVersion {0:?}: Canary is served as {V1BETA1} and {V1ALPHA1}")]
+    UnknownVersion(String),
+    #[error("unsupported kind {0:?}: only {KIND} has several versions")]
+    UnknownKind(String),
+    #[error("malformed {api_version} {KIND}: {source}")]
+    Malformed { api_version: String, source: serde_json::Error },
+    #[error(transparent)]
+    Canary(#[from] canary::Error),
+}
+
+/// Converts one object to `desired`; an object already there is returned unchanged.
+pub fn convert(object: Value, desired: &str) -> Result<Value, Error> {
+    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+    if kind != KIND {
+        return Err(Error::UnknownKind(kind.to_owned()));
+    }
+    for version in [&api_version, desired] {
+        if version != V1BETA1 && version != V1ALPHA1 {
+            return Err(Error::UnknownVersion(version.to_owned()));
+        }
+    }
+    if api_version == desired {
+        return Ok(object);
+    }
+    let malformed = |source| Error::Malformed { api_version: api_version.clone(), source };
+    let converted = if desired == V1ALPHA1 {
+        let c: v1beta1::Canary = serde_json::from_value(object).map_err(malformed)?;
+        serde_json::to_value(canary::to_v1alpha1(&c))
+    } else {
+        let c: v1alpha1::Canary = serde_json::from_value(object).map_err(malformed)?;
+        serde_json::to_value(canary::to_v1beta1(&c)?)
+    };
+    converted.map_err(|source| Error::Malformed { api_version: desired.to_owned(), source })
+}
+
+/// Answers one ConversionReview body. Pure: no I/O.
+pub fn review(body: &[u8]) -> ConversionReview {
+    let mut review = answer(body);
+    review.types = TypeMeta { api_version: API_VERSION.to_owned(), kind: KIND_REVIEW.to_owned() };
+    review
+}
+
+const KIND_REVIEW: &str = "ConversionReview";
+
+fn answer(body: &[u8]) -> ConversionReview {
+    let review: ConversionReview = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return invalid(body, format!("malformed ConversionReview: {e}")),
+    };
+    if review.types.kind != KIND_REVIEW || review.types.api_version != API_VERSION {
+        let (kind, version) = (&review.types.kind, &review.types.api_version);
+        return invalid(body, format!("expected a ConversionReview of {API_VERSION}, got {kind:?} of {version:?}"));
+    }
+    let request = match ConversionRequest::from_review(review) {
+        Ok(r) => r,
+        Err(_) => return invalid(body, "ConversionReview has no request".to_owned()),
+    };
+    let desired = request.desired_api_version.clone();
+    let objects = request.objects.clone();
+    let response = ConversionResponse::for_request(request);
+    let mut converted = Vec::with_capacity(objects.len());
+    for (i, object) in objects.into_iter().enumerate() {
+        let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<unnamed>").to_owned();
+        match convert(object, &desired) {
+            Ok(o) => converted.push(o),
+            Err(e) => {
+                let message = format!("objects[{i}] ({name}): {e}");
+                return response.failure(Status::failure(&message, "ConversionFailed")).into_review();
+            }
+        }
+    }
+    response.success(converted).into_review()
+}
+
+/// A failure for a body that is not a usable review; the uid is echoed when readable.
+fn invalid(body: &[u8], message: String) -> ConversionReview {
+    let mut response = ConversionResponse::invalid(Status::failure(&message, "BadRequest"));
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        response.uid = v.pointer("/request/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
+    }
+    response.into_review()
+}
