@@ -18,6 +18,7 @@ pub const TYPES: &[&str] = &["slack", "msteams", "discord"];
     version = "v1beta1",
     kind = "AlertProvider",
     namespaced,
+    doc = "An incoming webhook (Slack, MS Teams, Discord) that receives release alerts",
     derive = "PartialEq",
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type")
 )]

@@ -118,3 +118,17 @@ pub(crate) fn any_object_list(_: &mut schemars::SchemaGenerator) -> schemars::Sc
         "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
     })
 }
+
+/// Numbers as Go's encoding/json writes them: `99`, not `99.0`, when integral. Keeps
+/// converted objects byte-identical to what the API server stored.
+pub(crate) mod go_number {
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => s.serialize_i64(*x as i64),
+            Some(x) => s.serialize_f64(*x),
+            None => s.serialize_none(),
+        }
+    }
+}

@@ -20,6 +20,7 @@ pub const VARIABLES: &[&str] = &["namespace", "name", "target", "service", "rout
     version = "v1beta1",
     kind = "MetricTemplate",
     namespaced,
+    doc = "A custom Prometheus check for the canary analysis",
     derive = "PartialEq",
     printcolumn(name = "Provider", type_ = "string", json_path = ".spec.provider.type")
 )]

@@ -20,6 +20,7 @@ pub const SPILL_ANNOTATION: &str = "apisix-canary.dev/v1beta1-spec";
     version = "v1alpha1",
     kind = "Canary",
     namespaced,
+    doc = "A canary release in the flat shape of the Deployment annotations (v1beta1 is the storage version)",
     status = "CanaryStatus",
     derive = "PartialEq",
     category = "all",
@@ -56,7 +57,7 @@ pub struct CanarySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<i32>,
     /// Minimum success rate in percent (the `request-success-rate` metric).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "super::go_number::serialize")]
     pub min_success_rate: Option<f64>,
     /// Maximum P99 request duration, a duration such as `500ms` (the `request-duration` metric).
     #[serde(default, skip_serializing_if = "Option::is_none")]

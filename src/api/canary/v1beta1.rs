@@ -19,6 +19,7 @@ use super::{CanaryStatus, NamespacedRef, ObjectRef};
     version = "v1beta1",
     kind = "Canary",
     namespaced,
+    doc = "A canary release of one Deployment behind one ApisixRoute, analysed on APISIX metrics",
     status = "CanaryStatus",
     derive = "PartialEq",
     category = "all",
@@ -44,7 +45,7 @@ pub struct CanarySpec {
     /// The Service of the route's backend; by default the one the route names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<CanaryService>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Analysis::is_empty")]
     pub analysis: Analysis,
     /// Seconds the canary may take to become ready before the release fails (default 600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,6 +74,13 @@ pub struct CanaryService {
 
 fn int_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"x-kubernetes-int-or-string": true})
+}
+
+impl Analysis {
+    /// Nothing set: every default applies.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// How traffic moves and what must hold at each step.
@@ -143,9 +151,9 @@ pub struct Metric {
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct ThresholdRange {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "super::go_number::serialize")]
     pub min: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "super::go_number::serialize")]
     pub max: Option<f64>,
 }
 

@@ -1,0 +1,260 @@
+//! Every rejection rule of `/validate/canaries`, each asserting the exact field path and
+//! words; and the webhook itself over real AdmissionReview bodies.
+
+use std::sync::Arc;
+
+use apisix_canary::admission::canary::validate_v1beta1;
+use apisix_canary::admission::templates::{validate_alert_provider, validate_metric_template};
+use apisix_canary::api::alert_provider::AlertProviderSpec;
+use apisix_canary::api::canary::{NamespacedRef, v1beta1};
+use apisix_canary::api::metric_template::MetricTemplateSpec;
+use apisix_canary::metrics::Metrics;
+use apisix_canary::server::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+
+fn minimal() -> v1beta1::CanarySpec {
+    serde_json::from_value(json!({
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+        "routeRef": {"apiVersion": "apisix.apache.org/v2", "kind": "ApisixRoute", "name": "podinfo"}
+    }))
+    .unwrap()
+}
+
+fn with(patch: Value) -> v1beta1::CanarySpec {
+    let mut spec = serde_json::to_value(minimal()).unwrap();
+    json_patch::merge(&mut spec, &patch);
+    serde_json::from_value(spec).unwrap()
+}
+
+fn errors(spec: &v1beta1::CanarySpec) -> Vec<String> {
+    validate_v1beta1(spec).errors.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn each_rejection_names_the_field() {
+    let rate = |extra: Value| {
+        let mut m = json!({"name": "request-success-rate", "thresholdRange": {"min": 99}});
+        json_patch::merge(&mut m, &extra);
+        m
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"analysis": {"maxWeight": 0}}), "spec.analysis.maxWeight: Invalid value: 0: must be between 1 and 100"),
+        (
+            json!({"analysis": {"maxWeight": 101}}),
+            "spec.analysis.maxWeight: Invalid value: 101: must be between 1 and 100",
+        ),
+        (
+            json!({"analysis": {"maxWeight": 30, "stepWeight": 40}}),
+            "spec.analysis.stepWeight: Invalid value: 40: must be less than or equal to maxWeight (30)",
+        ),
+        (
+            json!({"analysis": {"stepWeights": [10, 30, 20]}}),
+            "spec.analysis.stepWeights: Invalid value: [10, 30, 20]: weights must be strictly increasing",
+        ),
+        (
+            json!({"analysis": {"stepWeights": [10, 120]}}),
+            "spec.analysis.stepWeights: Invalid value: [10, 120]: each weight must be an integer between 1 and 100",
+        ),
+        (json!({"analysis": {"threshold": 0}}), "spec.analysis.threshold: Invalid value: 0: must be at least 1"),
+        (
+            json!({"analysis": {"interval": "500ms"}}),
+            "spec.analysis.interval: Invalid value: \"500ms\": must be between 1s and 24h",
+        ),
+        (
+            json!({"analysis": {"metrics": [{"name": "request-success-rate"}]}}),
+            "spec.analysis.metrics[0].thresholdRange: Required value: set min, max or both",
+        ),
+        (
+            json!({"analysis": {"metrics": [{"name": "error-rate", "thresholdRange": {"max": 1}}]}}),
+            "spec.analysis.metrics[0].name: Invalid value: \"error-rate\": must be a built-in metric \
+             (request-success-rate, request-duration) or set templateRef",
+        ),
+        (
+            json!({"analysis": {"metrics": [rate(json!({})), rate(json!({"interval": "1m"}))]}}),
+            "spec.analysis.metrics[1].name: Duplicate value: \"request-success-rate\"",
+        ),
+        (
+            json!({"analysis": {"metrics": [rate(json!({"thresholdRange": {"min": 101}}))]}}),
+            "spec.analysis.metrics[0].thresholdRange.min: Invalid value: 101: must be a number between 0 and 100",
+        ),
+        (
+            json!({"analysis": {"webhooks": [
+                {"name": "load", "url": "http://loadtester/"}, {"name": "load", "url": "http://loadtester/"}]}}),
+            "spec.analysis.webhooks[1].name: Duplicate value: \"load\"",
+        ),
+        (
+            json!({"analysis": {"webhooks": [{"name": "load", "url": "loadtester.test/"}]}}),
+            "spec.analysis.webhooks[0].url: Invalid value: \"loadtester.test/\": must be an absolute http or https URL",
+        ),
+        (
+            json!({"analysis": {"webhooks": [{"name": "load", "type": "pre-promotion", "url": "http://x/"}]}}),
+            "spec.analysis.webhooks[0].type: Unsupported value: \"pre-promotion\": supported values: \
+             \"confirm-rollout\", \"pre-rollout\", \"rollout\", \"confirm-traffic-increase\", \"confirm-promotion\", \
+             \"post-rollout\", \"rollback\", \"event\"",
+        ),
+        (
+            json!({"analysis": {"match": [{"headers": {"x-canary": {"exact": "insider"}}}]}}),
+            "spec.analysis.match: Forbidden: A/B testing by request match is not supported with APISIX: the \
+             generated route splits traffic by weight only; use stepWeight or stepWeights",
+        ),
+        (
+            json!({"analysis": {"mirror": true}}),
+            "spec.analysis.mirror: Forbidden: traffic mirroring is not supported with APISIX weighted backends",
+        ),
+        (
+            json!({"analysis": {"sessionAffinity": {"cookieName": "flagger-cookie"}}}),
+            "spec.analysis.sessionAffinity: Forbidden: session affinity is not supported with APISIX weighted \
+             backends: requests are split by weight",
+        ),
+        (
+            json!({"analysis": {"iterations": 10}}),
+            "spec.analysis.iterations: Forbidden: blue/green analysis (iterations) is not supported: use stepWeight \
+             or stepWeights",
+        ),
+        (
+            json!({"targetRef": {"kind": "StatefulSet"}}),
+            "spec.targetRef.kind: Unsupported value: \"StatefulSet\": supported values: \"Deployment\"",
+        ),
+        (json!({"provider": "istio"}), "spec.provider: Unsupported value: \"istio\": supported values: \"apisix\""),
+        (json!({"routeRef": null}), "spec.routeRef: Required value: the ApisixRoute that serves the target"),
+        (
+            json!({"routeRef": {"kind": "HTTPRoute"}}),
+            "spec.routeRef.kind: Unsupported value: \"HTTPRoute\": supported values: \"ApisixRoute\"",
+        ),
+        (
+            json!({"analysis": {"alerts": [{"name": "a", "severity": "critical", "providerRef": {"name": "slack"}}]}}),
+            "spec.analysis.alerts[0].severity: Unsupported value: \"critical\": supported values: \"info\", \"warn\", \"error\"",
+        ),
+        (
+            json!({"service": {"port": 0}}),
+            "spec.service.port: Invalid value: 0: must be between 1 and 65535, inclusive",
+        ),
+    ];
+    for (patch, want) in cases {
+        assert_eq!(errors(&with(patch.clone())), vec![want.to_owned()], "{patch}");
+    }
+}
+
+#[test]
+fn warnings_for_legal_but_risky_values() {
+    let f = validate_v1beta1(&with(json!({"analysis": {"interval": "5s", "threshold": 1}})));
+    assert!(f.errors.is_empty());
+    assert_eq!(
+        f.warnings(),
+        vec![
+            "spec.analysis.interval: interval 5s is under 10s: metrics may have too few samples per step".to_owned(),
+            "spec.analysis.threshold: threshold 1 rolls back on the first failed check, even a transient one"
+                .to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn templates_and_providers() {
+    let template = |query: &str, address: Option<&str>| MetricTemplateSpec {
+        provider: apisix_canary::api::metric_template::MetricProvider {
+            type_: "prometheus".into(),
+            address: address.map(Into::into),
+            ..Default::default()
+        },
+        query: query.into(),
+    };
+    let e = validate_metric_template(&template("sum(x{ns=\"{{ nmespace }}\"})", Some("http://prom:9090")));
+    assert_eq!(
+        e.errors.to_string(),
+        "spec.query: Invalid value: \"sum(x{ns=\\\"{{ nmespace }}\\\"})\": unknown template variable \"nmespace\"; \
+         known: namespace, name, target, service, route, interval, canary_nodes, variables.<key>"
+    );
+    let e = validate_metric_template(&template("up", None));
+    assert_eq!(e.errors.to_string(), "spec.provider.address: Required value: the URL of the Prometheus API");
+
+    let provider = AlertProviderSpec { type_: "pagerduty".into(), ..Default::default() };
+    assert_eq!(
+        validate_alert_provider(&provider).errors.to_string(),
+        "[spec.type: Unsupported value: \"pagerduty\": supported values: \"slack\", \"msteams\", \"discord\", \
+         spec.address: Required value: set address, or secretRef to a Secret with the key address]"
+    );
+    let slack = AlertProviderSpec {
+        type_: "slack".into(),
+        address: Some("https://hooks.slack.com/services/T/B/X".into()),
+        ..Default::default()
+    };
+    assert!(validate_alert_provider(&slack).errors.is_empty());
+    let _ = NamespacedRef::default();
+}
+
+fn review(object: Value, old: Option<Value>, operation: &str) -> Vec<u8> {
+    let api_version = object["apiVersion"].as_str().unwrap().to_owned();
+    let (group, version) = api_version.split_once('/').unwrap();
+    let kind = object["kind"].clone();
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "5d1e2c3b-0000-4000-8000-000000000001",
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": "canaries"},
+            "name": "podinfo",
+            "namespace": "test",
+            "operation": operation,
+            "userInfo": {"username": "kubernetes-admin"},
+            "object": object,
+            "oldObject": old,
+            "dryRun": false
+        }
+    }))
+    .unwrap()
+}
+
+async fn post(body: Vec<u8>) -> Value {
+    let router = Router::new(Arc::new(Metrics::new()));
+    let req = http::Request::post("/validate/canaries").body(Full::new(Bytes::from(body))).unwrap();
+    let res = router.route(req).await;
+    assert_eq!(res.status(), http::StatusCode::OK);
+    serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap()
+}
+
+#[tokio::test]
+async fn the_webhook_denies_bad_canaries_in_both_versions() {
+    let bad_beta = json!({
+        "apiVersion": "apisix-canary.dev/v1beta1", "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": serde_json::to_value(with(json!({"analysis": {"maxWeight": 150, "stepWeight": 200}}))).unwrap()
+    });
+    let answer = post(review(bad_beta.clone(), None, "CREATE")).await;
+    assert_eq!(answer["response"]["allowed"], false);
+    assert_eq!(answer["response"]["uid"], "5d1e2c3b-0000-4000-8000-000000000001");
+    assert_eq!(
+        answer["response"]["status"]["message"],
+        "[spec.analysis.maxWeight: Invalid value: 150: must be between 1 and 100, \
+         spec.analysis.stepWeight: Invalid value: 200: must be between 1 and 100]"
+    );
+
+    let bad_alpha = json!({
+        "apiVersion": "apisix-canary.dev/v1alpha1", "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": {"target": "podinfo", "route": "podinfo", "maxWeight": 150, "maxRequestDuration": "soon"}
+    });
+    let answer = post(review(bad_alpha, None, "CREATE")).await;
+    assert_eq!(
+        answer["response"]["status"]["message"],
+        "[spec.maxRequestDuration: Invalid value: \"soon\": must be a duration such as 500ms, 10s, 1m or 1h30m, \
+         spec.maxWeight: Invalid value: 150: must be between 1 and 100]"
+    );
+
+    // An update that leaves the spec alone (a finalizer, a label) is not re-checked.
+    let mut labelled = bad_beta.clone();
+    labelled["metadata"]["labels"] = json!({"team": "a"});
+    let answer = post(review(labelled, Some(bad_beta), "UPDATE")).await;
+    assert_eq!(answer["response"]["allowed"], true);
+
+    let scenario: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/canaries/scenario.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let answer = post(review(scenario, None, "CREATE")).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+}

@@ -1,0 +1,152 @@
+//! The generated cluster objects: manifests/ matches the code, every CRD schema is
+//! structural, and the webhook configurations say what DESIGN.md section 6 says.
+
+use apisix_canary::manifests::{self, Target};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde_json::Value;
+
+fn committed(file: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests").join(file)).unwrap()
+}
+
+#[test]
+fn manifests_dir_matches_the_code() {
+    let target = Target::default();
+    for (file, generated) in [
+        (manifests::CRDS_FILE, manifests::crds_yaml(&target).unwrap()),
+        (manifests::WEBHOOKS_FILE, manifests::webhooks_yaml(&target).unwrap()),
+    ] {
+        assert!(
+            committed(file) == generated,
+            "manifests/{file} drifted from the code: run `cargo run -- manifests` and commit the result"
+        );
+    }
+}
+
+#[test]
+fn crd_yaml_reads_back_as_crds() {
+    let docs: Vec<CustomResourceDefinition> = serde_saphyr::from_multiple(&committed(manifests::CRDS_FILE)).unwrap();
+    let names: Vec<_> = docs.iter().map(|c| c.metadata.name.clone().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["canaries.apisix-canary.dev", "metrictemplates.apisix-canary.dev", "alertproviders.apisix-canary.dev"]
+    );
+    let canary = &docs[0];
+    let versions: Vec<_> = canary.spec.versions.iter().map(|v| (v.name.as_str(), v.served, v.storage)).collect();
+    assert_eq!(versions, [("v1beta1", true, true), ("v1alpha1", true, false)]);
+    let conversion = canary.spec.conversion.as_ref().unwrap();
+    assert_eq!(conversion.strategy, "Webhook");
+    let webhook = conversion.webhook.as_ref().unwrap();
+    assert_eq!(webhook.conversion_review_versions, ["v1"]);
+    let service = webhook.client_config.as_ref().unwrap().service.as_ref().unwrap();
+    assert_eq!((service.namespace.as_str(), service.name.as_str()), ("apisix-canary", "apisix-canary"));
+    assert_eq!(service.path.as_deref(), Some("/convert"));
+    for version in &canary.spec.versions {
+        assert!(version.subresources.as_ref().unwrap().status.is_some(), "status subresource on");
+        let columns: Vec<_> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .filter(|c| c.priority.unwrap_or(0) == 0)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(columns, ["Status", "Weight", "LastTransitionTime"], "{}", version.name);
+        let wide: Vec<_> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .filter(|c| c.priority == Some(1))
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(wide, ["FailedChecks", "Interval", "StepWeight", "StepWeights", "MaxWeight"]);
+    }
+}
+
+const ALLOWED_EXTENSIONS: &[&str] = &[
+    "x-kubernetes-int-or-string",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-embedded-resource",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-map-type",
+    "x-kubernetes-validations",
+];
+
+/// apiextensions' structural rules that matter here: every node has a type (or is
+/// int-or-string or preserves unknown fields), no unknown `x-` keys, no references.
+fn check_structural(node: &Value, path: &str, problems: &mut Vec<String>) {
+    let Some(obj) = node.as_object() else {
+        problems.push(format!("{path}: not an object"));
+        return;
+    };
+    for key in obj.keys() {
+        if key.starts_with("x-") && !ALLOWED_EXTENSIONS.contains(&key.as_str()) {
+            problems.push(format!("{path}: unknown extension {key}"));
+        }
+        if ["$ref", "$schema", "definitions", "$defs", "oneOf", "anyOf", "allOf", "not"].contains(&key.as_str()) {
+            problems.push(format!("{path}: {key} is not allowed in a structural schema"));
+        }
+    }
+    let typed = obj.contains_key("type")
+        || obj.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true))
+        || obj.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+    if !typed {
+        problems.push(format!("{path}: no type"));
+    }
+    if let Some(Value::Object(props)) = obj.get("properties") {
+        for (name, child) in props {
+            check_structural(child, &format!("{path}.{name}"), problems);
+        }
+    }
+    if let Some(items) = obj.get("items") {
+        check_structural(items, &format!("{path}[]"), problems);
+    }
+    if let Some(additional @ Value::Object(_)) = obj.get("additionalProperties") {
+        check_structural(additional, &format!("{path}{{}}"), problems);
+    }
+}
+
+#[test]
+fn every_crd_schema_is_structural() {
+    for crd in manifests::crds(&Target::default()) {
+        for version in &crd.spec.versions {
+            let schema = serde_json::to_value(&version.schema.as_ref().unwrap().open_api_v3_schema).unwrap();
+            let mut problems = Vec::new();
+            check_structural(&schema, &format!("{}/{}", crd.spec.names.kind, version.name), &mut problems);
+            assert!(problems.is_empty(), "{problems:#?}");
+        }
+    }
+}
+
+#[test]
+fn webhook_configurations_limit_the_blast_radius() {
+    let target = Target::default();
+    let mutating = manifests::mutating(&target);
+    let [deployments] = mutating.webhooks.as_deref().unwrap() else { panic!("one mutating webhook") };
+    assert_eq!(deployments.failure_policy.as_deref(), Some("Ignore"));
+    assert_eq!(deployments.timeout_seconds, Some(3));
+    assert_eq!(deployments.side_effects, "None");
+    assert_eq!(deployments.admission_review_versions, ["v1"]);
+    let excluded = deployments.namespace_selector.as_ref().unwrap().match_expressions.as_ref().unwrap();
+    assert_eq!(excluded[0].operator, "NotIn");
+    assert_eq!(excluded[0].values.as_deref().unwrap(), ["kube-system", "apisix-canary"]);
+    assert_eq!(deployments.client_config.service.as_ref().unwrap().path.as_deref(), Some("/mutate/deployments"));
+
+    let validating = manifests::validating(&target);
+    let hooks = validating.webhooks.as_deref().unwrap();
+    let policies: Vec<_> =
+        hooks.iter().map(|w| (w.name.as_str(), w.failure_policy.as_deref().unwrap(), w.timeout_seconds)).collect();
+    assert_eq!(
+        policies,
+        [
+            ("deployments.validate.apisix-canary.dev", "Ignore", Some(3)),
+            ("canaries.validate.apisix-canary.dev", "Fail", Some(10))
+        ]
+    );
+    assert_eq!(hooks[1].client_config.service.as_ref().unwrap().path.as_deref(), Some("/validate/canaries"));
+    assert!(hooks[1].namespace_selector.is_none(), "our own kinds are validated everywhere");
+
+    let with_ca = Target { ca_bundle: Some(b"-----BEGIN CERTIFICATE-----\n".to_vec()), ..Target::default() };
+    let yaml = manifests::webhooks_yaml(&with_ca).unwrap();
+    assert!(yaml.contains("caBundle: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="), "{yaml}");
+}
