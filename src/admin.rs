@@ -59,6 +59,7 @@ impl Admin {
 }
 
 impl Handler for Admin {
+    type Body = Full<Bytes>;
     fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<Full<Bytes>>> + Send {
         std::future::ready(self.route(&req))
     }

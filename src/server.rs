@@ -40,7 +40,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// Answers one HTTP request.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<Full<Bytes>>> + Send;
+    type Body: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static;
+    fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<Self::Body>> + Send;
 }
 
 /// The webhook paths.
@@ -160,6 +161,7 @@ impl Endpoint {
 const TOO_LARGE: &str = "request body is larger than 3 MiB";
 
 impl Handler for Router {
+    type Body = Full<Bytes>;
     fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<Full<Bytes>>> + Send {
         self.route(req)
     }

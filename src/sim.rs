@@ -1,0 +1,190 @@
+//! The simulated cluster: a kube-apiserver stand-in that `kube::Client` and kubectl
+//! talk to unchanged, the admission chain, workloads, an APISIX-like gateway, a load
+//! tester and a real Prometheus. Used by `apisix-canary demo`, the end-to-end tests
+//! and the benchmarks; never by `serve`.
+//!
+//! ```text
+//!  kube::Client / kubectl ──HTTP──▶ apiserver ──▶ cluster ──▶ store (objects, rv, watch history)
+//!                                      │            └─▶ admission webhooks (HTTPS, caBundle)
+//!             workloads (Deployment → ReplicaSet → Pod → EndpointSlice) ◀── watch
+//!  load tester ──HTTP──▶ gateway (ApisixRoutes, weights) ──▶ podinfo-like endpoints
+//!                           └─ /apisix/prometheus/metrics ◀── Prometheus (scrapes every 1s)
+//! ```
+
+pub mod admission;
+pub mod apiserver;
+pub mod cluster;
+pub mod defaults;
+pub mod resources;
+pub mod selector;
+pub mod status;
+pub mod store;
+pub mod watch;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use self::apiserver::ApiServer;
+use self::cluster::{Cluster, Ctx, Target};
+use self::status::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot listen on {what}: {source}")]
+    Bind { what: &'static str, source: std::io::Error },
+    #[error("kube client: {0}")]
+    Client(String),
+    #[error("{context}: {source}")]
+    Api { context: String, source: ApiError },
+    #[error("{0}")]
+    Manifest(String),
+}
+
+/// Namespaces every cluster starts with.
+const NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// A running simulated cluster. Everything stops when it is dropped.
+#[derive(Debug)]
+pub struct Sim {
+    pub cluster: Arc<Cluster>,
+    pub api: Arc<ApiServer>,
+    api_addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Serves `handle` on `listener` over plain HTTP/1.1 and h2 until `stop`.
+pub(crate) fn spawn_http<F, Fut, B>(listener: TcpListener, stop: CancellationToken, handle: F)
+where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = http::Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(c) => c,
+                    Err(_) => continue,
+                },
+                () = stop.cancelled() => return,
+            };
+            let handle = handle.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let handle = handle.clone();
+                    async move { Ok::<_, Infallible>(handle(req).await) }
+                });
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    () = stop.cancelled() => conn.as_mut().graceful_shutdown(),
+                }
+            });
+        }
+    });
+}
+
+impl Sim {
+    /// Starts the API server on a free loopback port with the default namespaces.
+    pub async fn start() -> Result<Self, SimError> {
+        let stop = CancellationToken::new();
+        let cluster = Arc::new(Cluster::default());
+        let api = Arc::new(ApiServer::new(cluster.clone(), stop.clone()));
+        let listener =
+            TcpListener::bind("127.0.0.1:0").await.map_err(|source| SimError::Bind { what: "api", source })?;
+        let api_addr = listener.local_addr().map_err(|source| SimError::Bind { what: "api", source })?;
+        {
+            let api = api.clone();
+            spawn_http(listener, stop.clone(), move |req| api.clone().handle(req));
+        }
+        let sim = Self { cluster, api, api_addr, stop };
+        for ns in NAMESPACES {
+            sim.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
+        }
+        Ok(sim)
+    }
+
+    /// `http://127.0.0.1:<port>`: the API server.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    /// A client for the API server, as `kube::Client::try_default` would build one.
+    pub fn client(&self) -> Result<kube::Client, SimError> {
+        let url = self.api_url().parse().map_err(|e: http::uri::InvalidUri| SimError::Client(e.to_string()))?;
+        let mut config = kube::Config::new(url);
+        config.default_namespace = "default".to_owned();
+        kube::Client::try_from(config).map_err(|e| SimError::Client(e.to_string()))
+    }
+
+    /// A kubeconfig for kubectl and other clients.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster:\n    server: {}\n\
+             contexts:\n- name: sim\n  context:\n    cluster: sim\n    user: admin\n    namespace: default\n\
+             current-context: sim\nusers:\n- name: admin\n  user:\n    token: sim\n",
+            self.api_url()
+        )
+    }
+
+    /// Ends every open watch stream, as an API server restart or a load balancer would.
+    pub fn cut_watches(&self) {
+        self.api.cut_watches();
+    }
+
+    /// Creates an object as a user would (through admission), at its apiVersion.
+    pub async fn create(&self, object: Value) -> Result<Value, SimError> {
+        let api_version = object["apiVersion"].as_str().unwrap_or_default().to_owned();
+        let (group, version) = split_api_version(&api_version);
+        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+        let resource = self
+            .cluster
+            .resources
+            .by_kind(group, &kind)
+            .ok_or_else(|| SimError::Manifest(format!("no resource serves {group}/{version} {kind}")))?;
+        let namespace = if resource.namespaced {
+            object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_owned()
+        } else {
+            String::new()
+        };
+        let target = Target { resource: &resource, version, namespace: &namespace };
+        let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        self.cluster
+            .create(&Ctx::user("kubernetes-admin"), &target, object)
+            .await
+            .map(|w| w.object)
+            .map_err(|source| SimError::Api { context: format!("creating {kind} {namespace}/{name}"), source })
+    }
+
+    /// Creates every document of a YAML (or JSON) stream, in order.
+    pub async fn apply_yaml(&self, text: &str) -> Result<Vec<Value>, SimError> {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| SimError::Manifest(e.to_string()))?;
+        let mut out = Vec::new();
+        for doc in docs.into_iter().filter(|d| !d.is_null()) {
+            out.push(self.create(doc).await?);
+        }
+        Ok(out)
+    }
+}
+
+/// `apps/v1` → (`apps`, `v1`); `v1` → (``, `v1`).
+pub fn split_api_version(api_version: &str) -> (&str, &str) {
+    api_version.split_once('/').unwrap_or(("", api_version))
+}

@@ -1,0 +1,385 @@
+//! The simulated kube-apiserver's HTTP surface: discovery, the REST verbs on every
+//! resource path, watches. `kube::Client` talks to it unchanged.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::cluster::{Cluster, Ctx, Patch, Target, Written};
+use super::resources::Resource;
+use super::selector::{FieldSelector, LabelSelector};
+use super::status::ApiError;
+use super::watch;
+
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// The Kubernetes version the sim claims to be.
+pub const VERSION: (&str, &str) = ("1", "33");
+
+/// Shared by every request of one simulated API server.
+#[derive(Debug)]
+pub struct ApiServer {
+    pub cluster: Arc<Cluster>,
+    /// Fired to cut every open watch stream (clients must resume).
+    cuts: Mutex<CancellationToken>,
+    /// Fired once at shutdown.
+    pub stop: CancellationToken,
+}
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
+    let mut response = Response::new(full(serde_json::to_vec(body).unwrap_or_default()));
+    *response.status_mut() = code;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error_response(e: &ApiError) -> Response<Body> {
+    json_response(StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.status())
+}
+
+/// A parsed resource path.
+#[derive(Debug, Clone)]
+struct Path {
+    group: String,
+    version: String,
+    namespace: Option<String>,
+    plural: String,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+fn parse_path(path: &str) -> Option<Path> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match parts.as_slice() {
+        ["api", version, rest @ ..] => (String::new(), (*version).to_owned(), rest),
+        ["apis", group, version, rest @ ..] => ((*group).to_owned(), (*version).to_owned(), rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() && !matches!(rest, ["status" | "finalize"]) => {
+            (Some((*ns).to_owned()), rest)
+        }
+        _ => (None, rest),
+    };
+    let (plural, name, sub) = match rest {
+        [plural] => (*plural, None, None),
+        [plural, name] => (*plural, Some(*name), None),
+        [plural, name, sub] => (*plural, Some(*name), Some(*sub)),
+        _ => return None,
+    };
+    Some(Path {
+        group,
+        version,
+        namespace,
+        plural: plural.to_owned(),
+        name: name.map(str::to_owned),
+        sub: sub.map(str::to_owned),
+    })
+}
+
+fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    Some((decode(k)?, decode(v)?))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Percent-decoding of a query component (`+` is a space).
+fn decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl ApiServer {
+    pub fn new(cluster: Arc<Cluster>, stop: CancellationToken) -> Self {
+        Self { cluster, cuts: Mutex::new(CancellationToken::new()), stop }
+    }
+
+    /// Ends every open watch stream now; clients resume from their last version.
+    pub fn cut_watches(&self) {
+        let mut cuts = self.cuts.lock().unwrap_or_else(|p| p.into_inner());
+        cuts.cancel();
+        *cuts = CancellationToken::new();
+    }
+
+    fn cut_token(&self) -> CancellationToken {
+        self.cuts.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Answers one request.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_owned();
+        let method = req.method().clone();
+        let result = self.route(req).await;
+        let response = result.unwrap_or_else(|e| error_response(&e));
+        tracing::debug!(%method, path, status = response.status().as_u16(), "sim api request");
+        response
+    }
+
+    async fn route(self: &Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let path = req.uri().path().trim_end_matches('/').to_owned();
+        let resources = &self.cluster.resources;
+        match path.as_str() {
+            "/version" => {
+                let (major, minor) = VERSION;
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "major": major, "minor": minor, "gitVersion": format!("v{major}.{minor}.0-apisix-canary-sim"),
+                        "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+                        "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64",
+                    }),
+                ));
+            }
+            "/healthz" | "/livez" | "/readyz" => return Ok(Response::new(full("ok"))),
+            "/api" => {
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "kind": "APIVersions", "versions": ["v1"],
+                        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}],
+                    }),
+                ));
+            }
+            "/apis" => return Ok(json_response(StatusCode::OK, &resources.group_list())),
+            _ => {}
+        }
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match parts.as_slice() {
+            ["api", version] => return discovery(resources.resource_list("", version)),
+            ["apis", group] => {
+                let list = resources.group_list();
+                let found = list["groups"].as_array().and_then(|g| g.iter().find(|g| g["name"] == *group)).cloned();
+                return match found {
+                    Some(mut g) => {
+                        g["kind"] = json!("APIGroup");
+                        g["apiVersion"] = json!("v1");
+                        Ok(json_response(StatusCode::OK, &g))
+                    }
+                    None => Err(ApiError::NotFound { kind: "groups".into(), name: (*group).into() }),
+                };
+            }
+            ["apis", group, version] => return discovery(resources.resource_list(group, version)),
+            _ => {}
+        }
+        let Some(p) = parse_path(&path) else {
+            return Err(ApiError::NotFound { kind: "paths".into(), name: path });
+        };
+        let resource = resources.find(&p.group, &p.version, &p.plural).ok_or_else(|| ApiError::NotFound {
+            kind: "resources".into(),
+            name: format!("{}/{}/{}", p.group, p.version, p.plural),
+        })?;
+        self.resource(req, p, resource).await
+    }
+
+    async fn resource(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        p: Path,
+        r: Resource,
+    ) -> Result<Response<Body>, ApiError> {
+        let q = query(&req);
+        let all_namespaces = r.namespaced && p.namespace.is_none();
+        let namespace = if r.namespaced { p.namespace.clone().unwrap_or_default() } else { String::new() };
+        let target = Target { resource: &r, version: &p.version, namespace: &namespace };
+        let mut ctx = Ctx::user("kubernetes-admin");
+        ctx.dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+        let method = req.method().clone();
+        let content_type =
+            req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let body = req.into_body().collect().await.map_err(|e| ApiError::BadRequest(e.to_string()))?.to_bytes();
+        let parse = |body: &Bytes| -> Result<Value, ApiError> {
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::BadRequest(format!("the body of the request was in an unknown format: {e}")))
+        };
+        let cluster = &self.cluster;
+        match (method, p.name.as_deref()) {
+            (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+                let label = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))
+                    .map_err(ApiError::BadRequest)?;
+                let field = FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str))
+                    .map_err(ApiError::BadRequest)?;
+                let options = watch::Options {
+                    resource: r.clone(),
+                    version: p.version.clone(),
+                    namespace: (!all_namespaces).then(|| namespace.clone()),
+                    label,
+                    field,
+                    resource_version: q.get("resourceVersion").cloned().unwrap_or_default(),
+                    bookmarks: q.get("allowWatchBookmarks").is_some_and(|v| v == "true"),
+                    timeout: q.get("timeoutSeconds").and_then(|t| t.parse().ok()),
+                    send_initial_events: q.get("sendInitialEvents").is_some_and(|v| v == "true"),
+                };
+                let cut = self.cut_token();
+                watch::stream(cluster.clone(), options, cut, self.stop.clone())
+            }
+            (Method::GET, None) => {
+                let label = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))
+                    .map_err(ApiError::BadRequest)?;
+                let field = FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str))
+                    .map_err(ApiError::BadRequest)?;
+                let (items, rv) = cluster.list(&target, all_namespaces, &label, &field).await?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "kind": format!("{}List", r.kind),
+                        "apiVersion": r.api_version(&p.version),
+                        "metadata": {"resourceVersion": rv.to_string()},
+                        "items": items,
+                    }),
+                ))
+            }
+            (Method::GET, Some(name)) => {
+                let object = cluster.get(&target, name).await?;
+                let object = match p.sub.as_deref() {
+                    Some("scale") if r.scale.is_some() => super::cluster::scale_of(&r, &object),
+                    Some("status") | None => object,
+                    Some(other) => {
+                        return Err(ApiError::NotFound {
+                            kind: format!("{}/{other}", target.qualified()),
+                            name: name.into(),
+                        });
+                    }
+                };
+                Ok(json_response(StatusCode::OK, &object))
+            }
+            (Method::POST, None) => {
+                let written = cluster.create(&ctx, &target, parse(&body)?).await?;
+                Ok(written_response(StatusCode::CREATED, written))
+            }
+            (Method::PUT, Some(name)) => {
+                let written = cluster.replace(&ctx, &target, name, p.sub.as_deref(), parse(&body)?).await?;
+                Ok(written_response(StatusCode::OK, written))
+            }
+            (Method::PATCH, Some(name)) => {
+                let media = content_type.split(';').next().unwrap_or_default().trim();
+                let patch = match media {
+                    "application/merge-patch+json" => Patch::Merge(parse(&body)?),
+                    "application/strategic-merge-patch+json" => Patch::Strategic(parse(&body)?),
+                    "application/json-patch+json" => Patch::Json(
+                        serde_json::from_slice(&body)
+                            .map_err(|e| ApiError::BadRequest(format!("invalid JSON patch: {e}")))?,
+                    ),
+                    other => {
+                        return Err(ApiError::UnsupportedMediaType(format!(
+                            "the body of the request was in an unknown format - accepted media types include: \
+                             application/json-patch+json, application/merge-patch+json, \
+                             application/strategic-merge-patch+json (got {other:?})"
+                        )));
+                    }
+                };
+                let written = cluster.patch(&ctx, &target, name, p.sub.as_deref(), &patch).await?;
+                Ok(written_response(StatusCode::OK, written))
+            }
+            (Method::DELETE, Some(name)) => {
+                let options: Value = if body.is_empty() { json!({}) } else { parse(&body)? };
+                let propagation = options["propagationPolicy"]
+                    .as_str()
+                    .or(q.get("propagationPolicy").map(String::as_str))
+                    .unwrap_or("Background")
+                    .to_owned();
+                if options.pointer("/dryRun/0") == Some(&json!("All")) {
+                    ctx.dry_run = true;
+                }
+                let written = cluster.delete(&ctx, &target, name, &propagation).await?;
+                Ok(written_response(StatusCode::OK, written))
+            }
+            (Method::DELETE, None) => {
+                let label = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))
+                    .map_err(ApiError::BadRequest)?;
+                let (items, _) = cluster.list(&target, all_namespaces, &label, &FieldSelector::default()).await?;
+                let mut deleted = Vec::new();
+                for item in items {
+                    let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    deleted.push(cluster.delete(&ctx, &target, &name, "Background").await?.object);
+                }
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"kind": format!("{}List", r.kind), "apiVersion": r.api_version(&p.version),
+                    "metadata": {}, "items": deleted}),
+                ))
+            }
+            (method, _) => {
+                Err(ApiError::MethodNotAllowed(format!("{method} is not supported on {}", target.qualified())))
+            }
+        }
+    }
+}
+
+fn discovery(list: Option<Value>) -> Result<Response<Body>, ApiError> {
+    list.map(|l| json_response(StatusCode::OK, &l))
+        .ok_or_else(|| ApiError::NotFound { kind: "groupversions".into(), name: String::new() })
+}
+
+/// The written object, with webhook warnings as `Warning` headers.
+fn written_response(code: StatusCode, written: Written) -> Response<Body> {
+    let code = if written.created { code } else { StatusCode::OK };
+    let mut response = json_response(code, &written.object);
+    for w in &written.warnings {
+        let text = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let p = parse_path("/apis/apps/v1/namespaces/test/deployments/podinfo/scale").unwrap();
+        assert_eq!(
+            (p.group.as_str(), p.namespace.as_deref(), p.plural.as_str()),
+            ("apps", Some("test"), "deployments")
+        );
+        assert_eq!((p.name.as_deref(), p.sub.as_deref()), (Some("podinfo"), Some("scale")));
+        let ns = parse_path("/api/v1/namespaces/test").unwrap();
+        assert_eq!((ns.plural.as_str(), ns.name.as_deref(), ns.namespace), ("namespaces", Some("test"), None));
+        let status = parse_path("/api/v1/namespaces/test/status").unwrap();
+        assert_eq!((status.plural.as_str(), status.sub.as_deref()), ("namespaces", Some("status")));
+        let all = parse_path("/api/v1/pods").unwrap();
+        assert_eq!((all.plural.as_str(), all.namespace), ("pods", None));
+        assert!(parse_path("/foo").is_none());
+        assert_eq!(decode("app%3Dweb%2Cenv+in+(a)").as_deref(), Some("app=web,env in (a)"));
+    }
+}

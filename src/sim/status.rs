@@ -1,0 +1,79 @@
+//! API errors as kube-apiserver reports them: a `Status` body with code and reason.
+
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{kind} \"{name}\" not found")]
+    NotFound { kind: String, name: String },
+    #[error("{kind} \"{name}\" already exists")]
+    AlreadyExists { kind: String, name: String },
+    #[error("Operation cannot be fulfilled on {resource} \"{name}\": {message}")]
+    Conflict { resource: String, name: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("Internal error occurred: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn code(&self) -> u16 {
+        match self {
+            ApiError::NotFound { .. } => 404,
+            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::Invalid(_) => 422,
+            ApiError::Forbidden(_) => 403,
+            ApiError::BadRequest(_) => 400,
+            ApiError::Gone(_) => 410,
+            ApiError::MethodNotAllowed(_) => 405,
+            ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::Internal(_) => 500,
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::NotFound { .. } => "NotFound",
+            ApiError::AlreadyExists { .. } => "AlreadyExists",
+            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Invalid(_) => "Invalid",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::Gone(_) => "Expired",
+            ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
+            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::Internal(_) => "InternalError",
+        }
+    }
+
+    /// The `Status` object of this error.
+    pub fn status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.to_string(),
+            "reason": self.reason(),
+            "code": self.code(),
+        });
+        match self {
+            ApiError::NotFound { kind, name } | ApiError::AlreadyExists { kind, name } => {
+                status["details"] = json!({"name": name, "kind": kind});
+            }
+            ApiError::Conflict { resource, name, .. } => status["details"] = json!({"name": name, "kind": resource}),
+            _ => {}
+        }
+        status
+    }
+}

@@ -1,0 +1,237 @@
+//! The simulated cluster's etcd: objects as JSON by key, one global resourceVersion,
+//! a bounded event history for watches and a broadcast of every change.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// Events kept for watches that resume from an older resourceVersion.
+const HISTORY: usize = 20_000;
+
+/// Where an object lives: its API group, resource (plural), namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub group: String,
+    pub resource: String,
+    /// Empty for cluster-scoped objects.
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(group: &str, resource: &str, namespace: &str, name: &str) -> Self {
+        Self { group: group.into(), resource: resource.into(), namespace: namespace.into(), name: name.into() }
+    }
+
+    /// Whether this key is of `group/resource`, in `namespace` when one is given.
+    pub fn is_in(&self, group: &str, resource: &str, namespace: Option<&str>) -> bool {
+        self.group == group && self.resource == resource && namespace.is_none_or(|ns| self.namespace == ns)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as watches see it.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub rv: u64,
+    pub type_: EventType,
+    pub key: ObjectKey,
+    pub object: Arc<Value>,
+}
+
+/// The events a watch missed, and the receiver of the ones to come.
+pub type Resumption = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("the object has been modified; please apply your changes to the latest version and try again")]
+    Conflict,
+    /// The requested resourceVersion is older than the history kept.
+    #[error("too old resource version: {requested} ({oldest})")]
+    Gone { requested: u64, oldest: u64 },
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    rv: u64,
+    objects: BTreeMap<ObjectKey, Arc<Value>>,
+    history: VecDeque<Arc<Event>>,
+    /// Events older than this were dropped from `history`.
+    compacted: u64,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    inner: Mutex<Inner>,
+    events: broadcast::Sender<Arc<Event>>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self { inner: Mutex::new(Inner::default()), events: broadcast::channel(4096).0 }
+    }
+}
+
+fn set_rv(object: &mut Value, rv: u64) {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+    }
+}
+
+/// The resourceVersion written in an object, if it is one of ours.
+pub fn rv_of(object: &Value) -> Option<u64> {
+    object.pointer("/metadata/resourceVersion")?.as_str()?.parse().ok()
+}
+
+impl Store {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data: every write is one insert.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn current_rv(&self) -> u64 {
+        self.lock().rv
+    }
+
+    pub fn get(&self, key: &ObjectKey) -> Option<Arc<Value>> {
+        self.lock().objects.get(key).cloned()
+    }
+
+    /// Every object of a resource (in one namespace or all), and the rv they are at.
+    pub fn list(&self, group: &str, resource: &str, namespace: Option<&str>) -> (Vec<Arc<Value>>, u64) {
+        let inner = self.lock();
+        let items =
+            inner.objects.iter().filter(|(k, _)| k.is_in(group, resource, namespace)).map(|(_, v)| v.clone()).collect();
+        (items, inner.rv)
+    }
+
+    /// Stores a new object, stamping its resourceVersion.
+    pub fn create(&self, key: ObjectKey, mut object: Value) -> Result<Arc<Value>, StoreError> {
+        let mut inner = self.lock();
+        if inner.objects.contains_key(&key) {
+            return Err(StoreError::AlreadyExists);
+        }
+        inner.rv += 1;
+        let rv = inner.rv;
+        set_rv(&mut object, rv);
+        let object = Arc::new(object);
+        inner.objects.insert(key.clone(), object.clone());
+        self.record(&mut inner, EventType::Added, key, object.clone());
+        Ok(object)
+    }
+
+    /// Replaces an object. With `expected`, fails with Conflict unless the stored
+    /// resourceVersion is that one (optimistic concurrency).
+    pub fn update(&self, key: ObjectKey, mut object: Value, expected: Option<u64>) -> Result<Arc<Value>, StoreError> {
+        let mut inner = self.lock();
+        let current = inner.objects.get(&key).ok_or(StoreError::NotFound)?;
+        if expected.is_some_and(|rv| Some(rv) != rv_of(current)) {
+            return Err(StoreError::Conflict);
+        }
+        inner.rv += 1;
+        let rv = inner.rv;
+        set_rv(&mut object, rv);
+        let object = Arc::new(object);
+        inner.objects.insert(key.clone(), object.clone());
+        self.record(&mut inner, EventType::Modified, key, object.clone());
+        Ok(object)
+    }
+
+    /// Removes an object; the DELETED event carries its last state at a new rv.
+    pub fn delete(&self, key: &ObjectKey) -> Result<Arc<Value>, StoreError> {
+        let mut inner = self.lock();
+        let removed = inner.objects.remove(key).ok_or(StoreError::NotFound)?;
+        inner.rv += 1;
+        let rv = inner.rv;
+        let mut last = (*removed).clone();
+        set_rv(&mut last, rv);
+        let last = Arc::new(last);
+        self.record(&mut inner, EventType::Deleted, key.clone(), last.clone());
+        Ok(last)
+    }
+
+    fn record(&self, inner: &mut Inner, type_: EventType, key: ObjectKey, object: Arc<Value>) {
+        let event = Arc::new(Event { rv: inner.rv, type_, key, object });
+        inner.history.push_back(event.clone());
+        while inner.history.len() > HISTORY {
+            if let Some(old) = inner.history.pop_front() {
+                inner.compacted = old.rv;
+            }
+        }
+        // Nobody listening is fine.
+        let _ = self.events.send(event);
+    }
+
+    /// Receives every change from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
+    }
+
+    /// The events after `rv` still in history, and a receiver for those after them,
+    /// taken under one lock so nothing falls in between.
+    pub fn watch_from(&self, rv: u64) -> Result<Resumption, StoreError> {
+        let inner = self.lock();
+        if rv < inner.compacted {
+            return Err(StoreError::Gone { requested: rv, oldest: inner.compacted });
+        }
+        let past = inner.history.iter().filter(|e| e.rv > rv).cloned().collect();
+        Ok((past, self.events.subscribe()))
+    }
+
+    /// Forgets the history up to now: watches from an older rv get 410 Gone.
+    pub fn compact(&self) {
+        let mut inner = self.lock();
+        inner.history.clear();
+        inner.compacted = inner.rv;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey::new("apps", "deployments", "test", name)
+    }
+
+    #[test]
+    fn versions_conflicts_and_history() {
+        let store = Store::default();
+        let a = store.create(key("a"), json!({"metadata": {"name": "a"}})).unwrap();
+        assert_eq!(rv_of(&a), Some(1));
+        assert_eq!(store.create(key("a"), json!({"metadata": {}})), Err(StoreError::AlreadyExists));
+        let a2 = store.update(key("a"), json!({"metadata": {"name": "a"}, "x": 1}), Some(1)).unwrap();
+        assert_eq!(rv_of(&a2), Some(2));
+        assert_eq!(store.update(key("a"), json!({"metadata": {}}), Some(1)), Err(StoreError::Conflict));
+        let (past, _rx) = store.watch_from(1).unwrap();
+        assert_eq!(past.iter().map(|e| (e.rv, e.type_)).collect::<Vec<_>>(), [(2, EventType::Modified)]);
+        let gone = store.delete(&key("a")).unwrap();
+        assert_eq!(rv_of(&gone), Some(3));
+        store.compact();
+        assert_eq!(store.watch_from(2).unwrap_err(), StoreError::Gone { requested: 2, oldest: 3 });
+        assert!(store.watch_from(3).unwrap().0.is_empty());
+    }
+}
