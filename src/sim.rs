@@ -51,6 +51,21 @@ pub enum SimError {
 /// Namespaces every cluster starts with.
 const NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// What to start besides the API server, and how fast the simulated world moves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long a new pod takes to become ready.
+    pub pod_ready_delay: std::time::Duration,
+    /// Start a real Prometheus scraping the gateway (needs the `prometheus` binary).
+    pub prometheus: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { pod_ready_delay: std::time::Duration::from_millis(200), prometheus: false }
+    }
+}
+
 /// A running simulated cluster. Everything stops when it is dropped.
 #[derive(Debug)]
 pub struct Sim {
@@ -104,6 +119,11 @@ where
 impl Sim {
     /// Starts the API server on a free loopback port with the default namespaces.
     pub async fn start() -> Result<Self, SimError> {
+        Self::start_with(Options::default()).await
+    }
+
+    /// Starts the cluster with `options`; every part on its own free loopback port.
+    pub async fn start_with(options: Options) -> Result<Self, SimError> {
         let stop = CancellationToken::new();
         let cluster = Arc::new(Cluster::default());
         let api = Arc::new(ApiServer::new(cluster.clone(), stop.clone()));
@@ -114,6 +134,8 @@ impl Sim {
             let api = api.clone();
             spawn_http(listener, stop.clone(), move |req| api.clone().handle(req));
         }
+        // Parts added by their modules start here (workloads, gateway, load tester, Prometheus).
+        let _ = &options;
         let sim = Self { cluster, api, api_addr, stop };
         for ns in NAMESPACES {
             sim.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
