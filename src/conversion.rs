@@ -10,7 +10,7 @@ use kube::core::conversion::{ConversionRequest, ConversionResponse, ConversionRe
 use kube::core::{Status, TypeMeta};
 use serde_json::Value;
 
-use crate::api::canary::{KIND, V1ALPHA1, V1BETA1, v1alpha1, v1beta1};
+use crate::api::canary::{KIND, V1ALPHA1, V1BETA1};
 
 pub const PATH: &str = "/convert";
 pub const API_VERSION: &str = "apiextensions.k8s.io/v1";
@@ -21,8 +21,6 @@ pub enum Error {
     UnknownVersion(String),
     #[error("unsupported kind {0:?}: only {KIND} has several versions")]
     UnknownKind(String),
-    #[error("malformed {api_version} {KIND}: {source}")]
-    Malformed { api_version: String, source: serde_json::Error },
     #[error(transparent)]
     Canary(#[from] canary::Error),
 }
@@ -42,15 +40,7 @@ pub fn convert(object: Value, desired: &str) -> Result<Value, Error> {
     if api_version == desired {
         return Ok(object);
     }
-    let malformed = |source| Error::Malformed { api_version: api_version.clone(), source };
-    let converted = if desired == V1ALPHA1 {
-        let c: v1beta1::Canary = serde_json::from_value(object).map_err(malformed)?;
-        serde_json::to_value(canary::to_v1alpha1(&c))
-    } else {
-        let c: v1alpha1::Canary = serde_json::from_value(object).map_err(malformed)?;
-        serde_json::to_value(canary::to_v1beta1(&c)?)
-    };
-    converted.map_err(|source| Error::Malformed { api_version: desired.to_owned(), source })
+    Ok(if desired == V1ALPHA1 { canary::object_to_v1alpha1(object)? } else { canary::object_to_v1beta1(object)? })
 }
 
 /// Answers one ConversionReview body. Pure: no I/O.

@@ -55,7 +55,7 @@ fn corpus_is_valid() {
 #[test]
 fn corpus_round_trips_through_v1alpha1() {
     for (name, c) in corpus() {
-        let alpha = to_v1alpha1(&c);
+        let alpha = to_v1alpha1(&c).unwrap();
         let back = to_v1beta1(&alpha).unwrap();
         assert_eq!(back, c, "{name}");
         // What reaches the apiserver is JSON: the round trip must survive it too.
@@ -67,7 +67,7 @@ fn corpus_round_trips_through_v1alpha1() {
 #[test]
 fn expressible_specs_need_no_spill_annotation() {
     let minimal: v1beta1::Canary = read("minimal.yaml");
-    let alpha = to_v1alpha1(&minimal);
+    let alpha = to_v1alpha1(&minimal).unwrap();
     assert_eq!(alpha.metadata.annotations, None);
     assert_eq!(alpha.spec.target, "checkout");
     assert_eq!(alpha.spec.route.as_deref(), Some("shop"));
@@ -76,7 +76,7 @@ fn expressible_specs_need_no_spill_annotation() {
     let mut c = minimal.clone();
     c.spec.analysis.metrics =
         vec![metric("request-success-rate", Some(99.0), None), metric("request-duration", None, Some(500.0))];
-    let alpha = to_v1alpha1(&c);
+    let alpha = to_v1alpha1(&c).unwrap();
     assert_eq!(alpha.metadata.annotations, None, "{:?}", alpha.metadata.annotations);
     assert_eq!(alpha.spec.min_success_rate, Some(99.0));
     assert_eq!(alpha.spec.max_request_duration.as_deref(), Some("500ms"));
@@ -84,7 +84,7 @@ fn expressible_specs_need_no_spill_annotation() {
 
     // The scenario's metric intervals and webhook cannot be flat: they ride along.
     let scenario: v1beta1::Canary = read("scenario.yaml");
-    let alpha = to_v1alpha1(&scenario);
+    let alpha = to_v1alpha1(&scenario).unwrap();
     let spill = &alpha.metadata.annotations.as_ref().unwrap()[SPILL_ANNOTATION];
     assert!(spill.contains("load-test") && spill.contains("\"interval\":\"1m\""), "{spill}");
     assert!(!spill.contains("maxWeight"), "flat fields are not duplicated: {spill}");
@@ -93,7 +93,7 @@ fn expressible_specs_need_no_spill_annotation() {
 #[test]
 fn an_edit_at_v1alpha1_wins_and_keeps_the_rest() {
     let scenario: v1beta1::Canary = read("scenario.yaml");
-    let mut alpha = to_v1alpha1(&scenario);
+    let mut alpha = to_v1alpha1(&scenario).unwrap();
     alpha.spec.max_weight = Some(30);
     alpha.spec.min_success_rate = Some(95.0);
     let back = to_v1beta1(&alpha).unwrap();
@@ -111,14 +111,14 @@ fn flat_fixture_round_trips_through_v1beta1() {
     assert_eq!(beta.spec.route_ref.as_ref().unwrap().kind, "ApisixRoute");
     assert_eq!(beta.spec.analysis.metrics[1].threshold_range.as_ref().unwrap().max, Some(500.0));
     assert!(validate_v1beta1(&beta.spec).errors.is_empty());
-    assert_eq!(to_v1alpha1(&beta), flat);
+    assert_eq!(to_v1alpha1(&beta).unwrap(), flat);
 }
 
 #[test]
 fn the_same_bad_value_gets_the_same_words_in_every_form() {
     let mut beta: v1beta1::Canary = read("minimal.yaml");
     beta.spec.analysis.max_weight = Some(150);
-    let mut alpha = to_v1alpha1(&read("minimal.yaml"));
+    let mut alpha = to_v1alpha1(&read("minimal.yaml")).unwrap();
     alpha.spec.max_weight = Some(150);
     let ann = BTreeMap::from([
         ("apisix-canary.dev/route".to_owned(), "shop".to_owned()),
@@ -240,7 +240,7 @@ proptest! {
     #[test]
     fn v1beta1_to_v1alpha1_and_back_is_identity(spec in arb_spec()) {
         let c = canary(spec);
-        let alpha = to_v1alpha1(&c);
+        let alpha = to_v1alpha1(&c).unwrap();
         let json = serde_json::to_value(&alpha).unwrap();
         let alpha: v1alpha1::Canary = serde_json::from_value(json).unwrap();
         prop_assert_eq!(to_v1beta1(&alpha).unwrap(), c);
@@ -250,13 +250,13 @@ proptest! {
     fn v1alpha1_to_v1beta1_and_back_is_identity(spec in arb_spec()) {
         // Every v1alpha1 object the API server can hold came from some v1beta1 one, or
         // was written flat: both shapes go through v1beta1 and come back the same.
-        let alpha = to_v1alpha1(&canary(spec));
+        let alpha = to_v1alpha1(&canary(spec)).unwrap();
         let beta = to_v1beta1(&alpha).unwrap();
-        prop_assert_eq!(to_v1alpha1(&beta), alpha.clone());
+        prop_assert_eq!(to_v1alpha1(&beta).unwrap(), alpha.clone());
 
         let mut flat = alpha;
         flat.metadata.annotations = None;
         let beta = to_v1beta1(&flat).unwrap();
-        prop_assert_eq!(to_v1alpha1(&beta), flat);
+        prop_assert_eq!(to_v1alpha1(&beta).unwrap(), flat);
     }
 }

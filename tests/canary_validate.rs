@@ -250,6 +250,15 @@ async fn the_webhook_denies_bad_canaries_in_both_versions() {
     let answer = post(review(labelled, Some(bad_beta), "UPDATE")).await;
     assert_eq!(answer["response"]["allowed"], true);
 
+    // The v1alpha1 spill annotation is never stored on a v1beta1 object.
+    let mut spilled = bad_beta_valid();
+    spilled["metadata"]["annotations"] = json!({"apisix-canary.dev/v1beta1-spec": "{}"});
+    let answer = post(review(spilled, None, "CREATE")).await;
+    assert_eq!(
+        answer["response"]["status"]["message"],
+        "metadata.annotations[apisix-canary.dev/v1beta1-spec]: Forbidden: reserved for the v1alpha1 form of a Canary"
+    );
+
     let scenario: Value = serde_saphyr::from_str(
         &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/canaries/scenario.yaml"))
             .unwrap(),
@@ -257,4 +266,12 @@ async fn the_webhook_denies_bad_canaries_in_both_versions() {
     .unwrap();
     let answer = post(review(scenario, None, "CREATE")).await;
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
+}
+
+fn bad_beta_valid() -> Value {
+    json!({
+        "apiVersion": "apisix-canary.dev/v1beta1", "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": serde_json::to_value(minimal()).unwrap()
+    })
 }

@@ -66,13 +66,6 @@ fn each_rule_names_field_value_and_what_is_allowed() {
             vec![format!("{}: Invalid value: \"10,60\": must not go above max-weight (50)", a("step-weights"))],
         ),
         (
-            vec![R, ("apisix-canary.dev/step-weights", "5,10"), ("apisix-canary.dev/step-weight", "5")],
-            vec![format!(
-                "{}: Forbidden: may not be set together with apisix-canary.dev/step-weight",
-                a("step-weights")
-            )],
-        ),
-        (
             vec![R, ("apisix-canary.dev/threshold", "0")],
             vec![format!("{}: Invalid value: \"0\": must be at least 1", a("threshold"))],
         ),
@@ -158,6 +151,19 @@ fn each_rule_names_field_value_and_what_is_allowed() {
     for (annotations, want) in cases {
         assert_eq!(errors_of(&annotations), want, "{annotations:?}");
     }
+}
+
+#[test]
+fn step_weights_win_over_step_weight_as_in_flagger() {
+    let new = deploy(&[R, ("apisix-canary.dev/step-weights", "5,10"), ("apisix-canary.dev/step-weight", "5")]);
+    let v = validate(&Review { operation: &Operation::Create, old: None, new: Some(&new), dry_run: false });
+    assert!(v.errors.is_empty());
+    assert_eq!(
+        v.warnings(),
+        [
+            "metadata.annotations[apisix-canary.dev/step-weight]: ignored: apisix-canary.dev/step-weights is set and takes precedence"
+        ]
+    );
 }
 
 #[test]

@@ -2,13 +2,14 @@
 //! v1alpha1 is checked through its v1beta1 expansion, with paths rewritten to the flat
 //! fields the user wrote, so a bad value gets the same words whichever way it came.
 
-use crate::api::canary::{BUILTIN_METRICS, REQUEST_SUCCESS_RATE, SEVERITIES, WEBHOOK_TYPES, v1alpha1, v1beta1};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, Operation};
 
 use super::Findings;
 use super::templates;
-use crate::api::canary::GROUP;
+use crate::api::canary::{
+    BUILTIN_METRICS, GROUP, REQUEST_DURATION, REQUEST_SUCCESS_RATE, SEVERITIES, WEBHOOK_TYPES, v1alpha1, v1beta1,
+};
 use crate::api::field::{FieldError, Path, Shown};
 use crate::api::{alert_provider::AlertProvider, metric_template::MetricTemplate};
 use crate::api::{annotations::defaults, apisix_route, rules};
@@ -37,7 +38,14 @@ pub fn validate(request: &AdmissionRequest<DynamicObject>) -> Findings {
         Err(e) => return unreadable(&e),
     };
     let result = match (request.kind.version.as_str(), request.kind.kind.as_str()) {
-        ("v1beta1", "Canary") => serde_json::from_value::<v1beta1::Canary>(value).map(|c| validate_v1beta1(&c.spec)),
+        ("v1beta1", "Canary") => serde_json::from_value::<v1beta1::Canary>(value).map(|c| {
+            let mut f = validate_v1beta1(&c.spec);
+            if c.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(v1alpha1::SPILL_ANNOTATION)) {
+                let path = Path::new("metadata").child("annotations").key(v1alpha1::SPILL_ANNOTATION);
+                f.errors.push(FieldError::forbidden(&path, "reserved for the v1alpha1 form of a Canary"));
+            }
+            f
+        }),
         ("v1alpha1", "Canary") => serde_json::from_value::<v1alpha1::Canary>(value).map(|c| validate_v1alpha1(&c)),
         (_, "MetricTemplate") => {
             serde_json::from_value::<MetricTemplate>(value).map(|t| templates::validate_metric_template(&t.spec))
@@ -129,7 +137,8 @@ fn analysis(a: &v1beta1::Analysis, p: &Path, f: &mut Findings) {
         rules::step_weights(&p.child("stepWeights"), &shown, &values).map_err(|e| f.errors.push(e)).ok()
     });
     if a.step_weight.is_some() && a.step_weights.is_some() {
-        f.errors.push(FieldError::forbidden(&p.child("stepWeights"), "may not be set together with stepWeight"));
+        // Flagger accepts both and uses stepWeights: so do we, with a word.
+        f.warnings.push((p.child("stepWeight"), "ignored: stepWeights is set and takes precedence".to_owned()));
     }
     // Cross-checks only between values that are valid on their own.
     let max_invalid = a.max_weight.is_some() && max.is_none();
@@ -222,6 +231,12 @@ fn metrics(list: &[v1beta1::Metric], p: &Path, f: &mut Findings) {
                         }
                     }
                 }
+                if m.name == REQUEST_DURATION
+                    && m.template_ref.is_none()
+                    && let Some(ms) = r.max
+                {
+                    f.push(rules::request_duration_ms(&rp.child("max"), ms));
+                }
             }
         }
         if let Some(raw) = &m.interval {
@@ -280,11 +295,16 @@ const FLAT_PATHS: &[(&str, &str)] = &[
     ("spec.analysis.stepWeightPromotion", "spec.stepWeightPromotion"),
 ];
 
-fn flat_path(path: &Path) -> Path {
-    FLAT_PATHS
-        .iter()
-        .find(|(beta, _)| *beta == path.as_str())
-        .map_or_else(|| path.clone(), |(_, alpha)| Path::new(alpha))
+/// An error of the expanded v1beta1 spec, as the v1alpha1 writer should read it: at
+/// the flat field, or at the spill annotation it came from.
+fn flat_error(e: &FieldError) -> FieldError {
+    match FLAT_PATHS.iter().find(|(beta, _)| *beta == e.path.as_str()) {
+        Some((_, alpha)) => FieldError { path: Path::new(alpha), kind: e.kind.clone() },
+        None => {
+            let spill = Path::new("metadata").child("annotations").key(v1alpha1::SPILL_ANNOTATION);
+            FieldError::invalid(&spill, "(json)", e.to_string())
+        }
+    }
 }
 
 /// Checks a v1alpha1 Canary: the flat fields with their own paths, the rest through
@@ -295,25 +315,46 @@ pub fn validate_v1alpha1(c: &v1alpha1::Canary) -> Findings {
     if let Some(rate) = c.spec.min_success_rate {
         f.push(rules::success_rate(&p.child("minSuccessRate"), &Shown::bare(rate), Some(rate)));
     }
-    if let Some(raw) = &c.spec.max_request_duration {
-        f.push(rules::request_duration(&p.child("maxRequestDuration"), raw));
+    let duration_ok = match &c.spec.max_request_duration {
+        Some(raw) => {
+            let checked = rules::request_duration(&p.child("maxRequestDuration"), raw);
+            let parsed = crate::api::duration::parse(raw).is_ok();
+            f.push(checked);
+            parsed
+        }
+        None => true,
+    };
+    // Expand as written; a duration that does not parse was reported and is left out.
+    let mut expandable = c.spec.clone();
+    if !duration_ok {
+        expandable.max_request_duration = None;
     }
-    // Those two checked, expand without them so a bad duration cannot stop the rest.
-    let mut stripped = c.clone();
-    stripped.spec.min_success_rate = None;
-    stripped.spec.max_request_duration = None;
-    match conversion::canary::to_v1beta1(&stripped) {
+    let spill = c.metadata.annotations.as_ref().and_then(|a| a.get(v1alpha1::SPILL_ANNOTATION));
+    let beta = match conversion::canary::spec_to_v1beta1(&expandable, spill.map(String::as_str)) {
+        Ok((beta, _)) => beta,
         Err(e) => {
-            let spill = Path::new("metadata").child("annotations").key(v1alpha1::SPILL_ANNOTATION);
-            f.errors.push(FieldError::invalid(&spill, "(json)", e.to_string()));
+            let path = Path::new("metadata").child("annotations").key(v1alpha1::SPILL_ANNOTATION);
+            f.errors.push(FieldError::invalid(&path, "(json)", e.to_string()));
+            return f;
         }
-        Ok(beta) => {
-            let inner = validate_v1beta1(&beta.spec);
-            for e in inner.errors.iter() {
-                f.errors.push(FieldError { path: flat_path(&e.path), kind: e.kind.clone() });
-            }
-            f.warnings.extend(inner.warnings.into_iter().map(|(path, w)| (flat_path(&path), w)));
-        }
+    };
+    // The bounds of the built-in metrics written flat were checked at the flat fields.
+    let builtin = |name: &str| beta.analysis.metrics.iter().position(|m| m.name == name && m.template_ref.is_none());
+    let mut checked_flat = Vec::new();
+    if let (Some(i), Some(_)) = (builtin(REQUEST_SUCCESS_RATE), c.spec.min_success_rate) {
+        checked_flat.push(format!("spec.analysis.metrics[{i}].thresholdRange.min"));
+    }
+    if let (Some(i), Some(_)) = (builtin(REQUEST_DURATION), &c.spec.max_request_duration) {
+        checked_flat.push(format!("spec.analysis.metrics[{i}].thresholdRange.max"));
+    }
+    let inner = validate_v1beta1(&beta);
+    for e in inner.errors.iter().filter(|e| !checked_flat.iter().any(|p| p == e.path.as_str())) {
+        f.errors.push(flat_error(e));
+    }
+    for (path, w) in inner.warnings {
+        let path =
+            FLAT_PATHS.iter().find(|(beta, _)| *beta == path.as_str()).map_or(path, |(_, alpha)| Path::new(alpha));
+        f.warnings.push((path, w));
     }
     f
 }

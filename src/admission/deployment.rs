@@ -337,6 +337,10 @@ pub fn validate(review: &Review<'_>) -> Findings {
             if let Some(w) = settings.threshold.and_then(rules::threshold_warning) {
                 warnings.push((annotations::path(annotations::THRESHOLD), w));
             }
+            if settings.step_weight.is_some() && settings.step_weights.is_some() {
+                let w = format!("ignored: {} is set and takes precedence", annotations::STEP_WEIGHTS);
+                warnings.push((annotations::path(annotations::STEP_WEIGHT), w));
+            }
             Findings { errors: ErrorList::new(), warnings }
         }
     }

@@ -222,9 +222,6 @@ fn consistency(s: &Settings, annotations: &BTreeMap<String, String>, errs: &mut 
         errs.push(FieldError::required(&path(ROUTE), format!("{first} has no effect without {ROUTE}")));
     }
 
-    if s.step_weight.is_some() && s.step_weights.is_some() {
-        errs.push(FieldError::forbidden(&path(STEP_WEIGHTS), format!("may not be set together with {STEP_WEIGHT}")));
-    }
     let (max, max_note) = match s.max_weight {
         Some(m) => (m, String::new()),
         None => (defaults::MAX_WEIGHT, ", the default".to_owned()),

@@ -66,6 +66,18 @@ pub fn request_duration(path: &Path, raw: &str) -> Result<Duration, FieldError> 
     bounded_duration(path, raw, MIN_REQUEST_DURATION, MAX_REQUEST_DURATION)
 }
 
+/// The P99 bound of the built-in `request-duration` metric, in milliseconds (the
+/// v1beta1 form of `maxRequestDuration`): the same bounds and words.
+pub fn request_duration_ms(path: &Path, ms: f64) -> Result<f64, FieldError> {
+    let (min, max) = (MIN_REQUEST_DURATION.as_secs_f64() * 1e3, MAX_REQUEST_DURATION.as_secs_f64() * 1e3);
+    if (min..=max).contains(&ms) {
+        Ok(ms)
+    } else {
+        let (lo, hi) = (duration::Display(MIN_REQUEST_DURATION), duration::Display(MAX_REQUEST_DURATION));
+        Err(FieldError::invalid(path, Shown::bare(ms), format!("must be between {lo} and {hi}")))
+    }
+}
+
 /// How long a webhook call may take.
 pub fn webhook_timeout(path: &Path, raw: &str) -> Result<Duration, FieldError> {
     bounded_duration(path, raw, MIN_INTERVAL, MAX_WEBHOOK_TIMEOUT)

@@ -10,60 +10,137 @@ use serde_json::{Map, Value, json};
 
 use crate::api::apisix_route;
 use crate::api::canary::v1alpha1::{self, SPILL_ANNOTATION};
-use crate::api::canary::{REQUEST_DURATION, REQUEST_SUCCESS_RATE, v1beta1};
+use crate::api::canary::{REQUEST_DURATION, REQUEST_SUCCESS_RATE, V1ALPHA1, V1BETA1, v1beta1};
 use crate::api::duration;
 
 const TARGET_API_VERSION: &str = "apps/v1";
 const TARGET_KIND: &str = "Deployment";
 
+/// On a v1beta1 object: how its v1alpha1 form spelled `maxRequestDuration` when that
+/// differs from the canonical spelling (`1000ms` for `1s`), so it comes back as written.
+pub const SPELLING_ANNOTATION: &str = "apisix-canary.dev/v1alpha1-max-request-duration";
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("annotation {SPILL_ANNOTATION} is not a v1beta1 spec: {0}")]
-    Spill(serde_json::Error),
+    Spill(String),
     #[error("cannot express the v1alpha1 spec as v1beta1: {0}")]
     Expand(serde_json::Error),
     #[error("spec.maxRequestDuration: {0:?} is not a duration")]
     Duration(String),
+    #[error("malformed {api_version} Canary: {source}")]
+    Malformed { api_version: &'static str, source: serde_json::Error },
 }
 
-/// v1beta1 -> v1alpha1.
-pub fn to_v1alpha1(c: &v1beta1::Canary) -> v1alpha1::Canary {
-    let flat = flatten(&c.spec);
-    let spec_json = serde_json::to_value(&c.spec).unwrap_or(Value::Null);
+/// A v1beta1 spec as v1alpha1: the flat spec and the residual JSON, if any. `spelling`
+/// is the remembered v1alpha1 spelling of `maxRequestDuration`.
+pub fn spec_to_v1alpha1(spec: &v1beta1::CanarySpec, spelling: Option<&str>) -> (v1alpha1::CanarySpec, Option<String>) {
+    let mut flat = flatten(spec);
+    if let (Some(canonical), Some(written)) = (&flat.max_request_duration, spelling)
+        && duration_to_ms(canonical) == duration_to_ms(written)
+    {
+        flat.max_request_duration = Some(written.to_owned());
+    }
+    let spec_json = serde_json::to_value(spec).unwrap_or(Value::Null);
     let residual = [minimal_residual(&spec_json, &flat, true), minimal_residual(&spec_json, &flat, false)]
         .into_iter()
-        .find(|r| expand(&flat, r.clone()).is_ok_and(|s| s == c.spec))
+        .find(|r| expand(&flat, r.clone()).is_ok_and(|s| s == *spec))
         .unwrap_or(spec_json);
-    let mut metadata = c.metadata.clone();
-    let annotations = metadata.annotations.get_or_insert_default();
-    if residual.as_object().is_some_and(Map::is_empty) {
-        annotations.remove(SPILL_ANNOTATION);
-    } else {
-        annotations.insert(SPILL_ANNOTATION.to_owned(), residual.to_string());
-    }
-    if annotations.is_empty() {
-        metadata.annotations = None;
-    }
-    v1alpha1::Canary { metadata, spec: flat, status: c.status.clone() }
+    let spill = (!residual.as_object().is_some_and(Map::is_empty)).then(|| residual.to_string());
+    (flat, spill)
 }
 
-/// v1alpha1 -> v1beta1.
-pub fn to_v1beta1(c: &v1alpha1::Canary) -> Result<v1beta1::Canary, Error> {
-    let mut metadata = c.metadata.clone();
-    let residual = match metadata.annotations.as_mut().and_then(|a| a.remove(SPILL_ANNOTATION)) {
-        Some(json) => serde_json::from_str(&json).map_err(Error::Spill)?,
+/// A v1alpha1 spec and its residual as v1beta1, and the spelling of
+/// `maxRequestDuration` to remember when it is not the canonical one.
+pub fn spec_to_v1beta1(
+    flat: &v1alpha1::CanarySpec,
+    spill: Option<&str>,
+) -> Result<(v1beta1::CanarySpec, Option<String>), Error> {
+    let residual = match spill {
+        Some(json) => serde_json::from_str(json).map_err(|e| Error::Spill(e.to_string()))?,
         None => Value::Object(Map::new()),
     };
-    if metadata.annotations.as_ref().is_some_and(|a| a.is_empty()) {
-        metadata.annotations = None;
+    let spec = expand(flat, residual)?;
+    let spelling = flat.max_request_duration.as_ref().filter(|written| {
+        let canonical = duration_to_ms(written).and_then(ms_to_duration);
+        canonical.as_deref() != Some(written.as_str())
+    });
+    Ok((spec, spelling.cloned()))
+}
+
+fn annotations_mut(object: &mut Value) -> Option<&mut Map<String, Value>> {
+    let meta = object.get_mut("metadata")?.as_object_mut()?;
+    meta.entry("annotations").or_insert_with(|| json!({})).as_object_mut()
+}
+
+/// Sets or removes an annotation; an emptied annotation map is removed, as the API
+/// server stores no empty maps.
+fn annotate(object: &mut Value, key: &str, value: Option<String>) {
+    if let Some(annotations) = annotations_mut(object) {
+        match value {
+            Some(v) => {
+                annotations.insert(key.to_owned(), Value::String(v));
+            }
+            None => {
+                annotations.remove(key);
+            }
+        }
+        if annotations.is_empty()
+            && let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            meta.remove("annotations");
+        }
     }
-    let spec = expand(&c.spec, residual)?;
-    Ok(v1beta1::Canary { metadata, spec, status: c.status.clone() })
+}
+
+fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    object.pointer("/metadata/annotations")?.get(key)?.as_str()
+}
+
+/// A whole v1beta1 object as v1alpha1. Only `apiVersion`, `spec` and our annotations
+/// change: metadata and status travel as the exact JSON they came in.
+pub fn object_to_v1alpha1(mut object: Value) -> Result<Value, Error> {
+    let spec: v1beta1::CanarySpec = serde_json::from_value(object.get("spec").cloned().unwrap_or(json!({})))
+        .map_err(|source| Error::Malformed { api_version: V1BETA1, source })?;
+    let spelling = annotation(&object, SPELLING_ANNOTATION).map(str::to_owned);
+    let (flat, spill) = spec_to_v1alpha1(&spec, spelling.as_deref());
+    object["apiVersion"] = json!(V1ALPHA1);
+    object["spec"] = serde_json::to_value(flat).map_err(|source| Error::Malformed { api_version: V1ALPHA1, source })?;
+    annotate(&mut object, SPELLING_ANNOTATION, None);
+    annotate(&mut object, SPILL_ANNOTATION, spill);
+    Ok(object)
+}
+
+/// A whole v1alpha1 object as v1beta1; metadata and status as they came.
+pub fn object_to_v1beta1(mut object: Value) -> Result<Value, Error> {
+    let flat: v1alpha1::CanarySpec = serde_json::from_value(object.get("spec").cloned().unwrap_or(json!({})))
+        .map_err(|source| Error::Malformed { api_version: V1ALPHA1, source })?;
+    let spill = annotation(&object, SPILL_ANNOTATION).map(str::to_owned);
+    let (spec, spelling) = spec_to_v1beta1(&flat, spill.as_deref())?;
+    object["apiVersion"] = json!(V1BETA1);
+    object["spec"] = serde_json::to_value(spec).map_err(|source| Error::Malformed { api_version: V1BETA1, source })?;
+    annotate(&mut object, SPILL_ANNOTATION, None);
+    annotate(&mut object, SPELLING_ANNOTATION, spelling);
+    Ok(object)
+}
+
+/// Typed v1beta1 -> v1alpha1 (through the same JSON path the webhook uses).
+pub fn to_v1alpha1(c: &v1beta1::Canary) -> Result<v1alpha1::Canary, Error> {
+    let value = serde_json::to_value(c).map_err(|source| Error::Malformed { api_version: V1BETA1, source })?;
+    serde_json::from_value(object_to_v1alpha1(value)?)
+        .map_err(|source| Error::Malformed { api_version: V1ALPHA1, source })
+}
+
+/// Typed v1alpha1 -> v1beta1.
+pub fn to_v1beta1(c: &v1alpha1::Canary) -> Result<v1beta1::Canary, Error> {
+    let value = serde_json::to_value(c).map_err(|source| Error::Malformed { api_version: V1ALPHA1, source })?;
+    serde_json::from_value(object_to_v1beta1(value)?)
+        .map_err(|source| Error::Malformed { api_version: V1BETA1, source })
 }
 
 /// The first built-in metric of that name (a metric with a templateRef is custom).
 fn builtin_index(metrics: &[Value], name: &str) -> Option<usize> {
-    metrics.iter().position(|m| m["name"] == name && m.get("templateRef").is_none())
+    metrics.iter().position(|m| m["name"] == name && m.get("templateRef").is_none_or(Value::is_null))
 }
 
 /// A P99 bound in ms as a duration string, only when it converts back exactly.
@@ -200,54 +277,63 @@ fn minimal_residual(spec: &Value, flat: &v1alpha1::CanarySpec, drop_bare: bool) 
     r
 }
 
-fn object<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
-    let map = v.as_object_mut().expect("residuals are objects");
+/// The object at `key`, created when absent; a value of another type is an error (it
+/// would otherwise be silently replaced and lost).
+fn object<'a>(v: &'a mut Value, key: &str) -> Result<&'a mut Map<String, Value>, Error> {
+    let map = v.as_object_mut().ok_or_else(|| Error::Spill(format!("expected an object around {key:?}")))?;
     let entry = map.entry(key.to_owned()).or_insert_with(|| json!({}));
-    if !entry.is_object() {
+    if entry.is_null() {
         *entry = json!({});
     }
-    entry.as_object_mut().expect("just made an object")
+    entry.as_object_mut().ok_or_else(|| Error::Spill(format!("{key:?} must be an object")))
 }
 
 /// Lays `flat` over a residual and reads the result as a v1beta1 spec.
 fn expand(flat: &v1alpha1::CanarySpec, residual: Value) -> Result<v1beta1::CanarySpec, Error> {
-    let mut v = if residual.is_object() { residual } else { json!({}) };
-    let target = object(&mut v, "targetRef");
+    if !residual.is_object() {
+        return Err(Error::Spill(format!("expected a JSON object, got {residual}")));
+    }
+    let mut v = residual;
+    let target = object(&mut v, "targetRef")?;
     target.insert("name".into(), json!(flat.target));
     target.entry("apiVersion").or_insert_with(|| json!(TARGET_API_VERSION));
     target.entry("kind").or_insert_with(|| json!(TARGET_KIND));
     if let Some(route) = &flat.route {
-        let r = object(&mut v, "routeRef");
+        let r = object(&mut v, "routeRef")?;
         r.insert("name".into(), json!(route));
         r.entry("apiVersion").or_insert_with(|| json!(apisix_route::API_VERSION));
         r.entry("kind").or_insert_with(|| json!(apisix_route::KIND));
     }
     if let Some(service) = &flat.service {
-        object(&mut v, "service").insert("name".into(), json!(service));
+        object(&mut v, "service")?.insert("name".into(), json!(service));
     }
     if let Some(port) = flat.port {
-        object(&mut v, "service").insert("port".into(), json!(port));
+        object(&mut v, "service")?.insert("port".into(), json!(port));
     }
-    let set = |v: &mut Value, key: &str, value: Option<Value>| {
+    let top = [
+        ("progressDeadlineSeconds", flat.progress_deadline_seconds.map(Value::from)),
+        ("skipAnalysis", flat.skip_analysis.map(Value::from)),
+        ("suspend", flat.suspend.map(Value::from)),
+    ];
+    for (key, value) in top {
         if let Some(x) = value {
-            v.as_object_mut().expect("residuals are objects").insert(key.to_owned(), x);
+            v.as_object_mut().expect("checked above").insert(key.to_owned(), x);
         }
-    };
-    set(&mut v, "progressDeadlineSeconds", flat.progress_deadline_seconds.map(Value::from));
-    set(&mut v, "skipAnalysis", flat.skip_analysis.map(Value::from));
-    set(&mut v, "suspend", flat.suspend.map(Value::from));
-    let analysis = object(&mut v, "analysis");
-    let mut put = |key: &str, value: Option<Value>| {
+    }
+    let analysis = object(&mut v, "analysis")?;
+    let scalars = [
+        ("interval", flat.interval.clone().map(Value::from)),
+        ("threshold", flat.threshold.map(Value::from)),
+        ("maxWeight", flat.max_weight.map(Value::from)),
+        ("stepWeight", flat.step_weight.map(Value::from)),
+        ("stepWeights", flat.step_weights.clone().map(Value::from)),
+        ("stepWeightPromotion", flat.step_weight_promotion.map(Value::from)),
+    ];
+    for (key, value) in scalars {
         if let Some(x) = value {
             analysis.insert(key.to_owned(), x);
         }
-    };
-    put("interval", flat.interval.clone().map(Value::from));
-    put("threshold", flat.threshold.map(Value::from));
-    put("maxWeight", flat.max_weight.map(Value::from));
-    put("stepWeight", flat.step_weight.map(Value::from));
-    put("stepWeights", flat.step_weights.clone().map(Value::from));
-    put("stepWeightPromotion", flat.step_weight_promotion.map(Value::from));
+    }
     let duration_ms = match &flat.max_request_duration {
         Some(d) => Some(duration_to_ms(d).ok_or_else(|| Error::Duration(d.clone()))?),
         None => None,
@@ -256,7 +342,7 @@ fn expand(flat: &v1alpha1::CanarySpec, residual: Value) -> Result<v1beta1::Canar
     for (name, bound, value) in bounds {
         let Some(value) = value else { continue };
         let metrics = analysis.entry("metrics").or_insert_with(|| json!([]));
-        let Some(list) = metrics.as_array_mut() else { continue };
+        let list = metrics.as_array_mut().ok_or_else(|| Error::Spill("analysis.metrics must be a list".into()))?;
         let i = match builtin_index(list, name) {
             Some(i) => i,
             None => {
@@ -264,7 +350,7 @@ fn expand(flat: &v1alpha1::CanarySpec, residual: Value) -> Result<v1beta1::Canar
                 list.len() - 1
             }
         };
-        object(&mut list[i], "thresholdRange").insert(bound.to_owned(), json!(value));
+        object(&mut list[i], "thresholdRange")?.insert(bound.to_owned(), json!(value));
     }
     serde_json::from_value(v).map_err(Error::Expand)
 }

@@ -25,11 +25,10 @@ use super::{CanaryStatus, NamespacedRef, ObjectRef};
     category = "all",
     printcolumn(name = "Status", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Weight", type_ = "integer", json_path = ".status.canaryWeight"),
-    printcolumn(name = "FailedChecks", type_ = "integer", json_path = ".status.failedChecks", priority = "1"),
+    printcolumn(name = "FailedChecks", type_ = "integer", json_path = ".status.failedChecks"),
+    printcolumn(name = "StepWeight", type_ = "integer", json_path = ".spec.analysis.stepWeight", priority = "1"),
+    printcolumn(name = "MaxWeight", type_ = "integer", json_path = ".spec.analysis.maxWeight", priority = "1"),
     printcolumn(name = "Interval", type_ = "string", json_path = ".spec.analysis.interval", priority = "1"),
-    printcolumn(name = "StepWeight", type_ = "string", json_path = ".spec.analysis.stepWeight", priority = "1"),
-    printcolumn(name = "StepWeights", type_ = "string", json_path = ".spec.analysis.stepWeights", priority = "1"),
-    printcolumn(name = "MaxWeight", type_ = "string", json_path = ".spec.analysis.maxWeight", priority = "1"),
     printcolumn(name = "LastTransitionTime", type_ = "string", json_path = ".status.lastTransitionTime")
 )]
 #[serde(rename_all = "camelCase")]
