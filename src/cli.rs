@@ -12,6 +12,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::server::run::{ServeConfig, start};
 use crate::tls::generate;
 
+mod sim;
+
 const DEFAULT_ADDR: &str = "0.0.0.0:8443";
 const DEFAULT_ADMIN_ADDR: &str = "0.0.0.0:8080";
 const DEFAULT_TLS_CERT: &str = "certs/tls.crt";
@@ -48,6 +50,8 @@ pub enum Command {
     Crds(TargetArgs),
     /// Write the CRDs and the webhook configurations to DIR/crds.yaml and DIR/webhooks.yaml.
     Manifests(ManifestsArgs),
+    /// Run the simulated cluster (API server, workloads, gateway) for kubectl; Ctrl-C stops it.
+    Sim(sim::SimArgs),
 }
 
 /// Where the API server reaches our webhooks.
@@ -157,6 +161,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Manifests(args) => manifests(&args),
+        Command::Sim(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(sim::run(args))
+        }
         Command::Serve(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(serve(args))
@@ -243,7 +251,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
-async fn terminated() {
+pub(crate) async fn terminated() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

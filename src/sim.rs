@@ -19,7 +19,9 @@ pub mod resources;
 pub mod selector;
 pub mod status;
 pub mod store;
+pub mod strategic;
 pub mod watch;
+pub mod webhook;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -49,7 +49,7 @@ pub struct Written {
 pub enum Patch {
     Merge(Value),
     Json(json_patch::Patch),
-    /// Strategic merge patch; applied by `strategic` when set, else as a merge patch.
+    /// Strategic merge patch (built-in kinds only).
     Strategic(Value),
 }
 
@@ -259,7 +259,20 @@ impl Cluster {
                 .write(ctx, t, name, sub, None, |current| {
                     let mut doc = current.clone();
                     match patch {
-                        Patch::Merge(p) | Patch::Strategic(p) => json_patch::merge(&mut doc, p),
+                        Patch::Merge(p) => json_patch::merge(&mut doc, p),
+                        Patch::Strategic(_) if t.resource.crd.is_some() => {
+                            return Err(ApiError::UnsupportedMediaType(
+                                "strategic merge patch is not supported for custom resources: use a JSON merge patch"
+                                    .into(),
+                            ));
+                        }
+                        Patch::Strategic(p) => {
+                            doc = super::strategic::apply(&doc, p).map_err(|e| {
+                                ApiError::Invalid(format!(
+                                    "the server rejected our request due to an error in our request: {e}"
+                                ))
+                            })?;
+                        }
                         Patch::Json(p) => json_patch::patch(&mut doc, &p.0).map_err(|e| {
                             ApiError::Invalid(format!(
                                 "the server rejected our request due to an error in our request: {e}"

@@ -1,0 +1,45 @@
+//! `apisix-canary sim`: the simulated cluster standalone, for kubectl and the demo.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::sim::{Options, Sim};
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Where to write the kubeconfig of the simulated API server.
+    #[arg(long, env = "APISIX_CANARY_SIM_KUBECONFIG_OUT", default_value = "sim.kubeconfig")]
+    pub kubeconfig_out: PathBuf,
+    /// Also run our webhook server in-process and register it (CRDs, webhook configurations).
+    #[arg(long, env = "APISIX_CANARY_SIM_WITH_WEBHOOK")]
+    pub with_webhook: bool,
+    /// Start a real Prometheus scraping the gateway, from this binary.
+    #[arg(long, env = "APISIX_CANARY_SIM_PROMETHEUS_BIN")]
+    pub prometheus_bin: Option<PathBuf>,
+}
+
+/// Runs the simulated cluster until Ctrl-C or SIGTERM.
+pub async fn run(args: SimArgs) -> anyhow::Result<()> {
+    let options = Options { prometheus: args.prometheus_bin.is_some(), ..Options::default() };
+    let sim = Sim::start_with(options).await.context("starting the simulated cluster")?;
+    let webhook =
+        if args.with_webhook { Some(sim.install_webhook().await.context("installing the webhook")?) } else { None };
+    std::fs::write(&args.kubeconfig_out, sim.kubeconfig())
+        .with_context(|| format!("writing {}", args.kubeconfig_out.display()))?;
+    let path = std::fs::canonicalize(&args.kubeconfig_out).unwrap_or(args.kubeconfig_out.clone());
+    println!("kubeconfig: {}", path.display());
+    println!("api server: {}", sim.api_url());
+    if let Some(w) = &webhook {
+        println!("webhook:    https://{} (admin http://{})", w.server.addr, w.server.admin_addr);
+    }
+    println!("export KUBECONFIG={}", path.display());
+    tracing::info!(api = %sim.api_url(), "simulated cluster running; Ctrl-C stops it");
+    super::terminated().await;
+    if let Some(w) = webhook {
+        w.server.shutdown().await;
+    }
+    drop(sim);
+    Ok(())
+}
