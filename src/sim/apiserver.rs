@@ -179,7 +179,13 @@ impl ApiServer {
                 ));
             }
             "/apis" => return Ok(json_response(StatusCode::OK, &resources.group_list())),
+            "/openapi/v3" => return Ok(json_response(StatusCode::OK, &super::openapi::root(resources))),
             _ => {}
+        }
+        if let Some(gv) = path.strip_prefix("/openapi/v3/") {
+            return super::openapi::group_version(resources, gv)
+                .map(|doc| json_response(StatusCode::OK, &doc))
+                .ok_or_else(|| ApiError::NotFound { kind: "openapi".into(), name: gv.to_owned() });
         }
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         match parts.as_slice() {
