@@ -182,7 +182,7 @@ fn answer(uid: &str, findings: Findings) -> Response {
     if findings.errors.is_empty() {
         Response { warnings: findings.warnings(), ..Response::allow(uid) }
     } else {
-        Response::deny(uid, 422, "Invalid", findings.errors.to_string())
+        Response::deny(uid, 403, "Forbidden", findings.errors.to_string())
     }
 }
 

@@ -21,6 +21,7 @@ pub mod selector;
 pub mod status;
 pub mod store;
 pub mod strategic;
+pub mod table;
 pub mod watch;
 pub mod webhook;
 

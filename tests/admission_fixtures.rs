@@ -127,7 +127,8 @@ async fn invalid_annotations_are_denied_with_field_errors() {
     let r = &answer["response"];
     assert_eq!(r["allowed"], false);
     assert_eq!(r["uid"], "a1f0c3e2-0014-4d6b-9f00-000000000014");
-    assert_eq!(r["status"]["code"], 422);
+    assert_eq!(r["status"]["code"], 403);
+    assert_eq!(r["status"]["reason"], "Forbidden");
     assert_eq!(
         r["status"]["message"],
         "[metadata.annotations[apisix-canary.dev/interval]: Invalid value: \"10x\": must be a duration such as \

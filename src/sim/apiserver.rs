@@ -228,6 +228,8 @@ impl ApiServer {
         let mut ctx = Ctx::user("kubernetes-admin");
         ctx.dry_run = q.get("dryRun").is_some_and(|v| v == "All");
         let method = req.method().clone();
+        let as_table =
+            super::table::wanted(req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default());
         let content_type =
             req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let body = req.into_body().collect().await.map_err(|e| ApiError::BadRequest(e.to_string()))?.to_bytes();
@@ -252,6 +254,7 @@ impl ApiServer {
                     bookmarks: q.get("allowWatchBookmarks").is_some_and(|v| v == "true"),
                     timeout: q.get("timeoutSeconds").and_then(|t| t.parse().ok()),
                     send_initial_events: q.get("sendInitialEvents").is_some_and(|v| v == "true"),
+                    as_table,
                 };
                 let cut = self.cut_token();
                 watch::stream(cluster.clone(), options, cut, self.stop.clone())
@@ -262,6 +265,12 @@ impl ApiServer {
                 let field = FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str))
                     .map_err(ApiError::BadRequest)?;
                 let (items, rv) = cluster.list(&target, all_namespaces, &label, &field).await?;
+                if as_table {
+                    return Ok(json_response(
+                        StatusCode::OK,
+                        &super::table::table(&r, &p.version, &items, &rv.to_string()),
+                    ));
+                }
                 Ok(json_response(
                     StatusCode::OK,
                     &json!({
@@ -276,6 +285,11 @@ impl ApiServer {
                 let object = cluster.get(&target, name).await?;
                 let object = match p.sub.as_deref() {
                     Some("scale") if r.scale.is_some() => super::cluster::scale_of(&r, &object),
+                    Some("status") | None if as_table => {
+                        let rv =
+                            object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
+                        super::table::table(&r, &p.version, std::slice::from_ref(&object), rv)
+                    }
                     Some("status") | None => object,
                     Some(other) => {
                         return Err(ApiError::NotFound {

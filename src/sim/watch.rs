@@ -33,6 +33,8 @@ pub struct Options {
     pub bookmarks: bool,
     pub timeout: Option<u64>,
     pub send_initial_events: bool,
+    /// Each object as a one-row Table (`kubectl get --watch`).
+    pub as_table: bool,
 }
 
 impl Options {
@@ -40,6 +42,16 @@ impl Options {
         event.key.is_in(&self.resource.group, &self.resource.plural, self.namespace.as_deref())
             && self.label.matches(&labels(&event.object))
             && self.field.matches(&event.object)
+    }
+}
+
+/// The event's object, as a one-row Table when the client asked for Tables.
+fn shown(o: &Options, object: &Value) -> Value {
+    if o.as_table {
+        let rv = object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
+        super::table::table(&o.resource, &o.version, std::slice::from_ref(object), rv)
+    } else {
+        object.clone()
     }
 }
 
@@ -124,7 +136,7 @@ async fn pump(
     };
     for item in initial {
         let Ok(object) = cluster.to_version(&o.resource, (*item).clone(), &o.version).await else { return };
-        if !send(line("ADDED", &object)).await {
+        if !send(line("ADDED", &shown(&o, &object))).await {
             return;
         }
     }
@@ -134,7 +146,7 @@ async fn pump(
     for event in past {
         if event.rv > rv && o.wants(&event) {
             let Ok(object) = cluster.to_version(&o.resource, (*event.object).clone(), &o.version).await else { return };
-            if !send(line(event.type_.as_str(), &object)).await {
+            if !send(line(event.type_.as_str(), &shown(&o, &object))).await {
                 return;
             }
         }
@@ -157,7 +169,7 @@ async fn pump(
                     }
                     let Ok(object) = cluster.to_version(&o.resource, (*event.object).clone(), &o.version).await else { return };
                     let type_ = event.type_;
-                    if !send(line(type_.as_str(), &object)).await {
+                    if !send(line(type_.as_str(), &shown(&o, &object))).await {
                         return;
                     }
                     debug_assert!(matches!(type_, EventType::Added | EventType::Modified | EventType::Deleted));
