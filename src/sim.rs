@@ -15,6 +15,7 @@ pub mod admission;
 pub mod apiserver;
 pub mod cluster;
 pub mod defaults;
+pub mod managed;
 pub mod openapi;
 pub mod resources;
 pub mod selector;
@@ -51,6 +52,9 @@ pub enum SimError {
     #[error("{0}")]
     Manifest(String),
 }
+
+/// APISIX's ApisixRoute CRD, installed at start as in a cluster running APISIX.
+const APISIX_ROUTE_CRD: &str = include_str!("sim/apisix/apisixroute-crd.yaml");
 
 /// Namespaces every cluster starts with.
 const NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -144,6 +148,7 @@ impl Sim {
         for ns in NAMESPACES {
             sim.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
         }
+        sim.apply_yaml(APISIX_ROUTE_CRD).await?;
         Ok(sim)
     }
 

@@ -35,6 +35,7 @@ fn apply_without_an_env_var_removes_it_and_keeps_the_rest() {
     assert_eq!(names(&patched), ["PODINFO_UI_COLOR"]);
     assert_eq!(container(&patched)["ports"], container(&original)["ports"]);
     assert_eq!(container(&patched)["image"], container(&original)["image"]);
-    let applied = patched["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].as_str().unwrap();
+    let applied =
+        patched["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].as_str().unwrap();
     assert!(!applied.contains("PODINFO_UI_MESSAGE"), "the new last-applied annotation is stored");
 }

@@ -226,6 +226,14 @@ impl ApiServer {
         let namespace = if r.namespaced { p.namespace.clone().unwrap_or_default() } else { String::new() };
         let target = Target { resource: &r, version: &p.version, namespace: &namespace };
         let mut ctx = Ctx::user("kubernetes-admin");
+        // The manager: ?fieldManager, else the User-Agent's product, as kube-apiserver does.
+        ctx.field_manager = match q.get("fieldManager") {
+            Some(m) => m.clone(),
+            None => {
+                let agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+                agent.split('/').next().unwrap_or("unknown").to_owned()
+            }
+        };
         ctx.dry_run = q.get("dryRun").is_some_and(|v| v == "All");
         let method = req.method().clone();
         let as_table =
@@ -313,6 +321,18 @@ impl ApiServer {
                 let patch = match media {
                     "application/merge-patch+json" => Patch::Merge(parse(&body)?),
                     "application/strategic-merge-patch+json" => Patch::Strategic(parse(&body)?),
+                    "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+                        let text = std::str::from_utf8(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+                        let applied: Value = serde_saphyr::from_str(text)
+                            .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
+                        if q.get("fieldManager").is_none() {
+                            return Err(ApiError::BadRequest(
+                                "PATCH, application/apply-patch+yaml: fieldManager is required for apply requests"
+                                    .into(),
+                            ));
+                        }
+                        Patch::Apply(applied)
+                    }
                     "application/json-patch+json" => Patch::Json(
                         serde_json::from_slice(&body)
                             .map_err(|e| ApiError::BadRequest(format!("invalid JSON patch: {e}")))?,

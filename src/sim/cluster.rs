@@ -22,17 +22,24 @@ pub struct Ctx {
     /// Run the admission webhooks (user requests) or not (the simulated controllers).
     pub admission: bool,
     pub user: String,
+    /// The `managedFields` manager of this write.
+    pub field_manager: String,
 }
 
 impl Ctx {
     /// A request from a client of the API.
     pub fn user(name: &str) -> Self {
-        Self { dry_run: false, admission: true, user: name.to_owned() }
+        Self { dry_run: false, admission: true, user: name.to_owned(), field_manager: "unknown".to_owned() }
     }
 
     /// A simulated controller: no webhooks, like kube-controller-manager's own kinds.
     pub fn internal() -> Self {
-        Self { dry_run: false, admission: false, user: "system:kube-controller-manager".to_owned() }
+        Self {
+            dry_run: false,
+            admission: false,
+            user: "system:kube-controller-manager".to_owned(),
+            field_manager: "kube-controller-manager".to_owned(),
+        }
     }
 }
 
@@ -51,6 +58,18 @@ pub enum Patch {
     Json(json_patch::Patch),
     /// Strategic merge patch (built-in kinds only).
     Strategic(Value),
+    /// Server-side apply: create or merge the applied configuration.
+    Apply(Value),
+}
+
+impl Patch {
+    /// What the patch says the client wrote, for `managedFields`.
+    fn written(&self) -> Option<&Value> {
+        match self {
+            Patch::Merge(v) | Patch::Strategic(v) | Patch::Apply(v) => Some(v),
+            Patch::Json(_) => None,
+        }
+    }
 }
 
 /// The target of a request: which resource, at which version, where.
@@ -175,8 +194,19 @@ impl Cluster {
     }
 
     /// POST: a new object.
-    pub async fn create(&self, ctx: &Ctx, t: &Target<'_>, mut object: Value) -> Result<Written, ApiError> {
+    pub async fn create(&self, ctx: &Ctx, t: &Target<'_>, object: Value) -> Result<Written, ApiError> {
+        self.create_as(ctx, t, object, "Update").await
+    }
+
+    async fn create_as(
+        &self,
+        ctx: &Ctx,
+        t: &Target<'_>,
+        mut object: Value,
+        operation: &str,
+    ) -> Result<Written, ApiError> {
         let r = t.resource;
+        let written = object.clone();
         let m = meta(&mut object);
         if m.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
             let prefix = m.get("generateName").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -217,6 +247,7 @@ impl Cluster {
             user: &ctx.user,
         };
         let warnings = self.admit(ctx, &call, &mut object).await?;
+        super::managed::record(&mut object, &ctx.field_manager, operation, None, &written);
         let stored = self.to_version(r, object, &r.storage_version).await?;
         let stored = self.after_admission(r, stored, None);
         if ctx.dry_run {
@@ -242,7 +273,8 @@ impl Cluster {
         body: Value,
     ) -> Result<Written, ApiError> {
         let expected = rv_of(&body);
-        self.write(ctx, t, name, sub, expected, |_| Ok(body)).await
+        let written = body.clone();
+        self.write(ctx, t, name, sub, expected, Some(&written), "Update", |_| Ok(body)).await
     }
 
     /// PATCH: merge, JSON or strategic patch on the current object; retried on races.
@@ -255,8 +287,16 @@ impl Cluster {
         patch: &Patch,
     ) -> Result<Written, ApiError> {
         for _ in 0..5 {
+            if let Patch::Apply(applied) = patch
+                && self.store.get(&t.key(name)).is_none()
+            {
+                let mut object = applied.clone();
+                object["metadata"]["name"] = json!(name);
+                return self.create_as(ctx, t, object, "Apply").await;
+            }
+            let operation = if matches!(patch, Patch::Apply(_)) { "Apply" } else { "Update" };
             let result = self
-                .write(ctx, t, name, sub, None, |current| {
+                .write(ctx, t, name, sub, None, patch.written(), operation, |current| {
                     let mut doc = current.clone();
                     match patch {
                         Patch::Merge(p) => json_patch::merge(&mut doc, p),
@@ -266,7 +306,8 @@ impl Cluster {
                                     .into(),
                             ));
                         }
-                        Patch::Strategic(p) => {
+                        Patch::Apply(p) if t.resource.crd.is_some() => json_patch::merge(&mut doc, p),
+                        Patch::Strategic(p) | Patch::Apply(p) => {
                             doc = super::strategic::apply(&doc, p).map_err(|e| {
                                 ApiError::Invalid(format!(
                                     "the server rejected our request due to an error in our request: {e}"
@@ -295,6 +336,7 @@ impl Cluster {
     }
 
     /// The common path of PUT and PATCH.
+    #[allow(clippy::too_many_arguments)]
     async fn write(
         &self,
         ctx: &Ctx,
@@ -302,6 +344,8 @@ impl Cluster {
         name: &str,
         sub: Option<&str>,
         expected: Option<u64>,
+        written: Option<&Value>,
+        operation: &str,
         change: impl FnOnce(&Value) -> Result<Value, ApiError>,
     ) -> Result<Written, ApiError> {
         let r = t.resource;
@@ -370,6 +414,8 @@ impl Cluster {
             user: &ctx.user,
         };
         let warnings = self.admit(ctx, &call, &mut object).await?;
+        let claimed = written.cloned().unwrap_or_else(|| object.clone());
+        super::managed::record(&mut object, &ctx.field_manager, operation, sub.filter(|s| *s == "status"), &claimed);
         if spec_part(r, &object) != spec_part(r, &current) {
             let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             meta(&mut object).insert("generation".into(), json!(generation));

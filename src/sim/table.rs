@@ -293,13 +293,44 @@ fn crd_columns(r: &Resource, version: &str) -> Vec<(String, String, u8, String)>
         .collect()
 }
 
-/// The value at a simple JSONPath (`.status.phase`), for printer columns.
-fn at_json_path(o: &Value, path: &str) -> Value {
-    let pointer = path.trim_start_matches('.').split('.').fold(String::new(), |acc, part| format!("{acc}/{part}"));
-    match o.pointer(&pointer) {
-        Some(Value::Array(a)) => json!(serde_json::to_string(a).unwrap_or_default()),
-        Some(v) => v.clone(),
-        None => Value::Null,
+/// The values at a simple JSONPath: `.status.phase`, `.spec.http[].match.hosts`
+/// (`[]` and `[*]` visit every element).
+fn walk<'a>(v: &'a Value, parts: &[&str], out: &mut Vec<&'a Value>) {
+    let Some((first, rest)) = parts.split_first() else {
+        out.push(v);
+        return;
+    };
+    let (field, each) = match first.strip_suffix("[]").or_else(|| first.strip_suffix("[*]")) {
+        Some(field) => (field, true),
+        None => (*first, false),
+    };
+    let Some(next) = (if field.is_empty() { Some(v) } else { v.get(field) }) else { return };
+    if each {
+        for item in next.as_array().into_iter().flatten() {
+            walk(item, rest, out);
+        }
+    } else {
+        walk(next, rest, out);
+    }
+}
+
+/// A printer-column cell: one value as is, several (or an array) as JSON, dates as ages.
+fn cell(o: &Value, path: &str, type_: &str) -> Value {
+    let parts: Vec<&str> = path.trim_start_matches('.').split('.').collect();
+    let mut found = Vec::new();
+    walk(o, &parts, &mut found);
+    let value = match found.as_slice() {
+        [] => return Value::Null,
+        [one] => (*one).clone(),
+        many => Value::Array(many.iter().map(|v| (*v).clone()).collect()),
+    };
+    match (&value, type_) {
+        (Value::String(t), "date") => t
+            .parse::<k8s_openapi::jiff::Timestamp>()
+            .map(|t| json!(human_age(k8s_openapi::jiff::Timestamp::now().as_second() - t.as_second())))
+            .unwrap_or(value),
+        (Value::Array(_) | Value::Object(_), _) => json!(serde_json::to_string(&value).unwrap_or_default()),
+        _ => value,
     }
 }
 
@@ -324,7 +355,7 @@ pub fn table(r: &Resource, version: &str, objects: &[Value], resource_version: &
                 if custom.is_empty() {
                     cells.push(json!(age(o)));
                 }
-                cells.extend(custom.iter().map(|(_, _, _, path)| at_json_path(o, path)));
+                cells.extend(custom.iter().map(|(_, type_, _, path)| cell(o, path, type_)));
                 json!({"cells": cells, "object": partial(o)})
             })
             .collect();
