@@ -325,7 +325,7 @@ impl ApiServer {
                         let text = std::str::from_utf8(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
                         let applied: Value = serde_saphyr::from_str(text)
                             .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
-                        if q.get("fieldManager").is_none() {
+                        if !q.contains_key("fieldManager") {
                             return Err(ApiError::BadRequest(
                                 "PATCH, application/apply-patch+yaml: fieldManager is required for apply requests"
                                     .into(),
