@@ -44,7 +44,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Write a development CA and a serving certificate signed by it.
     Certs(CertsArgs),
-    /// Print the revision of each Deployment in a manifest, as the lock annotations record it.
+    /// Print the revision of each Deployment in a manifest, as the lock annotations record it
+    /// (the template with the API server's common defaults applied).
     Revision(RevisionArgs),
     /// Print our CRDs (Canary, MetricTemplate, AlertProvider) as YAML.
     Crds(TargetArgs),
@@ -214,6 +215,9 @@ fn revision(args: &RevisionArgs) -> anyhow::Result<()> {
         serde_saphyr::from_multiple(&text).with_context(|| format!("parsing {}", args.file.display()))?;
     let mut found = false;
     for doc in docs.iter().filter(|d| d["kind"] == "Deployment") {
+        // Hash the template as the API server stores it: with its defaults applied.
+        let mut doc = doc.clone();
+        crate::sim::defaults::deployment(&mut doc);
         let Some(template) = doc.pointer("/spec/template") else {
             continue;
         };

@@ -53,6 +53,15 @@ pub fn pod_spec(spec: &mut Value) {
             for p in c.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
                 default(obj(p), "protocol", json!("TCP"));
             }
+            for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                if let Some(p) = c.get_mut(probe) {
+                    let p = obj(p);
+                    default(p, "timeoutSeconds", json!(1));
+                    default(p, "periodSeconds", json!(10));
+                    default(p, "successThreshold", json!(1));
+                    default(p, "failureThreshold", json!(3));
+                }
+            }
         }
     }
 }

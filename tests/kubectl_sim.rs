@@ -1,0 +1,233 @@
+//! The real kubectl against `apisix-canary sim --with-webhook`: SCENARIO.md's commands
+//! give the output a real cluster gives (columns, warnings, denials, 3-way merges).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_apisix-canary");
+const KUBECTL: &str = "/usr/bin/kubectl";
+
+struct Cluster {
+    child: Child,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Cluster {
+    assert!(Path::new(KUBECTL).exists(), "{KUBECTL} is missing: these tests drive the real kubectl");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("sim.kubeconfig");
+    let mut child = Command::new(BIN)
+        .args(["sim", "--with-webhook", "--log-format", "text", "--kubeconfig-out"])
+        .arg(&kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        let line = lines.next().expect("sim exited before it was ready").unwrap();
+        if line.starts_with("export KUBECONFIG=") {
+            break;
+        }
+    }
+    Cluster { child, kubeconfig, _dir: dir }
+}
+
+fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
+}
+
+impl Cluster {
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(KUBECTL).args(args).env("KUBECONFIG", &self.kubeconfig).output().unwrap()
+    }
+
+    /// Runs kubectl, asserts success, returns (stdout, stderr).
+    fn ok(&self, args: &[&str]) -> (String, String) {
+        let out = self.kubectl(args);
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(out.status.success(), "kubectl {args:?} failed:\n{stdout}\n{stderr}");
+        (stdout, stderr)
+    }
+}
+
+fn header(table: &str) -> Vec<String> {
+    table.lines().next().unwrap_or_default().split_whitespace().map(str::to_owned).collect()
+}
+
+#[test]
+fn scenario_commands_behave_like_on_a_real_cluster() {
+    let c = start();
+    let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
+    c.ok(&["apply", "-f", &scenario("namespace.yaml")]);
+    let (out, _) = c.ok(&[
+        "apply",
+        "-f",
+        &scenario("podinfo.yaml"),
+        "-f",
+        &scenario("service.yaml"),
+        "-f",
+        &scenario("route.yaml"),
+    ]);
+    assert!(
+        out.contains("deployment.apps/podinfo created")
+            && out.contains("apisixroute.apisix.apache.org/podinfo created"),
+        "{out}"
+    );
+
+    let (out, _) = c.ok(&["get", "deploy", "-n", "test"]);
+    assert_eq!(header(&out), ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    assert!(out.lines().nth(1).unwrap().starts_with("podinfo "), "{out}");
+
+    // The release: intercepted, paused, locked, and kubectl shows why.
+    let (out, err) = c.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1"]);
+    assert!(out.contains("deployment.apps/podinfo image updated"), "{out}");
+    assert!(err.contains("Warning: apisix-canary: canary release of revision"), "{err}");
+    let (paused, _) = c.ok(&["-n", "test", "get", "deploy", "podinfo", "-o", "jsonpath={.spec.paused}"]);
+    assert_eq!(paused, "true");
+    let (stable, _) = c.ok(&[
+        "-n",
+        "test",
+        "get",
+        "deploy",
+        "podinfo",
+        "-o",
+        "jsonpath={.metadata.annotations.apisix-canary\\.dev/stable-revision}",
+    ]);
+    let revision = Command::new(BIN).args(["revision", &scenario("podinfo.yaml")]).output().unwrap();
+    let revision = String::from_utf8(revision.stdout).unwrap();
+    assert_eq!(revision.split_whitespace().next(), Some(stable.as_str()), "the lock names the file's revision");
+    let (ports, _) = c.ok(&[
+        "-n",
+        "test",
+        "get",
+        "deploy",
+        "podinfo",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].ports[0].containerPort}",
+    ]);
+    assert_eq!(ports, "9898", "set image's strategic merge patch kept the rest of the container");
+
+    // A bad setting is denied, in kubectl's words.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    let text = std::fs::read_to_string(scenario("podinfo.yaml")).unwrap();
+    std::fs::write(
+        &bad,
+        text.replace("name: podinfo\n  namespace", "name: podinfo-bad\n  namespace").replace("\"50\"", "\"150\""),
+    )
+    .unwrap();
+    let out = c.kubectl(&["apply", "-f", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "Error from server (Forbidden): error when creating \"{}\": admission webhook \
+             \"deployments.validate.apisix-canary.dev\" denied the request: \
+             metadata.annotations[apisix-canary.dev/max-weight]: Invalid value: \"150\": must be between 1 and 100",
+            bad.display()
+        )),
+        "{err}"
+    );
+
+    // Re-applying an unchanged file is a no-op.
+    let (out, _) = c.ok(&["apply", "-f", &scenario("service.yaml"), "-f", &scenario("route.yaml")]);
+    assert!(
+        out.contains("service/podinfo unchanged") && out.contains("apisixroute.apisix.apache.org/podinfo unchanged"),
+        "{out}"
+    );
+
+    // kubectl apply's three-way merge removes an env var dropped from the file.
+    let trimmed = dir.path().join("podinfo.yaml");
+    let start = text.find("            - name: PODINFO_UI_MESSAGE").unwrap();
+    let end = text.find("          resources:").unwrap();
+    std::fs::write(&trimmed, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    for _ in 0..2 {
+        c.ok(&["apply", "-f", trimmed.to_str().unwrap()]);
+    }
+    let (env, _) = c.ok(&[
+        "-n",
+        "test",
+        "get",
+        "deploy",
+        "podinfo",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].env[*].name}",
+    ]);
+    assert_eq!(env, "PODINFO_UI_COLOR");
+
+    // Canaries print their columns.
+    c.ok(&["apply", "-f", fixture("canaries/scenario.yaml").to_str().unwrap()]);
+    let (out, _) = c.ok(&["get", "canaries", "-A"]);
+    assert_eq!(header(&out), ["NAMESPACE", "NAME", "STATUS", "WEIGHT", "FAILEDCHECKS", "LASTTRANSITIONTIME"]);
+    let (out, _) = c.ok(&["get", "canaries", "-A", "-o", "wide"]);
+    assert_eq!(
+        header(&out),
+        [
+            "NAMESPACE",
+            "NAME",
+            "STATUS",
+            "WEIGHT",
+            "FAILEDCHECKS",
+            "STEPWEIGHT",
+            "MAXWEIGHT",
+            "INTERVAL",
+            "LASTTRANSITIONTIME"
+        ]
+    );
+    assert!(out.contains("podinfo") && out.contains("10s"), "{out}");
+    let (out, _) = c.ok(&["-n", "test", "describe", "canary/podinfo"]);
+    assert!(out.contains("Kind:         Canary") && out.contains("Events:"), "{out}");
+    // Served at v1alpha1 through our conversion webhook.
+    let (alpha, _) = c.ok(&[
+        "-n",
+        "test",
+        "get",
+        "canaries.v1alpha1.apisix-canary.dev",
+        "podinfo",
+        "-o",
+        "jsonpath={.spec.maxWeight} {.spec.minSuccessRate}",
+    ]);
+    assert_eq!(alpha, "50 99");
+}
+
+#[test]
+fn server_side_apply_scale_and_delete() {
+    let c = start();
+    let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
+    c.ok(&["apply", "-f", &scenario("namespace.yaml")]);
+    let (out, _) = c.ok(&["apply", "--server-side", "-f", &scenario("podinfo.yaml")]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    let (managers, _) = c.ok(&[
+        "-n",
+        "test",
+        "get",
+        "deploy",
+        "podinfo",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert!(managers.contains("kubectl"), "{managers}");
+    c.ok(&["-n", "test", "scale", "deploy/podinfo", "--replicas=4"]);
+    let (replicas, _) = c.ok(&["-n", "test", "get", "deploy", "podinfo", "-o", "jsonpath={.spec.replicas}"]);
+    assert_eq!(replicas, "4");
+    c.ok(&["-n", "test", "delete", "deploy", "podinfo"]);
+    let out = c.kubectl(&["-n", "test", "get", "deploy", "podinfo"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("Error from server (NotFound): deployments.apps \"podinfo\" not found")
+    );
+}
