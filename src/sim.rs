@@ -15,6 +15,7 @@ pub mod admission;
 pub mod apiserver;
 pub mod cluster;
 pub mod defaults;
+pub mod gateway;
 pub mod resources;
 pub mod selector;
 pub mod status;
