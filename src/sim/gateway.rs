@@ -11,6 +11,7 @@
 
 pub mod exprs;
 pub mod metrics;
+pub mod patterns;
 pub mod podinfo;
 pub mod routes;
 pub mod upstream;
@@ -106,8 +107,12 @@ fn respond(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> R
 
 /// nginx's error page, as APISIX sends for upstream failures.
 fn error_page(status: u16, reason: &str) -> Response<Full<Bytes>> {
-    let title =
-        format!("{status} {}", StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or(""));
+    // nginx's reason phrases, not the RFC's.
+    let reason_phrase = match status {
+        503 => "Service Temporarily Unavailable",
+        _ => StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or(""),
+    };
+    let title = format!("{status} {reason_phrase}");
     let body = format!(
         "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n\
          <hr><center>openresty</center>\r\n</body>\r\n</html>\r\n"

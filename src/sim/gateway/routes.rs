@@ -7,56 +7,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use regex::Regex;
 use serde_json::Value;
 
 use super::exprs::Expr;
+use super::patterns::{Host, PathRule};
 use crate::api::apisix_route::{ApisixRoute, Backend};
 
 /// The weight of a backend that names none (the ingress controller's default).
 pub const DEFAULT_WEIGHT: i64 = 100;
-
-#[derive(Debug, Clone)]
-struct Host {
-    /// `*.example.com` is kept as the suffix `.example.com`.
-    wildcard: bool,
-    host: String,
-}
-
-#[derive(Debug, Clone)]
-struct PathRule {
-    /// As written: the `matched_uri` label.
-    org: String,
-    /// Exact path, or the part before `*` / `:`.
-    path: String,
-    exact: bool,
-    /// For `/users/:id/*rest` style paths: the whole-path pattern.
-    param: Option<Regex>,
-}
-
-impl PathRule {
-    fn parse(org: &str) -> Result<Self, String> {
-        let cut = org.find(':').or_else(|| org.find('*'));
-        let Some(pos) = cut else {
-            return Ok(Self { org: org.into(), path: org.into(), exact: true, param: None });
-        };
-        let param = if org[pos..].contains(':') || pos + 1 != org.len() { Some(param_regex(org)?) } else { None };
-        Ok(Self { org: org.into(), path: org[..pos].into(), exact: false, param })
-    }
-}
-
-/// radixtree's `fetch_pat`: `:name` is one segment, `*name` the rest.
-fn param_regex(org: &str) -> Result<Regex, String> {
-    let parts: Vec<String> = org
-        .split('/')
-        .map(|seg| match seg.as_bytes().first() {
-            Some(b':') => "([^/]+)".to_owned(),
-            Some(b'*') => "(.*)".to_owned(),
-            _ => regex::escape(seg),
-        })
-        .collect();
-    Regex::new(&format!("^{}$", parts.join("/"))).map_err(|e| format!("path {org:?}: {e}"))
-}
 
 /// One `spec.http[]` rule, ready to match and to pick a backend.
 #[derive(Debug)]
@@ -154,15 +112,8 @@ impl Rule {
         if !self.methods.is_empty() && !self.methods.iter().any(|m| m == req.method) {
             return None;
         }
-        let host = if self.hosts.is_empty() {
-            String::new()
-        } else {
-            let h = self
-                .hosts
-                .iter()
-                .find(|h| if h.wildcard { req.host.ends_with(&h.host) } else { h.host == req.host })?;
-            if h.wildcard { format!("*{}", h.host) } else { req.host.to_owned() }
-        };
+        let host =
+            if self.hosts.is_empty() { String::new() } else { self.hosts.iter().find_map(|h| h.matches(req.host))? };
         self.exprs.iter().all(|e| e.eval(var(&e.var).as_deref())).then_some(host)
     }
 }
@@ -193,18 +144,7 @@ fn compile_rule(ns: &str, route: &str, http: &crate::api::apisix_route::HttpRule
         return Err(format!("rule {:?}: match.paths is required", http.name));
     }
     let paths = paths.iter().map(|p| PathRule::parse(p)).collect::<Result<Vec<_>, _>>()?;
-    let hosts = m
-        .hosts
-        .unwrap_or_default()
-        .iter()
-        .map(|h| {
-            let h = h.to_ascii_lowercase();
-            match h.strip_prefix('*') {
-                Some(suffix) => Host { wildcard: true, host: suffix.to_owned() },
-                None => Host { wildcard: false, host: h },
-            }
-        })
-        .collect();
+    let hosts = m.hosts.unwrap_or_default().iter().map(|h| Host::parse(h)).collect();
     let exprs = m.exprs.unwrap_or_default().iter().map(Expr::compile).collect::<Result<Vec<_>, _>>()?;
     let prometheus = http
         .plugins
@@ -303,13 +243,7 @@ mod tests {
         .unwrap()
     }
 
-    fn find<'a>(
-        t: &'a Table,
-        method: &str,
-        host: &str,
-        path: &str,
-        ua: Option<&str>,
-    ) -> Option<(String, String, String)> {
+    fn find(t: &Table, method: &str, host: &str, path: &str, ua: Option<&str>) -> Option<(String, String, String)> {
         let var = |name: &str| (name == "http_user_agent").then(|| ua.map(str::to_owned)).flatten();
         t.find(&Request { method, host, path }, &var).map(|m| (m.rule.rule.clone(), m.uri, m.host))
     }
@@ -399,7 +333,10 @@ mod tests {
     #[test]
     fn names_ids_and_the_prometheus_plugin() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        let plugin = |enable: bool, prefer: bool| json!([{"name": "prometheus", "enable": enable, "config": {"prefer_name": prefer}}]);
+        let plugin = |enable: bool, prefer: bool| {
+            let config = json!({"prefer_name": prefer});
+            json!([{"name": "prometheus", "enable": enable, "config": config}])
+        };
         let (t, _) = Table::compile(&[route(
             "test",
             "podinfo",
