@@ -191,6 +191,11 @@ impl Sim {
         self.prometheus.as_ref().map(prometheus::Prometheus::url)
     }
 
+    /// The real Prometheus, when started: e.g. to wait for its first scrape.
+    pub fn prometheus(&self) -> Option<&prometheus::Prometheus> {
+        self.prometheus.as_ref()
+    }
+
     /// A client for the API server, as `kube::Client::try_default` would build one.
     pub fn client(&self) -> Result<kube::Client, SimError> {
         let url = self.api_url().parse().map_err(|e: http::uri::InvalidUri| SimError::Client(e.to_string()))?;

@@ -492,26 +492,36 @@ async fn prometheus_answers_flaggers_success_rate_query() {
     sim.create(route("podinfo", json!([podinfo_rule(json!([{"serviceName": "podinfo", "servicePort": 80}]))])))
         .await
         .unwrap();
-    let cmd = "hey -z 6s -q 50 -c 2 -host app.example.com http://apisix-gateway.apisix/api/info";
+    // Bounded by the test: the sim stops the load when dropped.
+    let cmd = "hey -z 15s -q 50 -c 2 -host app.example.com http://apisix-gateway.apisix/api/info";
     assert_eq!(webhook(&sim, "/", &hey(cmd)).await.0, 200);
-    // A few scrapes into the traffic, so rate() extrapolates from more than two samples.
-    tokio::time::sleep(Duration::from_secs(3)).await;
 
+    let first = sim.prometheus().unwrap().wait_scraping(Duration::from_secs(12)).await.unwrap();
+    eprintln!("first scrape {} ms after the sim started", (startup + first).as_millis());
     let prometheus = sim.prometheus_url().unwrap();
+    let query = |q: String| {
+        let prometheus = prometheus.clone();
+        async move {
+            let (status, _, body) =
+                reqwest_like_get(&prometheus, &format!("/api/v1/query?query={}", percent_encode(&q))).await;
+            assert_eq!(status, 200, "{body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            v.pointer("/data/result/0/value/1")?.as_str()?.parse::<f64>().ok().filter(|v| v.is_finite())
+        }
+    };
     let selector = "route=~\"test_podinfo_.+\"";
-    let query = format!(
-        "sum(rate(apisix_http_status{{{selector},code!~\"5..\"}}[1m])) / \
-         sum(rate(apisix_http_status{{{selector}}}[1m])) * 100"
-    );
-    let path = format!("/api/v1/query?query={}", percent_encode(&query));
-    let rate = until("a success rate from Prometheus", Duration::from_secs(10), async || {
-        let (status, _, body) = reqwest_like_get(&prometheus, &path).await;
-        assert_eq!(status, 200, "{body}");
-        let v: Value = serde_json::from_str(&body).unwrap();
-        let value = v.pointer("/data/result/0/value/1")?.as_str()?.parse::<f64>().ok()?;
-        value.is_finite().then_some(value)
+    // Four samples of every series in the window, so rate() extrapolates from three intervals.
+    let samples = format!("min(count_over_time(apisix_http_status{{{selector}}}[1m]))");
+    until("four scrapes with traffic", Duration::from_secs(8), async || {
+        query(samples.clone()).await.filter(|n| *n >= 4.0)
     })
     .await;
+    let rate = query(format!(
+        "sum(rate(apisix_http_status{{{selector},code!~\"5..\"}}[1m])) / \
+         sum(rate(apisix_http_status{{{selector}}}[1m])) * 100"
+    ))
+    .await
+    .expect("a success rate from Prometheus");
     eprintln!("success rate from Prometheus: {rate:.2}% (SIM_ERROR_RATE=25)");
     assert!((rate - 75.0).abs() <= 3.0, "success rate {rate} for SIM_ERROR_RATE=25");
 }

@@ -25,6 +25,7 @@ pub const JOB: &str = "apisix";
 /// How long start-up may take before it counts as failed.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 const READY_POLL: Duration = Duration::from_millis(10);
+const SCRAPE_POLL: Duration = Duration::from_millis(100);
 /// Attempts at a free port (another process may take the one we picked).
 const PORT_ATTEMPTS: usize = 3;
 
@@ -38,6 +39,8 @@ pub enum PrometheusError {
     Exited { status: String, log: String },
     #[error("prometheus was not ready after {0:?}: {1}")]
     NotReady(Duration, String),
+    #[error("prometheus had not scraped the gateway after {0:?}")]
+    NotScraping(Duration),
 }
 
 /// The running Prometheus. Dropping it kills the process and removes its data.
@@ -53,6 +56,24 @@ impl Prometheus {
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Waits until the gateway has been scraped (`up{job="apisix"} == 1`). Prometheus
+    /// throttles target discovery and scrape reloads to 5 s (hard-coded in 2.42), so the
+    /// first scrape comes some 5 to 6 s after start, while `/-/ready` answers at once.
+    pub async fn wait_scraping(&self, timeout: Duration) -> Result<Duration, PrometheusError> {
+        let started = Instant::now();
+        let query = format!("/api/v1/query?query=up%7Bjob%3D%22{JOB}%22%7D%3D%3D1");
+        while started.elapsed() < timeout {
+            if let Some((200, body)) = get(self.addr, &query).await {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                if v.pointer("/data/result/0").is_some() {
+                    return Ok(started.elapsed());
+                }
+            }
+            tokio::time::sleep(SCRAPE_POLL).await;
+        }
+        Err(PrometheusError::NotScraping(timeout))
     }
 }
 
@@ -96,24 +117,22 @@ fn free_port() -> Result<u16, PrometheusError> {
     Ok(l.local_addr().map_err(io("finding a free port"))?.port())
 }
 
-/// `GET /-/ready` answered 200.
-async fn ready(addr: SocketAddr) -> bool {
-    let Ok(tcp) = TcpStream::connect(addr).await else { return false };
-    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await else { return false };
+/// A GET on a fresh connection: status and body; `None` when nothing answered.
+async fn get(addr: SocketAddr, path_and_query: &str) -> Option<(u16, Bytes)> {
+    let tcp = TcpStream::connect(addr).await.ok()?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.ok()?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let Ok(req) = http::Request::get("/-/ready").header("host", addr.to_string()).body(Empty::<Bytes>::new()) else {
-        return false;
-    };
-    match sender.send_request(req).await {
-        Ok(res) => {
-            let ok = res.status().is_success();
-            let _ = res.into_body().collect().await;
-            ok
-        }
-        Err(_) => false,
-    }
+    let req = http::Request::get(path_and_query).header("host", addr.to_string()).body(Empty::<Bytes>::new()).ok()?;
+    let res = sender.send_request(req).await.ok()?;
+    let status = res.status().as_u16();
+    Some((status, res.into_body().collect().await.ok()?.to_bytes()))
+}
+
+/// `GET /-/ready` answered 200.
+async fn ready(addr: SocketAddr) -> bool {
+    get(addr, "/-/ready").await.is_some_and(|(status, _)| status == 200)
 }
 
 fn log_tail(path: &Path) -> String {
