@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -310,12 +311,14 @@ async fn metrics_use_apisix_names_labels_and_buckets() {
             podinfo_rule(svc.clone()),
             {"name": "noname", "match": {"paths": ["/noname"]}, "backends": svc, "plugins": plugin(false)},
             {"name": "off", "match": {"paths": ["/off"]}, "backends": svc},
+            {"name": "bysvc", "match": {"paths": ["/healthz"]}, "plugins": plugin(true),
+             "backends": [{"serviceName": "podinfo", "servicePort": 80, "resolveGranularity": "service"}]},
         ]),
     ))
     .await
     .unwrap();
     let mut conn = Conn::open(&sim.gateway_url()).await;
-    for path in ["/api/info", "/api/info", "/", "/status/500", "/noname", "/off"] {
+    for path in ["/api/info", "/api/info", "/", "/status/500", "/noname", "/off", "/healthz"] {
         conn.get(HOST, path).await;
     }
     let scrape = reqwest_like_get(&sim.gateway_url(), "/apisix/prometheus/metrics").await;
@@ -323,19 +326,24 @@ async fn metrics_use_apisix_names_labels_and_buckets() {
     assert_eq!((status, content_type.as_str()), (200, "text/plain; charset=utf-8"));
 
     let status_lines = series(&text, "apisix_http_status");
-    let l = |code: u16, route: &str, uri: &str, host: &str| {
+    let services: Api<Service> = Api::namespaced(sim.client().unwrap(), "test");
+    let cluster_ip = services.get("podinfo").await.unwrap().spec.unwrap().cluster_ip.unwrap();
+    let l = |code: u16, route: &str, uri: &str, host: &str, node: &str| {
         format!(
             "apisix_http_status{{code=\"{code}\",route=\"{route}\",matched_uri=\"{uri}\",matched_host=\"{host}\",\
-             service=\"\",consumer=\"\",node=\"10.244.4.7\"}}"
+             service=\"\",consumer=\"\",node=\"{node}\"}}"
         )
     };
+    let pod_ip = "10.244.4.7";
     assert_eq!(
         status_lines,
         [
-            format!("{} 3", l(200, "test_podinfo_method", "/*", HOST)),
+            // resolveGranularity: service: the node is the Service's ClusterIP.
+            format!("{} 1", l(200, "test_podinfo_bysvc", "/healthz", "", &cluster_ip)),
+            format!("{} 3", l(200, "test_podinfo_method", "/*", HOST, pod_ip)),
             // prefer_name false: the ingress controller's id, crc32 of the route name.
-            format!("{} 1", l(404, "72c0a26", "/noname", "")),
-            format!("{} 1", l(500, "test_podinfo_method", "/*", HOST)),
+            format!("{} 1", l(404, "72c0a26", "/noname", "", pod_ip)),
+            format!("{} 1", l(500, "test_podinfo_method", "/*", HOST, pod_ip)),
         ]
     );
     let help = text.lines().filter(|l| l.starts_with('#')).collect::<Vec<_>>();

@@ -263,7 +263,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
     drop(matched);
 
     let node = match backend {
-        None => Err((503, String::new(), "every backend has weight 0".to_owned())),
+        None => Err((503, String::new(), "no backend to send to: none listed, or every weight is 0".to_owned())),
         Some(b) => upstream::resolve(&state.cluster.store, &namespace, &b).map_err(|e| {
             let (status, node) = e.status();
             (status, node.to_owned(), e.to_string())
