@@ -473,6 +473,7 @@ async fn load_tester_runs_the_scenario_hey_command() {
     until("the hey run ends", Duration::from_secs(6), async || (loadtester.running() == 0).then_some(())).await;
     // q x c x z = 10 x 2 x 2 s = 40.
     let served = route_requests(&sim);
+    eprintln!("hey -z 2s -q 10 -c 2: {served} requests served");
     assert!((28..=52).contains(&served), "{served} requests for q*c*z = 40");
     assert_eq!(served, loadtester.sent(), "every request reached the route");
 }
