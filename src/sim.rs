@@ -15,8 +15,11 @@ pub mod admission;
 pub mod apiserver;
 pub mod cluster;
 pub mod defaults;
+pub mod gateway;
+pub mod loadtest;
 pub mod managed;
 pub mod openapi;
+pub mod prometheus;
 pub mod resources;
 pub mod selector;
 pub mod status;
@@ -51,6 +54,12 @@ pub enum SimError {
     Api { context: String, source: ApiError },
     #[error("{0}")]
     Manifest(String),
+    #[error(transparent)]
+    Gateway(#[from] gateway::GatewayError),
+    #[error(transparent)]
+    LoadTest(#[from] loadtest::LoadTestError),
+    #[error(transparent)]
+    Prometheus(#[from] prometheus::PrometheusError),
 }
 
 /// APISIX's ApisixRoute CRD, installed at start as in a cluster running APISIX.
@@ -80,6 +89,9 @@ pub struct Sim {
     pub cluster: Arc<Cluster>,
     pub api: Arc<ApiServer>,
     api_addr: SocketAddr,
+    gateway: gateway::Gateway,
+    loadtester: loadtest::LoadTester,
+    prometheus: Option<prometheus::Prometheus>,
     stop: CancellationToken,
 }
 
@@ -133,6 +145,8 @@ impl Sim {
     /// Starts the cluster with `options`; every part on its own free loopback port.
     pub async fn start_with(options: Options) -> Result<Self, SimError> {
         let stop = CancellationToken::new();
+        // Whatever started stops again if a later part fails.
+        let guard = stop.clone().drop_guard();
         let cluster = Arc::new(Cluster::default());
         let api = Arc::new(ApiServer::new(cluster.clone(), stop.clone()));
         let listener =
@@ -144,17 +158,51 @@ impl Sim {
         }
         // Parts added by their modules start here (workloads, gateway, load tester, Prometheus).
         let _ = &options;
-        let sim = Self { cluster, api, api_addr, stop };
+        let gateway = gateway::spawn(cluster.clone(), stop.clone()).await?;
+        let loadtester = loadtest::spawn(gateway.addr, stop.clone()).await?;
+        let prometheus = if options.prometheus { Some(prometheus::start(gateway.addr).await?) } else { None };
+        let sim = Self { cluster, api, api_addr, gateway, loadtester, prometheus, stop };
         for ns in NAMESPACES {
             sim.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
         }
         sim.apply_yaml(APISIX_ROUTE_CRD).await?;
+        guard.disarm();
         Ok(sim)
     }
 
     /// `http://127.0.0.1:<port>`: the API server.
     pub fn api_url(&self) -> String {
         format!("http://{}", self.api_addr)
+    }
+
+    /// `http://127.0.0.1:<port>`: the APISIX-like gateway (and its `/apisix/prometheus/metrics`).
+    pub fn gateway_url(&self) -> String {
+        self.gateway.url()
+    }
+
+    /// The gateway itself: its address and current metrics.
+    pub fn gateway(&self) -> &gateway::Gateway {
+        &self.gateway
+    }
+
+    /// `http://127.0.0.1:<port>/`: the load tester's webhook endpoint.
+    pub fn loadtester_url(&self) -> String {
+        self.loadtester.url()
+    }
+
+    /// The load tester itself: requests sent, commands running.
+    pub fn loadtester(&self) -> &loadtest::LoadTester {
+        &self.loadtester
+    }
+
+    /// `http://127.0.0.1:<port>` of the real Prometheus, when started (`Options::prometheus`).
+    pub fn prometheus_url(&self) -> Option<String> {
+        self.prometheus.as_ref().map(prometheus::Prometheus::url)
+    }
+
+    /// The real Prometheus, when started: e.g. to wait for its first scrape.
+    pub fn prometheus(&self) -> Option<&prometheus::Prometheus> {
+        self.prometheus.as_ref()
     }
 
     /// A client for the API server, as `kube::Client::try_default` would build one.
