@@ -75,11 +75,13 @@ pub struct Options {
     pub pod_ready_delay: std::time::Duration,
     /// Start a real Prometheus scraping the gateway (needs the `prometheus` binary).
     pub prometheus: bool,
+    /// The Prometheus binary; by default the Debian package's.
+    pub prometheus_bin: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { pod_ready_delay: std::time::Duration::from_millis(200), prometheus: false }
+        Self { pod_ready_delay: std::time::Duration::from_millis(200), prometheus: false, prometheus_bin: None }
     }
 }
 
@@ -160,7 +162,11 @@ impl Sim {
         let _ = &options;
         let gateway = gateway::spawn(cluster.clone(), stop.clone()).await?;
         let loadtester = loadtest::spawn(gateway.addr, stop.clone()).await?;
-        let prometheus = if options.prometheus { Some(prometheus::start(gateway.addr).await?) } else { None };
+        let prometheus = if options.prometheus {
+            Some(prometheus::start(gateway.addr, options.prometheus_bin.as_deref()).await?)
+        } else {
+            None
+        };
         let sim = Self { cluster, api, api_addr, gateway, loadtester, prometheus, stop };
         for ns in NAMESPACES {
             sim.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;

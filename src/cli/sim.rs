@@ -15,14 +15,14 @@ pub struct SimArgs {
     /// Also run our webhook server in-process and register it (CRDs, webhook configurations).
     #[arg(long, env = "APISIX_CANARY_SIM_WITH_WEBHOOK")]
     pub with_webhook: bool,
-    /// Start a real Prometheus scraping the gateway, from this binary.
+    /// The Prometheus binary scraping the gateway (default: the Debian package's).
     #[arg(long, env = "APISIX_CANARY_SIM_PROMETHEUS_BIN")]
     pub prometheus_bin: Option<PathBuf>,
 }
 
 /// Runs the simulated cluster until Ctrl-C or SIGTERM.
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
-    let options = Options { prometheus: args.prometheus_bin.is_some(), ..Options::default() };
+    let options = Options { prometheus: true, prometheus_bin: args.prometheus_bin.clone(), ..Options::default() };
     let sim = Sim::start_with(options).await.context("starting the simulated cluster")?;
     let webhook =
         if args.with_webhook { Some(sim.install_webhook().await.context("installing the webhook")?) } else { None };
@@ -31,6 +31,11 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let path = std::fs::canonicalize(&args.kubeconfig_out).unwrap_or(args.kubeconfig_out.clone());
     println!("kubeconfig: {}", path.display());
     println!("api server: {}", sim.api_url());
+    println!("gateway:    {}", sim.gateway_url());
+    println!("loadtester: {}", sim.loadtester_url());
+    if let Some(url) = sim.prometheus_url() {
+        println!("prometheus: {url}");
+    }
     if let Some(w) = &webhook {
         println!("webhook:    https://{} (admin http://{})", w.server.addr, w.server.admin_addr);
     }

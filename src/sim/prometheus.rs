@@ -141,9 +141,10 @@ fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(5)..].join("\n")
 }
 
-/// Starts Prometheus scraping `gateway` and waits until it is ready.
-pub async fn start(gateway: SocketAddr) -> Result<Prometheus, PrometheusError> {
-    let bin = binary().ok_or(PrometheusError::Missing)?;
+/// Starts Prometheus (`bin`, else the Debian package's) scraping `gateway` and waits
+/// until it is ready.
+pub async fn start(gateway: SocketAddr, bin: Option<&Path>) -> Result<Prometheus, PrometheusError> {
+    let bin = bin.map(Path::to_path_buf).or_else(binary).ok_or(PrometheusError::Missing)?;
     let mut last = None;
     for _ in 0..PORT_ATTEMPTS {
         match start_once(&bin, gateway).await {
