@@ -20,6 +20,7 @@ pub mod selector;
 pub mod status;
 pub mod store;
 pub mod watch;
+pub mod workloads;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -136,6 +137,7 @@ impl Sim {
         }
         // Parts added by their modules start here (workloads, gateway, load tester, Prometheus).
         let _ = &options;
+        workloads::spawn(cluster.clone(), options.pod_ready_delay, stop.clone());
         let sim = Self { cluster, api, api_addr, stop };
         for ns in NAMESPACES {
             sim.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
