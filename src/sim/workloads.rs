@@ -201,14 +201,12 @@ impl Controllers {
 
     async fn delete(&self, r: &Resource, namespace: &str, name: &str) -> Result<(), WriteError> {
         let t = Target { resource: r, version: &r.storage_version, namespace };
-        self.cluster.delete(&Ctx::internal(), &t, name, "Background").await.map(|_| ()).map_err(|source| {
-            WriteError {
-                verb: "deleting",
-                kind: r.kind.clone(),
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                source,
-            }
+        self.cluster.delete(&Ctx::internal(), &t, name, "Background").await.map(|_| ()).map_err(|source| WriteError {
+            verb: "deleting",
+            kind: r.kind.clone(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source,
         })
     }
 

@@ -8,7 +8,9 @@ use serde_json::{Map, Value, json};
 use super::progress::{self, FOUND_NEW_RS, NEW_RS_CREATED, PROGRESSING};
 use super::replicasets::Counts;
 use super::rollout::{DESIRED_REPLICAS, MAX_REPLICAS, RolloutError, Sized, Spec, proportional};
-use super::{Controllers, POD_TEMPLATE_HASH, REVISION, by_controller, controller_ref, i32_at, is_deleting, str_at, uid_of};
+use super::{
+    Controllers, POD_TEMPLATE_HASH, REVISION, by_controller, controller_ref, i32_at, is_deleting, str_at, uid_of,
+};
 use crate::release::revision::Revision;
 
 /// Annotation: the earlier revisions a ReplicaSet was rolled back from.
@@ -164,7 +166,8 @@ impl Syncing {
             }
             let rs_revision = self.rss[i].annotation(REVISION).unwrap_or_default().to_owned();
             annotate(&mut self.d, REVISION, &rs_revision);
-            if self.spec.progress_deadline.is_some() && progress::get_condition(&self.d["status"], PROGRESSING).is_none()
+            if self.spec.progress_deadline.is_some()
+                && progress::get_condition(&self.d["status"], PROGRESSING).is_none()
             {
                 let message = format!("Found new replica set \"{}\"", self.rss[i].name());
                 let c = progress::condition(PROGRESSING, "True", FOUND_NEW_RS, &message, self.now);
@@ -307,7 +310,9 @@ impl Syncing {
     fn saturated(&self, i: usize) -> bool {
         let rs = &self.rss[i];
         let desired = rs.annotation(DESIRED_REPLICAS).and_then(|d| d.parse::<i32>().ok());
-        rs.spec() == self.spec.replicas && desired == Some(self.spec.replicas) && rs.counts.available == self.spec.replicas
+        rs.spec() == self.spec.replicas
+            && desired == Some(self.spec.replicas)
+            && rs.counts.available == self.spec.replicas
     }
 
     /// `rolloutRolling`: grow the new ReplicaSet within the surge, else shrink the old
@@ -360,8 +365,7 @@ impl Syncing {
             cleaned += down;
         }
         // Go counts the old ReplicaSets that were active before this step, and the new one.
-        let available: i32 =
-            active.iter().chain([&new]).map(|&i| self.rss[i].counts.available).sum();
+        let available: i32 = active.iter().chain([&new]).map(|&i| self.rss[i].counts.available).sum();
         let mut scaled = 0;
         if available > min_available {
             let budget = available - min_available;
@@ -483,7 +487,8 @@ impl Controllers {
                 continue;
             }
             let status = &outcome.deployment["status"];
-            if d.get("status").unwrap_or(&Value::Null) != status && !(d.get("status").is_none() && status == &json!({})) {
+            if d.get("status").unwrap_or(&Value::Null) != status && !(d.get("status").is_none() && status == &json!({}))
+            {
                 let mut updated = (**d).clone();
                 updated["status"] = status.clone();
                 if let Err(e) = self.replace(&d_kind, Some("status"), updated).await {
@@ -492,7 +497,9 @@ impl Controllers {
                 }
             }
             let revision = outcome.deployment.pointer("/metadata/annotations").and_then(|a| a.get(REVISION));
-            if let Some(revision) = revision.filter(|&r| d.pointer("/metadata/annotations").and_then(|a| a.get(REVISION)) != Some(r)) {
+            if let Some(revision) =
+                revision.filter(|&r| d.pointer("/metadata/annotations").and_then(|a| a.get(REVISION)) != Some(r))
+            {
                 let (ns, name) = (str_at(d, "/metadata/namespace"), str_at(d, "/metadata/name"));
                 let patch = json!({"metadata": {"annotations": {REVISION: revision}}});
                 if let Err(e) = self.merge_patch(&d_kind, ns, name, patch).await {

@@ -109,7 +109,8 @@ pub fn slice(service: &Value, existing: Option<&Value>, ports: &[Value], endpoin
         json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"generateName": format!("{name}-"), "namespace": str_at(service, "/metadata/namespace")}})
     });
-    let mut wanted: Map<String, Value> = service.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut wanted: Map<String, Value> =
+        service.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default();
     wanted.insert(SERVICE_NAME.into(), json!(name));
     wanted.insert(MANAGED_BY.into(), json!(CONTROLLER));
     if str_at(service, "/spec/clusterIP") == "None" {
@@ -144,7 +145,8 @@ impl Controllers {
         let slices = self.list(&kind);
         for service in &services {
             let ns = str_at(service, "/metadata/namespace");
-            let in_ns: Vec<&Value> = pods.iter().map(|p| &**p).filter(|p| str_at(p, "/metadata/namespace") == ns).collect();
+            let in_ns: Vec<&Value> =
+                pods.iter().map(|p| &**p).filter(|p| str_at(p, "/metadata/namespace") == ns).collect();
             let managed = |s: &&Value| {
                 let l = labels(s);
                 str_at(s, "/metadata/namespace") == ns
@@ -234,8 +236,11 @@ mod tests {
                 ("10.244.0.4", &json!({"ready": false, "serving": true, "terminating": true})),
             ]
         );
-        assert_eq!(endpoints[1]["targetRef"], json!({"kind": "Pod", "namespace": "default", "name": "b-ready",
-            "uid": "b-ready-uid"}));
+        assert_eq!(
+            endpoints[1]["targetRef"],
+            json!({"kind": "Pod", "namespace": "default", "name": "b-ready",
+            "uid": "b-ready-uid"})
+        );
         assert_eq!(endpoints[1]["nodeName"], "sim-node");
     }
 

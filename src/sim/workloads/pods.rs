@@ -34,7 +34,9 @@ pub fn is_available(pod: &Value, min_ready_seconds: i32, now: Timestamp) -> bool
     match ready_since(pod) {
         None => false,
         Some(_) if min_ready_seconds <= 0 => true,
-        Some(since) => parse_time(since).is_some_and(|t| t.as_second() + i64::from(min_ready_seconds) < now.as_second()),
+        Some(since) => {
+            parse_time(since).is_some_and(|t| t.as_second() + i64::from(min_ready_seconds) < now.as_second())
+        }
     }
 }
 
@@ -68,7 +70,9 @@ fn containers(pod: &Value, list: &str) -> Vec<Value> {
 /// limits cpu and memory with equal requests, `Burstable` otherwise.
 fn qos_class(pod: &Value) -> &'static str {
     let all: Vec<Value> = [containers(pod, "containers"), containers(pod, "initContainers")].concat();
-    let empty = |c: &Value, k: &str| c.pointer(&format!("/resources/{k}")).and_then(Value::as_object).is_none_or(|m| m.is_empty());
+    let empty = |c: &Value, k: &str| {
+        c.pointer(&format!("/resources/{k}")).and_then(Value::as_object).is_none_or(|m| m.is_empty())
+    };
     if all.iter().all(|c| empty(c, "requests") && empty(c, "limits")) {
         return "BestEffort";
     }
@@ -123,10 +127,11 @@ pub fn pending_status(pod: &Value, ip: &str, now: &str) -> Value {
 pub fn running_status(pod: &Value, now: &str) -> Value {
     let mut status = pod.get("status").cloned().unwrap_or_else(|| json!({}));
     let kept = |type_: &str| {
-        status.pointer("/conditions").and_then(Value::as_array).and_then(|cs| cs.iter().find(|c| c["type"] == type_)).map_or(
-            now.to_owned(),
-            |c| str_at(c, "/lastTransitionTime").to_owned(),
-        )
+        status
+            .pointer("/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+            .map_or(now.to_owned(), |c| str_at(c, "/lastTransitionTime").to_owned())
     };
     let conditions = json!([
         pod_condition("PodReadyToStartContainers", true, &kept("PodReadyToStartContainers"), &[]),
@@ -142,15 +147,18 @@ pub fn running_status(pod: &Value, now: &str) -> Value {
             "containerID": format!("containerd://{}", hex_digest(&format!("{}/{}", uid_of(pod), str_at(c, "/name")))),
             "ready": ready, "started": ready, "restartCount": 0, "state": state, "lastState": {}})
     };
-    let running: Vec<Value> =
-        containers(pod, "containers").iter().map(|c| container(c, json!({"running": {"startedAt": now}}), true)).collect();
+    let running: Vec<Value> = containers(pod, "containers")
+        .iter()
+        .map(|c| container(c, json!({"running": {"startedAt": now}}), true))
+        .collect();
     status["phase"] = json!("Running");
     status["conditions"] = conditions;
     status["containerStatuses"] = json!(running);
     let init = containers(pod, "initContainers");
     if !init.is_empty() {
         let done = json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}});
-        status["initContainerStatuses"] = json!(init.iter().map(|c| container(c, done.clone(), true)).collect::<Vec<_>>());
+        status["initContainerStatuses"] =
+            json!(init.iter().map(|c| container(c, done.clone(), true)).collect::<Vec<_>>());
     }
     status
 }
@@ -268,8 +276,7 @@ mod tests {
         assert_eq!(p["status"]["podIPs"], json!([{"ip": "10.244.0.7"}]));
         assert!(!is_ready(&p));
         assert_eq!(
-            p["status"]["conditions"][2]["message"],
-            "containers with unready status: [app side]",
+            p["status"]["conditions"][2]["message"], "containers with unready status: [app side]",
             "{}",
             p["status"]
         );
@@ -285,7 +292,10 @@ mod tests {
         let c = &p["status"]["containerStatuses"][0];
         assert_eq!(c["image"], "docker.io/stefanprodan/podinfo:6.0.0");
         assert!(c["imageID"].as_str().unwrap().starts_with("docker.io/stefanprodan/podinfo@sha256:"));
-        assert_eq!((c["ready"].as_bool(), c["started"].as_bool(), c["restartCount"].as_i64()), (Some(true), Some(true), Some(0)));
+        assert_eq!(
+            (c["ready"].as_bool(), c["started"].as_bool(), c["restartCount"].as_i64()),
+            (Some(true), Some(true), Some(0))
+        );
         assert_eq!(c["state"]["running"]["startedAt"], "2026-01-01T00:00:05Z");
         assert_eq!(p["status"]["containerStatuses"][1]["image"], "docker.io/library/envoy:latest");
     }

@@ -154,7 +154,10 @@ pub fn complete(spec: &Spec, status: &Value) -> bool {
 /// `DeploymentProgressing`: more updated, ready or available, or fewer old pods.
 fn progressing(old: &Value, new: &Value) -> bool {
     let (o, n) = (StatusCounts::of(old), StatusCounts::of(new));
-    n.updated > o.updated || n.replicas - n.updated < o.replicas - o.updated || n.ready > o.ready || n.available > o.available
+    n.updated > o.updated
+        || n.replicas - n.updated < o.replicas - o.updated
+        || n.ready > o.ready
+        || n.available > o.available
 }
 
 /// `DeploymentTimedOut`: no progress recorded for progressDeadlineSeconds.
@@ -259,7 +262,10 @@ mod tests {
                 ("Progressing".into(), "True".into(), "NewReplicaSetAvailable".into())
             ]
         );
-        assert_eq!(get_condition(&s2, PROGRESSING).unwrap()["message"], "ReplicaSet \"w-1\" has successfully progressed.");
+        assert_eq!(
+            get_condition(&s2, PROGRESSING).unwrap()["message"],
+            "ReplicaSet \"w-1\" has successfully progressed."
+        );
         assert!(complete(&s, &s2));
         // A resync changes nothing.
         let calc = calculate(&s, &s2, &[(3, counts(3, 3))], Some(counts(3, 3)), at(9));
@@ -293,6 +299,9 @@ mod tests {
         assert_eq!((c["status"].as_str(), c["reason"].as_str()), (Some("False"), Some(TIMED_OUT)));
         assert_eq!(c["message"], "ReplicaSet \"w-2\" has timed out progressing.");
         let calc = calculate(&s, &old, &[(1, counts(1, 1)), (1, counts(1, 0))], Some(counts(1, 0)), at(599));
-        assert_eq!(get_condition(&rollout(&s, &old, calc, Some("w-2"), at(599)), PROGRESSING).unwrap()["reason"], RS_UPDATED);
+        assert_eq!(
+            get_condition(&rollout(&s, &old, calc, Some("w-2"), at(599)), PROGRESSING).unwrap()["reason"],
+            RS_UPDATED
+        );
     }
 }

@@ -118,7 +118,8 @@ pub fn sync(rs: &Value, pods: &[&Value], now: Timestamp) -> Plan {
         } else if active.len() > want {
             let mut doomed = active.clone();
             doomed.sort_by_key(|p| deletion_rank(p));
-            plan.delete = doomed[..active.len() - want].iter().map(|p| str_at(p, "/metadata/name").to_owned()).collect();
+            plan.delete =
+                doomed[..active.len() - want].iter().map(|p| str_at(p, "/metadata/name").to_owned()).collect();
         }
     }
     let status = Counts::of(rs, &active, now).status(rs);

@@ -78,8 +78,12 @@ impl Spec {
             max_surge,
             max_unavailable,
             min_ready_seconds: i32_at(d, "/spec/minReadySeconds"),
-            progress_deadline: deadline.filter(|&s| s != i64::from(i32::MAX)).map(|s| s.clamp(0, i32::MAX.into()) as i32),
-            revision_history_limit: d.pointer("/spec/revisionHistoryLimit").map(|_| i32_at(d, "/spec/revisionHistoryLimit")),
+            progress_deadline: deadline
+                .filter(|&s| s != i64::from(i32::MAX))
+                .map(|s| s.clamp(0, i32::MAX.into()) as i32),
+            revision_history_limit: d
+                .pointer("/spec/revisionHistoryLimit")
+                .map(|_| i32_at(d, "/spec/revisionHistoryLimit")),
             generation: d.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0),
         })
     }
@@ -105,7 +109,14 @@ impl Spec {
 
 /// `GetProportion`: how many of `to_add` (negative: to remove) go to a ReplicaSet of
 /// `rs_spec` replicas, given what it was sized for (`max-replicas` annotation).
-pub fn proportion(spec: &Spec, rs_spec: i32, annotated_max: Option<i32>, status_replicas: i32, to_add: i32, added: i32) -> i32 {
+pub fn proportion(
+    spec: &Spec,
+    rs_spec: i32,
+    annotated_max: Option<i32>,
+    status_replicas: i32,
+    to_add: i32,
+    added: i32,
+) -> i32 {
     if rs_spec == 0 || to_add == 0 || to_add == added {
         return 0;
     }
