@@ -398,11 +398,12 @@ async fn endpoint_slices_list_the_ready_pods_and_follow_a_scale_down() {
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client, "default");
-    deployments.create(&PostParams::default(), &deployment("api", "podinfo:6.0.0", 3, json!({}))).await.unwrap();
+    let mut events = sim.cluster.store.subscribe();
     let service: Service = serde_json::from_value(json!({"metadata": {"name": "api", "labels": {"team": "web"}},
         "spec": {"selector": {"app": "api"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}))
     .unwrap();
     let service = services.create(&PostParams::default(), &service).await.unwrap();
+    deployments.create(&PostParams::default(), &deployment("api", "podinfo:6.0.0", 3, json!({}))).await.unwrap();
 
     let ready_ips = || async {
         let list = pods.list(&ListParams::default().labels("app=api")).await.unwrap().items;
@@ -416,6 +417,36 @@ async fn endpoint_slices_list_the_ready_pods_and_follow_a_scale_down() {
         (ready.len() == 3 && not_ready.is_empty() && ready == ready_ips().await).then_some(())
     })
     .await;
+
+    // Replayed change by change: starting pods are published not ready, and no endpoint
+    // is ever called ready before its pod is.
+    let (mut ever_ready, mut published_not_ready) = (BTreeSet::new(), 0);
+    loop {
+        let event = match events.try_recv() {
+            Ok(event) => event,
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
+            Err(e) => panic!("replaying the store's changes: {e}"),
+        };
+        let object = &*event.object;
+        if event.key.resource == "pods"
+            && object["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        {
+            ever_ready.insert(event.key.name.clone());
+        }
+        if event.key.resource == "endpointslices" && event.type_ != EventType::Deleted {
+            for e in object["endpoints"].as_array().into_iter().flatten() {
+                let pod = e["targetRef"]["name"].as_str().unwrap().to_owned();
+                if e["conditions"]["ready"] == true {
+                    assert!(ever_ready.contains(&pod), "{pod} published ready before it was: {e}");
+                } else {
+                    published_not_ready += 1;
+                }
+            }
+        }
+    }
+    assert!(published_not_ready > 0, "pods with an IP are published before they are ready");
 
     let list = slices.list(&ListParams::default().labels("kubernetes.io/service-name=api")).await.unwrap().items;
     assert_eq!(list.len(), 1);
