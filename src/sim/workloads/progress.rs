@@ -223,7 +223,7 @@ mod tests {
     }
 
     fn counts(replicas: i32, ready: i32) -> Counts {
-        Counts { replicas, fully_labeled: replicas, ready, available: ready }
+        Counts { replicas, fully_labeled: replicas, ready, available: ready, terminating: 0 }
     }
 
     fn at(secs: i64) -> Timestamp {

@@ -19,15 +19,22 @@ pub struct Counts {
     pub fully_labeled: i32,
     pub ready: i32,
     pub available: i32,
+    /// Being deleted, not finished: not counted above, but still running.
+    pub terminating: i32,
 }
 
 impl Counts {
-    /// Counts the active pods among `pods` for the ReplicaSet `rs`.
+    /// Counts the pods of the ReplicaSet `rs`.
     pub fn of(rs: &Value, pods: &[&Value], now: Timestamp) -> Self {
         let template: BTreeMap<String, String> = labels(rs.pointer("/spec/template").unwrap_or(&Value::Null));
         let min_ready = i32_at(rs, "/spec/minReadySeconds");
         let mut c = Self::default();
-        for pod in pods.iter().filter(|p| is_active(p)) {
+        for pod in pods {
+            if !is_active(pod) {
+                let finished = matches!(str_at(pod, "/status/phase"), "Succeeded" | "Failed");
+                c.terminating += i32::from(is_deleting(pod) && !finished);
+                continue;
+            }
             let have = labels(pod);
             c.replicas += 1;
             c.fully_labeled += i32::from(template.iter().all(|(k, v)| have.get(k) == Some(v)));
@@ -122,7 +129,7 @@ pub fn sync(rs: &Value, pods: &[&Value], now: Timestamp) -> Plan {
                 doomed[..active.len() - want].iter().map(|p| str_at(p, "/metadata/name").to_owned()).collect();
         }
     }
-    let status = Counts::of(rs, &active, now).status(rs);
+    let status = Counts::of(rs, pods, now).status(rs);
     if rs.get("status") != Some(&status) {
         plan.status = Some(status);
     }
