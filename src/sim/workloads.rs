@@ -121,12 +121,7 @@ pub fn spawn(cluster: Arc<Cluster>, pod_ready_delay: Duration, stop: Cancellatio
                     Ok(event) if !relevant(&event.key) => continue,
                     Err(RecvError::Closed) => return,
                     // Lagged or relevant: one pass covers everything pending.
-                    _ => loop {
-                        match events.try_recv() {
-                            Ok(_) | Err(TryRecvError::Lagged(_)) => {}
-                            Err(_) => break,
-                        }
-                    },
+                    _ => while let Ok(_) | Err(TryRecvError::Lagged(_)) = events.try_recv() {},
                 },
                 _ = resync.tick() => {}
                 () = tokio::time::sleep_until(pod_ready) => {}

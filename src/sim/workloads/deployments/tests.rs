@@ -27,15 +27,18 @@ fn rolling(surge: Value, unavailable: Value) -> Value {
     json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}})
 }
 
+/// The readiness of each pod, by ReplicaSet name.
+type Pods = BTreeMap<String, Vec<bool>>;
+
 /// What the Deployment controller sees of a cluster: its ReplicaSets and, for each,
 /// the readiness of its pods. New pods are ready one step after they appear.
 struct Model {
     d: Value,
     rss: Vec<Value>,
-    pods: BTreeMap<String, Vec<bool>>,
+    pods: Pods,
     clock: u32,
-    /// Checked at every moment: (pods by ReplicaSet name, ready by ReplicaSet name).
-    fence: Box<dyn Fn(&BTreeMap<String, Vec<bool>>)>,
+    /// Checked at every moment.
+    fence: Box<dyn Fn(&Pods)>,
 }
 
 impl Model {
