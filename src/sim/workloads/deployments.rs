@@ -349,8 +349,7 @@ impl Controllers {
                 continue;
             }
             let status = &outcome.deployment["status"];
-            if d.get("status").unwrap_or(&Value::Null) != status && !(d.get("status").is_none() && status == &json!({}))
-            {
+            if d.get("status").cloned().unwrap_or_else(|| json!({})) != *status {
                 let mut updated = (**d).clone();
                 updated["status"] = status.clone();
                 if let Err(e) = self.replace(&d_kind, Some("status"), updated).await {
@@ -358,10 +357,8 @@ impl Controllers {
                     continue;
                 }
             }
-            let revision = outcome.deployment.pointer("/metadata/annotations").and_then(|a| a.get(REVISION));
-            if let Some(revision) =
-                revision.filter(|&r| d.pointer("/metadata/annotations").and_then(|a| a.get(REVISION)) != Some(r))
-            {
+            let revision = |d: &Value| d.pointer("/metadata/annotations").and_then(|a| a.get(REVISION)).cloned();
+            if let Some(revision) = revision(&outcome.deployment).filter(|r| revision(d).as_ref() != Some(r)) {
                 let (ns, name) = (str_at(d, "/metadata/namespace"), str_at(d, "/metadata/name"));
                 let patch = json!({"metadata": {"annotations": {REVISION: revision}}});
                 if let Err(e) = self.merge_patch(&d_kind, ns, name, patch).await {

@@ -2,7 +2,7 @@
 //! (`<name>-<hash>`, sized by the surge), its revision and the Deployment's kept in
 //! step, and old empty ReplicaSets beyond `revisionHistoryLimit` cleaned up.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::super::progress::{self, FOUND_NEW_RS, NEW_RS_CREATED, PROGRESSING};
 use super::super::replicasets::Counts;
@@ -23,24 +23,12 @@ const NOT_COPIED: &[&str] = &[
     "deprecated.deployment.rollback.to",
 ];
 
-fn annotations_mut(object: &mut Value) -> &mut Map<String, Value> {
+/// Sets an annotation, making the map when there is none.
+pub(super) fn annotate(object: &mut Value, key: &str, value: &str) {
     if !object.pointer("/metadata/annotations").is_some_and(Value::is_object) {
         object["metadata"]["annotations"] = json!({});
     }
-    match object.pointer_mut("/metadata/annotations") {
-        Some(Value::Object(m)) => m,
-        _ => unreachable!("annotations was just made an object"),
-    }
-}
-
-/// Sets an annotation; whether it changed.
-pub(super) fn annotate(object: &mut Value, key: &str, value: &str) -> bool {
-    let map = annotations_mut(object);
-    if map.get(key).and_then(Value::as_str) == Some(value) {
-        return false;
-    }
-    map.insert(key.into(), json!(value));
-    true
+    object["metadata"]["annotations"][key] = json!(value);
 }
 
 impl Syncing {
