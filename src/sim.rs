@@ -28,6 +28,7 @@ pub mod strategic;
 pub mod table;
 pub mod watch;
 pub mod webhook;
+pub mod workloads;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -158,8 +159,7 @@ impl Sim {
             let api = api.clone();
             spawn_http(listener, stop.clone(), move |req| api.clone().handle(req));
         }
-        // Parts added by their modules start here (workloads, gateway, load tester, Prometheus).
-        let _ = &options;
+        workloads::spawn(cluster.clone(), options.pod_ready_delay, stop.clone());
         let gateway = gateway::spawn(cluster.clone(), stop.clone()).await?;
         let loadtester = loadtest::spawn(gateway.addr, stop.clone()).await?;
         let prometheus = if options.prometheus {
