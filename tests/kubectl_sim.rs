@@ -63,6 +63,22 @@ impl Cluster {
     }
 }
 
+/// A file in a temp dir that lives as long as the returned guard.
+struct TempFile(tempfile::TempDir, PathBuf);
+
+impl TempFile {
+    fn path(&self) -> &str {
+        self.1.to_str().unwrap()
+    }
+}
+
+fn dir_file(name: &str, text: &str) -> TempFile {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    TempFile(dir, path)
+}
+
 fn header(table: &str) -> Vec<String> {
     table.lines().next().unwrap_or_default().split_whitespace().map(str::to_owned).collect()
 }
@@ -221,6 +237,31 @@ fn server_side_apply_scale_and_delete() {
         "jsonpath={.metadata.managedFields[*].manager}",
     ]);
     assert!(managers.contains("kubectl"), "{managers}");
+    // Workloads move like under kube-controller-manager: rollout status finishes.
+    let (out, _) = c.ok(&["-n", "test", "rollout", "status", "deploy/podinfo", "--timeout=30s"]);
+    assert!(out.contains("deployment \"podinfo\" successfully rolled out"), "{out}");
+    let (out, _) = c.ok(&["-n", "test", "get", "deploy", "podinfo"]);
+    assert!(out.lines().nth(1).unwrap().split_whitespace().nth(1) == Some("2/2"), "{out}");
+    let (out, _) = c.ok(&["-n", "test", "get", "pods"]);
+    assert_eq!(header(&out), ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    assert_eq!(out.lines().filter(|l| l.contains("Running")).count(), 2, "{out}");
+
+    // Events about an object show in `kubectl describe` (field selectors on involvedObject).
+    let (uid, _) = c.ok(&["-n", "test", "get", "deploy", "podinfo", "-o", "jsonpath={.metadata.uid}"]);
+    let event = dir_file(
+        "event.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Event\nmetadata:\n  name: podinfo.1\n  namespace: test\n\
+         involvedObject:\n  apiVersion: apps/v1\n  kind: Deployment\n  name: podinfo\n  namespace: test\n  uid: {uid}\n\
+         reason: Synced\nmessage: Advance podinfo.test canary weight 10\ntype: Normal\n\
+         firstTimestamp: \"{now}\"\nlastTimestamp: \"{now}\"\ncount: 1\nsource:\n  component: apisix-canary\n",
+            now = "2026-01-01T00:00:00Z"
+        ),
+    );
+    c.ok(&["create", "-f", event.path()]);
+    let (out, _) = c.ok(&["-n", "test", "describe", "deploy/podinfo"]);
+    assert!(out.contains("Advance podinfo.test canary weight 10"), "{out}");
+
     c.ok(&["-n", "test", "scale", "deploy/podinfo", "--replicas=4"]);
     let (replicas, _) = c.ok(&["-n", "test", "get", "deploy", "podinfo", "-o", "jsonpath={.spec.replicas}"]);
     assert_eq!(replicas, "4");
