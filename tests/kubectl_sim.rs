@@ -63,12 +63,15 @@ impl Cluster {
     }
 }
 
-/// A file in a temp dir that lives as long as the returned guard.
-struct TempFile(tempfile::TempDir, PathBuf);
+/// A file in a temp dir that lives as long as the value.
+struct TempFile {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
 
 impl TempFile {
     fn path(&self) -> &str {
-        self.1.to_str().unwrap()
+        self.path.to_str().unwrap()
     }
 }
 
@@ -76,7 +79,7 @@ fn dir_file(name: &str, text: &str) -> TempFile {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
-    TempFile(dir, path)
+    TempFile { _dir: dir, path }
 }
 
 fn header(table: &str) -> Vec<String> {
