@@ -1,19 +1,23 @@
 //! The API semantics over the store: create, update, patch and delete with metadata,
 //! generation, status and scale subresources, finalizers, garbage collection, CRD
 //! registration, conversion and the admission chain. The HTTP layer and the simulated
-//! controllers both go through here.
+//! controllers both go through here. Writes are in `cluster/write.rs`, deletion and
+//! garbage collection in `cluster/delete.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{Value, json};
 
+mod delete;
+mod write;
+
 use super::admission::{Call, Webhooks};
 use super::defaults;
 use super::resources::{Resource, Resources};
 use super::selector::{FieldSelector, LabelSelector, labels};
 use super::status::ApiError;
-use super::store::{ObjectKey, Store, StoreError, rv_of};
+use super::store::{ObjectKey, Store, StoreError};
 
 /// Who writes, and how.
 #[derive(Debug, Clone, Default)]
@@ -264,234 +268,6 @@ impl Cluster {
     }
 
     /// PUT: a whole object (or its status or scale).
-    pub async fn replace(
-        &self,
-        ctx: &Ctx,
-        t: &Target<'_>,
-        name: &str,
-        sub: Option<&str>,
-        body: Value,
-    ) -> Result<Written, ApiError> {
-        let expected = rv_of(&body);
-        let written = body.clone();
-        self.write(ctx, t, name, sub, expected, Some(&written), "Update", |_| Ok(body)).await
-    }
-
-    /// PATCH: merge, JSON or strategic patch on the current object; retried on races.
-    pub async fn patch(
-        &self,
-        ctx: &Ctx,
-        t: &Target<'_>,
-        name: &str,
-        sub: Option<&str>,
-        patch: &Patch,
-    ) -> Result<Written, ApiError> {
-        for _ in 0..5 {
-            if let Patch::Apply(applied) = patch
-                && self.store.get(&t.key(name)).is_none()
-            {
-                let mut object = applied.clone();
-                object["metadata"]["name"] = json!(name);
-                return self.create_as(ctx, t, object, "Apply").await;
-            }
-            let operation = if matches!(patch, Patch::Apply(_)) { "Apply" } else { "Update" };
-            let result = self
-                .write(ctx, t, name, sub, None, patch.written(), operation, |current| {
-                    let mut doc = current.clone();
-                    match patch {
-                        Patch::Merge(p) => json_patch::merge(&mut doc, p),
-                        Patch::Strategic(_) if t.resource.crd.is_some() => {
-                            return Err(ApiError::UnsupportedMediaType(
-                                "strategic merge patch is not supported for custom resources: use a JSON merge patch"
-                                    .into(),
-                            ));
-                        }
-                        Patch::Apply(p) if t.resource.crd.is_some() => json_patch::merge(&mut doc, p),
-                        Patch::Strategic(p) | Patch::Apply(p) => {
-                            doc = super::strategic::apply(&doc, p).map_err(|e| {
-                                ApiError::Invalid(format!(
-                                    "the server rejected our request due to an error in our request: {e}"
-                                ))
-                            })?;
-                        }
-                        Patch::Json(p) => json_patch::patch(&mut doc, &p.0).map_err(|e| {
-                            ApiError::Invalid(format!(
-                                "the server rejected our request due to an error in our request: {e}"
-                            ))
-                        })?,
-                    }
-                    Ok(doc)
-                })
-                .await;
-            match result {
-                Err(ApiError::Conflict { .. }) => continue,
-                other => return other,
-            }
-        }
-        Err(ApiError::Conflict {
-            resource: t.qualified(),
-            name: name.into(),
-            message: "too many concurrent writes".into(),
-        })
-    }
-
-    /// The common path of PUT and PATCH.
-    #[allow(clippy::too_many_arguments)]
-    async fn write(
-        &self,
-        ctx: &Ctx,
-        t: &Target<'_>,
-        name: &str,
-        sub: Option<&str>,
-        expected: Option<u64>,
-        written: Option<&Value>,
-        operation: &str,
-        change: impl FnOnce(&Value) -> Result<Value, ApiError>,
-    ) -> Result<Written, ApiError> {
-        let r = t.resource;
-        let stored = self.store.get(&t.key(name)).ok_or_else(|| t.not_found(name))?;
-        let stored_rv = rv_of(&stored);
-        let current = self.to_version(r, (*stored).clone(), t.version).await?;
-        let view = match sub {
-            Some("scale") => scale_of(r, &current),
-            _ => current.clone(),
-        };
-        let changed = change(&view)?;
-        let mut object = match sub {
-            Some("status") => {
-                let mut o = current.clone();
-                o["status"] = changed.get("status").cloned().unwrap_or(Value::Null);
-                o
-            }
-            Some("scale") => {
-                let replicas = changed.pointer("/spec/replicas").cloned().unwrap_or(Value::Null);
-                let mut o = current.clone();
-                o["spec"]["replicas"] = replicas;
-                o
-            }
-            Some(other) => {
-                return Err(ApiError::NotFound { kind: format!("{}/{other}", t.qualified()), name: name.into() });
-            }
-            None => {
-                let mut o = changed;
-                if r.status {
-                    o["status"] = current.get("status").cloned().unwrap_or(Value::Null);
-                }
-                o
-            }
-        };
-        if object.get("status").is_some_and(Value::is_null) {
-            object.as_object_mut().map(|m| m.remove("status"));
-        }
-        if name_of(&object) != name {
-            return Err(ApiError::BadRequest(format!(
-                "the name of the object ({}) does not match the name on the URL ({name})",
-                name_of(&object)
-            )));
-        }
-        // What the API server owns stays as it was.
-        let old_meta = current.get("metadata").cloned().unwrap_or_default();
-        let m = meta(&mut object);
-        for k in
-            ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace"]
-        {
-            match old_meta.get(k) {
-                Some(v) => m.insert(k.into(), v.clone()),
-                None => m.remove(k),
-            };
-        }
-        object["apiVersion"] = json!(r.api_version(t.version));
-        object["kind"] = json!(r.kind);
-        defaults::apply(&r.group, &r.kind, &mut object, || self.service_ip());
-        let op_sub = sub.filter(|s| *s != "status");
-        let call = Call {
-            operation: "UPDATE",
-            target: t,
-            sub: op_sub,
-            name,
-            old: Some(&current),
-            dry_run: ctx.dry_run,
-            user: &ctx.user,
-        };
-        let warnings = self.admit(ctx, &call, &mut object).await?;
-        let claimed = written.cloned().unwrap_or_else(|| object.clone());
-        super::managed::record(&mut object, &ctx.field_manager, operation, sub.filter(|s| *s == "status"), &claimed);
-        if spec_part(r, &object) != spec_part(r, &current) {
-            let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
-            meta(&mut object).insert("generation".into(), json!(generation));
-        }
-        let stored_new = self.to_version(r, object, &r.storage_version).await?;
-        let stored_new = self.after_admission(r, stored_new, Some(&stored));
-        if ctx.dry_run {
-            let object = self.to_version(r, stored_new, t.version).await?;
-            return Ok(Written { object, warnings, created: false });
-        }
-        let expected = expected.or(stored_rv);
-        let saved = self.store.update(t.key(name), stored_new, expected).map_err(|e| match e {
-            StoreError::Conflict => ApiError::Conflict {
-                resource: t.qualified(),
-                name: name.into(),
-                message: StoreError::Conflict.to_string(),
-            },
-            StoreError::NotFound => t.not_found(name),
-            other => ApiError::Internal(other.to_string()),
-        })?;
-        // The last finalizer of an object being deleted is gone: it goes now.
-        let finalizers_empty =
-            saved.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty);
-        if saved.pointer("/metadata/deletionTimestamp").is_some() && finalizers_empty {
-            let _ = self.store.delete(&t.key(name));
-            self.on_deleted(r, &saved, "Background");
-        } else {
-            self.on_written(r, &saved);
-        }
-        let object = match sub {
-            Some("scale") => scale_of(r, &saved),
-            _ => self.to_version(r, (*saved).clone(), t.version).await?,
-        };
-        Ok(Written { object, warnings, created: false })
-    }
-
-    /// DELETE: finalizers first, then the object and its dependents.
-    pub async fn delete(&self, ctx: &Ctx, t: &Target<'_>, name: &str, propagation: &str) -> Result<Written, ApiError> {
-        let r = t.resource;
-        let stored = self.store.get(&t.key(name)).ok_or_else(|| t.not_found(name))?;
-        let current = self.to_version(r, (*stored).clone(), t.version).await?;
-        let mut scratch = current.clone();
-        let call = Call {
-            operation: "DELETE",
-            target: t,
-            sub: None,
-            name,
-            old: Some(&current),
-            dry_run: ctx.dry_run,
-            user: &ctx.user,
-        };
-        let warnings = self.admit(ctx, &call, &mut scratch).await?;
-        if ctx.dry_run {
-            return Ok(Written { object: current, warnings, created: false });
-        }
-        let has_finalizers =
-            stored.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
-        if has_finalizers {
-            if stored.pointer("/metadata/deletionTimestamp").is_none() {
-                let mut marked = (*stored).clone();
-                let m = meta(&mut marked);
-                m.insert("deletionTimestamp".into(), json!(defaults::now()));
-                m.insert("deletionGracePeriodSeconds".into(), json!(0));
-                let saved =
-                    self.store.update(t.key(name), marked, None).map_err(|e| ApiError::Internal(e.to_string()))?;
-                let object = self.to_version(r, (*saved).clone(), t.version).await?;
-                return Ok(Written { object, warnings, created: false });
-            }
-            return Ok(Written { object: current, warnings, created: false });
-        }
-        let gone = self.store.delete(&t.key(name)).map_err(|_| t.not_found(name))?;
-        self.on_deleted(r, &gone, propagation);
-        let object = self.to_version(r, (*gone).clone(), t.version).await?;
-        Ok(Written { object, warnings, created: false })
-    }
-
     /// Mutating then validating webhooks, for user requests only.
     async fn admit(&self, ctx: &Ctx, call: &Call<'_>, object: &mut Value) -> Result<Vec<String>, ApiError> {
         if !ctx.admission {
@@ -532,63 +308,6 @@ impl Cluster {
     fn on_written(&self, r: &Resource, object: &Value) {
         if (r.group.as_str(), r.kind.as_str()) == ("apiextensions.k8s.io", "CustomResourceDefinition") {
             self.resources.upsert_crd(object);
-        }
-    }
-
-    /// Garbage collection and the cascades of namespaces and CRDs.
-    fn on_deleted(&self, r: &Resource, object: &Value, propagation: &str) {
-        let uid = object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let mut work = vec![uid];
-        while let Some(owner) = work.pop() {
-            for resource in self.resources.snapshot() {
-                let (items, _) = self.store.list(&resource.group, &resource.plural, None);
-                for item in items {
-                    let refs = item.pointer("/metadata/ownerReferences").and_then(Value::as_array);
-                    if !refs.is_some_and(|refs| refs.iter().any(|o| o["uid"] == owner.as_str())) {
-                        continue;
-                    }
-                    let key = ObjectKey::new(
-                        &resource.group,
-                        &resource.plural,
-                        item.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default(),
-                        name_of(&item),
-                    );
-                    if propagation == "Orphan" {
-                        let mut orphan = (*item).clone();
-                        if let Some(refs) =
-                            orphan.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut)
-                        {
-                            refs.retain(|o| o["uid"] != owner.as_str());
-                        }
-                        let _ = self.store.update(key, orphan, None);
-                    } else if self.store.delete(&key).is_ok() {
-                        work.push(item.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned());
-                    }
-                }
-            }
-        }
-        match (r.group.as_str(), r.kind.as_str()) {
-            ("", "Namespace") => {
-                let ns = name_of(object);
-                for resource in self.resources.snapshot().into_iter().filter(|r| r.namespaced) {
-                    let (items, _) = self.store.list(&resource.group, &resource.plural, Some(ns));
-                    for item in items {
-                        let _ =
-                            self.store.delete(&ObjectKey::new(&resource.group, &resource.plural, ns, name_of(&item)));
-                    }
-                }
-            }
-            ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-                let group = object.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
-                let plural = object.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
-                let (items, _) = self.store.list(group, plural, None);
-                for item in items {
-                    let ns = item.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
-                    let _ = self.store.delete(&ObjectKey::new(group, plural, ns, name_of(&item)));
-                }
-                self.resources.remove_crd(group, plural);
-            }
-            _ => {}
         }
     }
 }
