@@ -21,6 +21,7 @@ pub mod managed;
 pub mod openapi;
 pub mod prometheus;
 pub mod resources;
+pub mod schema;
 pub mod selector;
 pub mod status;
 pub mod store;

@@ -265,6 +265,18 @@ fn server_side_apply_scale_and_delete() {
     let (out, _) = c.ok(&["-n", "test", "describe", "deploy/podinfo"]);
     assert!(out.contains("Advance podinfo.test canary weight 10"), "{out}");
 
+    // Custom resources are checked against their CRD's schema, in kubectl's words.
+    let route = std::fs::read_to_string(scenario("route.yaml")).unwrap();
+    let bad_route =
+        dir_file("route.yaml", &route.replace("servicePort: 80", "servicePort: 80\n          weight: \"heavy\""));
+    let out = c.kubectl(&["apply", "-f", bad_route.path()]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "The ApisixRoute \"podinfo\" is invalid: spec.http[0].backends[0].weight: Invalid value: \"string\": \
+         spec.http[0].backends[0].weight in body must be of type integer: \"heavy\""
+    );
+
     c.ok(&["-n", "test", "scale", "deploy/podinfo", "--replicas=4"]);
     let (replicas, _) = c.ok(&["-n", "test", "get", "deploy", "podinfo", "-o", "jsonpath={.spec.replicas}"]);
     assert_eq!(replicas, "4");

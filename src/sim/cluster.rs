@@ -251,6 +251,7 @@ impl Cluster {
             user: &ctx.user,
         };
         let warnings = self.admit(ctx, &call, &mut object).await?;
+        self.check_schema(t, &name, &mut object)?;
         super::managed::record(&mut object, &ctx.field_manager, operation, None, &written);
         let stored = self.to_version(r, object, &r.storage_version).await?;
         let stored = self.after_admission(r, stored, None);
@@ -268,6 +269,31 @@ impl Cluster {
     }
 
     /// PUT: a whole object (or its status or scale).
+    /// A custom resource against its CRD's schema at the request version: pruned, and
+    /// refused with every violation when it does not fit.
+    fn check_schema(&self, t: &Target<'_>, name: &str, object: &mut Value) -> Result<(), ApiError> {
+        let Some(schema) = t.resource.crd.as_ref().and_then(|crd| super::schema::of_version(crd, t.version)) else {
+            return Ok(());
+        };
+        let errors = super::schema::check(schema, object);
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let causes = errors
+            .into_iter()
+            .map(|e| match e.split_once(": ") {
+                Some((field, message)) => (field.to_owned(), message.to_owned()),
+                None => (String::new(), e),
+            })
+            .collect();
+        Err(ApiError::InvalidObject {
+            kind: t.resource.kind.clone(),
+            group: t.resource.group.clone(),
+            name: name.to_owned(),
+            causes,
+        })
+    }
+
     /// Mutating then validating webhooks, for user requests only.
     async fn admit(&self, ctx: &Ctx, call: &Call<'_>, object: &mut Value) -> Result<Vec<String>, ApiError> {
         if !ctx.admission {

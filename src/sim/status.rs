@@ -12,6 +12,10 @@ pub enum ApiError {
     Conflict { resource: String, name: String, message: String },
     #[error("{0}")]
     Invalid(String),
+    /// An object that failed validation, with one cause per field (kubectl prints
+    /// `The <Kind> "<name>" is invalid: ...` from these details).
+    #[error("{kind}.{group} \"{name}\" is invalid: {}", join(.causes))]
+    InvalidObject { kind: String, group: String, name: String, causes: Vec<(String, String)> },
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -31,7 +35,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } => 404,
             ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
-            ApiError::Invalid(_) => 422,
+            ApiError::Invalid(_) | ApiError::InvalidObject { .. } => 422,
             ApiError::Forbidden(_) => 403,
             ApiError::BadRequest(_) => 400,
             ApiError::Gone(_) => 410,
@@ -46,7 +50,7 @@ impl ApiError {
             ApiError::NotFound { .. } => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
             ApiError::Conflict { .. } => "Conflict",
-            ApiError::Invalid(_) => "Invalid",
+            ApiError::Invalid(_) | ApiError::InvalidObject { .. } => "Invalid",
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Gone(_) => "Expired",
@@ -72,8 +76,21 @@ impl ApiError {
                 status["details"] = json!({"name": name, "kind": kind});
             }
             ApiError::Conflict { resource, name, .. } => status["details"] = json!({"name": name, "kind": resource}),
+            ApiError::InvalidObject { kind, group, name, causes } => {
+                let causes: Vec<Value> = causes
+                    .iter()
+                    .map(|(field, message)| json!({"reason": "FieldValueInvalid", "message": message, "field": field}))
+                    .collect();
+                status["details"] = json!({"name": name, "group": group, "kind": kind, "causes": causes});
+            }
             _ => {}
         }
         status
     }
+}
+
+/// `path: message` causes as one line, apimachinery's aggregate style.
+fn join(causes: &[(String, String)]) -> String {
+    let all: Vec<String> = causes.iter().map(|(field, message)| format!("{field}: {message}")).collect();
+    if all.len() == 1 { all.concat() } else { format!("[{}]", all.join(", ")) }
 }

@@ -160,6 +160,7 @@ impl Cluster {
             user: &ctx.user,
         };
         let warnings = self.admit(ctx, &call, &mut object).await?;
+        self.check_schema(t, name, &mut object)?;
         let claimed = written.cloned().unwrap_or_else(|| object.clone());
         crate::sim::managed::record(
             &mut object,
