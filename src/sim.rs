@@ -13,8 +13,10 @@
 
 pub mod admission;
 pub mod apiserver;
+pub mod builtin;
 pub mod cluster;
 pub mod defaults;
+pub mod events;
 pub mod gateway;
 pub mod loadtest;
 pub mod managed;

@@ -216,3 +216,40 @@ async fn a_watch_from_a_compacted_version_is_gone() {
         other => panic!("expected 410 Gone, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn recorder_events_are_core_events_too() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use kube::Resource as _;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let sim = Sim::start().await.unwrap();
+    let client = sim.client().unwrap();
+    let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let d = api.create(&PostParams::default(), &deployment("podinfo", "x:1")).await.unwrap();
+    let recorder = Recorder::new(client.clone(), Reporter { controller: "apisix-canary".into(), instance: None });
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Synced".into(),
+        note: Some("Advance podinfo.default canary weight 10".into()),
+        action: "Advance".into(),
+        secondary: None,
+    };
+    let reference = d.object_ref(&());
+    recorder.publish(&event, &reference).await.unwrap();
+    // The same event again becomes a series (a merge patch on the same object).
+    recorder.publish(&event, &reference).await.unwrap();
+
+    // kubectl describe reads core/v1 Events by involvedObject.
+    let core: Api<CoreEvent> = Api::namespaced(client, "default");
+    let selector = format!(
+        "involvedObject.name=podinfo,involvedObject.kind=Deployment,involvedObject.uid={}",
+        d.metadata.uid.unwrap()
+    );
+    let found = core.list(&ListParams::default().fields(&selector)).await.unwrap();
+    assert_eq!(found.items.len(), 1);
+    let e = &found.items[0];
+    assert_eq!(e.message.as_deref(), Some("Advance podinfo.default canary weight 10"));
+    assert_eq!(e.reason.as_deref(), Some("Synced"));
+    assert_eq!(e.reporting_component.as_deref(), Some("apisix-canary"));
+    assert_eq!(e.series.as_ref().map(|s| s.count), Some(Some(2)));
+}

@@ -235,6 +235,7 @@ impl ApiServer {
             }
         };
         ctx.dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+        ctx.field_validation = super::builtin::FieldValidation::parse(q.get("fieldValidation").map(String::as_str));
         let method = req.method().clone();
         let as_table =
             super::table::wanted(req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default());
@@ -242,8 +243,15 @@ impl ApiServer {
             req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let body = req.into_body().collect().await.map_err(|e| ApiError::BadRequest(e.to_string()))?.to_bytes();
         let parse = |body: &Bytes| -> Result<Value, ApiError> {
-            serde_json::from_slice(body)
-                .map_err(|e| ApiError::BadRequest(format!("the body of the request was in an unknown format: {e}")))
+            let value: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::BadRequest(format!("the body of the request was in an unknown format: {e}")))?;
+            if value.is_object() {
+                Ok(value)
+            } else {
+                Err(ApiError::BadRequest(
+                    "the body of the request was in an unknown format: expected a JSON object".into(),
+                ))
+            }
         };
         let cluster = &self.cluster;
         match (method, p.name.as_deref()) {
@@ -364,11 +372,24 @@ impl ApiServer {
             (Method::DELETE, None) => {
                 let label = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))
                     .map_err(ApiError::BadRequest)?;
-                let (items, _) = cluster.list(&target, all_namespaces, &label, &FieldSelector::default()).await?;
+                let field = FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str))
+                    .map_err(ApiError::BadRequest)?;
+                let options: Value = if body.is_empty() { json!({}) } else { parse(&body)? };
+                let propagation = options["propagationPolicy"]
+                    .as_str()
+                    .or(q.get("propagationPolicy").map(String::as_str))
+                    .unwrap_or("Background")
+                    .to_owned();
+                if options.pointer("/dryRun/0") == Some(&json!("All")) {
+                    ctx.dry_run = true;
+                }
+                let (items, _) = cluster.list(&target, all_namespaces, &label, &field).await?;
                 let mut deleted = Vec::new();
                 for item in items {
                     let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
-                    deleted.push(cluster.delete(&ctx, &target, &name, "Background").await?.object);
+                    let namespace = item.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+                    let here = Target { namespace, ..target.clone() };
+                    deleted.push(cluster.delete(&ctx, &here, &name, &propagation).await?.object);
                 }
                 Ok(json_response(
                     StatusCode::OK,

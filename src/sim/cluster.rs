@@ -28,12 +28,20 @@ pub struct Ctx {
     pub user: String,
     /// The `managedFields` manager of this write.
     pub field_manager: String,
+    /// What to do with unknown fields of built-in kinds (`?fieldValidation=`).
+    pub field_validation: super::builtin::FieldValidation,
 }
 
 impl Ctx {
     /// A request from a client of the API.
     pub fn user(name: &str) -> Self {
-        Self { dry_run: false, admission: true, user: name.to_owned(), field_manager: "unknown".to_owned() }
+        Self {
+            dry_run: false,
+            admission: true,
+            user: name.to_owned(),
+            field_manager: "unknown".to_owned(),
+            field_validation: Default::default(),
+        }
     }
 
     /// A simulated controller: no webhooks, like kube-controller-manager's own kinds.
@@ -43,6 +51,7 @@ impl Ctx {
             admission: false,
             user: "system:kube-controller-manager".to_owned(),
             field_manager: "kube-controller-manager".to_owned(),
+            field_validation: super::builtin::FieldValidation::Ignore,
         }
     }
 }
@@ -86,7 +95,8 @@ pub struct Target<'a> {
 
 impl Target<'_> {
     fn key(&self, name: &str) -> ObjectKey {
-        ObjectKey::new(&self.resource.group, &self.resource.plural, self.namespace, name)
+        let (group, plural) = super::events::storage(&self.resource.group, &self.resource.plural);
+        ObjectKey::new(&group, &plural, self.namespace, name)
     }
 
     /// `deployments.apps`, as error messages name resources.
@@ -153,6 +163,9 @@ impl Cluster {
     /// Converts a stored object to `version` (CRD conversion webhook when needed).
     pub async fn to_version(&self, r: &Resource, object: Value, version: &str) -> Result<Value, ApiError> {
         let want = r.api_version(version);
+        if r.group == super::events::GROUP && object.get("apiVersion").and_then(Value::as_str) == Some("v1") {
+            return Ok(super::events::from_core(&object));
+        }
         if object.get("apiVersion").and_then(Value::as_str) == Some(want.as_str()) {
             return Ok(object);
         }
@@ -187,7 +200,8 @@ impl Cluster {
         field: &FieldSelector,
     ) -> Result<(Vec<Value>, u64), ApiError> {
         let ns = (!all_namespaces).then_some(t.namespace);
-        let (items, rv) = self.store.list(&t.resource.group, &t.resource.plural, ns);
+        let (group, plural) = super::events::storage(&t.resource.group, &t.resource.plural);
+        let (items, rv) = self.store.list(&group, &plural, ns);
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             if label.matches(&labels(&item)) && field.matches(&item) {
@@ -240,6 +254,8 @@ impl Cluster {
             return Err(ApiError::NotFound { kind: "namespaces".into(), name: t.namespace.to_owned() });
         }
         defaults::apply(&r.group, &r.kind, &mut object, || self.service_ip());
+        let mut decode_warnings = Vec::new();
+        self.decode(ctx, t, &mut object, Some(&mut decode_warnings))?;
         let name = name_of(&object).to_owned();
         let call = Call {
             operation: "CREATE",
@@ -250,10 +266,12 @@ impl Cluster {
             dry_run: ctx.dry_run,
             user: &ctx.user,
         };
-        let warnings = self.admit(ctx, &call, &mut object).await?;
+        let mut warnings = self.admit(ctx, &call, &mut object).await?;
+        self.decode(ctx, t, &mut object, None)?;
         self.check_schema(t, &name, &mut object)?;
+        warnings.splice(0..0, decode_warnings);
         super::managed::record(&mut object, &ctx.field_manager, operation, None, &written);
-        let stored = self.to_version(r, object, &r.storage_version).await?;
+        let stored = storage_form(r, self.to_version(r, object, &r.storage_version).await?);
         let stored = self.after_admission(r, stored, None);
         if ctx.dry_run {
             let object = self.to_version(r, stored, t.version).await?;
@@ -269,6 +287,45 @@ impl Cluster {
     }
 
     /// PUT: a whole object (or its status or scale).
+    /// A built-in object in its canonical, typed form; unknown fields reported per
+    /// `fieldValidation` when `report` collects warnings, dropped silently otherwise.
+    fn decode(
+        &self,
+        ctx: &Ctx,
+        t: &Target<'_>,
+        object: &mut Value,
+        report: Option<&mut Vec<String>>,
+    ) -> Result<(), ApiError> {
+        if !object.is_object() || object.get("metadata").is_some_and(|m| !m.is_object()) {
+            return Err(ApiError::BadRequest(
+                "the body of the request was in an unknown format: expected an object".into(),
+            ));
+        }
+        let r = t.resource;
+        let Some(decoded) = super::builtin::decode(&r.group, &r.kind, object) else { return Ok(()) };
+        let canonical = decoded.map_err(|e| {
+            ApiError::BadRequest(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {e}",
+                r.kind, t.version, r.kind
+            ))
+        })?;
+        if let Some(warnings) = report {
+            let unknown = super::builtin::unknown_fields(object, &canonical);
+            match ctx.field_validation {
+                super::builtin::FieldValidation::Strict if !unknown.is_empty() => {
+                    let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                    return Err(ApiError::BadRequest(format!("strict decoding error: {}", list.join(", "))));
+                }
+                super::builtin::FieldValidation::Warn => {
+                    warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
+                }
+                _ => {}
+            }
+        }
+        *object = canonical;
+        Ok(())
+    }
+
     /// A custom resource against its CRD's schema at the request version: pruned, and
     /// refused with every violation when it does not fit.
     fn check_schema(&self, t: &Target<'_>, name: &str, object: &mut Value) -> Result<(), ApiError> {
@@ -336,6 +393,11 @@ impl Cluster {
             self.resources.upsert_crd(object);
         }
     }
+}
+
+/// An object as it is kept in the store (events.k8s.io Events as core Events).
+fn storage_form(r: &Resource, object: Value) -> Value {
+    if r.group == super::events::GROUP { super::events::to_core(&object) } else { object }
 }
 
 /// The `autoscaling/v1 Scale` view of an object with a scale subresource.

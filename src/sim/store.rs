@@ -55,6 +55,8 @@ pub struct Event {
     pub type_: EventType,
     pub key: ObjectKey,
     pub object: Arc<Value>,
+    /// The state before a MODIFIED, so filtered watches see objects enter and leave.
+    pub old: Option<Arc<Value>>,
 }
 
 /// The events a watch missed, and the receiver of the ones to come.
@@ -138,7 +140,7 @@ impl Store {
         set_rv(&mut object, rv);
         let object = Arc::new(object);
         inner.objects.insert(key.clone(), object.clone());
-        self.record(&mut inner, EventType::Added, key, object.clone());
+        self.record(&mut inner, EventType::Added, key, object.clone(), None);
         Ok(object)
     }
 
@@ -154,8 +156,8 @@ impl Store {
         let rv = inner.rv;
         set_rv(&mut object, rv);
         let object = Arc::new(object);
-        inner.objects.insert(key.clone(), object.clone());
-        self.record(&mut inner, EventType::Modified, key, object.clone());
+        let old = inner.objects.insert(key.clone(), object.clone());
+        self.record(&mut inner, EventType::Modified, key, object.clone(), old);
         Ok(object)
     }
 
@@ -168,12 +170,12 @@ impl Store {
         let mut last = (*removed).clone();
         set_rv(&mut last, rv);
         let last = Arc::new(last);
-        self.record(&mut inner, EventType::Deleted, key.clone(), last.clone());
+        self.record(&mut inner, EventType::Deleted, key.clone(), last.clone(), None);
         Ok(last)
     }
 
-    fn record(&self, inner: &mut Inner, type_: EventType, key: ObjectKey, object: Arc<Value>) {
-        let event = Arc::new(Event { rv: inner.rv, type_, key, object });
+    fn record(&self, inner: &mut Inner, type_: EventType, key: ObjectKey, object: Arc<Value>, old: Option<Arc<Value>>) {
+        let event = Arc::new(Event { rv: inner.rv, type_, key, object, old });
         inner.history.push_back(event.clone());
         while inner.history.len() > HISTORY {
             if let Some(old) = inner.history.pop_front() {

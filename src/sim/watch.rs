@@ -38,10 +38,31 @@ pub struct Options {
 }
 
 impl Options {
-    fn wants(&self, event: &Event) -> bool {
-        event.key.is_in(&self.resource.group, &self.resource.plural, self.namespace.as_deref())
-            && self.label.matches(&labels(&event.object))
-            && self.field.matches(&event.object)
+    fn matches(&self, object: &Value) -> bool {
+        self.label.matches(&labels(object)) && self.field.matches(object)
+    }
+
+    /// What this watch sees of an event: nothing, or the event type to send. A MODIFIED
+    /// that moves an object into or out of the selection is an ADDED or a DELETED, as
+    /// kube-apiserver's watch cache sends it.
+    fn sees(&self, event: &Event) -> Option<EventType> {
+        let (group, plural) = super::events::storage(&self.resource.group, &self.resource.plural);
+        if !event.key.is_in(&group, &plural, self.namespace.as_deref()) {
+            return None;
+        }
+        let now = self.matches(&event.object);
+        match event.type_ {
+            EventType::Modified => {
+                let before = event.old.as_ref().is_some_and(|o| self.matches(o));
+                match (before, now) {
+                    (true, true) => Some(EventType::Modified),
+                    (false, true) => Some(EventType::Added),
+                    (true, false) => Some(EventType::Deleted),
+                    (false, false) => None,
+                }
+            }
+            other => now.then_some(other),
+        }
     }
 }
 
@@ -87,7 +108,8 @@ pub fn stream(
     let (initial, from) = match requested {
         Some(rv) if !o.send_initial_events => (Vec::new(), rv),
         _ => {
-            let (items, rv) = cluster.store.list(&o.resource.group, &o.resource.plural, o.namespace.as_deref());
+            let (group, plural) = super::events::storage(&o.resource.group, &o.resource.plural);
+            let (items, rv) = cluster.store.list(&group, &plural, o.namespace.as_deref());
             let items: Vec<Arc<Value>> =
                 items.into_iter().filter(|i| o.label.matches(&labels(i)) && o.field.matches(i)).collect();
             (items, rv)
@@ -144,9 +166,9 @@ async fn pump(
         return;
     }
     for event in past {
-        if event.rv > rv && o.wants(&event) {
+        if let Some(type_) = o.sees(&event).filter(|_| event.rv > rv) {
             let Ok(object) = cluster.to_version(&o.resource, (*event.object).clone(), &o.version).await else { return };
-            if !send(line(event.type_.as_str(), &shown(&o, &object))).await {
+            if !send(line(type_.as_str(), &shown(&o, &object))).await {
                 return;
             }
         }
@@ -164,15 +186,11 @@ async fn pump(
                         continue;
                     }
                     rv = event.rv;
-                    if !o.wants(&event) {
-                        continue;
-                    }
+                    let Some(type_) = o.sees(&event) else { continue };
                     let Ok(object) = cluster.to_version(&o.resource, (*event.object).clone(), &o.version).await else { return };
-                    let type_ = event.type_;
                     if !send(line(type_.as_str(), &shown(&o, &object))).await {
                         return;
                     }
-                    debug_assert!(matches!(type_, EventType::Added | EventType::Modified | EventType::Deleted));
                 }
                 // A client too slow for the broadcast: end the stream, it resumes from rv.
                 Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
@@ -182,6 +200,7 @@ async fn pump(
                     return;
                 }
             }
+            () = tx.closed() => return,
             () = &mut deadline => return,
             () = cut.cancelled() => return,
             () = stop.cancelled() => return,

@@ -24,6 +24,8 @@ mod rollout;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use futures_util::FutureExt as _;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -126,7 +128,14 @@ pub fn spawn(cluster: Arc<Cluster>, pod_ready_delay: Duration, stop: Cancellatio
                 _ = resync.tick() => {}
                 () = tokio::time::sleep_until(pod_ready) => {}
             }
-            deadline = controllers.pass().await;
+            // A bug in one pass must not stop the cluster: log it, go on at the next one.
+            match std::panic::AssertUnwindSafe(controllers.pass()).catch_unwind().await {
+                Ok(next) => deadline = next,
+                Err(_) => {
+                    tracing::error!("sim workloads: a controller pass panicked; retrying at the next resync");
+                    deadline = None;
+                }
+            }
         }
     });
 }

@@ -37,12 +37,19 @@ impl Cluster {
                 && self.store.get(&t.key(name)).is_none()
             {
                 let mut object = applied.clone();
-                object["metadata"]["name"] = json!(name);
+                match object.get_mut("metadata").and_then(Value::as_object_mut) {
+                    Some(meta) => {
+                        meta.insert("name".into(), json!(name));
+                    }
+                    None => return Err(ApiError::BadRequest("an applied configuration needs metadata".into())),
+                }
                 return self.create_as(ctx, t, object, "Apply").await;
             }
             let operation = if matches!(patch, Patch::Apply(_)) { "Apply" } else { "Update" };
+            // A patch naming a resourceVersion is a precondition: a conflict is final.
+            let precondition = patch.written().and_then(rv_of);
             let result = self
-                .write(ctx, t, name, sub, None, patch.written(), operation, |current| {
+                .write(ctx, t, name, sub, precondition, patch.written(), operation, |current| {
                     let mut doc = current.clone();
                     match patch {
                         Patch::Merge(p) => json_patch::merge(&mut doc, p),
@@ -70,7 +77,7 @@ impl Cluster {
                 })
                 .await;
             match result {
-                Err(ApiError::Conflict { .. }) => continue,
+                Err(ApiError::Conflict { .. }) if precondition.is_none() => continue,
                 other => return other,
             }
         }
@@ -103,6 +110,9 @@ impl Cluster {
             _ => current.clone(),
         };
         let changed = change(&view)?;
+        if !changed.is_object() || changed.get("metadata").is_some_and(|m| !m.is_object()) {
+            return Err(ApiError::BadRequest("the patched object is not an object with metadata".into()));
+        }
         let mut object = match sub {
             Some("status") => {
                 let mut o = current.clone();
@@ -149,7 +159,9 @@ impl Cluster {
         object["apiVersion"] = json!(r.api_version(t.version));
         object["kind"] = json!(r.kind);
         defaults::apply(&r.group, &r.kind, &mut object, || self.service_ip());
-        let op_sub = sub.filter(|s| *s != "status");
+        let mut decode_warnings = Vec::new();
+        self.decode(ctx, t, &mut object, Some(&mut decode_warnings))?;
+        let op_sub = sub;
         let call = Call {
             operation: "UPDATE",
             target: t,
@@ -159,8 +171,10 @@ impl Cluster {
             dry_run: ctx.dry_run,
             user: &ctx.user,
         };
-        let warnings = self.admit(ctx, &call, &mut object).await?;
+        let mut warnings = self.admit(ctx, &call, &mut object).await?;
+        self.decode(ctx, t, &mut object, None)?;
         self.check_schema(t, name, &mut object)?;
+        warnings.splice(0..0, decode_warnings);
         let claimed = written.cloned().unwrap_or_else(|| object.clone());
         crate::sim::managed::record(
             &mut object,
@@ -173,7 +187,7 @@ impl Cluster {
             let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             meta(&mut object).insert("generation".into(), json!(generation));
         }
-        let stored_new = self.to_version(r, object, &r.storage_version).await?;
+        let stored_new = super::storage_form(r, self.to_version(r, object, &r.storage_version).await?);
         let stored_new = self.after_admission(r, stored_new, Some(&stored));
         if ctx.dry_run {
             let object = self.to_version(r, stored_new, t.version).await?;

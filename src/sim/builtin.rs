@@ -1,0 +1,115 @@
+//! Built-in kinds decoded as kube-apiserver decodes them: into their typed form (the
+//! k8s-openapi types), which refuses wrong types, drops unknown fields (reported per
+//! `fieldValidation`), and leaves the canonical JSON that is stored.
+
+use serde_json::{Map, Value};
+
+/// What `fieldValidation` asks for unknown fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    Ignore,
+    #[default]
+    Warn,
+    Strict,
+}
+
+impl FieldValidation {
+    pub fn parse(s: Option<&str>) -> Self {
+        match s {
+            Some("Ignore") => Self::Ignore,
+            Some("Strict") => Self::Strict,
+            _ => Self::Warn,
+        }
+    }
+}
+
+fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(object: &Value) -> Result<Value, String> {
+    let typed: T = serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
+    serde_json::to_value(typed).map_err(|e| e.to_string())
+}
+
+/// The canonical form of a built-in object, or why it does not decode. `None` for kinds
+/// without a typed form here (they are stored as written).
+pub fn decode(group: &str, kind: &str, object: &Value) -> Option<Result<Value, String>> {
+    use k8s_openapi::api::admissionregistration::v1 as admissionregistration;
+    use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
+    use k8s_openapi::api::{discovery::v1 as discovery, events::v1 as events};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+    Some(match (group, kind) {
+        ("", "Namespace") => round_trip::<core::Namespace>(object),
+        ("", "Service") => round_trip::<core::Service>(object),
+        ("", "Pod") => round_trip::<core::Pod>(object),
+        ("", "Event") => round_trip::<core::Event>(object),
+        ("", "ConfigMap") => round_trip::<core::ConfigMap>(object),
+        ("", "Secret") => round_trip::<core::Secret>(object),
+        ("", "ServiceAccount") => round_trip::<core::ServiceAccount>(object),
+        ("", "Endpoints") => round_trip::<core::Endpoints>(object),
+        ("apps", "Deployment") => round_trip::<apps::Deployment>(object),
+        ("apps", "ReplicaSet") => round_trip::<apps::ReplicaSet>(object),
+        ("discovery.k8s.io", "EndpointSlice") => round_trip::<discovery::EndpointSlice>(object),
+        ("coordination.k8s.io", "Lease") => round_trip::<coordination::Lease>(object),
+        ("events.k8s.io", "Event") => round_trip::<events::Event>(object),
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => {
+            round_trip::<admissionregistration::MutatingWebhookConfiguration>(object)
+        }
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
+            round_trip::<admissionregistration::ValidatingWebhookConfiguration>(object)
+        }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            round_trip::<apiextensions::CustomResourceDefinition>(object)
+        }
+        _ => return None,
+    })
+}
+
+/// Fields of `input` that its canonical form dropped: the unknown ones.
+pub fn unknown_fields(input: &Value, canonical: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    walk(input, canonical, "", &mut out);
+    out
+}
+
+fn walk(input: &Value, canonical: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, canonical) {
+        (Value::Object(i), Value::Object(c)) => fields(i, c, path, out),
+        (Value::Array(i), Value::Array(c)) => {
+            for (n, (a, b)) in i.iter().zip(c).enumerate() {
+                walk(a, b, &format!("{path}[{n}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn fields(input: &Map<String, Value>, canonical: &Map<String, Value>, path: &str, out: &mut Vec<String>) {
+    for (key, value) in input {
+        let at = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+        match canonical.get(key) {
+            Some(c) => walk(value, c, &at, out),
+            // Nulls and empty values are dropped by the encoder, not unknown.
+            None if value.is_null() => {}
+            None if value.as_object().is_some_and(Map::is_empty) || value.as_array().is_some_and(Vec::is_empty) => {}
+            None => out.push(at),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decodes_and_finds_unknown_fields() {
+        let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+            "spec": {"replicaz": 4, "selector": {"matchLabels": {"app": "x"}},
+                "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i", "colour": 1}]}}}});
+        let canonical = decode("apps", "Deployment", &d).unwrap().unwrap();
+        assert!(canonical["spec"].get("replicaz").is_none());
+        assert_eq!(unknown_fields(&d, &canonical), ["spec.replicaz", "spec.template.spec.containers[0].colour"]);
+        let bad = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+            "spec": {"template": {"metadata": "x"}}});
+        assert!(decode("apps", "Deployment", &bad).unwrap().is_err());
+        assert!(decode("example.com", "Widget", &d).is_none());
+    }
+}
