@@ -15,7 +15,16 @@ struct Cluster {
 }
 
 impl Drop for Cluster {
+    /// SIGTERM, so the sim stops its Prometheus and webhook server as a user's Ctrl-C
+    /// would; SIGKILL only if it does not exit in time.
     fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        for _ in 0..100 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

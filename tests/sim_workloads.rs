@@ -7,8 +7,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apisix_canary::release::revision::Revision;
 use apisix_canary::sim::store::{Event, EventType};
+use apisix_canary::sim::workloads::pod_template_hash;
 use apisix_canary::sim::{Options, Sim};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -82,7 +82,7 @@ fn progressing(d: &Deployment) -> String {
 }
 
 fn template_hash(d: &Deployment) -> String {
-    Revision::of_template(&serde_json::to_value(&d.spec.as_ref().unwrap().template).unwrap()).as_str().to_owned()
+    pod_template_hash(&serde_json::to_value(&d.spec.as_ref().unwrap().template).unwrap())
 }
 
 fn pod_ready(object: &Value) -> bool {

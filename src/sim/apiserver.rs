@@ -241,7 +241,12 @@ impl ApiServer {
             super::table::wanted(req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default());
         let content_type =
             req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-        let body = req.into_body().collect().await.map_err(|e| ApiError::BadRequest(e.to_string()))?.to_bytes();
+        // kube-apiserver's limit on a request body.
+        let body = http_body_util::Limited::new(req.into_body(), 3 * 1024 * 1024)
+            .collect()
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?
+            .to_bytes();
         let parse = |body: &Bytes| -> Result<Value, ApiError> {
             let value: Value = serde_json::from_slice(body)
                 .map_err(|e| ApiError::BadRequest(format!("the body of the request was in an unknown format: {e}")))?;

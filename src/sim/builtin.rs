@@ -62,6 +62,35 @@ pub fn decode(group: &str, kind: &str, object: &Value) -> Option<Result<Value, S
     })
 }
 
+/// The validation kube-apiserver applies to workloads: a selector that matches the
+/// template's labels, replicas not negative. `(field, message)` per problem.
+pub fn validate(group: &str, kind: &str, object: &Value) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    if group != "apps" || !matches!(kind, "Deployment" | "ReplicaSet") {
+        return problems;
+    }
+    if let Some(replicas) = object.pointer("/spec/replicas").and_then(Value::as_i64).filter(|r| *r < 0) {
+        problems
+            .push(("spec.replicas".into(), format!("Invalid value: {replicas}: must be greater than or equal to 0")));
+    }
+    let Some(selector) = object.pointer("/spec/selector").filter(|s| !s.is_null()) else {
+        problems.push(("spec.selector".into(), "Required value".into()));
+        return problems;
+    };
+    let labels = super::selector::labels(&serde_json::json!({"metadata": object.pointer("/spec/template/metadata")}));
+    if !super::selector::LabelSelector::from_object(selector).matches(&labels) {
+        let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
+        problems.push((
+            "spec.template.metadata.labels".into(),
+            format!(
+                "Invalid value: map[string]string{{{}}}: `selector` does not match template `labels`",
+                shown.join(", ")
+            ),
+        ));
+    }
+    problems
+}
+
 /// Fields of `input` that its canonical form dropped: the unknown ones.
 pub fn unknown_fields(input: &Value, canonical: &Value) -> Vec<String> {
     let mut out = Vec::new();
@@ -111,5 +140,25 @@ mod tests {
             "spec": {"template": {"metadata": "x"}}});
         assert!(decode("apps", "Deployment", &bad).unwrap().is_err());
         assert!(decode("example.com", "Widget", &d).is_none());
+    }
+
+    #[test]
+    fn workloads_need_a_matching_selector() {
+        let d = |selector: Value, labels: Value| {
+            json!({"spec": {"replicas": 1, "selector": selector,
+            "template": {"metadata": {"labels": labels}}}})
+        };
+        assert!(
+            validate("apps", "Deployment", &d(json!({"matchLabels": {"app": "x"}}), json!({"app": "x"}))).is_empty()
+        );
+        assert_eq!(
+            validate("apps", "Deployment", &d(json!({"matchLabels": {"app": "zzz"}}), json!({"app": "x"}))),
+            [(
+                "spec.template.metadata.labels".to_owned(),
+                "Invalid value: map[string]string{\"app\":\"x\"}: `selector` does not match template `labels`"
+                    .to_owned()
+            )]
+        );
+        assert_eq!(validate("apps", "Deployment", &json!({"spec": {}}))[0].0, "spec.selector");
     }
 }

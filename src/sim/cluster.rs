@@ -245,7 +245,7 @@ impl Cluster {
         m.insert("creationTimestamp".into(), json!(defaults::now()));
         m.remove("resourceVersion");
         m.remove("deletionTimestamp");
-        if r.status || object.get("spec").is_some() || r.crd.is_some() {
+        if tracks_generation(r) {
             meta(&mut object).insert("generation".into(), json!(1));
         }
         object["apiVersion"] = json!(r.api_version(t.version));
@@ -302,6 +302,15 @@ impl Cluster {
             ));
         }
         let r = t.resource;
+        let problems = super::builtin::validate(&r.group, &r.kind, object);
+        if !problems.is_empty() {
+            return Err(ApiError::InvalidObject {
+                kind: r.kind.clone(),
+                group: r.group.clone(),
+                name: object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                causes: problems,
+            });
+        }
         let Some(decoded) = super::builtin::decode(&r.group, &r.kind, object) else { return Ok(()) };
         let canonical = decoded.map_err(|e| {
             ApiError::BadRequest(format!(
@@ -393,6 +402,12 @@ impl Cluster {
             self.resources.upsert_crd(object);
         }
     }
+}
+
+/// The kinds whose registry keeps `metadata.generation`: the apps workloads, CRDs and
+/// every custom resource (not Pods, Services or Namespaces).
+fn tracks_generation(r: &Resource) -> bool {
+    r.group == "apps" || r.crd.is_some() || (r.group == "apiextensions.k8s.io" && r.kind == "CustomResourceDefinition")
 }
 
 /// An object as it is kept in the store (events.k8s.io Events as core Events).

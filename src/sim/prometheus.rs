@@ -48,6 +48,9 @@ pub enum PrometheusError {
 pub struct Prometheus {
     pub addr: SocketAddr,
     child: Child,
+    /// The watchdog's stdin: when this process ends in any way (even SIGKILL) the pipe
+    /// closes and the watchdog kills Prometheus, so no server outlives its sim.
+    _watchdog: Option<tokio::process::ChildStdin>,
     /// Dropped after the child (field order): the data outlives the process.
     _data: tempfile::TempDir,
 }
@@ -141,6 +144,21 @@ fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(5)..].join("\n")
 }
 
+/// A `sh` that kills `pid` once its stdin closes: when we drop the returned end, or
+/// when this process dies without running any destructor.
+fn watchdog(pid: u32) -> Option<tokio::process::ChildStdin> {
+    let script = format!("read _; kill {pid} 2>/dev/null");
+    let mut sh = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| tracing::warn!(error = %e, "no watchdog for prometheus; it is still killed on drop"))
+        .ok()?;
+    sh.stdin.take()
+}
+
 /// Starts Prometheus (`bin`, else the Debian package's) scraping `gateway` and waits
 /// until it is ready.
 pub async fn start(gateway: SocketAddr, bin: Option<&Path>) -> Result<Prometheus, PrometheusError> {
@@ -176,6 +194,7 @@ async fn start_once(bin: &Path, gateway: SocketAddr) -> Result<Prometheus, Prome
         .kill_on_drop(true)
         .spawn()
         .map_err(io(format!("starting {}", bin.display())))?;
+    let watchdog = child.id().and_then(watchdog);
     let started = Instant::now();
     while started.elapsed() < READY_TIMEOUT {
         if let Some(status) = child.try_wait().map_err(io("waiting for it"))? {
@@ -183,7 +202,7 @@ async fn start_once(bin: &Path, gateway: SocketAddr) -> Result<Prometheus, Prome
         }
         if ready(addr).await {
             tracing::debug!(%addr, elapsed_ms = started.elapsed().as_millis() as u64, "prometheus ready");
-            return Ok(Prometheus { addr, child, _data: data });
+            return Ok(Prometheus { addr, child, _watchdog: watchdog, _data: data });
         }
         tokio::time::sleep(READY_POLL).await;
     }

@@ -1,7 +1,7 @@
 //! The simulated cluster's etcd: objects as JSON by key, one global resourceVersion,
 //! a bounded event history for watches and a broadcast of every change.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
@@ -79,6 +79,8 @@ pub enum StoreError {
 struct Inner {
     rv: u64,
     objects: BTreeMap<ObjectKey, Arc<Value>>,
+    /// Owner uid -> the objects whose ownerReferences name it (garbage collection).
+    dependents: HashMap<String, BTreeSet<ObjectKey>>,
     history: VecDeque<Arc<Event>>,
     /// Events older than this were dropped from `history`.
     compacted: u64,
@@ -99,6 +101,31 @@ impl Default for Store {
 fn set_rv(object: &mut Value, rv: u64) {
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+    }
+}
+
+fn owners(object: &Value) -> impl Iterator<Item = &str> {
+    object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["uid"].as_str())
+}
+
+impl Inner {
+    fn index(&mut self, key: &ObjectKey, old: Option<&Value>, new: Option<&Value>) {
+        for uid in old.into_iter().flat_map(owners) {
+            if let Some(set) = self.dependents.get_mut(uid) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.dependents.remove(uid);
+                }
+            }
+        }
+        for uid in new.into_iter().flat_map(owners) {
+            self.dependents.entry(uid.to_owned()).or_default().insert(key.clone());
+        }
     }
 }
 
@@ -140,6 +167,7 @@ impl Store {
         set_rv(&mut object, rv);
         let object = Arc::new(object);
         inner.objects.insert(key.clone(), object.clone());
+        inner.index(&key, None, Some(&object));
         self.record(&mut inner, EventType::Added, key, object.clone(), None);
         Ok(object)
     }
@@ -157,6 +185,7 @@ impl Store {
         set_rv(&mut object, rv);
         let object = Arc::new(object);
         let old = inner.objects.insert(key.clone(), object.clone());
+        inner.index(&key, old.as_deref(), Some(&object));
         self.record(&mut inner, EventType::Modified, key, object.clone(), old);
         Ok(object)
     }
@@ -165,6 +194,7 @@ impl Store {
     pub fn delete(&self, key: &ObjectKey) -> Result<Arc<Value>, StoreError> {
         let mut inner = self.lock();
         let removed = inner.objects.remove(key).ok_or(StoreError::NotFound)?;
+        inner.index(key, Some(&removed), None);
         inner.rv += 1;
         let rv = inner.rv;
         let mut last = (*removed).clone();
@@ -184,6 +214,11 @@ impl Store {
         }
         // Nobody listening is fine.
         let _ = self.events.send(event);
+    }
+
+    /// The objects that name `owner_uid` in their ownerReferences.
+    pub fn dependents(&self, owner_uid: &str) -> Vec<ObjectKey> {
+        self.lock().dependents.get(owner_uid).map(|set| set.iter().cloned().collect()).unwrap_or_default()
     }
 
     /// Receives every change from now on.

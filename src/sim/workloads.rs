@@ -16,6 +16,7 @@
 //! submodules; the `impl Controllers` blocks there are the thin I/O around them.
 
 mod deployments;
+pub use deployments::pod_template_hash;
 mod endpointslices;
 mod pods;
 mod progress;

@@ -56,30 +56,16 @@ impl Cluster {
         let uid = object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
         let mut work = vec![uid];
         while let Some(owner) = work.pop() {
-            for resource in self.resources.snapshot() {
-                let (items, _) = self.store.list(&resource.group, &resource.plural, None);
-                for item in items {
-                    let refs = item.pointer("/metadata/ownerReferences").and_then(Value::as_array);
-                    if !refs.is_some_and(|refs| refs.iter().any(|o| o["uid"] == owner.as_str())) {
-                        continue;
+            for key in self.store.dependents(&owner) {
+                let Some(item) = self.store.get(&key) else { continue };
+                if propagation == "Orphan" {
+                    let mut orphan = (*item).clone();
+                    if let Some(refs) = orphan.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+                        refs.retain(|o| o["uid"] != owner.as_str());
                     }
-                    let key = ObjectKey::new(
-                        &resource.group,
-                        &resource.plural,
-                        item.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default(),
-                        name_of(&item),
-                    );
-                    if propagation == "Orphan" {
-                        let mut orphan = (*item).clone();
-                        if let Some(refs) =
-                            orphan.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut)
-                        {
-                            refs.retain(|o| o["uid"] != owner.as_str());
-                        }
-                        let _ = self.store.update(key, orphan, None);
-                    } else if self.store.delete(&key).is_ok() {
-                        work.push(item.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned());
-                    }
+                    let _ = self.store.update(key, orphan, None);
+                } else if self.store.delete(&key).is_ok() {
+                    work.push(item.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned());
                 }
             }
         }

@@ -183,7 +183,7 @@ impl Cluster {
             sub.filter(|s| *s == "status"),
             &claimed,
         );
-        if spec_part(r, &object) != spec_part(r, &current) {
+        if super::tracks_generation(r) && spec_part(r, &object) != spec_part(r, &current) {
             let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             meta(&mut object).insert("generation".into(), json!(generation));
         }

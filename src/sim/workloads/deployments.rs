@@ -52,6 +52,19 @@ impl Rs {
     }
 }
 
+/// kube-controller-manager's `ComputeHash`: FNV-32a of the template, rendered in
+/// `SafeEncodeString`'s alphabet (e.g. `5d9c8b7f6d`-like strings of that alphabet).
+pub fn pod_template_hash(template: &Value) -> String {
+    let mut t = template.clone();
+    if let Some(labels) = t.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+        labels.remove(crate::release::revision::POD_TEMPLATE_HASH);
+    }
+    let text = serde_json::to_string(&t).unwrap_or_default();
+    let hash = text.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    hash.to_string().bytes().map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char).collect()
+}
+
 /// What a sync decided: the Deployment (revision annotation, status) and its ReplicaSets.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -63,8 +76,9 @@ pub struct Outcome {
 pub fn sync(d: &Value, replica_sets: Vec<Rs>, now: Timestamp) -> Result<Outcome, RolloutError> {
     let spec = Spec::of(d)?;
     let template = d.pointer("/spec/template").cloned().unwrap_or(Value::Null);
-    let hash = Revision::of_template(&template).as_str().to_owned();
-    let mut s = Syncing { d: d.clone(), spec, hash, rss: replica_sets, now };
+    let revision = Revision::of_template(&template).as_str().to_owned();
+    let hash = pod_template_hash(&template);
+    let mut s = Syncing { d: d.clone(), spec, revision, hash, rss: replica_sets, now };
     if s.d.get("status").is_none() {
         s.d["status"] = json!({});
     }
@@ -89,6 +103,10 @@ pub fn sync(d: &Value, replica_sets: Vec<Rs>, now: Timestamp) -> Result<Outcome,
 struct Syncing {
     d: Value,
     spec: Spec,
+    /// Identity of the pod template (which ReplicaSet is "the new one").
+    revision: String,
+    /// The `pod-template-hash` label, computed like kube-controller-manager's and
+    /// deliberately unlike our revisions, so nothing may confuse the two.
     hash: String,
     rss: Vec<Rs>,
     now: Timestamp,

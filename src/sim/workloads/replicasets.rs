@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
+/// Pods created for one ReplicaSet in one pass (kube-controller-manager's burst is 500).
+const MAX_CREATIONS_PER_PASS: usize = 500;
+
 use super::pods::{is_active, is_available, is_ready};
 use super::{Controllers, by_controller, controller_ref, i32_at, is_deleting, str_at, uid_of};
 use crate::sim::defaults;
@@ -121,7 +124,9 @@ pub fn sync(rs: &Value, pods: &[&Value], now: Timestamp) -> Plan {
     if !is_deleting(rs) {
         let want = usize::try_from(i32_at(rs, "/spec/replicas").max(0)).unwrap_or(0);
         if active.len() < want {
-            plan.create = (active.len()..want).map(|_| new_pod(rs)).collect();
+            // At most a burst per pass, as kube-controller-manager's slow start does.
+            let missing = (want - active.len()).min(MAX_CREATIONS_PER_PASS);
+            plan.create = (0..missing).map(|_| new_pod(rs)).collect();
         } else if active.len() > want {
             let mut doomed = active.clone();
             doomed.sort_by_key(|p| deletion_rank(p));

@@ -37,7 +37,7 @@ impl Syncing {
     pub(super) fn new_replica_set(&mut self, create: bool) -> Option<usize> {
         let found = self.by_age().into_iter().find(|&i| {
             let template = self.rss[i].object.pointer("/spec/template").unwrap_or(&Value::Null);
-            Revision::of_template(template).as_str() == self.hash
+            Revision::of_template(template).as_str() == self.revision
         });
         let revision = self.olds(found).iter().map(|&i| self.rss[i].revision()).max().unwrap_or(0) + 1;
         if let Some(i) = found {
