@@ -261,10 +261,7 @@ impl ApiServer {
         let cluster = &self.cluster;
         match (method, p.name.as_deref()) {
             (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-                let label = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))
-                    .map_err(ApiError::BadRequest)?;
-                let field = FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str))
-                    .map_err(ApiError::BadRequest)?;
+                let (label, field) = selectors(&q)?;
                 let options = watch::Options {
                     resource: r.clone(),
                     version: p.version.clone(),
@@ -281,10 +278,7 @@ impl ApiServer {
                 watch::stream(cluster.clone(), options, cut, self.stop.clone())
             }
             (Method::GET, None) => {
-                let label = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))
-                    .map_err(ApiError::BadRequest)?;
-                let field = FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str))
-                    .map_err(ApiError::BadRequest)?;
+                let (label, field) = selectors(&q)?;
                 let (items, rv) = cluster.list(&target, all_namespaces, &label, &field).await?;
                 if as_table {
                     return Ok(json_response(
@@ -362,32 +356,13 @@ impl ApiServer {
                 Ok(written_response(StatusCode::OK, written))
             }
             (Method::DELETE, Some(name)) => {
-                let options: Value = if body.is_empty() { json!({}) } else { parse(&body)? };
-                let propagation = options["propagationPolicy"]
-                    .as_str()
-                    .or(q.get("propagationPolicy").map(String::as_str))
-                    .unwrap_or("Background")
-                    .to_owned();
-                if options.pointer("/dryRun/0") == Some(&json!("All")) {
-                    ctx.dry_run = true;
-                }
+                let propagation = delete_options(&body, &q, &mut ctx)?;
                 let written = cluster.delete(&ctx, &target, name, &propagation).await?;
                 Ok(written_response(StatusCode::OK, written))
             }
             (Method::DELETE, None) => {
-                let label = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))
-                    .map_err(ApiError::BadRequest)?;
-                let field = FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str))
-                    .map_err(ApiError::BadRequest)?;
-                let options: Value = if body.is_empty() { json!({}) } else { parse(&body)? };
-                let propagation = options["propagationPolicy"]
-                    .as_str()
-                    .or(q.get("propagationPolicy").map(String::as_str))
-                    .unwrap_or("Background")
-                    .to_owned();
-                if options.pointer("/dryRun/0") == Some(&json!("All")) {
-                    ctx.dry_run = true;
-                }
+                let (label, field) = selectors(&q)?;
+                let propagation = delete_options(&body, &q, &mut ctx)?;
                 let (items, _) = cluster.list(&target, all_namespaces, &label, &field).await?;
                 let mut deleted = Vec::new();
                 for item in items {
@@ -407,6 +382,33 @@ impl ApiServer {
             }
         }
     }
+}
+
+/// `?labelSelector=` and `?fieldSelector=`.
+fn selectors(q: &HashMap<String, String>) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let label =
+        LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str)).map_err(ApiError::BadRequest)?;
+    let field =
+        FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str)).map_err(ApiError::BadRequest)?;
+    Ok((label, field))
+}
+
+/// A DELETE's options (body `DeleteOptions` or query): the propagation policy, and a
+/// dry run marked on `ctx`.
+fn delete_options(body: &Bytes, q: &HashMap<String, String>, ctx: &mut Ctx) -> Result<String, ApiError> {
+    let options: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
+    };
+    if options.pointer("/dryRun/0") == Some(&json!("All")) {
+        ctx.dry_run = true;
+    }
+    Ok(options["propagationPolicy"]
+        .as_str()
+        .or(q.get("propagationPolicy").map(String::as_str))
+        .unwrap_or("Background")
+        .to_owned())
 }
 
 fn discovery(list: Option<Value>) -> Result<Response<Body>, ApiError> {
