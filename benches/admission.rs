@@ -16,7 +16,7 @@ const ITERATIONS: usize = 20_000;
 const BUDGET_P99: Duration = Duration::from_millis(1);
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let router = Router::new(Arc::new(Metrics::new()));
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission");
     let cases = [
