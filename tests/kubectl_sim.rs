@@ -62,6 +62,12 @@ impl Cluster {
         Command::new(KUBECTL).args(args).env("KUBECONFIG", &self.kubeconfig).output().unwrap()
     }
 
+    /// A JSONPath of `kind/name` in namespace `test`.
+    fn jsonpath(&self, object: &str, path: &str) -> String {
+        let (kind, name) = object.split_once('/').unwrap();
+        self.ok(&["-n", "test", "get", kind, name, "--show-managed-fields", "-o", &format!("jsonpath={path}")]).0
+    }
+
     /// Runs kubectl, asserts success, returns (stdout, stderr).
     fn ok(&self, args: &[&str]) -> (String, String) {
         let out = self.kubectl(args);
@@ -123,29 +129,13 @@ fn scenario_commands_behave_like_on_a_real_cluster() {
     let (out, err) = c.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1"]);
     assert!(out.contains("deployment.apps/podinfo image updated"), "{out}");
     assert!(err.contains("Warning: apisix-canary: canary release of revision"), "{err}");
-    let (paused, _) = c.ok(&["-n", "test", "get", "deploy", "podinfo", "-o", "jsonpath={.spec.paused}"]);
+    let paused = c.jsonpath("deploy/podinfo", "{.spec.paused}");
     assert_eq!(paused, "true");
-    let (stable, _) = c.ok(&[
-        "-n",
-        "test",
-        "get",
-        "deploy",
-        "podinfo",
-        "-o",
-        "jsonpath={.metadata.annotations.apisix-canary\\.dev/stable-revision}",
-    ]);
+    let stable = c.jsonpath("deploy/podinfo", "{.metadata.annotations.apisix-canary\\.dev/stable-revision}");
     let revision = Command::new(BIN).args(["revision", &scenario("podinfo.yaml")]).output().unwrap();
     let revision = String::from_utf8(revision.stdout).unwrap();
     assert_eq!(revision.split_whitespace().next(), Some(stable.as_str()), "the lock names the file's revision");
-    let (ports, _) = c.ok(&[
-        "-n",
-        "test",
-        "get",
-        "deploy",
-        "podinfo",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].ports[0].containerPort}",
-    ]);
+    let ports = c.jsonpath("deploy/podinfo", "{.spec.template.spec.containers[0].ports[0].containerPort}");
     assert_eq!(ports, "9898", "set image's strategic merge patch kept the rest of the container");
 
     // A bad setting is denied, in kubectl's words.
@@ -185,15 +175,7 @@ fn scenario_commands_behave_like_on_a_real_cluster() {
     for _ in 0..2 {
         c.ok(&["apply", "-f", trimmed.to_str().unwrap()]);
     }
-    let (env, _) = c.ok(&[
-        "-n",
-        "test",
-        "get",
-        "deploy",
-        "podinfo",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].env[*].name}",
-    ]);
+    let env = c.jsonpath("deploy/podinfo", "{.spec.template.spec.containers[0].env[*].name}");
     assert_eq!(env, "PODINFO_UI_COLOR");
 
     // Canaries print their columns.
@@ -219,15 +201,7 @@ fn scenario_commands_behave_like_on_a_real_cluster() {
     let (out, _) = c.ok(&["-n", "test", "describe", "canary/podinfo"]);
     assert!(out.contains("Kind:         Canary") && out.contains("Events:"), "{out}");
     // Served at v1alpha1 through our conversion webhook.
-    let (alpha, _) = c.ok(&[
-        "-n",
-        "test",
-        "get",
-        "canaries.v1alpha1.apisix-canary.dev",
-        "podinfo",
-        "-o",
-        "jsonpath={.spec.maxWeight} {.spec.minSuccessRate}",
-    ]);
+    let alpha = c.jsonpath("canaries.v1alpha1.apisix-canary.dev/podinfo", "{.spec.maxWeight} {.spec.minSuccessRate}");
     assert_eq!(alpha, "50 99");
 }
 
@@ -238,16 +212,7 @@ fn server_side_apply_scale_and_delete() {
     c.ok(&["apply", "-f", &scenario("namespace.yaml")]);
     let (out, _) = c.ok(&["apply", "--server-side", "-f", &scenario("podinfo.yaml")]);
     assert!(out.contains("serverside-applied"), "{out}");
-    let (managers, _) = c.ok(&[
-        "-n",
-        "test",
-        "get",
-        "deploy",
-        "podinfo",
-        "--show-managed-fields",
-        "-o",
-        "jsonpath={.metadata.managedFields[*].manager}",
-    ]);
+    let managers = c.jsonpath("deploy/podinfo", "{.metadata.managedFields[*].manager}");
     assert!(managers.contains("kubectl"), "{managers}");
     // Workloads move like under kube-controller-manager: rollout status finishes.
     let (out, _) = c.ok(&["-n", "test", "rollout", "status", "deploy/podinfo", "--timeout=30s"]);
@@ -259,7 +224,7 @@ fn server_side_apply_scale_and_delete() {
     assert_eq!(out.lines().filter(|l| l.contains("Running")).count(), 2, "{out}");
 
     // Events about an object show in `kubectl describe` (field selectors on involvedObject).
-    let (uid, _) = c.ok(&["-n", "test", "get", "deploy", "podinfo", "-o", "jsonpath={.metadata.uid}"]);
+    let uid = c.jsonpath("deploy/podinfo", "{.metadata.uid}");
     let event = dir_file(
         "event.yaml",
         &format!(
@@ -287,7 +252,7 @@ fn server_side_apply_scale_and_delete() {
     );
 
     c.ok(&["-n", "test", "scale", "deploy/podinfo", "--replicas=4"]);
-    let (replicas, _) = c.ok(&["-n", "test", "get", "deploy", "podinfo", "-o", "jsonpath={.spec.replicas}"]);
+    let replicas = c.jsonpath("deploy/podinfo", "{.spec.replicas}");
     assert_eq!(replicas, "4");
     c.ok(&["-n", "test", "delete", "deploy", "podinfo"]);
     let out = c.kubectl(&["-n", "test", "get", "deploy", "podinfo"]);

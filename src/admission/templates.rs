@@ -13,17 +13,11 @@ pub fn validate_metric_template(spec: &MetricTemplateSpec) -> Findings {
         f.errors.push(FieldError::not_supported(&provider.child("type"), &spec.provider.type_, &[PROMETHEUS]));
     }
     match &spec.provider.address {
-        Some(address) => {
-            if let Err(e) = rules::http_url(&provider.child("address"), address) {
-                f.errors.push(e);
-            }
-        }
+        Some(address) => f.push(rules::http_url(&provider.child("address"), address)),
         None => f.errors.push(FieldError::required(&provider.child("address"), "the URL of the Prometheus API")),
     }
-    if let Some(secret) = &spec.provider.secret_ref
-        && let Err(e) = rules::object_name(&provider.child("secretRef").child("name"), &secret.name)
-    {
-        f.errors.push(e);
+    if let Some(secret) = &spec.provider.secret_ref {
+        f.push(rules::object_name(&provider.child("secretRef").child("name"), &secret.name));
     }
     if spec.query.trim().is_empty() {
         f.errors.push(FieldError::required(&p.child("query"), "a PromQL query"));
@@ -44,16 +38,8 @@ pub fn validate_alert_provider(spec: &alert_provider::AlertProviderSpec) -> Find
             &p.child("address"),
             "set address, or secretRef to a Secret with the key address",
         )),
-        (Some(address), _) => {
-            if let Err(e) = rules::http_url(&p.child("address"), address) {
-                f.errors.push(e);
-            }
-        }
-        (None, Some(secret)) => {
-            if let Err(e) = rules::object_name(&p.child("secretRef").child("name"), &secret.name) {
-                f.errors.push(e);
-            }
-        }
+        (Some(address), _) => f.push(rules::http_url(&p.child("address"), address)),
+        (None, Some(secret)) => f.push(rules::object_name(&p.child("secretRef").child("name"), &secret.name)),
     }
     f
 }

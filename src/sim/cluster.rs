@@ -33,6 +33,18 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The admission call of this write.
+    fn call<'a>(
+        &'a self,
+        operation: &'a str,
+        target: &'a Target<'a>,
+        sub: Option<&'a str>,
+        name: &'a str,
+        old: Option<&'a Value>,
+    ) -> Call<'a> {
+        Call { operation, target, sub, name, old, dry_run: self.dry_run, user: &self.user }
+    }
+
     /// A request from a client of the API.
     pub fn user(name: &str) -> Self {
         Self {
@@ -257,15 +269,7 @@ impl Cluster {
         let mut decode_warnings = Vec::new();
         self.decode(ctx, t, &mut object, Some(&mut decode_warnings))?;
         let name = name_of(&object).to_owned();
-        let call = Call {
-            operation: "CREATE",
-            target: t,
-            sub: None,
-            name: &name,
-            old: None,
-            dry_run: ctx.dry_run,
-            user: &ctx.user,
-        };
+        let call = ctx.call("CREATE", t, None, &name, None);
         let mut warnings = self.admit(ctx, &call, &mut object).await?;
         self.decode(ctx, t, &mut object, None)?;
         self.check_schema(t, &name, &mut object)?;

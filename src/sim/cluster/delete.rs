@@ -4,7 +4,6 @@
 use serde_json::{Value, json};
 
 use super::{Cluster, Ctx, Target, Written, meta, name_of};
-use crate::sim::admission::Call;
 use crate::sim::defaults;
 use crate::sim::resources::Resource;
 use crate::sim::status::ApiError;
@@ -17,15 +16,7 @@ impl Cluster {
         let stored = self.store.get(&t.key(name)).ok_or_else(|| t.not_found(name))?;
         let current = self.to_version(r, (*stored).clone(), t.version).await?;
         let mut scratch = current.clone();
-        let call = Call {
-            operation: "DELETE",
-            target: t,
-            sub: None,
-            name,
-            old: Some(&current),
-            dry_run: ctx.dry_run,
-            user: &ctx.user,
-        };
+        let call = ctx.call("DELETE", t, None, name, Some(&current));
         let warnings = self.admit(ctx, &call, &mut scratch).await?;
         if ctx.dry_run {
             return Ok(Written { object: current, warnings, created: false });

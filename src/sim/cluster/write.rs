@@ -4,7 +4,6 @@
 use serde_json::{Value, json};
 
 use super::{Cluster, Ctx, Patch, Target, Written, meta, name_of, scale_of, spec_part};
-use crate::sim::admission::Call;
 use crate::sim::defaults;
 use crate::sim::status::ApiError;
 use crate::sim::store::{StoreError, rv_of};
@@ -161,16 +160,7 @@ impl Cluster {
         defaults::apply(&r.group, &r.kind, &mut object, || self.service_ip());
         let mut decode_warnings = Vec::new();
         self.decode(ctx, t, &mut object, Some(&mut decode_warnings))?;
-        let op_sub = sub;
-        let call = Call {
-            operation: "UPDATE",
-            target: t,
-            sub: op_sub,
-            name,
-            old: Some(&current),
-            dry_run: ctx.dry_run,
-            user: &ctx.user,
-        };
+        let call = ctx.call("UPDATE", t, sub, name, Some(&current));
         let mut warnings = self.admit(ctx, &call, &mut object).await?;
         self.decode(ctx, t, &mut object, None)?;
         self.check_schema(t, name, &mut object)?;
