@@ -14,7 +14,7 @@ use kube::core::{DynamicObject, Status};
 use serde::{Deserialize, Serialize};
 
 use self::deployment::{Review, Verdict};
-use crate::api::field::{ErrorList, FieldError, Path};
+pub use crate::api::field::Findings;
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
@@ -183,27 +183,6 @@ fn answer(uid: &str, findings: Findings) -> Response {
         Response { warnings: findings.warnings(), ..Response::allow(uid) }
     } else {
         Response::deny(uid, 403, "Forbidden", findings.errors.to_string())
-    }
-}
-
-/// What a validation found: errors deny, warnings travel with an allowed answer.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Findings {
-    pub errors: ErrorList,
-    /// Legal but risky values, each with the path it is about.
-    pub warnings: Vec<(Path, String)>,
-}
-
-impl Findings {
-    pub(crate) fn push(&mut self, result: Result<impl Sized, FieldError>) {
-        if let Err(e) = result {
-            self.errors.push(e);
-        }
-    }
-
-    /// `path: warning`, as `kubectl` prints them after `Warning:`.
-    pub fn warnings(&self) -> Vec<String> {
-        self.warnings.iter().map(|(p, w)| format!("{p}: {w}")).collect()
     }
 }
 

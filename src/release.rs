@@ -1,4 +1,5 @@
 //! The release lifecycle: revisions of a pod template and the lock on a Deployment.
 
 pub mod lock;
+pub mod plan;
 pub mod revision;

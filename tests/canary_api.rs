@@ -126,7 +126,7 @@ fn the_same_bad_value_gets_the_same_words_in_every_form() {
     ]);
     let from_beta = validate_v1beta1(&beta.spec).errors.to_string();
     let from_alpha = validate_v1alpha1(&alpha).errors.to_string();
-    let from_ann = apisix_canary::api::annotations::parse(&ann).unwrap_err().to_string();
+    let from_ann = apisix_canary::release::plan::Plan::from_annotations("shop", &ann).unwrap_err().to_string();
     assert_eq!(from_beta, "spec.analysis.maxWeight: Invalid value: 150: must be between 1 and 100");
     assert_eq!(from_alpha, "spec.maxWeight: Invalid value: 150: must be between 1 and 100");
     assert_eq!(

@@ -2,7 +2,7 @@
 //! field-error text a user sees behind `admission webhook ... denied the request:`.
 
 use apisix_canary::admission::deployment::{Review, validate};
-use apisix_canary::api::annotations;
+use apisix_canary::release::plan::{OptIn, Plan};
 use kube::core::DynamicObject;
 use kube::core::admission::Operation;
 use serde_json::{Value, json};
@@ -226,12 +226,20 @@ fn parsed_settings_carry_the_values() {
         ("apisix-canary.dev/interval", "1m30s"),
         ("apisix-canary.dev/min-success-rate", "99.5"),
     ]);
-    let s = annotations::parse(new.metadata.annotations.as_ref().unwrap()).unwrap();
-    assert_eq!(s.route.as_deref(), Some("podinfo"));
-    assert_eq!(s.step_weights, Some(vec![5, 10, 25]));
-    assert_eq!(s.interval, Some(std::time::Duration::from_secs(90)));
-    assert_eq!(s.min_success_rate, Some(99.5));
-    assert!(s.opted_in());
+    let (opt_in, warnings) = Plan::from_annotations("podinfo", new.metadata.annotations.as_ref().unwrap()).unwrap();
+    let OptIn::Inline(plan) = opt_in else { panic!("expected inline analysis, got {opt_in:?}") };
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(plan.target, "podinfo");
+    assert_eq!(plan.route, "podinfo");
+    // Without max-weight the last entry is the maximum.
+    assert_eq!((plan.steps.as_slice(), plan.max_weight), ([5, 10, 25].as_slice(), 25));
+    assert_eq!(plan.interval, std::time::Duration::from_secs(90));
+    assert_eq!(plan.metrics[0].name, "request-success-rate");
+    assert_eq!(plan.metrics[0].min, Some(99.5));
+    // Defaults fill what was not written.
+    assert_eq!(plan.threshold, 5);
+    assert_eq!(plan.metrics[1].max, Some(500.0));
+    assert_eq!(plan.progress_deadline, std::time::Duration::from_secs(600));
 }
 
 #[test]

@@ -19,9 +19,8 @@ use serde_json::Value;
 
 use super::Findings;
 use crate::api::annotations::{self, CANARY_REVISION, FAILED_REVISION, PROMOTED_REVISION, RETRY, STABLE_REVISION};
-use crate::api::field::ErrorList;
-use crate::api::rules;
 use crate::release::lock::Lock;
+use crate::release::plan::Plan;
 use crate::release::revision::Revision;
 
 /// What the webhook was asked about one Deployment.
@@ -327,21 +326,6 @@ pub fn validate(review: &Review<'_>) -> Findings {
     {
         return Findings::default();
     }
-    match annotations::parse(new_ann) {
-        Err(errors) => Findings { errors, warnings: Vec::new() },
-        Ok(settings) => {
-            let mut warnings = Vec::new();
-            if let Some(w) = settings.interval.and_then(rules::interval_warning) {
-                warnings.push((annotations::path(annotations::INTERVAL), w));
-            }
-            if let Some(w) = settings.threshold.and_then(rules::threshold_warning) {
-                warnings.push((annotations::path(annotations::THRESHOLD), w));
-            }
-            if settings.step_weight.is_some() && settings.step_weights.is_some() {
-                let w = format!("ignored: {} is set and takes precedence", annotations::STEP_WEIGHTS);
-                warnings.push((annotations::path(annotations::STEP_WEIGHT), w));
-            }
-            Findings { errors: ErrorList::new(), warnings }
-        }
-    }
+    let name = new.metadata.name.as_deref().unwrap_or_default();
+    Findings::of(Plan::from_annotations(name, new_ann))
 }

@@ -17,23 +17,6 @@ pub const V1ALPHA1: &str = "apisix-canary.dev/v1alpha1";
 /// The built-in metrics, computed from APISIX's exposition.
 pub const REQUEST_SUCCESS_RATE: &str = "request-success-rate";
 pub const REQUEST_DURATION: &str = "request-duration";
-pub const BUILTIN_METRICS: &[&str] = &[REQUEST_SUCCESS_RATE, REQUEST_DURATION];
-
-/// Webhook types, in the order they run during a release (Flagger's names).
-pub const WEBHOOK_TYPES: &[&str] = &[
-    "confirm-rollout",
-    "pre-rollout",
-    "rollout",
-    "confirm-traffic-increase",
-    "confirm-promotion",
-    "post-rollout",
-    "rollback",
-    "event",
-];
-
-/// Alert severities, most verbose first.
-pub const SEVERITIES: &[&str] = &["info", "warn", "error"];
-
 /// Where a release is, with Flagger's phase names.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum Phase {

@@ -214,6 +214,35 @@ impl fmt::Display for ErrorList {
 
 impl std::error::Error for ErrorList {}
 
+/// What a validation found: errors deny, warnings travel with an allowed answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Findings {
+    pub errors: ErrorList,
+    /// Legal but risky values, each with the path it is about.
+    pub warnings: Vec<(Path, String)>,
+}
+
+impl Findings {
+    pub fn push(&mut self, result: Result<impl Sized, FieldError>) {
+        if let Err(e) = result {
+            self.errors.push(e);
+        }
+    }
+
+    /// What a parser reported: its errors, or its warnings.
+    pub fn of<T>(parsed: Result<(T, Vec<(Path, String)>), ErrorList>) -> Self {
+        match parsed {
+            Ok((_, warnings)) => Self { errors: ErrorList::new(), warnings },
+            Err(errors) => Self { errors, warnings: Vec::new() },
+        }
+    }
+
+    /// `path: warning`, as `kubectl` prints them after `Warning:`.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.iter().map(|(p, w)| format!("{p}: {w}")).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

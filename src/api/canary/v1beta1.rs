@@ -161,7 +161,8 @@ pub struct ThresholdRange {
 #[serde(rename_all = "camelCase")]
 pub struct Webhook {
     pub name: String,
-    /// One of the types in `WEBHOOK_TYPES` (default `rollout`).
+    /// confirm-rollout, pre-rollout, rollout (the default), confirm-traffic-increase,
+    /// confirm-promotion, post-rollout, rollback or event.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,
     pub url: String,
