@@ -13,8 +13,9 @@ use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use kube::core::{DynamicObject, Status};
 use serde::{Deserialize, Serialize};
 
-use self::deployment::{Review, Verdict};
+use self::deployment::Review;
 pub use crate::api::field::Findings;
+use crate::release::lock::Transition;
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
@@ -28,6 +29,8 @@ pub enum Hook {
 }
 
 impl Hook {
+    pub const ALL: [Hook; 3] = [Hook::MutateDeployments, Hook::ValidateDeployments, Hook::ValidateCanaries];
+
     pub fn path(self) -> &'static str {
         match self {
             Hook::MutateDeployments => "/mutate/deployments",
@@ -35,15 +38,22 @@ impl Hook {
             Hook::ValidateCanaries => "/validate/canaries",
         }
     }
+
+    /// The hook served at `path`, if any.
+    pub fn from_path(path: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|h| h.path() == path)
+    }
 }
 
-/// How a review ended, the `outcome` label of our metrics.
+/// How a review ended, the `outcome` label of our metrics, in Kubernetes' words: an
+/// object with field errors is `invalid` (kube-apiserver's 422 Invalid), a body that
+/// is not an AdmissionReview is `malformed` (400 BadRequest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Allowed,
     Patched,
-    Denied,
     Invalid,
+    Malformed,
 }
 
 impl Outcome {
@@ -51,8 +61,8 @@ impl Outcome {
         match self {
             Outcome::Allowed => "allowed",
             Outcome::Patched => "patched",
-            Outcome::Denied => "denied",
             Outcome::Invalid => "invalid",
+            Outcome::Malformed => "malformed",
         }
     }
 }
@@ -102,8 +112,8 @@ impl Response {
         match (&self.status, self.allowed, &self.patch) {
             (_, true, Some(_)) => Outcome::Patched,
             (_, true, None) => Outcome::Allowed,
-            (Some(s), false, _) if s.code == 400 => Outcome::Invalid,
-            _ => Outcome::Denied,
+            (Some(s), false, _) if s.code == 400 => Outcome::Malformed,
+            _ => Outcome::Invalid,
         }
     }
 }
@@ -117,7 +127,7 @@ pub struct Summary {
     pub name: String,
     pub operation: String,
     pub dry_run: bool,
-    pub verdict: Option<Verdict>,
+    pub transition: Option<Transition>,
 }
 
 /// Answers one review body. Pure: no I/O, no API calls.
@@ -151,17 +161,13 @@ fn deployment_review(hook: Hook, request: &AdmissionRequest<DynamicObject>, summ
     if !is_deployment || request.sub_resource.is_some() {
         return Response::allow(&request.uid);
     }
-    let review = Review {
-        operation: &request.operation,
-        old: request.old_object.as_ref(),
-        new: request.object.as_ref(),
-        dry_run: request.dry_run,
-    };
+    let review =
+        Review { operation: &request.operation, old: request.old_object.as_ref(), new: request.object.as_ref() };
     if hook == Hook::ValidateDeployments {
         return answer(&request.uid, deployment::validate(&review));
     }
     let mutation = deployment::mutate(&review);
-    summary.verdict = Some(mutation.verdict);
+    summary.transition = Some(mutation.transition);
     let mut response = Response::allow(&request.uid);
     if !mutation.patch.0.is_empty() {
         match serde_json::to_vec(&mutation.patch) {

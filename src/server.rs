@@ -20,10 +20,10 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::deployment::Verdict;
 use crate::admission::{self, Hook, ReviewResponse};
 use crate::conversion;
 use crate::metrics::Metrics;
+use crate::release::lock::Transition;
 
 /// kube-apiserver never sends more; anything larger is not a review.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -62,12 +62,12 @@ impl Router {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let start = Instant::now();
-        let endpoint = match req.uri().path() {
-            "/mutate/deployments" => Endpoint::Admission(Hook::MutateDeployments),
-            "/validate/deployments" => Endpoint::Admission(Hook::ValidateDeployments),
-            "/validate/canaries" => Endpoint::Admission(Hook::ValidateCanaries),
-            conversion::PATH => Endpoint::Conversion,
-            other => return status_response(StatusCode::NOT_FOUND, "NotFound", &format!("no webhook at {other}")),
+        let endpoint = match (Hook::from_path(req.uri().path()), req.uri().path()) {
+            (Some(hook), _) => Endpoint::Admission(hook),
+            (None, conversion::PATH) => Endpoint::Conversion,
+            (None, other) => {
+                return status_response(StatusCode::NOT_FOUND, "NotFound", &format!("no webhook at {other}"));
+            }
         };
         let path = endpoint.path();
         let refuse = |code: StatusCode, reason: &str, message: &str| {
@@ -112,7 +112,7 @@ impl Router {
             dry_run = summary.dry_run,
             allowed = response.allowed,
             outcome = outcome.as_str(),
-            verdict = summary.verdict.as_ref().map(Verdict::name).unwrap_or_default(),
+            transition = summary.transition.as_ref().map(Transition::name).unwrap_or_default(),
             denial = response.status.as_ref().map(|s| s.message.as_str()).unwrap_or_default(),
             elapsed_us = elapsed.as_micros() as u64,
             "admission review"

@@ -1,9 +1,11 @@
 //! Every interception rule of the mutating webhook, table-driven over pure calls.
 
-use apisix_canary::admission::deployment::{Mutation, Review, Verdict, mutate};
+use apisix_canary::admission::deployment::{Mutation, Review, mutate};
+use apisix_canary::admission::{self, Hook};
 use apisix_canary::api::annotations::{
     CANARY_REVISION, FAILED_REVISION, PROMOTED_REVISION, RETRY, ROUTE, STABLE_REVISION,
 };
+use apisix_canary::release::lock::{Lock, Transition};
 use apisix_canary::release::revision::Revision;
 use kube::core::DynamicObject;
 use kube::core::admission::Operation;
@@ -41,9 +43,9 @@ fn obj(v: &Value) -> DynamicObject {
     serde_json::from_value(v.clone()).unwrap()
 }
 
-fn run(op: Operation, old: Option<&Value>, new: &Value, dry_run: bool) -> Mutation {
+fn run(op: Operation, old: Option<&Value>, new: &Value) -> Mutation {
     let (old, new) = (old.map(obj), obj(new));
-    mutate(&Review { operation: &op, old: old.as_ref(), new: Some(&new), dry_run })
+    mutate(&Review { operation: &op, old: old.as_ref(), new: Some(&new) })
 }
 
 /// The object the API server would store: the request object with the patch applied.
@@ -63,7 +65,7 @@ struct Case {
     op: Operation,
     old: Option<Value>,
     new: Value,
-    verdict: Verdict,
+    transition: Transition,
     /// After the patch: paused, and the lock [stable, canary, failed, retry].
     paused: bool,
     lock: [Option<String>; 4],
@@ -104,7 +106,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V0, route, false)),
             new: deploy(V1, route, false),
-            verdict: Verdict::Started { stable: r(V0), canary: r(V1) },
+            transition: Transition::Started { stable: r(V0), canary: r(V1) },
             paused: true,
             lock: [s(V0), s(V1), None, None],
             warning: Some("canary release of revision"),
@@ -114,7 +116,10 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V0, route, false)),
             new: with_env.clone(),
-            verdict: Verdict::Started { stable: r(V0), canary: Revision::of_template(&with_env["spec"]["template"]) },
+            transition: Transition::Started {
+                stable: r(V0),
+                canary: Revision::of_template(&with_env["spec"]["template"]),
+            },
             paused: true,
             lock: [s(V0), Some(Revision::of_template(&with_env["spec"]["template"]).to_string()), None, None],
             warning: Some("started"),
@@ -124,7 +129,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V0, route, false)),
             new: annotation_only,
-            verdict: Verdict::Untouched,
+            transition: Transition::Untouched,
             paused: false,
             lock: [None, None, None, None],
             warning: None,
@@ -134,7 +139,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V0, route, false)),
             new: replicas_only,
-            verdict: Verdict::Untouched,
+            transition: Transition::Untouched,
             paused: false,
             lock: [None, None, None, None],
             warning: None,
@@ -144,7 +149,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Create,
             old: None,
             new: deploy(V1, route, false),
-            verdict: Verdict::Untouched,
+            transition: Transition::Untouched,
             paused: false,
             lock: [None, None, None, None],
             warning: None,
@@ -154,7 +159,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V0, &[], false)),
             new: deploy(V1, &[], false),
-            verdict: Verdict::Untouched,
+            transition: Transition::Untouched,
             paused: false,
             lock: [None, None, None, None],
             warning: None,
@@ -164,7 +169,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V1, &locked, true)),
             new: deploy(V1, &locked, false),
-            verdict: Verdict::Held { canary: r(V1) },
+            transition: Transition::Held { canary: r(V1) },
             paused: true,
             lock: [s(V0), s(V1), None, None],
             warning: Some("unpause reverted"),
@@ -178,7 +183,7 @@ fn cases() -> Vec<Case> {
                 d["spec"]["replicas"] = json!(4);
                 d
             },
-            verdict: Verdict::Held { canary: r(V1) },
+            transition: Transition::Held { canary: r(V1) },
             paused: true,
             lock: [s(V0), s(V1), None, None],
             warning: None,
@@ -188,7 +193,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V1, &locked, true)),
             new: deploy(V0, &locked, true),
-            verdict: Verdict::Cancelled { stable: r(V0) },
+            transition: Transition::Cancelled { stable: r(V0) },
             paused: false,
             lock: [None, None, None, None],
             warning: Some("back at stable revision"),
@@ -198,7 +203,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V1, &locked, true)),
             new: deploy(V2, &locked, true),
-            verdict: Verdict::Restarted { stable: r(V0), replaced: r(V1), canary: r(V2) },
+            transition: Transition::Restarted { stable: r(V0), replaced: r(V1), canary: r(V2) },
             paused: true,
             lock: [s(V0), s(V2), None, None],
             warning: Some("analysis restarts"),
@@ -208,7 +213,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V0, &failed, true)),
             new: deploy(V2, &failed, true),
-            verdict: Verdict::Refused { failed: r(V2) },
+            transition: Transition::Refused { failed: r(V2) },
             paused: true,
             lock: [s(V0), s(V2), s(V2), None],
             warning: Some("already failed"),
@@ -218,7 +223,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V0, &[(ROUTE, "podinfo"), (FAILED_REVISION, &r2)], false)),
             new: deploy(V2, &[(ROUTE, "podinfo"), (FAILED_REVISION, &r2)], false),
-            verdict: Verdict::Refused { failed: r(V2) },
+            transition: Transition::Refused { failed: r(V2) },
             paused: true,
             lock: [s(V0), s(V2), s(V2), None],
             warning: Some("already failed"),
@@ -228,7 +233,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V2, &failed, true)),
             new: deploy(V2, &retry, true),
-            verdict: Verdict::Started { stable: r(V0), canary: r(V2) },
+            transition: Transition::Started { stable: r(V0), canary: r(V2) },
             paused: true,
             lock: [s(V0), s(V2), None, None],
             warning: Some("retrying failed revision"),
@@ -238,7 +243,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V2, &failed, true)),
             new: deploy(V1, &failed, true),
-            verdict: Verdict::Started { stable: r(V0), canary: r(V1) },
+            transition: Transition::Started { stable: r(V0), canary: r(V1) },
             paused: true,
             lock: [s(V0), s(V1), s(V2), None],
             warning: Some("started"),
@@ -248,7 +253,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V1, &locked, true)),
             new: deploy(V1, route, true),
-            verdict: Verdict::Released,
+            transition: Transition::Released,
             paused: true,
             lock: [None, None, None, None],
             warning: Some("control released"),
@@ -258,7 +263,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V1, &locked, true)),
             new: deploy(V2, route, false),
-            verdict: Verdict::Restarted { stable: r(V0), replaced: r(V1), canary: r(V2) },
+            transition: Transition::Restarted { stable: r(V0), replaced: r(V1), canary: r(V2) },
             paused: true,
             lock: [s(V0), s(V2), None, None],
             warning: Some("analysis restarts"),
@@ -268,7 +273,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V1, &locked, true)),
             new: deploy(V1, &[(ROUTE, "podinfo"), (PROMOTED_REVISION, &r1)], false),
-            verdict: Verdict::Released,
+            transition: Transition::Released,
             paused: false,
             lock: [None, None, None, None],
             warning: None,
@@ -278,7 +283,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V1, &locked, true)),
             new: deploy(V1, route, false),
-            verdict: Verdict::Held { canary: r(V1) },
+            transition: Transition::Held { canary: r(V1) },
             paused: true,
             lock: [s(V0), s(V1), None, None],
             warning: Some("this write removed the release lock"),
@@ -288,7 +293,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V1, &locked, true)),
             new: deploy(V1, &[(ROUTE, "podinfo"), (PROMOTED_REVISION, &r2)], false),
-            verdict: Verdict::Held { canary: r(V1) },
+            transition: Transition::Held { canary: r(V1) },
             paused: true,
             lock: [s(V0), s(V1), None, None],
             warning: Some("this write removed the release lock"),
@@ -298,7 +303,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V0, &[(ROUTE, "podinfo"), (FAILED_REVISION, &r2)], false)),
             new: deploy(V2, route, false),
-            verdict: Verdict::Refused { failed: r(V2) },
+            transition: Transition::Refused { failed: r(V2) },
             paused: true,
             lock: [s(V0), s(V2), s(V2), None],
             warning: Some("already failed"),
@@ -308,7 +313,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V1, &locked, true)),
             new: deploy(V2, &[(ROUTE, "podinfo"), (STABLE_REVISION, &r0), (CANARY_REVISION, &r1), (RETRY, &r2)], true),
-            verdict: Verdict::Restarted { stable: r(V0), replaced: r(V1), canary: r(V2) },
+            transition: Transition::Restarted { stable: r(V0), replaced: r(V1), canary: r(V2) },
             paused: true,
             lock: [s(V0), s(V2), None, None],
             warning: Some("analysis restarts"),
@@ -318,7 +323,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V1, &locked, true)),
             new: deploy(V1, &[(ROUTE, "podinfo"), (CANARY_REVISION, &r1)], true),
-            verdict: Verdict::Released,
+            transition: Transition::Released,
             paused: true,
             lock: [None, None, None, None],
             warning: Some("control released"),
@@ -328,7 +333,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(deploy(V2, &failed, true)),
             new: deploy(V2, &failed, false),
-            verdict: Verdict::Refused { failed: r(V2) },
+            transition: Transition::Refused { failed: r(V2) },
             paused: true,
             lock: [s(V0), s(V2), s(V2), None],
             warning: Some("failed its analysis and stable"),
@@ -338,7 +343,7 @@ fn cases() -> Vec<Case> {
             op: Operation::Update,
             old: Some(owned(deploy(V0, route, false))),
             new: owned(deploy(V1, route, false)),
-            verdict: Verdict::Untouched,
+            transition: Transition::Untouched,
             paused: false,
             lock: [None, None, None, None],
             warning: None,
@@ -357,8 +362,8 @@ fn owned(mut d: Value) -> Value {
 #[test]
 fn interception_rules() {
     for case in cases() {
-        let m = run(case.op.clone(), case.old.as_ref(), &case.new, false);
-        assert_eq!(m.verdict, case.verdict, "{}", case.name);
+        let m = run(case.op.clone(), case.old.as_ref(), &case.new);
+        assert_eq!(m.transition, case.transition, "{}", case.name);
         let after = apply(&case.new, &m);
         assert_eq!(after["spec"]["paused"].as_bool().unwrap_or(false), case.paused, "{}: paused", case.name);
         assert_eq!(lock_of(&after), case.lock, "{}: lock", case.name);
@@ -373,18 +378,45 @@ fn interception_rules() {
             ),
             None => assert!(m.warnings.is_empty(), "{}: unexpected warnings {:?}", case.name, m.warnings),
         }
-        if matches!(case.verdict, Verdict::Untouched) {
+        if matches!(case.transition, Transition::Untouched) {
             assert!(m.patch.0.is_empty(), "{}: untouched must not patch", case.name);
         }
     }
 }
 
+/// The AdmissionReview kube-apiserver sends for this write.
+fn review_body(op: &Operation, old: Option<&Value>, new: &Value, dry_run: bool) -> Vec<u8> {
+    let operation = format!("{op:?}").to_uppercase();
+    let gvk = json!({"group": "apps", "version": "v1", "kind": "Deployment"});
+    let body = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": gvk,
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "name": "podinfo",
+            "namespace": "test",
+            "operation": operation,
+            "userInfo": {"username": "kubernetes-admin"},
+            "object": new,
+            "oldObject": old,
+            "dryRun": dry_run,
+        }
+    });
+    serde_json::to_vec(&body).unwrap()
+}
+
 #[test]
-fn dry_run_gets_the_same_answer() {
+fn dry_run_gets_the_same_answer_and_is_reported_as_one() {
     for case in cases() {
-        let wet = run(case.op.clone(), case.old.as_ref(), &case.new, false);
-        let dry = run(case.op.clone(), case.old.as_ref(), &case.new, true);
+        let body = |dry| review_body(&case.op, case.old.as_ref(), &case.new, dry);
+        let (wet, wet_summary) = admission::review(Hook::MutateDeployments, &body(false));
+        let (dry, dry_summary) = admission::review(Hook::MutateDeployments, &body(true));
         assert_eq!(wet, dry, "{}", case.name);
+        assert_eq!(wet_summary.transition, dry_summary.transition, "{}", case.name);
+        assert_eq!(wet_summary.transition.as_ref(), Some(&case.transition), "{}", case.name);
+        assert!(dry_summary.dry_run && !wet_summary.dry_run, "{}: the log line says which was a dry run", case.name);
     }
 }
 
@@ -393,9 +425,9 @@ fn a_second_identical_write_is_a_no_op() {
     // The stored object after a release started, written again (e.g. a GitOps re-sync).
     let old = deploy(V0, &[(ROUTE, "podinfo")], false);
     let new = deploy(V1, &[(ROUTE, "podinfo")], false);
-    let stored = apply(&new, &run(Operation::Update, Some(&old), &new, false));
-    let again = run(Operation::Update, Some(&stored), &stored, false);
-    assert_eq!(again.verdict, Verdict::Held { canary: r(V1) });
+    let stored = apply(&new, &run(Operation::Update, Some(&old), &new));
+    let again = run(Operation::Update, Some(&stored), &stored);
+    assert_eq!(again.transition, Transition::Held { canary: r(V1) });
     assert!(again.patch.0.is_empty(), "nothing to change: {:?}", again.patch);
     assert!(again.warnings.is_empty());
 }
@@ -405,16 +437,63 @@ fn pod_template_hash_label_is_not_a_release() {
     let old = deploy(V0, &[(ROUTE, "podinfo")], false);
     let mut new = old.clone();
     new["spec"]["template"]["metadata"]["labels"]["pod-template-hash"] = json!("7d9b6c8f5");
-    let m = run(Operation::Update, Some(&old), &new, false);
-    assert_eq!(m.verdict, Verdict::Untouched);
+    let m = run(Operation::Update, Some(&old), &new);
+    assert_eq!(m.transition, Transition::Untouched);
 }
 
 #[test]
 fn patch_escapes_annotation_keys() {
     let old = deploy(V0, &[(ROUTE, "podinfo")], false);
     let new = deploy(V1, &[(ROUTE, "podinfo")], false);
-    let m = run(Operation::Update, Some(&old), &new, false);
+    let m = run(Operation::Update, Some(&old), &new);
     let text = serde_json::to_string(&m.patch).unwrap();
     assert!(text.contains("/metadata/annotations/apisix-canary.dev~1stable-revision"), "{text}");
     assert!(text.contains(r#"{"op":"add","path":"/spec/paused","value":true}"#), "{text}");
+}
+
+/// The annotations of a stored Deployment.
+fn annotations_of(doc: &Value) -> std::collections::BTreeMap<String, String> {
+    serde_json::from_value(doc["metadata"]["annotations"].clone()).unwrap_or_default()
+}
+
+#[test]
+fn the_controllers_promotion_is_one_write_the_webhook_lets_through() {
+    let old = deploy(V0, &[(ROUTE, "podinfo")], false);
+    let new = deploy(V1, &[(ROUTE, "podinfo")], false);
+    let locked = apply(&new, &run(Operation::Update, Some(&old), &new));
+    let lock = Lock::from_annotations(&annotations_of(&locked));
+    let promotion = lock.promote().expect("a held lock with a canary can be promoted");
+    assert_eq!(promotion.transition, Transition::Promoted { revision: r(V1) });
+
+    let mut written = locked.clone();
+    json_patch::merge(&mut written, &Lock::merge_patch(&annotations_of(&locked), &promotion));
+    assert_eq!(written["spec"]["paused"], false);
+    let m = run(Operation::Update, Some(&locked), &written);
+    assert_eq!(m.transition, Transition::Released, "{:?}", m.warnings);
+    let stored = apply(&written, &m);
+    assert_eq!(stored["spec"]["paused"], false, "the promotion's unpause is not reverted");
+    assert_eq!(lock_of(&stored), [None, None, None, None]);
+    assert_eq!(stored["metadata"]["annotations"][PROMOTED_REVISION], r(V1).as_str());
+}
+
+#[test]
+fn the_controllers_rollback_keeps_the_deployment_paused_and_refuses_the_same_template() {
+    let old = deploy(V0, &[(ROUTE, "podinfo")], false);
+    let new = deploy(V1, &[(ROUTE, "podinfo")], false);
+    let locked = apply(&new, &run(Operation::Update, Some(&old), &new));
+    let failure = Lock::from_annotations(&annotations_of(&locked)).fail().expect("a held lock can fail");
+    assert_eq!(failure.transition, Transition::Failed { revision: r(V1) });
+
+    let mut written = locked.clone();
+    json_patch::merge(&mut written, &Lock::merge_patch(&annotations_of(&locked), &failure));
+    let m = run(Operation::Update, Some(&locked), &written);
+    let stored = apply(&written, &m);
+    assert_eq!(stored["spec"]["paused"], true);
+    assert_eq!(lock_of(&stored), [Some(r(V0).to_string()), Some(r(V1).to_string()), Some(r(V1).to_string()), None]);
+    // A re-apply of the failed template starts nothing.
+    let again = run(Operation::Update, Some(&stored), &stored);
+    assert!(matches!(again.transition, Transition::Refused { .. } | Transition::Held { .. }), "{:?}", again.transition);
+    assert_eq!(apply(&stored, &again)["spec"]["paused"], true);
+    // A failed lock cannot be promoted.
+    assert_eq!(Lock::from_annotations(&annotations_of(&stored)).promote(), None);
 }

@@ -21,7 +21,7 @@ fn deploy(annotations: &[(&str, &str)]) -> DynamicObject {
 
 fn errors_of(annotations: &[(&str, &str)]) -> Vec<String> {
     let new = deploy(annotations);
-    let v = validate(&Review { operation: &Operation::Create, old: None, new: Some(&new), dry_run: false });
+    let v = validate(&Review { operation: &Operation::Create, old: None, new: Some(&new) });
     v.errors.iter().map(ToString::to_string).collect()
 }
 
@@ -156,7 +156,7 @@ fn each_rule_names_field_value_and_what_is_allowed() {
 #[test]
 fn step_weights_win_over_step_weight_as_in_flagger() {
     let new = deploy(&[R, ("apisix-canary.dev/step-weights", "5,10"), ("apisix-canary.dev/step-weight", "5")]);
-    let v = validate(&Review { operation: &Operation::Create, old: None, new: Some(&new), dry_run: false });
+    let v = validate(&Review { operation: &Operation::Create, old: None, new: Some(&new) });
     assert!(v.errors.is_empty());
     assert_eq!(
         v.warnings(),
@@ -181,7 +181,7 @@ fn every_problem_in_one_answer() {
         ("apisix-canary.dev/interval", "soon"),
         ("apisix-canary.dev/thresold", "5"),
     ]);
-    let v = validate(&Review { operation: &Operation::Create, old: None, new: Some(&new), dry_run: false });
+    let v = validate(&Review { operation: &Operation::Create, old: None, new: Some(&new) });
     assert_eq!(v.errors.len(), 3);
     let message = v.errors.to_string();
     assert!(message.starts_with('[') && message.ends_with(']'), "{message}");
@@ -210,7 +210,7 @@ fn valid_settings_pass_with_warnings_where_risky() {
         ("apisix-canary.dev/canary-revision", "89a79df4a9"),
         ("unrelated.example.com/anything", "goes"),
     ]);
-    let v = validate(&Review { operation: &Operation::Create, old: None, new: Some(&new), dry_run: false });
+    let v = validate(&Review { operation: &Operation::Create, old: None, new: Some(&new) });
     assert!(v.errors.is_empty(), "{}", v.errors);
     assert_eq!(v.warnings.len(), 2, "{:?}", v.warnings);
     let warnings = v.warnings();
@@ -247,17 +247,17 @@ fn updates_that_keep_our_annotations_are_not_rechecked() {
     // Stored before a rule existed: scaling it must still work.
     let old = deploy(&[R, ("apisix-canary.dev/max-weight", "150")]);
     let new = deploy(&[R, ("apisix-canary.dev/max-weight", "150"), ("team", "checkout")]);
-    let v = validate(&Review { operation: &Operation::Update, old: Some(&old), new: Some(&new), dry_run: false });
+    let v = validate(&Review { operation: &Operation::Update, old: Some(&old), new: Some(&new) });
     assert!(v.errors.is_empty());
     // Touching our annotations re-checks all of them.
     let touched = deploy(&[R, ("apisix-canary.dev/max-weight", "150"), ("apisix-canary.dev/interval", "10s")]);
-    let v = validate(&Review { operation: &Operation::Update, old: Some(&old), new: Some(&touched), dry_run: false });
+    let v = validate(&Review { operation: &Operation::Update, old: Some(&old), new: Some(&touched) });
     assert_eq!(v.errors.len(), 1, "{}", v.errors);
 }
 
 #[test]
 fn delete_is_never_denied() {
     let old = deploy(&[R, ("apisix-canary.dev/max-weight", "150")]);
-    let v = validate(&Review { operation: &Operation::Delete, old: Some(&old), new: None, dry_run: false });
+    let v = validate(&Review { operation: &Operation::Delete, old: Some(&old), new: None });
     assert!(v.errors.is_empty());
 }

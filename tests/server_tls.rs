@@ -109,7 +109,7 @@ async fn malformed_requests_are_answered_and_the_server_keeps_serving() {
 
     let metrics = String::from_utf8(client::get(running.admin_addr, "/metrics").await.body().to_vec()).unwrap();
     assert!(
-        metrics.contains(r#"apisix_canary_webhook_requests_total{path="/mutate/deployments",outcome="invalid"} 7"#),
+        metrics.contains(r#"apisix_canary_webhook_requests_total{path="/mutate/deployments",outcome="malformed"} 7"#),
         "{metrics}"
     );
     assert!(

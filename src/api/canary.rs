@@ -9,6 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::release::revision::Revision;
+
 pub const GROUP: &str = "apisix-canary.dev";
 pub const KIND: &str = "Canary";
 pub const V1BETA1: &str = "apisix-canary.dev/v1beta1";
@@ -64,13 +66,13 @@ pub struct CanaryStatus {
     pub iterations: Option<i32>,
     /// Revision (pod-template hash) of the release under analysis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_applied_spec: Option<String>,
+    pub last_applied_spec: Option<Revision>,
     /// Revision last promoted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_promoted_spec: Option<String>,
+    pub last_promoted_spec: Option<Revision>,
     /// Revision that failed its analysis last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_revision: Option<String>,
+    pub failed_revision: Option<Revision>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

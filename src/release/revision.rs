@@ -47,6 +47,39 @@ impl fmt::Display for Revision {
     }
 }
 
+impl serde::Serialize for Revision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Revision {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!("{s:?} is not a revision: 10 lowercase hexadecimal characters"))
+        })
+    }
+}
+
+impl schemars::JsonSchema for Revision {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Revision".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9a-f]{10}$",
+            "description": "A revision: the hash of a pod template, 10 lowercase hexadecimal characters"
+        })
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+}
+
 impl PartialEq<str> for Revision {
     fn eq(&self, other: &str) -> bool {
         self.0 == other
@@ -166,6 +199,14 @@ mod tests {
         let a = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
         let b = json!({"spec": {"containers": [{"name": "b"}, {"name": "a"}]}});
         assert_ne!(Revision::of_template(&a), Revision::of_template(&b));
+    }
+
+    #[test]
+    fn serde_reads_only_revisions() {
+        let r: Revision = serde_json::from_value(json!("0123456789")).unwrap();
+        assert_eq!(serde_json::to_value(&r).unwrap(), json!("0123456789"));
+        let e = serde_json::from_value::<Revision>(json!("podinfo-6")).unwrap_err().to_string();
+        assert!(e.contains("\"podinfo-6\" is not a revision"), "{e}");
     }
 
     #[test]
