@@ -1,52 +1,28 @@
-//! The plain-HTTP admin port: `/live`, `/ready` and `/metrics`.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+//! The plain-HTTP admin port: `/live`, `/ready` and `/metrics` of the [`Runtime`].
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use crate::metrics::Metrics;
+use crate::runtime::Runtime;
 use crate::server::{Handler, status_response, text_response};
-
-/// Ready means: a certificate is loaded and we are not shutting down.
-#[derive(Debug, Default)]
-pub struct Readiness {
-    cert_loaded: AtomicBool,
-    shutting_down: AtomicBool,
-}
-
-impl Readiness {
-    pub fn set_cert_loaded(&self) {
-        self.cert_loaded.store(true, Ordering::Release);
-    }
-
-    /// From SIGTERM on, `/ready` fails so the Service stops sending us reviews.
-    pub fn set_shutting_down(&self) {
-        self.shutting_down.store(true, Ordering::Release);
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.cert_loaded.load(Ordering::Acquire) && !self.shutting_down.load(Ordering::Acquire)
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Admin {
-    pub metrics: Arc<Metrics>,
-    pub readiness: Arc<Readiness>,
+    pub runtime: Runtime,
 }
 
 impl Admin {
     pub fn route<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
         match req.uri().path() {
             "/live" => text_response(StatusCode::OK, "ok\n"),
-            "/ready" if self.readiness.is_ready() => text_response(StatusCode::OK, "ok\n"),
-            "/ready" => text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            "/ready" => match self.runtime.readiness().check() {
+                Ok(()) => text_response(StatusCode::OK, "ok\n"),
+                Err(why) => text_response(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+            },
             "/metrics" => {
-                let mut response = text_response(StatusCode::OK, self.metrics.encode());
+                let mut response = text_response(StatusCode::OK, self.runtime.encode_metrics());
                 response.headers_mut().insert(
                     http::header::CONTENT_TYPE,
                     http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

@@ -25,6 +25,7 @@ pub mod conversion;
 pub mod manifests;
 pub mod metrics;
 pub mod release;
+pub mod runtime;
 pub mod server;
 pub mod sim;
 pub mod telemetry;

@@ -1,10 +1,11 @@
-//! Our own Prometheus metrics, served on the admin port's `/metrics`.
+//! The webhook server's Prometheus metrics, served on the admin port's `/metrics`.
 
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -24,13 +25,23 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.00005, 2.0, 16))
 }
 
-/// Every metric of the process, registered once.
+/// The webhook server's metrics, registered once in the process's registry.
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RequestLabels, Histogram, fn() -> Histogram>,
     cert_reloads: Family<ReloadLabels, Counter>,
+    in_flight: Gauge,
+}
+
+/// Counts a request as in flight until dropped.
+#[derive(Debug)]
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for Metrics {
@@ -40,8 +51,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Metrics registered nowhere: for a [`crate::server::Router`] in tests and benches.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("apisix_canary");
+        Self::register(&mut Registry::default())
+    }
+
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
@@ -58,7 +74,13 @@ impl Metrics {
             "Certificate reloads that changed (swapped) or were rejected (error)",
             cert_reloads.clone(),
         );
-        Self { registry, requests, latency, cert_reloads }
+        let in_flight = Gauge::default();
+        registry.register(
+            "webhook_requests_in_flight",
+            "Webhook requests received and not yet answered",
+            in_flight.clone(),
+        );
+        Self { requests, latency, cert_reloads, in_flight }
     }
 
     /// Counts one request and its latency.
@@ -68,15 +90,13 @@ impl Metrics {
         self.requests.get_or_create(&labels).inc();
     }
 
-    pub fn observe_cert_reload(&self, result: &str) {
-        self.cert_reloads.get_or_create(&ReloadLabels { result: result.to_owned() }).inc();
+    /// Counts a request in flight until the returned guard is dropped.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
     }
 
-    /// The Prometheus text exposition of everything registered.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+    pub fn observe_cert_reload(&self, result: &str) {
+        self.cert_reloads.get_or_create(&ReloadLabels { result: result.to_owned() }).inc();
     }
 }

@@ -62,6 +62,7 @@ impl Router {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let start = Instant::now();
+        let _in_flight = self.metrics.in_flight();
         let endpoint = match (Hook::from_path(req.uri().path()), req.uri().path()) {
             (Some(hook), _) => Endpoint::Admission(hook),
             (None, conversion::PATH) => Endpoint::Conversion,

@@ -103,38 +103,36 @@ impl CertStore {
     }
 
     /// Re-reads the files every `every`, logging each swap and each rejected pair.
-    /// A zero interval is raised to [`MIN_RELOAD_INTERVAL`]; the task ends with `stop`.
-    pub fn spawn_reloader(
+    /// A zero interval is raised to [`MIN_RELOAD_INTERVAL`]; ends with `stop`.
+    pub async fn reload_loop(
         self: Arc<Self>,
         every: Duration,
         stop: tokio_util::sync::CancellationToken,
         on_result: impl Fn(&Result<bool, TlsError>) + Send + 'static,
     ) {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every.max(MIN_RELOAD_INTERVAL));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    () = stop.cancelled() => return,
-                }
-                let store = self.clone();
-                let result = match tokio::task::spawn_blocking(move || store.reload()).await {
-                    Ok(result) => result,
-                    Err(e) => {
-                        tracing::error!(error = %e, "certificate reload task failed");
-                        continue;
-                    }
-                };
-                match &result {
-                    Ok(true) => tracing::info!(cert = %self.cert_path.display(), "serving a new certificate"),
-                    Ok(false) => {}
-                    Err(e) => tracing::error!(error = %e, "certificate reload failed; still serving the previous one"),
-                }
-                on_result(&result);
+        let mut tick = tokio::time::interval(every.max(MIN_RELOAD_INTERVAL));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
             }
-        });
+            let store = self.clone();
+            let result = match tokio::task::spawn_blocking(move || store.reload()).await {
+                Ok(result) => result,
+                Err(e) => {
+                    tracing::error!(error = %e, "certificate reload task failed");
+                    continue;
+                }
+            };
+            match &result {
+                Ok(true) => tracing::info!(cert = %self.cert_path.display(), "serving a new certificate"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "certificate reload failed; still serving the previous one"),
+            }
+            on_result(&result);
+        }
     }
 }
 

@@ -43,6 +43,16 @@ fn certs_writes_a_ca_a_serving_pair_and_prints_the_ca_bundle() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("--dns-name"));
 }
 
+/// A child process killed when the test ends, passed or not.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn serve_answers_then_drains_and_exits_zero_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -54,17 +64,19 @@ async fn serve_answers_then_drains_and_exits_zero_on_sigterm() {
         .status()
         .unwrap();
     assert!(status.success());
-    let mut child = Command::new(BIN)
-        .args(["serve", "--webhook-only", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
-        .args(["--shutdown-delay", "1s", "--tls-cert"])
-        .arg(dir.path().join("tls.crt"))
-        .arg("--tls-key")
-        .arg(dir.path().join("tls.key"))
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut child = Reaped(
+        Command::new(BIN)
+            .args(["serve", "--webhook-only", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+            .args(["--shutdown-delay", "1s", "--tls-cert"])
+            .arg(dir.path().join("tls.crt"))
+            .arg("--tls-key")
+            .arg(dir.path().join("tls.key"))
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
     let started: Value = loop {
         let line = lines.next().expect("serve exited before it listened").unwrap();
         let log: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
@@ -84,7 +96,7 @@ async fn serve_answers_then_drains_and_exits_zero_on_sigterm() {
     let answer: Value = serde_json::from_slice(res.body()).unwrap();
     assert_eq!(answer["response"]["patchType"], "JSONPatch");
 
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     assert!(killed.success());
     // During the shutdown delay: not ready, yet still answering reviews.
     let mut ready = StatusCode::OK;
@@ -103,7 +115,7 @@ async fn serve_answers_then_drains_and_exits_zero_on_sigterm() {
     let status = tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(status) = child.try_wait().unwrap() {
+            if let Some(status) = child.0.try_wait().unwrap() {
                 return status;
             }
             assert!(std::time::Instant::now() < deadline, "serve did not exit after SIGTERM");

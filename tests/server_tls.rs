@@ -169,25 +169,30 @@ async fn readiness_goes_false_on_shutdown_and_in_flight_requests_finish() {
     assert_eq!(client::get(running.admin_addr, "/live").await.status(), StatusCode::OK);
     assert_eq!(client::get(running.admin_addr, "/ready").await.status(), StatusCode::OK);
 
-    // Start a request and hold back the end of its body.
     let body = fixture("set-image.json");
-    let (head, tail) = body.split_at(body.len() / 2);
-    let mut stream = client::connect(&client::connector(&certs.ca_pem, &[b"http/1.1"]), running.addr).await.unwrap();
     let request = format!(
         "POST /mutate/deployments HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
+    let mut stream = client::connect(&client::connector(&certs.ca_pem, &[b"http/1.1"]), running.addr).await.unwrap();
+    // A request whose body is held back across the shutdown, once the server has it.
+    let (head, tail) = body.split_at(body.len() / 2);
     stream.write_all(request.as_bytes()).await.unwrap();
     stream.write_all(head).await.unwrap();
     stream.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let in_flight = wait_for(|| async {
+        let metrics = client::get(running.admin_addr, "/metrics").await;
+        String::from_utf8_lossy(metrics.body()).contains("apisix_canary_webhook_requests_in_flight 1")
+    })
+    .await;
+    assert!(in_flight, "the request never reached the server");
 
     running.stop_accepting();
     assert_eq!(client::get(running.admin_addr, "/ready").await.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(client::get(running.admin_addr, "/live").await.status(), StatusCode::OK);
     // New connections are refused while the old one drains.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(tokio::net::TcpStream::connect(running.addr).await.is_err());
+    let refused = wait_for(|| async { tokio::net::TcpStream::connect(running.addr).await.is_err() }).await;
+    assert!(refused, "the port still accepts connections after the stop");
 
     stream.write_all(tail).await.unwrap();
     stream.flush().await.unwrap();
@@ -213,4 +218,16 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+#[tokio::test]
+async fn a_busy_port_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = generate::generate(&["localhost".to_owned()]).unwrap();
+    certs.write(dir.path()).unwrap();
+    let busy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = ServeConfig::local(dir.path().join(generate::CERT_FILE), dir.path().join(generate::KEY_FILE));
+    config.addr = busy.local_addr().unwrap();
+    let e = start(&config).await.unwrap_err().to_string();
+    assert!(e.starts_with(&format!("cannot listen on {}: ", config.addr)), "{e}");
 }

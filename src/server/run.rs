@@ -1,19 +1,20 @@
-//! The `serve` process: bind both ports, load the certificate, serve until SIGTERM.
+//! The webhook server as a component of the [`Runtime`]: load the certificate, bind
+//! the port, serve until the runtime stops, keep re-reading the certificate meanwhile.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
 
 use super::{DRAIN_TIMEOUT, Router, serve};
-use crate::admin::{Admin, Readiness};
 use crate::metrics::Metrics;
+use crate::runtime::{BindError, Readiness, Runtime, bind};
 use crate::tls::{CertStore, TlsError};
+
+/// The readiness gate of the webhook server.
+pub const CERTIFICATE_GATE: &str = "certificate loaded";
 
 /// Everything `serve` needs, already parsed.
 #[derive(Debug, Clone)]
@@ -49,11 +50,49 @@ impl ServeConfig {
 pub enum StartError {
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Bind(#[from] BindError),
 }
 
-/// A started server: its bound addresses and the handle to stop it.
+/// The webhook component once started.
+#[derive(Debug)]
+pub struct Webhooks {
+    pub addr: SocketAddr,
+    pub certs: Arc<CertStore>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Starts the webhook server under `runtime`. Nothing is spawned unless it all
+/// starts: a bad certificate or a busy port leaves no task behind.
+pub async fn spawn(runtime: &Runtime, config: &ServeConfig) -> Result<Webhooks, StartError> {
+    let gate = runtime.gate(CERTIFICATE_GATE);
+    let certs = CertStore::load(&config.tls_cert, &config.tls_key)?;
+    let tls = TlsAcceptor::from(certs.server_config()?);
+    let listener = bind(config.addr).await?;
+    let addr = listener.local_addr().unwrap_or(config.addr);
+    gate.open();
+    let metrics = Arc::new(runtime.register(Metrics::register));
+    {
+        let metrics = metrics.clone();
+        let reload =
+            certs.clone().reload_loop(config.reload_interval, runtime.stopping(), move |result| match result {
+                Ok(true) => metrics.observe_cert_reload("swapped"),
+                Ok(false) => {}
+                Err(_) => metrics.observe_cert_reload("error"),
+            });
+        runtime.spawn(reload);
+    }
+    let router = Arc::new(Router::new(metrics.clone()));
+    let (stopping, drain) = (runtime.stopping(), config.drain_timeout);
+    runtime.spawn(async move {
+        serve(listener, Some(tls), router, stopping, drain).await;
+        tracing::info!("webhook server stopped");
+    });
+    Ok(Webhooks { addr, certs, metrics })
+}
+
+/// A started webhook server with its own runtime and admin port: what `serve
+/// --webhook-only`, the tests and the simulated cluster run.
 #[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
@@ -61,76 +100,43 @@ pub struct Running {
     pub certs: Arc<CertStore>,
     pub readiness: Arc<Readiness>,
     pub metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
+    pub runtime: Runtime,
     shutdown_delay: Duration,
-    task: JoinHandle<()>,
 }
 
 impl Running {
     /// Readiness off, keep serving for the shutdown delay, stop accepting, let
     /// in-flight requests finish; resolves when both ports are closed.
     pub async fn shutdown(self) {
-        self.readiness.set_shutting_down();
-        tokio::time::sleep(self.shutdown_delay).await;
-        self.stop_accepting();
-        self.wait().await;
+        self.runtime.shutdown(self.shutdown_delay).await;
     }
 
     /// Readiness off and the listener closed at once, without the delay.
     pub fn stop_accepting(&self) {
-        self.readiness.set_shutting_down();
-        self.shutdown.cancel();
+        self.runtime.stop_components();
     }
 
     /// Resolves when both ports are closed.
     pub async fn wait(self) {
-        if let Err(e) = self.task.await {
-            tracing::error!(error = %e, "server task failed");
-        }
+        self.runtime.wait().await;
     }
 }
 
-/// Loads the certificate, binds both ports and serves in the background.
+/// A runtime with the admin port and the webhook server.
 pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
-    let metrics = Arc::new(Metrics::new());
-    let readiness = Arc::new(Readiness::default());
-    let shutdown = CancellationToken::new();
-    let certs = CertStore::load(&config.tls_cert, &config.tls_key)?;
-    readiness.set_cert_loaded();
-    let tls = TlsAcceptor::from(certs.server_config()?);
-    {
-        let metrics = metrics.clone();
-        certs.clone().spawn_reloader(config.reload_interval, shutdown.clone(), move |result| match result {
-            Ok(true) => metrics.observe_cert_reload("swapped"),
-            Ok(false) => {}
-            Err(_) => metrics.observe_cert_reload("error"),
-        });
-    }
-
-    let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
-    };
-    let https = bind(config.addr).await?;
+    let runtime = Runtime::new();
     let admin = bind(config.admin_addr).await?;
-    let local = |l: &TcpListener, fallback| l.local_addr().unwrap_or(fallback);
-    let (addr, admin_addr) = (local(&https, config.addr), local(&admin, config.admin_addr));
-    tracing::info!(%addr, %admin_addr, "serving webhooks");
-
-    let admin_shutdown = CancellationToken::new();
-    let router = Arc::new(Router::new(metrics.clone()));
-    let admin_handler = Arc::new(Admin { metrics: metrics.clone(), readiness: readiness.clone() });
-    let drain = config.drain_timeout;
-    let task = {
-        let (shutdown, admin_shutdown) = (shutdown.clone(), admin_shutdown.clone());
-        tokio::spawn(async move {
-            let admin_task = tokio::spawn(serve(admin, None, admin_handler, admin_shutdown.clone(), drain));
-            // The admin port keeps answering (`/ready` false) until the webhooks drained.
-            serve(https, Some(tls), router, shutdown, drain).await;
-            admin_shutdown.cancel();
-            let _ = admin_task.await;
-            tracing::info!("server stopped");
-        })
-    };
-    let shutdown_delay = config.shutdown_delay;
-    Ok(Running { addr, admin_addr, certs, readiness, metrics, shutdown, shutdown_delay, task })
+    let admin_addr = admin.local_addr().unwrap_or(config.admin_addr);
+    let webhooks = spawn(&runtime, config).await?;
+    runtime.serve_admin(admin, config.drain_timeout);
+    tracing::info!(addr = %webhooks.addr, %admin_addr, "serving webhooks");
+    Ok(Running {
+        addr: webhooks.addr,
+        admin_addr,
+        certs: webhooks.certs,
+        readiness: runtime.readiness().clone(),
+        metrics: webhooks.metrics,
+        runtime,
+        shutdown_delay: config.shutdown_delay,
+    })
 }
