@@ -261,9 +261,9 @@ fn minimal_residual(spec: &Value, flat: &Value, drop_bare: bool) -> Value {
     // expansion re-creates those it needs.
     let mut containers: Vec<&str> = FLAT_FIELDS
         .iter()
-        .filter_map(|f| match f.place {
-            Place::Field { parent, .. } => Some(parent),
-            Place::Bound { .. } => Some(METRICS),
+        .map(|f| match f.place {
+            Place::Field { parent, .. } => parent,
+            Place::Bound { .. } => METRICS,
         })
         .collect();
     containers.sort_unstable_by_key(|p| (std::cmp::Reverse(p.matches('/').count()), *p));

@@ -1,6 +1,6 @@
-//! The v1alpha1 flat fields and where each lives in v1beta1: one table that the
-//! conversion, the admission error paths and the annotations are all read from, so a
-//! field cannot be added to one of them and forgotten in another.
+//! The v1alpha1 flat fields, where each lives in v1beta1 and which Deployment
+//! annotation it stands for: one table that the conversion and the admission error
+//! paths both read, so a field cannot be added to one of them and forgotten in another.
 
 use serde_json::Value;
 
@@ -74,8 +74,8 @@ const fn bound(
 }
 
 /// Every v1alpha1 field, in the order of the v1alpha1 spec. The conversion lays them
-/// over the spill in this order, so an object that is not one is reported at the first
-/// field that needs it.
+/// over the spill in this order, which fixes which error a spill with several wrong
+/// objects gets (`targetRef`, then `routeRef`, `service`, `analysis`, the metrics).
 pub const FLAT_FIELDS: &[FlatField] = &[
     reference("target", "/targetRef", TARGET_DEFAULTS, None),
     reference("route", "/routeRef", ROUTE_DEFAULTS, Some(annotations::ROUTE)),
