@@ -8,13 +8,10 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::api::apisix_route;
+use crate::api::canary::flat::{self, FLAT_FIELDS, FlatField, METRICS, Place, Unit};
 use crate::api::canary::v1alpha1::{self, SPILL_ANNOTATION};
-use crate::api::canary::{REQUEST_DURATION, REQUEST_SUCCESS_RATE, V1ALPHA1, V1BETA1, v1beta1};
+use crate::api::canary::{V1ALPHA1, V1BETA1, v1beta1};
 use crate::api::duration;
-
-const TARGET_API_VERSION: &str = "apps/v1";
-const TARGET_KIND: &str = "Deployment";
 
 /// On a v1beta1 object: how its v1alpha1 form spelled `maxRequestDuration` when that
 /// differs from the canonical spelling (`1000ms` for `1s`), so it comes back as written.
@@ -26,8 +23,8 @@ pub enum Error {
     Spill(String),
     #[error("cannot express the v1alpha1 spec as v1beta1: {0}")]
     Expand(serde_json::Error),
-    #[error("spec.maxRequestDuration: {0:?} is not a duration")]
-    Duration(String),
+    #[error("spec.{field}: {value:?} is not {expected}")]
+    Bound { field: &'static str, value: String, expected: &'static str },
     #[error("malformed {api_version} Canary: {source}")]
     Malformed { api_version: &'static str, source: serde_json::Error },
 }
@@ -35,16 +32,17 @@ pub enum Error {
 /// A v1beta1 spec as v1alpha1: the flat spec and the residual JSON, if any. `spelling`
 /// is the remembered v1alpha1 spelling of `maxRequestDuration`.
 pub fn spec_to_v1alpha1(spec: &v1beta1::CanarySpec, spelling: Option<&str>) -> (v1alpha1::CanarySpec, Option<String>) {
-    let mut flat = flatten(spec);
+    let spec_json = serde_json::to_value(spec).unwrap_or(Value::Null);
+    let mut flat = flatten(spec, &spec_json);
     if let (Some(canonical), Some(written)) = (&flat.max_request_duration, spelling)
         && duration_to_ms(canonical) == duration_to_ms(written)
     {
         flat.max_request_duration = Some(written.to_owned());
     }
-    let spec_json = serde_json::to_value(spec).unwrap_or(Value::Null);
-    let residual = [minimal_residual(&spec_json, &flat, true), minimal_residual(&spec_json, &flat, false)]
+    let flat_json = serde_json::to_value(&flat).unwrap_or(Value::Null);
+    let residual = [minimal_residual(&spec_json, &flat_json, true), minimal_residual(&spec_json, &flat_json, false)]
         .into_iter()
-        .find(|r| expand(&flat, r.clone()).is_ok_and(|s| s == *spec))
+        .find(|r| expand(&flat_json, r.clone()).is_ok_and(|s| s == *spec))
         .unwrap_or(spec_json);
     let spill = (!residual.as_object().is_some_and(Map::is_empty)).then(|| residual.to_string());
     (flat, spill)
@@ -60,7 +58,7 @@ pub fn spec_to_v1beta1(
         Some(json) => serde_json::from_str(json).map_err(|e| Error::Spill(e.to_string()))?,
         None => Value::Object(Map::new()),
     };
-    let spec = expand(flat, residual)?;
+    let spec = expand(&serde_json::to_value(flat).map_err(Error::Expand)?, residual)?;
     let spelling = flat.max_request_duration.as_ref().filter(|written| {
         let canonical = duration_to_ms(written).and_then(ms_to_duration);
         canonical.as_deref() != Some(written.as_str())
@@ -138,11 +136,6 @@ pub fn to_v1beta1(c: &v1alpha1::Canary) -> Result<v1beta1::Canary, Error> {
         .map_err(|source| Error::Malformed { api_version: V1BETA1, source })
 }
 
-/// The first built-in metric of that name (a metric with a templateRef is custom).
-fn builtin_index(metrics: &[Value], name: &str) -> Option<usize> {
-    metrics.iter().position(|m| m["name"] == name && m.get("templateRef").is_none_or(Value::is_null))
-}
-
 /// A P99 bound in ms as a duration string, only when it converts back exactly.
 fn ms_to_duration(ms: f64) -> Option<String> {
     if !(ms.is_finite() && ms >= 0.0) || ms * 1e6 > u64::MAX as f64 {
@@ -156,29 +149,54 @@ fn duration_to_ms(s: &str) -> Option<f64> {
     duration::parse(s).ok().map(|d| d.as_nanos() as f64 / 1e6)
 }
 
-/// The fields v1alpha1 can hold, each only when it can hold it exactly.
-fn flatten(spec: &v1beta1::CanarySpec) -> v1alpha1::CanarySpec {
-    let a = &spec.analysis;
-    let metric = |name: &str| a.metrics.iter().find(|m| m.name == name && m.template_ref.is_none());
-    v1alpha1::CanarySpec {
-        target: spec.target_ref.name.clone(),
-        route: spec.route_ref.as_ref().map(|r| r.name.clone()),
-        service: spec.service.as_ref().and_then(|s| s.name.clone()),
-        port: spec.service.as_ref().and_then(|s| s.port),
-        step_weight: a.step_weight,
-        step_weights: a.step_weights.clone(),
-        step_weight_promotion: a.step_weight_promotion,
-        max_weight: a.max_weight,
-        interval: a.interval.clone(),
-        threshold: a.threshold,
-        min_success_rate: metric(REQUEST_SUCCESS_RATE).and_then(|m| m.threshold_range.as_ref()?.min),
-        max_request_duration: metric(REQUEST_DURATION)
-            .and_then(|m| m.threshold_range.as_ref()?.max)
-            .and_then(ms_to_duration),
-        progress_deadline_seconds: spec.progress_deadline_seconds,
-        skip_analysis: spec.skip_analysis,
-        suspend: spec.suspend,
+/// A v1beta1 metric bound as v1alpha1 writes it, when v1alpha1 can write it exactly.
+fn bound_to_flat(unit: Unit, v: &Value) -> Option<Value> {
+    match unit {
+        Unit::Number => v.is_number().then(|| v.clone()),
+        Unit::Millis => v.as_f64().and_then(ms_to_duration).map(Value::from),
     }
+}
+
+/// A flat metric bound as the number v1beta1 holds, or an error naming the field.
+fn bound_from_flat(f: &FlatField, unit: Unit, v: &Value) -> Result<f64, Error> {
+    let (value, expected) = match unit {
+        Unit::Number => (v.as_f64(), "a number"),
+        Unit::Millis => (v.as_str().and_then(duration_to_ms), "a duration"),
+    };
+    value.ok_or_else(|| Error::Bound {
+        field: f.name,
+        value: v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+        expected,
+    })
+}
+
+/// The bound of the first built-in metric of that name in a v1beta1 spec.
+fn metric_bound<'a>(spec: &'a Value, metric: &str, bound: &str) -> Option<&'a Value> {
+    let metrics = spec.pointer(METRICS)?.as_array()?;
+    let i = flat::builtin_index(metrics, metric)?;
+    metrics[i].get("thresholdRange")?.get(bound).filter(|v| !v.is_null())
+}
+
+/// The fields v1alpha1 can hold, each only when it can hold it exactly.
+fn flatten(spec: &v1beta1::CanarySpec, spec_json: &Value) -> v1alpha1::CanarySpec {
+    let mut flat = Map::new();
+    for f in FLAT_FIELDS {
+        let value = match f.place {
+            Place::Field { parent, key, .. } => {
+                spec_json.pointer(parent).and_then(|p| p.get(key)).filter(|v| !v.is_null()).cloned()
+            }
+            Place::Bound { metric, bound, unit } => {
+                metric_bound(spec_json, metric, bound).and_then(|v| bound_to_flat(unit, v))
+            }
+        };
+        if let Some(v) = value {
+            flat.insert(f.name.to_owned(), v);
+        }
+    }
+    // Each row's value has its v1alpha1 field's type (tests/flat_table.rs checks every
+    // row). Were one wrong, the spec would still convert losslessly: all of it spilled.
+    serde_json::from_value(Value::Object(flat))
+        .unwrap_or_else(|_| v1alpha1::CanarySpec { target: spec.target_ref.name.clone(), ..Default::default() })
 }
 
 fn remove(v: &mut Value, parent: &str, key: &str) {
@@ -203,58 +221,25 @@ fn remove_if(v: &mut Value, parent: &str, key: &str, equals: &str) {
     }
 }
 
-/// The spec without what `flat` holds. With `drop_bare`, built-in metrics left with
-/// nothing but their name are dropped too (the expansion re-creates them).
-fn minimal_residual(spec: &Value, flat: &v1alpha1::CanarySpec, drop_bare: bool) -> Value {
+/// The spec without what `flat` (v1alpha1 JSON) holds. With `drop_bare`, built-in
+/// metrics left with nothing but their name are dropped too (the expansion re-creates
+/// them).
+fn minimal_residual(spec: &Value, flat: &Value, drop_bare: bool) -> Value {
     let mut r = spec.clone();
-    remove(&mut r, "/targetRef", "name");
-    remove_if(&mut r, "/targetRef", "apiVersion", TARGET_API_VERSION);
-    remove_if(&mut r, "/targetRef", "kind", TARGET_KIND);
-    prune(&mut r, "", "targetRef");
-    if flat.route.is_some() {
-        remove(&mut r, "/routeRef", "name");
-        remove_if(&mut r, "/routeRef", "apiVersion", apisix_route::API_VERSION);
-        remove_if(&mut r, "/routeRef", "kind", apisix_route::KIND);
-        prune(&mut r, "", "routeRef");
-    }
-    if flat.service.is_some() {
-        remove(&mut r, "/service", "name");
-    }
-    if flat.port.is_some() {
-        remove(&mut r, "/service", "port");
-    }
-    prune(&mut r, "", "service");
-    let analysis = [
-        ("interval", flat.interval.is_some()),
-        ("threshold", flat.threshold.is_some()),
-        ("maxWeight", flat.max_weight.is_some()),
-        ("stepWeight", flat.step_weight.is_some()),
-        ("stepWeights", flat.step_weights.is_some()),
-        ("stepWeightPromotion", flat.step_weight_promotion.is_some()),
-    ];
-    for (key, held) in analysis {
-        if held {
-            remove(&mut r, "/analysis", key);
+    let held: Vec<&FlatField> = FLAT_FIELDS.iter().filter(|f| f.value_in(flat).is_some()).collect();
+    for f in &held {
+        if let Place::Field { parent, key, defaults } = f.place {
+            remove(&mut r, parent, key);
+            for (key, default) in defaults {
+                remove_if(&mut r, parent, key, default);
+            }
         }
     }
-    let top = [
-        ("progressDeadlineSeconds", flat.progress_deadline_seconds.is_some()),
-        ("skipAnalysis", flat.skip_analysis.is_some()),
-        ("suspend", flat.suspend.is_some()),
-    ];
-    for (key, held) in top {
-        if held {
-            remove(&mut r, "", key);
-        }
-    }
-    let bounds = [
-        (REQUEST_SUCCESS_RATE, "min", flat.min_success_rate.is_some()),
-        (REQUEST_DURATION, "max", flat.max_request_duration.is_some()),
-    ];
     let mut bare = Vec::new();
-    if let Some(Value::Array(metrics)) = r.pointer_mut("/analysis/metrics") {
-        for (name, bound, held) in bounds {
-            let Some(i) = builtin_index(metrics, name).filter(|_| held) else { continue };
+    if let Some(Value::Array(metrics)) = r.pointer_mut(METRICS) {
+        for f in &held {
+            let Place::Bound { metric, bound, .. } = f.place else { continue };
+            let Some(i) = flat::builtin_index(metrics, metric) else { continue };
             if let Some(Value::Object(range)) = metrics[i].get_mut("thresholdRange") {
                 range.remove(bound);
                 if range.is_empty() {
@@ -272,15 +257,26 @@ fn minimal_residual(spec: &Value, flat: &v1alpha1::CanarySpec, drop_bare: bool) 
             }
         }
     }
-    prune(&mut r, "/analysis", "metrics");
-    prune(&mut r, "", "analysis");
+    // Objects left empty go, the innermost first (the metrics before the analysis): the
+    // expansion re-creates those it needs.
+    let mut containers: Vec<&str> = FLAT_FIELDS
+        .iter()
+        .map(|f| match f.place {
+            Place::Field { parent, .. } => parent,
+            Place::Bound { .. } => METRICS,
+        })
+        .collect();
+    containers.sort_unstable_by_key(|p| (std::cmp::Reverse(p.matches('/').count()), *p));
+    containers.dedup();
+    for (parent, key) in containers.iter().filter_map(|p| p.rsplit_once('/')) {
+        prune(&mut r, parent, key);
+    }
     r
 }
 
-/// The object at `key`, created when absent; a value of another type is an error (it
-/// would otherwise be silently replaced and lost).
-fn object<'a>(v: &'a mut Value, key: &str) -> Result<&'a mut Map<String, Value>, Error> {
-    let map = v.as_object_mut().ok_or_else(|| Error::Spill(format!("expected an object around {key:?}")))?;
+/// The object at `key` of a map, created when absent; a value of another type is an
+/// error (it would otherwise be silently replaced and lost).
+fn child<'a>(map: &'a mut Map<String, Value>, key: &str) -> Result<&'a mut Map<String, Value>, Error> {
     let entry = map.entry(key.to_owned()).or_insert_with(|| json!({}));
     if entry.is_null() {
         *entry = json!({});
@@ -288,65 +284,52 @@ fn object<'a>(v: &'a mut Value, key: &str) -> Result<&'a mut Map<String, Value>,
     entry.as_object_mut().ok_or_else(|| Error::Spill(format!("{key:?} must be an object")))
 }
 
-/// Lays `flat` over a residual and reads the result as a v1beta1 spec.
-fn expand(flat: &v1alpha1::CanarySpec, residual: Value) -> Result<v1beta1::CanarySpec, Error> {
+/// The object at `key` of an object, as [`child`].
+fn object<'a>(v: &'a mut Value, key: &str) -> Result<&'a mut Map<String, Value>, Error> {
+    let map = v.as_object_mut().ok_or_else(|| Error::Spill(format!("expected an object around {key:?}")))?;
+    child(map, key)
+}
+
+/// The object at a JSON pointer, each object on the way created when absent.
+fn object_at<'a>(v: &'a mut Value, pointer: &str) -> Result<&'a mut Map<String, Value>, Error> {
+    match pointer.rsplit_once('/') {
+        Some((parent, key)) => child(object_at(v, parent)?, key),
+        None => v.as_object_mut().ok_or_else(|| Error::Spill("expected a JSON object".to_owned())),
+    }
+}
+
+/// Lays `flat` (v1alpha1 JSON) over a residual and reads the result as a v1beta1 spec.
+fn expand(flat: &Value, residual: Value) -> Result<v1beta1::CanarySpec, Error> {
     if !residual.is_object() {
         return Err(Error::Spill(format!("expected a JSON object, got {residual}")));
     }
     let mut v = residual;
-    let target = object(&mut v, "targetRef")?;
-    target.insert("name".into(), json!(flat.target));
-    target.entry("apiVersion").or_insert_with(|| json!(TARGET_API_VERSION));
-    target.entry("kind").or_insert_with(|| json!(TARGET_KIND));
-    if let Some(route) = &flat.route {
-        let r = object(&mut v, "routeRef")?;
-        r.insert("name".into(), json!(route));
-        r.entry("apiVersion").or_insert_with(|| json!(apisix_route::API_VERSION));
-        r.entry("kind").or_insert_with(|| json!(apisix_route::KIND));
-    }
-    if let Some(service) = &flat.service {
-        object(&mut v, "service")?.insert("name".into(), json!(service));
-    }
-    if let Some(port) = flat.port {
-        object(&mut v, "service")?.insert("port".into(), json!(port));
-    }
-    let top = [
-        ("progressDeadlineSeconds", flat.progress_deadline_seconds.map(Value::from)),
-        ("skipAnalysis", flat.skip_analysis.map(Value::from)),
-        ("suspend", flat.suspend.map(Value::from)),
-    ];
-    for (key, value) in top {
-        if let Some(x) = value {
-            v.as_object_mut().expect("checked above").insert(key.to_owned(), x);
+    for f in FLAT_FIELDS {
+        let (Place::Field { parent, key, defaults }, Some(value)) = (f.place, f.value_in(flat)) else { continue };
+        let object = object_at(&mut v, parent)?;
+        object.insert(key.to_owned(), value.clone());
+        for (key, default) in defaults {
+            object.entry(*key).or_insert_with(|| json!(default));
         }
     }
-    let analysis = object(&mut v, "analysis")?;
-    let scalars = [
-        ("interval", flat.interval.clone().map(Value::from)),
-        ("threshold", flat.threshold.map(Value::from)),
-        ("maxWeight", flat.max_weight.map(Value::from)),
-        ("stepWeight", flat.step_weight.map(Value::from)),
-        ("stepWeights", flat.step_weights.clone().map(Value::from)),
-        ("stepWeightPromotion", flat.step_weight_promotion.map(Value::from)),
-    ];
-    for (key, value) in scalars {
-        if let Some(x) = value {
-            analysis.insert(key.to_owned(), x);
-        }
+    // The metrics' parent (`analysis`) is there even with no bound written flat: a
+    // spill's null there stands for an empty one, and any other non-object is an error.
+    let (parent, key) = METRICS.rsplit_once('/').unwrap_or_default();
+    let parent = object_at(&mut v, parent)?;
+    let mut bounds = Vec::new();
+    for f in FLAT_FIELDS {
+        let (Place::Bound { metric, bound, unit }, Some(value)) = (f.place, f.value_in(flat)) else { continue };
+        bounds.push((metric, bound, bound_from_flat(f, unit, value)?));
     }
-    let duration_ms = match &flat.max_request_duration {
-        Some(d) => Some(duration_to_ms(d).ok_or_else(|| Error::Duration(d.clone()))?),
-        None => None,
-    };
-    let bounds = [(REQUEST_SUCCESS_RATE, "min", flat.min_success_rate), (REQUEST_DURATION, "max", duration_ms)];
-    for (name, bound, value) in bounds {
-        let Some(value) = value else { continue };
-        let metrics = analysis.entry("metrics").or_insert_with(|| json!([]));
-        let list = metrics.as_array_mut().ok_or_else(|| Error::Spill("analysis.metrics must be a list".into()))?;
-        let i = match builtin_index(list, name) {
+    for (metric, bound, value) in bounds {
+        let metrics = parent.entry(key).or_insert_with(|| json!([]));
+        let list = metrics.as_array_mut().ok_or_else(|| {
+            Error::Spill(format!("{} must be a list", METRICS.trim_start_matches('/').replace('/', ".")))
+        })?;
+        let i = match flat::builtin_index(list, metric) {
             Some(i) => i,
             None => {
-                list.push(json!({"name": name}));
+                list.push(json!({"name": metric}));
                 list.len() - 1
             }
         };
