@@ -130,3 +130,15 @@ fn request_duration_bounds_are_the_same_in_both_versions() {
         "spec.maxRequestDuration: Invalid value: \"11m40s\": must be between 1ms and 10m"
     );
 }
+
+#[test]
+fn every_flat_field_is_blamed_at_its_flat_path() {
+    let mut a = to_v1alpha1(&scenario()).unwrap();
+    a.spec.progress_deadline_seconds = Some(0);
+    a.spec.step_weight = Some(0);
+    let f = validate_v1alpha1(&a);
+    let errors = f.errors.to_string();
+    assert!(errors.contains("spec.progressDeadlineSeconds: Invalid value: 0: "), "{errors}");
+    assert!(errors.contains("spec.stepWeight: Invalid value: 0: must be between 1 and 100"), "{errors}");
+    assert!(!errors.contains(SPILL_ANNOTATION), "nothing here came from the spill: {errors}");
+}

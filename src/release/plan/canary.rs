@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::{Alert, HookKind, Metric, MetricSource, Parsed, Plan, Severity, StepSettings, Webhook, defaults, finish};
-use crate::api::canary::{REQUEST_DURATION, REQUEST_SUCCESS_RATE, v1alpha1, v1beta1};
+use crate::api::canary::{REQUEST_DURATION, REQUEST_SUCCESS_RATE, flat, v1alpha1, v1beta1};
 use crate::api::field::{FieldError, Findings, Path, Shown};
 use crate::api::{apisix_route, rules};
 use crate::conversion;
@@ -49,48 +49,21 @@ impl Plan {
             }
         };
         // The bounds of the built-in metrics written flat were checked at the flat fields.
-        let builtin =
-            |name: &str| beta.analysis.metrics.iter().position(|m| m.name == name && m.template_ref.is_none());
-        let mut checked_flat = Vec::new();
-        if let (Some(i), Some(_)) = (builtin(REQUEST_SUCCESS_RATE), c.spec.min_success_rate) {
-            checked_flat.push(format!("spec.analysis.metrics[{i}].thresholdRange.min"));
-        }
-        if let (Some(i), Some(_)) = (builtin(REQUEST_DURATION), &c.spec.max_request_duration) {
-            checked_flat.push(format!("spec.analysis.metrics[{i}].thresholdRange.max"));
-        }
+        let checked_flat = flat::flat_bound_paths(&c.spec, &beta.analysis.metrics);
         let mut inner = Findings::default();
         let plan = parse_v1beta1(&beta, &mut inner);
         for e in inner.errors.iter().filter(|e| !checked_flat.iter().any(|p| p == e.path.as_str())) {
-            f.errors.push(match flat_path(e.path.as_str()) {
-                Some(alpha) => FieldError { path: Path::new(alpha), kind: e.kind.clone() },
+            f.errors.push(match flat::v1alpha1_path(e.path.as_str()) {
+                Some(alpha) => FieldError { path: Path::new(&alpha), kind: e.kind.clone() },
                 None => FieldError::invalid(&spill_path(), "(json)", e.to_string()),
             });
         }
         for (path, w) in inner.warnings {
-            let path = flat_path(path.as_str()).map_or(path, Path::new);
+            let path = flat::v1alpha1_path(path.as_str()).map_or(path, |alpha| Path::new(&alpha));
             f.warnings.push((path, w));
         }
         finish(f, plan)
     }
-}
-
-/// v1beta1 paths of the fields v1alpha1 holds flat, and their v1alpha1 paths.
-const FLAT_PATHS: &[(&str, &str)] = &[
-    ("spec.targetRef.name", "spec.target"),
-    ("spec.routeRef.name", "spec.route"),
-    ("spec.routeRef", "spec.route"),
-    ("spec.service.name", "spec.service"),
-    ("spec.service.port", "spec.port"),
-    ("spec.analysis.interval", "spec.interval"),
-    ("spec.analysis.threshold", "spec.threshold"),
-    ("spec.analysis.maxWeight", "spec.maxWeight"),
-    ("spec.analysis.stepWeight", "spec.stepWeight"),
-    ("spec.analysis.stepWeights", "spec.stepWeights"),
-    ("spec.analysis.stepWeightPromotion", "spec.stepWeightPromotion"),
-];
-
-fn flat_path(beta: &str) -> Option<&'static str> {
-    FLAT_PATHS.iter().find(|(b, _)| *b == beta).map(|(_, alpha)| *alpha)
 }
 
 fn parse_v1beta1(spec: &v1beta1::CanarySpec, f: &mut Findings) -> Plan {
