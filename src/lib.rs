@@ -26,6 +26,6 @@ pub mod manifests;
 pub mod metrics;
 pub mod release;
 pub mod server;
-pub mod sim;
 pub mod telemetry;
+pub mod testbed;
 pub mod tls;
