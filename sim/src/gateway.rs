@@ -9,6 +9,7 @@
 //!                                                 metrics::Registry::observe ◀────────┘
 //! ```
 
+pub mod apisix_route;
 pub mod exprs;
 pub mod metrics;
 pub mod patterns;
@@ -30,10 +31,10 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use self::apisix_route::ApisixRoute;
 use self::metrics::{Observation, Registry};
 use self::routes::Table;
 use super::cluster::Cluster;
-use crate::apisix::{self, ApisixRoute};
 
 /// Where APISIX's prometheus plugin exports its metrics.
 pub const METRICS_PATH: &str = "/apisix/prometheus/metrics";
@@ -168,7 +169,7 @@ impl State {
         if cached.rv == Some(store.current_rv()) {
             return cached.table.clone();
         }
-        let (items, rv) = store.list(apisix::GROUP, apisix::PLURAL, None);
+        let (items, rv) = store.list(apisix_route::GROUP, apisix_route::PLURAL, None);
         let at = |o: &Value, p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
         let fingerprint: Vec<(String, String)> = items
             .iter()

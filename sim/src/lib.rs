@@ -1,7 +1,13 @@
 //! The simulated cluster: a kube-apiserver stand-in that `kube::Client` and kubectl
 //! talk to unchanged, the admission chain, workloads, an APISIX-like gateway, a load
-//! tester and a real Prometheus. Used by `apisix-canary demo`, the end-to-end tests
-//! and the benchmarks; never by `serve`.
+//! tester and a real Prometheus. Used by the `apisix-canary sim` command, the
+//! end-to-end tests and the benchmarks; never by `serve`.
+//!
+//! It imitates Kubernetes and APISIX from their documentation and code, and knows
+//! nothing of apisix-canary (which depends on it, never the reverse): a product installs
+//! itself like into a real cluster, by creating its objects ([`Sim::create`],
+//! [`Sim::apply_yaml`]) and saying where its webhook Service listens
+//! ([`Sim::register_service`]).
 //!
 //! ```text
 //!  kube::Client / kubectl ──HTTP──▶ apiserver ──▶ cluster ──▶ store (objects, rv, watch history)
@@ -13,7 +19,6 @@
 
 pub mod admission;
 pub mod apiserver;
-pub mod apisix;
 pub mod builtin;
 pub mod cluster;
 pub mod defaults;
@@ -63,6 +68,9 @@ pub enum SimError {
     #[error(transparent)]
     Prometheus(#[from] prometheus::PrometheusError),
 }
+
+/// APISIX's ApisixRoute CRD, installed at start as in a cluster running APISIX.
+const APISIX_ROUTE_CRD: &str = include_str!("apisix/apisixroute-crd.yaml");
 
 /// Namespaces every cluster starts with.
 const NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -134,7 +142,7 @@ impl Sim {
         for ns in NAMESPACES {
             sim.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
         }
-        sim.apply_yaml(apisix::CRD).await?;
+        sim.apply_yaml(APISIX_ROUTE_CRD).await?;
         guard.disarm();
         Ok(sim)
     }

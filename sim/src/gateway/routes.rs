@@ -9,9 +9,9 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
+use super::apisix_route::{ApisixRoute, Backend, HttpRule};
 use super::exprs::Expr;
 use super::patterns::{Host, PathRule};
-use crate::apisix::{ApisixRoute, Backend, HttpRule};
 
 /// The weight of a backend that names none (the ingress controller's default).
 pub const DEFAULT_WEIGHT: i64 = 100;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
-use crate::apisix::Backend;
+use super::apisix_route::Backend;
 use crate::store::{ObjectKey, Store};
 
 /// The label that ties an EndpointSlice to its Service.

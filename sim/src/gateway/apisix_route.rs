@@ -1,16 +1,15 @@
 //! ApisixRoute (`apisix.apache.org/v2`) as the gateway reads it, written from APISIX's
-//! own CRD (`apisix/apisixroute-crd.yaml`, which the sim installs): the HTTP rules with
-//! their match, backends and plugins. What the gateway does not simulate (stream routes,
-//! authentication, upstreams, timeouts, websocket) is not read.
+//! own CRD (`src/apisix/apisixroute-crd.yaml`, which the sim installs): the HTTP rules
+//! with their match, backends and plugins. What the gateway does not simulate (stream
+//! routes, authentication, upstreams, timeouts, websocket) is not read.
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+/// Where ApisixRoutes live in the store.
 pub const GROUP: &str = "apisix.apache.org";
 pub const PLURAL: &str = "apisixroutes";
-/// APISIX's ApisixRoute CRD, installed at start as in a cluster running APISIX.
-pub const CRD: &str = include_str!("apisix/apisixroute-crd.yaml");
 
 /// `null` read as the type's default, like an absent field.
 fn or_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
