@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::server::run::{ServeConfig, start};
 use crate::tls::generate;
 
+mod revision;
 mod sim;
 
 const DEFAULT_ADDR: &str = "0.0.0.0:8443";
@@ -156,7 +157,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Certs(args) => certs(&args),
-        Command::Revision(args) => revision(&args),
+        Command::Revision(args) => revision::run(&args),
         Command::Crds(args) => {
             print!("{}", crate::manifests::crds_yaml(&args.target()?)?);
             Ok(())
@@ -199,34 +200,6 @@ fn manifests(args: &ManifestsArgs) -> anyhow::Result<()> {
         let path = args.out_dir.join(file);
         std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
-    }
-    Ok(())
-}
-
-fn revision(args: &RevisionArgs) -> anyhow::Result<()> {
-    use std::io::Read as _;
-    let mut text = String::new();
-    if args.file.as_os_str() == "-" {
-        std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
-    } else {
-        text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    }
-    let docs: Vec<serde_json::Value> =
-        serde_saphyr::from_multiple(&text).with_context(|| format!("parsing {}", args.file.display()))?;
-    let mut found = false;
-    for doc in docs.iter().filter(|d| d["kind"] == "Deployment") {
-        // Hash the template as the API server stores it: with its defaults applied.
-        let mut doc = doc.clone();
-        crate::sim::defaults::deployment(&mut doc);
-        let Some(template) = doc.pointer("/spec/template") else {
-            continue;
-        };
-        let name = doc.pointer("/metadata/name").and_then(|n| n.as_str()).unwrap_or("<unnamed>");
-        println!("{}\t{name}", crate::release::revision::Revision::of_template(template));
-        found = true;
-    }
-    if !found {
-        bail!("no Deployment with spec.template in {}", args.file.display());
     }
     Ok(())
 }

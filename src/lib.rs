@@ -15,7 +15,9 @@
 //! [`admission`] the AdmissionReview protocol and the per-kind logic; [`api`] annotation
 //! keys, rules and field errors; [`release`] revisions and the lock; [`tls`] the
 //! reloading certificate store and dev certificates; [`admin`] `/live`, `/ready`,
-//! `/metrics`; [`metrics`]; [`telemetry`] logs.
+//! `/metrics`; [`metrics`]; [`telemetry`] logs; [`testbed`] our webhook server
+//! installed into the simulated cluster (the `sim` crate) for `apisix-canary sim` and
+//! the end-to-end tests.
 
 pub mod admin;
 pub mod admission;
@@ -27,6 +29,6 @@ pub mod metrics;
 pub mod release;
 pub mod runtime;
 pub mod server;
-pub mod sim;
 pub mod telemetry;
+pub mod testbed;
 pub mod tls;

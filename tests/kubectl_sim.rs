@@ -1,15 +1,18 @@
 //! The real kubectl against `apisix-canary sim --with-webhook`: SCENARIO.md's commands
 //! give the output a real cluster gives (columns, warnings, denials, 3-way merges).
 
+#[path = "support/binaries.rs"]
+mod binaries;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_apisix-canary");
-const KUBECTL: &str = "/usr/bin/kubectl";
 
 struct Cluster {
     child: Child,
+    kubectl: PathBuf,
     kubeconfig: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -30,13 +33,17 @@ impl Drop for Cluster {
     }
 }
 
+/// `apisix-canary sim --with-webhook` (which runs a real Prometheus) for the real kubectl.
 fn start() -> Cluster {
-    assert!(Path::new(KUBECTL).exists(), "{KUBECTL} is missing: these tests drive the real kubectl");
+    let kubectl = binaries::require_binary("kubectl");
+    let prometheus = binaries::require_binary("prometheus");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("sim.kubeconfig");
     let mut child = Command::new(BIN)
         .args(["sim", "--with-webhook", "--log-format", "text", "--kubeconfig-out"])
         .arg(&kubeconfig)
+        .arg("--prometheus-bin")
+        .arg(&prometheus)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -50,7 +57,7 @@ fn start() -> Cluster {
             break;
         }
     }
-    Cluster { child, kubeconfig, _dir: dir }
+    Cluster { child, kubectl, kubeconfig, _dir: dir }
 }
 
 fn fixture(path: &str) -> PathBuf {
@@ -59,7 +66,7 @@ fn fixture(path: &str) -> PathBuf {
 
 impl Cluster {
     fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new(KUBECTL).args(args).env("KUBECONFIG", &self.kubeconfig).output().unwrap()
+        Command::new(&self.kubectl).args(args).env("KUBECONFIG", &self.kubeconfig).output().unwrap()
     }
 
     /// A JSONPath of `kind/name` in namespace `test`.

@@ -1,10 +1,17 @@
-//! The sim's admission chain and CRD conversion against our real webhook server over
-//! TLS: patches stored, denials as kube-apiserver words them, failure policies.
+//! Our CRDs and our real webhook server (over TLS) in the simulated cluster, installed
+//! by the testbed: patches stored, denials as kube-apiserver words them, failure
+//! policies, conversion, and our typed Canary through kube-rs.
 
-use apisix_canary::sim::Sim;
+use apisix_canary::api::canary::v1beta1::Canary;
+use apisix_canary::manifests::{Target, crds};
+use apisix_canary::testbed;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
 use serde_json::json;
+use sim::Sim;
 
 fn podinfo(max_weight: &str) -> Deployment {
     serde_json::from_value(json!({
@@ -25,7 +32,7 @@ fn set_image(image: &str) -> Patch<serde_json::Value> {
 #[tokio::test]
 async fn webhooks_mutate_and_deny_through_the_chain() {
     let sim = Sim::start().await.unwrap();
-    let installed = sim.install_webhook().await.unwrap();
+    let installed = testbed::install(&sim).await.unwrap();
     let deployments: Api<Deployment> = Api::namespaced(sim.client().unwrap(), "default");
 
     let err = deployments.create(&PostParams::default(), &podinfo("150")).await.unwrap_err();
@@ -90,7 +97,7 @@ fn canary_resource(version: &str) -> ApiResource {
 #[tokio::test]
 async fn canaries_are_served_in_both_versions_through_the_conversion_webhook() {
     let sim = Sim::start().await.unwrap();
-    let _installed = sim.install_webhook().await.unwrap();
+    let _installed = testbed::install(&sim).await.unwrap();
     let client = sim.client().unwrap();
     let beta: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &canary_resource("v1beta1"));
     let alpha: Api<DynamicObject> = Api::namespaced_with(client, "default", &canary_resource("v1alpha1"));
@@ -122,4 +129,37 @@ async fn canaries_are_served_in_both_versions_through_the_conversion_webhook() {
         "{}",
         status.message
     );
+}
+
+#[tokio::test]
+async fn our_crds_serve_typed_canaries() {
+    let sim = Sim::start().await.unwrap();
+    let client = sim.client().unwrap();
+    let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crds(&Target::default()) {
+        crd_api.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let established = crd_api.get("canaries.apisix-canary.dev").await.unwrap();
+    let conditions = established.status.unwrap().conditions.unwrap();
+    assert!(conditions.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+
+    let canaries: Api<Canary> = Api::namespaced(client, "default");
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/canaries/minimal.yaml")).unwrap();
+    let mut canary: Canary = serde_saphyr::from_str(&text).unwrap();
+    canary.metadata.namespace = None;
+    let created = canaries.create(&PostParams::default(), &canary).await.unwrap();
+    assert_eq!(created.spec, canary.spec);
+    let status = canaries
+        .patch_status(
+            "checkout",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Progressing", "canaryWeight": 10}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.status.unwrap().canary_weight, Some(10));
+    let listed = canaries.list(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    canaries.delete("checkout", &DeleteParams::default()).await.unwrap();
 }

@@ -1,11 +1,14 @@
-//! `apisix-canary sim`: the simulated cluster standalone, for kubectl and the demo.
+//! `apisix-canary sim`: the simulated cluster standalone, for kubectl, with our webhook
+//! server installed into it on request ([`crate::testbed`]).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 
-use crate::sim::{Options, Sim};
+use sim::{Options, Sim};
+
+use crate::testbed;
 
 #[derive(Debug, Args)]
 pub struct SimArgs {
@@ -25,7 +28,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let options = Options { prometheus: true, prometheus_bin: args.prometheus_bin.clone(), ..Options::default() };
     let sim = Sim::start_with(options).await.context("starting the simulated cluster")?;
     let webhook =
-        if args.with_webhook { Some(sim.install_webhook().await.context("installing the webhook")?) } else { None };
+        if args.with_webhook { Some(testbed::install(&sim).await.context("installing the webhook")?) } else { None };
     std::fs::write(&args.kubeconfig_out, sim.kubeconfig())
         .with_context(|| format!("writing {}", args.kubeconfig_out.display()))?;
     let path = std::fs::canonicalize(&args.kubeconfig_out).unwrap_or(args.kubeconfig_out.clone());

@@ -1,0 +1,436 @@
+//! The simulated kube-apiserver's HTTP surface: discovery, the REST verbs on every
+//! resource path, watches. `kube::Client` talks to it unchanged.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::cluster::{Cluster, Ctx, Patch, Written};
+use super::httpd::{Body, error_response, full, json_response};
+use super::resources::{Resource, Target};
+use super::selector::{FieldSelector, LabelSelector};
+use super::status::ApiError;
+use super::watch;
+
+/// The Kubernetes version the sim claims to be.
+pub const VERSION: (&str, &str) = ("1", "33");
+
+/// Shared by every request of one simulated API server.
+#[derive(Debug)]
+pub struct ApiServer {
+    pub cluster: Arc<Cluster>,
+    /// Fired to cut every open watch stream (clients must resume).
+    cuts: Mutex<CancellationToken>,
+    /// Fired once at shutdown.
+    pub stop: CancellationToken,
+}
+
+/// A parsed resource path.
+#[derive(Debug, Clone)]
+struct Path {
+    group: String,
+    version: String,
+    namespace: Option<String>,
+    plural: String,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+fn parse_path(path: &str) -> Option<Path> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match parts.as_slice() {
+        ["api", version, rest @ ..] => (String::new(), (*version).to_owned(), rest),
+        ["apis", group, version, rest @ ..] => ((*group).to_owned(), (*version).to_owned(), rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() && !matches!(rest, ["status" | "finalize"]) => {
+            (Some((*ns).to_owned()), rest)
+        }
+        _ => (None, rest),
+    };
+    let (plural, name, sub) = match rest {
+        [plural] => (*plural, None, None),
+        [plural, name] => (*plural, Some(*name), None),
+        [plural, name, sub] => (*plural, Some(*name), Some(*sub)),
+        _ => return None,
+    };
+    Some(Path {
+        group,
+        version,
+        namespace,
+        plural: plural.to_owned(),
+        name: name.map(str::to_owned),
+        sub: sub.map(str::to_owned),
+    })
+}
+
+fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    Some((decode(k)?, decode(v)?))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Percent-decoding of a query component (`+` is a space).
+fn decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl ApiServer {
+    pub fn new(cluster: Arc<Cluster>, stop: CancellationToken) -> Self {
+        Self { cluster, cuts: Mutex::new(CancellationToken::new()), stop }
+    }
+
+    /// Ends every open watch stream now; clients resume from their last version.
+    pub fn cut_watches(&self) {
+        let mut cuts = self.cuts.lock().unwrap_or_else(|p| p.into_inner());
+        cuts.cancel();
+        *cuts = CancellationToken::new();
+    }
+
+    fn cut_token(&self) -> CancellationToken {
+        self.cuts.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Answers one request.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_owned();
+        let method = req.method().clone();
+        let result = self.route(req).await;
+        let response = result.unwrap_or_else(|e| error_response(&e));
+        tracing::debug!(%method, path, status = response.status().as_u16(), "sim api request");
+        response
+    }
+
+    async fn route(self: &Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let path = req.uri().path().trim_end_matches('/').to_owned();
+        let resources = &self.cluster.resources;
+        match path.as_str() {
+            "/version" => {
+                let (major, minor) = VERSION;
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "major": major, "minor": minor, "gitVersion": format!("v{major}.{minor}.0-apisix-canary-sim"),
+                        "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+                        "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64",
+                    }),
+                ));
+            }
+            "/healthz" | "/livez" | "/readyz" => return Ok(Response::new(full("ok"))),
+            "/api" => {
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "kind": "APIVersions", "versions": ["v1"],
+                        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}],
+                    }),
+                ));
+            }
+            "/apis" => return Ok(json_response(StatusCode::OK, &resources.group_list())),
+            "/openapi/v3" => return Ok(json_response(StatusCode::OK, &super::openapi::root(resources))),
+            _ => {}
+        }
+        if let Some(gv) = path.strip_prefix("/openapi/v3/") {
+            return super::openapi::group_version(resources, gv)
+                .map(|doc| json_response(StatusCode::OK, &doc))
+                .ok_or_else(|| ApiError::NotFound { kind: "openapi".into(), name: gv.to_owned() });
+        }
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match parts.as_slice() {
+            ["api", version] => return discovery(resources.resource_list("", version)),
+            ["apis", group] => {
+                let list = resources.group_list();
+                let found = list["groups"].as_array().and_then(|g| g.iter().find(|g| g["name"] == *group)).cloned();
+                return match found {
+                    Some(mut g) => {
+                        g["kind"] = json!("APIGroup");
+                        g["apiVersion"] = json!("v1");
+                        Ok(json_response(StatusCode::OK, &g))
+                    }
+                    None => Err(ApiError::NotFound { kind: "groups".into(), name: (*group).into() }),
+                };
+            }
+            ["apis", group, version] => return discovery(resources.resource_list(group, version)),
+            _ => {}
+        }
+        let Some(p) = parse_path(&path) else {
+            return Err(ApiError::NotFound { kind: "paths".into(), name: path });
+        };
+        let resource = resources.find(&p.group, &p.version, &p.plural).ok_or_else(|| ApiError::NotFound {
+            kind: "resources".into(),
+            name: format!("{}/{}/{}", p.group, p.version, p.plural),
+        })?;
+        self.resource(req, p, resource).await
+    }
+
+    async fn resource(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        p: Path,
+        r: Resource,
+    ) -> Result<Response<Body>, ApiError> {
+        let q = query(&req);
+        let all_namespaces = r.namespaced && p.namespace.is_none();
+        let namespace = if r.namespaced { p.namespace.clone().unwrap_or_default() } else { String::new() };
+        let target = Target { resource: &r, version: &p.version, namespace: &namespace };
+        let mut ctx = Ctx::user("kubernetes-admin");
+        // The manager: ?fieldManager, else the User-Agent's product, as kube-apiserver does.
+        ctx.field_manager = match q.get("fieldManager") {
+            Some(m) => m.clone(),
+            None => {
+                let agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+                agent.split('/').next().unwrap_or("unknown").to_owned()
+            }
+        };
+        ctx.dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+        ctx.field_validation = super::builtin::FieldValidation::parse(q.get("fieldValidation").map(String::as_str));
+        let method = req.method().clone();
+        let as_table =
+            super::table::wanted(req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default());
+        let content_type =
+            req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        // kube-apiserver's limit on a request body.
+        let body = http_body_util::Limited::new(req.into_body(), 3 * 1024 * 1024)
+            .collect()
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?
+            .to_bytes();
+        let parse = |body: &Bytes| -> Result<Value, ApiError> {
+            let value: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::BadRequest(format!("the body of the request was in an unknown format: {e}")))?;
+            if value.is_object() {
+                Ok(value)
+            } else {
+                Err(ApiError::BadRequest(
+                    "the body of the request was in an unknown format: expected a JSON object".into(),
+                ))
+            }
+        };
+        let cluster = &self.cluster;
+        match (method, p.name.as_deref()) {
+            (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+                let (label, field) = selectors(&q)?;
+                let options = watch::Options {
+                    resource: r.clone(),
+                    version: p.version.clone(),
+                    namespace: (!all_namespaces).then(|| namespace.clone()),
+                    label,
+                    field,
+                    resource_version: q.get("resourceVersion").cloned().unwrap_or_default(),
+                    bookmarks: q.get("allowWatchBookmarks").is_some_and(|v| v == "true"),
+                    timeout: q.get("timeoutSeconds").and_then(|t| t.parse().ok()),
+                    send_initial_events: q.get("sendInitialEvents").is_some_and(|v| v == "true"),
+                    as_table,
+                };
+                let cut = self.cut_token();
+                watch::stream(cluster.clone(), options, cut, self.stop.clone())
+            }
+            (Method::GET, None) => {
+                let (label, field) = selectors(&q)?;
+                let (items, rv) = cluster.list(&target, all_namespaces, &label, &field).await?;
+                if as_table {
+                    return Ok(json_response(
+                        StatusCode::OK,
+                        &super::table::table(&r, &p.version, &items, &rv.to_string()),
+                    ));
+                }
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "kind": format!("{}List", r.kind),
+                        "apiVersion": r.api_version(&p.version),
+                        "metadata": {"resourceVersion": rv.to_string()},
+                        "items": items,
+                    }),
+                ))
+            }
+            (Method::GET, Some(name)) => {
+                let object = cluster.get(&target, name).await?;
+                let object = match p.sub.as_deref() {
+                    Some("scale") if r.scale.is_some() => super::cluster::scale_of(&r, &object),
+                    Some("status") | None if as_table => {
+                        let rv =
+                            object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
+                        super::table::table(&r, &p.version, std::slice::from_ref(&object), rv)
+                    }
+                    Some("status") | None => object,
+                    Some(other) => {
+                        return Err(ApiError::NotFound {
+                            kind: format!("{}/{other}", target.qualified()),
+                            name: name.into(),
+                        });
+                    }
+                };
+                Ok(json_response(StatusCode::OK, &object))
+            }
+            (Method::POST, None) => {
+                let written = cluster.create(&ctx, &target, parse(&body)?).await?;
+                Ok(written_response(StatusCode::CREATED, written))
+            }
+            (Method::PUT, Some(name)) => {
+                let written = cluster.replace(&ctx, &target, name, p.sub.as_deref(), parse(&body)?).await?;
+                Ok(written_response(StatusCode::OK, written))
+            }
+            (Method::PATCH, Some(name)) => {
+                let media = content_type.split(';').next().unwrap_or_default().trim();
+                let patch = match media {
+                    "application/merge-patch+json" => Patch::Merge(parse(&body)?),
+                    "application/strategic-merge-patch+json" => Patch::Strategic(parse(&body)?),
+                    "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+                        let text = std::str::from_utf8(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+                        let applied: Value = serde_saphyr::from_str(text)
+                            .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
+                        if !q.contains_key("fieldManager") {
+                            return Err(ApiError::BadRequest(
+                                "PATCH, application/apply-patch+yaml: fieldManager is required for apply requests"
+                                    .into(),
+                            ));
+                        }
+                        Patch::Apply(applied)
+                    }
+                    "application/json-patch+json" => Patch::Json(
+                        serde_json::from_slice(&body)
+                            .map_err(|e| ApiError::BadRequest(format!("invalid JSON patch: {e}")))?,
+                    ),
+                    other => {
+                        return Err(ApiError::UnsupportedMediaType(format!(
+                            "the body of the request was in an unknown format - accepted media types include: \
+                             application/json-patch+json, application/merge-patch+json, \
+                             application/strategic-merge-patch+json (got {other:?})"
+                        )));
+                    }
+                };
+                let written = cluster.patch(&ctx, &target, name, p.sub.as_deref(), &patch).await?;
+                Ok(written_response(StatusCode::OK, written))
+            }
+            (Method::DELETE, Some(name)) => {
+                let propagation = delete_options(&body, &q, &mut ctx)?;
+                let written = cluster.delete(&ctx, &target, name, &propagation).await?;
+                Ok(written_response(StatusCode::OK, written))
+            }
+            (Method::DELETE, None) => {
+                let (label, field) = selectors(&q)?;
+                let propagation = delete_options(&body, &q, &mut ctx)?;
+                let (items, _) = cluster.list(&target, all_namespaces, &label, &field).await?;
+                let mut deleted = Vec::new();
+                for item in items {
+                    let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    let namespace = item.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+                    let here = Target { namespace, ..target.clone() };
+                    deleted.push(cluster.delete(&ctx, &here, &name, &propagation).await?.object);
+                }
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"kind": format!("{}List", r.kind), "apiVersion": r.api_version(&p.version),
+                    "metadata": {}, "items": deleted}),
+                ))
+            }
+            (method, _) => {
+                Err(ApiError::MethodNotAllowed(format!("{method} is not supported on {}", target.qualified())))
+            }
+        }
+    }
+}
+
+/// `?labelSelector=` and `?fieldSelector=`.
+fn selectors(q: &HashMap<String, String>) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let label =
+        LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str)).map_err(ApiError::BadRequest)?;
+    let field =
+        FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str)).map_err(ApiError::BadRequest)?;
+    Ok((label, field))
+}
+
+/// A DELETE's options (body `DeleteOptions` or query): the propagation policy, and a
+/// dry run marked on `ctx`.
+fn delete_options(body: &Bytes, q: &HashMap<String, String>, ctx: &mut Ctx) -> Result<String, ApiError> {
+    let options: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
+    };
+    if options.pointer("/dryRun/0") == Some(&json!("All")) {
+        ctx.dry_run = true;
+    }
+    Ok(options["propagationPolicy"]
+        .as_str()
+        .or(q.get("propagationPolicy").map(String::as_str))
+        .unwrap_or("Background")
+        .to_owned())
+}
+
+fn discovery(list: Option<Value>) -> Result<Response<Body>, ApiError> {
+    list.map(|l| json_response(StatusCode::OK, &l))
+        .ok_or_else(|| ApiError::NotFound { kind: "groupversions".into(), name: String::new() })
+}
+
+/// The written object, with webhook warnings as `Warning` headers.
+fn written_response(code: StatusCode, written: Written) -> Response<Body> {
+    let code = if written.created { code } else { StatusCode::OK };
+    let mut response = json_response(code, &written.object);
+    for w in &written.warnings {
+        let text = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let p = parse_path("/apis/apps/v1/namespaces/test/deployments/podinfo/scale").unwrap();
+        assert_eq!(
+            (p.group.as_str(), p.namespace.as_deref(), p.plural.as_str()),
+            ("apps", Some("test"), "deployments")
+        );
+        assert_eq!((p.name.as_deref(), p.sub.as_deref()), (Some("podinfo"), Some("scale")));
+        let ns = parse_path("/api/v1/namespaces/test").unwrap();
+        assert_eq!((ns.plural.as_str(), ns.name.as_deref(), ns.namespace), ("namespaces", Some("test"), None));
+        let status = parse_path("/api/v1/namespaces/test/status").unwrap();
+        assert_eq!((status.plural.as_str(), status.sub.as_deref()), ("namespaces", Some("status")));
+        let all = parse_path("/api/v1/pods").unwrap();
+        assert_eq!((all.plural.as_str(), all.namespace), ("pods", None));
+        assert!(parse_path("/foo").is_none());
+        assert_eq!(decode("app%3Dweb%2Cenv+in+(a)").as_deref(), Some("app=web,env in (a)"));
+    }
+}

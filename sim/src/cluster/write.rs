@@ -1,0 +1,206 @@
+//! PUT and PATCH: the common write path with status and scale subresources, server
+//! owned metadata, generation, admission and optimistic concurrency.
+
+use serde_json::{Value, json};
+
+use super::{Cluster, Ctx, Patch, Written, meta, name_of, scale_of, spec_part};
+use crate::defaults;
+use crate::resources::Target;
+use crate::status::ApiError;
+use crate::store::{StoreError, rv_of};
+
+impl Cluster {
+    pub async fn replace(
+        &self,
+        ctx: &Ctx,
+        t: &Target<'_>,
+        name: &str,
+        sub: Option<&str>,
+        body: Value,
+    ) -> Result<Written, ApiError> {
+        let expected = rv_of(&body);
+        let written = body.clone();
+        self.write(ctx, t, name, sub, expected, Some(&written), "Update", |_| Ok(body)).await
+    }
+
+    /// PATCH: merge, JSON or strategic patch on the current object; retried on races.
+    pub async fn patch(
+        &self,
+        ctx: &Ctx,
+        t: &Target<'_>,
+        name: &str,
+        sub: Option<&str>,
+        patch: &Patch,
+    ) -> Result<Written, ApiError> {
+        for _ in 0..5 {
+            if let Patch::Apply(applied) = patch
+                && self.store.get(&t.key(name)).is_none()
+            {
+                let mut object = applied.clone();
+                match object.get_mut("metadata").and_then(Value::as_object_mut) {
+                    Some(meta) => {
+                        meta.insert("name".into(), json!(name));
+                    }
+                    None => return Err(ApiError::BadRequest("an applied configuration needs metadata".into())),
+                }
+                return self.create_as(ctx, t, object, "Apply").await;
+            }
+            let operation = if matches!(patch, Patch::Apply(_)) { "Apply" } else { "Update" };
+            // A patch naming a resourceVersion is a precondition: a conflict is final.
+            let precondition = patch.written().and_then(rv_of);
+            let result = self
+                .write(ctx, t, name, sub, precondition, patch.written(), operation, |current| {
+                    let mut doc = current.clone();
+                    match patch {
+                        Patch::Merge(p) => json_patch::merge(&mut doc, p),
+                        Patch::Strategic(_) if t.resource.crd.is_some() => {
+                            return Err(ApiError::UnsupportedMediaType(
+                                "strategic merge patch is not supported for custom resources: use a JSON merge patch"
+                                    .into(),
+                            ));
+                        }
+                        Patch::Apply(p) if t.resource.crd.is_some() => json_patch::merge(&mut doc, p),
+                        Patch::Strategic(p) | Patch::Apply(p) => {
+                            doc = crate::strategic::apply(&doc, p).map_err(|e| {
+                                ApiError::Invalid(format!(
+                                    "the server rejected our request due to an error in our request: {e}"
+                                ))
+                            })?;
+                        }
+                        Patch::Json(p) => json_patch::patch(&mut doc, &p.0).map_err(|e| {
+                            ApiError::Invalid(format!(
+                                "the server rejected our request due to an error in our request: {e}"
+                            ))
+                        })?,
+                    }
+                    Ok(doc)
+                })
+                .await;
+            match result {
+                Err(ApiError::Conflict { .. }) if precondition.is_none() => continue,
+                other => return other,
+            }
+        }
+        Err(ApiError::Conflict {
+            resource: t.qualified(),
+            name: name.into(),
+            message: "too many concurrent writes".into(),
+        })
+    }
+
+    /// The common path of PUT and PATCH.
+    #[allow(clippy::too_many_arguments)]
+    async fn write(
+        &self,
+        ctx: &Ctx,
+        t: &Target<'_>,
+        name: &str,
+        sub: Option<&str>,
+        expected: Option<u64>,
+        written: Option<&Value>,
+        operation: &str,
+        change: impl FnOnce(&Value) -> Result<Value, ApiError>,
+    ) -> Result<Written, ApiError> {
+        let r = t.resource;
+        let stored = self.store.get(&t.key(name)).ok_or_else(|| t.not_found(name))?;
+        let stored_rv = rv_of(&stored);
+        let current = self.to_version(r, (*stored).clone(), t.version).await?;
+        let view = match sub {
+            Some("scale") => scale_of(r, &current),
+            _ => current.clone(),
+        };
+        let changed = change(&view)?;
+        if !changed.is_object() || changed.get("metadata").is_some_and(|m| !m.is_object()) {
+            return Err(ApiError::BadRequest("the patched object is not an object with metadata".into()));
+        }
+        let mut object = match sub {
+            Some("status") => {
+                let mut o = current.clone();
+                o["status"] = changed.get("status").cloned().unwrap_or(Value::Null);
+                o
+            }
+            Some("scale") => {
+                let replicas = changed.pointer("/spec/replicas").cloned().unwrap_or(Value::Null);
+                let mut o = current.clone();
+                o["spec"]["replicas"] = replicas;
+                o
+            }
+            Some(other) => {
+                return Err(ApiError::NotFound { kind: format!("{}/{other}", t.qualified()), name: name.into() });
+            }
+            None => {
+                let mut o = changed;
+                if r.status {
+                    o["status"] = current.get("status").cloned().unwrap_or(Value::Null);
+                }
+                o
+            }
+        };
+        if object.get("status").is_some_and(Value::is_null) {
+            object.as_object_mut().map(|m| m.remove("status"));
+        }
+        if name_of(&object) != name {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                name_of(&object)
+            )));
+        }
+        // What the API server owns stays as it was.
+        let old_meta = current.get("metadata").cloned().unwrap_or_default();
+        let m = meta(&mut object);
+        for k in
+            ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace"]
+        {
+            match old_meta.get(k) {
+                Some(v) => m.insert(k.into(), v.clone()),
+                None => m.remove(k),
+            };
+        }
+        object["apiVersion"] = json!(r.api_version(t.version));
+        object["kind"] = json!(r.kind);
+        defaults::apply(&r.group, &r.kind, &mut object, || self.service_ip());
+        let mut decode_warnings = Vec::new();
+        self.decode(ctx, t, &mut object, Some(&mut decode_warnings))?;
+        let call = ctx.call("UPDATE", t, sub, name, Some(&current));
+        let mut warnings = self.admit(ctx, &call, &mut object).await?;
+        self.decode(ctx, t, &mut object, None)?;
+        self.check_schema(t, name, &mut object)?;
+        warnings.splice(0..0, decode_warnings);
+        let claimed = written.cloned().unwrap_or_else(|| object.clone());
+        crate::managed::record(&mut object, &ctx.field_manager, operation, sub.filter(|s| *s == "status"), &claimed);
+        if super::tracks_generation(r) && spec_part(r, &object) != spec_part(r, &current) {
+            let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+            meta(&mut object).insert("generation".into(), json!(generation));
+        }
+        let stored_new = super::storage_form(r, self.to_version(r, object, &r.storage_version).await?);
+        let stored_new = self.after_admission(r, stored_new, Some(&stored));
+        if ctx.dry_run {
+            let object = self.to_version(r, stored_new, t.version).await?;
+            return Ok(Written { object, warnings, created: false });
+        }
+        let expected = expected.or(stored_rv);
+        let saved = self.store.update(t.key(name), stored_new, expected).map_err(|e| match e {
+            StoreError::Conflict => ApiError::Conflict {
+                resource: t.qualified(),
+                name: name.into(),
+                message: StoreError::Conflict.to_string(),
+            },
+            StoreError::NotFound => t.not_found(name),
+            other => ApiError::Internal(other.to_string()),
+        })?;
+        // The last finalizer of an object being deleted is gone: it goes now.
+        let finalizers_empty =
+            saved.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty);
+        if saved.pointer("/metadata/deletionTimestamp").is_some() && finalizers_empty {
+            let _ = self.store.delete(&t.key(name));
+            self.on_deleted(r, &saved, "Background");
+        } else {
+            self.on_written(r, &saved);
+        }
+        let object = match sub {
+            Some("scale") => scale_of(r, &saved),
+            _ => self.to_version(r, (*saved).clone(), t.version).await?,
+        };
+        Ok(Written { object, warnings, created: false })
+    }
+}

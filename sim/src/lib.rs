@@ -1,0 +1,253 @@
+//! The simulated cluster: a kube-apiserver stand-in that `kube::Client` and kubectl
+//! talk to unchanged, the admission chain, workloads, an APISIX-like gateway, a load
+//! tester and a real Prometheus. Used by the `apisix-canary sim` command, the
+//! end-to-end tests and the benchmarks; never by `serve`.
+//!
+//! It imitates Kubernetes and APISIX from their documentation and code, and knows
+//! nothing of apisix-canary (which depends on it, never the reverse): a product installs
+//! itself like into a real cluster, by creating its objects ([`Sim::create`],
+//! [`Sim::apply_yaml`]) and saying where its webhook Service listens
+//! ([`Sim::register_service`]).
+//!
+//! ```text
+//!  kube::Client / kubectl ──HTTP──▶ apiserver ──▶ cluster ──▶ store (objects, rv, watch history)
+//!                                      │            └─▶ admission webhooks (HTTPS, caBundle)
+//!             workloads (Deployment → ReplicaSet → Pod → EndpointSlice) ◀── watch
+//!  load tester ──HTTP──▶ gateway (ApisixRoutes, weights) ──▶ podinfo-like endpoints
+//!                           └─ /apisix/prometheus/metrics ◀── Prometheus (scrapes every 1s)
+//! ```
+
+pub mod admission;
+pub mod apiserver;
+pub mod builtin;
+pub mod cluster;
+pub mod defaults;
+pub mod events;
+pub mod gateway;
+pub mod httpd;
+pub mod loadtest;
+pub mod managed;
+pub mod openapi;
+pub mod prometheus;
+pub mod resources;
+pub mod schema;
+pub mod selector;
+pub mod status;
+pub mod store;
+pub mod strategic;
+pub mod table;
+pub mod watch;
+pub mod workloads;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use self::apiserver::ApiServer;
+use self::cluster::{Cluster, Ctx};
+use self::resources::Target;
+use self::status::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot listen on {what}: {source}")]
+    Bind { what: &'static str, source: std::io::Error },
+    #[error("kube client: {0}")]
+    Client(String),
+    #[error("{context}: {source}")]
+    Api { context: String, source: ApiError },
+    #[error("{0}")]
+    Manifest(String),
+    #[error(transparent)]
+    Gateway(#[from] gateway::GatewayError),
+    #[error(transparent)]
+    LoadTest(#[from] loadtest::LoadTestError),
+    #[error(transparent)]
+    Prometheus(#[from] prometheus::PrometheusError),
+}
+
+/// APISIX's ApisixRoute CRD, installed at start as in a cluster running APISIX.
+const APISIX_ROUTE_CRD: &str = include_str!("apisix/apisixroute-crd.yaml");
+
+/// Namespaces every cluster starts with.
+const NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// What to start besides the API server, and how fast the simulated world moves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long a new pod takes to become ready.
+    pub pod_ready_delay: std::time::Duration,
+    /// Start a real Prometheus scraping the gateway (needs the `prometheus` binary).
+    pub prometheus: bool,
+    /// The Prometheus binary; by default the Debian package's.
+    pub prometheus_bin: Option<std::path::PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { pod_ready_delay: std::time::Duration::from_millis(200), prometheus: false, prometheus_bin: None }
+    }
+}
+
+/// A running simulated cluster. Everything stops when it is dropped.
+#[derive(Debug)]
+pub struct Sim {
+    pub cluster: Arc<Cluster>,
+    pub api: Arc<ApiServer>,
+    api_addr: SocketAddr,
+    gateway: gateway::Gateway,
+    loadtester: loadtest::LoadTester,
+    prometheus: Option<prometheus::Prometheus>,
+    stop: CancellationToken,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Sim {
+    /// Starts the API server on a free loopback port with the default namespaces.
+    pub async fn start() -> Result<Self, SimError> {
+        Self::start_with(Options::default()).await
+    }
+
+    /// Starts the cluster with `options`; every part on its own free loopback port.
+    pub async fn start_with(options: Options) -> Result<Self, SimError> {
+        let stop = CancellationToken::new();
+        // Whatever started stops again if a later part fails.
+        let guard = stop.clone().drop_guard();
+        let cluster = Arc::new(Cluster::default());
+        let api = Arc::new(ApiServer::new(cluster.clone(), stop.clone()));
+        let listener =
+            TcpListener::bind("127.0.0.1:0").await.map_err(|source| SimError::Bind { what: "api", source })?;
+        let api_addr = listener.local_addr().map_err(|source| SimError::Bind { what: "api", source })?;
+        {
+            let api = api.clone();
+            httpd::serve(listener, stop.clone(), move |req| api.clone().handle(req));
+        }
+        workloads::spawn(cluster.clone(), options.pod_ready_delay, stop.clone());
+        let gateway = gateway::spawn(cluster.clone(), stop.clone()).await?;
+        let loadtester = loadtest::spawn(gateway.addr, stop.clone()).await?;
+        let prometheus = if options.prometheus {
+            Some(prometheus::start(gateway.addr, options.prometheus_bin.as_deref()).await?)
+        } else {
+            None
+        };
+        let sim = Self { cluster, api, api_addr, gateway, loadtester, prometheus, stop };
+        for ns in NAMESPACES {
+            sim.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
+        }
+        sim.apply_yaml(APISIX_ROUTE_CRD).await?;
+        guard.disarm();
+        Ok(sim)
+    }
+
+    /// `http://127.0.0.1:<port>`: the API server.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    /// `http://127.0.0.1:<port>`: the APISIX-like gateway (and its `/apisix/prometheus/metrics`).
+    pub fn gateway_url(&self) -> String {
+        self.gateway.url()
+    }
+
+    /// The gateway itself: its address and current metrics.
+    pub fn gateway(&self) -> &gateway::Gateway {
+        &self.gateway
+    }
+
+    /// `http://127.0.0.1:<port>/`: the load tester's webhook endpoint.
+    pub fn loadtester_url(&self) -> String {
+        self.loadtester.url()
+    }
+
+    /// The load tester itself: requests sent, commands running.
+    pub fn loadtester(&self) -> &loadtest::LoadTester {
+        &self.loadtester
+    }
+
+    /// `http://127.0.0.1:<port>` of the real Prometheus, when started (`Options::prometheus`).
+    pub fn prometheus_url(&self) -> Option<String> {
+        self.prometheus.as_ref().map(prometheus::Prometheus::url)
+    }
+
+    /// The real Prometheus, when started: e.g. to wait for its first scrape.
+    pub fn prometheus(&self) -> Option<&prometheus::Prometheus> {
+        self.prometheus.as_ref()
+    }
+
+    /// A client for the API server, as `kube::Client::try_default` would build one.
+    pub fn client(&self) -> Result<kube::Client, SimError> {
+        let url = self.api_url().parse().map_err(|e: http::uri::InvalidUri| SimError::Client(e.to_string()))?;
+        let mut config = kube::Config::new(url);
+        config.default_namespace = "default".to_owned();
+        kube::Client::try_from(config).map_err(|e| SimError::Client(e.to_string()))
+    }
+
+    /// A kubeconfig for kubectl and other clients.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster:\n    server: {}\n\
+             contexts:\n- name: sim\n  context:\n    cluster: sim\n    user: admin\n    namespace: default\n\
+             current-context: sim\nusers:\n- name: admin\n  user:\n    token: sim\n",
+            self.api_url()
+        )
+    }
+
+    /// Where the Service `namespace/name` is served: webhook `clientConfig.service`
+    /// references to it are called at `addr` (a loopback address), with the Service's
+    /// DNS name (`name.namespace.svc`) as TLS server name.
+    pub fn register_service(&self, namespace: &str, name: &str, addr: SocketAddr) {
+        self.cluster.webhooks.register_service(namespace, name, addr);
+    }
+
+    /// Ends every open watch stream, as an API server restart or a load balancer would.
+    pub fn cut_watches(&self) {
+        self.api.cut_watches();
+    }
+
+    /// Creates an object as a user would (through admission), at its apiVersion.
+    pub async fn create(&self, object: Value) -> Result<Value, SimError> {
+        let api_version = object["apiVersion"].as_str().unwrap_or_default().to_owned();
+        let (group, version) = split_api_version(&api_version);
+        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+        let resource = self
+            .cluster
+            .resources
+            .by_kind(group, &kind)
+            .ok_or_else(|| SimError::Manifest(format!("no resource serves {group}/{version} {kind}")))?;
+        let namespace = if resource.namespaced {
+            object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_owned()
+        } else {
+            String::new()
+        };
+        let target = Target { resource: &resource, version, namespace: &namespace };
+        let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        self.cluster
+            .create(&Ctx::user("kubernetes-admin"), &target, object)
+            .await
+            .map(|w| w.object)
+            .map_err(|source| SimError::Api { context: format!("creating {kind} {namespace}/{name}"), source })
+    }
+
+    /// Creates every document of a YAML (or JSON) stream, in order.
+    pub async fn apply_yaml(&self, text: &str) -> Result<Vec<Value>, SimError> {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| SimError::Manifest(e.to_string()))?;
+        let mut out = Vec::new();
+        for doc in docs.into_iter().filter(|d| !d.is_null()) {
+            out.push(self.create(doc).await?);
+        }
+        Ok(out)
+    }
+}
+
+/// `apps/v1` → (`apps`, `v1`); `v1` → (``, `v1`).
+pub fn split_api_version(api_version: &str) -> (&str, &str) {
+    api_version.split_once('/').unwrap_or(("", api_version))
+}

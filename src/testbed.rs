@@ -1,0 +1,73 @@
+//! Our webhook server installed into the simulated cluster (the `sim` crate), the way a
+//! real install does it: a dev CA, the serving certificate for the Service DNS name, our
+//! CRDs and webhook configurations from [`manifests`] with that CA as `caBundle`. Used
+//! by `apisix-canary sim --with-webhook` and the end-to-end tests; never by `serve`.
+//! The sim knows nothing of us: this glue only uses its product-neutral API.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use sim::Sim;
+
+use crate::manifests::{self, DEFAULT_NAMESPACE, DEFAULT_SERVICE, Target};
+use crate::server::run::{Running, ServeConfig, start};
+use crate::tls::generate::{self, DevCerts};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("generating the webhook certificates: {0}")]
+    Certificates(#[from] rcgen::Error),
+    #[error("writing the webhook certificates: {0}")]
+    CertificateFiles(#[source] std::io::Error),
+    #[error("starting the webhook server: {0}")]
+    Server(String),
+    #[error("encoding {what}: {source}")]
+    Encode { what: String, source: serde_json::Error },
+    #[error("registering with the simulated cluster: {0}")]
+    Sim(#[from] sim::SimError),
+}
+
+/// The webhook server running for a sim, and where its certificate files are.
+#[derive(Debug)]
+pub struct Installed {
+    pub server: Running,
+    pub certs: DevCerts,
+    /// Holds the certificate files while the server re-reads them.
+    _dir: tempfile::TempDir,
+    pub cert_dir: PathBuf,
+}
+
+/// Starts our webhook server on loopback, maps the `apisix-canary` Service to it and
+/// applies our CRDs and webhook configurations with its CA bundle.
+pub async fn install(sim: &Sim) -> Result<Installed, InstallError> {
+    let names = generate::service_dns_names(DEFAULT_SERVICE, DEFAULT_NAMESPACE);
+    let certs = generate::generate(&names)?;
+    let dir = tempfile::tempdir().map_err(InstallError::CertificateFiles)?;
+    certs.write(dir.path()).map_err(InstallError::CertificateFiles)?;
+    let server = start_server(dir.path()).await?;
+    sim.register_service(DEFAULT_NAMESPACE, DEFAULT_SERVICE, server.addr);
+
+    sim.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DEFAULT_NAMESPACE}})).await?;
+    let target = Target { ca_bundle: Some(certs.ca_pem.clone().into_bytes()), ..Target::default() };
+    let mut objects: Vec<Value> = Vec::new();
+    for crd in manifests::crds(&target) {
+        objects.push(to_value("a CRD", &crd)?);
+    }
+    objects.push(to_value("the MutatingWebhookConfiguration", &manifests::mutating(&target))?);
+    objects.push(to_value("the ValidatingWebhookConfiguration", &manifests::validating(&target))?);
+    for object in objects {
+        sim.create(object).await?;
+    }
+    let cert_dir = dir.path().to_owned();
+    Ok(Installed { server, certs, _dir: dir, cert_dir })
+}
+
+/// The one call into the server's start-up, serving the certificate files of `cert_dir`.
+async fn start_server(cert_dir: &Path) -> Result<Running, InstallError> {
+    let config = ServeConfig::local(cert_dir.join(generate::CERT_FILE), cert_dir.join(generate::KEY_FILE));
+    start(&config).await.map_err(|e| InstallError::Server(e.to_string()))
+}
+
+fn to_value(what: &str, object: &impl serde::Serialize) -> Result<Value, InstallError> {
+    serde_json::to_value(object).map_err(|source| InstallError::Encode { what: what.to_owned(), source })
+}

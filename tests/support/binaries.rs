@@ -1,0 +1,17 @@
+//! Programs the tests drive: found, or a failure that says what is missing.
+
+use std::path::PathBuf;
+
+/// `/usr/bin/<name>` (where the Debian packages put them) or `<name>` on PATH; panics
+/// naming the program when it is neither, instead of failing somewhere further on.
+pub fn require_binary(name: &str) -> PathBuf {
+    let usr_bin = PathBuf::from("/usr/bin").join(name);
+    if usr_bin.is_file() {
+        return usr_bin;
+    }
+    let on_path = std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()));
+    on_path.unwrap_or_else(|| {
+        panic!("{name} not found at {} or on PATH: install it (.ci/run installs or checks for it)", usr_bin.display())
+    })
+}
