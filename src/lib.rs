@@ -11,13 +11,20 @@
 //! revisions) in its annotations, so the stable pods keep serving while the canary is
 //! analysed. The validating webhook rejects bad annotations with Kubernetes field errors.
 //!
-//! Modules: [`cli`] the commands; [`server`] the HTTPS webhook port and its router;
-//! [`admission`] the AdmissionReview protocol and the per-kind logic; [`api`] annotation
-//! keys, rules and field errors; [`release`] revisions and the lock; [`tls`] the
-//! reloading certificate store and dev certificates; [`admin`] `/live`, `/ready`,
-//! `/metrics`; [`metrics`]; [`telemetry`] logs; [`testbed`] our webhook server
-//! installed into the simulated cluster (the `sim` crate) for `apisix-canary sim` and
-//! the end-to-end tests.
+//! Modules:
+//! - [`release`]: the typed core. [`release::plan::Plan`] (the analysis, parsed once
+//!   from annotations or a Canary), [`release::lock`] (the lock on the Deployment and
+//!   every transition of it), [`release::revision::Revision`].
+//! - [`admission`]: the AdmissionReview protocol and thin per-kind handlers over
+//!   `release`; [`conversion`]: Canary v1beta1 <-> v1alpha1.
+//! - [`api`]: the resource types, annotation keys, the rules of each setting, field errors.
+//! - [`runtime`]: one metrics registry, cancellation, readiness gates and the admin port
+//!   for every component; [`server`] the HTTPS webhook component; [`tls`] the reloading
+//!   certificate store and dev certificates; [`admin`] `/live`, `/ready`, `/metrics`;
+//!   [`metrics`]; [`telemetry`] logs.
+//! - [`cli`] the commands; [`manifests`] the generated CRDs and webhook configurations;
+//!   [`testbed`] our webhook server installed into the simulated cluster (the `sim`
+//!   crate, which knows nothing of this one) for `apisix-canary sim` and the tests.
 
 pub mod admin;
 pub mod admission;

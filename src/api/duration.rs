@@ -123,3 +123,19 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod kube_duration {
+    /// Why we keep our parser rather than `kube::core::Duration`: kube's accepts an
+    /// empty string as zero and signs, and panics on values past `Duration::MAX`
+    /// (`Duration::mul_f64` in kube-core 5's `FromStr`). A webhook must answer such
+    /// input with a field error, never a panic.
+    #[test]
+    fn kube_core_duration_does_not_fit_admission() {
+        assert_eq!("".parse::<kube::core::Duration>().map(|d| d.is_negative()).ok(), Some(false));
+        assert!("-1s".parse::<kube::core::Duration>().is_ok_and(|d| d.is_negative()));
+        for s in ["", "-1s", "+1s", "99999999999999999999h"] {
+            assert!(super::parse(s).is_err(), "{s:?}");
+        }
+    }
+}
