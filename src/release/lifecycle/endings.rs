@@ -1,0 +1,205 @@
+//! How a release ends: promotion (the lock handed back in one write, then the native
+//! rolling update, then the route and the generated objects), rollback (route first),
+//! refusal, suspension, an end from outside (lock removed, template reverted) and a
+//! release that slipped past the webhook.
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::*;
+
+/// Hands the release to the native rolling update: one write unpauses the Deployment
+/// and drops the lock, naming the promoted revision.
+pub(super) fn promote(o: &Observed, canary: &Revision, now: Timestamp, message: String) -> Decision {
+    let lock = Lock { canary: Some(canary.clone()), ..o.target.lock.clone() };
+    let Some(outcome) = lock.promote() else { return Decision::idle() };
+    let status = Status {
+        phase: Some(Phase::Promoting),
+        applied: Some(canary.clone()),
+        since: Some(now),
+        message: Some(PROMOTING.to_owned()),
+        ..o.status.clone()
+    };
+    Decision::act(vec![
+        Action::WriteLock(outcome),
+        Action::SetStatus(status),
+        Action::Event { warning: false, message },
+    ])
+}
+
+/// After the promotion write: wait for the rolling update, then route to stable, then
+/// remove the generated objects.
+pub(super) fn promoting(o: &Observed, now: Timestamp) -> Decision {
+    let promoted = o.status.applied.clone();
+    if o.target.lock.held() && o.target.lock.canary != promoted {
+        // A newer release arrived during the promotion: it starts from here.
+        let status = Status { phase: Some(Phase::Succeeded), promoted, ..o.status.clone() };
+        return Decision::act(vec![Action::SetStatus(status)]);
+    }
+    if !o.target.rolled_out || Some(&o.target.revision) != promoted.as_ref() {
+        return Decision::wait(POLL);
+    }
+    if o.status.phase != Some(Phase::Finalising) {
+        let status = Status {
+            phase: Some(Phase::Finalising),
+            since: Some(now),
+            message: Some(FINALISING.to_owned()),
+            ..o.status.clone()
+        };
+        return Decision::act(vec![Action::RouteToStable, Action::SetStatus(status)]);
+    }
+    let status = Status {
+        phase: Some(Phase::Succeeded),
+        weight: 0,
+        failed_checks: 0,
+        iterations: 0,
+        promoted,
+        since: Some(now),
+        message: Some(SUCCEEDED.to_owned()),
+        ..o.status.clone()
+    };
+    Decision::Act {
+        actions: vec![
+            Action::RouteToStable,
+            Action::DeleteGenerated,
+            Action::SetStatus(status),
+            Action::Event { warning: false, message: format!("Promotion completed! Scaling down {}", o.id) },
+        ],
+        requeue: None,
+    }
+}
+
+/// Threshold reached (or an unrecoverable wait): traffic back to stable first, then the
+/// canary objects go, then the lock records the failure, then the status.
+pub(super) fn rollback(o: &Observed, now: Timestamp, why: Option<String>) -> Decision {
+    let reason = match (&why, &o.plan) {
+        (Some(why), _) => format!("Rolling back {} {why}", o.id),
+        (None, Ok(plan)) => format!("Rolling back {} failed checks threshold reached {}", o.id, plan.threshold),
+        (None, Err(_)) => format!("Rolling back {}", o.id),
+    };
+    let mut actions =
+        vec![Action::Event { warning: true, message: reason }, Action::RouteToStable, Action::DeleteGenerated];
+    actions.extend(o.target.lock.fail().map(Action::WriteLock));
+    actions.extend(failed_status(o, now, why));
+    Decision::Act { actions, requeue: None }
+}
+
+/// A rollback that stopped after its lock write: the same steps again, all idempotent.
+pub(super) fn rolled_back(o: &Observed, now: Timestamp) -> Decision {
+    let mut actions = vec![Action::RouteToStable, Action::DeleteGenerated];
+    actions.extend(failed_status(o, now, None));
+    Decision::Act { actions, requeue: None }
+}
+
+/// The last writes of a rollback: the status, then the event.
+pub(super) fn failed_status(o: &Observed, now: Timestamp, why: Option<String>) -> [Action; 2] {
+    let status = Status {
+        phase: Some(Phase::Failed),
+        weight: 0,
+        failed_checks: 0,
+        iterations: 0,
+        failed: o.status.applied.clone(),
+        since: Some(now),
+        message: Some(why.map_or_else(|| FAILED.to_owned(), |w| format!("{FAILED} {w}"))),
+        ..o.status.clone()
+    };
+    [
+        Action::SetStatus(status),
+        Action::Event { warning: true, message: format!("Canary failed! Scaling down {}", o.id) },
+    ]
+}
+
+/// A release that cannot run: say why once, leave nothing behind, keep the Deployment
+/// paused on its stable pods. It starts when the cause is fixed.
+pub(super) fn refuse(o: &Observed, now: Timestamp, why: &str) -> Decision {
+    let mut actions = vec![Action::RouteToStable, Action::DeleteGenerated];
+    let message = format!("{REFUSED} {why}");
+    if o.status.message.as_deref() != Some(&message) || o.status.phase != Some(Phase::Failed) {
+        let status = Status {
+            phase: Some(Phase::Failed),
+            weight: 0,
+            applied: None,
+            since: Some(now),
+            message: Some(message),
+            ..o.status.clone()
+        };
+        actions.push(Action::SetStatus(status));
+        actions.push(Action::Event { warning: true, message: format!("Halt {} release refused: {why}", o.id) });
+    }
+    Decision::Act { actions, requeue: Some(Duration::from_secs(10)) }
+}
+
+pub(super) fn suspended(o: &Observed, now: Timestamp) -> Decision {
+    if o.status.message.as_deref() == Some(SUSPENDED) {
+        return Decision::idle();
+    }
+    let status = Status { since: Some(now), message: Some(SUSPENDED.to_owned()), ..o.status.clone() };
+    Decision::Act {
+        actions: vec![
+            Action::SetStatus(status),
+            Action::Event { warning: false, message: "skipping canary run as object is suspended".to_owned() },
+        ],
+        requeue: None,
+    }
+}
+
+/// The lock went away during a release without our promotion: the user released
+/// control, cancelled by reverting, or opted out. Traffic back, objects gone.
+pub(super) fn ended_outside(o: &Observed, now: Timestamp) -> Decision {
+    let cancelled = o.status.promoted.as_ref() == Some(&o.target.revision) && !o.target.paused;
+    let (message, event) = if cancelled {
+        (CANCELLED.to_owned(), format!("Release of {} cancelled: the template is back at the stable revision", o.id))
+    } else {
+        (
+            RELEASED.to_owned(),
+            format!(
+                "Release of {} ended: the lock was removed; the Deployment stays paused until you resume it \
+                 (kubectl rollout resume)",
+                o.id
+            ),
+        )
+    };
+    let status = Status {
+        phase: Some(Phase::Initialized),
+        weight: 0,
+        failed_checks: 0,
+        iterations: 0,
+        applied: None,
+        since: Some(now),
+        message: Some(message),
+        ..o.status.clone()
+    };
+    Decision::Act {
+        actions: vec![
+            Action::RouteToStable,
+            Action::DeleteGenerated,
+            Action::SetStatus(status),
+            Action::Event { warning: true, message: event },
+        ],
+        requeue: None,
+    }
+}
+
+/// Not locked and idle: a template that changed without the webhook (it was down and
+/// failurePolicy is Ignore) is reported, never silent, and becomes the stable revision.
+pub(super) fn adopt_untracked(o: &Observed, now: Timestamp) -> Decision {
+    let stable = o.status.promoted.as_ref();
+    if stable.is_none_or(|s| *s == o.target.revision) || o.target.promoted.as_ref() == Some(&o.target.revision) {
+        return Decision::idle();
+    }
+    let why = format!(
+        "revision {} of {} rolled out without analysis: the release was not intercepted (was the webhook down? \
+         its failurePolicy is Ignore)",
+        o.target.revision, o.id
+    );
+    let status = Status {
+        phase: Some(Phase::Failed),
+        promoted: Some(o.target.revision.clone()),
+        since: Some(now),
+        message: Some(format!("{NOT_INTERCEPTED} {why}")),
+        ..o.status.clone()
+    };
+    Decision::Act {
+        actions: vec![Action::SetStatus(status), Action::Event { warning: true, message: why }],
+        requeue: None,
+    }
+}

@@ -1,0 +1,393 @@
+//! Tick-by-tick tables of `decide`, no I/O: a small model of the cluster applies the
+//! actions, a fake clock moves, and the events and end states are asserted.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use serde_json::json;
+
+use super::*;
+use crate::release::lock::Transition;
+use crate::release::plan::OptIn;
+
+const ID: &str = "podinfo.test";
+
+fn rev(tag: &str) -> Revision {
+    Revision::of_template(&json!({"spec": {"containers": [{"image": format!("stefanprodan/podinfo:{tag}")}]}}))
+}
+
+fn plan(extra: &[(&str, &str)]) -> Plan {
+    let mut ann: BTreeMap<String, String> = [
+        ("apisix-canary.dev/route", "podinfo"),
+        ("apisix-canary.dev/interval", "10s"),
+        ("apisix-canary.dev/threshold", "3"),
+        ("apisix-canary.dev/progress-deadline-seconds", "60"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    ann.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    match Plan::from_annotations("podinfo", &ann) {
+        Ok((OptIn::Inline(plan), _)) => plan,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The cluster as the lifecycle sees it, changed only by actions and by time.
+struct World {
+    o: Observed,
+    now: Timestamp,
+    events: Vec<String>,
+    /// Every action carried out, in order.
+    log: Vec<Action>,
+    /// The halt message of each interval's checks, by canary weight: `None` passes.
+    halt: fn(u32) -> Option<String>,
+}
+
+impl World {
+    fn new(plan: Plan) -> Self {
+        let o = Observed {
+            id: ID.to_owned(),
+            plan: Ok(plan),
+            status: Status::default(),
+            target: Target {
+                lock: Lock::default(),
+                promoted: None,
+                revision: rev("6.0.0"),
+                paused: false,
+                replicas: 2,
+                rolled_out: true,
+                active_replica_sets: 1,
+            },
+            canary: None,
+            route_weight: None,
+            refusal: None,
+            checks: None,
+        };
+        let now = Timestamp::from_second(1_700_000_000).unwrap();
+        Self { o, now, events: Vec::new(), log: Vec::new(), halt: |_| None }
+    }
+
+    /// Started and initialized, then `kubectl set image` as the webhook handles it.
+    fn released(plan: Plan, tag: &str) -> Self {
+        let mut w = Self::new(plan);
+        w.run(5);
+        assert_eq!(w.o.status.phase, Some(Phase::Initialized));
+        w.set_image(tag);
+        w
+    }
+
+    /// What the webhook does for `kubectl set image`: pause and lock.
+    fn set_image(&mut self, tag: &str) {
+        let new = rev(tag);
+        let t = &mut self.o.target;
+        let stable = t.lock.stable.clone().unwrap_or_else(|| t.revision.clone());
+        t.lock = Lock { stable: Some(stable), canary: Some(new.clone()), failed: t.lock.failed.clone(), retry: None };
+        t.revision = new;
+        t.paused = true;
+        t.rolled_out = false;
+    }
+
+    fn apply(&mut self, action: &Action) {
+        self.log.push(action.clone());
+        match action {
+            Action::ApplyCanary { replicas } => {
+                let ready = self.o.canary.filter(|c| c.current).map_or(0, |c| c.ready.min(*replicas));
+                self.o.canary = Some(CanaryPods { replicas: *replicas, ready, current: true });
+            }
+            Action::SetWeight(w) => self.o.route_weight = Some(*w),
+            Action::RouteToStable => {
+                if self.o.route_weight.is_some() {
+                    self.o.route_weight = Some(0);
+                }
+            }
+            Action::DeleteGenerated => {
+                assert!(self.o.route_weight.is_none_or(|w| w == 0), "canary deleted while routed: {:?}", self.log);
+                self.o.canary = None;
+                self.o.route_weight = None;
+            }
+            Action::WriteLock(outcome) => {
+                self.o.target.lock = outcome.lock.clone();
+                self.o.target.paused = outcome.paused;
+                if let Transition::Promoted { revision } = &outcome.transition {
+                    self.o.target.promoted = Some(revision.clone());
+                }
+            }
+            Action::SetStatus(status) => self.o.status = status.clone(),
+            Action::Event { message, .. } => self.events.push(message.clone()),
+        }
+    }
+
+    /// One reconcile that crashes after `keep` actions; checks are run when asked for.
+    fn step_partial(&mut self, keep: usize) -> Option<Duration> {
+        self.o.checks = None;
+        let mut decision = decide(&self.o, self.now);
+        if decision == Decision::RunChecks {
+            let halt = (self.halt)(self.o.status.weight);
+            self.o.checks = Some(vec![Check { metric: "request-success-rate".into(), value: Some(99.9), halt }]);
+            decision = decide(&self.o, self.now);
+            assert_ne!(decision, Decision::RunChecks, "checks were given");
+        }
+        let Decision::Act { actions, requeue } = decision else { unreachable!() };
+        for a in actions.iter().take(keep) {
+            self.apply(a);
+        }
+        requeue
+    }
+
+    fn step(&mut self) -> Option<Duration> {
+        self.step_partial(usize::MAX)
+    }
+
+    /// The cluster moves on: pods become ready, unpaused rollouts finish.
+    fn settle(&mut self) {
+        if let Some(c) = &mut self.o.canary {
+            c.ready = c.replicas;
+        }
+        if !self.o.target.paused {
+            self.o.target.rolled_out = true;
+        }
+    }
+
+    /// Reconciles until nothing is requeued.
+    fn run(&mut self, max_steps: usize) {
+        for _ in 0..max_steps {
+            let requeue = self.step();
+            self.settle();
+            match requeue {
+                Some(d) => self.now += d,
+                None => return,
+            }
+        }
+        panic!("no end after {max_steps} steps: {:?}\n{:?}", self.events, self.o.status);
+    }
+
+    fn tick(&mut self, n: usize, every: Duration) {
+        for _ in 0..n {
+            self.step();
+            self.settle();
+            self.now += every;
+        }
+    }
+}
+
+fn halting(_: u32) -> Option<String> {
+    Some("Halt podinfo.test advancement success rate 26.76% < 99%".into())
+}
+
+#[test]
+fn act1_promotes_through_every_step() {
+    let mut w = World::released(plan(&[]), "6.0.1");
+    w.run(100);
+    let advances: Vec<String> = w.events.iter().filter(|e| e.starts_with("Advance")).cloned().collect();
+    let want: Vec<String> = [10, 20, 30, 40, 50].iter().map(|n| format!("Advance {ID} canary weight {n}")).collect();
+    assert_eq!(advances, want);
+    assert_eq!(w.events[0], "Initialization done! podinfo.test");
+    assert_eq!(w.events[1], "New revision detected! Scaling up podinfo.test");
+    assert!(w.events.contains(&"Starting canary analysis for podinfo.test".to_owned()), "{:?}", w.events);
+    assert_eq!(w.events.last().unwrap(), "Promotion completed! Scaling down podinfo.test");
+    assert_eq!(w.o.status.phase, Some(Phase::Succeeded));
+    assert_eq!(w.o.status.promoted, Some(rev("6.0.1")));
+    assert!(!w.o.target.lock.held() && !w.o.target.paused, "promoted: unpaused, lock dropped");
+    assert_eq!((w.o.canary, w.o.route_weight), (None, None), "generated objects gone");
+    // The lock is dropped and the Deployment unpaused in one write, before the route goes back.
+    let promote = w.log.iter().position(|a| matches!(a, Action::WriteLock(o) if !o.paused)).unwrap();
+    let to_stable = w.log.iter().rposition(|a| matches!(a, Action::RouteToStable)).unwrap();
+    assert!(promote < to_stable);
+}
+
+#[test]
+fn canary_replicas_follow_the_weight_and_grow_before_it() {
+    let mut w = World::new(plan(&[]));
+    w.o.target.replicas = 10;
+    w.run(5);
+    w.set_image("6.0.1");
+    w.run(100);
+    let mut size = 0;
+    for a in &w.log {
+        match a {
+            Action::ApplyCanary { replicas } => size = *replicas,
+            Action::SetWeight(weight) if *weight > 0 => {
+                assert!(size >= canary_replicas(10, *weight), "weight {weight} with {size} pods")
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(size, 5, "50% of 10 stable replicas");
+    assert_eq!([canary_replicas(2, 10), canary_replicas(10, 25), canary_replicas(3, 50)], [1, 3, 2]);
+}
+
+#[test]
+fn act2_rolls_back_at_the_threshold_route_first() {
+    let mut w = World::released(plan(&[]), "6.0.2");
+    w.halt = halting;
+    w.run(100);
+    let halts = w.events.iter().filter(|e| e.contains("success rate 26.76% < 99%")).count();
+    assert_eq!(halts, 3, "threshold 3: {:?}", w.events);
+    let tail: Vec<&str> = w.events.iter().rev().take(2).rev().map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        ["Rolling back podinfo.test failed checks threshold reached 3", "Canary failed! Scaling down podinfo.test"]
+    );
+    assert_eq!(w.o.status.phase, Some(Phase::Failed));
+    assert_eq!(w.o.status.failed, Some(rev("6.0.2")));
+    assert!(w.o.target.lock.is_failed() && w.o.target.paused, "stays paused on the failed template");
+    let at = |f: fn(&Action) -> bool| w.log.iter().rposition(f).unwrap();
+    let route = at(|a| matches!(a, Action::RouteToStable));
+    let delete = at(|a| matches!(a, Action::DeleteGenerated));
+    let lock = at(|a| matches!(a, Action::WriteLock(_)));
+    assert!(route < delete && delete < lock, "route to stable, then delete, then record: {:?}", w.log);
+    // Nothing starts again on its own.
+    assert_eq!(decide(&w.o, w.now), Decision::idle());
+}
+
+#[test]
+fn a_crash_after_any_action_resumes_to_the_same_end() {
+    for (halt, end) in [(None, Phase::Succeeded), (Some(halting as fn(u32) -> Option<String>), Phase::Failed)] {
+        let fresh = || {
+            let mut w = World::released(plan(&[]), "6.0.1");
+            if let Some(h) = halt {
+                w.halt = h;
+            }
+            w
+        };
+        let total = {
+            let mut w = fresh();
+            let before = w.log.len();
+            w.run(100);
+            w.log.len() - before
+        };
+        for crash_at in 0..total {
+            let mut w = fresh();
+            let start = w.log.len();
+            // Run clean until the crash point, then crash in the middle of a reconcile.
+            loop {
+                let done = w.log.len() - start;
+                let requeue = w.step_partial(crash_at + 1 - done);
+                w.settle();
+                w.now += requeue.unwrap_or(Duration::from_secs(1));
+                if w.log.len() - start > crash_at {
+                    break;
+                }
+            }
+            w.run(100);
+            assert_eq!(w.o.status.phase, Some(end), "crash after action {crash_at}: {:?}", w.events);
+            assert_eq!((w.o.canary, w.o.route_weight), (None, None), "crash after action {crash_at}");
+            let advances: Vec<&String> = w.events.iter().filter(|e| e.starts_with("Advance")).collect();
+            let unique: std::collections::BTreeSet<&&String> = advances.iter().collect();
+            assert_eq!(unique.len(), advances.len(), "crash after action {crash_at}: advanced twice: {:?}", w.events);
+            if end == Phase::Succeeded {
+                assert_eq!(w.o.status.promoted, Some(rev("6.0.1")));
+                assert!(advances.len() >= 4, "crash after action {crash_at}: steps skipped: {:?}", w.events);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_new_revision_mid_analysis_restarts_it() {
+    let mut w = World::released(plan(&[]), "6.0.1");
+    w.tick(6, Duration::from_secs(10));
+    assert!(w.o.status.weight > 0, "{:?}", w.events);
+    w.set_image("6.0.2");
+    assert!(w.step().is_some());
+    assert_eq!(w.o.status.weight, 0);
+    assert_eq!(w.o.status.applied, Some(rev("6.0.2")));
+    assert_eq!(w.o.route_weight, Some(0), "traffic back to stable while the new canary starts");
+    assert_eq!(w.events.last().unwrap(), "New revision detected! Restarting analysis for podinfo.test");
+    w.run(100);
+    assert_eq!(w.o.status.promoted, Some(rev("6.0.2")));
+}
+
+#[test]
+fn a_revert_to_stable_cancels_and_a_removed_lock_ends_safely() {
+    for cancel in [true, false] {
+        let mut w = World::released(plan(&[]), "6.0.1");
+        w.tick(4, Duration::from_secs(10));
+        // What the webhook leaves: a cancel unpauses on the stable template; a removed
+        // lock leaves the Deployment paused.
+        w.o.target.lock = Lock::default();
+        if cancel {
+            w.o.target.revision = rev("6.0.0");
+            w.o.target.paused = false;
+        }
+        w.run(10);
+        assert_eq!(w.o.status.phase, Some(Phase::Initialized));
+        assert_eq!((w.o.canary, w.o.route_weight), (None, None));
+        let last = w.events.last().unwrap();
+        assert!(if cancel { last.contains("cancelled") } else { last.contains("kubectl rollout resume") }, "{last}");
+        assert_eq!(w.o.target.paused, !cancel);
+    }
+}
+
+#[test]
+fn refusals_say_why_once_and_leave_nothing_behind() {
+    let mut w = World::released(plan(&[]), "6.0.1");
+    w.o.refusal = Some("ApisixRoute test/podinfo has no rule whose single backend is Service podinfo".into());
+    w.step();
+    w.step();
+    let refused = w.events.iter().filter(|e| e.contains("refused")).count();
+    assert_eq!(refused, 1, "{:?}", w.events);
+    assert_eq!(w.o.status.phase, Some(Phase::Failed));
+    assert!(w.o.status.message.as_deref().unwrap().contains("no rule whose single backend"));
+    assert_eq!((w.o.canary, w.o.route_weight), (None, None));
+    assert!(w.o.target.paused && w.o.target.lock.held(), "the stable pods keep serving, paused");
+    // Fixed: the release starts.
+    w.o.refusal = None;
+    w.run(100);
+    assert_eq!(w.o.status.phase, Some(Phase::Succeeded));
+
+    let mut w = World::released(plan(&[]), "6.0.1");
+    w.o.plan = Err("metadata.annotations[apisix-canary.dev/max-weight]: Invalid value: \"150\"".into());
+    w.step();
+    assert!(w.o.status.message.as_deref().unwrap().contains("invalid analysis settings"), "{:?}", w.o.status);
+
+    let mut w = World::released(plan(&[]), "6.0.1");
+    w.o.target.active_replica_sets = 2;
+    w.step();
+    assert!(w.o.status.message.as_deref().unwrap().contains("2 active ReplicaSets"), "{:?}", w.o.status);
+}
+
+#[test]
+fn a_canary_that_never_gets_ready_rolls_back_at_the_deadline() {
+    let mut w = World::released(plan(&[]), "6.0.1");
+    for _ in 0..70 {
+        w.step();
+        w.now += Duration::from_secs(1);
+    }
+    assert_eq!(w.o.status.phase, Some(Phase::Failed));
+    let want = "Rolling back podinfo.test progress deadline exceeded canary deployment podinfo-canary.test not \
+                ready: waiting for rollout to finish: 0 of 1 (readyThreshold 100%) updated replicas are available";
+    assert!(w.events.iter().any(|e| e == want), "{:?}", w.events);
+}
+
+#[test]
+fn skip_analysis_promotes_at_once_and_suspend_stops_acting() {
+    let mut w = World::released(plan(&[("apisix-canary.dev/skip-analysis", "true")]), "6.0.1");
+    w.run(20);
+    assert_eq!(w.o.status.phase, Some(Phase::Succeeded));
+    assert!(w.events.contains(&"Promotion completed! Canary analysis was skipped for podinfo.test".to_owned()));
+    assert!(!w.log.iter().any(|a| matches!(a, Action::ApplyCanary { .. })), "no canary copies were made");
+
+    let mut p = plan(&[]);
+    p.suspend = true;
+    let mut w = World::released(p, "6.0.1");
+    w.step();
+    w.step();
+    assert_eq!(w.events.iter().filter(|e| e.contains("suspended")).count(), 1);
+    assert_eq!(w.o.canary, None);
+}
+
+#[test]
+fn a_release_that_slipped_past_the_webhook_is_reported() {
+    let mut w = World::new(plan(&[]));
+    w.run(5);
+    // The webhook was down: the template changed and rolled out, no lock.
+    w.o.target.revision = rev("6.0.3");
+    w.step();
+    assert_eq!(w.o.status.phase, Some(Phase::Failed));
+    assert!(w.events.last().unwrap().contains("was not intercepted"), "{:?}", w.events);
+    assert_eq!(w.o.status.promoted, Some(rev("6.0.3")), "adopted as the stable revision");
+    assert_eq!(decide(&w.o, w.now), Decision::idle(), "reported once");
+}
