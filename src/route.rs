@@ -2,8 +2,8 @@
 //! serves the Service, raised above it, splitting traffic stable `100-w` / canary `w`.
 //!
 //! ```text
-//!  user's route  podinfo             rule method, priority p:  podinfo:80
-//!  ours          podinfo-podinfo-canary  rule method, priority p+1: podinfo:80 w=80, podinfo-canary:80 w=20
+//!  user's: podinfo                 rule method, priority p     podinfo:80
+//!  ours:   podinfo-podinfo-canary  rule method, priority p+1   podinfo:80 w=80, podinfo-canary:80 w=20
 //! ```
 //!
 //! The user's route is never modified, so it keeps serving if ours is deleted. Pure
@@ -93,7 +93,11 @@ pub fn find_rule(route: &ApisixRoute, service: &str) -> Result<usize, RouteError
             let found = if rules.is_empty() {
                 "no http rules".to_owned()
             } else {
-                rules.iter().map(|r| format!("rule {} -> [{}]", r.name, targets(r).join(", "))).collect::<Vec<_>>().join("; ")
+                rules
+                    .iter()
+                    .map(|r| format!("rule {} -> [{}]", r.name, targets(r).join(", ")))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             };
             Err(RouteError::NoRule { route: route_id(route), service: service.to_owned(), found })
         }
@@ -184,10 +188,10 @@ pub fn weights(route: &ApisixRoute, canary_service: &str) -> Option<(u32, u32)> 
 /// without it comes back unchanged (and [`weights`] reads `None` from it).
 pub fn with_weight(route: &ApisixRoute, canary_service: &str, weight: u32) -> ApisixRoute {
     let mut route = route.clone();
-    if let Some(i) = canary_rule(&route, canary_service) {
-        if let Some(rule) = route.spec.http.as_mut().and_then(|r| r.get_mut(i)) {
-            set_weights(rule, canary_service, weight);
-        }
+    if let Some(i) = canary_rule(&route, canary_service)
+        && let Some(rule) = route.spec.http.as_mut().and_then(|r| r.get_mut(i))
+    {
+        set_weights(rule, canary_service, weight);
     }
     route
 }

@@ -8,8 +8,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 
 fn fixture<T: serde::de::DeserializeOwned>(path: &str) -> T {
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path))
+            .unwrap();
     serde_saphyr::from_str(&text).unwrap()
 }
 
@@ -145,7 +146,15 @@ fn generated_route_copies_only_the_matched_rule_with_all_its_settings() {
     let backends = copy.backends.as_ref().unwrap();
     let shape: Vec<_> = backends
         .iter()
-        .map(|b| (b.service_name.as_str(), b.service_port.clone(), b.resolve_granularity.as_deref(), b.subset.as_deref(), b.weight))
+        .map(|b| {
+            (
+                b.service_name.as_str(),
+                b.service_port.clone(),
+                b.resolve_granularity.as_deref(),
+                b.subset.as_deref(),
+                b.weight,
+            )
+        })
         .collect();
     let http = Some(IntOrString::String("http".into()));
     assert_eq!(

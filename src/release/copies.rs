@@ -63,7 +63,7 @@ pub enum CopyError {
     CanaryNotSelected { service: String, canary: String, selector: String, pods: String },
 }
 
-/// The first [`HASH_LEN`] hex characters of the SHA-256 of `s`: stable across versions and
+/// The first 10 hex characters of the SHA-256 of `s`: stable across versions and
 /// processes, so a resumed controller finds the objects it named.
 pub fn short_hash(s: &str) -> String {
     Sha256::digest(s.as_bytes()).iter().take(HASH_LEN / 2).map(|b| format!("{b:02x}")).collect()
