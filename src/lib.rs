@@ -34,6 +34,7 @@ pub mod conversion;
 pub mod manifests;
 pub mod metrics;
 pub mod release;
+pub mod route;
 pub mod runtime;
 pub mod server;
 pub mod telemetry;
