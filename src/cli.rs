@@ -1,7 +1,6 @@
 //! The command line: `serve` and `certs`. Every flag is also an `APISIX_CANARY_*`
 //! environment variable; defaults live here, once.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,19 +8,14 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::server::run::{ServeConfig, start};
 use crate::tls::generate;
 
 mod revision;
+mod serve;
 mod sim;
 
-const DEFAULT_ADDR: &str = "0.0.0.0:8443";
-const DEFAULT_ADMIN_ADDR: &str = "0.0.0.0:8080";
-const DEFAULT_TLS_CERT: &str = "certs/tls.crt";
-const DEFAULT_TLS_KEY: &str = "certs/tls.key";
-const DEFAULT_RELOAD_INTERVAL: &str = "10s";
-const DEFAULT_DRAIN_TIMEOUT: &str = "25s";
-const DEFAULT_SHUTDOWN_DELAY: &str = "5s";
+pub use self::serve::ServeArgs;
+
 
 #[derive(Debug, Parser)]
 #[command(name = "apisix-canary", version, about = "Canary releases for Kubernetes services behind Apache APISIX")]
@@ -96,34 +90,6 @@ pub struct RevisionArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// HTTPS address of the webhook paths.
-    #[arg(long, env = "APISIX_CANARY_ADDR", default_value = DEFAULT_ADDR)]
-    pub addr: SocketAddr,
-    /// Plain-HTTP address of /live, /ready and /metrics.
-    #[arg(long, env = "APISIX_CANARY_ADMIN_ADDR", default_value = DEFAULT_ADMIN_ADDR)]
-    pub admin_addr: SocketAddr,
-    /// PEM certificate chain served on --addr.
-    #[arg(long, env = "APISIX_CANARY_TLS_CERT", default_value = DEFAULT_TLS_CERT)]
-    pub tls_cert: PathBuf,
-    /// PEM private key of --tls-cert.
-    #[arg(long, env = "APISIX_CANARY_TLS_KEY", default_value = DEFAULT_TLS_KEY)]
-    pub tls_key: PathBuf,
-    /// How often the certificate files are re-read (a Go duration: 10s, 1m).
-    #[arg(long, env = "APISIX_CANARY_TLS_RELOAD_INTERVAL", default_value = DEFAULT_RELOAD_INTERVAL, value_parser = parse_positive_duration)]
-    pub tls_reload_interval: Duration,
-    /// After SIGTERM, how long to keep serving with /ready false before closing the port.
-    #[arg(long, env = "APISIX_CANARY_SHUTDOWN_DELAY", default_value = DEFAULT_SHUTDOWN_DELAY, value_parser = parse_duration)]
-    pub shutdown_delay: Duration,
-    /// How long in-flight requests may take to finish after SIGTERM.
-    #[arg(long, env = "APISIX_CANARY_DRAIN_TIMEOUT", default_value = DEFAULT_DRAIN_TIMEOUT, value_parser = parse_duration)]
-    pub drain_timeout: Duration,
-    /// Serve the webhooks only, without talking to any cluster.
-    #[arg(long, env = "APISIX_CANARY_WEBHOOK_ONLY")]
-    pub webhook_only: bool,
-}
-
-#[derive(Debug, Args)]
 pub struct CertsArgs {
     /// Directory for ca.crt, tls.crt and tls.key.
     #[arg(long, env = "APISIX_CANARY_CERTS_OUT_DIR", default_value = "certs")]
@@ -133,11 +99,11 @@ pub struct CertsArgs {
     pub dns_names: Vec<String>,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::api::duration::parse(s).map_err(|e| e.to_string())
 }
 
-fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).and_then(|d| if d.is_zero() { Err("must be more than zero".to_owned()) } else { Ok(d) })
 }
 
@@ -169,7 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(serve(args))
+            runtime.block_on(serve::run(args))
         }
     }
 }
@@ -201,29 +167,6 @@ fn manifests(args: &ManifestsArgs) -> anyhow::Result<()> {
         std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
-    Ok(())
-}
-
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    if !args.webhook_only {
-        bail!(
-            "the release controller is not part of this build yet, so serve needs --webhook-only \
-             (or APISIX_CANARY_WEBHOOK_ONLY=true): webhooks only, no cluster connection"
-        );
-    }
-    let config = ServeConfig {
-        addr: args.addr,
-        admin_addr: args.admin_addr,
-        tls_cert: args.tls_cert,
-        tls_key: args.tls_key,
-        reload_interval: args.tls_reload_interval,
-        shutdown_delay: args.shutdown_delay,
-        drain_timeout: args.drain_timeout,
-    };
-    let running = start(&config).await.context("starting the webhook server")?;
-    terminated().await;
-    tracing::info!(delay = ?config.shutdown_delay, "signal received: not ready; closing the port after the delay, then draining");
-    running.shutdown().await;
     Ok(())
 }
 

@@ -30,6 +30,7 @@ pub mod admin;
 pub mod admission;
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod conversion;
 pub mod manifests;
 pub mod metrics;

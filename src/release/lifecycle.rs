@@ -27,6 +27,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use self::endings::*;
 pub use self::messages::*;
+pub use super::copies::canary_replicas;
 use super::lock::{Lock, Outcome};
 use super::plan::Plan;
 use super::revision::Revision;
@@ -365,13 +366,6 @@ fn not_ready(o: &Observed) -> String {
         "canary deployment {name}-canary.{ns} not ready: waiting for rollout to finish: {ready} of {replicas} \
          (readyThreshold 100%) updated replicas are available"
     )
-}
-
-/// Canary pods for a weight: ceil(stable x weight / 100), at least one.
-pub fn canary_replicas(stable: i32, weight: u32) -> i32 {
-    let stable = u64::try_from(stable.max(1)).unwrap_or(1);
-    let n = (stable * u64::from(weight)).div_ceil(100);
-    i32::try_from(n.max(1)).unwrap_or(i32::MAX)
 }
 
 fn elapsed(since: Option<Timestamp>, now: Timestamp) -> Duration {

@@ -1,0 +1,134 @@
+//! The release controller: the I/O shell around `release::lifecycle::decide`.
+//!
+//! ```text
+//!  watches (Canaries, opted-in Deployments, generated objects)
+//!        │
+//!        ▼
+//!  reconcile(canary) ──observe──▶ Observed ──decide(now)──▶ actions ──act──▶ API writes, Events
+//!        ▲                                   └─RunChecks──▶ analysis (Prometheus) ─┘
+//!        └──────────── requeue after the decision's delay, or on the next watch event
+//! ```
+//!
+//! Two loops share one context: `deployments` keeps the Canary of each Deployment opted
+//! in by annotations, `canaries` runs the releases. Only the leader reconciles; every
+//! replica keeps its caches warm so a new leader starts at once.
+
+mod act;
+mod canaries;
+mod metrics;
+mod observe;
+mod status;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+
+pub use self::metrics::Metrics;
+use crate::api::canary::v1beta1::Canary;
+use crate::runtime::Runtime;
+
+/// The field manager of every write, and the reporting component of every Event.
+pub const MANAGER: &str = "apisix-canary";
+/// The readiness gate of the controller: its caches have synced.
+pub const CACHES_GATE: &str = "caches synced";
+
+/// What the controller needs besides the cluster.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The default Prometheus of the built-in metrics.
+    pub prometheus_url: String,
+    /// This replica's name in Events and the Lease.
+    pub identity: String,
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub config: Config,
+    pub metrics: Metrics,
+    /// Whether this replica may write: it holds the Lease.
+    pub leading: Arc<AtomicBool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{action}: {source}")]
+    Kube { action: String, source: kube::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
+        let action = action.into();
+        move |source| Error::Kube { action, source }
+    }
+}
+
+/// Runs both loops under `runtime` until it stops. `leading` says when this replica
+/// may write; the loops run on every replica so their caches are warm.
+pub fn spawn(runtime: &Runtime, client: Client, config: Config, leading: Arc<AtomicBool>) {
+    let reporter = Reporter { controller: MANAGER.to_owned(), instance: Some(config.identity.clone()) };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let metrics = runtime.register(Metrics::register);
+    let ctx = Arc::new(Context { client: client.clone(), recorder, config, metrics, leading });
+    let gate = runtime.gate(CACHES_GATE);
+    let stop = runtime.stopping();
+
+    let canaries: Api<Canary> = Api::all(client.clone());
+    let deployments: Api<Deployment> = Api::all(client.clone());
+    let cfg = watcher::Config::default();
+    let releases = Controller::new(canaries, cfg.clone())
+        .watches(deployments.clone(), cfg.clone(), canaries::canary_of_deployment)
+        .owns(Api::<Deployment>::all(client.clone()), cfg.clone())
+        .graceful_shutdown_on(stop.clone().cancelled_owned());
+    let releases_store = releases.store();
+    let releases = releases.run(reconcile, error_policy, ctx.clone());
+
+    let opt_ins = Controller::new(deployments, cfg).graceful_shutdown_on(stop.cancelled_owned());
+    let opt_ins_store = opt_ins.store();
+    let opt_ins = opt_ins.run(canaries::reconcile_deployment, canaries::error_policy, ctx);
+
+    runtime.spawn(async move {
+        let _ = releases_store.wait_until_ready().await;
+        let _ = opt_ins_store.wait_until_ready().await;
+        gate.open();
+        tracing::info!("controller caches synced");
+    });
+    runtime.spawn(async move {
+        let drain = |name: &'static str| {
+            move |result: Result<_, _>| async move {
+                if let Err(e) = result {
+                    tracing::debug!(loop = name, error = %e, "reconcile ended with an error");
+                }
+            }
+        };
+        tokio::join!(releases.for_each(drain("canaries")), opt_ins.for_each(drain("deployments")));
+        tracing::info!("controller stopped");
+    });
+}
+
+/// One release: observe, decide, act; again at once when the analysis is due.
+async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    if !ctx.leading.load(Ordering::Acquire) {
+        return Ok(Requeue::requeue(Duration::from_secs(2)));
+    }
+    let started = std::time::Instant::now();
+    let result = act::reconcile(&canary, &ctx).await;
+    let id = format!("{}.{}", canary.spec.target_ref.name, canary.namespace().unwrap_or_default());
+    ctx.metrics.observe_duration(&id, started.elapsed());
+    result
+}
+
+fn error_policy(canary: Arc<Canary>, error: &Error, _: Arc<Context>) -> Requeue {
+    tracing::warn!(canary = %format!("{}.{}", canary.name_any(), canary.namespace().unwrap_or_default()), error = %error, "reconcile failed; retrying");
+    Requeue::requeue(Duration::from_secs(2))
+}

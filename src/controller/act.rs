@@ -1,0 +1,278 @@
+//! One reconcile of a release: observe, decide, carry out the actions in order. The
+//! first failed write stops the rest; the next reconcile observes and decides again,
+//! which is how every partial step resumes.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+
+use super::observe::{COPY_OF, Objects, observe};
+use super::{Context, Error, MANAGER, status};
+use crate::api::apisix_route::ApisixRoute;
+use crate::api::canary::v1beta1::Canary;
+use crate::release::copies;
+use crate::release::lifecycle::{Action, Check, Decision, Observed, decide};
+use crate::release::lock::Lock;
+use crate::release::plan::Plan;
+use crate::route;
+
+/// How long to wait when nothing is due: watches wake us earlier on any change.
+const IDLE: Duration = Duration::from_secs(300);
+
+pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error> {
+    let (mut observed, objects) = observe(canary, ctx).await?;
+    let now = Timestamp::now();
+    let mut decision = decide(&observed, now);
+    if decision == Decision::RunChecks {
+        let plan = observed.plan.clone().map_err(Error::Invalid)?;
+        observed.checks = Some(checks(&plan, &observed, &objects, ctx).await);
+        decision = decide(&observed, now);
+    }
+    let Decision::Act { actions, requeue } = decision else {
+        return Err(Error::Invalid("the analysis ran, yet the lifecycle asked for it again".into()));
+    };
+    let mut run = Run { canary, ctx, objects, observed: &observed };
+    let skipped = observed.plan.as_ref().is_ok_and(|p| p.skip_analysis);
+    for action in &actions {
+        run.act(action).await?;
+        if let Action::SetStatus(new) = action {
+            ctx.metrics.observe_status(&observed.id, &observed.status, new, skipped);
+        }
+    }
+    Ok(Requeue::requeue(requeue.unwrap_or(IDLE)))
+}
+
+struct Run<'a> {
+    canary: &'a Canary,
+    ctx: &'a Context,
+    objects: Objects,
+    observed: &'a Observed,
+}
+
+impl Run<'_> {
+    fn ns(&self) -> &str {
+        &self.objects.namespace
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.ctx.client.clone(), self.ns())
+    }
+
+    fn owner(&self) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+        self.canary.controller_owner_ref(&()).unwrap_or_default()
+    }
+
+    fn canary_service_name(&self) -> String {
+        copies::canary_service_name(&self.objects.service_name)
+    }
+
+    async fn act(&mut self, action: &Action) -> Result<(), Error> {
+        match action {
+            Action::ApplyCanary { replicas } => self.apply_canary(*replicas).await,
+            Action::SetWeight(weight) => self.set_weight(*weight, true).await,
+            Action::RouteToStable => self.set_weight(0, false).await,
+            Action::DeleteGenerated => self.delete_generated().await,
+            Action::WriteLock(outcome) => self.write_lock(outcome).await,
+            Action::SetStatus(s) => {
+                let patch = serde_json::json!({"status": status::to_canary(s, self.canary.status.as_ref())});
+                let api: Api<Canary> = self.api();
+                api.patch_status(&self.canary.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(Error::kube(format!("writing the status of Canary {}", self.observed.id)))?;
+                Ok(())
+            }
+            Action::Event { warning, message } => {
+                self.event(*warning, message).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Creates or resizes `<d>-canary` and `<svc>-canary` (server-side apply, forced:
+    /// they are ours alone).
+    async fn apply_canary(&mut self, replicas: i32) -> Result<(), Error> {
+        let Some(target) = &self.objects.target else { return Err(Error::Invalid("the target is gone".into())) };
+        let mut copy = copies::canary_deployment(target, replicas, self.owner()).map_err(|e| Error::Invalid(e.to_string()))?;
+        let template = serde_json::to_value(&target.spec.as_ref().map(|s| s.template.clone())).unwrap_or_default();
+        let revision = crate::release::revision::Revision::of_template(&template);
+        copy.annotations_mut().insert(COPY_OF.to_owned(), revision.to_string());
+        let params = PatchParams::apply(MANAGER).force();
+        let name = copy.name_any();
+        let deployments: Api<Deployment> = self.api();
+        deployments
+            .patch(&name, &params, &Patch::Apply(&copy))
+            .await
+            .map_err(Error::kube(format!("applying Deployment {}/{name}", self.ns())))?;
+        if let Some(svc) = &self.objects.service {
+            let selector = copies::selector_labels(target).map_err(|e| Error::Invalid(e.to_string()))?;
+            let copy = copies::canary_service(svc, selector, self.owner());
+            let name = copy.name_any();
+            let services: Api<Service> = self.api();
+            services
+                .patch(&name, &params, &Patch::Apply(&copy))
+                .await
+                .map_err(Error::kube(format!("applying Service {}/{name}", self.ns())))?;
+        }
+        Ok(())
+    }
+
+    /// Moves the generated route to `weight` (creating it when `create`), then reads the
+    /// weights back: a write that did not take is an error, never assumed.
+    async fn set_weight(&mut self, weight: u32, create: bool) -> Result<(), Error> {
+        let routes: Api<ApisixRoute> = self.api();
+        let canary_service = self.canary_service_name();
+        let name = match &self.objects.generated {
+            Some(generated) => {
+                if route::weights(generated, &canary_service).map(|(_, w)| w) == Some(weight) {
+                    return Ok(());
+                }
+                let name = generated.name_any();
+                let patch = route::weight_patch(generated, &canary_service, weight);
+                routes
+                    .patch(&name, &PatchParams::apply(MANAGER), &Patch::Merge(&patch))
+                    .await
+                    .map_err(Error::kube(format!("setting the weights of ApisixRoute {}/{name}", self.ns())))?;
+                name
+            }
+            None if !create => return Ok(()),
+            None => {
+                let (Some(user), Some(rule)) = (&self.objects.route, self.objects.rule) else {
+                    return Err(Error::Invalid("no route rule to copy".into()));
+                };
+                let deployment = self.canary.spec.target_ref.name.clone();
+                let generated =
+                    route::generated(user, rule, &self.objects.service_name, &canary_service, &deployment, weight, self.owner());
+                let name = generated.name_any();
+                routes
+                    .create(&PostParams { field_manager: Some(MANAGER.to_owned()), ..PostParams::default() }, &generated)
+                    .await
+                    .map_err(Error::kube(format!("creating ApisixRoute {}/{name}", self.ns())))?;
+                name
+            }
+        };
+        let read = routes.get(&name).await.map_err(Error::kube(format!("reading back ApisixRoute {}/{name}", self.ns())))?;
+        match route::weights(&read, &canary_service) {
+            Some((stable, canary)) if canary == weight && stable + canary == 100 => {
+                self.objects.generated = Some(read);
+                Ok(())
+            }
+            other => Err(Error::Invalid(format!(
+                "ApisixRoute {}/{name} reads weights {other:?} after writing canary weight {weight}",
+                self.ns()
+            ))),
+        }
+    }
+
+    async fn delete_generated(&mut self) -> Result<(), Error> {
+        let params = DeleteParams::background();
+        let target = self.canary.spec.target_ref.name.clone();
+        let routes: Api<ApisixRoute> = self.api();
+        if let Some(g) = self.objects.generated.take() {
+            ignore_gone(routes.delete(&g.name_any(), &params).await).map_err(Error::kube("deleting the generated route"))?;
+        }
+        let deployments: Api<Deployment> = self.api();
+        ignore_gone(deployments.delete(&copies::canary_name(&target), &params).await)
+            .map_err(Error::kube("deleting the canary Deployment"))?;
+        let services: Api<Service> = self.api();
+        ignore_gone(services.delete(&self.canary_service_name(), &params).await)
+            .map_err(Error::kube("deleting the canary Service"))?;
+        self.objects.canary = None;
+        Ok(())
+    }
+
+    /// One merge patch of the Deployment, preconditioned on the version read: a write in
+    /// between fails with a conflict and the next reconcile decides again.
+    async fn write_lock(&mut self, outcome: &crate::release::lock::Outcome) -> Result<(), Error> {
+        let Some(target) = &self.objects.target else { return Err(Error::Invalid("the target is gone".into())) };
+        let mut patch = Lock::merge_patch(target.annotations(), outcome);
+        patch["metadata"]["resourceVersion"] = serde_json::json!(target.resource_version());
+        let deployments: Api<Deployment> = self.api();
+        let name = target.name_any();
+        let written = deployments
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(Error::kube(format!("writing the release lock of Deployment {}/{name}", self.ns())))?;
+        self.objects.target = Some(written);
+        Ok(())
+    }
+
+    /// A Kubernetes Event on the Canary and a JSON log line, in Flagger's words.
+    async fn event(&self, warning: bool, message: &str) {
+        if warning {
+            tracing::warn!(canary = %self.observed.id, msg = message, "{message}");
+        } else {
+            tracing::info!(canary = %self.observed.id, msg = message, "{message}");
+        }
+        let event = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: "Synced".to_owned(),
+            note: Some(message.to_owned()),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.ctx.recorder.publish(&event, &self.canary.object_ref(&())).await {
+            tracing::warn!(canary = %self.observed.id, error = %e, "could not record the event");
+        }
+    }
+}
+
+fn ignore_gone<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The analysis of this interval: every metric of the plan on the canary's traffic.
+async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &Context) -> Vec<Check> {
+    let canary_service = copies::canary_service_name(&objects.service_name);
+    let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &objects.namespace);
+    let params = ListParams::default().labels(&format!("kubernetes.io/service-name={canary_service}"));
+    let nodes: Vec<String> = match slices.list(&params).await {
+        Ok(list) => list
+            .items
+            .iter()
+            .flat_map(|s| s.endpoints.iter())
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+            .flat_map(|e| e.addresses.iter().cloned())
+            .collect(),
+        Err(e) => {
+            let halt = format!("Halt {} advancement: cannot read the canary's endpoints: {e}", o.id);
+            return vec![Check { metric: "endpoints".into(), value: None, halt: Some(halt) }];
+        }
+    };
+    let target = crate::analysis::Target {
+        namespace: objects.namespace.clone(),
+        deployment: plan.target.clone(),
+        generated_route: route::generated_name(&plan.route, &plan.target),
+        rule: objects.route.as_ref().zip(objects.rule).and_then(|(r, i)| Some(r.spec.http.as_ref()?.get(i)?.name.clone())).unwrap_or_default(),
+        canary_nodes: nodes,
+    };
+    let prometheus = match crate::analysis::Prometheus::new(&ctx.config.prometheus_url) {
+        Ok(p) => p,
+        Err(e) => {
+            let halt = format!("Prometheus query failed: {e}");
+            return vec![Check { metric: "prometheus".into(), value: None, halt: Some(halt) }];
+        }
+    };
+    crate::analysis::run(plan, &target, &prometheus)
+        .await
+        .into_iter()
+        .map(|(metric, verdict)| {
+            ctx.metrics.observe_metric(&o.id, &metric, verdict.value());
+            Check { metric, value: verdict.value(), halt: verdict.halt().map(str::to_owned) }
+        })
+        .collect()
+}

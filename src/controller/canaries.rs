@@ -1,0 +1,160 @@
+//! Annotation mode: every Deployment opted in with `apisix-canary.dev/route` gets a
+//! Canary of its name, owned by it, whose spec mirrors the annotations (the release
+//! itself reads the annotations, so stored invalid settings are caught, never mirrored).
+//! Canary mode: the user's Canary named in `apisix-canary.dev/canary` is used as written.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+
+use super::{Context, Error, MANAGER};
+use crate::api::annotations::{self, CANARY, PREFIX, ROUTE};
+use crate::api::canary::v1beta1::{Analysis, Canary, CanarySpec, Metric, ThresholdRange};
+use crate::api::canary::{ObjectRef as Ref, Phase, REQUEST_DURATION, REQUEST_SUCCESS_RATE};
+use crate::api::duration;
+use crate::release::copies::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::release::plan::{MetricSource, OptIn, Plan};
+
+/// Whether the controller made this Canary from a Deployment's annotations.
+pub fn annotation_mode(c: &Canary) -> bool {
+    c.labels().get(MANAGED_BY_LABEL).is_some_and(|v| v == MANAGED_BY)
+}
+
+/// The Canary a Deployment's change concerns: its own (annotation mode or a lock left
+/// behind), or the one its `canary` annotation names.
+pub fn canary_of_deployment(d: Deployment) -> Option<ObjectRef<Canary>> {
+    let ns = d.namespace()?;
+    let a = d.annotations();
+    let name = match a.get(CANARY) {
+        Some(name) => name.clone(),
+        None if a.keys().any(|k| k.starts_with(PREFIX)) => d.name_any(),
+        None => return None,
+    };
+    Some(ObjectRef::new(&name).within(&ns))
+}
+
+/// Keeps the Canary of an annotation-mode Deployment.
+pub async fn reconcile_deployment(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    if !ctx.leading.load(Ordering::Acquire) {
+        return Ok(Requeue::requeue(Duration::from_secs(2)));
+    }
+    let (Some(ns), name) = (d.namespace(), d.name_any()) else { return Ok(Requeue::await_change()) };
+    let canaries: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
+    let existing = canaries.get_opt(&name).await.map_err(Error::kube(format!("reading Canary {ns}/{name}")))?;
+    let ours = existing.as_ref().filter(|c| annotation_mode(c) && owned_by(c, &d));
+    let inline = d.annotations().contains_key(ROUTE) && !d.annotations().contains_key(CANARY);
+    if !inline || !annotations::opted_in(d.annotations()) {
+        // Opted out: the Canary goes once no release runs (the release loop ends one first).
+        if let Some(c) = ours {
+            let busy = matches!(
+                c.status.as_ref().and_then(|s| s.phase),
+                Some(Phase::Progressing | Phase::Promoting | Phase::Finalising | Phase::WaitingPromotion)
+            );
+            if busy {
+                return Ok(Requeue::requeue(Duration::from_secs(2)));
+            }
+            let _ = canaries.delete(&name, &DeleteParams::background()).await;
+        }
+        return Ok(Requeue::await_change());
+    }
+    let spec = mirror(&d);
+    match existing {
+        Some(c) if !annotation_mode(&c) => {
+            tracing::warn!(deployment = %format!("{name}.{ns}"), "a Canary of this name exists and is not ours; leaving it");
+        }
+        Some(c) if c.spec == spec => {}
+        Some(_) => {
+            let patch = serde_json::json!({"spec": spec});
+            canaries
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(Error::kube(format!("updating Canary {ns}/{name}")))?;
+        }
+        None => {
+            let canary = Canary {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: Some(ns.clone()),
+                    labels: Some([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())].into()),
+                    owner_references: d.controller_owner_ref(&()).map(|mut o| {
+                        o.controller = Some(false);
+                        vec![o]
+                    }),
+                    ..ObjectMeta::default()
+                },
+                spec,
+                status: None,
+            };
+            let params = PostParams { field_manager: Some(MANAGER.to_owned()), ..PostParams::default() };
+            canaries.create(&params, &canary).await.map_err(Error::kube(format!("creating Canary {ns}/{name}")))?;
+            tracing::info!(canary = %format!("{name}.{ns}"), msg = "Canary created from the annotations", "Canary created from the annotations");
+        }
+    }
+    Ok(Requeue::await_change())
+}
+
+pub fn error_policy(d: Arc<Deployment>, error: &Error, _: Arc<Context>) -> Requeue {
+    tracing::warn!(deployment = %d.name_any(), error = %error, "keeping the Canary failed; retrying");
+    Requeue::requeue(Duration::from_secs(2))
+}
+
+fn owned_by(c: &Canary, d: &Deployment) -> bool {
+    c.owner_references().iter().any(|o| Some(&o.uid) == d.metadata.uid.as_ref())
+}
+
+/// The Canary spec the annotations say, for `kubectl get canaries` to show; when they
+/// do not parse, only the target and the route (the release reports the errors).
+fn mirror(d: &Deployment) -> CanarySpec {
+    let name = d.name_any();
+    let route = d.annotations().get(ROUTE).cloned().unwrap_or_default();
+    let mut spec = CanarySpec {
+        target_ref: Ref { api_version: "apps/v1".into(), kind: "Deployment".into(), name: name.clone() },
+        route_ref: Some(Ref {
+            api_version: crate::api::apisix_route::API_VERSION.into(),
+            kind: crate::api::apisix_route::KIND.into(),
+            name: route,
+        }),
+        ..CanarySpec::default()
+    };
+    if let Ok((OptIn::Inline(plan), _)) = Plan::from_annotations(&name, d.annotations()) {
+        spec.analysis = analysis(&plan);
+        spec.progress_deadline_seconds = i32::try_from(plan.progress_deadline.as_secs()).ok();
+        spec.skip_analysis = plan.skip_analysis.then_some(true);
+    }
+    spec
+}
+
+fn analysis(plan: &Plan) -> Analysis {
+    let metrics = plan
+        .metrics
+        .iter()
+        .filter_map(|m| {
+            let name = match m.source {
+                MetricSource::RequestSuccessRate => REQUEST_SUCCESS_RATE,
+                MetricSource::RequestDuration => REQUEST_DURATION,
+                MetricSource::Template { .. } => return None,
+            };
+            Some(Metric {
+                name: name.to_owned(),
+                threshold_range: Some(ThresholdRange { min: m.min, max: m.max }),
+                interval: Some(duration::Display(m.interval).to_string()),
+                ..Metric::default()
+            })
+        })
+        .collect();
+    Analysis {
+        interval: Some(duration::Display(plan.interval).to_string()),
+        threshold: i32::try_from(plan.threshold).ok(),
+        max_weight: i32::try_from(plan.max_weight).ok(),
+        step_weights: Some(plan.steps.iter().filter_map(|w| i32::try_from(*w).ok()).collect()),
+        step_weight_promotion: plan.step_weight_promotion.and_then(|w| i32::try_from(w).ok()),
+        metrics,
+        ..Analysis::default()
+    }
+}

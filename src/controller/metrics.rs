@@ -1,0 +1,128 @@
+//! The controller's Prometheus metrics, named so Flagger's dashboards map one to one:
+//! `flagger_canary_*` becomes `apisix_canary_*` with the same labels and values.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::api::canary::Phase;
+use crate::release::lifecycle::Status;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Release {
+    pub name: String,
+    pub namespace: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Workload {
+    pub workload: String,
+    pub namespace: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MetricLabels {
+    pub name: String,
+    pub namespace: String,
+    pub metric: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    pub name: String,
+    pub namespace: String,
+    pub deployment_strategy: String,
+    pub analysis_status: String,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 12))
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    status: Family<Release, Gauge>,
+    weight: Family<Workload, Gauge>,
+    duration: Family<Release, Histogram, fn() -> Histogram>,
+    analysis: Family<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    successes: Family<Outcome, Counter>,
+    failures: Family<Outcome, Counter>,
+}
+
+/// Flagger's encoding: 0 while progressing, 2 failed, 1 otherwise.
+pub fn status_value(phase: Option<Phase>) -> i64 {
+    match phase {
+        Some(Phase::Progressing) => 0,
+        Some(Phase::Failed) => 2,
+        _ => 1,
+    }
+}
+
+fn split(id: &str) -> (String, String) {
+    let (name, ns) = id.split_once('.').unwrap_or((id, ""));
+    (name.to_owned(), ns.to_owned())
+}
+
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            status: Family::default(),
+            weight: Family::default(),
+            duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+            analysis: Family::default(),
+            successes: Family::default(),
+            failures: Family::default(),
+        };
+        registry.register("canary_status", "Release status: 0 progressing, 1 other phases, 2 failed", m.status.clone());
+        registry.register("canary_weight", "Traffic weight of the stable and canary workloads", m.weight.clone());
+        registry.register("canary_duration_seconds", "Time of one reconcile of a release", m.duration.clone());
+        registry.register("canary_metric_analysis", "Last value of each analysis metric", m.analysis.clone());
+        registry.register("canary_successes", "Releases promoted", m.successes.clone());
+        registry.register("canary_failures", "Releases rolled back", m.failures.clone());
+        m
+    }
+
+    pub fn observe_duration(&self, id: &str, elapsed: Duration) {
+        let (name, namespace) = split(id);
+        self.duration.get_or_create(&Release { name, namespace }).observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_metric(&self, id: &str, metric: &str, value: Option<f64>) {
+        let (name, namespace) = split(id);
+        if let Some(v) = value {
+            self.analysis.get_or_create(&MetricLabels { name, namespace, metric: metric.to_owned() }).set(v);
+        }
+    }
+
+    /// The gauges from a status just written, and the totals when it ended a release.
+    pub fn observe_status(&self, id: &str, old: &Status, new: &Status, skipped: bool) {
+        let (name, namespace) = split(id);
+        self.status.get_or_create(&Release { name: name.clone(), namespace: namespace.clone() }).set(status_value(new.phase));
+        let w = i64::from(new.weight);
+        self.weight.get_or_create(&Workload { workload: format!("{name}-canary"), namespace: namespace.clone() }).set(w);
+        self.weight.get_or_create(&Workload { workload: name.clone(), namespace: namespace.clone() }).set(100 - w);
+        if old.phase == new.phase {
+            return;
+        }
+        let outcome = |status: &str| Outcome {
+            name: name.clone(),
+            namespace: namespace.clone(),
+            deployment_strategy: "canary".to_owned(),
+            analysis_status: status.to_owned(),
+        };
+        match new.phase {
+            Some(Phase::Succeeded) => {
+                self.successes.get_or_create(&outcome(if skipped { "skipped" } else { "completed" })).inc();
+            }
+            Some(Phase::Failed) if new.failed.is_some() && new.failed != old.failed => {
+                self.failures.get_or_create(&outcome("completed")).inc();
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Reads what `decide` needs of one release from the cluster: the target Deployment and
+//! its lock, the canary copies, the user's route and Service, the generated route.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+
+use super::{Context, Error, canaries, status};
+use crate::api::annotations::PROMOTED_REVISION;
+use crate::api::apisix_route::ApisixRoute;
+use crate::api::canary::v1beta1::Canary;
+use crate::release::copies;
+use crate::release::lifecycle::{CanaryPods, Observed, Target};
+use crate::release::lock::Lock;
+use crate::release::plan::{OptIn, Plan};
+use crate::release::revision::Revision;
+use crate::route;
+
+/// On the canary Deployment: the revision its template copies.
+pub const COPY_OF: &str = "apisix-canary.dev/copy-of-revision";
+
+/// The objects of one release, as read.
+pub struct Objects {
+    pub namespace: String,
+    pub target: Option<Deployment>,
+    pub service: Option<Service>,
+    pub route: Option<ApisixRoute>,
+    pub rule: Option<usize>,
+    pub service_name: String,
+    pub canary: Option<Deployment>,
+    pub generated: Option<ApisixRoute>,
+}
+
+/// Reads the objects and builds the observation.
+pub async fn observe(c: &Canary, ctx: &Context) -> Result<(Observed, Objects), Error> {
+    let ns = c.namespace().unwrap_or_default();
+    let client = &ctx.client;
+    let name = c.spec.target_ref.name.clone();
+    let get_opt = |what: &str| Error::kube(format!("reading {what} {ns}/{name}"));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let target = deployments.get_opt(&name).await.map_err(get_opt("Deployment"))?;
+    let canary = deployments.get_opt(&copies::canary_name(&name)).await.map_err(get_opt("Deployment"))?;
+
+    // Inline mode reads the Deployment's annotations themselves, so settings stored
+    // before the webhook existed are caught here, never clamped.
+    let plan = match (canaries::annotation_mode(c), &target) {
+        (true, Some(d)) => match Plan::from_annotations(&name, d.annotations()) {
+            Ok((OptIn::Inline(plan), _)) => Ok(plan),
+            Ok(_) => Err(format!("Deployment {ns}/{name} is no longer opted in with apisix-canary.dev/route")),
+            Err(errors) => Err(errors.to_string()),
+        },
+        _ => Plan::from_canary(&c.spec).map(|(plan, _)| plan).map_err(|errors| errors.to_string()),
+    };
+    let route_name = plan.as_ref().map(|p| p.route.clone()).unwrap_or_default();
+    let service_name = plan.as_ref().ok().and_then(|p| p.service.clone()).unwrap_or_else(|| name.clone());
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let service = services.get_opt(&service_name).await.map_err(get_opt("Service"))?;
+    let routes: Api<ApisixRoute> = Api::namespaced(client.clone(), &ns);
+    let user_route = if route_name.is_empty() { None } else { routes.get_opt(&route_name).await.map_err(get_opt("ApisixRoute"))? };
+    let generated_name = route::generated_name(&route_name, &name);
+    let generated = if route_name.is_empty() { None } else { routes.get_opt(&generated_name).await.map_err(get_opt("ApisixRoute"))? };
+
+    let mut refusal = None;
+    let rule = match &user_route {
+        None => {
+            refusal = Some(format!("ApisixRoute {ns}/{route_name} not found"));
+            None
+        }
+        Some(r) => route::find_rule(r, &service_name).map_err(|e| refusal = Some(e.to_string())).ok(),
+    };
+    if service.is_none() && refusal.is_none() {
+        refusal = Some(format!("Service {ns}/{service_name} not found"));
+    }
+    let target_view = match &target {
+        None => {
+            refusal.get_or_insert_with(|| format!("Deployment {ns}/{name} not found"));
+            None
+        }
+        Some(d) => {
+            if let (Some(svc), None) = (&service, &refusal)
+                && let Ok(copy) = copies::canary_deployment(d, 1, owner_stub())
+                && let Err(e) = copies::check_service(svc, &copy)
+            {
+                refusal = Some(e.to_string());
+            }
+            if let (Err(e), None) = (copies::selector_labels(d), &refusal) {
+                refusal = Some(e.to_string());
+            }
+            Some(target_of(d, &ctx.client, &ns).await?)
+        }
+    };
+    let canary_service = copies::canary_service_name(&service_name);
+    let observed = Observed {
+        id: format!("{name}.{ns}"),
+        plan,
+        status: status::from_canary(c.status.as_ref()),
+        target: target_view.unwrap_or_else(missing_target),
+        canary: canary.as_ref().map(|d| canary_pods(d, target.as_ref())),
+        route_weight: generated.as_ref().and_then(|g| route::weights(g, &canary_service)).map(|(_, w)| w),
+        refusal,
+        checks: None,
+    };
+    let objects = Objects {
+        namespace: ns,
+        target,
+        service,
+        route: user_route,
+        rule,
+        service_name,
+        canary,
+        generated,
+    };
+    Ok((observed, objects))
+}
+
+/// A stand-in owner for building a copy only to check it.
+fn owner_stub() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+    Default::default()
+}
+
+fn missing_target() -> Target {
+    Target {
+        lock: Lock::default(),
+        promoted: None,
+        revision: Revision::of_template(&serde_json::Value::Null),
+        paused: false,
+        replicas: 0,
+        rolled_out: false,
+        active_replica_sets: 0,
+    }
+}
+
+/// The Deployment as the lifecycle sees it.
+async fn target_of(d: &Deployment, client: &kube::Client, ns: &str) -> Result<Target, Error> {
+    let spec = d.spec.clone().unwrap_or_default();
+    let template = serde_json::to_value(&spec.template).unwrap_or_default();
+    let replicas = spec.replicas.unwrap_or(1);
+    let st = d.status.clone().unwrap_or_default();
+    let observed = st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+    let rolled_out = observed
+        && st.updated_replicas.unwrap_or(0) == replicas
+        && st.available_replicas.unwrap_or(0) >= replicas
+        && st.replicas.unwrap_or(0) == replicas;
+    let uid = d.metadata.uid.clone().unwrap_or_default();
+    let selector = spec.selector.match_labels.clone().unwrap_or_default();
+    let rs: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+    let params = ListParams::default().labels(&selector_string(&selector));
+    let sets = rs.list(&params).await.map_err(Error::kube(format!("listing ReplicaSets in {ns}")))?;
+    let active_replica_sets = sets
+        .items
+        .iter()
+        .filter(|r| r.owner_references().iter().any(|o| o.uid == uid))
+        .filter(|r| r.status.as_ref().is_some_and(|s| s.replicas > 0))
+        .count();
+    Ok(Target {
+        lock: Lock::from_annotations(d.annotations()),
+        promoted: d.annotations().get(PROMOTED_REVISION).and_then(|v| Revision::parse(v)),
+        revision: Revision::of_template(&template),
+        paused: spec.paused.unwrap_or(false),
+        replicas,
+        rolled_out,
+        active_replica_sets,
+    })
+}
+
+fn selector_string(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+/// The canary copy: its size, readiness, and whether it copies the template in force.
+fn canary_pods(d: &Deployment, target: Option<&Deployment>) -> CanaryPods {
+    let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let st = d.status.clone().unwrap_or_default();
+    let observed = st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+    let ready = if observed && st.updated_replicas.unwrap_or(0) >= replicas { st.ready_replicas.unwrap_or(0) } else { 0 };
+    let copy_of = d.annotations().get(COPY_OF).and_then(|v| Revision::parse(v));
+    let current = target.and_then(|t| {
+        let template = serde_json::to_value(&t.spec.as_ref()?.template).ok()?;
+        Some(Revision::of_template(&template))
+    });
+    CanaryPods { replicas, ready, current: copy_of.is_some() && copy_of == current }
+}
