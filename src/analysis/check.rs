@@ -86,7 +86,9 @@ pub fn judge(metric: &BuiltinMetric<'_>, who: &Subject<'_>, result: Result<Optio
 
 fn no_values(metric: &BuiltinMetric<'_>, who: &Subject<'_>) -> String {
     let (name, target, ns) = (metric.name, who.target, who.namespace);
-    let base = format!("Halt advancement no values found for {PROVIDER} metric {name} probably {target}.{ns} is not receiving traffic");
+    let base = format!(
+        "Halt advancement no values found for {PROVIDER} metric {name} probably {target}.{ns} is not receiving traffic"
+    );
     match metric.kind {
         // Flagger appends its error to this one only; the duration message has none.
         Builtin::SuccessRate => format!("{base}: running query failed: no values found"),

@@ -107,7 +107,8 @@ impl Prometheus {
             ApiError::Prometheus(p) => QueryError::Refused { url, message: p.to_string() },
             ApiError::Client(c) => match c.inner() {
                 Some(r) if r.is_timeout() => QueryError::Timeout { url, timeout: self.timeout },
-                Some(r) if r.is_connect() || r.is_request() => QueryError::Unreachable { url, reason: chain(e) },
+                // The reqwest error says what failed; the wrapper's words add nothing.
+                Some(r) if r.is_connect() || r.is_request() => QueryError::Unreachable { url, reason: chain(r) },
                 _ => QueryError::BadResponse { url, reason: chain(e) },
             },
             other => QueryError::BadResponse { url, reason: chain(other) },
@@ -132,9 +133,9 @@ pub fn value(data: &Data) -> Result<Option<f64>, QueryError> {
 /// An error and its causes, `: `-separated, without the URL reqwest repeats (it holds
 /// the whole query), and without a cause that repeats its parent.
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(s) = next {
         let text = match s.downcast_ref::<reqwest::Error>() {
             Some(r) => strip_url(r),
             None => s.to_string(),
@@ -142,7 +143,7 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         if parts.last().is_none_or(|last| !last.contains(&text)) {
             parts.push(text);
         }
-        source = s.source();
+        next = s.source();
     }
     parts.join(": ")
 }

@@ -76,9 +76,7 @@ impl Series {
     /// there was no request.
     pub fn success_rate(&self, interval: Duration) -> String {
         let (m, r) = (&self.matchers, range(interval));
-        format!(
-            "sum( rate( {STATUS}{{ {m}, code!~\"5..\" }}[{r}] ) ) / sum( rate( {STATUS}{{ {m} }}[{r}] ) ) * 100"
-        )
+        format!("sum( rate( {STATUS}{{ {m}, code!~\"5..\" }}[{r}] ) ) / sum( rate( {STATUS}{{ {m} }}[{r}] ) ) * 100")
     }
 
     /// P99 of the request latency over `interval`, in milliseconds (APISIX's buckets).
