@@ -15,6 +15,8 @@
 //! - [`release`]: the typed core. [`release::plan::Plan`] (the analysis, parsed once
 //!   from annotations or a Canary), [`release::lock`] (the lock on the Deployment and
 //!   every transition of it), [`release::revision::Revision`].
+//! - [`analysis`]: the built-in metrics (success rate, P99) from APISIX's series in
+//!   Prometheus, canary-only by default, judged in Flagger's words.
 //! - [`admission`]: the AdmissionReview protocol and thin per-kind handlers over
 //!   `release`; [`conversion`]: Canary v1beta1 <-> v1alpha1.
 //! - [`api`]: the resource types, annotation keys, the rules of each setting, field errors.
@@ -28,6 +30,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod analysis;
 pub mod api;
 pub mod cli;
 pub mod controller;

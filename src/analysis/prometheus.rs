@@ -1,0 +1,202 @@
+//! A small Prometheus client over `prometheus-http-query`: one instant query, one
+//! number, within a deadline.
+//!
+//! "No values found" is not an error here: an empty vector or a NaN (0/0 when nothing
+//! was requested) is `Ok(None)`, which the analysis halts on, in Flagger's words. Every
+//! other problem (nothing listening, an HTTP or PromQL error, a result that is not one
+//! number) is a [`QueryError`], which the analysis reports as a failed query.
+
+use std::time::Duration;
+
+use prometheus_http_query::response::Data;
+use prometheus_http_query::{Client, Error as ApiError};
+use rustls_platform_verifier::BuilderVerifierExt;
+
+/// How long one query may take when the caller names no timeout.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("invalid --prometheus-url {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("building the prometheus client: {0}")]
+    Client(String),
+    #[error("prometheus at {url} unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("prometheus at {url} did not answer within {}", crate::api::duration::Display(*.timeout))]
+    Timeout { url: String, timeout: Duration },
+    /// Prometheus answered with an error (bad PromQL, a timeout of its own, ...).
+    #[error("prometheus at {url} refused the query: {message}")]
+    Refused { url: String, message: String },
+    /// An HTTP error or a body that is not Prometheus' JSON (a proxy, the wrong port).
+    #[error("prometheus at {url} sent a bad response: {reason}")]
+    BadResponse { url: String, reason: String },
+    #[error("query returned a {0}, not a vector")]
+    NotVector(&'static str),
+    #[error("query returned {0} series, not one")]
+    ManySeries(usize),
+}
+
+/// A Prometheus server, from its base URL (`--prometheus-url`).
+#[derive(Clone)]
+pub struct Prometheus {
+    client: Client,
+    url: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Prometheus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prometheus").field("url", &self.url).field("timeout", &self.timeout).finish()
+    }
+}
+
+impl Prometheus {
+    /// A client for `url` (`http://` or `https://`, optionally with a path prefix such
+    /// as `/prometheus`). HTTPS uses our ring provider and the platform's roots.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, QueryError> {
+        let bad = |reason: &str| QueryError::Url { url: url.to_owned(), reason: reason.to_owned() };
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("must start with http:// or https://"))?;
+        if !matches!(scheme, "http" | "https") {
+            return Err(bad("must start with http:// or https://"));
+        }
+        if rest.is_empty() || rest.starts_with('/') {
+            return Err(bad("has no host"));
+        }
+        // A trailing `/` would double the one before `api/v1/query`.
+        let trimmed = url.trim_end_matches('/');
+        let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_platform_verifier())
+            .map_err(|e| QueryError::Client(e.to_string()))?
+            .with_no_client_auth();
+        // reqwest's own default provider would be aws-lc-rs; ours is ring (Cargo.toml).
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(timeout)
+            .build()
+            .map_err(|e| QueryError::Client(chain(&e)))?;
+        let client = Client::from(http, trimmed).map_err(|e| bad(&chain(&e)))?;
+        Ok(Self { client, url: trimmed.to_owned(), timeout })
+    }
+
+    /// The base URL, without a trailing `/`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The value of an instant query that yields one number: `Ok(None)` when there is
+    /// none (an empty vector, or NaN).
+    pub async fn scalar(&self, query: &str) -> Result<Option<f64>, QueryError> {
+        let timeout_ms = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX);
+        // Prometheus stops evaluating at its `timeout`; ours bounds the whole exchange.
+        let request = self.client.query(query).timeout(timeout_ms).get();
+        let result = match tokio::time::timeout(self.timeout, request).await {
+            Ok(result) => result,
+            Err(_) => return Err(QueryError::Timeout { url: self.url.clone(), timeout: self.timeout }),
+        };
+        match result {
+            Ok(response) => value(response.data()),
+            Err(e) => Err(self.classify(&e)),
+        }
+    }
+
+    fn classify(&self, e: &ApiError) -> QueryError {
+        let url = self.url.clone();
+        match e {
+            ApiError::Prometheus(p) => QueryError::Refused { url, message: p.to_string() },
+            ApiError::Client(c) => match c.inner() {
+                Some(r) if r.is_timeout() => QueryError::Timeout { url, timeout: self.timeout },
+                // The reqwest error says what failed; the wrapper's words add nothing.
+                Some(r) if r.is_connect() || r.is_request() => QueryError::Unreachable { url, reason: chain(r) },
+                _ => QueryError::BadResponse { url, reason: chain(e) },
+            },
+            other => QueryError::BadResponse { url, reason: chain(other) },
+        }
+    }
+}
+
+/// One number from a query's result; see [`Prometheus::scalar`].
+pub fn value(data: &Data) -> Result<Option<f64>, QueryError> {
+    let v = match data {
+        Data::Vector(series) => match series.as_slice() {
+            [] => return Ok(None),
+            [one] => one.sample().value(),
+            many => return Err(QueryError::ManySeries(many.len())),
+        },
+        Data::Matrix(_) => return Err(QueryError::NotVector("range vector")),
+        Data::Scalar(_) => return Err(QueryError::NotVector("scalar")),
+    };
+    Ok((!v.is_nan()).then_some(v))
+}
+
+/// An error and its causes, `: `-separated, without the URL reqwest repeats (it holds
+/// the whole query), and without a cause that repeats its parent.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(s) = next {
+        let text = match s.downcast_ref::<reqwest::Error>() {
+            Some(r) => strip_url(r),
+            None => s.to_string(),
+        };
+        if parts.last().is_none_or(|last| !last.contains(&text)) {
+            parts.push(text);
+        }
+        next = s.source();
+    }
+    parts.join(": ")
+}
+
+fn strip_url(r: &reqwest::Error) -> String {
+    let text = r.to_string();
+    match r.url() {
+        Some(url) => text.replace(&format!(" for url ({url})"), ""),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(json: &str) -> Data {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn one_number_or_none() {
+        let one = r#"{"resultType":"vector","result":[{"metric":{},"value":[1700000000.1,"26.76"]}]}"#;
+        assert_eq!(value(&data(one)).unwrap(), Some(26.76));
+        let empty = r#"{"resultType":"vector","result":[]}"#;
+        assert_eq!(value(&data(empty)).unwrap(), None);
+        let nan = r#"{"resultType":"vector","result":[{"metric":{},"value":[1700000000.1,"NaN"]}]}"#;
+        assert_eq!(value(&data(nan)).unwrap(), None, "0/0 without traffic is no values");
+        let inf = r#"{"resultType":"vector","result":[{"metric":{},"value":[1700000000.1,"+Inf"]}]}"#;
+        assert_eq!(value(&data(inf)).unwrap(), Some(f64::INFINITY), "+Inf is a value: above every bucket");
+    }
+
+    #[test]
+    fn other_shapes_are_errors() {
+        let two = r#"{"resultType":"vector","result":[{"metric":{"a":"1"},"value":[1,"1"]},{"metric":{"a":"2"},"value":[1,"2"]}]}"#;
+        assert_eq!(value(&data(two)).unwrap_err().to_string(), "query returned 2 series, not one");
+        let matrix = r#"{"resultType":"matrix","result":[{"metric":{},"values":[[1,"1"]]}]}"#;
+        assert_eq!(value(&data(matrix)).unwrap_err().to_string(), "query returned a range vector, not a vector");
+        let scalar = r#"{"resultType":"scalar","result":[1,"1"]}"#;
+        assert_eq!(value(&data(scalar)).unwrap_err().to_string(), "query returned a scalar, not a vector");
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        for (url, reason) in [
+            ("localhost:9090", "must start with http:// or https://"),
+            ("ftp://prometheus", "must start with http:// or https://"),
+            ("http://", "has no host"),
+        ] {
+            let e = Prometheus::new(url, QUERY_TIMEOUT).unwrap_err().to_string();
+            assert_eq!(e, format!("invalid --prometheus-url {url:?}: {reason}"));
+        }
+        let p = Prometheus::new("https://prometheus.monitoring:9090/prom/", QUERY_TIMEOUT).unwrap();
+        assert_eq!(p.url(), "https://prometheus.monitoring:9090/prom");
+    }
+}

@@ -1,0 +1,202 @@
+//! The PromQL of the built-in metrics over APISIX's exposition: pure string rendering.
+//!
+//! APISIX's `prometheus` plugin labels every sample with `route`
+//! (`<namespace>_<ApisixRoute>_<rule>` with `prefer_name: true`) and `node` (the upstream
+//! node the balancer picked: a pod IP, or the Service IP with `resolveGranularity:
+//! service`). The generated route `<route>-<d>-canary` sends traffic to both the stable
+//! and the canary Service, so its series blend the two; the canary's own share is the
+//! subset whose `node` is one of the canary's upstream nodes.
+
+use std::time::Duration;
+
+/// The metric families APISIX exports (with its default `apisix_` prefix).
+const STATUS: &str = "apisix_http_status";
+const LATENCY_BUCKET: &str = "apisix_http_latency_bucket";
+
+/// Whose traffic a built-in metric measures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// Only requests the canary's upstream nodes answered (the default).
+    #[default]
+    Canary,
+    /// Every request of the generated route, stable and canary blended (Flagger's query).
+    Route,
+}
+
+impl Scope {
+    pub const NAMES: &[&str] = &["canary", "route"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Canary => "canary",
+            Scope::Route => "route",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "canary" => Some(Scope::Canary),
+            "route" => Some(Scope::Route),
+            _ => None,
+        }
+    }
+}
+
+/// The label matchers that select one release's series; rendered once, used by both
+/// metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    matchers: String,
+}
+
+impl Series {
+    /// The series of `generated_route` in `namespace`, narrowed to `canary_nodes` for
+    /// [`Scope::Canary`]. `None` when the canary scope has no node to match: an empty
+    /// alternation would select the series without a node (requests no upstream
+    /// answered), which are not the canary's.
+    pub fn new(namespace: &str, generated_route: &str, scope: Scope, canary_nodes: &[String]) -> Option<Series> {
+        // Names are DNS labels or subdomains: only `.` needs escaping, but escape all.
+        let route = format!("{}_{}_.+", regex_escape(namespace), regex_escape(generated_route));
+        let mut matchers = format!("route=~{}", promql_string(&route));
+        if scope == Scope::Canary {
+            let mut nodes: Vec<&str> = canary_nodes.iter().map(String::as_str).filter(|n| !n.is_empty()).collect();
+            // Sorted, so the same endpoints in another order give the same query.
+            nodes.sort_unstable();
+            nodes.dedup();
+            if nodes.is_empty() {
+                return None;
+            }
+            let alternation = nodes.iter().map(|n| regex_escape(n)).collect::<Vec<_>>().join("|");
+            matchers.push_str(&format!(", node=~{}", promql_string(&alternation)));
+        }
+        Some(Series { matchers })
+    }
+
+    /// Percent of responses that are not 5xx over `interval`: NaN (no values) when
+    /// there was no request.
+    pub fn success_rate(&self, interval: Duration) -> String {
+        let (m, r) = (&self.matchers, range(interval));
+        format!("sum( rate( {STATUS}{{ {m}, code!~\"5..\" }}[{r}] ) ) / sum( rate( {STATUS}{{ {m} }}[{r}] ) ) * 100")
+    }
+
+    /// P99 of the request latency over `interval`, in milliseconds (APISIX's buckets).
+    pub fn request_duration(&self, interval: Duration) -> String {
+        let (m, r) = (&self.matchers, range(interval));
+        format!("histogram_quantile( 0.99, sum( rate( {LATENCY_BUCKET}{{ type=~\"request\", {m} }}[{r}] ) ) by (le) )")
+    }
+}
+
+/// `s` as a literal inside an RE2 regular expression (Go's `regexp.QuoteMeta`).
+pub fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `s` as a double-quoted PromQL string (Go's escapes: `\` and `"`).
+pub fn promql_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A range in Prometheus' duration syntax: `1m`, `30s`, `1m30s`, `1s500ms`. Below a
+/// millisecond (never, intervals are validated to at least 1 s) it is `1ms`, since a
+/// zero range is a PromQL error.
+pub fn range(d: Duration) -> String {
+    let ms = d.as_millis().max(1);
+    let parts = [(ms / 3_600_000, "h"), (ms / 60_000 % 60, "m"), (ms / 1000 % 60, "s"), (ms % 1000, "ms")];
+    parts.iter().filter(|(n, _)| *n > 0).map(|(n, unit)| format!("{n}{unit}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(ips: &[&str]) -> Vec<String> {
+        ips.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn route_scope_is_flaggers_query_byte_for_byte() {
+        // From Flagger's pkg/metrics/observers/apisix_test.go (whitespace collapsed).
+        let s = Series::new("default", "podinfo-podinfo-canary", Scope::Route, &nodes(&["10.0.0.1"])).unwrap();
+        assert_eq!(
+            s.success_rate(Duration::from_secs(60)),
+            r#"sum( rate( apisix_http_status{ route=~"default_podinfo-podinfo-canary_.+", code!~"5.." }[1m] ) ) / sum( rate( apisix_http_status{ route=~"default_podinfo-podinfo-canary_.+" }[1m] ) ) * 100"#
+        );
+        assert_eq!(
+            s.request_duration(Duration::from_secs(60)),
+            r#"histogram_quantile( 0.99, sum( rate( apisix_http_latency_bucket{ type=~"request", route=~"default_podinfo-podinfo-canary_.+" }[1m] ) ) by (le) )"#
+        );
+    }
+
+    #[test]
+    fn canary_scope_matches_only_the_canary_nodes() {
+        let ips = nodes(&["10.244.0.21", "10.244.0.20", "10.244.0.21"]);
+        let s = Series::new("test", "podinfo-podinfo-canary", Scope::Canary, &ips).unwrap();
+        assert_eq!(
+            s.success_rate(Duration::from_secs(30)),
+            r#"sum( rate( apisix_http_status{ route=~"test_podinfo-podinfo-canary_.+", node=~"10\\.244\\.0\\.20|10\\.244\\.0\\.21", code!~"5.." }[30s] ) ) / sum( rate( apisix_http_status{ route=~"test_podinfo-podinfo-canary_.+", node=~"10\\.244\\.0\\.20|10\\.244\\.0\\.21" }[30s] ) ) * 100"#
+        );
+        assert_eq!(
+            s.request_duration(Duration::from_secs(90)),
+            r#"histogram_quantile( 0.99, sum( rate( apisix_http_latency_bucket{ type=~"request", route=~"test_podinfo-podinfo-canary_.+", node=~"10\\.244\\.0\\.20|10\\.244\\.0\\.21" }[1m30s] ) ) by (le) )"#
+        );
+    }
+
+    #[test]
+    fn node_order_does_not_change_the_query() {
+        let a = Series::new("t", "r", Scope::Canary, &nodes(&["10.0.0.2", "10.0.0.1"]));
+        let b = Series::new("t", "r", Scope::Canary, &nodes(&["10.0.0.1", "10.0.0.2"]));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn canary_scope_without_nodes_selects_nothing() {
+        assert_eq!(Series::new("test", "r", Scope::Canary, &[]), None);
+        assert_eq!(Series::new("test", "r", Scope::Canary, &nodes(&[""])), None);
+        assert!(Series::new("test", "r", Scope::Route, &[]).is_some());
+    }
+
+    #[test]
+    fn ipv6_and_dotted_names_are_escaped() {
+        let s = Series::new("a.b", "r", Scope::Canary, &nodes(&["fd00::1", "[fd00::2]"])).unwrap();
+        let q = s.success_rate(Duration::from_secs(60));
+        assert!(q.contains(r#"route=~"a\\.b_r_.+", node=~"\\[fd00::2\\]|fd00::1""#), "{q}");
+    }
+
+    #[test]
+    fn strings_escape_quotes_and_backslashes() {
+        assert_eq!(promql_string(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(regex_escape("1.2+3(x)|y$"), r"1\.2\+3\(x\)\|y\$");
+    }
+
+    #[test]
+    fn ranges_use_prometheus_units() {
+        let cases = [
+            (Duration::from_secs(60), "1m"),
+            (Duration::from_secs(30), "30s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(3600), "1h"),
+            (Duration::from_secs(3661), "1h1m1s"),
+            (Duration::from_millis(1500), "1s500ms"),
+            (Duration::from_micros(10), "1ms"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(range(d), want, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn scope_names_round_trip() {
+        for name in Scope::NAMES {
+            assert_eq!(Scope::parse(name).map(Scope::as_str), Some(*name));
+        }
+        assert_eq!(Scope::default(), Scope::Canary);
+        assert_eq!(Scope::parse("Route"), None);
+    }
+}
