@@ -19,7 +19,8 @@
 //!   `release`; [`conversion`]: Canary v1beta1 <-> v1alpha1.
 //! - [`api`]: the resource types, annotation keys, the rules of each setting, field errors.
 //! - [`runtime`]: one metrics registry, cancellation, readiness gates and the admin port
-//!   for every component; [`server`] the HTTPS webhook component; [`tls`] the reloading
+//!   for every component; [`lease`] leader election (only the holder writes);
+//!   [`server`] the HTTPS webhook component; [`tls`] the reloading
 //!   certificate store and dev certificates; [`admin`] `/live`, `/ready`, `/metrics`;
 //!   [`metrics`]; [`telemetry`] logs.
 //! - [`cli`] the commands; [`manifests`] the generated CRDs and webhook configurations;
@@ -31,6 +32,7 @@ pub mod admission;
 pub mod api;
 pub mod cli;
 pub mod conversion;
+pub mod lease;
 pub mod manifests;
 pub mod metrics;
 pub mod release;
