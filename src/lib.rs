@@ -21,7 +21,8 @@
 //!   `release`; [`conversion`]: Canary v1beta1 <-> v1alpha1.
 //! - [`api`]: the resource types, annotation keys, the rules of each setting, field errors.
 //! - [`runtime`]: one metrics registry, cancellation, readiness gates and the admin port
-//!   for every component; [`server`] the HTTPS webhook component; [`tls`] the reloading
+//!   for every component; [`lease`] leader election (only the holder writes);
+//!   [`server`] the HTTPS webhook component; [`tls`] the reloading
 //!   certificate store and dev certificates; [`admin`] `/live`, `/ready`, `/metrics`;
 //!   [`metrics`]; [`telemetry`] logs.
 //! - [`cli`] the commands; [`manifests`] the generated CRDs and webhook configurations;
@@ -35,6 +36,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod conversion;
+pub mod lease;
 pub mod manifests;
 pub mod metrics;
 pub mod release;

@@ -218,6 +218,7 @@ impl ApiServer {
             }
         };
         ctx.dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+        ctx.force = q.get("force").is_some_and(|v| v == "true");
         ctx.field_validation = super::builtin::FieldValidation::parse(q.get("fieldValidation").map(String::as_str));
         let method = req.method().clone();
         let as_table =

@@ -35,6 +35,8 @@ pub struct Ctx {
     pub field_manager: String,
     /// What to do with unknown fields of built-in kinds (`?fieldValidation=`).
     pub field_validation: super::builtin::FieldValidation,
+    /// `?force=true`: a server-side apply takes conflicting fields from their managers.
+    pub force: bool,
 }
 
 impl Ctx {
@@ -58,6 +60,7 @@ impl Ctx {
             user: name.to_owned(),
             field_manager: "unknown".to_owned(),
             field_validation: Default::default(),
+            force: false,
         }
     }
 
@@ -69,6 +72,7 @@ impl Ctx {
             user: "system:kube-controller-manager".to_owned(),
             field_manager: "kube-controller-manager".to_owned(),
             field_validation: super::builtin::FieldValidation::Ignore,
+            force: false,
         }
     }
 }

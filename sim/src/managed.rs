@@ -1,6 +1,9 @@
 //! `metadata.managedFields`, in the shape kube-apiserver writes it: one entry per
-//! manager and operation, with the fields it set (`FieldsV1`). Ownership is recorded,
-//! not enforced: conflicts between managers are not detected (see README).
+//! manager and operation, with the fields it set (`FieldsV1`). A write takes the fields
+//! it changes away from every other manager, and a server-side apply that would change
+//! a field another manager owns is refused with a 409, as structured-merge-diff does,
+//! unless forced. Lists are atomic here (one leaf each), and fields dropped from an
+//! applied configuration are not removed from the object.
 
 use serde_json::{Map, Value, json};
 
@@ -81,6 +84,153 @@ pub fn record(object: &mut Value, manager: &str, operation: &str, sub: Option<&s
     list.push(entry);
 }
 
+/// A field's path from the object's root: the keys, without FieldsV1's `f:`.
+type Path = Vec<String>;
+
+/// The leaves of a FieldsV1 set: the fields owned as a whole (scalars, lists).
+fn leaves(set: &Value, prefix: &mut Path, out: &mut Vec<Path>) {
+    let Some(map) = set.as_object() else { return };
+    let children: Vec<(&String, &Value)> = map.iter().filter(|(k, _)| k.as_str() != ".").collect();
+    if children.is_empty() {
+        if !prefix.is_empty() {
+            out.push(prefix.clone());
+        }
+        return;
+    }
+    for (key, child) in children {
+        prefix.push(key.strip_prefix("f:").unwrap_or(key).to_owned());
+        leaves(child, prefix, out);
+        prefix.pop();
+    }
+}
+
+fn leaves_of(object: &Value) -> Vec<Path> {
+    let mut out = Vec::new();
+    leaves(&fields_v1(object), &mut Vec::new(), &mut out);
+    out
+}
+
+fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(object, |v, key| v.get(key.as_str())).filter(|v| !v.is_null())
+}
+
+/// Whether `set` owns `path`: the field itself, or an ancestor owned as a whole.
+fn owns(set: &Value, path: &[String]) -> bool {
+    let mut node = set;
+    for key in path {
+        let has_children = node.as_object().is_some_and(|m| m.keys().any(|k| k != "."));
+        match node.get(format!("f:{key}").as_str()) {
+            Some(child) => node = child,
+            // An ancestor owned as a whole (a leaf, not the root) owns what is below it.
+            None => return !has_children && node.as_object().is_some_and(|m| m.is_empty()) && !std::ptr::eq(node, set),
+        }
+    }
+    true
+}
+
+/// Removes `path` from `set`, and the parents it leaves empty.
+fn disown(set: &mut Value, path: &[String]) {
+    let Some((first, rest)) = path.split_first() else { return };
+    let Some(map) = set.as_object_mut() else { return };
+    let key = format!("f:{first}");
+    if rest.is_empty() {
+        map.remove(&key);
+        return;
+    }
+    if let Some(child) = map.get_mut(&key) {
+        disown(child, rest);
+        if child.as_object().is_some_and(|m| m.keys().all(|k| k == ".")) {
+            map.remove(&key);
+        }
+    }
+}
+
+/// How kube-apiserver names a manager in a conflict (`printManager`).
+fn describe(entry: &Value) -> String {
+    let mut name = format!("{:?}", entry["manager"].as_str().unwrap_or_default());
+    if let Some(sub) = entry.get("subresource").and_then(Value::as_str) {
+        name.push_str(&format!(" with subresource {sub:?}"));
+    }
+    if entry["operation"] == "Update" {
+        name.push_str(&format!(" using {}", entry["apiVersion"].as_str().unwrap_or_default()));
+        if let Some(time) = entry.get("time").and_then(Value::as_str) {
+            name.push_str(&format!(" at {time}"));
+        }
+    }
+    name
+}
+
+fn dotted(path: &[String]) -> String {
+    path.iter().map(|k| format!(".{k}")).collect()
+}
+
+/// The conflicts of `manager` applying `applied` to `current`: every field the apply
+/// would change that another manager owns, as (manager, field). Fields absent from
+/// `current`, or given the value they already have, never conflict.
+pub fn conflicts(current: &Value, applied: &Value, manager: &str) -> Vec<(String, String)> {
+    let entries = current.pointer("/metadata/managedFields").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut found = Vec::new();
+    for path in leaves_of(applied) {
+        let Some(old) = value_at(current, &path) else { continue };
+        if value_at(applied, &path) == Some(old) {
+            continue;
+        }
+        for entry in &entries {
+            let ours =
+                entry["manager"] == manager && entry["operation"] == "Apply" && entry.get("subresource").is_none();
+            if !ours && owns(&entry["fieldsV1"], &path) {
+                found.push((describe(entry), dotted(&path)));
+            }
+        }
+    }
+    found
+}
+
+/// The message and causes of a conflict, as `NewConflictError` words them.
+pub fn conflict_error(conflicts: &[(String, String)]) -> (String, Vec<(String, String)>) {
+    let causes = conflicts.iter().map(|(who, field)| (field.clone(), format!("conflict with {who}"))).collect();
+    let message = match conflicts {
+        [(who, field)] => format!("Apply failed with 1 conflict: conflict with {who}: {field}"),
+        _ => {
+            let mut managers: Vec<&String> = conflicts.iter().map(|(who, _)| who).collect();
+            managers.sort();
+            managers.dedup();
+            let mut lines = Vec::new();
+            for who in managers {
+                lines.push(format!("conflicts with {who}:"));
+                lines.extend(conflicts.iter().filter(|(w, _)| w == who).map(|(_, field)| format!("- {field}")));
+            }
+            format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
+        }
+    };
+    (message, causes)
+}
+
+/// After a write by `manager` (`operation`, `sub`) turned `before` into `object`: the
+/// fields it changed belong to it alone now, and fields that are gone belong to nobody.
+/// Entries left empty are dropped.
+pub fn transfer(object: &mut Value, before: &Value, manager: &str, operation: &str, sub: Option<&str>) {
+    let mut changed = leaves_of(before);
+    for path in leaves_of(object) {
+        if !changed.contains(&path) {
+            changed.push(path);
+        }
+    }
+    changed.retain(|path| value_at(before, path) != value_at(object, path));
+    let gone: Vec<Path> = changed.iter().filter(|path| value_at(object, path).is_none()).cloned().collect();
+    let Some(list) = object.pointer_mut("/metadata/managedFields").and_then(Value::as_array_mut) else { return };
+    for entry in list.iter_mut() {
+        let writer = entry["manager"] == manager
+            && entry["operation"] == operation
+            && entry.get("subresource").and_then(Value::as_str) == sub;
+        let lost = if writer { &gone } else { &changed };
+        for path in lost {
+            disown(&mut entry["fieldsV1"], path);
+        }
+    }
+    list.retain(|e| e["fieldsV1"].as_object().is_some_and(|m| !m.is_empty()));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +245,53 @@ mod tests {
         record(&mut o, "kubectl", "Update", None, &json!({"data": {"k": "w"}}));
         assert_eq!(o["metadata"]["managedFields"].as_array().unwrap().len(), 1);
         assert_eq!(o["metadata"]["managedFields"][0]["fieldsType"], "FieldsV1");
+    }
+
+    fn lease(holder: Option<&str>) -> Value {
+        let mut o =
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"}, "spec": {}});
+        if let Some(holder) = holder {
+            o["spec"]["holderIdentity"] = json!(holder);
+            record(&mut o, holder, "Apply", None, &json!({"spec": {"holderIdentity": holder}}));
+        }
+        o
+    }
+
+    #[test]
+    fn an_apply_that_changes_another_managers_field_conflicts() {
+        let held = lease(Some("a"));
+        let found = conflicts(&held, &json!({"spec": {"holderIdentity": "b"}}), "b");
+        assert_eq!(found, [("\"a\"".to_owned(), ".spec.holderIdentity".to_owned())]);
+        let (message, causes) = conflict_error(&found);
+        assert_eq!(message, "Apply failed with 1 conflict: conflict with \"a\": .spec.holderIdentity");
+        assert_eq!(causes, [(".spec.holderIdentity".to_owned(), "conflict with \"a\"".to_owned())]);
+        // The same value, an absent field, or the owner itself: no conflict.
+        assert!(conflicts(&held, &json!({"spec": {"holderIdentity": "a"}}), "b").is_empty());
+        assert!(conflicts(&lease(None), &json!({"spec": {"holderIdentity": "b"}}), "b").is_empty());
+        assert!(conflicts(&held, &json!({"spec": {"holderIdentity": "c"}}), "a").is_empty());
+    }
+
+    #[test]
+    fn an_update_takes_the_fields_it_changes_and_removed_fields_are_nobodys() {
+        let before = lease(Some("a"));
+        let mut after = before.clone();
+        after["spec"]["holderIdentity"] = json!("b");
+        record(&mut after, "b", "Update", None, &json!({"spec": {"holderIdentity": "b"}}));
+        transfer(&mut after, &before, "b", "Update", None);
+        let managers: Vec<&str> = after["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["manager"].as_str().unwrap())
+            .collect();
+        assert_eq!(managers, ["b"], "a owned nothing else, so its entry is gone");
+        assert!(!conflicts(&after, &json!({"spec": {"holderIdentity": "c"}}), "c").is_empty());
+
+        let mut released = after.clone();
+        released["spec"].as_object_mut().unwrap().remove("holderIdentity");
+        record(&mut released, "b", "Update", None, &json!({"spec": {"holderIdentity": null}}));
+        transfer(&mut released, &after, "b", "Update", None);
+        assert!(released["metadata"].get("managedFields").unwrap().as_array().unwrap().is_empty());
+        assert!(conflicts(&released, &json!({"spec": {"holderIdentity": "c"}}), "c").is_empty());
     }
 }

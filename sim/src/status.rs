@@ -10,6 +10,9 @@ pub enum ApiError {
     AlreadyExists { kind: String, name: String },
     #[error("Operation cannot be fulfilled on {resource} \"{name}\": {message}")]
     Conflict { resource: String, name: String, message: String },
+    /// A server-side apply that would change fields other managers own.
+    #[error("{message}")]
+    ApplyConflict { message: String, causes: Vec<(String, String)> },
     #[error("{0}")]
     Invalid(String),
     /// An object that failed validation, with one cause per field (kubectl prints
@@ -34,7 +37,7 @@ impl ApiError {
     pub fn code(&self) -> u16 {
         match self {
             ApiError::NotFound { .. } => 404,
-            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => 409,
             ApiError::Invalid(_) | ApiError::InvalidObject { .. } => 422,
             ApiError::Forbidden(_) => 403,
             ApiError::BadRequest(_) => 400,
@@ -49,7 +52,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid(_) | ApiError::InvalidObject { .. } => "Invalid",
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::BadRequest(_) => "BadRequest",
@@ -76,6 +79,13 @@ impl ApiError {
                 status["details"] = json!({"name": name, "kind": kind});
             }
             ApiError::Conflict { resource, name, .. } => status["details"] = json!({"name": name, "kind": resource}),
+            ApiError::ApplyConflict { causes, .. } => {
+                let causes: Vec<Value> = causes
+                    .iter()
+                    .map(|(field, message)| json!({"reason": "FieldManagerConflict", "message": message, "field": field}))
+                    .collect();
+                status["details"] = json!({"causes": causes});
+            }
             ApiError::InvalidObject { kind, group, name, causes } => {
                 let causes: Vec<Value> = causes
                     .iter()

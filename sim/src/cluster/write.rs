@@ -51,6 +51,15 @@ impl Cluster {
             let result = self
                 .write(ctx, t, name, sub, precondition, patch.written(), operation, |current| {
                     let mut doc = current.clone();
+                    if let Patch::Apply(applied) = patch
+                        && !ctx.force
+                    {
+                        let found = crate::managed::conflicts(current, applied, &ctx.field_manager);
+                        if !found.is_empty() {
+                            let (message, causes) = crate::managed::conflict_error(&found);
+                            return Err(ApiError::ApplyConflict { message, causes });
+                        }
+                    }
                     match patch {
                         Patch::Merge(p) => json_patch::merge(&mut doc, p),
                         Patch::Strategic(_) if t.resource.crd.is_some() => {
@@ -167,7 +176,9 @@ impl Cluster {
         self.check_schema(t, name, &mut object)?;
         warnings.splice(0..0, decode_warnings);
         let claimed = written.cloned().unwrap_or_else(|| object.clone());
-        crate::managed::record(&mut object, &ctx.field_manager, operation, sub.filter(|s| *s == "status"), &claimed);
+        let entry_sub = sub.filter(|s| *s == "status");
+        crate::managed::record(&mut object, &ctx.field_manager, operation, entry_sub, &claimed);
+        crate::managed::transfer(&mut object, &current, &ctx.field_manager, operation, entry_sub);
         if super::tracks_generation(r) && spec_part(r, &object) != spec_part(r, &current) {
             let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             meta(&mut object).insert("generation".into(), json!(generation));

@@ -1,0 +1,454 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease: every replica serves webhooks,
+//! only the holder reconciles and writes.
+//!
+//! ```text
+//!  kube-lease-manager ── renews at R + duration - renew_grace ──▶ Lease {holder, renewTime R}
+//!  our reader ── GET the Lease every poll ──▶ R, last seen with us as holder
+//!  is_leader() = the manager holds it && holder == us && now < R + duration - grace
+//!  the others may take it at R + duration
+//! ```
+//!
+//! kube-lease-manager keeps saying "leader" while its renewals fail (it only re-reads
+//! the Lease after its own expiry), so we never trust that alone: we read the renewal
+//! time back ourselves and stop reporting leadership `grace` before the Lease can expire
+//! for the others, whatever the reason the renewals stopped. The manager is told to
+//! renew well before that point (halfway between our cut-off and `grace`), so a healthy
+//! leader never flaps at a renewal.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant, SystemTime};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
+use kube_lease_manager::{LeaseCreateMode, LeaseManager, LeaseManagerBuilder, LeaseManagerError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The Lease in our namespace that the replicas compete for.
+pub const LEASE_NAME: &str = "apisix-canary-leader";
+/// Prefix of the field manager of our Lease writes (the identity follows).
+const FIELD_MANAGER: &str = "apisix-canary-lease";
+/// client-go's defaults for controllers: a 15s lease, stop 5s before it can expire.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(15);
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// Our reads of the Lease happen at least this often.
+const MAX_POLL: Duration = Duration::from_secs(1);
+/// Retries after a failed renewal: quick at first, at most this far apart.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// How long freeing the Lease may take on shutdown before we give up on it.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a Lease lasts and how early its holder stops writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTiming {
+    /// `leaseDurationSeconds`: the others may take the Lease this long after its last
+    /// renewal. Whole seconds.
+    pub duration: Duration,
+    /// The holder stops reporting leadership this long before that (clock skew and the
+    /// time a write in flight may take). Whole seconds, at least 2s under `duration`.
+    pub grace: Duration,
+}
+
+impl Default for LeaseTiming {
+    fn default() -> Self {
+        Self { duration: DEFAULT_DURATION, grace: DEFAULT_GRACE }
+    }
+}
+
+/// A [`LeaseTiming`] that holds together, in the units the Lease uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Timing {
+    duration: u64,
+    grace: u64,
+    /// The manager's grace: it renews this many seconds before the Lease expires.
+    renew_grace: u64,
+    /// How often we read the Lease back.
+    poll: Duration,
+}
+
+impl LeaseTiming {
+    fn check(&self) -> Result<Timing, LeaseError> {
+        let whole = |what: &str, d: Duration| {
+            if d.subsec_nanos() == 0 && d.as_secs() > 0 {
+                Ok(d.as_secs())
+            } else {
+                Err(LeaseError::Timing(format!("{what} must be a whole number of seconds, at least 1s (got {d:?})")))
+            }
+        };
+        let (duration, grace) = (whole("duration", self.duration)?, whole("grace", self.grace)?);
+        // One second between our cut-off and the manager's renewal, at the least.
+        if duration < grace + 2 {
+            return Err(LeaseError::Timing(format!(
+                "duration ({duration}s) must be at least grace ({grace}s) + 2s, so renewals happen before the cut-off"
+            )));
+        }
+        let renew_grace = grace + (duration - grace) / 2;
+        let poll = (Duration::from_secs(renew_grace - grace) / 4).min(MAX_POLL);
+        Ok(Timing { duration, grace, renew_grace, poll })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("lease timing: {0}")]
+    Timing(String),
+    #[error("lease {namespace}/{LEASE_NAME}: {source}")]
+    Manager {
+        namespace: String,
+        #[source]
+        source: LeaseManagerError,
+    },
+}
+
+/// What the election task publishes: whether we hold the Lease, and until when we may
+/// act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Standing {
+    holding: bool,
+    until: Option<Instant>,
+}
+
+impl Standing {
+    fn leading(&self, now: Instant) -> bool {
+        self.holding && self.until.is_some_and(|until| now < until)
+    }
+}
+
+/// Until when a holder whose last renewal was `renewed` may act: `grace` before the
+/// Lease can expire for the others (`lease_seconds` as written on it, if shorter).
+fn valid_until(renewed: SystemTime, lease_seconds: Option<i32>, timing: &Timing) -> SystemTime {
+    let written = lease_seconds.and_then(|s| u64::try_from(s).ok()).unwrap_or(timing.duration);
+    renewed + Duration::from_secs(written.min(timing.duration).saturating_sub(timing.grace))
+}
+
+/// What one read of the Lease says of us: `Some(until)` while we hold it.
+fn read_back(lease: &Lease, identity: &str, timing: &Timing) -> Option<SystemTime> {
+    let spec = lease.spec.as_ref()?;
+    if spec.holder_identity.as_deref() != Some(identity) {
+        return None;
+    }
+    let renewed: SystemTime = spec.renew_time.as_ref()?.0.into();
+    Some(valid_until(renewed, spec.lease_duration_seconds, timing))
+}
+
+/// A view of the election for the loops that write: cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Watcher {
+    rx: watch::Receiver<Standing>,
+    seen: bool,
+}
+
+impl Watcher {
+    /// Whether this replica holds the Lease and its last renewal is recent enough to act.
+    /// Checked against the clock on every call, so it turns false on time even if the
+    /// election task is late.
+    pub fn is_leader(&self) -> bool {
+        self.rx.borrow().leading(Instant::now())
+    }
+
+    /// Waits until [`is_leader`](Self::is_leader) differs from what this watcher last
+    /// returned, and returns the new value. After the election ended it returns false
+    /// once, then never again.
+    pub async fn changed(&mut self) -> bool {
+        loop {
+            let now = self.is_leader();
+            if now != self.seen {
+                self.seen = now;
+                return now;
+            }
+            let standing = *self.rx.borrow_and_update();
+            let expiry = standing.until.filter(|_| now);
+            tokio::select! {
+                result = self.rx.changed() => {
+                    if result.is_err() {
+                        // The election ended: only the clock can change the answer now.
+                        sleep_until(expiry).await;
+                    }
+                }
+                () = sleep_until(expiry) => {}
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// This replica in the election. Dropping it stops the election and frees the Lease in
+/// the background; [`release`](Self::release) does it and waits.
+#[derive(Debug)]
+pub struct Leadership {
+    identity: String,
+    watcher: Watcher,
+    stop: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Leadership {
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// See [`Watcher::is_leader`].
+    pub fn is_leader(&self) -> bool {
+        self.watcher.is_leader()
+    }
+
+    /// See [`Watcher::changed`].
+    pub async fn changed(&mut self) -> bool {
+        self.watcher.changed().await
+    }
+
+    /// A watcher for a loop that writes (the reconciler checks it before each write).
+    pub fn watcher(&self) -> Watcher {
+        Watcher { rx: self.watcher.rx.clone(), seen: false }
+    }
+
+    /// Stops reporting leadership, then frees the Lease at once so another replica
+    /// takes over without waiting for it to expire (SIGTERM).
+    pub async fn release(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take()
+            && let Err(e) = task.await
+        {
+            tracing::warn!(error = %e, "the leader election task failed");
+        }
+    }
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Joins the election for [`LEASE_NAME`] in `namespace` as `identity` (see
+/// [`identity`]). The Lease is created if missing; the election runs on its own task.
+pub async fn start(
+    client: Client,
+    namespace: &str,
+    identity: &str,
+    params: LeaseTiming,
+) -> Result<Leadership, LeaseError> {
+    let timing = params.check()?;
+    let manager = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
+        .with_namespace(namespace)
+        .with_identity(identity)
+        .with_field_manager(format!("{FIELD_MANAGER}-{identity}"))
+        .with_duration(timing.duration)
+        .with_grace(timing.renew_grace)
+        .with_create_mode(LeaseCreateMode::AutoCreate)
+        .build()
+        .await
+        .map_err(|source| LeaseError::Manager { namespace: namespace.to_owned(), source })?;
+    let (tx, rx) = watch::channel(Standing::default());
+    let stop = CancellationToken::new();
+    let election = Election {
+        manager,
+        api: Api::namespaced(client, namespace),
+        identity: identity.to_owned(),
+        timing,
+        tx,
+        stop: stop.clone(),
+    };
+    let task = tokio::spawn(election.run());
+    Ok(Leadership { identity: identity.to_owned(), watcher: Watcher { rx, seen: false }, stop, task: Some(task) })
+}
+
+type Step<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+struct Election {
+    manager: LeaseManager,
+    api: Api<Lease>,
+    identity: String,
+    timing: Timing,
+    tx: watch::Sender<Standing>,
+    stop: CancellationToken,
+}
+
+impl Election {
+    /// Drives the manager (whose `changed()` is also what renews) and reads the Lease
+    /// back, publishing the standing after each event, until stopped.
+    async fn run(self) {
+        let (manager, identity, timing) = (&self.manager, self.identity.as_str(), &self.timing);
+        let mut holding = false;
+        let mut until: Option<SystemTime> = None;
+        let mut retry = RETRY_MIN;
+        let mut next: Step<'_, _> = Box::pin(manager.changed());
+        let mut read: Step<'_, _> = Box::pin(self.read(Duration::ZERO));
+        loop {
+            let standing = Standing { holding, until: until.map(instant_of) };
+            let was = self.tx.borrow().leading(Instant::now());
+            self.tx.send_if_modified(|s| std::mem::replace(s, standing) != standing);
+            let is = standing.leading(Instant::now());
+            if was != is {
+                tracing::info!(identity, leader = is, "{}", if is { "leadership acquired" } else { "leadership lost" });
+            }
+            let expiry = standing.until.filter(|_| is);
+            tokio::select! {
+                () = self.stop.cancelled() => break,
+                result = &mut next => {
+                    match result {
+                        Ok(now) => {
+                            holding = now;
+                            retry = RETRY_MIN;
+                            if now {
+                                // Learn the renewal time of the acquisition right away.
+                                read = Box::pin(self.read(Duration::ZERO));
+                            }
+                            next = Box::pin(manager.changed());
+                        }
+                        Err(e) => {
+                            tracing::warn!(identity, error = %e, retry_in = ?retry, "the lease cannot be renewed or acquired");
+                            let wait = retry;
+                            retry = (retry * 2).min(RETRY_MAX);
+                            next = Box::pin(async move {
+                                tokio::time::sleep(wait).await;
+                                manager.changed().await
+                            });
+                        }
+                    }
+                }
+                seen = &mut read => {
+                    match seen {
+                        Some(Ok(lease)) => until = read_back(&lease, identity, timing),
+                        // A failed read proves nothing: the last renewal seen still ages.
+                        Some(Err(e)) => tracing::debug!(identity, error = %e, "reading the lease back failed"),
+                        None => tracing::debug!(identity, "reading the lease back timed out"),
+                    }
+                    read = Box::pin(self.read(timing.poll));
+                }
+                () = sleep_until(expiry) => {}
+            }
+        }
+        // Not leader from here on, before the Lease is freed for the others.
+        self.tx.send_replace(Standing::default());
+        drop((next, read));
+        match tokio::time::timeout(RELEASE_TIMEOUT, manager.release()).await {
+            Ok(Ok(())) => tracing::info!(identity, "lease released"),
+            Ok(Err(e)) => tracing::warn!(identity, error = %e, "releasing the lease failed; it expires on its own"),
+            Err(_) => tracing::warn!(identity, "releasing the lease timed out; it expires on its own"),
+        }
+    }
+
+    /// One read of the Lease after `delay`, bounded by the poll period so a hung
+    /// connection cannot hold back the next one.
+    async fn read(&self, delay: Duration) -> Option<Result<Lease, kube::Error>> {
+        tokio::time::sleep(delay).await;
+        tokio::time::timeout(self.timing.poll.max(Duration::from_millis(250)), self.api.get(LEASE_NAME)).await.ok()
+    }
+}
+
+/// The monotonic instant of a wall-clock time (now if it is already past).
+fn instant_of(at: SystemTime) -> Instant {
+    let now = Instant::now();
+    match at.duration_since(SystemTime::now()) {
+        Ok(ahead) => now + ahead,
+        Err(_) => now,
+    }
+}
+
+/// Our name in the election: the pod name (`POD_NAME`, from the downward API), unique
+/// in the cluster; else the hostname with a random suffix, so two processes on one
+/// machine never share it.
+pub fn identity() -> String {
+    let pod = std::env::var("POD_NAME").ok();
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok());
+    identity_from(pod.as_deref(), host.as_deref(), &random_suffix())
+}
+
+fn identity_from(pod: Option<&str>, host: Option<&str>, suffix: &str) -> String {
+    if let Some(pod) = pod.map(str::trim).filter(|p| !p.is_empty()) {
+        return pod.to_owned();
+    }
+    let host = host.map(str::trim).filter(|h| !h.is_empty()).unwrap_or("apisix-canary");
+    format!("{host}-{suffix}")
+}
+
+/// Eight hex digits from the process's random hash seed, the pid and the clock.
+fn random_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    format!("{:08x}", hasher.finish() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
+    use super::*;
+
+    fn timing(duration: u64, grace: u64) -> Result<Timing, LeaseError> {
+        LeaseTiming { duration: Duration::from_secs(duration), grace: Duration::from_secs(grace) }.check()
+    }
+
+    #[test]
+    fn the_manager_renews_between_our_cut_off_and_the_expiry() {
+        let t = timing(15, 5).unwrap();
+        assert_eq!((t.renew_grace, t.poll), (10, MAX_POLL), "renew at R+5s, stop at R+10s, expire at R+15s");
+        let t = timing(3, 1).unwrap();
+        assert_eq!((t.renew_grace, t.poll), (2, Duration::from_millis(250)), "renew at R+1s, stop at R+2s");
+        assert!(matches!(timing(2, 1), Err(LeaseError::Timing(m)) if m.contains("at least grace (1s) + 2s")));
+        assert!(timing(3, 0).is_err());
+        let fractional = LeaseTiming { duration: Duration::from_millis(2500), grace: Duration::from_secs(1) };
+        assert!(matches!(fractional.check(), Err(LeaseError::Timing(m)) if m.contains("whole number of seconds")));
+        assert!(LeaseTiming::default().check().is_ok());
+    }
+
+    fn lease(holder: &str, renewed: SystemTime, seconds: i32) -> Lease {
+        Lease {
+            metadata: Default::default(),
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.to_owned()),
+                renew_time: Some(MicroTime(renewed.try_into().unwrap())),
+                lease_duration_seconds: Some(seconds),
+                ..LeaseSpec::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn we_may_act_until_grace_before_the_lease_expires_for_the_others() {
+        let t = timing(15, 5).unwrap();
+        let renewed = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(read_back(&lease("me", renewed, 15), "me", &t), Some(renewed + Duration::from_secs(10)));
+        // A shorter duration written on the Lease is what the others go by.
+        assert_eq!(read_back(&lease("me", renewed, 8), "me", &t), Some(renewed + Duration::from_secs(3)));
+        assert_eq!(read_back(&lease("other", renewed, 15), "me", &t), None, "someone else holds it");
+        let mut unrenewed = lease("me", renewed, 15);
+        unrenewed.spec.as_mut().unwrap().renew_time = None;
+        assert_eq!(read_back(&unrenewed, "me", &t), None);
+    }
+
+    #[test]
+    fn leading_needs_the_lease_and_a_recent_renewal() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(1);
+        assert!(Standing { holding: true, until: Some(later) }.leading(now));
+        assert!(!Standing { holding: true, until: Some(later) }.leading(later), "the cut-off itself is too late");
+        assert!(!Standing { holding: false, until: Some(later) }.leading(now), "the manager lost it");
+        assert!(!Standing { holding: true, until: None }.leading(now), "no renewal seen yet");
+    }
+
+    #[test]
+    fn the_identity_is_the_pod_name_else_the_host_with_a_suffix() {
+        assert_eq!(identity_from(Some("apisix-canary-7d9f-x2"), Some("node"), "0a1b2c3d"), "apisix-canary-7d9f-x2");
+        assert_eq!(identity_from(Some(" "), Some("laptop\n"), "0a1b2c3d"), "laptop-0a1b2c3d");
+        assert_eq!(identity_from(None, None, "0a1b2c3d"), "apisix-canary-0a1b2c3d");
+        assert_ne!(random_suffix(), random_suffix());
+        assert_eq!(random_suffix().len(), 8);
+    }
+}
