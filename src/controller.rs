@@ -20,7 +20,6 @@ mod observe;
 mod status;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -32,6 +31,7 @@ use kube::{Api, Client, ResourceExt};
 
 pub use self::metrics::Metrics;
 use crate::api::canary::v1beta1::Canary;
+use crate::lease::Watcher;
 use crate::runtime::Runtime;
 
 /// The field manager of every write, and the reporting component of every Event.
@@ -54,8 +54,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub config: Config,
     pub metrics: Metrics,
-    /// Whether this replica may write: it holds the Lease.
-    pub leading: Arc<AtomicBool>,
+    /// Whether this replica may write: it holds the Lease, recently renewed.
+    pub leader: Watcher,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,13 +73,13 @@ impl Error {
     }
 }
 
-/// Runs both loops under `runtime` until it stops. `leading` says when this replica
-/// may write; the loops run on every replica so their caches are warm.
-pub fn spawn(runtime: &Runtime, client: Client, config: Config, leading: Arc<AtomicBool>) {
+/// Runs both loops under `runtime` until it stops. `leader` says when this replica may
+/// write; the loops run on every replica so their caches are warm.
+pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher) {
     let reporter = Reporter { controller: MANAGER.to_owned(), instance: Some(config.identity.clone()) };
     let recorder = Recorder::new(client.clone(), reporter);
     let metrics = runtime.register(Metrics::register);
-    let ctx = Arc::new(Context { client: client.clone(), recorder, config, metrics, leading });
+    let ctx = Arc::new(Context { client: client.clone(), recorder, config, metrics, leader });
     let gate = runtime.gate(CACHES_GATE);
     let stop = runtime.stopping();
 
@@ -104,21 +104,24 @@ pub fn spawn(runtime: &Runtime, client: Client, config: Config, leading: Arc<Ato
         tracing::info!("controller caches synced");
     });
     runtime.spawn(async move {
-        let drain = |name: &'static str| {
-            move |result: Result<_, _>| async move {
-                if let Err(e) = result {
-                    tracing::debug!(loop = name, error = %e, "reconcile ended with an error");
-                }
+        let canaries = releases.for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "canary reconcile ended with an error");
             }
-        };
-        tokio::join!(releases.for_each(drain("canaries")), opt_ins.for_each(drain("deployments")));
+        });
+        let deployments = opt_ins.for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "deployment reconcile ended with an error");
+            }
+        });
+        tokio::join!(canaries, deployments);
         tracing::info!("controller stopped");
     });
 }
 
 /// One release: observe, decide, act; again at once when the analysis is due.
 async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    if !ctx.leading.load(Ordering::Acquire) {
+    if !ctx.leader.is_leader() {
         return Ok(Requeue::requeue(Duration::from_secs(2)));
     }
     let started = std::time::Instant::now();

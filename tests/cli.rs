@@ -131,10 +131,23 @@ async fn serve_answers_then_drains_and_exits_zero_on_sigterm() {
 }
 
 #[test]
-fn serve_without_webhook_only_says_what_is_missing() {
-    let out = Command::new(BIN).args(["serve", "--addr", "127.0.0.1:0"]).output().unwrap();
+fn serve_without_a_cluster_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Command::new(BIN).args(["certs", "--dns-name", "localhost", "--out-dir"]).arg(dir.path()).output();
+    assert!(certs.unwrap().status.success());
+    let out = Command::new(BIN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--tls-cert"])
+        .arg(dir.path().join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.path().join("tls.key"))
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--webhook-only"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no --kubeconfig, no KUBECONFIG and not in a cluster"), "{stderr}");
 }
 
 #[test]

@@ -119,7 +119,8 @@ pub fn validate(review: &Review<'_>) -> Findings {
     let Some(new) = review.new else {
         return Findings::default();
     };
-    if !matches!(review.operation, Operation::Create | Operation::Update) {
+    // Our generated copies carry our bookkeeping, not a user's settings.
+    if !matches!(review.operation, Operation::Create | Operation::Update) || owned_by_canary(new) {
         return Findings::default();
     }
     let new_ann = annotations(new);

@@ -3,8 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -97,14 +95,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// The cluster client, the Lease, and the controller loops.
 async fn controller(runtime: &Runtime, args: &ServeArgs) -> anyhow::Result<crate::lease::Leadership> {
     let client = client(args.kubeconfig.as_deref()).await?;
-    let identity = args.identity.clone().unwrap_or_else(crate::lease::default_identity);
-    let leading = Arc::new(AtomicBool::new(false));
+    let identity = args.identity.clone().unwrap_or_else(crate::lease::identity);
     let leadership = crate::lease::start(client.clone(), &args.namespace, &identity, crate::lease::LeaseTiming::default())
         .await
         .with_context(|| format!("starting leader election in namespace {}", args.namespace))?;
-    leadership.mirror_into(runtime, leading.clone());
     let config = crate::controller::Config { prometheus_url: args.prometheus_url.clone(), identity };
-    crate::controller::spawn(runtime, client, config, leading);
+    crate::controller::spawn(runtime, client, config, leadership.watcher());
     Ok(leadership)
 }
 

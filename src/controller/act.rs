@@ -15,6 +15,8 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::observe::{COPY_OF, Objects, observe};
 use super::{Context, Error, MANAGER, status};
+use crate::analysis::Verdict;
+use crate::analysis::prometheus::{Prometheus, QUERY_TIMEOUT};
 use crate::api::apisix_route::ApisixRoute;
 use crate::api::canary::v1beta1::Canary;
 use crate::release::copies;
@@ -104,7 +106,7 @@ impl Run<'_> {
     async fn apply_canary(&mut self, replicas: i32) -> Result<(), Error> {
         let Some(target) = &self.objects.target else { return Err(Error::Invalid("the target is gone".into())) };
         let mut copy = copies::canary_deployment(target, replicas, self.owner()).map_err(|e| Error::Invalid(e.to_string()))?;
-        let template = serde_json::to_value(&target.spec.as_ref().map(|s| s.template.clone())).unwrap_or_default();
+        let template = serde_json::to_value(target.spec.as_ref().map(|s| s.template.clone())).unwrap_or_default();
         let revision = crate::release::revision::Revision::of_template(&template);
         copy.annotations_mut().insert(COPY_OF.to_owned(), revision.to_string());
         let params = PatchParams::apply(MANAGER).force();
@@ -255,12 +257,13 @@ async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &Context) -> 
     };
     let target = crate::analysis::Target {
         namespace: objects.namespace.clone(),
+        canary: o.id.split('.').next().unwrap_or_default().to_owned(),
         deployment: plan.target.clone(),
         generated_route: route::generated_name(&plan.route, &plan.target),
-        rule: objects.route.as_ref().zip(objects.rule).and_then(|(r, i)| Some(r.spec.http.as_ref()?.get(i)?.name.clone())).unwrap_or_default(),
         canary_nodes: nodes,
+        scope: crate::analysis::Scope::default(),
     };
-    let prometheus = match crate::analysis::Prometheus::new(&ctx.config.prometheus_url) {
+    let prometheus = match Prometheus::new(&ctx.config.prometheus_url, QUERY_TIMEOUT) {
         Ok(p) => p,
         Err(e) => {
             let halt = format!("Prometheus query failed: {e}");
@@ -271,8 +274,12 @@ async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &Context) -> 
         .await
         .into_iter()
         .map(|(metric, verdict)| {
-            ctx.metrics.observe_metric(&o.id, &metric, verdict.value());
-            Check { metric, value: verdict.value(), halt: verdict.halt().map(str::to_owned) }
+            let (value, halt) = match verdict {
+                Verdict::Pass { value } => (Some(value), None),
+                Verdict::Halt { message, value } => (value, Some(message)),
+            };
+            ctx.metrics.observe_metric(&o.id, &metric, value);
+            Check { metric, value, halt }
         })
         .collect()
 }

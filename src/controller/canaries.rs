@@ -4,7 +4,6 @@
 //! Canary mode: the user's Canary named in `apisix-canary.dev/canary` is used as written.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -41,7 +40,7 @@ pub fn canary_of_deployment(d: Deployment) -> Option<ObjectRef<Canary>> {
 
 /// Keeps the Canary of an annotation-mode Deployment.
 pub async fn reconcile_deployment(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    if !ctx.leading.load(Ordering::Acquire) {
+    if !ctx.leader.is_leader() {
         return Ok(Requeue::requeue(Duration::from_secs(2)));
     }
     let (Some(ns), name) = (d.namespace(), d.name_any()) else { return Ok(Requeue::await_change()) };
