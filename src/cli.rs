@@ -53,12 +53,16 @@ pub enum Command {
 /// Where the API server reaches our webhooks.
 #[derive(Debug, Args)]
 pub struct TargetArgs {
-    /// Namespace of our Service.
+    /// Our namespace: where our Service lives; the Deployment webhooks skip it.
     #[arg(long, env = "APISIX_CANARY_NAMESPACE", default_value = crate::manifests::DEFAULT_NAMESPACE)]
     pub namespace: String,
     /// Name of our Service.
     #[arg(long, env = "APISIX_CANARY_SERVICE", default_value = crate::manifests::DEFAULT_SERVICE)]
     pub service: String,
+    /// Call the webhooks at https://HOST:PORT instead of through our Service, for a server
+    /// that runs outside the cluster (a laptop, the tests); the certificate must name HOST.
+    #[arg(long, env = "APISIX_CANARY_WEBHOOK_URL", conflicts_with = "service")]
+    pub url: Option<crate::manifests::WebhookUrl>,
     /// PEM CA certificate to put in caBundle (left unset otherwise, for cert-manager's injector).
     #[arg(long, env = "APISIX_CANARY_CA_FILE")]
     pub ca_file: Option<PathBuf>,
@@ -70,7 +74,12 @@ impl TargetArgs {
             Some(path) => Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?),
             None => None,
         };
-        Ok(crate::manifests::Target { namespace: self.namespace.clone(), service: self.service.clone(), ca_bundle })
+        Ok(crate::manifests::Target {
+            namespace: self.namespace.clone(),
+            service: self.service.clone(),
+            url: self.url.clone(),
+            ca_bundle,
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! The cluster objects generated from the code: our CRDs (with the conversion webhook)
 //! and the webhook configurations. `manifests/` holds their YAML; a test fails when it
-//! drifts from what this module generates.
+//! drifts from what this module generates. The API server reaches our webhooks through
+//! our Service, or at a URL for a server that runs outside the cluster (`--url`).
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
@@ -8,7 +9,8 @@ use k8s_openapi::api::admissionregistration::v1::{
     ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceConversion, CustomResourceDefinition, WebhookClientConfig as CrdClientConfig, WebhookConversion,
+    CustomResourceConversion, CustomResourceDefinition, ServiceReference as CrdServiceReference,
+    WebhookClientConfig as CrdClientConfig, WebhookConversion,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
 use kube::CustomResourceExt;
@@ -18,14 +20,74 @@ use serde::Serialize;
 use crate::admission::Hook;
 use crate::api::{alert_provider, canary, metric_template};
 
-/// Where our Service lives and how the API server trusts it.
+/// Where the API server reaches our webhooks and how it trusts them.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// Our namespace: where our Service lives, and excluded from the Deployment webhooks.
     pub namespace: String,
     pub service: String,
+    /// Set: the webhooks are called at this URL instead of through the Service.
+    pub url: Option<WebhookUrl>,
     /// PEM of the CA that signed our serving certificate; `None` leaves `caBundle`
     /// unset (cert-manager's CA injector or a patch fills it in).
     pub ca_bundle: Option<Vec<u8>>,
+}
+
+/// `https://HOST[:PORT][/PREFIX]`: the base URL of a webhook server outside the cluster,
+/// checked as kube-apiserver checks `clientConfig.url`. Each webhook's path is appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookUrl(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid webhook URL {url:?}: {reason}")]
+pub struct UrlError {
+    url: String,
+    reason: String,
+}
+
+impl std::str::FromStr for WebhookUrl {
+    type Err = UrlError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let refuse = |reason: &str| UrlError { url: s.to_owned(), reason: reason.to_owned() };
+        // kube-apiserver's ValidateWebhookURL, in its words.
+        if s.contains('#') {
+            return Err(refuse("fragments are not permitted in the URL"));
+        }
+        let uri: http::Uri = s.parse().map_err(|e: http::uri::InvalidUri| refuse(&e.to_string()))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(refuse("'https' is the only allowed URL scheme"));
+        }
+        let authority = uri.authority().map(http::uri::Authority::as_str).unwrap_or_default();
+        if authority.contains('@') {
+            return Err(refuse("user information is not permitted in the URL"));
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(refuse("host must be specified"));
+        }
+        if uri.query().is_some() {
+            return Err(refuse("query parameters are not permitted in the URL"));
+        }
+        let prefix = uri.path().trim_end_matches('/');
+        Ok(Self(format!("https://{authority}{prefix}")))
+    }
+}
+
+impl WebhookUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL of the webhook served at `path` (which starts with `/`).
+    pub fn join(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
+    }
+}
+
+impl std::fmt::Display for WebhookUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 pub const CRDS_FILE: &str = "crds.yaml";
@@ -41,7 +103,7 @@ pub const CRD_TIMEOUT_SECONDS: i32 = 10;
 
 impl Default for Target {
     fn default() -> Self {
-        Self { namespace: DEFAULT_NAMESPACE.into(), service: DEFAULT_SERVICE.into(), ca_bundle: None }
+        Self { namespace: DEFAULT_NAMESPACE.into(), service: DEFAULT_SERVICE.into(), url: None, ca_bundle: None }
     }
 }
 
@@ -58,8 +120,23 @@ impl Target {
     fn client_config(&self, path: &str) -> WebhookClientConfig {
         WebhookClientConfig {
             ca_bundle: self.ca_bundle.clone().map(ByteString),
-            service: Some(self.service(path)),
-            url: None,
+            service: self.url.is_none().then(|| self.service(path)),
+            url: self.url.as_ref().map(|u| u.join(path)),
+        }
+    }
+
+    /// The same for the CRD conversion, whose client config is its own type.
+    fn conversion_client_config(&self) -> CrdClientConfig {
+        let path = crate::conversion::PATH;
+        CrdClientConfig {
+            ca_bundle: self.ca_bundle.clone().map(ByteString),
+            service: self.url.is_none().then(|| CrdServiceReference {
+                name: self.service.clone(),
+                namespace: self.namespace.clone(),
+                path: Some(path.to_owned()),
+                port: Some(443),
+            }),
+            url: self.url.as_ref().map(|u| u.join(path)),
         }
     }
 }
@@ -73,16 +150,7 @@ pub fn crds(target: &Target) -> Vec<CustomResourceDefinition> {
         strategy: "Webhook".to_owned(),
         webhook: Some(WebhookConversion {
             conversion_review_versions: vec!["v1".to_owned()],
-            client_config: Some(CrdClientConfig {
-                ca_bundle: target.ca_bundle.clone().map(ByteString),
-                service: Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::ServiceReference {
-                    name: target.service.clone(),
-                    namespace: target.namespace.clone(),
-                    path: Some(crate::conversion::PATH.to_owned()),
-                    port: Some(443),
-                }),
-                url: None,
-            }),
+            client_config: Some(target.conversion_client_config()),
         }),
     });
     vec![canary, metric_template::MetricTemplate::crd(), alert_provider::AlertProvider::crd()]

@@ -1,7 +1,7 @@
 //! The generated cluster objects: manifests/ matches the code, every CRD schema is
 //! structural, and the webhook configurations say what DESIGN.md section 6 says.
 
-use apisix_canary::manifests::{self, Target};
+use apisix_canary::manifests::{self, Target, WebhookUrl};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
 
@@ -149,4 +149,63 @@ fn webhook_configurations_limit_the_blast_radius() {
     let with_ca = Target { ca_bundle: Some(b"-----BEGIN CERTIFICATE-----\n".to_vec()), ..Target::default() };
     let yaml = manifests::webhooks_yaml(&with_ca).unwrap();
     assert!(yaml.contains("caBundle: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="), "{yaml}");
+}
+
+#[test]
+fn a_url_target_calls_every_webhook_and_the_conversion_at_that_url() {
+    let ca = b"-----BEGIN CERTIFICATE-----\n".to_vec();
+    let url: WebhookUrl = "https://127.0.0.1:8443/".parse().unwrap();
+    let target = Target { url: Some(url), ca_bundle: Some(ca.clone()), ..Target::default() };
+
+    let mut configs = Vec::new();
+    for hook in manifests::mutating(&target).webhooks.unwrap() {
+        configs.push((hook.name, hook.client_config));
+    }
+    for hook in manifests::validating(&target).webhooks.unwrap() {
+        configs.push((hook.name, hook.client_config));
+    }
+    let urls: Vec<_> = configs.iter().map(|(name, c)| (name.as_str(), c.url.as_deref().unwrap())).collect();
+    assert_eq!(
+        urls,
+        [
+            ("deployments.apisix-canary.dev", "https://127.0.0.1:8443/mutate/deployments"),
+            ("deployments.validate.apisix-canary.dev", "https://127.0.0.1:8443/validate/deployments"),
+            ("canaries.validate.apisix-canary.dev", "https://127.0.0.1:8443/validate/canaries"),
+        ]
+    );
+    for (name, config) in &configs {
+        assert!(config.service.is_none(), "{name}: a url excludes the service");
+        assert_eq!(config.ca_bundle.as_ref().unwrap().0, ca, "{name}");
+    }
+
+    let crds = manifests::crds(&target);
+    let conversion =
+        crds[0].spec.conversion.as_ref().unwrap().webhook.as_ref().unwrap().client_config.as_ref().unwrap();
+    assert_eq!(conversion.url.as_deref(), Some("https://127.0.0.1:8443/convert"));
+    assert!(conversion.service.is_none());
+    assert_eq!(conversion.ca_bundle.as_ref().unwrap().0, ca);
+    // The YAML says it too, caBundle included, and names no Service anywhere.
+    let yaml = format!("{}{}", manifests::crds_yaml(&target).unwrap(), manifests::webhooks_yaml(&target).unwrap());
+    assert_eq!(yaml.matches("url: https://127.0.0.1:8443/").count(), 4, "{yaml}");
+    assert_eq!(yaml.matches("caBundle: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==").count(), 4, "{yaml}");
+    assert!(!yaml.contains("port: 443"), "no Service reference left: {yaml}");
+    // Our namespace is still kept out of the Deployment webhooks.
+    assert!(yaml.contains("- apisix-canary"), "{yaml}");
+}
+
+#[test]
+fn webhook_urls_are_checked_as_kube_apiserver_checks_them() {
+    let base: WebhookUrl = "https://webhooks.example.com/prefix/".parse().unwrap();
+    assert_eq!(base.join("/convert"), "https://webhooks.example.com/prefix/convert");
+    assert_eq!("https://[::1]:9443".parse::<WebhookUrl>().unwrap().join("/convert"), "https://[::1]:9443/convert");
+    for (bad, reason) in [
+        ("http://127.0.0.1:8443", "'https' is the only allowed URL scheme"),
+        ("127.0.0.1:8443", "'https' is the only allowed URL scheme"),
+        ("https://user:pw@127.0.0.1:8443", "user information is not permitted in the URL"),
+        ("https://127.0.0.1:8443/?a=b", "query parameters are not permitted in the URL"),
+        ("https://127.0.0.1:8443/#x", "fragments are not permitted in the URL"),
+    ] {
+        let err = bad.parse::<WebhookUrl>().unwrap_err().to_string();
+        assert_eq!(err, format!("invalid webhook URL {bad:?}: {reason}"));
+    }
 }

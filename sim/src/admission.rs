@@ -3,7 +3,8 @@
 //! HTTPS trusting their `caBundle`, patches applied, denials turned into 403s.
 //!
 //! Only loopback addresses are ever dialled: a Service in `clientConfig` is mapped to a
-//! local address registered with [`Webhooks::register_service`].
+//! local address registered with [`Webhooks::register_service`]; a `url` must be https
+//! on a loopback address (or `localhost`), anything else fails as an unreachable host.
 
 mod response;
 
@@ -93,6 +94,13 @@ impl Webhooks {
             .and_then(Value::as_str)
             .ok_or_else(|| CallError::Config("clientConfig has neither service nor url".into()))?;
         let uri: http::Uri = url.parse().map_err(|e| CallError::Config(format!("bad url {url:?}: {e}")))?;
+        // kube-apiserver refuses these at validation; never dial them.
+        if uri.scheme_str() != Some("https") {
+            return Err(CallError::Config(format!("{url}: 'https' is the only allowed URL scheme")));
+        }
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(CallError::Config(format!("{url}: user information is not permitted in the URL")));
+        }
         let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_owned();
         let port = uri.port_u16().unwrap_or(443);
         let ip: std::net::IpAddr = if host == "localhost" {
