@@ -16,7 +16,6 @@ mod sim;
 
 pub use self::serve::ServeArgs;
 
-
 #[derive(Debug, Parser)]
 #[command(name = "apisix-canary", version, about = "Canary releases for Kubernetes services behind Apache APISIX")]
 pub struct Cli {

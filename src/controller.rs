@@ -15,6 +15,7 @@
 
 mod act;
 mod canaries;
+mod events;
 mod metrics;
 mod observe;
 mod status;
@@ -25,7 +26,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::controller::{Action as Requeue, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
@@ -51,7 +51,7 @@ pub struct Config {
 /// Shared by every reconcile.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub events: events::Events,
     pub config: Config,
     pub metrics: Metrics,
     /// Whether this replica may write: it holds the Lease, recently renewed.
@@ -76,10 +76,9 @@ impl Error {
 /// Runs both loops under `runtime` until it stops. `leader` says when this replica may
 /// write; the loops run on every replica so their caches are warm.
 pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher) {
-    let reporter = Reporter { controller: MANAGER.to_owned(), instance: Some(config.identity.clone()) };
-    let recorder = Recorder::new(client.clone(), reporter);
+    let events = events::Events::new(client.clone(), MANAGER, &config.identity);
     let metrics = runtime.register(Metrics::register);
-    let ctx = Arc::new(Context { client: client.clone(), recorder, config, metrics, leader });
+    let ctx = Arc::new(Context { client: client.clone(), events, config, metrics, leader });
     let gate = runtime.gate(CACHES_GATE);
     let stop = runtime.stopping();
 

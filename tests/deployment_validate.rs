@@ -267,11 +267,13 @@ fn the_controllers_canary_copies_are_not_checked_as_user_settings() {
     let copy_of = ("apisix-canary.dev/copy-of-revision", "0123456789");
     assert_eq!(errors_of(&[copy_of]).len(), 1, "on a user's Deployment it is an unknown key");
     let mut copy = deploy(&[copy_of]);
-    copy.metadata.owner_references = Some(vec![serde_json::from_value(json!({
-        "apiVersion": "apisix-canary.dev/v1beta1", "kind": "Canary", "name": "podinfo",
-        "uid": "1b9f1d2e-0000-4000-8000-000000000001", "controller": true
-    }))
-    .unwrap()]);
+    copy.metadata.owner_references = Some(vec![
+        serde_json::from_value(json!({
+            "apiVersion": "apisix-canary.dev/v1beta1", "kind": "Canary", "name": "podinfo",
+            "uid": "1b9f1d2e-0000-4000-8000-000000000001", "controller": true
+        }))
+        .unwrap(),
+    ]);
     let v = validate(&Review { operation: &Operation::Create, old: None, new: Some(&copy) });
     assert!(v.errors.is_empty(), "{}", v.errors);
 }

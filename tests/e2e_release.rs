@@ -63,7 +63,11 @@ fn read_until(lines: &mut impl Iterator<Item = std::io::Result<String>>, last: &
 }
 
 fn value_of<'a>(lines: &'a [String], prefix: &str) -> &'a str {
-    lines.iter().find_map(|l| l.strip_prefix(prefix)).map(str::trim).unwrap_or_else(|| panic!("no {prefix} in {lines:?}"))
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(prefix))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {prefix} in {lines:?}"))
 }
 
 impl World {
@@ -88,6 +92,11 @@ impl World {
         let gateway = value_of(&printed, "gateway:").to_owned();
         let prometheus_url = value_of(&printed, "prometheus:").to_owned();
         let sim = Proc(sim);
+        // Our namespace, where the leader-election Lease lives, exists before we start.
+        let ns = dir.path().join("apisix-canary-ns.yaml");
+        std::fs::write(&ns, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apisix-canary\n").unwrap();
+        let created = Command::new(&kubectl).arg("apply").arg("-f").arg(&ns).env("KUBECONFIG", &kubeconfig).output();
+        assert!(created.unwrap().status.success());
 
         let certs = Command::new(BIN)
             .args(["certs", "--dns-name", "localhost", "--out-dir"])
@@ -143,8 +152,6 @@ impl World {
             .unwrap();
         assert!(written.success());
         let w = World { _serve: Proc(serve), _sim: sim, kubectl, kubeconfig, gateway, logs, dir };
-        let ns = w.file("apisix-canary-ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apisix-canary\n");
-        w.ok(&["apply", "-f", &ns]);
         w.ok(&["apply", "-f", manifests.to_str().unwrap()]);
         w
     }
@@ -199,7 +206,10 @@ impl World {
             }
             if Instant::now() > deadline {
                 let logs = self.logs.lock().unwrap().join("\n");
-                panic!("phase {phase:?}, not {phases:?}, after {within:?}\nevents: {:#?}\nserve logs:\n{logs}", self.events());
+                panic!(
+                    "phase {phase:?}, not {phases:?}, after {within:?}\nevents: {:#?}\nserve logs:\n{logs}",
+                    self.events()
+                );
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -222,7 +232,8 @@ impl World {
     }
 
     fn pods(&self) -> Vec<String> {
-        let out = self.ok(&["-n", "test", "get", "pods", "-l", "app=podinfo", "-o", "jsonpath={.items[*].metadata.name}"]);
+        let out =
+            self.ok(&["-n", "test", "get", "pods", "-l", "app=podinfo", "-o", "jsonpath={.items[*].metadata.name}"]);
         let mut names: Vec<String> = out.split_whitespace().map(str::to_owned).collect();
         names.sort();
         names
@@ -261,7 +272,10 @@ fn act1_promotes_and_act2_rolls_back_at_the_threshold() {
     assert!(events.contains(&"New revision detected! Scaling up podinfo.test".to_owned()), "{events:#?}");
     assert!(events.contains(&"Promotion completed! Scaling down podinfo.test".to_owned()), "{events:#?}");
     w.ok(&["-n", "test", "rollout", "status", "deployment/podinfo", "--timeout=60s"]);
-    assert_eq!(w.jsonpath("deployment/podinfo", "{.spec.template.spec.containers[0].image}"), "stefanprodan/podinfo:6.0.1");
+    assert_eq!(
+        w.jsonpath("deployment/podinfo", "{.spec.template.spec.containers[0].image}"),
+        "stefanprodan/podinfo:6.0.1"
+    );
     assert_ne!(w.jsonpath("deployment/podinfo", "{.spec.paused}"), "true");
     assert_eq!(w.jsonpath("deployment/podinfo", "{.metadata.annotations.apisix-canary\\.dev/stable-revision}"), "");
     assert!(!w.exists("deployment/podinfo-canary") && !w.exists("service/podinfo-canary"), "canary objects gone");

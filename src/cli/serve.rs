@@ -77,11 +77,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let admin_addr = admin.local_addr().unwrap_or(config.admin_addr);
     let webhooks = run::spawn(&runtime, &config).await.context("starting the webhook server")?;
     runtime.serve_admin(admin, config.drain_timeout);
-    let leadership = if args.webhook_only {
-        None
-    } else {
-        Some(controller(&runtime, &args).await?)
-    };
+    let leadership = if args.webhook_only { None } else { Some(controller(&runtime, &args).await?) };
     tracing::info!(addr = %webhooks.addr, %admin_addr, controller = !args.webhook_only, "serving webhooks");
     terminated().await;
     tracing::info!(delay = ?config.shutdown_delay, "signal received: not ready; closing the port after the delay, then draining");
@@ -96,9 +92,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn controller(runtime: &Runtime, args: &ServeArgs) -> anyhow::Result<crate::lease::Leadership> {
     let client = client(args.kubeconfig.as_deref()).await?;
     let identity = args.identity.clone().unwrap_or_else(crate::lease::identity);
-    let leadership = crate::lease::start(client.clone(), &args.namespace, &identity, crate::lease::LeaseTiming::default())
-        .await
-        .with_context(|| format!("starting leader election in namespace {}", args.namespace))?;
+    let leadership =
+        crate::lease::start(client.clone(), &args.namespace, &identity, crate::lease::LeaseTiming::default())
+            .await
+            .with_context(|| format!("starting leader election in namespace {}", args.namespace))?;
     let config = crate::controller::Config { prometheus_url: args.prometheus_url.clone(), identity };
     crate::controller::spawn(runtime, client, config, leadership.watcher());
     Ok(leadership)
@@ -107,7 +104,8 @@ async fn controller(runtime: &Runtime, args: &ServeArgs) -> anyhow::Result<crate
 async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
     let config = match kubeconfig {
         Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+            let file =
+                kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
             kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
                 .await
                 .with_context(|| format!("using {}", path.display()))?

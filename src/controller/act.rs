@@ -10,7 +10,6 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 
 use super::observe::{COPY_OF, Objects, observe};
@@ -105,7 +104,8 @@ impl Run<'_> {
     /// they are ours alone).
     async fn apply_canary(&mut self, replicas: i32) -> Result<(), Error> {
         let Some(target) = &self.objects.target else { return Err(Error::Invalid("the target is gone".into())) };
-        let mut copy = copies::canary_deployment(target, replicas, self.owner()).map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut copy =
+            copies::canary_deployment(target, replicas, self.owner()).map_err(|e| Error::Invalid(e.to_string()))?;
         let template = serde_json::to_value(target.spec.as_ref().map(|s| s.template.clone())).unwrap_or_default();
         let revision = crate::release::revision::Revision::of_template(&template);
         copy.annotations_mut().insert(COPY_OF.to_owned(), revision.to_string());
@@ -153,17 +153,28 @@ impl Run<'_> {
                     return Err(Error::Invalid("no route rule to copy".into()));
                 };
                 let deployment = self.canary.spec.target_ref.name.clone();
-                let generated =
-                    route::generated(user, rule, &self.objects.service_name, &canary_service, &deployment, weight, self.owner());
+                let generated = route::generated(
+                    user,
+                    rule,
+                    &self.objects.service_name,
+                    &canary_service,
+                    &deployment,
+                    weight,
+                    self.owner(),
+                );
                 let name = generated.name_any();
                 routes
-                    .create(&PostParams { field_manager: Some(MANAGER.to_owned()), ..PostParams::default() }, &generated)
+                    .create(
+                        &PostParams { field_manager: Some(MANAGER.to_owned()), ..PostParams::default() },
+                        &generated,
+                    )
                     .await
                     .map_err(Error::kube(format!("creating ApisixRoute {}/{name}", self.ns())))?;
                 name
             }
         };
-        let read = routes.get(&name).await.map_err(Error::kube(format!("reading back ApisixRoute {}/{name}", self.ns())))?;
+        let read =
+            routes.get(&name).await.map_err(Error::kube(format!("reading back ApisixRoute {}/{name}", self.ns())))?;
         match route::weights(&read, &canary_service) {
             Some((stable, canary)) if canary == weight && stable + canary == 100 => {
                 self.objects.generated = Some(read);
@@ -181,7 +192,8 @@ impl Run<'_> {
         let target = self.canary.spec.target_ref.name.clone();
         let routes: Api<ApisixRoute> = self.api();
         if let Some(g) = self.objects.generated.take() {
-            ignore_gone(routes.delete(&g.name_any(), &params).await).map_err(Error::kube("deleting the generated route"))?;
+            ignore_gone(routes.delete(&g.name_any(), &params).await)
+                .map_err(Error::kube("deleting the generated route"))?;
         }
         let deployments: Api<Deployment> = self.api();
         ignore_gone(deployments.delete(&copies::canary_name(&target), &params).await)
@@ -216,14 +228,7 @@ impl Run<'_> {
         } else {
             tracing::info!(canary = %self.observed.id, msg = message, "{message}");
         }
-        let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason: "Synced".to_owned(),
-            note: Some(message.to_owned()),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        };
-        if let Err(e) = self.ctx.recorder.publish(&event, &self.canary.object_ref(&())).await {
+        if let Err(e) = self.ctx.events.publish(&self.canary.object_ref(&()), warning, message).await {
             tracing::warn!(canary = %self.observed.id, error = %e, "could not record the event");
         }
     }

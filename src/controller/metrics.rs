@@ -102,9 +102,13 @@ impl Metrics {
     /// The gauges from a status just written, and the totals when it ended a release.
     pub fn observe_status(&self, id: &str, old: &Status, new: &Status, skipped: bool) {
         let (name, namespace) = split(id);
-        self.status.get_or_create(&Release { name: name.clone(), namespace: namespace.clone() }).set(status_value(new.phase));
+        self.status
+            .get_or_create(&Release { name: name.clone(), namespace: namespace.clone() })
+            .set(status_value(new.phase));
         let w = i64::from(new.weight);
-        self.weight.get_or_create(&Workload { workload: format!("{name}-canary"), namespace: namespace.clone() }).set(w);
+        self.weight
+            .get_or_create(&Workload { workload: format!("{name}-canary"), namespace: namespace.clone() })
+            .set(w);
         self.weight.get_or_create(&Workload { workload: name.clone(), namespace: namespace.clone() }).set(100 - w);
         if old.phase == new.phase {
             return;

@@ -59,9 +59,14 @@ pub async fn observe(c: &Canary, ctx: &Context) -> Result<(Observed, Objects), E
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     let service = services.get_opt(&service_name).await.map_err(get_opt("Service"))?;
     let routes: Api<ApisixRoute> = Api::namespaced(client.clone(), &ns);
-    let user_route = if route_name.is_empty() { None } else { routes.get_opt(&route_name).await.map_err(get_opt("ApisixRoute"))? };
+    let user_route =
+        if route_name.is_empty() { None } else { routes.get_opt(&route_name).await.map_err(get_opt("ApisixRoute"))? };
     let generated_name = route::generated_name(&route_name, &name);
-    let generated = if route_name.is_empty() { None } else { routes.get_opt(&generated_name).await.map_err(get_opt("ApisixRoute"))? };
+    let generated = if route_name.is_empty() {
+        None
+    } else {
+        routes.get_opt(&generated_name).await.map_err(get_opt("ApisixRoute"))?
+    };
 
     let mut refusal = None;
     let rule = match &user_route {
@@ -103,16 +108,7 @@ pub async fn observe(c: &Canary, ctx: &Context) -> Result<(Observed, Objects), E
         refusal,
         checks: None,
     };
-    let objects = Objects {
-        namespace: ns,
-        target,
-        service,
-        route: user_route,
-        rule,
-        service_name,
-        canary,
-        generated,
-    };
+    let objects = Objects { namespace: ns, target, service, route: user_route, rule, service_name, canary, generated };
     Ok((observed, objects))
 }
 
@@ -175,7 +171,8 @@ fn canary_pods(d: &Deployment, target: Option<&Deployment>) -> CanaryPods {
     let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let st = d.status.clone().unwrap_or_default();
     let observed = st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
-    let ready = if observed && st.updated_replicas.unwrap_or(0) >= replicas { st.ready_replicas.unwrap_or(0) } else { 0 };
+    let ready =
+        if observed && st.updated_replicas.unwrap_or(0) >= replicas { st.ready_replicas.unwrap_or(0) } else { 0 };
     let copy_of = d.annotations().get(COPY_OF).and_then(|v| Revision::parse(v));
     let current = target.and_then(|t| {
         let template = serde_json::to_value(&t.spec.as_ref()?.template).ok()?;

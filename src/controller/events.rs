@@ -1,0 +1,74 @@
+//! Kubernetes Events on the Canary, in Flagger's shape: reason `Synced`, the message
+//! saying what happened. A repeat of the same message is counted on the Event it
+//! repeats (`x3 over 2m` in `kubectl describe`), as client-go's correlator does.
+//!
+//! kube-runtime's `Recorder` keys its series by reason and action, not by note, so it
+//! would fold "Advance ... weight 20" into "Advance ... weight 10": every distinct
+//! message here gets its own Event.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use tokio::sync::Mutex;
+
+/// The reason of every release Event, as in Flagger.
+pub const REASON: &str = "Synced";
+/// A repeat older than this starts a new Event.
+const SERIES_WINDOW: Duration = Duration::from_secs(600);
+
+pub struct Events {
+    client: Client,
+    component: String,
+    instance: String,
+    /// (object uid, warning, message) -> (event name, count, last seen).
+    seen: Mutex<HashMap<(String, bool, String), (String, i32, Timestamp)>>,
+}
+
+impl Events {
+    pub fn new(client: Client, component: &str, instance: &str) -> Self {
+        Self { client, component: component.to_owned(), instance: instance.to_owned(), seen: Mutex::default() }
+    }
+
+    /// Records `message` on `object`; a repeat within the window bumps the count.
+    pub async fn publish(&self, object: &ObjectReference, warning: bool, message: &str) -> Result<(), kube::Error> {
+        let ns = object.namespace.clone().unwrap_or_default();
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        let now = Timestamp::now();
+        let key = (object.uid.clone().unwrap_or_default(), warning, message.to_owned());
+        let mut seen = self.seen.lock().await;
+        seen.retain(|_, (_, _, last)| now.duration_since(*last).unsigned_abs() < SERIES_WINDOW);
+        if let Some((name, count, last)) = seen.get_mut(&key) {
+            let patch = serde_json::json!({"count": *count + 1, "lastTimestamp": Time(now)});
+            if api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.is_ok() {
+                *count += 1;
+                *last = now;
+                return Ok(());
+            }
+        }
+        let name = format!("{}.{:x}", object.name.as_deref().unwrap_or("canary"), now.as_nanosecond());
+        let event = Event {
+            metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(ns), ..ObjectMeta::default() },
+            involved_object: object.clone(),
+            reason: Some(REASON.to_owned()),
+            message: Some(message.to_owned()),
+            type_: Some(if warning { "Warning" } else { "Normal" }.to_owned()),
+            source: Some(EventSource { component: Some(self.component.clone()), host: None }),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            event_time: Some(MicroTime(now)),
+            count: Some(1),
+            action: Some("Reconcile".to_owned()),
+            reporting_component: Some(self.component.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Event::default()
+        };
+        api.create(&PostParams::default(), &event).await?;
+        seen.insert(key, (name, 1, now));
+        Ok(())
+    }
+}
