@@ -21,12 +21,17 @@ pub const REASON: &str = "Synced";
 /// A repeat older than this starts a new Event.
 const SERIES_WINDOW: Duration = Duration::from_secs(600);
 
+/// (object uid, warning, message): what makes two Events the same.
+type Key = (String, bool, String);
+/// The Event a key was recorded as: its name, count, and when it was last seen.
+type Series = (String, i32, Timestamp);
+
 pub struct Events {
     client: Client,
     component: String,
     instance: String,
     /// (object uid, warning, message) -> (event name, count, last seen).
-    seen: Mutex<HashMap<(String, bool, String), (String, i32, Timestamp)>>,
+    seen: Mutex<HashMap<Key, Series>>,
 }
 
 impl Events {
