@@ -21,6 +21,9 @@ struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(Some(_))) {
+            return;
+        }
         let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
         for _ in 0..150 {
             if matches!(self.0.try_wait(), Ok(Some(_))) {
@@ -34,9 +37,10 @@ impl Drop for Proc {
 }
 
 struct World {
-    // Dropped in order: the controller before the cluster it talks to.
-    _serve: Proc,
+    // Dropped in order: the controllers before the cluster they talk to.
+    serves: Mutex<Vec<Proc>>,
     _sim: Proc,
+    prometheus_url: String,
     kubectl: PathBuf,
     kubeconfig: PathBuf,
     gateway: String,
@@ -70,7 +74,71 @@ fn value_of<'a>(lines: &'a [String], prefix: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {prefix} in {lines:?}"))
 }
 
+/// `apisix-canary serve` with the controller, as replica `identity`, its JSON log lines
+/// collected into `logs`; returns once it serves, with its webhook address.
+fn spawn_serve(
+    dir: &Path,
+    kubeconfig: &Path,
+    prometheus_url: &str,
+    identity: &str,
+    addr: &str,
+    logs: &Arc<Mutex<Vec<String>>>,
+) -> (Proc, String) {
+    let mut serve = Command::new(BIN)
+        .args(["serve", "--addr", addr, "--admin-addr", "127.0.0.1:0", "--shutdown-delay", "0s"])
+        .arg("--tls-cert")
+        .arg(dir.join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.join("tls.key"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--prometheus-url", prometheus_url, "--identity", identity])
+        .env("RUST_LOG", "info,kube=warn")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(serve.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve exited before it listened").unwrap();
+        logs.lock().unwrap().push(format!("{identity}: {line}"));
+        let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        let fields = if log["fields"].is_object() { &log["fields"] } else { &log };
+        if fields["message"] == "serving webhooks" {
+            break fields["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    let (logs, identity) = (logs.clone(), identity.to_owned());
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            logs.lock().unwrap().push(format!("{identity}: {line}"));
+        }
+    });
+    (Proc(serve), addr)
+}
+
 impl World {
+    /// Another `serve` replica (or a restart of one), added to the ones the world stops.
+    fn serve(&self, identity: &str, addr: &str) -> String {
+        let (proc, addr) =
+            spawn_serve(self.dir.path(), &self.kubeconfig, &self.prometheus_url, identity, addr, &self.logs);
+        self.serves.lock().unwrap().push(proc);
+        addr
+    }
+
+    /// `kill -9` of the serve process started `index`-th: no shutdown, no Lease release.
+    fn kill(&self, index: usize) {
+        let mut serves = self.serves.lock().unwrap();
+        let child = &mut serves[index].0;
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Where the webhook configurations send reviews: the first replica's address.
+    fn webhook_addr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("webhook-addr")).unwrap()
+    }
+
     fn start() -> Self {
         let kubectl = binaries::require_binary("kubectl");
         let prometheus = binaries::require_binary("prometheus");
@@ -107,40 +175,10 @@ impl World {
             .unwrap();
         assert!(certs.success());
 
-        let mut serve = Command::new(BIN)
-            .args(["serve", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--shutdown-delay", "0s"])
-            .arg("--tls-cert")
-            .arg(dir.path().join("tls.crt"))
-            .arg("--tls-key")
-            .arg(dir.path().join("tls.key"))
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(["--prometheus-url", &prometheus_url, "--identity", "serve-0"])
-            .env("RUST_LOG", "info,kube=warn")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let mut lines = BufReader::new(serve.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("serve exited before it listened").unwrap();
-            logs.lock().unwrap().push(line.clone());
-            let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if log["fields"]["message"] == "serving webhooks" || log["message"] == "serving webhooks" {
-                let fields = if log["fields"].is_object() { &log["fields"] } else { &log };
-                break fields["addr"].as_str().unwrap().to_owned();
-            }
-        };
-        {
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                for line in lines.map_while(Result::ok) {
-                    logs.lock().unwrap().push(line);
-                }
-            });
-        }
-        let port = addr.rsplit(':').next().unwrap();
+        let (serve, addr) = spawn_serve(dir.path(), &kubeconfig, &prometheus_url, "serve-0", "127.0.0.1:0", &logs);
+        let port = addr.rsplit(':').next().unwrap().to_owned();
+        std::fs::write(dir.path().join("webhook-addr"), &addr).unwrap();
         let manifests = dir.path().join("manifests");
         let written = Command::new(BIN)
             .args(["manifests", "--url", &format!("https://localhost:{port}"), "--ca-file"])
@@ -151,7 +189,16 @@ impl World {
             .status()
             .unwrap();
         assert!(written.success());
-        let w = World { _serve: Proc(serve), _sim: sim, kubectl, kubeconfig, gateway, logs, dir };
+        let w = World {
+            serves: Mutex::new(vec![serve]),
+            _sim: sim,
+            kubectl,
+            kubeconfig,
+            gateway,
+            prometheus_url,
+            logs,
+            dir,
+        };
         w.ok(&["apply", "-f", manifests.to_str().unwrap()]);
         w
     }
@@ -240,35 +287,85 @@ impl World {
     }
 }
 
-/// SCENARIO.md's podinfo with intervals compressed: 2 s steps of 10 up to 30.
-fn podinfo() -> String {
+/// SCENARIO.md's podinfo with intervals compressed: 2 s steps of 10 up to `max`.
+fn podinfo(max: u32) -> String {
     let text = std::fs::read_to_string(fixture("scenario/podinfo.yaml")).unwrap();
     text.replace("apisix-canary.dev/interval: 10s", "apisix-canary.dev/interval: 2s")
         .replace("apisix-canary.dev/threshold: \"10\"", "apisix-canary.dev/threshold: \"4\"")
-        .replace("apisix-canary.dev/max-weight: \"50\"", "apisix-canary.dev/max-weight: \"30\"")
+        .replace("apisix-canary.dev/max-weight: \"50\"", &format!("apisix-canary.dev/max-weight: \"{max}\""))
+}
+
+impl World {
+    /// The scenario's namespace, Deployment (steps of 10 up to `max`), Service and route,
+    /// rolled out, with its Canary initialized.
+    fn install(&self, max: u32) {
+        let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
+        self.ok(&["apply", "-f", &scenario("namespace.yaml")]);
+        let podinfo = self.file("podinfo.yaml", &podinfo(max));
+        self.ok(&["apply", "-f", &podinfo, "-f", &scenario("service.yaml"), "-f", &scenario("route.yaml")]);
+        self.ok(&["-n", "test", "rollout", "status", "deployment/podinfo", "--timeout=60s"]);
+        assert_eq!(self.wait_phase(&["Initialized"], Duration::from_secs(30)), "Initialized");
+    }
+
+    /// Polls until the Canary's weight reaches `weight`.
+    fn wait_weight(&self, weight: u32, within: Duration) -> u32 {
+        let deadline = Instant::now() + within;
+        loop {
+            let now: u32 = self.jsonpath("canary/podinfo", "{.status.canaryWeight}").parse().unwrap_or(0);
+            if now >= weight {
+                return now;
+            }
+            assert!(Instant::now() < deadline, "weight {now} < {weight}: {:#?}", self.events());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Each step's Advance Event: how many Events say it and how often each was counted.
+    fn advances(&self) -> Vec<(String, String)> {
+        let out = self.ok(&[
+            "-n",
+            "test",
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=Canary,involvedObject.name=podinfo",
+            "-o",
+            "jsonpath={range .items[*]}{.message}|{.count}{\"\\n\"}{end}",
+        ]);
+        out.lines()
+            .filter(|l| l.starts_with("Advance"))
+            .map(|l| {
+                let (m, c) = l.rsplit_once('|').unwrap();
+                (m.to_owned(), c.to_owned())
+            })
+            .collect()
+    }
+
+    /// Every step up to `max` was advanced exactly once: one Event, counted once.
+    fn assert_each_step_once(&self, max: u32) {
+        let mut advances = self.advances();
+        advances.sort();
+        let mut want: Vec<(String, String)> = (1..=max / 10)
+            .map(|i| (format!("Advance podinfo.test canary weight {}", i * 10), "1".to_owned()))
+            .collect();
+        want.sort();
+        assert_eq!(advances, want, "{:#?}", self.events());
+    }
 }
 
 #[test]
 fn act1_promotes_and_act2_rolls_back_at_the_threshold() {
     let w = World::start();
-    let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
-    w.ok(&["apply", "-f", &scenario("namespace.yaml")]);
-    let podinfo = w.file("podinfo.yaml", &podinfo());
-    w.ok(&["apply", "-f", &podinfo, "-f", &scenario("service.yaml"), "-f", &scenario("route.yaml")]);
-    w.ok(&["-n", "test", "rollout", "status", "deployment/podinfo", "--timeout=60s"]);
     // Annotation mode: the controller makes the Canary and records the stable revision.
-    assert_eq!(w.wait_phase(&["Initialized"], Duration::from_secs(30)), "Initialized");
+    w.install(30);
     let traffic = w.traffic();
 
     // Act 1: a new image is analysed step by step and promoted.
     w.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1"]);
     assert_eq!(w.jsonpath("deployment/podinfo", "{.spec.paused}"), "true", "the webhook paused the release");
     assert_eq!(w.wait_phase(&["Succeeded", "Failed"], Duration::from_secs(90)), "Succeeded", "{:#?}", w.events());
+    w.assert_each_step_once(30);
     let events = w.events();
-    for weight in [10, 20, 30] {
-        let advance = format!("Advance podinfo.test canary weight {weight}");
-        assert_eq!(events.iter().filter(|e| **e == advance).count(), 1, "{advance}: {events:#?}");
-    }
     assert!(events.contains(&"New revision detected! Scaling up podinfo.test".to_owned()), "{events:#?}");
     assert!(events.contains(&"Promotion completed! Scaling down podinfo.test".to_owned()), "{events:#?}");
     w.ok(&["-n", "test", "rollout", "status", "deployment/podinfo", "--timeout=60s"]);
@@ -310,5 +407,43 @@ fn act1_promotes_and_act2_rolls_back_at_the_threshold() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(w.jsonpath("canary/podinfo", "{.status.phase}"), "Failed");
     assert!(!w.events()[before..].iter().any(|e| e.starts_with("New revision detected")), "{:#?}", w.events());
+    traffic.store(false, Ordering::Relaxed);
+}
+
+#[test]
+fn a_controller_killed_mid_release_resumes_at_the_weight_it_reached() {
+    let w = World::start();
+    w.install(50);
+    let traffic = w.traffic();
+    let webhook = w.serves.lock().unwrap().len() - 1;
+    w.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1"]);
+    let reached = w.wait_weight(20, Duration::from_secs(60));
+    w.kill(webhook);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(w.jsonpath("canary/podinfo", "{.status.canaryWeight}"), reached.to_string(), "nothing moves meanwhile");
+    // The container restarts: same pod name, same webhook port.
+    w.serve("serve-0", &w.webhook_addr());
+    assert_eq!(w.wait_phase(&["Succeeded", "Failed"], Duration::from_secs(90)), "Succeeded", "{:#?}", w.events());
+    w.assert_each_step_once(50);
+    traffic.store(false, Ordering::Relaxed);
+}
+
+#[test]
+fn the_other_replica_finishes_the_release_when_the_leader_dies() {
+    let w = World::start();
+    w.serve("serve-1", "127.0.0.1:0");
+    w.install(50);
+    let traffic = w.traffic();
+    w.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1"]);
+    w.wait_weight(20, Duration::from_secs(60));
+    w.kill(0);
+    // serve-1 takes the Lease once the dead leader's expires, and goes on from there.
+    assert_eq!(w.wait_phase(&["Succeeded", "Failed"], Duration::from_secs(120)), "Succeeded", "{:#?}", w.events());
+    w.assert_each_step_once(50);
+    let logs = w.logs.lock().unwrap().clone();
+    assert!(
+        logs.iter().any(|l| l.starts_with("serve-1: ") && l.contains("Promotion completed!")),
+        "serve-1 finished it"
+    );
     traffic.store(false, Ordering::Relaxed);
 }
