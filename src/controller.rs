@@ -97,8 +97,8 @@ pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher)
     let opt_ins = opt_ins.run(canaries::reconcile_deployment, canaries::error_policy, ctx);
 
     runtime.spawn(async move {
-        let _ = releases_store.wait_until_ready().await;
-        let _ = opt_ins_store.wait_until_ready().await;
+        synced(&releases_store).await;
+        synced(&opt_ins_store).await;
         gate.open();
         tracing::info!("controller caches synced");
     });
@@ -116,6 +116,21 @@ pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher)
         tokio::join!(canaries, deployments);
         tracing::info!("controller stopped");
     });
+}
+
+/// Resolves once `store` has had its first full list. Asked again every 100 ms: a
+/// `wait_until_ready` that starts before the first list (the CRD not installed yet, the
+/// watcher retrying) was seen never to wake with kube-runtime 5, though the store fills.
+async fn synced<K>(store: &kube::runtime::reflector::Store<K>)
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await.is_ok() {
+            return;
+        }
+    }
 }
 
 /// One release: observe, decide, act; again at once when the analysis is due.

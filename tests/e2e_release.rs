@@ -105,6 +105,8 @@ fn spawn_serve(
         let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         let fields = if log["fields"].is_object() { &log["fields"] } else { &log };
         if fields["message"] == "serving webhooks" {
+            let admin = fields["admin_addr"].as_str().unwrap();
+            std::fs::write(dir.join(format!("{identity}.admin")), admin).unwrap();
             break fields["addr"].as_str().unwrap().to_owned();
         }
     };
@@ -132,6 +134,17 @@ impl World {
         let child = &mut serves[index].0;
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    /// `GET http://<admin of identity><path>`: (status line, body).
+    fn admin(&self, identity: &str, path: &str) -> (String, String) {
+        let addr = std::fs::read_to_string(self.dir.path().join(format!("{identity}.admin"))).unwrap();
+        let mut s = std::net::TcpStream::connect(addr.trim()).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
     }
 
     /// Where the webhook configurations send reviews: the first replica's address.
@@ -379,6 +392,22 @@ fn act1_promotes_and_act2_rolls_back_at_the_threshold() {
     assert!(!w.exists("apisixroute/podinfo-podinfo-canary"), "generated route gone");
     let condition = w.jsonpath("canary/podinfo", "{.status.conditions[?(@.type==\"Promoted\")].message}");
     assert_eq!(condition, "Canary analysis completed successfully, promotion finished.");
+    // Ready once the caches synced; the release in the controller's metrics, Flagger's way.
+    let ready = w.admin("serve-0", "/ready");
+    assert!(ready.0.contains("200"), "{ready:?}\n{}", w.logs.lock().unwrap().join("\n"));
+    let metrics = w.admin("serve-0", "/metrics").1;
+    for series in [
+        r#"apisix_canary_status{name="podinfo",namespace="test"} 1"#,
+        r#"apisix_canary_successes_total{name="podinfo",namespace="test",deployment_strategy="canary",analysis_status="completed"} 1"#,
+        r#"apisix_canary_weight{workload="podinfo",namespace="test"} 100"#,
+    ] {
+        assert!(metrics.contains(series), "{series} not in:\n{metrics}");
+    }
+    assert!(
+        metrics.contains(
+            r#"apisix_canary_metric_analysis{name="podinfo",namespace="test",metric="request-success-rate"}"#
+        )
+    );
     let table = w.ok(&["get", "canaries", "-A"]);
     assert!(table.lines().nth(1).is_some_and(|l| l.contains("podinfo") && l.contains("Succeeded")), "{table}");
 

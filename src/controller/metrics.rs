@@ -1,5 +1,6 @@
 //! The controller's Prometheus metrics, named so Flagger's dashboards map one to one:
-//! `flagger_canary_*` becomes `apisix_canary_*` with the same labels and values.
+//! `flagger_canary_status` becomes `apisix_canary_status`, and so on, with the same
+//! labels and values.
 
 use std::time::Duration;
 
@@ -78,12 +79,12 @@ impl Metrics {
             successes: Family::default(),
             failures: Family::default(),
         };
-        registry.register("canary_status", "Release status: 0 progressing, 1 other phases, 2 failed", m.status.clone());
-        registry.register("canary_weight", "Traffic weight of the stable and canary workloads", m.weight.clone());
-        registry.register("canary_duration_seconds", "Time of one reconcile of a release", m.duration.clone());
-        registry.register("canary_metric_analysis", "Last value of each analysis metric", m.analysis.clone());
-        registry.register("canary_successes", "Releases promoted", m.successes.clone());
-        registry.register("canary_failures", "Releases rolled back", m.failures.clone());
+        registry.register("status", "Release status: 0 progressing, 1 other phases, 2 failed", m.status.clone());
+        registry.register("weight", "Traffic weight of the stable and canary workloads", m.weight.clone());
+        registry.register("duration_seconds", "Time of one reconcile of a release", m.duration.clone());
+        registry.register("metric_analysis", "Last value of each analysis metric", m.analysis.clone());
+        registry.register("successes", "Releases promoted", m.successes.clone());
+        registry.register("failures", "Releases rolled back", m.failures.clone());
         m
     }
 
