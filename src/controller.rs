@@ -26,6 +26,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
@@ -36,6 +37,9 @@ use crate::runtime::Runtime;
 
 /// The field manager of every write, and the reporting component of every Event.
 pub const MANAGER: &str = "apisix-canary";
+/// Held on every Canary so its deletion ends a running release safely (route to
+/// stable first) instead of leaving the order to the garbage collector.
+pub const FINALIZER: &str = "apisix-canary.dev/release";
 /// The readiness gate of the controller: its caches have synced.
 pub const CACHES_GATE: &str = "caches synced";
 
@@ -64,6 +68,8 @@ pub enum Error {
     Kube { action: String, source: kube::Error },
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Finalizer(String),
 }
 
 impl Error {
@@ -92,7 +98,10 @@ pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher)
     let releases_store = releases.store();
     let releases = releases.run(reconcile, error_policy, ctx.clone());
 
-    let opt_ins = Controller::new(deployments, cfg).graceful_shutdown_on(stop.cancelled_owned());
+    // A deleted annotation-mode Canary is made again: it is owned by its Deployment.
+    let opt_ins = Controller::new(deployments, cfg.clone())
+        .owns(Api::<Canary>::all(client.clone()), cfg)
+        .graceful_shutdown_on(stop.cancelled_owned());
     let opt_ins_store = opt_ins.store();
     let opt_ins = opt_ins.run(canaries::reconcile_deployment, canaries::error_policy, ctx);
 
@@ -139,7 +148,15 @@ async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue, Er
         return Ok(Requeue::requeue(Duration::from_secs(2)));
     }
     let started = std::time::Instant::now();
-    let result = act::reconcile(&canary, &ctx).await;
+    let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &canary.namespace().unwrap_or_default());
+    let result = finalizer(&api, FINALIZER, canary.clone(), |event| async {
+        match event {
+            FinalizerEvent::Apply(c) => act::reconcile(&c, &ctx).await,
+            FinalizerEvent::Cleanup(c) => act::cleanup(&c, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(e.to_string()));
     let id = format!("{}.{}", canary.spec.target_ref.name, canary.namespace().unwrap_or_default());
     ctx.metrics.observe_duration(&id, started.elapsed());
     result

@@ -476,3 +476,54 @@ fn the_other_replica_finishes_the_release_when_the_leader_dies() {
     );
     traffic.store(false, Ordering::Relaxed);
 }
+
+#[test]
+fn a_refused_release_says_why_and_starts_when_fixed_and_a_deleted_canary_stops_safely() {
+    let w = World::start();
+    w.install(30);
+    let traffic = w.traffic();
+    // The route now serves another Service: there is no rule to copy.
+    let route = std::fs::read_to_string(fixture("scenario/route.yaml")).unwrap();
+    let elsewhere = w.file("route-elsewhere.yaml", &route.replace("serviceName: podinfo", "serviceName: frontend"));
+    w.ok(&["apply", "-f", &elsewhere]);
+    w.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1"]);
+    assert_eq!(w.wait_phase(&["Failed"], Duration::from_secs(30)), "Failed");
+    let condition = w.jsonpath("canary/podinfo", "{.status.conditions[0].message}");
+    assert!(condition.starts_with("Release refused: ") && condition.contains("podinfo"), "{condition}");
+    assert!(w.events().iter().any(|e| e.starts_with("Halt podinfo.test release refused: ")), "{:#?}", w.events());
+    assert_eq!(w.jsonpath("deployment/podinfo", "{.spec.paused}"), "true", "the stable pods keep serving");
+    assert!(!w.exists("deployment/podinfo-canary") && !w.exists("apisixroute/podinfo-podinfo-canary"));
+
+    // Fixed: the release starts by itself.
+    w.ok(&["apply", "-f", fixture("scenario/route.yaml").to_str().unwrap()]);
+    w.wait_weight(10, Duration::from_secs(60));
+    assert!(w.exists("apisixroute/podinfo-podinfo-canary"));
+
+    // Deleting the Canary mid-release: traffic back to stable before anything is deleted,
+    // a word on the Deployment, and (annotation mode) the release starts over and ends.
+    w.ok(&["-n", "test", "delete", "canary", "podinfo", "--wait=false"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stopped = loop {
+        let out = w.ok(&[
+            "-n",
+            "test",
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=Deployment,involvedObject.name=podinfo",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ]);
+        if out.contains("Release of podinfo.test stopped: its Canary was deleted") || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(stopped.contains("its Canary was deleted"), "{stopped}");
+    assert_eq!(w.wait_phase(&["Succeeded"], Duration::from_secs(90)), "Succeeded", "{:#?}", w.events());
+    assert_eq!(
+        w.jsonpath("deployment/podinfo", "{.spec.template.spec.containers[0].image}"),
+        "stefanprodan/podinfo:6.0.1"
+    );
+    traffic.store(false, Ordering::Relaxed);
+}

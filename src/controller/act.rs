@@ -50,6 +50,40 @@ pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error>
     Ok(Requeue::requeue(requeue.unwrap_or(IDLE)))
 }
 
+/// The Canary is being deleted: a running release ends safely (traffic back to stable
+/// first, then the generated objects go); the Deployment stays as it is, paused if a
+/// release held it, with an Event that says how to resume.
+pub async fn cleanup(canary: &Canary, ctx: &Context) -> Result<Requeue, Error> {
+    let (observed, objects) = observe(canary, ctx).await?;
+    let busy = objects.generated.is_some() || objects.canary.is_some();
+    let mut run = Run { canary, ctx, objects, observed: &observed };
+    run.act(&Action::RouteToStable).await?;
+    run.act(&Action::DeleteGenerated).await?;
+    if busy {
+        let message = if super::canaries::annotation_mode(canary) {
+            format!(
+                "Release of {} stopped: its Canary was deleted; traffic is back on the stable version, and the \
+                 release starts over with the Canary made again from the annotations",
+                observed.id
+            )
+        } else {
+            format!(
+                "Release of {} ended: the Canary was deleted; traffic is back on the stable version. The \
+                 Deployment stays paused until you resume it (kubectl rollout resume)",
+                observed.id
+            )
+        };
+        // On the Deployment: the Canary and its Events are going away.
+        let target = run.objects.target.as_ref().map(|d| d.object_ref(&()));
+        let object = target.unwrap_or_else(|| canary.object_ref(&()));
+        if let Err(e) = ctx.events.publish(&object, true, &message).await {
+            tracing::warn!(canary = %observed.id, error = %e, "could not record the event");
+        }
+        tracing::warn!(canary = %observed.id, msg = message.as_str(), "{message}");
+    }
+    Ok(Requeue::await_change())
+}
+
 struct Run<'a> {
     canary: &'a Canary,
     ctx: &'a Context,

@@ -81,10 +81,8 @@ pub async fn reconcile_deployment(d: Arc<Deployment>, ctx: Arc<Context>) -> Resu
                     name: Some(name.clone()),
                     namespace: Some(ns.clone()),
                     labels: Some([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())].into()),
-                    owner_references: d.controller_owner_ref(&()).map(|mut o| {
-                        o.controller = Some(false);
-                        vec![o]
-                    }),
+                    // The Deployment controls it: deleting one goes to the other.
+                    owner_references: d.controller_owner_ref(&()).map(|o| vec![o]),
                     ..ObjectMeta::default()
                 },
                 spec,

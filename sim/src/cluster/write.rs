@@ -76,7 +76,7 @@ impl Cluster {
                                 ))
                             })?;
                         }
-                        Patch::Json(p) => json_patch::patch(&mut doc, &p.0).map_err(|e| {
+                        Patch::Json(p) => json_patch_as_apiserver(&mut doc, &p.0).map_err(|e| {
                             ApiError::Invalid(format!(
                                 "the server rejected our request due to an error in our request: {e}"
                             ))
@@ -213,5 +213,51 @@ impl Cluster {
             _ => self.to_version(r, (*saved).clone(), t.version).await?,
         };
         Ok(Written { object, warnings, created: false })
+    }
+}
+
+/// RFC 6902 as kube-apiserver applies it (evanphx/json-patch): a `test` for `null` at a
+/// path that does not exist passes, which is how clients add the first finalizer or
+/// label safely. All or nothing, like the rest of the patch.
+fn json_patch_as_apiserver(
+    doc: &mut serde_json::Value,
+    ops: &[json_patch::PatchOperation],
+) -> Result<(), json_patch::PatchError> {
+    let mut work = doc.clone();
+    for op in ops {
+        if let json_patch::PatchOperation::Test(t) = op
+            && t.value.is_null()
+            && work.pointer(t.path.as_str()).is_none()
+        {
+            continue;
+        }
+        json_patch::patch(&mut work, std::slice::from_ref(op))?;
+    }
+    *doc = work;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::json_patch_as_apiserver;
+
+    fn ops(v: serde_json::Value) -> Vec<json_patch::PatchOperation> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_test_for_null_passes_on_a_missing_path_as_in_kube_apiserver() {
+        let mut doc = json!({"metadata": {"name": "a"}});
+        let first_finalizer = ops(json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["x"]}
+        ]));
+        json_patch_as_apiserver(&mut doc, &first_finalizer).unwrap();
+        assert_eq!(doc["metadata"]["finalizers"], json!(["x"]));
+        // The same patch again: the path exists now, the test fails, nothing changes.
+        assert!(json_patch_as_apiserver(&mut doc, &first_finalizer).is_err());
+        assert_eq!(doc["metadata"]["finalizers"], json!(["x"]));
     }
 }
