@@ -1,7 +1,7 @@
 //! The release controller: the I/O shell around `release::lifecycle::decide`.
 //!
 //! ```text
-//!  watches (Canaries, opted-in Deployments, generated objects)
+//!  watches (Canaries, Deployments, the generated Deployment, Service and route)
 //!        │
 //!        ▼
 //!  reconcile(canary) ──observe──▶ Observed ──decide(now)──▶ actions ──act──▶ API writes, Events
@@ -25,12 +25,14 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
 pub use self::metrics::Metrics;
+use crate::api::apisix_route::ApisixRoute;
 use crate::api::canary::v1beta1::Canary;
 use crate::lease::Watcher;
 use crate::runtime::Runtime;
@@ -94,6 +96,8 @@ pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher)
     let releases = Controller::new(canaries, cfg.clone())
         .watches(deployments.clone(), cfg.clone(), canaries::canary_of_deployment)
         .owns(Api::<Deployment>::all(client.clone()), cfg.clone())
+        .owns(Api::<Service>::all(client.clone()), cfg.clone())
+        .owns(Api::<ApisixRoute>::all(client.clone()), cfg.clone())
         .graceful_shutdown_on(stop.clone().cancelled_owned());
     let releases_store = releases.store();
     let releases = releases.run(reconcile, error_policy, ctx.clone());

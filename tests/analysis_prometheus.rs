@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use apisix_canary::analysis::{self, Prometheus, QueryError, Scope, Target, Verdict};
-use apisix_canary::release::plan::{Metric, MetricSource, Plan};
+use apisix_canary::release::plan::{Metric, MetricScope, MetricSource, Plan};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -25,7 +25,14 @@ const INTERVAL: Duration = Duration::from_secs(10);
 
 /// The plan's two built-in metrics and a template one, which the analysis leaves out.
 fn plan() -> Plan {
-    let metric = |name: &str, source, min, max| Metric { name: name.into(), source, min, max, interval: INTERVAL };
+    let metric = |name: &str, source, min, max| Metric {
+        name: name.into(),
+        source,
+        min,
+        max,
+        interval: INTERVAL,
+        scope: MetricScope::Canary,
+    };
     Plan {
         target: "podinfo".into(),
         route: "podinfo".into(),

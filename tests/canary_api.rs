@@ -155,6 +155,7 @@ prop_compose! {
         interval in opt(prop_oneof![Just("1m".to_owned()), Just("30s".to_owned())]),
         template in opt("[a-z]{1,8}"),
         vars in opt(proptest::collection::btree_map("[a-z]{1,5}", "[a-z0-9]{0,5}", 0..3)),
+        scope in opt(prop_oneof![Just("canary".to_owned()), Just("route".to_owned())]),
     ) -> v1beta1::Metric {
         v1beta1::Metric {
             name,
@@ -162,6 +163,7 @@ prop_compose! {
             interval,
             template_ref: template.map(|name| apisix_canary::api::canary::NamespacedRef { name, namespace: None }),
             template_variables: vars,
+            scope,
         }
     }
 }

@@ -275,3 +275,25 @@ fn bad_beta_valid() -> Value {
         "spec": serde_json::to_value(minimal()).unwrap()
     })
 }
+
+#[test]
+fn a_metric_scope_is_canary_or_route_and_only_for_built_ins() {
+    use apisix_canary::release::plan::{MetricScope, Plan};
+    let mut c: v1beta1::Canary = serde_saphyr::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/canaries/scenario.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let rate = c.spec.analysis.metrics.iter().position(|m| m.name == "request-success-rate").unwrap();
+    c.spec.analysis.metrics[rate].scope = Some("route".into());
+    let (plan, _) = Plan::from_canary(&c.spec).unwrap();
+    assert_eq!(plan.metrics[rate].scope, MetricScope::Route);
+    c.spec.analysis.metrics[rate].scope = Some("blended".into());
+    let errors = validate_v1beta1(&c.spec).errors.to_string();
+    assert_eq!(
+        errors,
+        format!(
+            "spec.analysis.metrics[{rate}].scope: Unsupported value: \"blended\": supported values: \"canary\", \"route\""
+        )
+    );
+}

@@ -242,18 +242,20 @@ impl World {
         self.kubectl(&["-n", "test", "get", object]).status.success()
     }
 
+    /// The Events of `kind/podinfo` in namespace test: (message, count).
+    fn events_of(&self, kind: &str) -> Vec<(String, String)> {
+        let selector = format!("involvedObject.kind={kind},involvedObject.name=podinfo");
+        let path = "jsonpath={range .items[*]}{.message}|{.count}{\"\\n\"}{end}";
+        let out = self.ok(&["-n", "test", "get", "events", "--field-selector", &selector, "-o", path]);
+        out.lines()
+            .filter_map(|l| l.rsplit_once('|'))
+            .map(|(message, count)| (message.to_owned(), count.to_owned()))
+            .collect()
+    }
+
+    /// The messages of the Canary's Events.
     fn events(&self) -> Vec<String> {
-        let out = self.ok(&[
-            "-n",
-            "test",
-            "get",
-            "events",
-            "--field-selector",
-            "involvedObject.kind=Canary,involvedObject.name=podinfo",
-            "-o",
-            "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
-        ]);
-        out.lines().map(str::to_owned).collect()
+        self.events_of("Canary").into_iter().map(|(m, _)| m).collect()
     }
 
     /// Polls the Canary's phase until it is one of `phases`.
@@ -333,25 +335,9 @@ impl World {
         }
     }
 
-    /// Each step's Advance Event: how many Events say it and how often each was counted.
+    /// Each step's Advance Event: (message, how often it was counted).
     fn advances(&self) -> Vec<(String, String)> {
-        let out = self.ok(&[
-            "-n",
-            "test",
-            "get",
-            "events",
-            "--field-selector",
-            "involvedObject.kind=Canary,involvedObject.name=podinfo",
-            "-o",
-            "jsonpath={range .items[*]}{.message}|{.count}{\"\\n\"}{end}",
-        ]);
-        out.lines()
-            .filter(|l| l.starts_with("Advance"))
-            .map(|l| {
-                let (m, c) = l.rsplit_once('|').unwrap();
-                (m.to_owned(), c.to_owned())
-            })
-            .collect()
+        self.events_of("Canary").into_iter().filter(|(m, _)| m.starts_with("Advance")).collect()
     }
 
     /// Every step up to `max` was advanced exactly once: one Event, counted once.
@@ -504,16 +490,7 @@ fn a_refused_release_says_why_and_starts_when_fixed_and_a_deleted_canary_stops_s
     w.ok(&["-n", "test", "delete", "canary", "podinfo", "--wait=false"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let stopped = loop {
-        let out = w.ok(&[
-            "-n",
-            "test",
-            "get",
-            "events",
-            "--field-selector",
-            "involvedObject.kind=Deployment,involvedObject.name=podinfo",
-            "-o",
-            "jsonpath={.items[*].message}",
-        ]);
+        let out: String = w.events_of("Deployment").into_iter().map(|(m, _)| m).collect::<Vec<_>>().join("\n");
         if out.contains("Release of podinfo.test stopped: its Canary was deleted") || Instant::now() > deadline {
             break out;
         }

@@ -14,6 +14,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::observe::{COPY_OF, Objects, observe};
 use super::{Context, Error, MANAGER, status};
+use crate::analysis::Scope;
 use crate::analysis::Verdict;
 use crate::analysis::prometheus::{Prometheus, QUERY_TIMEOUT};
 use crate::api::apisix_route::ApisixRoute;
@@ -21,7 +22,7 @@ use crate::api::canary::v1beta1::Canary;
 use crate::release::copies;
 use crate::release::lifecycle::{Action, Check, Decision, Observed, decide};
 use crate::release::lock::Lock;
-use crate::release::plan::Plan;
+use crate::release::plan::{MetricScope, Plan};
 use crate::route;
 
 /// How long to wait when nothing is due: watches wake us earlier on any change.
@@ -294,14 +295,6 @@ async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &Context) -> 
             return vec![Check { metric: "endpoints".into(), value: None, halt: Some(halt) }];
         }
     };
-    let target = crate::analysis::Target {
-        namespace: objects.namespace.clone(),
-        canary: o.id.split('.').next().unwrap_or_default().to_owned(),
-        deployment: plan.target.clone(),
-        generated_route: route::generated_name(&plan.route, &plan.target),
-        canary_nodes: nodes,
-        scope: crate::analysis::Scope::default(),
-    };
     let prometheus = match Prometheus::new(&ctx.config.prometheus_url, QUERY_TIMEOUT) {
         Ok(p) => p,
         Err(e) => {
@@ -309,8 +302,25 @@ async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &Context) -> 
             return vec![Check { metric: "prometheus".into(), value: None, halt: Some(halt) }];
         }
     };
-    crate::analysis::run(plan, &target, &prometheus)
-        .await
+    // One run per scope, each over the plan's metrics of that scope, in plan order.
+    let mut verdicts = Vec::new();
+    for (scope, analysis_scope) in [(MetricScope::Canary, Scope::Canary), (MetricScope::Route, Scope::Route)] {
+        let metrics: Vec<_> = plan.metrics.iter().filter(|m| m.scope == scope).cloned().collect();
+        if metrics.is_empty() {
+            continue;
+        }
+        let scoped = Plan { metrics, ..plan.clone() };
+        let target = crate::analysis::Target {
+            namespace: objects.namespace.clone(),
+            canary: o.id.split('.').next().unwrap_or_default().to_owned(),
+            deployment: plan.target.clone(),
+            generated_route: route::generated_name(&plan.route, &plan.target),
+            canary_nodes: nodes.clone(),
+            scope: analysis_scope,
+        };
+        verdicts.extend(crate::analysis::run(&scoped, &target, &prometheus).await);
+    }
+    verdicts
         .into_iter()
         .map(|(metric, verdict)| {
             let (value, halt) = match verdict {

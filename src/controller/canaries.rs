@@ -18,7 +18,7 @@ use crate::api::canary::v1beta1::{Analysis, Canary, CanarySpec, Metric, Threshol
 use crate::api::canary::{ObjectRef as Ref, Phase, REQUEST_DURATION, REQUEST_SUCCESS_RATE};
 use crate::api::duration;
 use crate::release::copies::{MANAGED_BY, MANAGED_BY_LABEL};
-use crate::release::plan::{MetricSource, OptIn, Plan};
+use crate::release::plan::{MetricScope, MetricSource, OptIn, Plan};
 
 /// Whether the controller made this Canary from a Deployment's annotations.
 pub fn annotation_mode(c: &Canary) -> bool {
@@ -141,6 +141,7 @@ fn analysis(plan: &Plan) -> Analysis {
                 name: name.to_owned(),
                 threshold_range: Some(ThresholdRange { min: m.min, max: m.max }),
                 interval: Some(duration::Display(m.interval).to_string()),
+                scope: (m.scope != MetricScope::Canary).then(|| m.scope.as_str().to_owned()),
                 ..Metric::default()
             })
         })

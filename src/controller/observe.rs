@@ -49,7 +49,10 @@ pub async fn observe(c: &Canary, ctx: &Context) -> Result<(Observed, Objects), E
     let plan = match (canaries::annotation_mode(c), &target) {
         (true, Some(d)) => match Plan::from_annotations(&name, d.annotations()) {
             Ok((OptIn::Inline(plan), _)) => Ok(plan),
-            Ok(_) => Err(format!("Deployment {ns}/{name} is no longer opted in with apisix-canary.dev/route")),
+            Ok(_) => Err(format!(
+                "Deployment {ns}/{name} is no longer opted in with apisix-canary.dev/route: the release ended and \
+                 the Deployment stays paused until you resume it (kubectl rollout resume)"
+            )),
             Err(errors) => Err(errors.to_string()),
         },
         _ => Plan::from_canary(&c.spec).map(|(plan, _)| plan).map_err(|errors| errors.to_string()),

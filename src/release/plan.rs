@@ -77,6 +77,8 @@ pub struct Metric {
     pub max: Option<f64>,
     /// The range of the query.
     pub interval: Duration,
+    /// Whose traffic a built-in metric counts.
+    pub scope: MetricScope,
 }
 
 /// Where a metric's value comes from.
@@ -140,6 +142,15 @@ named_enum! {
         PostRollout = "post-rollout",
         Rollback = "rollback",
         Event = "event",
+    }
+}
+
+named_enum! {
+    /// Whose traffic a built-in metric counts: the canary's own (the default), or the
+    /// whole generated route as Flagger's queries do (stable and canary blended).
+    MetricScope {
+        Canary = "canary",
+        Route = "route",
     }
 }
 

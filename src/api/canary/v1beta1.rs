@@ -146,6 +146,10 @@ pub struct Metric {
     pub template_ref: Option<NamespacedRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_variables: Option<BTreeMap<String, String>>,
+    /// Built-in metrics: `canary` (the default) counts the canary's own traffic; `route`
+    /// is Flagger's query over the whole generated route, stable and canary blended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

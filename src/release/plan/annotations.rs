@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Metric, MetricSource, Parsed, Plan, StepSettings, defaults, finish};
+use super::{Metric, MetricScope, MetricSource, Parsed, Plan, StepSettings, defaults, finish};
 use crate::api::annotations::*;
 use crate::api::canary::{REQUEST_DURATION, REQUEST_SUCCESS_RATE};
 use crate::api::field::{FieldError, Findings, Path, Shown};
@@ -101,6 +101,7 @@ fn builtin_metrics(w: &Written) -> Vec<Metric> {
             min: Some(w.min_success_rate.unwrap_or(defaults::MIN_SUCCESS_RATE)),
             max: None,
             interval: defaults::METRIC_INTERVAL,
+            scope: MetricScope::Canary,
         },
         Metric {
             name: REQUEST_DURATION.to_owned(),
@@ -108,6 +109,7 @@ fn builtin_metrics(w: &Written) -> Vec<Metric> {
             min: None,
             max: Some(duration.as_secs_f64() * 1e3),
             interval: defaults::METRIC_INTERVAL,
+            scope: MetricScope::Canary,
         },
     ]
 }

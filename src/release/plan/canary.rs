@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::{Alert, HookKind, Metric, MetricSource, Parsed, Plan, Severity, StepSettings, Webhook, defaults, finish};
+use super::{
+    Alert, HookKind, Metric, MetricScope, MetricSource, Parsed, Plan, Severity, StepSettings, Webhook, defaults, finish,
+};
 use crate::api::canary::{REQUEST_DURATION, REQUEST_SUCCESS_RATE, flat, v1alpha1, v1beta1};
 use crate::api::field::{FieldError, Findings, Path, Shown};
 use crate::api::{apisix_route, rules};
@@ -278,9 +280,20 @@ fn metrics(list: &[v1beta1::Metric], p: &Path, f: &mut Findings) -> Vec<Metric> 
             Some(raw) => rules::interval(&mp.child("interval"), raw).map_err(|e| f.errors.push(e)).ok(),
             None => None,
         };
-        if let Some(source) = source {
+        let scope = match m.scope.as_deref() {
+            None => Some(MetricScope::Canary),
+            Some(s) => MetricScope::parse(s).or_else(|| {
+                f.errors.push(FieldError::not_supported(&mp.child("scope"), s, MetricScope::NAMES));
+                None
+            }),
+        };
+        if let (Some(MetricSource::Template { .. }), Some(_)) = (&source, &m.scope) {
+            let why = "only built-in metrics have a scope: a MetricTemplate's query says whose traffic it counts";
+            f.errors.push(FieldError::forbidden(&mp.child("scope"), why));
+        }
+        if let (Some(source), Some(scope)) = (source, scope) {
             let interval = interval.unwrap_or(defaults::METRIC_INTERVAL);
-            out.push(Metric { name: m.name.clone(), source, min, max, interval });
+            out.push(Metric { name: m.name.clone(), source, min, max, interval, scope });
         }
     }
     out
