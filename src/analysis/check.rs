@@ -255,6 +255,7 @@ mod tests {
             min: None,
             max: Some(5.0),
             interval: Duration::from_secs(60),
+            scope: crate::release::plan::MetricScope::Canary,
         };
         assert_eq!(BuiltinMetric::new(&m), None);
         let m = Metric { source: MetricSource::RequestDuration, name: "request-duration".into(), ..m };
