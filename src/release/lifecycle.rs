@@ -330,7 +330,8 @@ fn progress(o: &Observed, plan: &Plan, now: Timestamp) -> Decision {
     }
     if plan.at_max(weight) {
         let canary = o.status.applied.clone().unwrap_or_else(|| o.target.revision.clone());
-        return promote(o, &canary, now, format!("Copying {} template spec to {}", o.id, o.id));
+        let message = format!("Promoting {}: the rolling update to revision {canary} resumes", o.id);
+        return promote(o, &canary, now, message);
     }
     advance(o, plan, weight, now)
 }
