@@ -2,19 +2,29 @@
 //!
 //! ```text
 //!  kubectl set image ──▶ kube-apiserver ──AdmissionReview──▶ server ──▶ admission::deployment
-//!                              ▲                                            │ pure: mutate / validate
-//!                              └──── JSON patch: paused=true + lock ◀───────┘
+//!                              ▲                                  pure: mutate / validate (release::lock)
+//!                              └──── JSON patch: paused=true + lock ◀──────┘
+//!
+//!  watches ──▶ controller ──observe──▶ release::lifecycle::decide(now) ──▶ actions ──▶ API writes, Events
+//!                  │                        └─ checks due ──▶ analysis (Prometheus, canary-only)
+//!                  └─ only the holder of the Lease (lease) writes
 //! ```
 //!
 //! A write to an opted-in Deployment that changes its pod template is a release: the
 //! mutating webhook pauses the Deployment and records the lock (stable and canary
 //! revisions) in its annotations, so the stable pods keep serving while the canary is
-//! analysed. The validating webhook rejects bad annotations with Kubernetes field errors.
+//! analysed. The controller then runs the canary copies and the weighted route step by
+//! step, and promotes (one write unpauses and drops the lock) or rolls back (route to
+//! stable first). The validating webhook rejects bad settings with Kubernetes field errors.
 //!
 //! Modules:
 //! - [`release`]: the typed core. [`release::plan::Plan`] (the analysis, parsed once
 //!   from annotations or a Canary), [`release::lock`] (the lock on the Deployment and
-//!   every transition of it), [`release::revision::Revision`].
+//!   every transition of it), [`release::revision::Revision`], [`release::lifecycle`]
+//!   (the release as a pure `decide`), [`release::copies`] (the canary Deployment and
+//!   Service); [`route`] the generated ApisixRoute.
+//! - [`controller`]: the I/O shell of the lifecycle: watches, observe, act, Events,
+//!   annotation-mode Canaries, the controller's metrics.
 //! - [`analysis`]: the built-in metrics (success rate, P99) from APISIX's series in
 //!   Prometheus, canary-only by default, judged in Flagger's words.
 //! - [`admission`]: the AdmissionReview protocol and thin per-kind handlers over

@@ -42,8 +42,8 @@ impl<'a> BuiltinMetric<'a> {
     }
 }
 
-/// Whom the messages name: Flagger names the Canary in "Halt <canary>.<ns> ..." and
-/// the target Deployment in "probably <target>.<ns> is not receiving traffic".
+/// Whom the messages name: Flagger names the Canary in "Halt `<canary>.<ns>` ..." and
+/// the target Deployment in "probably `<target>.<ns>` is not receiving traffic".
 #[derive(Debug, Clone, Copy)]
 pub struct Subject<'a> {
     pub canary: &'a str,
