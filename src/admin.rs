@@ -6,7 +6,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use crate::runtime::Runtime;
-use crate::server::{Handler, status_response, text_response};
+use crate::web::{Handler, serve, status_response, text_response};
 
 #[derive(Debug, Clone)]
 pub struct Admin {
@@ -32,6 +32,13 @@ impl Admin {
             other => status_response(StatusCode::NOT_FOUND, "NotFound", &format!("nothing at {other}")),
         }
     }
+}
+
+/// Serves `/live`, `/ready` and `/metrics` on `listener` until every component of
+/// `runtime` has stopped, so `/ready` answers 503 through the whole drain.
+pub fn spawn(runtime: &Runtime, listener: tokio::net::TcpListener, drain: std::time::Duration) {
+    let handler = std::sync::Arc::new(Admin { runtime: runtime.clone() });
+    runtime.spawn_last(move |stop| serve(listener, None, handler, stop, drain));
 }
 
 impl Handler for Admin {

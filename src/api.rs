@@ -7,4 +7,5 @@ pub mod canary;
 pub mod duration;
 pub mod field;
 pub mod metric_template;
+pub mod revision;
 pub mod rules;

@@ -32,7 +32,7 @@
 //! - [`api`]: the resource types, annotation keys, the rules of each setting, field errors.
 //! - [`runtime`]: one metrics registry, cancellation, readiness gates and the admin port
 //!   for every component; [`lease`] leader election (only the holder writes);
-//!   [`server`] the HTTPS webhook component; [`tls`] the reloading
+//!   [`server`] the HTTPS webhook component; [`web`] the HTTP plumbing of every port; [`tls`] the reloading
 //!   certificate store and dev certificates; [`admin`] `/live`, `/ready`, `/metrics`;
 //!   [`metrics`]; [`telemetry`] logs.
 //! - [`cli`] the commands; [`manifests`] the generated CRDs and webhook configurations;
@@ -56,3 +56,4 @@ pub mod server;
 pub mod telemetry;
 pub mod testbed;
 pub mod tls;
+pub mod web;

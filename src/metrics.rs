@@ -51,7 +51,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Metrics registered nowhere: for a [`crate::server::Router`] in tests and benches.
+    /// Metrics registered nowhere: for a webhook router in tests and benches.
     pub fn new() -> Self {
         Self::register(&mut Registry::default())
     }

@@ -1,7 +1,12 @@
-//! The release lifecycle: revisions of a pod template and the lock on a Deployment.
+//! The typed core of a release: the parsed analysis ([`plan`]), the lock on the
+//! Deployment and its transitions ([`lock`]), the lifecycle as a pure function
+//! ([`lifecycle`]) and the canary copies ([`copies`]).
 
 pub mod copies;
 pub mod lifecycle;
 pub mod lock;
 pub mod plan;
-pub mod revision;
+
+/// Revisions are part of the API (annotations, the Canary status); the release core
+/// works in them.
+pub use crate::api::revision;

@@ -23,8 +23,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::Admin;
-
 /// Named conditions that must all hold for `/ready`.
 #[derive(Debug, Default)]
 pub struct Readiness {
@@ -100,7 +98,7 @@ struct Inner {
     /// Cancelled when the components are to stop.
     stop: CancellationToken,
     tasks: TaskTracker,
-    /// Cancelled after the components have stopped: the admin port goes last.
+    /// Cancelled after the components have stopped: `spawn_last` tasks go last.
     admin_stop: CancellationToken,
     admin: TaskTracker,
 }
@@ -161,12 +159,13 @@ impl Runtime {
         self.inner.tasks.spawn(task);
     }
 
-    /// Serves `/live`, `/ready` and `/metrics` on `listener` until every component
-    /// has stopped, so `/ready` answers 503 through the whole drain.
-    pub fn serve_admin(&self, listener: TcpListener, drain: Duration) {
-        let handler = Arc::new(Admin { runtime: self.clone() });
-        let stop = self.inner.admin_stop.clone();
-        self.inner.admin.spawn(crate::server::serve(listener, None, handler, stop, drain));
+    /// Runs a task that must outlive the components (the admin port): it is told to
+    /// stop only once every component has finished.
+    pub fn spawn_last<F>(&self, task: impl FnOnce(CancellationToken) -> F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.inner.admin.spawn(task(self.inner.admin_stop.clone()));
     }
 
     /// Readiness off, then after `delay` every component is told to stop; resolves

@@ -3,8 +3,6 @@
 //! [`Router`] answers one request without a socket (tests push fixture files through
 //! it); [`serve`] runs any [`Handler`] on a listener, with or without TLS.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,37 +10,19 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
 
 use crate::admission::{self, Hook, ReviewResponse};
 use crate::conversion;
 use crate::metrics::Metrics;
 use crate::release::lock::Transition;
+pub use crate::web::{Handler, json_response, serve, status_response, text_response};
 
 /// kube-apiserver never sends more; anything larger is not a review.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
-/// A request head must arrive within this time.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Idle h2 connections are pinged so dead peers are noticed.
-pub const HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
 /// A request whose body has not arrived by then gets 408.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client that has not finished its TLS handshake by then is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests may take to finish after SIGTERM.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
-
-/// Answers one HTTP request.
-pub trait Handler: Send + Sync + 'static {
-    type Body: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static;
-    fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<Self::Body>> + Send;
-}
 
 /// The webhook paths.
 #[derive(Debug, Clone)]
@@ -166,115 +146,6 @@ impl Handler for Router {
     fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<Full<Bytes>>> + Send {
         self.route(req)
     }
-}
-
-/// A JSON body with the given status.
-pub fn json_response(code: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes>> {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => {
-            let mut response = Response::new(Full::new(Bytes::from(bytes)));
-            *response.status_mut() = code;
-            response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-            response
-        }
-        Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode response: {e}")),
-    }
-}
-
-/// A plain-text body with the given status.
-pub fn text_response(code: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() = code;
-    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
-    response
-}
-
-/// A Kubernetes `Status` object, the error body every Kubernetes client understands.
-pub fn status_response(code: StatusCode, reason: &str, message: &str) -> Response<Full<Bytes>> {
-    let status = serde_json::json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code.as_u16(),
-    });
-    json_response(code, &status)
-}
-
-/// Serves `handler` on `listener` (over TLS when `tls` is given) until `shutdown`
-/// fires, then lets in-flight requests finish for up to `drain`.
-pub async fn serve<H: Handler>(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    handler: Arc<H>,
-    shutdown: CancellationToken,
-    drain: Duration,
-) {
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Without a timer hyper applies no header timeout: a client that sends half a
-    // request head would hold its task until shutdown.
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
-    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(HTTP2_KEEPALIVE));
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
-        let handler = handler.clone();
-        let service = service_fn(move |req| {
-            let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler.handle(req).await) }
-        });
-        let watcher = graceful.watcher();
-        let builder = builder.clone();
-        let tls = tls.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let result = match tls {
-                Some(acceptor) => {
-                    // A handshake still running at shutdown is abandoned, not drained.
-                    let handshake = tokio::select! {
-                        h = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => h,
-                        () = shutdown.cancelled() => return,
-                    };
-                    match handshake {
-                        Ok(Ok(stream)) => {
-                            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                            watcher.watch(conn).await
-                        }
-                        Ok(Err(e)) => return log_handshake_error(peer, &e.to_string()),
-                        Err(_) => return log_handshake_error(peer, "handshake timed out"),
-                    }
-                }
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    watcher.watch(conn).await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
-        tracing::warn!(?drain, "connections still open after the drain timeout; closing them");
-    }
-}
-
-fn log_handshake_error(peer: SocketAddr, error: &str) {
-    tracing::debug!(%peer, error, "tls handshake failed");
 }
 
 pub mod run;

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::release::revision::Revision;
+use crate::api::revision::Revision;
 
 pub const GROUP: &str = "apisix-canary.dev";
 pub const KIND: &str = "Canary";

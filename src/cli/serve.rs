@@ -76,7 +76,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let admin = bind(config.admin_addr).await.context("starting the admin port")?;
     let admin_addr = admin.local_addr().unwrap_or(config.admin_addr);
     let webhooks = run::spawn(&runtime, &config).await.context("starting the webhook server")?;
-    runtime.serve_admin(admin, config.drain_timeout);
+    crate::admin::spawn(&runtime, admin, config.drain_timeout);
     let leadership = if args.webhook_only { None } else { Some(controller(&runtime, &args).await?) };
     tracing::info!(addr = %webhooks.addr, %admin_addr, controller = !args.webhook_only, "serving webhooks");
     terminated().await;

@@ -128,7 +128,7 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
     let admin = bind(config.admin_addr).await?;
     let admin_addr = admin.local_addr().unwrap_or(config.admin_addr);
     let webhooks = spawn(&runtime, config).await?;
-    runtime.serve_admin(admin, config.drain_timeout);
+    crate::admin::spawn(&runtime, admin, config.drain_timeout);
     tracing::info!(addr = %webhooks.addr, %admin_addr, "serving webhooks");
     Ok(Running {
         addr: webhooks.addr,
