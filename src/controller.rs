@@ -153,6 +153,12 @@ async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue, Er
     }
     let started = std::time::Instant::now();
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &canary.namespace().unwrap_or_default());
+    // Read afresh: the cache may not hold our last status write yet, and a decision on
+    // an older status than the objects read next would repeat a step.
+    let Some(canary) = api.get_opt(&canary.name_any()).await.map_err(Error::kube("reading the Canary"))? else {
+        return Ok(Requeue::await_change());
+    };
+    let canary = Arc::new(canary);
     let result = finalizer(&api, FINALIZER, canary.clone(), |event| async {
         match event {
             FinalizerEvent::Apply(c) => act::reconcile(&c, &ctx).await,

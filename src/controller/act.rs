@@ -77,7 +77,7 @@ pub async fn cleanup(canary: &Canary, ctx: &Context) -> Result<Requeue, Error> {
         // On the Deployment: the Canary and its Events are going away.
         let target = run.objects.target.as_ref().map(|d| d.object_ref(&()));
         let object = target.unwrap_or_else(|| canary.object_ref(&()));
-        if let Err(e) = ctx.events.publish(&object, true, &message).await {
+        if let Err(e) = ctx.events.publish(&object, true, &message, None).await {
             tracing::warn!(canary = %observed.id, error = %e, "could not record the event");
         }
         tracing::warn!(canary = %observed.id, msg = message.as_str(), "{message}");
@@ -128,8 +128,8 @@ impl Run<'_> {
                     .map_err(Error::kube(format!("writing the status of Canary {}", self.observed.id)))?;
                 Ok(())
             }
-            Action::Event { warning, message } => {
-                self.event(*warning, message).await;
+            Action::Event { warning, message, once } => {
+                self.event(*warning, message, once.as_deref()).await?;
                 Ok(())
             }
         }
@@ -257,15 +257,20 @@ impl Run<'_> {
     }
 
     /// A Kubernetes Event on the Canary and a JSON log line, in Flagger's words.
-    async fn event(&self, warning: bool, message: &str) {
+    async fn event(&self, warning: bool, message: &str, once: Option<&str>) -> Result<(), Error> {
+        match self.ctx.events.publish(&self.canary.object_ref(&()), warning, message, once).await {
+            Ok(false) => return Ok(()),
+            Ok(true) => {}
+            // A step's Event must exist before the status records the step.
+            Err(e) if once.is_some() => return Err(Error::kube("recording the event")(e)),
+            Err(e) => tracing::warn!(canary = %self.observed.id, error = %e, "could not record the event"),
+        }
         if warning {
             tracing::warn!(canary = %self.observed.id, msg = message, "{message}");
         } else {
             tracing::info!(canary = %self.observed.id, msg = message, "{message}");
         }
-        if let Err(e) = self.ctx.events.publish(&self.canary.object_ref(&()), warning, message).await {
-            tracing::warn!(canary = %self.observed.id, error = %e, "could not record the event");
-        }
+        Ok(())
     }
 }
 

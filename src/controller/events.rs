@@ -39,12 +39,33 @@ impl Events {
         Self { client, component: component.to_owned(), instance: instance.to_owned(), seen: Mutex::default() }
     }
 
-    /// Records `message` on `object`; a repeat within the window bumps the count.
-    pub async fn publish(&self, object: &ObjectReference, warning: bool, message: &str) -> Result<(), kube::Error> {
+    /// Records `message` on `object`; a repeat within the window bumps the count. With
+    /// `once`, the Event's name comes from the key and a second one is never made:
+    /// `Ok(false)` says it already existed (a replay after a crash, or another replica).
+    pub async fn publish(
+        &self,
+        object: &ObjectReference,
+        warning: bool,
+        message: &str,
+        once: Option<&str>,
+    ) -> Result<bool, kube::Error> {
         let ns = object.namespace.clone().unwrap_or_default();
         let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
         let now = Timestamp::now();
         let key = (object.uid.clone().unwrap_or_default(), warning, message.to_owned());
+        if let Some(key) = once {
+            let uid = object.uid.as_deref().unwrap_or_default();
+            let name = format!(
+                "{}.{}",
+                object.name.as_deref().unwrap_or("canary"),
+                crate::release::copies::short_hash(&format!("{uid}/{key}"))
+            );
+            return match api.create(&PostParams::default(), &self.event(object, &name, warning, message, now)).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
         let mut seen = self.seen.lock().await;
         seen.retain(|_, (_, _, last)| now.duration_since(*last).unsigned_abs() < SERIES_WINDOW);
         if let Some((name, count, last)) = seen.get_mut(&key) {
@@ -52,12 +73,23 @@ impl Events {
             if api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.is_ok() {
                 *count += 1;
                 *last = now;
-                return Ok(());
+                return Ok(true);
             }
         }
         let name = format!("{}.{:x}", object.name.as_deref().unwrap_or("canary"), now.as_nanosecond());
-        let event = Event {
-            metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(ns), ..ObjectMeta::default() },
+        let event = self.event(object, &name, warning, message, now);
+        api.create(&PostParams::default(), &event).await?;
+        seen.insert(key, (name, 1, now));
+        Ok(true)
+    }
+
+    fn event(&self, object: &ObjectReference, name: &str, warning: bool, message: &str, now: Timestamp) -> Event {
+        Event {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: object.namespace.clone(),
+                ..ObjectMeta::default()
+            },
             involved_object: object.clone(),
             reason: Some(REASON.to_owned()),
             message: Some(message.to_owned()),
@@ -71,9 +103,6 @@ impl Events {
             reporting_component: Some(self.component.clone()),
             reporting_instance: Some(self.instance.clone()),
             ..Event::default()
-        };
-        api.create(&PostParams::default(), &event).await?;
-        seen.insert(key, (name, 1, now));
-        Ok(())
+        }
     }
 }

@@ -107,9 +107,7 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Create or update `<d>-canary` and `<svc>-canary` at this size.
-    ApplyCanary {
-        replicas: i32,
-    },
+    ApplyCanary { replicas: i32 },
     /// Create or update the generated route with this canary weight; read it back.
     SetWeight(u32),
     /// Send all traffic to stable if the generated route exists (never creates it).
@@ -120,10 +118,9 @@ pub enum Action {
     WriteLock(Outcome),
     /// Write the status, with this condition message.
     SetStatus(Status),
-    Event {
-        warning: bool,
-        message: String,
-    },
+    /// A Kubernetes Event; with `once`, recorded at most once for that key, so a step
+    /// replayed after a crash is not announced twice.
+    Event { warning: bool, message: String, once: Option<String> },
 }
 
 /// What the executor does next.
@@ -212,7 +209,7 @@ fn initialize(o: &Observed, now: Timestamp) -> Decision {
     };
     Decision::act(vec![
         Action::SetStatus(status),
-        Action::Event { warning: false, message: format!("Initialization done! {}", o.id) },
+        Action::Event { warning: false, message: format!("Initialization done! {}", o.id), once: None },
     ])
 }
 
@@ -257,7 +254,7 @@ fn start(o: &Observed, plan: &Plan, canary: &Revision, now: Timestamp) -> Decisi
     actions.push(Action::ApplyCanary { replicas });
     actions.push(Action::SetWeight(0));
     actions.push(Action::SetStatus(status));
-    actions.push(Action::Event { warning: false, message });
+    actions.push(Action::Event { warning: false, message, once: None });
     Decision::act(actions)
 }
 
@@ -281,7 +278,7 @@ fn progress(o: &Observed, plan: &Plan, now: Timestamp) -> Decision {
         // Said while the release waits to start; a scale-up between steps waits quietly.
         let mut actions = Vec::new();
         if o.status.weight == 0 {
-            actions.push(Action::Event { warning: true, message: why });
+            actions.push(Action::Event { warning: true, message: why, once: None });
         }
         if o.canary.is_none() || o.canary.is_some_and(|c| !c.current) {
             let next = plan.next_weight(weight).unwrap_or(plan.max_weight);
@@ -297,9 +294,8 @@ fn progress(o: &Observed, plan: &Plan, now: Timestamp) -> Decision {
     if let Some(routed) = o.route_weight.filter(|w| *w > 0 && *w != o.status.weight) {
         let status =
             Status { weight: routed, iterations: o.status.iterations + 1, since: Some(now), ..o.status.clone() };
-        let message = format!("Advance {} canary weight {routed}", o.id);
         return Decision::Act {
-            actions: vec![Action::SetStatus(status), Action::Event { warning: false, message }],
+            actions: vec![advanced(o, routed), Action::SetStatus(status)],
             requeue: Some(plan.interval),
         };
     }
@@ -308,7 +304,7 @@ fn progress(o: &Observed, plan: &Plan, now: Timestamp) -> Decision {
         let mut d = advance(o, plan, weight, now);
         if let Decision::Act { actions, .. } = &mut d {
             let message = format!("Starting canary analysis for {}", o.id);
-            actions.insert(0, Action::Event { warning: false, message });
+            actions.insert(0, Action::Event { warning: false, message, once: None });
         }
         return d;
     }
@@ -325,7 +321,7 @@ fn progress(o: &Observed, plan: &Plan, now: Timestamp) -> Decision {
             ..o.status.clone()
         };
         let mut actions = vec![Action::SetStatus(status)];
-        actions.extend(halts.iter().map(|h| Action::Event { warning: true, message: (*h).to_owned() }));
+        actions.extend(halts.iter().map(|h| Action::Event { warning: true, message: (*h).to_owned(), once: None }));
         return Decision::act(actions);
     }
     if plan.at_max(weight) {
@@ -349,13 +345,21 @@ fn advance(o: &Observed, plan: &Plan, weight: u32, now: Timestamp) -> Decision {
         return Decision::act(vec![Action::ApplyCanary { replicas: needed }]);
     }
     let status = Status { weight: next, iterations: o.status.iterations + 1, since: Some(now), ..o.status.clone() };
+    // Announced before the status records it: a replay after a crash in between finds
+    // the Event already there (`once`), so each step is announced exactly once.
     Decision::Act {
-        actions: vec![
-            Action::SetWeight(next),
-            Action::SetStatus(status),
-            Action::Event { warning: false, message: format!("Advance {} canary weight {next}", o.id) },
-        ],
+        actions: vec![Action::SetWeight(next), advanced(o, next), Action::SetStatus(status)],
         requeue: Some(plan.interval),
+    }
+}
+
+/// "Advance podinfo.test canary weight 20", once per revision and weight.
+fn advanced(o: &Observed, weight: u32) -> Action {
+    let revision = o.status.applied.as_ref().map(Revision::as_str).unwrap_or_default();
+    Action::Event {
+        warning: false,
+        message: format!("Advance {} canary weight {weight}", o.id),
+        once: Some(format!("advance-{revision}-{weight}")),
     }
 }
 

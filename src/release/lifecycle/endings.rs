@@ -22,7 +22,7 @@ pub(super) fn promote(o: &Observed, canary: &Revision, now: Timestamp, message: 
     Decision::act(vec![
         Action::WriteLock(outcome),
         Action::SetStatus(status),
-        Action::Event { warning: false, message },
+        Action::Event { warning: false, message, once: None },
     ])
 }
 
@@ -62,7 +62,11 @@ pub(super) fn promoting(o: &Observed, now: Timestamp) -> Decision {
             Action::RouteToStable,
             Action::DeleteGenerated,
             Action::SetStatus(status),
-            Action::Event { warning: false, message: format!("Promotion completed! Scaling down {}", o.id) },
+            Action::Event {
+                warning: false,
+                message: format!("Promotion completed! Scaling down {}", o.id),
+                once: None,
+            },
         ],
         requeue: None,
     }
@@ -76,8 +80,11 @@ pub(super) fn rollback(o: &Observed, now: Timestamp, why: Option<String>) -> Dec
         (None, Ok(plan)) => format!("Rolling back {} failed checks threshold reached {}", o.id, plan.threshold),
         (None, Err(_)) => format!("Rolling back {}", o.id),
     };
-    let mut actions =
-        vec![Action::Event { warning: true, message: reason }, Action::RouteToStable, Action::DeleteGenerated];
+    let mut actions = vec![
+        Action::Event { warning: true, message: reason, once: None },
+        Action::RouteToStable,
+        Action::DeleteGenerated,
+    ];
     actions.extend(o.target.lock.fail().map(Action::WriteLock));
     actions.extend(failed_status(o, now, why));
     Decision::Act { actions, requeue: None }
@@ -104,7 +111,7 @@ pub(super) fn failed_status(o: &Observed, now: Timestamp, why: Option<String>) -
     };
     [
         Action::SetStatus(status),
-        Action::Event { warning: true, message: format!("Canary failed! Scaling down {}", o.id) },
+        Action::Event { warning: true, message: format!("Canary failed! Scaling down {}", o.id), once: None },
     ]
 }
 
@@ -123,7 +130,11 @@ pub(super) fn refuse(o: &Observed, now: Timestamp, why: &str) -> Decision {
             ..o.status.clone()
         };
         actions.push(Action::SetStatus(status));
-        actions.push(Action::Event { warning: true, message: format!("Halt {} release refused: {why}", o.id) });
+        actions.push(Action::Event {
+            warning: true,
+            message: format!("Halt {} release refused: {why}", o.id),
+            once: None,
+        });
     }
     Decision::Act { actions, requeue: Some(Duration::from_secs(10)) }
 }
@@ -136,7 +147,11 @@ pub(super) fn suspended(o: &Observed, now: Timestamp) -> Decision {
     Decision::Act {
         actions: vec![
             Action::SetStatus(status),
-            Action::Event { warning: false, message: "skipping canary run as object is suspended".to_owned() },
+            Action::Event {
+                warning: false,
+                message: "skipping canary run as object is suspended".to_owned(),
+                once: None,
+            },
         ],
         requeue: None,
     }
@@ -173,7 +188,7 @@ pub(super) fn ended_outside(o: &Observed, now: Timestamp) -> Decision {
             Action::RouteToStable,
             Action::DeleteGenerated,
             Action::SetStatus(status),
-            Action::Event { warning: true, message: event },
+            Action::Event { warning: true, message: event, once: None },
         ],
         requeue: None,
     }
@@ -199,7 +214,7 @@ pub(super) fn adopt_untracked(o: &Observed, now: Timestamp) -> Decision {
         ..o.status.clone()
     };
     Decision::Act {
-        actions: vec![Action::SetStatus(status), Action::Event { warning: true, message: why }],
+        actions: vec![Action::SetStatus(status), Action::Event { warning: true, message: why, once: None }],
         requeue: None,
     }
 }
