@@ -14,6 +14,7 @@
 pub mod check;
 pub mod prometheus;
 pub mod query;
+pub mod template;
 
 pub use self::check::{BuiltinMetric, Subject, Verdict};
 pub use self::prometheus::{Prometheus, QueryError};

@@ -279,12 +279,21 @@ impl World {
 
     /// Requests through the gateway, ~40 a second, until the returned flag is cleared.
     fn traffic(&self) -> Arc<AtomicBool> {
+        self.traffic_to(&["/api/info"])
+    }
+
+    /// Requests to each of `paths` in turn through the gateway, until the flag is cleared.
+    fn traffic_to(&self, paths: &[&str]) -> Arc<AtomicBool> {
         let on = Arc::new(AtomicBool::new(true));
         let (flag, addr) = (on.clone(), self.gateway.trim_start_matches("http://").trim_end_matches('/').to_owned());
+        let paths: Vec<String> = paths.iter().map(|p| (*p).to_owned()).collect();
         std::thread::spawn(move || {
-            while flag.load(Ordering::Relaxed) {
+            for path in paths.iter().cycle() {
+                if !flag.load(Ordering::Relaxed) {
+                    return;
+                }
                 if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
-                    let _ = write!(s, "GET /api/info HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+                    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
                     let _ = s.read_to_end(&mut Vec::new());
                 }
                 std::thread::sleep(Duration::from_millis(25));
@@ -502,5 +511,68 @@ fn a_refused_release_says_why_and_starts_when_fixed_and_a_deleted_canary_stops_s
         w.jsonpath("deployment/podinfo", "{.spec.template.spec.containers[0].image}"),
         "stefanprodan/podinfo:6.0.1"
     );
+    traffic.store(false, Ordering::Relaxed);
+}
+
+#[test]
+fn act3_a_canary_with_a_metric_template_rolls_back_on_404s() {
+    let w = World::start();
+    let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
+    w.ok(&["apply", "-f", &scenario("namespace.yaml")]);
+    // Canary mode: the Deployment names a Canary that holds the analysis.
+    let deployment = podinfo(30)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("apisix-canary.dev/"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("  annotations:\n", "  annotations:\n    apisix-canary.dev/canary: podinfo\n");
+    let canary = format!(
+        r#"apiVersion: apisix-canary.dev/v1beta1
+kind: MetricTemplate
+metadata:
+  name: not-found-percentage
+  namespace: test
+spec:
+  provider:
+    type: prometheus
+    address: {prometheus}
+  query: |
+    sum(rate(apisix_http_status{{route=~"{{{{ namespace }}}}_{{{{ route }}}}_.+",node=~"{{{{ canary_nodes }}}}",code=~"4.."}}[{{{{ interval }}}}]))
+    / sum(rate(apisix_http_status{{route=~"{{{{ namespace }}}}_{{{{ route }}}}_.+",node=~"{{{{ canary_nodes }}}}"}}[{{{{ interval }}}}])) * 100
+---
+apiVersion: apisix-canary.dev/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: test
+spec:
+  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: podinfo}}
+  routeRef: {{apiVersion: apisix.apache.org/v2, kind: ApisixRoute, name: podinfo}}
+  progressDeadlineSeconds: 60
+  analysis:
+    interval: 2s
+    threshold: 5
+    maxWeight: 30
+    stepWeight: 10
+    metrics:
+      - name: 404s percentage
+        templateRef: {{name: not-found-percentage}}
+        thresholdRange: {{max: 5}}
+        interval: 1m
+"#,
+        prometheus = w.prometheus_url
+    );
+    let files = [w.file("podinfo.yaml", &deployment), w.file("canary.yaml", &canary)];
+    w.ok(&["apply", "-f", &files[0], "-f", &files[1], "-f", &scenario("service.yaml"), "-f", &scenario("route.yaml")]);
+    w.ok(&["-n", "test", "rollout", "status", "deployment/podinfo", "--timeout=60s"]);
+    assert_eq!(w.wait_phase(&["Initialized"], Duration::from_secs(30)), "Initialized");
+    // Half the requests are not found: the canary's 404 share is far above 5%.
+    let traffic = w.traffic_to(&["/api/info", "/status/404"]);
+    w.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1"]);
+    assert_eq!(w.wait_phase(&["Failed", "Succeeded"], Duration::from_secs(90)), "Failed", "{:#?}", w.events());
+    let events = w.events();
+    assert!(events.iter().any(|e| e.starts_with("Halt podinfo.test advancement 404s percentage ")), "{events:#?}");
+    assert!(events.contains(&"Rolling back podinfo.test failed checks threshold reached 5".to_owned()), "{events:#?}");
+    assert_eq!(w.jsonpath("deployment/podinfo", "{.spec.paused}"), "true");
     traffic.store(false, Ordering::Relaxed);
 }

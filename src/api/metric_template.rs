@@ -86,9 +86,46 @@ pub fn variables(query: &str) -> Result<Vec<&str>, TemplateError> {
     Ok(found)
 }
 
+/// The query with each `{{ variable }}` replaced by `value(variable)`; an unknown or
+/// unclosed variable is the same error [`variables`] gives.
+pub fn render(query: &str, value: impl Fn(&str) -> Option<String>) -> Result<String, TemplateError> {
+    let mut out = String::with_capacity(query.len());
+    let mut rest = query;
+    let mut offset = 0;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or(TemplateError::Unclosed(offset + start))?;
+        let name = after[..end].trim();
+        variables(&rest[start..start + 2 + end + 2])?;
+        let v = value(name).ok_or_else(|| TemplateError::Unknown(name.to_owned()))?;
+        out.push_str(&rest[..start]);
+        out.push_str(&v);
+        let consumed = start + 2 + end + 2;
+        offset += consumed;
+        rest = &rest[consumed..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_every_variable() {
+        let q = r#"sum(rate(x{route=~"{{ namespace }}_{{route}}_.+"}[{{ interval }}])) * {{ variables.scale }}"#;
+        let v = |name: &str| match name {
+            "namespace" => Some("test".to_owned()),
+            "route" => Some("podinfo-podinfo-canary".to_owned()),
+            "interval" => Some("1m".to_owned()),
+            "variables.scale" => Some("100".to_owned()),
+            _ => None,
+        };
+        assert_eq!(render(q, v).unwrap(), r#"sum(rate(x{route=~"test_podinfo-podinfo-canary_.+"}[1m])) * 100"#);
+        assert_eq!(render("{{ variables.missing }}", v), Err(TemplateError::Unknown("variables.missing".into())));
+        assert_eq!(render("{{ nope }}", v), Err(TemplateError::Unknown("nope".into())));
+    }
 
     #[test]
     fn finds_known_variables() {

@@ -15,14 +15,15 @@ use kube::{Api, Resource, ResourceExt};
 use super::observe::{COPY_OF, Objects, observe};
 use super::{Context, Error, MANAGER, status};
 use crate::analysis::Scope;
-use crate::analysis::Verdict;
 use crate::analysis::prometheus::{Prometheus, QUERY_TIMEOUT};
+use crate::analysis::{Verdict, template};
 use crate::api::apisix_route::ApisixRoute;
 use crate::api::canary::v1beta1::Canary;
+use crate::api::metric_template::MetricTemplate;
 use crate::release::copies;
 use crate::release::lifecycle::{Action, Check, Decision, Observed, decide};
 use crate::release::lock::Lock;
-use crate::release::plan::{MetricScope, Plan};
+use crate::release::plan::{MetricScope, MetricSource, Plan};
 use crate::route;
 
 /// How long to wait when nothing is due: watches wake us earlier on any change.
@@ -324,6 +325,33 @@ async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &Context) -> 
             scope: analysis_scope,
         };
         verdicts.extend(crate::analysis::run(&scoped, &target, &prometheus).await);
+    }
+    // Then the MetricTemplates, as Flagger runs them: after the built-in metrics.
+    let vars = template::Vars {
+        namespace: objects.namespace.clone(),
+        name: o.id.split('.').next().unwrap_or_default().to_owned(),
+        target: plan.target.clone(),
+        service: objects.service_name.clone(),
+        route: route::generated_name(&plan.route, &plan.target),
+        canary_nodes: nodes.clone(),
+    };
+    for metric in &plan.metrics {
+        let MetricSource::Template { name, namespace, variables } = &metric.source else { continue };
+        let ns = namespace.clone().unwrap_or_else(|| objects.namespace.clone());
+        let templates: Api<MetricTemplate> = Api::namespaced(ctx.client.clone(), &ns);
+        let verdict = match templates.get_opt(name).await {
+            Ok(Some(t)) if t.spec.provider.secret_ref.is_some() => Verdict::Halt {
+                message: format!(
+                    "Metric template {name}.{ns} secret error: authentication from a Secret is not supported yet; \
+                     give the template a Prometheus address that needs none"
+                ),
+                value: None,
+            },
+            Ok(Some(t)) => template::evaluate(&t.spec, metric, variables, &vars, QUERY_TIMEOUT).await,
+            Ok(None) => Verdict::Halt { message: format!("Metric template {name}.{ns} error: not found"), value: None },
+            Err(e) => Verdict::Halt { message: format!("Metric template {name}.{ns} error: {e}"), value: None },
+        };
+        verdicts.push((metric.name.clone(), verdict));
     }
     verdicts
         .into_iter()
