@@ -62,9 +62,14 @@ pub enum TemplateError {
     Unclosed(usize),
 }
 
-/// The variables a query uses, in order; `variables.x` is returned as is.
-pub fn variables(query: &str) -> Result<Vec<&str>, TemplateError> {
-    let mut found = Vec::new();
+/// A piece of a query: text as written, or a `{{ variable }}` (its trimmed name).
+enum Piece<'a> {
+    Text(&'a str),
+    Variable(&'a str),
+}
+
+/// Walks `query` piece by piece; every variable is checked to be a known one.
+fn walk<'q>(query: &'q str, mut each: impl FnMut(Piece<'q>) -> Result<(), TemplateError>) -> Result<(), TemplateError> {
     let mut rest = query;
     let mut offset = 0;
     while let Some(start) = rest.find("{{") {
@@ -78,11 +83,24 @@ pub fn variables(query: &str) -> Result<Vec<&str>, TemplateError> {
         if !known {
             return Err(TemplateError::Unknown(name.to_owned()));
         }
-        found.push(name);
+        each(Piece::Text(&rest[..start]))?;
+        each(Piece::Variable(name))?;
         let consumed = start + 2 + end + 2;
         offset += consumed;
         rest = &rest[consumed..];
     }
+    each(Piece::Text(rest))
+}
+
+/// The variables a query uses, in order; `variables.x` is returned as is.
+pub fn variables(query: &str) -> Result<Vec<&str>, TemplateError> {
+    let mut found = Vec::new();
+    walk(query, |piece| {
+        if let Piece::Variable(name) = piece {
+            found.push(name);
+        }
+        Ok(())
+    })?;
     Ok(found)
 }
 
@@ -90,21 +108,13 @@ pub fn variables(query: &str) -> Result<Vec<&str>, TemplateError> {
 /// unclosed variable is the same error [`variables`] gives.
 pub fn render(query: &str, value: impl Fn(&str) -> Option<String>) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(query.len());
-    let mut rest = query;
-    let mut offset = 0;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or(TemplateError::Unclosed(offset + start))?;
-        let name = after[..end].trim();
-        variables(&rest[start..start + 2 + end + 2])?;
-        let v = value(name).ok_or_else(|| TemplateError::Unknown(name.to_owned()))?;
-        out.push_str(&rest[..start]);
-        out.push_str(&v);
-        let consumed = start + 2 + end + 2;
-        offset += consumed;
-        rest = &rest[consumed..];
-    }
-    out.push_str(rest);
+    walk(query, |piece| {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Variable(name) => out.push_str(&value(name).ok_or_else(|| TemplateError::Unknown(name.to_owned()))?),
+        }
+        Ok(())
+    })?;
     Ok(out)
 }
 
