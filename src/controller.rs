@@ -42,6 +42,8 @@ pub const MANAGER: &str = "apisix-canary";
 /// Held on every Canary so its deletion ends a running release safely (route to
 /// stable first) instead of leaving the order to the garbage collector.
 pub const FINALIZER: &str = "apisix-canary.dev/release";
+/// How long running reconciles may take to finish after the stop.
+const STOP_GRACE: Duration = Duration::from_secs(3);
 /// The readiness gate of the controller: its caches have synced.
 pub const CACHES_GATE: &str = "caches synced";
 
@@ -109,11 +111,19 @@ pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher)
     let opt_ins_store = opt_ins.store();
     let opt_ins = opt_ins.run(canaries::reconcile_deployment, canaries::error_policy, ctx);
 
+    let (stopping, stopping_loops) = (runtime.stopping(), runtime.stopping());
     runtime.spawn(async move {
-        synced(&releases_store).await;
-        synced(&opt_ins_store).await;
-        gate.open();
-        tracing::info!("controller caches synced");
+        // Ends with the runtime too: without our CRDs the caches never sync.
+        tokio::select! {
+            () = async {
+                synced(&releases_store).await;
+                synced(&opt_ins_store).await;
+            } => {
+                gate.open();
+                tracing::info!("controller caches synced");
+            }
+            () = stopping.cancelled() => {}
+        }
     });
     runtime.spawn(async move {
         let canaries = releases.for_each(|r| async move {
@@ -126,7 +136,16 @@ pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher)
                 tracing::debug!(error = %e, "deployment reconcile ended with an error");
             }
         });
-        tokio::join!(canaries, deployments);
+        // A graceful stop lets running reconciles finish, but kube-runtime also waits
+        // for requeues scheduled minutes ahead: after a short grace the loops are
+        // dropped. Nothing is lost: every release resumes from its status.
+        tokio::select! {
+            _ = async { tokio::join!(canaries, deployments) } => {}
+            () = async {
+                stopping_loops.cancelled().await;
+                tokio::time::sleep(STOP_GRACE).await;
+            } => {}
+        }
         tracing::info!("controller stopped");
     });
 }

@@ -128,6 +128,21 @@ impl World {
         addr
     }
 
+    /// SIGTERM to the serve process started `index`-th; whether it exited within `within`.
+    fn terminate(&self, index: usize, within: Duration) -> bool {
+        let mut serves = self.serves.lock().unwrap();
+        let child = &mut serves[index].0;
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     /// `kill -9` of the serve process started `index`-th: no shutdown, no Lease release.
     fn kill(&self, index: usize) {
         let mut serves = self.serves.lock().unwrap();
@@ -432,6 +447,11 @@ fn act1_promotes_and_act2_rolls_back_at_the_threshold() {
     assert_eq!(w.jsonpath("canary/podinfo", "{.status.phase}"), "Failed");
     assert!(!w.events()[before..].iter().any(|e| e.starts_with("New revision detected")), "{:#?}", w.events());
     traffic.store(false, Ordering::Relaxed);
+
+    // SIGTERM: the controller stops, the Lease is freed for the next replica, it exits.
+    assert!(w.terminate(0, Duration::from_secs(15)), "serve did not exit after SIGTERM");
+    let logs = w.logs.lock().unwrap().join("\n");
+    assert!(logs.contains("lease released"), "{logs}");
 }
 
 #[test]
