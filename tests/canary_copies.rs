@@ -1,6 +1,10 @@
 //! The canary copies: `<d>-canary` and `<svc>-canary` built from the scenario's objects and
 //! from real-shaped GitOps ones, the label values and names they use, and the refusals.
 
+#[path = "support/release.rs"]
+mod release;
+use release::{fixture, owner};
+
 use std::collections::BTreeMap;
 
 use apisix_canary::release::copies::{self, CopyError};
@@ -9,24 +13,6 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use proptest::prelude::*;
 use serde_json::Value;
-
-fn fixture<T: serde::de::DeserializeOwned>(path: &str) -> T {
-    let text =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path))
-            .unwrap();
-    serde_saphyr::from_str(&text).unwrap()
-}
-
-fn owner() -> OwnerReference {
-    OwnerReference {
-        api_version: "apisix-canary.dev/v1beta1".into(),
-        kind: "Canary".into(),
-        name: "podinfo".into(),
-        uid: "3f1c2b4a-5d6e-4f70-8a9b-0c1d2e3f4a5b".into(),
-        controller: None,
-        block_owner_deletion: Some(true),
-    }
-}
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -1,29 +1,15 @@
 //! The generated ApisixRoute: the rule it copies, its shape against the scenario and
 //! APISIX's own CRD schema, and the weights written and read back.
 
+#[path = "support/release.rs"]
+mod release;
+use release::{fixture, owner};
+
 use apisix_canary::api::apisix_route::ApisixRoute;
 use apisix_canary::route::{self, RouteError};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
-
-fn fixture<T: serde::de::DeserializeOwned>(path: &str) -> T {
-    let text =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path))
-            .unwrap();
-    serde_saphyr::from_str(&text).unwrap()
-}
-
-fn owner() -> OwnerReference {
-    OwnerReference {
-        api_version: "apisix-canary.dev/v1beta1".into(),
-        kind: "Canary".into(),
-        name: "podinfo".into(),
-        uid: "3f1c2b4a-5d6e-4f70-8a9b-0c1d2e3f4a5b".into(),
-        controller: None,
-        block_owner_deletion: Some(true),
-    }
-}
 
 fn scenario() -> ApisixRoute {
     fixture("scenario/route.yaml")

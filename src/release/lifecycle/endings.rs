@@ -57,19 +57,7 @@ pub(super) fn promoting(o: &Observed, now: Timestamp) -> Decision {
         message: Some(SUCCEEDED.to_owned()),
         ..o.status.clone()
     };
-    Decision::Act {
-        actions: vec![
-            Action::RouteToStable,
-            Action::DeleteGenerated,
-            Action::SetStatus(status),
-            Action::Event {
-                warning: false,
-                message: format!("Promotion completed! Scaling down {}", o.id),
-                once: None,
-            },
-        ],
-        requeue: None,
-    }
+    wind_up(status, false, format!("Promotion completed! Scaling down {}", o.id))
 }
 
 /// Threshold reached (or an unrecoverable wait): traffic back to stable first, then the
@@ -183,15 +171,7 @@ pub(super) fn ended_outside(o: &Observed, now: Timestamp) -> Decision {
         message: Some(message),
         ..o.status.clone()
     };
-    Decision::Act {
-        actions: vec![
-            Action::RouteToStable,
-            Action::DeleteGenerated,
-            Action::SetStatus(status),
-            Action::Event { warning: true, message: event, once: None },
-        ],
-        requeue: None,
-    }
+    wind_up(status, true, event)
 }
 
 /// Not locked and idle: a template that changed without the webhook (it was down and
@@ -215,6 +195,20 @@ pub(super) fn adopt_untracked(o: &Observed, now: Timestamp) -> Decision {
     };
     Decision::Act {
         actions: vec![Action::SetStatus(status), Action::Event { warning: true, message: why, once: None }],
+        requeue: None,
+    }
+}
+
+/// The end of a release: traffic to stable first, the generated objects gone, then the
+/// status and the word; nothing to look at again.
+fn wind_up(status: Status, warning: bool, message: String) -> Decision {
+    Decision::Act {
+        actions: vec![
+            Action::RouteToStable,
+            Action::DeleteGenerated,
+            Action::SetStatus(status),
+            Action::Event { warning, message, once: None },
+        ],
         requeue: None,
     }
 }
