@@ -156,6 +156,9 @@ prop_compose! {
         template in opt("[a-z]{1,8}"),
         vars in opt(proptest::collection::btree_map("[a-z]{1,5}", "[a-z0-9]{0,5}", 0..3)),
         scope in opt(prop_oneof![Just("canary".to_owned()), Just("route".to_owned())]),
+        on_no_data in opt(prop_oneof![Just("fail".to_owned()), Just("pass".to_owned())]),
+        baseline in opt((Just("baseline".to_owned()), opt(prop_oneof![0.0..5.0f64, Just(1.0)]))),
+        min_requests in opt(0..100i64),
     ) -> v1beta1::Metric {
         v1beta1::Metric {
             name,
@@ -164,6 +167,10 @@ prop_compose! {
             template_ref: template.map(|name| apisix_canary::api::canary::NamespacedRef { name, namespace: None }),
             template_variables: vars,
             scope,
+            on_no_data,
+            max_delta: baseline.as_ref().and_then(|(_, d)| *d),
+            compare: baseline.map(|(c, _)| c),
+            min_requests,
         }
     }
 }
@@ -174,6 +181,7 @@ prop_compose! {
         type_ in opt(prop_oneof![Just("rollout".to_owned()), Just("pre-rollout".to_owned()), Just("event".to_owned())]),
         timeout in opt(Just("5s".to_owned())),
         cmd in opt("[a-z -]{0,20}"),
+        retries in opt(0..5i32),
     ) -> v1beta1::Webhook {
         v1beta1::Webhook {
             name,
@@ -181,6 +189,7 @@ prop_compose! {
             url: "http://flagger-loadtester.test/".to_owned(),
             timeout,
             metadata: cmd.map(|c| BTreeMap::from([("cmd".to_owned(), c)])),
+            retries,
         }
     }
 }

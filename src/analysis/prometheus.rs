@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use prometheus_http_query::response::Data;
 use prometheus_http_query::{Client, Error as ApiError};
-use rustls_platform_verifier::BuilderVerifierExt;
+
+use super::http::{self, error_chain as chain};
 
 /// How long one query may take when the caller names no timeout.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,6 +56,12 @@ impl Prometheus {
     /// A client for `url` (`http://` or `https://`, optionally with a path prefix such
     /// as `/prometheus`). HTTPS uses our ring provider and the platform's roots.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, QueryError> {
+        Self::with(url, timeout, &http::Options::default())
+    }
+
+    /// As [`Prometheus::new`], with authorization or custom headers, a permissive TLS
+    /// check, or a resolver (a `MetricTemplate`'s provider settings).
+    pub fn with(url: &str, timeout: Duration, options: &http::Options<'_>) -> Result<Self, QueryError> {
         let bad = |reason: &str| QueryError::Url { url: url.to_owned(), reason: reason.to_owned() };
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("must start with http:// or https://"))?;
         if !matches!(scheme, "http" | "https") {
@@ -65,18 +72,9 @@ impl Prometheus {
         }
         // A trailing `/` would double the one before `api/v1/query`.
         let trimmed = url.trim_end_matches('/');
-        let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-            .with_safe_default_protocol_versions()
-            .and_then(|b| b.with_platform_verifier())
-            .map_err(|e| QueryError::Client(e.to_string()))?
-            .with_no_client_auth();
-        // reqwest's own default provider would be aws-lc-rs; ours is ring (Cargo.toml).
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(timeout)
-            .build()
-            .map_err(|e| QueryError::Client(chain(&e)))?;
-        let client = Client::from(http, trimmed).map_err(|e| bad(&chain(&e)))?;
+        let options = http::Options { timeout: Some(timeout), ..options.clone() };
+        let client = http::client(&options).map_err(QueryError::Client)?;
+        let client = Client::from(client, trimmed).map_err(|e| bad(&chain(&e)))?;
         Ok(Self { client, url: trimmed.to_owned(), timeout })
     }
 
@@ -128,32 +126,6 @@ pub fn value(data: &Data) -> Result<Option<f64>, QueryError> {
         Data::Scalar(_) => return Err(QueryError::NotVector("scalar")),
     };
     Ok((!v.is_nan()).then_some(v))
-}
-
-/// An error and its causes, `: `-separated, without the URL reqwest repeats (it holds
-/// the whole query), and without a cause that repeats its parent.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(e);
-    while let Some(s) = next {
-        let text = match s.downcast_ref::<reqwest::Error>() {
-            Some(r) => strip_url(r),
-            None => s.to_string(),
-        };
-        if parts.last().is_none_or(|last| !last.contains(&text)) {
-            parts.push(text);
-        }
-        next = s.source();
-    }
-    parts.join(": ")
-}
-
-fn strip_url(r: &reqwest::Error) -> String {
-    let text = r.to_string();
-    match r.url() {
-        Some(url) => text.replace(&format!(" for url ({url})"), ""),
-        None => text,
-    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::metric_template::LocalRef;
 
 /// Incoming-webhook services we post to.
-pub const TYPES: &[&str] = &["slack", "msteams", "discord"];
+pub const TYPES: &[&str] = &["slack", "msteams", "discord", "webhook"];
 
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
@@ -18,13 +18,13 @@ pub const TYPES: &[&str] = &["slack", "msteams", "discord"];
     version = "v1beta1",
     kind = "AlertProvider",
     namespaced,
-    doc = "An incoming webhook (Slack, MS Teams, Discord) that receives release alerts",
+    doc = "An incoming webhook (Slack, MS Teams, Discord, or any JSON endpoint) that receives release alerts",
     derive = "PartialEq",
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AlertProviderSpec {
-    /// `slack`, `msteams` or `discord`.
+    /// `slack`, `msteams`, `discord`, or `webhook` (a generic JSON POST).
     #[serde(rename = "type")]
     pub type_: String,
     /// The incoming-webhook URL; or set `secretRef` to a Secret with key `address`.
@@ -36,4 +36,7 @@ pub struct AlertProviderSpec {
     pub channel: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// An HTTP(S) proxy to post through; or the Secret's key `proxy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
 }

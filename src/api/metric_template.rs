@@ -3,6 +3,8 @@
 // kube's derive repeats `printcolumn(...)` keys by design.
 #![allow(clippy::duplicated_attributes)]
 
+use std::collections::BTreeMap;
+
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -45,6 +47,9 @@ pub struct MetricProvider {
     pub secret_ref: Option<LocalRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure_skip_verify: Option<bool>,
+    /// Headers sent with every query (a tenant ID, for example).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
 }
 
 /// A reference to an object in the same namespace.

@@ -150,6 +150,22 @@ pub struct Metric {
     /// is Flagger's query over the whole generated route, stable and canary blended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// What an empty result (no values, or NaN) means: `fail` (the default, Flagger's
+    /// rule: a failed check) or `pass` (for low-traffic services).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_no_data: Option<String>,
+    /// Built-in metrics: `baseline` judges the canary against the stable version over
+    /// the same window and route, within `maxDelta`, instead of against fixed bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<String>,
+    /// With `compare: baseline`: how much worse than the stable version the canary may
+    /// be, in the metric's unit (success-rate percentage points, milliseconds of P99).
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "super::go_number::serialize")]
+    pub max_delta: Option<f64>,
+    /// Requests the canary must have served in the metric's interval before the metric
+    /// is judged; until then the weight holds (bounded by progressDeadlineSeconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_requests: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -175,6 +191,10 @@ pub struct Webhook {
     pub timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// Attempts after the first when a call fails to connect or gets a 5xx or 429
+    /// (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<i32>,
 }
 
 /// Where to post the release's events, and from which severity on.
