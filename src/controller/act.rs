@@ -133,6 +133,7 @@ impl Run<'_> {
                 self.event(*warning, message, once.as_deref()).await?;
                 Ok(())
             }
+            Action::RunHooks(..) | Action::Alert { .. } => Ok(()), // TEMP
         }
     }
 

@@ -110,6 +110,7 @@ pub async fn observe(c: &Canary, ctx: &Context) -> Result<(Observed, Objects), E
         route_weight: generated.as_ref().and_then(|g| route::weights(g, &canary_service)).map(|(_, w)| w),
         refusal,
         checks: None,
+        hooks: Default::default(),
     };
     let objects = Objects { namespace: ns, target, service, route: user_route, rule, service_name, canary, generated };
     Ok((observed, objects))

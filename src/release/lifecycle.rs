@@ -16,20 +16,35 @@
 //! the Deployment unpaused in ONE write, the native rolling update runs, and only then the
 //! route goes to stable and the generated objects go.
 
+/// The answer of [`gates::hear`], or return the decision that asks for it.
+macro_rules! heard {
+    ($heard:expr) => {
+        match $heard {
+            Ok(heard) => heard,
+            Err(ask) => return ask,
+        }
+    };
+}
+
 mod endings;
+mod gates;
 mod messages;
+mod steps;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 
 use self::endings::*;
+use self::gates::*;
 pub use self::messages::*;
+use self::steps::*;
 pub use super::copies::canary_replicas;
 use super::lock::{Lock, Outcome};
-use super::plan::Plan;
+use super::plan::{HookKind, Plan, Severity};
 use super::revision::Revision;
 use crate::api::canary::Phase;
 
@@ -74,7 +89,13 @@ pub struct Observed {
     pub refusal: Option<String>,
     /// The analysis of this interval, when the executor was asked to run it.
     pub checks: Option<Vec<Check>>,
+    /// What the webhooks of each kind answered, when the executor was asked to call them.
+    pub hooks: BTreeMap<HookKind, Vec<HookResult>>,
 }
+
+/// One webhook's answer: its name, and `Err` with Flagger's `%v` (the response body or
+/// the transport error) unless it answered with success.
+pub type HookResult = (String, Result<(), String>);
 
 /// The release as the Canary status records it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -119,8 +140,15 @@ pub enum Action {
     /// Write the status, with this condition message.
     SetStatus(Status),
     /// A Kubernetes Event; with `once`, recorded at most once for that key, so a step
-    /// replayed after a crash is not announced twice.
+    /// replayed after a crash is not announced twice. Every Event recorded is also
+    /// posted to the `event` webhooks.
     Event { warning: bool, message: String, once: Option<String> },
+    /// Call the webhooks of this kind with this phase, reporting each answer as an
+    /// Event (`post-rollout`); what they say changes nothing.
+    RunHooks(HookKind, Phase),
+    /// Post to the plan's alert providers that take this severity. Always last in a
+    /// list, so it is sent only once the state it reports is written.
+    Alert { severity: Severity, message: String, fields: Vec<(String, String)> },
 }
 
 /// What the executor does next.
@@ -130,6 +158,9 @@ pub enum Decision {
     Act { actions: Vec<Action>, requeue: Option<Duration> },
     /// Run the plan's checks and decide again with `Observed::checks` filled in.
     RunChecks,
+    /// Call every webhook of this kind with this phase, and decide again with
+    /// `Observed::hooks` holding their answers.
+    Call(HookKind, Phase),
 }
 
 /// How soon to look again while waiting on something the cluster does (pods, rollouts).
@@ -169,8 +200,10 @@ pub fn decide(o: &Observed, now: Timestamp) -> Decision {
         None => return initialize(o, now),
         _ => {}
     }
+    // Waiting for approval holds a release, though nothing of it runs yet.
+    let waiting = phase == Some(Phase::Waiting);
     if !lock.held() {
-        if busy {
+        if busy || waiting {
             return ended_outside(o, now);
         }
         return adopt_untracked(o, now);
@@ -178,7 +211,7 @@ pub fn decide(o: &Observed, now: Timestamp) -> Decision {
     let Some(canary) = lock.canary.clone() else { return Decision::idle() };
     // A rollback that stopped before its status: finish it.
     if lock.is_failed() {
-        if busy && o.status.applied.as_ref() == Some(&canary) {
+        if (busy && o.status.applied.as_ref() == Some(&canary)) || waiting {
             return rolled_back(o, now);
         }
         return Decision::idle();
@@ -210,6 +243,7 @@ fn initialize(o: &Observed, now: Timestamp) -> Decision {
     Decision::act(vec![
         Action::SetStatus(status),
         Action::Event { warning: false, message: format!("Initialization done! {}", o.id), once: None },
+        alert(Severity::Info, "New Deployment detected, initialization completed."),
     ])
 }
 
@@ -226,8 +260,24 @@ fn start(o: &Observed, plan: &Plan, canary: &Revision, now: Timestamp) -> Decisi
         );
         return refuse(o, now, &why);
     }
+    let phase = o.status.phase.unwrap_or(Phase::Initialized);
+    // A release held at its gate can still be rolled back by hand (Flagger #1432).
+    if phase == Phase::Waiting {
+        match heard!(manual_rollback(o, plan, phase)) {
+            Heard::Passed(_) => {}
+            Heard::Failed { hook, .. } => return rollback_by_hand(o, now, hook),
+        }
+    }
+    // Every new revision asks for approval, a restart too (Flagger asks only once, #30).
+    let approved = match heard!(hear(o, plan, HookKind::ConfirmRollout, phase)) {
+        Heard::Failed { hook, .. } => return wait_for_approval(o, plan, now, hook),
+        Heard::Passed(hooks) => passed(hooks, "Confirm-rollout"),
+    };
     if plan.skip_analysis {
-        return promote(o, canary, now, format!("Promotion completed! Canary analysis was skipped for {}", o.id));
+        let message = format!("Promotion completed! Canary analysis was skipped for {}", o.id);
+        let Decision::Act { mut actions, requeue } = promote(o, canary, now, message) else { unreachable!() };
+        actions.splice(0..0, approved);
+        return Decision::Act { actions, requeue };
     }
     let restarted = matches!(o.status.phase, Some(Phase::Progressing | Phase::WaitingPromotion))
         && o.status.applied.as_ref().is_some_and(|a| a != canary);
@@ -247,7 +297,7 @@ fn start(o: &Observed, plan: &Plan, canary: &Revision, now: Timestamp) -> Decisi
         message: Some(PROGRESSING.to_owned()),
         ..o.status.clone()
     };
-    let mut actions = Vec::new();
+    let mut actions = approved;
     if restarted {
         actions.push(Action::RouteToStable);
     }
@@ -255,126 +305,30 @@ fn start(o: &Observed, plan: &Plan, canary: &Revision, now: Timestamp) -> Decisi
     actions.push(Action::SetWeight(0));
     actions.push(Action::SetStatus(status));
     actions.push(Action::Event { warning: false, message, once: None });
+    actions.push(Action::Alert {
+        severity: Severity::Info,
+        message: PROGRESSING.to_owned(),
+        fields: release_fields(o, plan),
+    });
     Decision::act(actions)
+}
+
+/// What Flagger's "New revision detected" alert lists about the release.
+fn release_fields(o: &Observed, plan: &Plan) -> Vec<(String, String)> {
+    let step = plan.steps.first().copied().unwrap_or(plan.max_weight);
+    vec![
+        ("Target".to_owned(), format!("Deployment/{}", o.id)),
+        ("Failed checks threshold".to_owned(), plan.threshold.to_string()),
+        ("Progress deadline".to_owned(), format!("{}s", plan.progress_deadline.as_secs())),
+        ("Traffic routing".to_owned(), format!("Weight step: {step} max: {}", plan.max_weight)),
+    ]
+}
+
+/// An alert without fields.
+fn alert(severity: Severity, message: impl Into<String>) -> Action {
+    Action::Alert { severity, message: message.into(), fields: Vec::new() }
 }
 
 fn busy_on(o: &Observed, canary: &Revision) -> bool {
     o.status.applied.as_ref() == Some(canary)
-}
-
-/// The analysis loop of a running release.
-fn progress(o: &Observed, plan: &Plan, now: Timestamp) -> Decision {
-    if let Some(why) = &o.refusal {
-        return rollback(o, now, Some(why.clone()));
-    }
-    let waited = elapsed(o.status.since, now);
-    let ready = o.canary.is_some_and(|c| c.current && c.ready >= c.replicas && c.replicas > 0);
-    let weight = o.route_weight.unwrap_or(o.status.weight);
-    if !ready {
-        let why = not_ready(o);
-        if o.status.weight == 0 && o.status.iterations == 0 && waited >= plan.progress_deadline {
-            return rollback(o, now, Some(format!("progress deadline exceeded {why}")));
-        }
-        // Said while the release waits to start; a scale-up between steps waits quietly.
-        let mut actions = Vec::new();
-        if o.status.weight == 0 {
-            actions.push(Action::Event { warning: true, message: why, once: None });
-        }
-        if o.canary.is_none() || o.canary.is_some_and(|c| !c.current) {
-            let next = plan.next_weight(weight).unwrap_or(plan.max_weight);
-            actions.insert(0, Action::ApplyCanary { replicas: canary_replicas(o.target.replicas, next.max(weight)) });
-        }
-        return Decision::Act { actions, requeue: Some(POLL) };
-    }
-    if o.status.failed_checks >= plan.threshold {
-        return rollback(o, now, None);
-    }
-    // A step whose status write was lost (a crash after the route moved): record it,
-    // and give the step its full interval from now.
-    if let Some(routed) = o.route_weight.filter(|w| *w > 0 && *w != o.status.weight) {
-        let status =
-            Status { weight: routed, iterations: o.status.iterations + 1, since: Some(now), ..o.status.clone() };
-        return Decision::Act {
-            actions: vec![advanced(o, routed), Action::SetStatus(status)],
-            requeue: Some(plan.interval),
-        };
-    }
-    // The first step needs no metrics: there is no canary traffic yet.
-    if o.status.weight == 0 && o.status.iterations == 0 {
-        let mut d = advance(o, plan, weight, now);
-        if let Decision::Act { actions, .. } = &mut d {
-            let message = format!("Starting canary analysis for {}", o.id);
-            actions.insert(0, Action::Event { warning: false, message, once: None });
-        }
-        return d;
-    }
-    if waited < plan.interval {
-        return Decision::wait(plan.interval - waited);
-    }
-    let Some(checks) = &o.checks else { return Decision::RunChecks };
-    let halts: Vec<&str> = checks.iter().filter_map(|c| c.halt.as_deref()).collect();
-    if !halts.is_empty() {
-        let status = Status {
-            failed_checks: o.status.failed_checks + 1,
-            iterations: o.status.iterations + 1,
-            since: Some(now),
-            ..o.status.clone()
-        };
-        let mut actions = vec![Action::SetStatus(status)];
-        actions.extend(halts.iter().map(|h| Action::Event { warning: true, message: (*h).to_owned(), once: None }));
-        return Decision::act(actions);
-    }
-    if plan.at_max(weight) {
-        let canary = o.status.applied.clone().unwrap_or_else(|| o.target.revision.clone());
-        let message = format!("Promoting {}: the rolling update to revision {canary} resumes", o.id);
-        return promote(o, &canary, now, message);
-    }
-    advance(o, plan, weight, now)
-}
-
-/// Moves to the next weight: scales the canary up first, and moves traffic once the
-/// larger canary is ready.
-fn advance(o: &Observed, plan: &Plan, weight: u32, now: Timestamp) -> Decision {
-    let Some(next) = plan.next_weight(weight) else {
-        return Decision::wait(plan.interval);
-    };
-    let needed = canary_replicas(o.target.replicas, next);
-    let have = o.canary.map_or(0, |c| c.replicas);
-    if have < needed {
-        // Scaled before the weight moves; the weight moves once they are ready.
-        return Decision::act(vec![Action::ApplyCanary { replicas: needed }]);
-    }
-    let status = Status { weight: next, iterations: o.status.iterations + 1, since: Some(now), ..o.status.clone() };
-    // Announced before the status records it: a replay after a crash in between finds
-    // the Event already there (`once`), so each step is announced exactly once.
-    Decision::Act {
-        actions: vec![Action::SetWeight(next), advanced(o, next), Action::SetStatus(status)],
-        requeue: Some(plan.interval),
-    }
-}
-
-/// "Advance podinfo.test canary weight 20", once per revision and weight.
-fn advanced(o: &Observed, weight: u32) -> Action {
-    let revision = o.status.applied.as_ref().map(Revision::as_str).unwrap_or_default();
-    Action::Event {
-        warning: false,
-        message: format!("Advance {} canary weight {weight}", o.id),
-        once: Some(format!("advance-{revision}-{weight}")),
-    }
-}
-
-/// Flagger's readiness message for the canary Deployment.
-fn not_ready(o: &Observed) -> String {
-    let (ready, replicas) = o.canary.map_or((0, 1), |c| (c.ready, c.replicas.max(1)));
-    let (name, ns) = o.id.split_once('.').unwrap_or((&o.id, ""));
-    format!(
-        "canary deployment {name}-canary.{ns} not ready: waiting for rollout to finish: {ready} of {replicas} \
-         (readyThreshold 100%) updated replicas are available"
-    )
-}
-
-fn elapsed(since: Option<Timestamp>, now: Timestamp) -> Duration {
-    let Some(since) = since else { return Duration::MAX };
-    let d: SignedDuration = now.duration_since(since);
-    Duration::try_from(d).unwrap_or(Duration::ZERO)
 }

@@ -57,16 +57,35 @@ pub(super) fn promoting(o: &Observed, now: Timestamp) -> Decision {
         message: Some(SUCCEEDED.to_owned()),
         ..o.status.clone()
     };
-    wind_up(status, false, format!("Promotion completed! Scaling down {}", o.id))
+    let Decision::Act { mut actions, requeue } =
+        wind_up(status, false, format!("Promotion completed! Scaling down {}", o.id))
+    else {
+        unreachable!()
+    };
+    let skipped = o.plan.as_ref().is_ok_and(|p| p.skip_analysis);
+    actions.push(Action::RunHooks(HookKind::PostRollout, Phase::Succeeded));
+    actions.push(alert(
+        Severity::Info,
+        if skipped {
+            "Canary analysis was skipped, promotion finished."
+        } else {
+            "Canary analysis completed successfully, promotion finished."
+        },
+    ));
+    Decision::Act { actions, requeue }
 }
 
 /// Threshold reached (or an unrecoverable wait): traffic back to stable first, then the
-/// canary objects go, then the lock records the failure, then the status.
+/// canary objects go, then the lock records the failure, then the status, the
+/// post-rollout hooks and an alert (Flagger sends none for a deadline, #1663).
 pub(super) fn rollback(o: &Observed, now: Timestamp, why: Option<String>) -> Decision {
-    let reason = match (&why, &o.plan) {
-        (Some(why), _) => format!("Rolling back {} {why}", o.id),
-        (None, Ok(plan)) => format!("Rolling back {} failed checks threshold reached {}", o.id, plan.threshold),
-        (None, Err(_)) => format!("Rolling back {}", o.id),
+    let (reason, alert_message) = match (&why, &o.plan) {
+        (Some(why), _) => (format!("Rolling back {} {why}", o.id), capitalized(why)),
+        (None, Ok(plan)) => (
+            format!("Rolling back {} failed checks threshold reached {}", o.id, plan.threshold),
+            format!("Failed checks threshold reached {}", plan.threshold),
+        ),
+        (None, Err(_)) => (format!("Rolling back {}", o.id), "Rolling back".to_owned()),
     };
     let mut actions = vec![
         Action::Event { warning: true, message: reason, once: None },
@@ -75,7 +94,13 @@ pub(super) fn rollback(o: &Observed, now: Timestamp, why: Option<String>) -> Dec
     ];
     actions.extend(o.target.lock.fail().map(Action::WriteLock));
     actions.extend(failed_status(o, now, why));
+    actions.push(alert(Severity::Error, alert_message));
     Decision::Act { actions, requeue: None }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 /// A rollback that stopped after its lock write: the same steps again, all idempotent.
@@ -85,14 +110,15 @@ pub(super) fn rolled_back(o: &Observed, now: Timestamp) -> Decision {
     Decision::Act { actions, requeue: None }
 }
 
-/// The last writes of a rollback: the status, then the event.
-pub(super) fn failed_status(o: &Observed, now: Timestamp, why: Option<String>) -> [Action; 2] {
+/// The last writes of a rollback: the status, the event, then the post-rollout hooks.
+pub(super) fn failed_status(o: &Observed, now: Timestamp, why: Option<String>) -> [Action; 3] {
     let status = Status {
         phase: Some(Phase::Failed),
         weight: 0,
         failed_checks: 0,
         iterations: 0,
-        failed: o.status.applied.clone(),
+        // The revision of the release: one held at its gate never became `applied`.
+        failed: o.target.lock.canary.clone().or_else(|| o.status.applied.clone()),
         since: Some(now),
         message: Some(why.map_or_else(|| FAILED.to_owned(), |w| format!("{FAILED} {w}"))),
         ..o.status.clone()
@@ -100,6 +126,7 @@ pub(super) fn failed_status(o: &Observed, now: Timestamp, why: Option<String>) -
     [
         Action::SetStatus(status),
         Action::Event { warning: true, message: format!("Canary failed! Scaling down {}", o.id), once: None },
+        Action::RunHooks(HookKind::PostRollout, Phase::Failed),
     ]
 }
 

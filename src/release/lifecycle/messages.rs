@@ -9,6 +9,10 @@ pub const PROMOTING: &str = "Canary analysis completed, starting primary rolling
 pub const FINALISING: &str = "Canary analysis completed, routing all traffic to primary.";
 pub const SUCCEEDED: &str = "Canary analysis completed successfully, promotion finished.";
 pub const FAILED: &str = "Canary analysis failed, Deployment scaled to zero.";
+/// Waiting at confirm-rollout or confirm-promotion (Flagger's words for both).
+pub const WAITING: &str = "Waiting for approval.";
+/// Held at confirm-traffic-increase: the phase stays Progressing.
+pub const WAITING_TRAFFIC: &str = "Waiting for approval to increase the canary weight.";
 pub const SUSPENDED: &str = "Canary is suspended: nothing is acted on until spec.suspend is false.";
 pub const REFUSED: &str = "Release refused:";
 pub const CANCELLED: &str = "Release cancelled: the template is back at the stable revision.";

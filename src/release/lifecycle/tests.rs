@@ -9,7 +9,9 @@ use serde_json::json;
 
 use super::*;
 use crate::release::lock::Transition;
-use crate::release::plan::OptIn;
+use crate::release::plan::{HookKind, OptIn};
+
+mod gates;
 
 const ID: &str = "podinfo.test";
 
@@ -44,6 +46,13 @@ struct World {
     log: Vec<Action>,
     /// The halt message of each interval's checks, by canary weight: `None` passes.
     halt: fn(u32) -> Option<String>,
+    /// What the webhooks of a kind answer; by default success, and "no" from the
+    /// rollback hooks (which roll back on success).
+    answers: BTreeMap<HookKind, Result<(), String>>,
+    /// Every webhook call: its kind and the phase sent.
+    calls: Vec<(HookKind, Phase)>,
+    /// Every alert sent: severity and message.
+    alerts: Vec<(Severity, String)>,
 }
 
 impl World {
@@ -65,9 +74,20 @@ impl World {
             route_weight: None,
             refusal: None,
             checks: None,
+            hooks: Default::default(),
         };
         let now = Timestamp::from_second(1_700_000_000).unwrap();
-        Self { o, now, events: Vec::new(), keys: Default::default(), log: Vec::new(), halt: |_| None }
+        Self {
+            o,
+            now,
+            events: Vec::new(),
+            keys: Default::default(),
+            log: Vec::new(),
+            halt: |_| None,
+            answers: BTreeMap::from([(HookKind::Rollback, Err("no".to_owned()))]),
+            calls: Vec::new(),
+            alerts: Vec::new(),
+        }
     }
 
     /// Started and initialized, then `kubectl set image` as the webhook handles it.
@@ -123,18 +143,34 @@ impl World {
                     self.events.push(message.clone());
                 }
             }
+            Action::RunHooks(kind, phase) => self.calls.push((*kind, *phase)),
+            Action::Alert { severity, message, .. } => self.alerts.push((*severity, message.clone())),
         }
     }
 
     /// One reconcile that crashes after `keep` actions; checks are run when asked for.
     fn step_partial(&mut self, keep: usize) -> Option<Duration> {
         self.o.checks = None;
+        self.o.hooks.clear();
         let mut decision = decide(&self.o, self.now);
-        if decision == Decision::RunChecks {
-            let halt = (self.halt)(self.o.status.weight);
-            self.o.checks = Some(vec![Check { metric: "request-success-rate".into(), value: Some(99.9), halt }]);
+        loop {
+            match decision {
+                Decision::Act { .. } => break,
+                Decision::RunChecks => {
+                    assert!(self.o.checks.is_none(), "checks asked twice");
+                    let halt = (self.halt)(self.o.status.weight);
+                    self.o.checks = Some(vec![Check { metric: "request-success-rate".into(), value: Some(99.9), halt }]);
+                }
+                Decision::Call(kind, phase) => {
+                    assert!(!self.o.hooks.contains_key(&kind), "{kind} asked twice");
+                    self.calls.push((kind, phase));
+                    let plan = self.o.plan.as_ref().unwrap();
+                    let answer = self.answers.get(&kind).cloned().unwrap_or(Ok(()));
+                    let answers = plan.hooks(kind).map(|h| (h.name.clone(), answer.clone())).collect();
+                    self.o.hooks.insert(kind, answers);
+                }
+            }
             decision = decide(&self.o, self.now);
-            assert_ne!(decision, Decision::RunChecks, "checks were given");
         }
         let Decision::Act { actions, requeue } = decision else { unreachable!() };
         for a in actions.iter().take(keep) {

@@ -1,0 +1,217 @@
+//! The analysis loop of a running release, one interval at a time:
+//!
+//! ```text
+//!  canary ready? ─no─▶ wait (deadline only before the first step)
+//!  threshold reached ─▶ rollback
+//!  first step:  Starting canary analysis ▶ confirm-traffic-increase ▶ pre-rollout ▶ weight 1st step
+//!  each interval: rollback hook ▶ rollout hooks + metrics ─halt─▶ failedChecks+1
+//!                 all pass ▶ at max: confirm-promotion ▶ promote
+//!                            else:   confirm-traffic-increase ▶ next weight
+//! ```
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use super::*;
+
+pub(super) fn progress(o: &Observed, plan: &Plan, now: Timestamp) -> Decision {
+    if let Some(why) = &o.refusal {
+        return rollback(o, now, Some(why.clone()));
+    }
+    let waited = elapsed(o.status.since, now);
+    let ready = o.canary.is_some_and(|c| c.current && c.ready >= c.replicas && c.replicas > 0);
+    let weight = o.route_weight.unwrap_or(o.status.weight);
+    if !ready {
+        let why = not_ready(o);
+        if o.status.weight == 0 && o.status.iterations == 0 && waited >= plan.progress_deadline {
+            return rollback(o, now, Some(format!("progress deadline exceeded {why}")));
+        }
+        // Said while the release waits to start; a scale-up between steps waits quietly.
+        let mut actions = Vec::new();
+        if o.status.weight == 0 {
+            actions.push(Action::Event { warning: true, message: why, once: None });
+        }
+        if o.canary.is_none() || o.canary.is_some_and(|c| !c.current) {
+            let next = plan.next_weight(weight).unwrap_or(plan.max_weight);
+            actions.insert(0, Action::ApplyCanary { replicas: canary_replicas(o.target.replicas, next.max(weight)) });
+        }
+        return Decision::Act { actions, requeue: Some(POLL) };
+    }
+    if o.status.failed_checks >= plan.threshold {
+        return rollback(o, now, None);
+    }
+    // A step whose status write was lost (a crash after the route moved): record it,
+    // and give the step its full interval from now.
+    if let Some(routed) = o.route_weight.filter(|w| *w > 0 && *w != o.status.weight) {
+        let status =
+            Status { weight: routed, iterations: o.status.iterations + 1, since: Some(now), ..o.status.clone() };
+        return Decision::Act {
+            actions: vec![advanced(o, routed), Action::SetStatus(status)],
+            requeue: Some(plan.interval),
+        };
+    }
+    if o.status.weight == 0 && o.status.iterations == 0 {
+        return first_step(o, plan, waited, now);
+    }
+    if waited < plan.interval {
+        return Decision::wait(plan.interval - waited);
+    }
+    // The next step's pods come first: the interval's checks run once they are ready,
+    // so a scale-up never runs the checks (and the rollout hooks) twice.
+    if let Some(scale) = plan.next_weight(weight).and_then(|next| scale_for(o, next)) {
+        return scale;
+    }
+    let phase = o.status.phase.unwrap_or(Phase::Progressing);
+    if let Heard::Failed { hook, .. } = heard!(manual_rollback(o, plan, phase)) {
+        return rollback_by_hand(o, now, hook);
+    }
+    let mut halts = match heard!(hear(o, plan, HookKind::Rollout, Phase::Progressing)) {
+        Heard::Passed(_) => Vec::new(),
+        Heard::Failed { .. } => external_failures(o),
+    };
+    let Some(checks) = &o.checks else { return Decision::RunChecks };
+    halts.extend(checks.iter().filter_map(|c| c.halt.clone()));
+    if !halts.is_empty() {
+        return failed_check(o, now, halts);
+    }
+    if plan.at_max(weight) {
+        return match heard!(hear(o, plan, HookKind::ConfirmPromotion, Phase::Progressing)) {
+            Heard::Failed { hook, .. } => hold_promotion(o, plan, now, hook),
+            Heard::Passed(hooks) => {
+                let canary = o.status.applied.clone().unwrap_or_else(|| o.target.revision.clone());
+                let message = format!("Promoting {}: the rolling update to revision {canary} resumes", o.id);
+                prepend(passed(hooks, "Confirm-promotion"), promote(o, &canary, now, message))
+            }
+        };
+    }
+    match heard!(hear(o, plan, HookKind::ConfirmTrafficIncrease, Phase::Progressing)) {
+        Heard::Failed { hook, .. } => hold_traffic(o, plan, now, hook),
+        Heard::Passed(hooks) => prepend(passed(hooks, "Confirm-traffic-increase"), advance(o, plan, weight, now)),
+    }
+}
+
+/// The first step needs no metrics (there is no canary traffic yet): it is announced
+/// once, the traffic gate is asked, then the pre-rollout hooks run, once per analysis
+/// unless they fail (Flagger runs them, and announces the start, at every tick, #1248).
+fn first_step(o: &Observed, plan: &Plan, waited: Duration, now: Timestamp) -> Decision {
+    // After a failed pre-rollout check, the next try comes an interval later.
+    if o.status.failed_checks > 0 && waited < plan.interval {
+        return Decision::wait(plan.interval - waited);
+    }
+    let revision = o.status.applied.as_ref().map(Revision::as_str).unwrap_or_default();
+    let start = Action::Event {
+        warning: false,
+        message: format!("Starting canary analysis for {}", o.id),
+        once: Some(format!("start-{revision}")),
+    };
+    if let Some(scale) = plan.next_weight(0).and_then(|next| scale_for(o, next)) {
+        return prepend(vec![start], scale);
+    }
+    let approved = match heard!(hear(o, plan, HookKind::ConfirmTrafficIncrease, Phase::Progressing)) {
+        Heard::Failed { hook, .. } => return prepend(vec![start], hold_traffic(o, plan, now, hook)),
+        Heard::Passed(hooks) => passed(hooks, "Confirm-traffic-increase"),
+    };
+    match heard!(hear(o, plan, HookKind::PreRollout, Phase::Progressing)) {
+        Heard::Failed { hook, error } => {
+            let halt = format!("Halt {} advancement pre-rollout check {hook} failed {error}", o.id);
+            prepend(vec![start], failed_check(o, now, vec![halt]))
+        }
+        Heard::Passed(hooks) => {
+            let mut actions = vec![start];
+            actions.extend(passed(hooks, "Pre-rollout"));
+            actions.extend(approved);
+            prepend(actions, advance(o, plan, 0, now))
+        }
+    }
+}
+
+/// "Halt podinfo.test advancement external check load failed ...", per rollout hook
+/// that failed.
+fn external_failures(o: &Observed) -> Vec<String> {
+    let answers = o.hooks.get(&HookKind::Rollout).map(Vec::as_slice).unwrap_or_default();
+    answers
+        .iter()
+        .filter_map(|(hook, r)| r.as_ref().err().map(|e| format!("Halt {} advancement external check {hook} failed {e}", o.id)))
+        .collect()
+}
+
+/// One failed check for this interval, whatever failed in it, each halt said.
+fn failed_check(o: &Observed, now: Timestamp, halts: Vec<String>) -> Decision {
+    let status = Status {
+        failed_checks: o.status.failed_checks + 1,
+        iterations: o.status.iterations + u32::from(o.status.weight > 0),
+        since: Some(now),
+        ..o.status.clone()
+    };
+    let mut actions = vec![Action::SetStatus(status)];
+    actions.extend(halts.into_iter().map(|message| Action::Event { warning: true, message, once: None }));
+    // Looked at again at once: reaching the threshold rolls back without an interval.
+    Decision::act(actions)
+}
+
+/// Scales the canary for `next` when it is too small; the weight moves once the larger
+/// canary is ready.
+fn scale_for(o: &Observed, next: u32) -> Option<Decision> {
+    let needed = canary_replicas(o.target.replicas, next);
+    let have = o.canary.map_or(0, |c| c.replicas);
+    (have < needed).then(|| Decision::act(vec![Action::ApplyCanary { replicas: needed }]))
+}
+
+/// Moves to the next weight.
+fn advance(o: &Observed, plan: &Plan, weight: u32, now: Timestamp) -> Decision {
+    let Some(next) = plan.next_weight(weight) else {
+        return Decision::wait(plan.interval);
+    };
+    if let Some(scale) = scale_for(o, next) {
+        return scale;
+    }
+    let status = Status {
+        weight: next,
+        iterations: o.status.iterations + 1,
+        since: Some(now),
+        message: Some(PROGRESSING.to_owned()),
+        ..o.status.clone()
+    };
+    // Announced before the status records it: a replay after a crash in between finds
+    // the Event already there (`once`), so each step is announced exactly once.
+    Decision::Act {
+        actions: vec![Action::SetWeight(next), advanced(o, next), Action::SetStatus(status)],
+        requeue: Some(plan.interval),
+    }
+}
+
+/// `actions` before those of `decision`.
+fn prepend(mut actions: Vec<Action>, decision: Decision) -> Decision {
+    match decision {
+        Decision::Act { actions: rest, requeue } => {
+            actions.extend(rest);
+            Decision::Act { actions, requeue }
+        }
+        asking => asking,
+    }
+}
+
+/// "Advance podinfo.test canary weight 20", once per revision and weight.
+pub(super) fn advanced(o: &Observed, weight: u32) -> Action {
+    let revision = o.status.applied.as_ref().map(Revision::as_str).unwrap_or_default();
+    Action::Event {
+        warning: false,
+        message: format!("Advance {} canary weight {weight}", o.id),
+        once: Some(format!("advance-{revision}-{weight}")),
+    }
+}
+
+/// Flagger's readiness message for the canary Deployment.
+fn not_ready(o: &Observed) -> String {
+    let (ready, replicas) = o.canary.map_or((0, 1), |c| (c.ready, c.replicas.max(1)));
+    let (name, ns) = o.id.split_once('.').unwrap_or((&o.id, ""));
+    format!(
+        "canary deployment {name}-canary.{ns} not ready: waiting for rollout to finish: {ready} of {replicas} \
+         (readyThreshold 100%) updated replicas are available"
+    )
+}
+
+pub(super) fn elapsed(since: Option<Timestamp>, now: Timestamp) -> Duration {
+    let Some(since) = since else { return Duration::MAX };
+    let d: SignedDuration = now.duration_since(since);
+    Duration::try_from(d).unwrap_or(Duration::ZERO)
+}
