@@ -1,0 +1,408 @@
+//! The end-to-end world: `apisix-canary sim` (with its real Prometheus) as the
+//! cluster, `apisix-canary serve` as its own process registered with `manifests --url`
+//! and `kubectl apply`, the real kubectl for the user's steps, and traffic through the
+//! sim's gateway. Shared by the e2e test files.
+
+#![allow(dead_code)]
+
+#[path = "binaries.rs"]
+pub mod binaries;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_apisix-canary");
+pub const HOST: &str = "app.example.com";
+
+/// A child process stopped with SIGTERM (SIGKILL if it lingers) when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        for _ in 0..150 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub struct World {
+    // Dropped in order: the controllers before the cluster they talk to.
+    pub serves: Mutex<Vec<Proc>>,
+    pub _sim: Proc,
+    pub prometheus_url: String,
+    pub kubectl: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub gateway: String,
+    /// The sim's load tester, `http://127.0.0.1:PORT/`: `flagger-loadtester.test` in the
+    /// cluster.
+    pub loadtester: String,
+    pub logs: Arc<Mutex<Vec<String>>>,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
+}
+
+/// Reads `prefix<value>` lines from a child's stdout until `last` is seen.
+pub fn read_until(lines: &mut impl Iterator<Item = std::io::Result<String>>, last: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    for line in lines {
+        let line = line.unwrap();
+        let done = line.starts_with(last);
+        seen.push(line);
+        if done {
+            return seen;
+        }
+    }
+    panic!("the process exited before printing {last:?}: {seen:?}");
+}
+
+pub fn value_of<'a>(lines: &'a [String], prefix: &str) -> &'a str {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(prefix))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {prefix} in {lines:?}"))
+}
+
+/// `apisix-canary serve` with the controller, as replica `identity`, its JSON log lines
+/// collected into `logs`; returns once it serves, with its webhook address.
+pub fn spawn_serve(
+    dir: &Path,
+    kubeconfig: &Path,
+    prometheus_url: &str,
+    identity: &str,
+    addr: &str,
+    logs: &Arc<Mutex<Vec<String>>>,
+) -> (Proc, String) {
+    // Where the sim's cluster Service names are reached from outside the cluster.
+    let resolve = std::fs::read_to_string(dir.join("resolve")).unwrap_or_default();
+    let mut serve = Command::new(BIN)
+        .args(["serve", "--addr", addr, "--admin-addr", "127.0.0.1:0", "--shutdown-delay", "0s"])
+        .env("APISIX_CANARY_RESOLVE", resolve.trim())
+        .arg("--tls-cert")
+        .arg(dir.join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.join("tls.key"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--prometheus-url", prometheus_url, "--identity", identity])
+        .env("RUST_LOG", "info,kube=warn")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(serve.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve exited before it listened").unwrap();
+        logs.lock().unwrap().push(format!("{identity}: {line}"));
+        let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        let fields = if log["fields"].is_object() { &log["fields"] } else { &log };
+        if fields["message"] == "serving webhooks" {
+            let admin = fields["admin_addr"].as_str().unwrap();
+            std::fs::write(dir.join(format!("{identity}.admin")), admin).unwrap();
+            break fields["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    let (logs, identity) = (logs.clone(), identity.to_owned());
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            logs.lock().unwrap().push(format!("{identity}: {line}"));
+        }
+    });
+    (Proc(serve), addr)
+}
+
+impl World {
+    /// Another `serve` replica (or a restart of one), added to the ones the world stops.
+    pub fn serve(&self, identity: &str, addr: &str) -> String {
+        let (proc, addr) =
+            spawn_serve(self.dir.path(), &self.kubeconfig, &self.prometheus_url, identity, addr, &self.logs);
+        self.serves.lock().unwrap().push(proc);
+        addr
+    }
+
+    /// SIGTERM to the serve process started `index`-th; whether it exited within `within`.
+    pub fn terminate(&self, index: usize, within: Duration) -> bool {
+        let mut serves = self.serves.lock().unwrap();
+        let child = &mut serves[index].0;
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// `kill -9` of the serve process started `index`-th: no shutdown, no Lease release.
+    pub fn kill(&self, index: usize) {
+        let mut serves = self.serves.lock().unwrap();
+        let child = &mut serves[index].0;
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// `GET http://<admin of identity><path>`: (status line, body).
+    pub fn admin(&self, identity: &str, path: &str) -> (String, String) {
+        let addr = std::fs::read_to_string(self.dir.path().join(format!("{identity}.admin"))).unwrap();
+        let mut s = std::net::TcpStream::connect(addr.trim()).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+    }
+
+    /// Where the webhook configurations send reviews: the first replica's address.
+    pub fn webhook_addr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("webhook-addr")).unwrap()
+    }
+
+    pub fn start() -> Self {
+        let kubectl = binaries::require_binary("kubectl");
+        let prometheus = binaries::require_binary("prometheus");
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("sim.kubeconfig");
+
+        let mut sim = Command::new(BIN)
+            .args(["sim", "--log-format", "text", "--kubeconfig-out"])
+            .arg(&kubeconfig)
+            .arg("--prometheus-bin")
+            .arg(&prometheus)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(sim.stdout.take().unwrap()).lines();
+        let printed = read_until(&mut out, "export KUBECONFIG=");
+        let gateway = value_of(&printed, "gateway:").to_owned();
+        let prometheus_url = value_of(&printed, "prometheus:").to_owned();
+        let loadtester = value_of(&printed, "loadtester:").to_owned();
+        let port = loadtester.trim_end_matches('/').rsplit(':').next().unwrap();
+        std::fs::write(dir.path().join("resolve"), format!("flagger-loadtester.test=127.0.0.1:{port}")).unwrap();
+        let sim = Proc(sim);
+        // Our namespace, where the leader-election Lease lives, exists before we start.
+        let ns = dir.path().join("apisix-canary-ns.yaml");
+        std::fs::write(&ns, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apisix-canary\n").unwrap();
+        let created = Command::new(&kubectl).arg("apply").arg("-f").arg(&ns).env("KUBECONFIG", &kubeconfig).output();
+        assert!(created.unwrap().status.success());
+
+        let certs = Command::new(BIN)
+            .args(["certs", "--dns-name", "localhost", "--out-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(certs.success());
+
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (serve, addr) = spawn_serve(dir.path(), &kubeconfig, &prometheus_url, "serve-0", "127.0.0.1:0", &logs);
+        let port = addr.rsplit(':').next().unwrap().to_owned();
+        std::fs::write(dir.path().join("webhook-addr"), &addr).unwrap();
+        let manifests = dir.path().join("manifests");
+        let written = Command::new(BIN)
+            .args(["manifests", "--url", &format!("https://localhost:{port}"), "--ca-file"])
+            .arg(dir.path().join("ca.crt"))
+            .arg("--out-dir")
+            .arg(&manifests)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(written.success());
+        let w = World {
+            serves: Mutex::new(vec![serve]),
+            _sim: sim,
+            kubectl,
+            kubeconfig,
+            gateway,
+            loadtester,
+            prometheus_url,
+            logs,
+            dir,
+        };
+        w.ok(&["apply", "-f", manifests.to_str().unwrap()]);
+        w
+    }
+
+    pub fn file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.kubectl).args(args).env("KUBECONFIG", &self.kubeconfig).output().unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "kubectl {args:?} failed:\n{stdout}\n{stderr}");
+        stdout.into_owned()
+    }
+
+    pub fn jsonpath(&self, object: &str, path: &str) -> String {
+        let out = self.kubectl(&["-n", "test", "get", object, "-o", &format!("jsonpath={path}")]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn exists(&self, object: &str) -> bool {
+        self.kubectl(&["-n", "test", "get", object]).status.success()
+    }
+
+    /// The Events of `kind/podinfo` in namespace test: (message, count).
+    pub fn events_of(&self, kind: &str) -> Vec<(String, String)> {
+        let selector = format!("involvedObject.kind={kind},involvedObject.name=podinfo");
+        let path = "jsonpath={range .items[*]}{.message}|{.count}{\"\\n\"}{end}";
+        let out = self.ok(&["-n", "test", "get", "events", "--field-selector", &selector, "-o", path]);
+        out.lines()
+            .filter_map(|l| l.rsplit_once('|'))
+            .map(|(message, count)| (message.to_owned(), count.to_owned()))
+            .collect()
+    }
+
+    /// The messages of the Canary's Events.
+    pub fn events(&self) -> Vec<String> {
+        self.events_of("Canary").into_iter().map(|(m, _)| m).collect()
+    }
+
+    /// Polls the Canary's phase until it is one of `phases`.
+    pub fn wait_phase(&self, phases: &[&str], within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let phase = self.jsonpath("canary/podinfo", "{.status.phase}");
+            if phases.contains(&phase.as_str()) {
+                return phase;
+            }
+            if Instant::now() > deadline {
+                let logs = self.logs.lock().unwrap().join("\n");
+                panic!(
+                    "phase {phase:?}, not {phases:?}, after {within:?}\nevents: {:#?}\nserve logs:\n{logs}",
+                    self.events()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Requests through the gateway, ~40 a second, until the returned flag is cleared.
+    pub fn traffic(&self) -> Arc<AtomicBool> {
+        self.traffic_to(&["/api/info"])
+    }
+
+    /// Requests to each of `paths` in turn through the gateway, until the flag is cleared.
+    pub fn traffic_to(&self, paths: &[&str]) -> Arc<AtomicBool> {
+        let on = Arc::new(AtomicBool::new(true));
+        let (flag, addr) = (on.clone(), self.gateway.trim_start_matches("http://").trim_end_matches('/').to_owned());
+        let paths: Vec<String> = paths.iter().map(|p| (*p).to_owned()).collect();
+        std::thread::spawn(move || {
+            for path in paths.iter().cycle() {
+                if !flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+                    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+                    let _ = s.read_to_end(&mut Vec::new());
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        });
+        on
+    }
+
+    /// POSTs `{"name": canary, "namespace": "test"}` to the load tester's `path`
+    /// (`/gate/open`, `/rollback/open`, ...), as an operator's curl does; the status code.
+    pub fn loadtester_post(&self, path: &str, canary: &str) -> u16 {
+        let addr = self.loadtester.trim_start_matches("http://").trim_end_matches('/');
+        let body = format!(r#"{{"name":"{canary}","namespace":"test"}}"#);
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: flagger-loadtester.test\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    }
+
+    pub fn pods(&self) -> Vec<String> {
+        let out =
+            self.ok(&["-n", "test", "get", "pods", "-l", "app=podinfo", "-o", "jsonpath={.items[*].metadata.name}"]);
+        let mut names: Vec<String> = out.split_whitespace().map(str::to_owned).collect();
+        names.sort();
+        names
+    }
+}
+
+/// SCENARIO.md's podinfo with intervals compressed: 2 s steps of 10 up to `max`.
+pub fn podinfo(max: u32) -> String {
+    let text = std::fs::read_to_string(fixture("scenario/podinfo.yaml")).unwrap();
+    text.replace("apisix-canary.dev/interval: 10s", "apisix-canary.dev/interval: 2s")
+        .replace("apisix-canary.dev/threshold: \"10\"", "apisix-canary.dev/threshold: \"4\"")
+        .replace("apisix-canary.dev/max-weight: \"50\"", &format!("apisix-canary.dev/max-weight: \"{max}\""))
+}
+
+impl World {
+    /// The scenario's namespace, Deployment (steps of 10 up to `max`), Service and route,
+    /// rolled out, with its Canary initialized.
+    pub fn install(&self, max: u32) {
+        let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
+        self.ok(&["apply", "-f", &scenario("namespace.yaml")]);
+        let podinfo = self.file("podinfo.yaml", &podinfo(max));
+        self.ok(&["apply", "-f", &podinfo, "-f", &scenario("service.yaml"), "-f", &scenario("route.yaml")]);
+        self.ok(&["-n", "test", "rollout", "status", "deployment/podinfo", "--timeout=60s"]);
+        assert_eq!(self.wait_phase(&["Initialized"], Duration::from_secs(30)), "Initialized");
+    }
+
+    /// Polls until the Canary's weight reaches `weight`.
+    pub fn wait_weight(&self, weight: u32, within: Duration) -> u32 {
+        let deadline = Instant::now() + within;
+        loop {
+            let now: u32 = self.jsonpath("canary/podinfo", "{.status.canaryWeight}").parse().unwrap_or(0);
+            if now >= weight {
+                return now;
+            }
+            assert!(Instant::now() < deadline, "weight {now} < {weight}: {:#?}", self.events());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Each step's Advance Event: (message, how often it was counted).
+    pub fn advances(&self) -> Vec<(String, String)> {
+        self.events_of("Canary").into_iter().filter(|(m, _)| m.starts_with("Advance")).collect()
+    }
+
+    /// Every step up to `max` was advanced exactly once: one Event, counted once.
+    pub fn assert_each_step_once(&self, max: u32) {
+        let mut advances = self.advances();
+        advances.sort();
+        let mut want: Vec<(String, String)> = (1..=max / 10)
+            .map(|i| (format!("Advance podinfo.test canary weight {}", i * 10), "1".to_owned()))
+            .collect();
+        want.sort();
+        assert_eq!(advances, want, "{:#?}", self.events());
+    }
+}
+
