@@ -11,6 +11,7 @@
 //! traffic on the generated route: a canary at 10% weight failing 5% of its requests
 //! passes a 99% check there. [`Scope::Route`] keeps Flagger's query.
 
+pub mod alerts;
 pub mod check;
 pub mod http;
 pub mod prometheus;

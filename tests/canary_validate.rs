@@ -173,7 +173,7 @@ fn templates_and_providers() {
     let provider = AlertProviderSpec { type_: "pagerduty".into(), ..Default::default() };
     assert_eq!(
         validate_alert_provider(&provider).errors.to_string(),
-        "[spec.type: Unsupported value: \"pagerduty\": supported values: \"slack\", \"msteams\", \"discord\", \
+        "[spec.type: Unsupported value: \"pagerduty\": supported values: \"slack\", \"msteams\", \"discord\", \"webhook\", \
          spec.address: Required value: set address, or secretRef to a Secret with the key address]"
     );
     let slack = AlertProviderSpec {
@@ -182,6 +182,50 @@ fn templates_and_providers() {
         ..Default::default()
     };
     assert!(validate_alert_provider(&slack).errors.is_empty());
+}
+
+#[test]
+fn alert_provider_rules() {
+    let provider = |patch: Value| -> AlertProviderSpec {
+        let mut spec = json!({"type": "slack"});
+        json_patch::merge(&mut spec, &patch);
+        serde_json::from_value(spec).unwrap()
+    };
+    let ok = [
+        json!({"type": "webhook", "address": "http://alerts.ops.svc:8080/hook"}),
+        json!({"type": "discord", "secretRef": {"name": "discord-url"}}),
+        json!({"address": "https://hooks.slack.com/services/T/B/X", "secretRef": {"name": "slack-url"}}),
+        json!({"type": "msteams", "address": "https://example.webhook.office.com/x", "proxy": "http://squid.ops:3128"}),
+        json!({"secretRef": {"name": "slack-url"}, "proxy": "https://proxy.example.com"}),
+    ];
+    for patch in ok {
+        let f = validate_alert_provider(&provider(patch.clone()));
+        assert!(f.errors.is_empty(), "{patch}: {}", f.errors);
+    }
+    let bad = [
+        (json!({}), "spec.address: Required value: set address, or secretRef to a Secret with the key address"),
+        (
+            json!({"address": "hooks.slack.com/services/T/B/X"}),
+            "spec.address: Invalid value: \"hooks.slack.com/services/T/B/X\": must be an absolute http or https URL",
+        ),
+        (
+            json!({"address": "https://hooks.slack.com/x", "proxy": "squid.ops:3128"}),
+            "spec.proxy: Invalid value: \"squid.ops:3128\": must be an absolute http or https URL",
+        ),
+        (
+            json!({"secretRef": {"name": "slack-url"}, "proxy": "socks5://squid.ops:1080"}),
+            "spec.proxy: Invalid value: \"socks5://squid.ops:1080\": must be an absolute http or https URL",
+        ),
+        (
+            json!({"address": "ftp://x/", "secretRef": {"name": "Slack_URL"}}),
+            "[spec.address: Invalid value: \"ftp://x/\": must be an absolute http or https URL, \
+             spec.secretRef.name: Invalid value: \"Slack_URL\": a lowercase RFC 1123 subdomain must consist of lower \
+             case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character]",
+        ),
+    ];
+    for (patch, want) in bad {
+        assert_eq!(validate_alert_provider(&provider(patch.clone())).errors.to_string(), want, "{patch}");
+    }
     let _ = NamespacedRef::default();
 }
 

@@ -30,16 +30,23 @@ pub fn validate_metric_template(spec: &MetricTemplateSpec) -> Findings {
 pub fn validate_alert_provider(spec: &alert_provider::AlertProviderSpec) -> Findings {
     let mut f = Findings::default();
     let p = Path::new("spec");
-    if !alert_provider::TYPES.contains(&spec.type_.as_str()) {
+    if alert_provider::Kind::parse(&spec.type_).is_none() {
         f.errors.push(FieldError::not_supported(&p.child("type"), &spec.type_, alert_provider::TYPES));
     }
-    match (&spec.address, &spec.secret_ref) {
-        (None, None) => f.errors.push(FieldError::required(
+    if spec.address.is_none() && spec.secret_ref.is_none() {
+        f.errors.push(FieldError::required(
             &p.child("address"),
             "set address, or secretRef to a Secret with the key address",
-        )),
-        (Some(address), _) => f.push(rules::http_url(&p.child("address"), address)),
-        (None, Some(secret)) => f.push(rules::object_name(&p.child("secretRef").child("name"), &secret.name)),
+        ));
+    }
+    if let Some(address) = &spec.address {
+        f.push(rules::http_url(&p.child("address"), address));
+    }
+    if let Some(secret) = &spec.secret_ref {
+        f.push(rules::object_name(&p.child("secretRef").child("name"), &secret.name));
+    }
+    if let Some(proxy) = &spec.proxy {
+        f.push(rules::http_url(&p.child("proxy"), proxy));
     }
     f
 }

@@ -12,6 +12,41 @@ use super::metric_template::LocalRef;
 /// Incoming-webhook services we post to.
 pub const TYPES: &[&str] = &["slack", "msteams", "discord", "webhook"];
 
+/// The service an AlertProvider posts to: its `type`, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Slack,
+    MsTeams,
+    /// Discord's Slack-compatible endpoint (`<address>/slack`).
+    Discord,
+    /// Any endpoint taking our own JSON.
+    Webhook,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Slack, Kind::MsTeams, Kind::Discord, Kind::Webhook];
+
+    /// The name as written in `spec.type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Slack => "slack",
+            Kind::MsTeams => "msteams",
+            Kind::Discord => "discord",
+            Kind::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "apisix-canary.dev",
@@ -30,13 +65,32 @@ pub struct AlertProviderSpec {
     /// The incoming-webhook URL; or set `secretRef` to a Secret with key `address`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// A Secret in the AlertProvider's namespace with key `address` (which wins over
+    /// `address`), and optionally `proxy` (which wins over `proxy`) and `token` (sent as
+    /// a bearer token by type `webhook`). Read at every alert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<LocalRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
-    /// An HTTP(S) proxy to post through; or the Secret's key `proxy`.
+    /// An HTTP(S) proxy to post through (an absolute URL); or the Secret's key `proxy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_the_types() {
+        let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names, TYPES);
+        for kind in Kind::ALL {
+            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(Kind::parse("Slack"), None);
+        assert_eq!(Kind::parse("pagerduty"), None);
+    }
 }
