@@ -12,6 +12,7 @@
 //! passes a 99% check there. [`Scope::Route`] keeps Flagger's query.
 
 pub mod check;
+pub mod hooks;
 pub mod http;
 pub mod prometheus;
 pub mod query;

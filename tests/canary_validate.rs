@@ -95,6 +95,14 @@ fn each_rejection_names_the_field() {
              \"post-rollout\", \"rollback\", \"event\"",
         ),
         (
+            json!({"analysis": {"webhooks": [{"name": "load", "url": "http://x/", "retries": 11}]}}),
+            "spec.analysis.webhooks[0].retries: Invalid value: 11: must be between 0 and 10",
+        ),
+        (
+            json!({"analysis": {"webhooks": [{"name": "load", "url": "http://x/", "retries": -1}]}}),
+            "spec.analysis.webhooks[0].retries: Invalid value: -1: must be between 0 and 10",
+        ),
+        (
             json!({"analysis": {"match": [{"headers": {"x-canary": {"exact": "insider"}}}]}}),
             "spec.analysis.match: Forbidden: A/B testing by request match is not supported with APISIX: the \
              generated route splits traffic by weight only; use stepWeight or stepWeights",
