@@ -177,12 +177,26 @@ fn templates_and_providers() {
     );
     let e = validate_metric_template(&template("up", None));
     assert_eq!(e.errors.to_string(), "spec.provider.address: Required value: the URL of the Prometheus API");
+    let mut headers = template("up", Some("http://prom:9090"));
+    headers.provider.headers = Some(
+        [("X-Scope-OrgID", "tenant-1"), ("X Tenant", "a"), ("X-Token", "a\nb"), ("Authorization", "Bearer x")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
+    );
+    headers.provider.secret_ref = Some(apisix_canary::api::metric_template::LocalRef { name: "prom-auth".into() });
+    assert_eq!(
+        validate_metric_template(&headers).errors.to_string(),
+        "[spec.provider.headers[Authorization]: Forbidden: the Authorization header comes from secretRef: set one or \
+         the other, spec.provider.headers[X Tenant]: Invalid value: \"X Tenant\": must be a valid HTTP header name, \
+         spec.provider.headers[X-Token]: Invalid value: (hidden): must be a valid HTTP header value: visible ASCII, \
+         no line breaks]"
+    );
 
     let provider = AlertProviderSpec { type_: "pagerduty".into(), ..Default::default() };
     assert_eq!(
         validate_alert_provider(&provider).errors.to_string(),
         "[spec.type: Unsupported value: \"pagerduty\": supported values: \"slack\", \"msteams\", \"discord\", \
-         spec.address: Required value: set address, or secretRef to a Secret with the key address]"
+         \"webhook\", spec.address: Required value: set address, or secretRef to a Secret with the key address]"
     );
     let slack = AlertProviderSpec {
         type_: "slack".into(),

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use http::{HeaderName, HeaderValue};
+
 use super::duration;
 use super::field::{FieldError, Path, Shown};
 
@@ -90,12 +92,23 @@ pub fn webhook_timeout(path: &Path, raw: &str) -> Result<Duration, FieldError> {
 pub fn webhook_retries(path: &Path, value: i64) -> Result<u32, FieldError> {
     match u32::try_from(value) {
         Ok(n) if value <= MAX_WEBHOOK_RETRIES => Ok(n),
-        _ => Err(FieldError::invalid(
-            path,
-            Shown::bare(value),
-            format!("must be between 0 and {MAX_WEBHOOK_RETRIES}"),
-        )),
+        _ => Err(FieldError::invalid(path, Shown::bare(value), format!("must be between 0 and {MAX_WEBHOOK_RETRIES}"))),
     }
+}
+
+/// A custom HTTP header, checked as the client will send it. The value is never echoed:
+/// a header may carry a credential.
+pub fn http_header(path: &Path, name: &str, value: &str) -> Result<(HeaderName, HeaderValue), FieldError> {
+    let key = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| FieldError::invalid(path, name, "must be a valid HTTP header name"))?;
+    let value = HeaderValue::from_str(value).map_err(|_| {
+        FieldError::invalid(
+            path,
+            Shown::bare("(hidden)"),
+            "must be a valid HTTP header value: visible ASCII, no line breaks",
+        )
+    })?;
+    Ok((key, value))
 }
 
 /// A TCP port: 1..=65535.

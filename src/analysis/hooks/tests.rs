@@ -187,8 +187,8 @@ async fn a_cluster_name_is_reached_through_the_resolver() {
 
 #[tokio::test]
 async fn call_all_runs_the_hooks_of_one_kind_in_order() {
-    let server = Server::start(|_, r| if r.path == "/b" { Reply::new(500, "b is down") } else { Reply::new(200, "") })
-        .await;
+    let server =
+        Server::start(|_, r| if r.path == "/b" { Reply::new(500, "b is down") } else { Reply::new(200, "") }).await;
     let spec = json!({
         "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
         "routeRef": {"apiVersion": "apisix.apache.org/v2", "kind": "ApisixRoute", "name": "podinfo"},

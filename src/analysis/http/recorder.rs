@@ -39,11 +39,17 @@ pub struct Reply {
     pub body: String,
     /// Waited before answering.
     pub delay: Duration,
+    pub content_type: Option<&'static str>,
 }
 
 impl Reply {
     pub fn new(status: u16, body: &str) -> Self {
-        Self { status, body: body.to_owned(), delay: Duration::ZERO }
+        Self { status, body: body.to_owned(), delay: Duration::ZERO, content_type: None }
+    }
+
+    /// A JSON body, as Prometheus answers.
+    pub fn json(status: u16, body: &serde_json::Value) -> Self {
+        Self { content_type: Some("application/json"), ..Self::new(status, &body.to_string()) }
     }
 }
 
@@ -133,6 +139,9 @@ async fn handle(
     tokio::time::sleep(reply.delay).await;
     let mut response = hyper::Response::new(Full::new(Bytes::from(reply.body)));
     *response.status_mut() = StatusCode::from_u16(reply.status).expect("a valid status");
+    if let Some(content_type) = reply.content_type {
+        response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    }
     Ok(response)
 }
 
