@@ -109,6 +109,13 @@ pub async fn evaluate(
     };
     let prometheus = match Prometheus::with(address, timeout, client) {
         Ok(p) => p,
+        // Its words name --prometheus-url, which is not what is wrong here.
+        Err(QueryError::Url { url, reason }) => {
+            return halt(format!(
+                "Metric query failed for {}: invalid provider address {url:?}: {reason}",
+                metric.name
+            ));
+        }
         Err(e) => return halt(format!("Metric query failed for {}: {e}", metric.name)),
     };
     let result = prometheus.scalar(&query).await;

@@ -186,3 +186,20 @@ async fn insecure_skip_verify_accepts_a_self_signed_certificate() {
     assert_eq!(run(&spec, &insecure).await, Verdict::Pass { value: 3.0 });
     assert_eq!(server.received().len(), 1, "the strict client never got past the handshake");
 }
+
+#[tokio::test]
+async fn a_bad_address_names_the_template_setting() {
+    let mut spec = MetricTemplateSpec { provider: provider(None, &[]), query: "up".into() };
+    spec.provider.address = Some("prometheus.monitoring:9090".into());
+    let resolver = Resolver::default();
+    let client = options(&spec.provider, None, &resolver).unwrap();
+    assert_eq!(
+        run(&spec, &client).await,
+        Verdict::Halt {
+            message: "Metric query failed for error-rate: invalid provider address \"prometheus.monitoring:9090\": \
+                      must start with http:// or https://"
+                .into(),
+            value: None
+        }
+    );
+}
