@@ -13,6 +13,7 @@
 
 pub mod alerts;
 pub mod check;
+pub mod hooks;
 pub mod http;
 pub mod prometheus;
 pub mod query;

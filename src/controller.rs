@@ -54,6 +54,8 @@ pub struct Config {
     pub prometheus_url: String,
     /// This replica's name in Events and the Lease.
     pub identity: String,
+    /// Host names looked up here first (`--resolve`), for a controller outside the cluster.
+    pub resolver: crate::analysis::http::Resolver,
 }
 
 /// Shared by every reconcile.

@@ -95,6 +95,14 @@ fn each_rejection_names_the_field() {
              \"post-rollout\", \"rollback\", \"event\"",
         ),
         (
+            json!({"analysis": {"webhooks": [{"name": "load", "url": "http://x/", "retries": 11}]}}),
+            "spec.analysis.webhooks[0].retries: Invalid value: 11: must be between 0 and 10",
+        ),
+        (
+            json!({"analysis": {"webhooks": [{"name": "load", "url": "http://x/", "retries": -1}]}}),
+            "spec.analysis.webhooks[0].retries: Invalid value: -1: must be between 0 and 10",
+        ),
+        (
             json!({"analysis": {"match": [{"headers": {"x-canary": {"exact": "insider"}}}]}}),
             "spec.analysis.match: Forbidden: A/B testing by request match is not supported with APISIX: the \
              generated route splits traffic by weight only; use stepWeight or stepWeights",
@@ -169,6 +177,20 @@ fn templates_and_providers() {
     );
     let e = validate_metric_template(&template("up", None));
     assert_eq!(e.errors.to_string(), "spec.provider.address: Required value: the URL of the Prometheus API");
+    let mut headers = template("up", Some("http://prom:9090"));
+    headers.provider.headers = Some(
+        [("X-Scope-OrgID", "tenant-1"), ("X Tenant", "a"), ("X-Token", "a\nb"), ("Authorization", "Bearer x")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
+    );
+    headers.provider.secret_ref = Some(apisix_canary::api::metric_template::LocalRef { name: "prom-auth".into() });
+    assert_eq!(
+        validate_metric_template(&headers).errors.to_string(),
+        "[spec.provider.headers[Authorization]: Forbidden: the Authorization header comes from secretRef: set one or \
+         the other, spec.provider.headers[X Tenant]: Invalid value: \"X Tenant\": must be a valid HTTP header name, \
+         spec.provider.headers[X-Token]: Invalid value: (hidden): must be a valid HTTP header value: visible ASCII, \
+         no line breaks]"
+    );
 
     let provider = AlertProviderSpec { type_: "pagerduty".into(), ..Default::default() };
     assert_eq!(

@@ -151,6 +151,34 @@ fn serve_without_a_cluster_says_what_is_missing() {
 }
 
 #[test]
+fn a_bad_resolve_entry_names_the_flag() {
+    let serve = || {
+        let mut c = Command::new(BIN);
+        c.args(["serve", "--webhook-only", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"]);
+        c.args(["--tls-cert", "/nonexistent/tls.crt", "--tls-key", "/nonexistent/tls.key"]);
+        c.env_remove("APISIX_CANARY_RESOLVE");
+        c
+    };
+    let out = serve().args(["--resolve", "hooks.test=127.0.0.1:9000", "--resolve", "prometheus.monitoring"]).output();
+    let out = out.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--resolve <HOST=IP:PORT>"), "{stderr}");
+    assert!(stderr.contains("\"prometheus.monitoring\" is not HOST=IP:PORT"), "{stderr}");
+    // The variable is a comma-separated list, each entry checked.
+    let out = serve().env("APISIX_CANARY_RESOLVE", "hooks.test=127.0.0.1:9000,hooks.prod=localhost:80").output();
+    let out = out.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--resolve <HOST=IP:PORT>"), "{stderr}");
+    assert!(stderr.contains("\"localhost:80\" is not IP:PORT"), "{stderr}");
+    // Good entries pass the parser: the next failure is the missing certificate.
+    let out = serve().env("APISIX_CANARY_RESOLVE", "hooks.test=127.0.0.1:9000,hooks.prod=[::1]:80").output();
+    let stderr = String::from_utf8_lossy(&out.as_ref().unwrap().stderr).into_owned();
+    assert!(stderr.contains("cannot read /nonexistent/tls.crt"), "{stderr}");
+}
+
+#[test]
 fn serve_with_a_missing_certificate_fails_clearly() {
     let out = Command::new(BIN)
         .args(["serve", "--webhook-only", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])

@@ -1,6 +1,7 @@
 //! Validation of `MetricTemplate` and `AlertProvider` specs.
 
 use super::Findings;
+use crate::analysis::template::AUTHORIZATION_CONFLICT;
 use crate::api::field::{FieldError, Path};
 use crate::api::metric_template::{self, MetricTemplateSpec, PROMETHEUS};
 use crate::api::{alert_provider, rules};
@@ -18,6 +19,16 @@ pub fn validate_metric_template(spec: &MetricTemplateSpec) -> Findings {
     }
     if let Some(secret) = &spec.provider.secret_ref {
         f.push(rules::object_name(&provider.child("secretRef").child("name"), &secret.name));
+    }
+    for (name, value) in spec.provider.headers.iter().flatten() {
+        let path = provider.child("headers").key(name);
+        match rules::http_header(&path, name, value) {
+            Ok((key, _)) if key == http::header::AUTHORIZATION && spec.provider.secret_ref.is_some() => {
+                f.errors.push(FieldError::forbidden(&path, AUTHORIZATION_CONFLICT));
+            }
+            Ok(_) => {}
+            Err(e) => f.errors.push(e),
+        }
     }
     if spec.query.trim().is_empty() {
         f.errors.push(FieldError::required(&p.child("query"), "a PromQL query"));

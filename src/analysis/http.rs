@@ -11,6 +11,9 @@ use http::HeaderMap;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use rustls_platform_verifier::BuilderVerifierExt;
 
+#[cfg(test)]
+pub(crate) mod recorder;
+
 /// Host names answered from a table before the system resolver: `--resolve
 /// flagger-loadtester.test=127.0.0.1:8089`, like curl's. A Service name matches in
 /// each of its forms (`svc.ns`, `svc.ns.svc`, `svc.ns.svc.cluster.local`), and a port

@@ -6,7 +6,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod provider;
+
+pub use self::provider::{AUTHORIZATION_CONFLICT, ProviderError, options};
 use super::check::Verdict;
+use super::http;
 use super::prometheus::{Prometheus, QueryError};
 use super::query::{range, regex_escape};
 use crate::api::metric_template::{self, MetricTemplateSpec};
@@ -85,13 +89,15 @@ pub fn judge(metric: &Metric, canary: &str, namespace: &str, result: Result<Opti
     }
 }
 
-/// Renders, queries and judges one template metric.
+/// Renders, queries and judges one template metric; the client talks as `client` says
+/// (see [`options`]).
 pub async fn evaluate(
     spec: &MetricTemplateSpec,
     metric: &Metric,
     variables: &BTreeMap<String, String>,
     vars: &Vars,
     timeout: Duration,
+    client: &http::Options<'_>,
 ) -> Verdict {
     let halt = |message: String| Verdict::Halt { message, value: None };
     let query = match render(spec, metric, variables, vars) {
@@ -101,8 +107,15 @@ pub async fn evaluate(
     let Some(address) = spec.provider.address.as_deref() else {
         return halt(format!("Metric query failed for {}: the template names no Prometheus address", metric.name));
     };
-    let prometheus = match Prometheus::new(address, timeout) {
+    let prometheus = match Prometheus::with(address, timeout, client) {
         Ok(p) => p,
+        // Its words name --prometheus-url, which is not what is wrong here.
+        Err(QueryError::Url { url, reason }) => {
+            return halt(format!(
+                "Metric query failed for {}: invalid provider address {url:?}: {reason}",
+                metric.name
+            ));
+        }
         Err(e) => return halt(format!("Metric query failed for {}: {e}", metric.name)),
     };
     let result = prometheus.scalar(&query).await;

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use http::{HeaderName, HeaderValue};
+
 use super::duration;
 use super::field::{FieldError, Path, Shown};
 
@@ -16,6 +18,9 @@ pub const MAX_REQUEST_DURATION: Duration = Duration::from_secs(600);
 pub const MAX_PROGRESS_DEADLINE_SECONDS: i64 = 24 * 3600;
 pub const MAX_THRESHOLD: i64 = 1000;
 pub const MAX_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(600);
+/// Retries of one webhook call: with the backoff capped at 2s, ten retries of a hook
+/// with the default 10s timeout already take two minutes.
+pub const MAX_WEBHOOK_RETRIES: i64 = 10;
 
 /// A traffic weight in percent: 1..=100.
 pub fn weight(path: &Path, raw: &Shown, value: Option<i64>) -> Result<u32, FieldError> {
@@ -81,6 +86,29 @@ pub fn request_duration_ms(path: &Path, ms: f64) -> Result<f64, FieldError> {
 /// How long a webhook call may take.
 pub fn webhook_timeout(path: &Path, raw: &str) -> Result<Duration, FieldError> {
     bounded_duration(path, raw, MIN_INTERVAL, MAX_WEBHOOK_TIMEOUT)
+}
+
+/// Attempts after the first of a failing webhook call: 0..=10.
+pub fn webhook_retries(path: &Path, value: i64) -> Result<u32, FieldError> {
+    match u32::try_from(value) {
+        Ok(n) if value <= MAX_WEBHOOK_RETRIES => Ok(n),
+        _ => Err(FieldError::invalid(path, Shown::bare(value), format!("must be between 0 and {MAX_WEBHOOK_RETRIES}"))),
+    }
+}
+
+/// A custom HTTP header, checked as the client will send it. The value is never echoed:
+/// a header may carry a credential.
+pub fn http_header(path: &Path, name: &str, value: &str) -> Result<(HeaderName, HeaderValue), FieldError> {
+    let key = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| FieldError::invalid(path, name, "must be a valid HTTP header name"))?;
+    let value = HeaderValue::from_str(value).map_err(|_| {
+        FieldError::invalid(
+            path,
+            Shown::bare("(hidden)"),
+            "must be a valid HTTP header value: visible ASCII, no line breaks",
+        )
+    })?;
+    Ok((key, value))
 }
 
 /// A TCP port: 1..=65535.
@@ -239,6 +267,14 @@ mod tests {
             "x: Invalid value: 0: must be between 1 and 65535, inclusive"
         );
         assert!(port(&p(), 70000).is_err());
+        assert_eq!(webhook_retries(&p(), 0), Ok(0));
+        assert_eq!(webhook_retries(&p(), 10), Ok(10));
+        for bad in [11, -1] {
+            assert_eq!(
+                webhook_retries(&p(), bad).unwrap_err().to_string(),
+                format!("x: Invalid value: {bad}: must be between 0 and 10")
+            );
+        }
     }
 
     #[test]

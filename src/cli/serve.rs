@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::{parse_duration, parse_positive_duration, terminated};
+use crate::analysis::http::Resolver;
 use crate::runtime::{Runtime, bind};
 use crate::server::run::{self, ServeConfig};
 
@@ -60,6 +61,18 @@ pub struct ServeArgs {
     /// This replica's name in the Lease and in Events (default: the pod or host name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Where a controller running outside the cluster reaches a cluster Service name used
+    /// in webhook, alert and MetricTemplate URLs, like curl's --resolve: the host name in
+    /// any of its forms (svc.ns, svc.ns.svc, svc.ns.svc.cluster.local) connects to IP:PORT.
+    /// The URL is never rewritten. Repeatable; comma-separated in the variable.
+    #[arg(
+        long,
+        env = "APISIX_CANARY_RESOLVE",
+        value_name = "HOST=IP:PORT",
+        value_delimiter = ',',
+        value_parser = Resolver::parse_entry
+    )]
+    pub resolve: Vec<(String, SocketAddr)>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -96,7 +109,15 @@ async fn controller(runtime: &Runtime, args: &ServeArgs) -> anyhow::Result<crate
         crate::lease::start(client.clone(), &args.namespace, &identity, crate::lease::LeaseTiming::default())
             .await
             .with_context(|| format!("starting leader election in namespace {}", args.namespace))?;
-    let config = crate::controller::Config { prometheus_url: args.prometheus_url.clone(), identity };
+    if !args.resolve.is_empty() {
+        let table: Vec<String> = args.resolve.iter().map(|(host, addr)| format!("{host}={addr}")).collect();
+        tracing::info!(resolve = ?table, "cluster names resolved from --resolve");
+    }
+    let config = crate::controller::Config {
+        prometheus_url: args.prometheus_url.clone(),
+        identity,
+        resolver: Resolver::new(args.resolve.iter().cloned()),
+    };
     crate::controller::spawn(runtime, client, config, leadership.watcher());
     Ok(leadership)
 }

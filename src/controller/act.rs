@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -14,8 +14,8 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::observe::{COPY_OF, Objects, observe};
 use super::{Context, Error, MANAGER, status};
-use crate::analysis::Scope;
 use crate::analysis::prometheus::{Prometheus, QUERY_TIMEOUT};
+use crate::analysis::{Scope, http};
 use crate::analysis::{Verdict, template};
 use crate::api::apisix_route::ApisixRoute;
 use crate::api::canary::v1beta1::Canary;
@@ -302,7 +302,8 @@ async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &Context) -> 
             return vec![Check { metric: "endpoints".into(), value: None, halt: Some(halt) }];
         }
     };
-    let prometheus = match Prometheus::new(&ctx.config.prometheus_url, QUERY_TIMEOUT) {
+    let client = http::Options { resolver: Some(&ctx.config.resolver), ..http::Options::default() };
+    let prometheus = match Prometheus::with(&ctx.config.prometheus_url, QUERY_TIMEOUT, &client) {
         Ok(p) => p,
         Err(e) => {
             let halt = format!("Prometheus query failed: {e}");
@@ -341,14 +342,10 @@ async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &Context) -> 
         let ns = namespace.clone().unwrap_or_else(|| objects.namespace.clone());
         let templates: Api<MetricTemplate> = Api::namespaced(ctx.client.clone(), &ns);
         let verdict = match templates.get_opt(name).await {
-            Ok(Some(t)) if t.spec.provider.secret_ref.is_some() => Verdict::Halt {
-                message: format!(
-                    "Metric template {name}.{ns} secret error: authentication from a Secret is not supported yet; \
-                     give the template a Prometheus address that needs none"
-                ),
-                value: None,
-            },
-            Ok(Some(t)) => template::evaluate(&t.spec, metric, variables, &vars, QUERY_TIMEOUT).await,
+            Ok(Some(t)) => {
+                let run = TemplateRun { name, namespace: &ns, metric, variables, vars: &vars };
+                run.evaluate(&t.spec, ctx).await
+            }
             Ok(None) => Verdict::Halt { message: format!("Metric template {name}.{ns} error: not found"), value: None },
             Err(e) => Verdict::Halt { message: format!("Metric template {name}.{ns} error: {e}"), value: None },
         };
@@ -365,4 +362,37 @@ async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &Context) -> 
             Check { metric, value, halt }
         })
         .collect()
+}
+
+/// One template metric of [`checks`], with the template's name for its messages.
+struct TemplateRun<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    metric: &'a crate::release::plan::Metric,
+    variables: &'a std::collections::BTreeMap<String, String>,
+    vars: &'a template::Vars,
+}
+
+impl TemplateRun<'_> {
+    /// Reads the provider's Secret afresh (a rotated token applies at the next check),
+    /// then queries the template's Prometheus.
+    async fn evaluate(&self, spec: &crate::api::metric_template::MetricTemplateSpec, ctx: &Context) -> Verdict {
+        let (name, ns) = (self.name, self.namespace);
+        let halt = |message: String| Verdict::Halt { message, value: None };
+        let secret = match &spec.provider.secret_ref {
+            None => None,
+            Some(secret) => {
+                let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+                match secrets.get_opt(&secret.name).await {
+                    Ok(found) => found.map(|s| s.data.unwrap_or_default()),
+                    Err(e) => return halt(format!("Metric template {name}.{ns} secret {} error: {e}", secret.name)),
+                }
+            }
+        };
+        let client = match template::options(&spec.provider, secret.as_ref(), &ctx.config.resolver) {
+            Ok(client) => client,
+            Err(e) => return halt(e.halt_message(name, ns)),
+        };
+        template::evaluate(spec, self.metric, self.variables, self.vars, QUERY_TIMEOUT, &client).await
+    }
 }

@@ -100,6 +100,9 @@ pub struct Webhook {
     pub url: http::Uri,
     pub timeout: Duration,
     pub metadata: BTreeMap<String, String>,
+    /// Attempts after the first when a call fails to connect, times out, or gets a 429
+    /// or a 5xx other than 501.
+    pub retries: u32,
 }
 
 macro_rules! named_enum {

@@ -317,9 +317,13 @@ fn webhooks(list: &[v1beta1::Webhook], p: &Path, f: &mut Findings) -> Vec<Webhoo
             Some(raw) => rules::webhook_timeout(&wp.child("timeout"), raw).map_err(|e| f.errors.push(e)).ok(),
             None => Some(defaults::WEBHOOK_TIMEOUT),
         };
-        if let (Some(kind), Some(url), Some(timeout)) = (kind, url, timeout) {
+        let retries = match w.retries {
+            Some(n) => rules::webhook_retries(&wp.child("retries"), n.into()).map_err(|e| f.errors.push(e)).ok(),
+            None => Some(0),
+        };
+        if let (Some(kind), Some(url), Some(timeout), Some(retries)) = (kind, url, timeout, retries) {
             let metadata = w.metadata.clone().unwrap_or_default();
-            out.push(Webhook { name: w.name.clone(), kind, url, timeout, metadata });
+            out.push(Webhook { name: w.name.clone(), kind, url, timeout, metadata, retries });
         }
     }
     out
