@@ -15,6 +15,7 @@ fn hooked(kinds: &[HookKind]) -> Plan {
             url: "http://flagger-loadtester.test/".parse().unwrap(),
             timeout: Duration::from_secs(10),
             metadata: BTreeMap::new(),
+            retries: 0,
         })
         .collect();
     plan
