@@ -132,7 +132,8 @@ impl World {
         let mut decision = decide(&self.o, self.now);
         if decision == Decision::RunChecks {
             let halt = (self.halt)(self.o.status.weight);
-            self.o.checks = Some(vec![Check { metric: "request-success-rate".into(), value: Some(99.9), halt }]);
+            self.o.checks =
+                Some(vec![Check { metric: "request-success-rate".into(), value: Some(99.9), halt, wait: None }]);
             decision = decide(&self.o, self.now);
             assert_ne!(decision, Decision::RunChecks, "checks were given");
         }
