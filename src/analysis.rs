@@ -10,8 +10,13 @@
 //! the canary's upstream nodes), unlike Flagger, whose query blends stable and canary
 //! traffic on the generated route: a canary at 10% weight failing 5% of its requests
 //! passes a 99% check there. [`Scope::Route`] keeps Flagger's query.
+//!
+//! Beyond Flagger: `compare: baseline` judges the canary against the stable version's
+//! series on the same route ([`baseline`]), and `minRequests` holds a metric unjudged
+//! ([`Verdict::Wait`]) until the canary has served enough requests to say anything.
 
 pub mod alerts;
+pub mod baseline;
 pub mod check;
 pub mod hooks;
 pub mod http;
@@ -38,6 +43,9 @@ pub struct Target {
     /// The canary's upstream nodes: its ready pod IPs from its EndpointSlices, or its
     /// Service IP when the route resolves by service.
     pub canary_nodes: Vec<String>,
+    /// The stable version's upstream nodes (the ready addresses of the stable Service's
+    /// EndpointSlices), for `compare: baseline`; may be empty when no metric compares.
+    pub stable_nodes: Vec<String>,
     pub scope: Scope,
 }
 
@@ -52,19 +60,65 @@ impl Target {
 pub async fn run(plan: &Plan, target: &Target, prometheus: &Prometheus) -> Vec<(String, Verdict)> {
     let metrics: Vec<BuiltinMetric<'_>> = plan.metrics.iter().filter_map(BuiltinMetric::new).collect();
     let series = query::Series::new(&target.namespace, &target.generated_route, target.scope, &target.canary_nodes);
+    let stable = query::Series::of_nodes(&target.namespace, &target.generated_route, &target.stable_nodes);
     let who = target.subject();
     let checks = metrics.iter().map(|metric| {
-        let series = series.as_ref();
+        let (series, stable, who) = (series.as_ref(), stable.as_ref(), &who);
         async move {
-            let result = match series {
-                // No canary node to match: nothing the canary served can be counted.
-                None => Ok(None),
-                Some(series) => prometheus.scalar(&render(series, metric)).await,
+            let name = metric.name.to_owned();
+            let waiting = wait_for_traffic(metric.name, metric.min_requests, metric.interval, target, prometheus);
+            if let Some(wait) = waiting.await {
+                return (name, wait);
+            }
+            let measure = |series| measure(prometheus, series, metric);
+            let verdict = if metric.baseline.is_some() {
+                let (canary, stable) = futures_util::future::join(measure(series), measure(stable)).await;
+                baseline::judge(metric, who, canary.as_ref().copied(), stable.as_ref().copied())
+            } else {
+                check::judge(metric, who, measure(series).await.as_ref().copied())
             };
-            (metric.name.to_owned(), check::judge(metric, &who, result.as_ref().copied()))
+            (name, verdict)
         }
     });
     futures_util::future::join_all(checks).await
+}
+
+/// The value of `metric` over `series`.
+async fn measure(
+    prometheus: &Prometheus,
+    series: Option<&query::Series>,
+    metric: &BuiltinMetric<'_>,
+) -> Result<Option<f64>, QueryError> {
+    match series {
+        // No node to match: nothing that version served can be counted.
+        None => Ok(None),
+        Some(series) => prometheus.scalar(&render(series, metric)).await,
+    }
+}
+
+/// Whether the canary served `min_requests` on the generated route in `interval` (its
+/// nodes, whatever the metric's scope): `None` when it did or no minimum is set; a
+/// [`Verdict::Wait`] when not yet, or a halt when the count cannot be read. Template
+/// metrics take it too: their series are the same gateway's.
+pub async fn wait_for_traffic(
+    metric: &str,
+    min_requests: u64,
+    interval: std::time::Duration,
+    target: &Target,
+    prometheus: &Prometheus,
+) -> Option<Verdict> {
+    if min_requests == 0 {
+        return None;
+    }
+    let series = query::Series::of_nodes(&target.namespace, &target.generated_route, &target.canary_nodes);
+    let count = match series {
+        None => None,
+        Some(series) => match prometheus.scalar(&series.requests(interval)).await {
+            Ok(count) => count,
+            Err(e) => return Some(Verdict::Halt { message: format!("Prometheus query failed: {e}"), value: None }),
+        },
+    };
+    check::wait_for_traffic(metric, min_requests, interval, &target.subject(), count)
 }
 
 /// The PromQL of one built-in metric over `series`.

@@ -4,18 +4,16 @@
 
 #[path = "support/binaries.rs"]
 mod binaries;
+#[path = "support/gateway.rs"]
+mod gateway;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use apisix_canary::analysis::{self, Prometheus, QueryError, Scope, Target, Verdict};
-use apisix_canary::release::plan::{Metric, MetricScope, MetricSource, Plan};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
+use apisix_canary::release::plan::{Metric, MetricScope, MetricSource, NoData, Plan};
+use gateway::{backend, route, start_load};
+use serde_json::json;
 use sim::{Options, Sim};
-use tokio::net::TcpStream;
 
 const HOST: &str = "app.example.com";
 const STABLE: [&str; 2] = ["10.244.8.1", "10.244.8.2"];
@@ -32,6 +30,9 @@ fn plan() -> Plan {
         max,
         interval: INTERVAL,
         scope: MetricScope::Canary,
+        on_no_data: NoData::Fail,
+        baseline: None,
+        min_requests: 0,
     };
     Plan {
         target: "podinfo".into(),
@@ -68,71 +69,14 @@ fn target(scope: Scope, canary_nodes: &[&str]) -> Target {
         deployment: "podinfo".into(),
         generated_route: "podinfo-podinfo-canary".into(),
         canary_nodes: canary_nodes.iter().map(|s| (*s).to_owned()).collect(),
+        stable_nodes: vec![],
         scope,
     }
 }
 
-/// A selector-less Service, its ready Pods (with `env`) and their EndpointSlice.
-async fn backend(sim: &Sim, service: &str, ips: &[&str], env: Value) {
-    sim.create(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": service, "namespace": "test"},
-        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 9898}]}}))
-        .await
-        .unwrap();
-    let mut endpoints = Vec::new();
-    for (i, ip) in ips.iter().enumerate() {
-        let name = format!("{service}-{i}");
-        sim.create(json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": "test", "labels": {"app": service}},
-            "spec": {"containers": [{"name": "podinfod", "image": "stefanprodan/podinfo:6.0.2",
-                "ports": [{"containerPort": 9898}], "env": env}]},
-            "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-                "conditions": [{"type": "Ready", "status": "True"}]}}))
-            .await
-            .unwrap();
-        endpoints.push(json!({"addresses": [ip], "conditions": {"ready": true},
-            "targetRef": {"kind": "Pod", "name": name, "namespace": "test"}}));
-    }
-    sim.create(json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": format!("{service}-x7k2p"), "namespace": "test",
-            "labels": {"kubernetes.io/service-name": service}},
-        "addressType": "IPv4", "endpoints": endpoints,
-        "ports": [{"name": "http", "port": 9898, "protocol": "TCP"}]}))
-        .await
-        .unwrap();
-}
-
-/// The scenario's rule `method` with the prometheus plugin, as the user's route and as
-/// the generated one (higher priority, stable and canary weighted).
-fn route(name: &str, priority: i64, backends: Value) -> Value {
-    json!({"apiVersion": "apisix.apache.org/v2", "kind": "ApisixRoute",
-        "metadata": {"name": name, "namespace": "test"},
-        "spec": {"http": [{"name": "method", "priority": priority,
-            "match": {"hosts": [HOST], "paths": ["/*"], "methods": ["GET"]}, "backends": backends,
-            "plugins": [{"name": "prometheus", "enable": true, "config": {"prefer_name": true}}]}]}})
-}
-
-/// POST to the sim's load tester, as the scenario's `rollout` webhook does.
-async fn start_load(sim: &Sim, cmd: &str) {
-    let addr: SocketAddr = sim.loadtester_url().trim_start_matches("http://").trim_end_matches('/').parse().unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(TcpStream::connect(addr).await.unwrap())).await.unwrap();
-    tokio::spawn(conn);
-    let body = json!({"name": "podinfo", "namespace": "test", "phase": "Progressing",
-        "metadata": {"type": "cmd", "cmd": cmd}});
-    let req = http::Request::post("/")
-        .header("host", "flagger-loadtester.test")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let res = sender.send_request(req).await.unwrap();
-    let status = res.status().as_u16();
-    let text = res.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&text));
-}
-
 fn value(verdicts: &[(String, Verdict)], name: &str) -> f64 {
     match verdicts.iter().find(|(n, _)| n == name) {
-        Some((_, Verdict::Pass { value } | Verdict::Halt { value: Some(value), .. })) => *value,
+        Some((_, Verdict::Pass { value: Some(value) } | Verdict::Halt { value: Some(value), .. })) => *value,
         other => panic!("{name}: no value: {other:?}"),
     }
 }
@@ -157,10 +101,10 @@ async fn canary_scope_sees_the_canarys_errors_that_the_route_scope_blends() {
     // Half the canary's answers are 500s, each after 150 ms.
     let faults = json!([{"name": "SIM_ERROR_RATE", "value": "50"}, {"name": "SIM_LATENCY_MS", "value": "150"}]);
     backend(&sim, "podinfo-canary", &CANARY, faults).await;
-    sim.create(route("podinfo", 0, json!([{"serviceName": "podinfo", "servicePort": 80}]))).await.unwrap();
+    sim.create(route("podinfo", HOST, 0, json!([{"serviceName": "podinfo", "servicePort": 80}]))).await.unwrap();
     let weighted = json!([{"serviceName": "podinfo", "servicePort": 80, "weight": 50},
                           {"serviceName": "podinfo-canary", "servicePort": 80, "weight": 50}]);
-    sim.create(route("podinfo-podinfo-canary", 1, weighted)).await.unwrap();
+    sim.create(route("podinfo-podinfo-canary", HOST, 1, weighted)).await.unwrap();
     // Bounded by the test: the sim stops the load when dropped.
     start_load(&sim, &format!("hey -z 30s -q 40 -c 4 -host {HOST} http://apisix-gateway.apisix/api/info")).await;
 

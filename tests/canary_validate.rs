@@ -363,3 +363,96 @@ fn a_metric_scope_is_canary_or_route_and_only_for_built_ins() {
         )
     );
 }
+
+/// One metric in a minimal spec.
+fn one_metric(metric: Value) -> v1beta1::CanarySpec {
+    with(json!({"analysis": {"metrics": [metric]}}))
+}
+
+#[test]
+fn no_data_baseline_and_min_requests_rules() {
+    let m = "spec.analysis.metrics[0]";
+    let template = json!({"name": "not-found", "templateRef": {"name": "not-found"}, "thresholdRange": {"max": 5}});
+    let mut baseline_template = template.clone();
+    json_patch::merge(&mut baseline_template, &json!({"compare": "baseline", "maxDelta": 1}));
+    let cases: Vec<(Value, Vec<String>)> = vec![
+        (
+            json!({"name": "request-success-rate", "thresholdRange": {"min": 99}, "onNoData": "skip"}),
+            vec![format!("{m}.onNoData: Unsupported value: \"skip\": supported values: \"fail\", \"pass\"")],
+        ),
+        (
+            json!({"name": "request-success-rate", "compare": "primary", "maxDelta": 1}),
+            vec![format!("{m}.compare: Unsupported value: \"primary\": supported values: \"baseline\"")],
+        ),
+        (
+            baseline_template,
+            vec![format!(
+                "{m}.compare: Forbidden: only the built-in metrics (request-success-rate, request-duration) compare \
+                 with the baseline: a MetricTemplate's query says whose traffic it counts"
+            )],
+        ),
+        (
+            json!({"name": "request-duration", "scope": "route", "compare": "baseline", "maxDelta": 100}),
+            vec![format!(
+                "{m}.compare: Forbidden: not with scope: route: a query that blends the stable's and the canary's \
+                 traffic cannot be split"
+            )],
+        ),
+        (
+            json!({"name": "request-success-rate", "compare": "baseline"}),
+            vec![format!(
+                "{m}.maxDelta: Required value: how much worse than the stable version the canary may be, with \
+                 compare: baseline"
+            )],
+        ),
+        (
+            json!({"name": "request-success-rate", "compare": "baseline", "maxDelta": -0.5}),
+            vec![format!("{m}.maxDelta: Invalid value: -0.5: must be a number between 0 and 100")],
+        ),
+        (
+            json!({"name": "request-success-rate", "compare": "baseline", "maxDelta": 101}),
+            vec![format!("{m}.maxDelta: Invalid value: 101: must be a number between 0 and 100")],
+        ),
+        (
+            json!({"name": "request-duration", "compare": "baseline", "maxDelta": -1}),
+            vec![format!("{m}.maxDelta: Invalid value: -1: must be at least 0")],
+        ),
+        (
+            json!({"name": "request-success-rate", "thresholdRange": {"min": 99}, "maxDelta": 1}),
+            vec![format!("{m}.maxDelta: Forbidden: only with compare: baseline, whose margin it is")],
+        ),
+        (
+            json!({"name": "request-success-rate", "thresholdRange": {"min": 99}, "minRequests": -1}),
+            vec![format!("{m}.minRequests: Invalid value: -1: must be at least 0 (0 turns it off)")],
+        ),
+        (
+            // Without compare, a bound is still required.
+            json!({"name": "request-duration", "onNoData": "pass", "minRequests": 10}),
+            vec![format!("{m}.thresholdRange: Required value: set min, max or both")],
+        ),
+    ];
+    for (metric, want) in cases {
+        assert_eq!(errors(&one_metric(metric.clone())), want, "{metric}");
+    }
+}
+
+#[test]
+fn no_data_baseline_and_min_requests_parse_into_the_plan() {
+    use apisix_canary::release::plan::{NoData, Plan};
+    let spec = with(json!({"analysis": {"metrics": [
+        {"name": "request-success-rate", "compare": "baseline", "maxDelta": 1.5, "minRequests": 20},
+        {"name": "request-duration", "thresholdRange": {"max": 2000}, "compare": "baseline", "maxDelta": 100,
+         "onNoData": "pass"},
+        {"name": "not-found", "templateRef": {"name": "not-found"}, "thresholdRange": {"max": 5},
+         "onNoData": "pass", "minRequests": 0},
+    ]}}));
+    let (plan, warnings) = Plan::from_canary(&spec).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let [rate, duration, template] = plan.metrics.as_slice() else { panic!("{:?}", plan.metrics) };
+    // No thresholdRange with compare: no fixed bound, not even the 99% default.
+    assert_eq!((rate.min, rate.max, rate.baseline, rate.min_requests), (None, None, Some(1.5), 20));
+    assert_eq!(rate.on_no_data, NoData::Fail, "the default is Flagger's");
+    // A written range stays an absolute ceiling next to the comparison.
+    assert_eq!((duration.max, duration.baseline, duration.on_no_data), (Some(2000.0), Some(100.0), NoData::Pass));
+    assert_eq!((template.baseline, template.on_no_data, template.min_requests), (None, NoData::Pass, 0));
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::prometheus::QueryError;
 use crate::api::duration::Display;
-use crate::release::plan::{Metric, MetricSource};
+use crate::release::plan::{Metric, MetricSource, NoData};
 
 /// The metrics provider named in "no values found" messages.
 pub const PROVIDER: &str = "apisix";
@@ -28,6 +28,11 @@ pub struct BuiltinMetric<'a> {
     pub min: Option<f64>,
     pub max: Option<f64>,
     pub interval: Duration,
+    pub on_no_data: NoData,
+    /// `compare: baseline`'s margin (`maxDelta`).
+    pub baseline: Option<f64>,
+    /// Requests of the canary before it is judged; 0 is off.
+    pub min_requests: u64,
 }
 
 impl<'a> BuiltinMetric<'a> {
@@ -38,7 +43,9 @@ impl<'a> BuiltinMetric<'a> {
             MetricSource::RequestDuration => Builtin::Duration,
             MetricSource::Template { .. } => return None,
         };
-        Some(Self { name: &m.name, kind, min: m.min, max: m.max, interval: m.interval })
+        let (min, max, interval) = (m.min, m.max, m.interval);
+        let (on_no_data, baseline, min_requests) = (m.on_no_data, m.baseline, m.min_requests);
+        Some(Self { name: &m.name, kind, min, max, interval, on_no_data, baseline, min_requests })
     }
 }
 
@@ -54,11 +61,15 @@ pub struct Subject<'a> {
 /// The outcome of one metric at one step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    /// Within bounds. Success rate in percent, duration in milliseconds.
-    Pass { value: f64 },
+    /// Within bounds. Success rate in percent, duration in milliseconds; `None` when
+    /// there was no value and the metric passes without one (`onNoData: pass`).
+    Pass { value: Option<f64> },
     /// A failed check: out of bounds, no values, or the query failed. `value` is the
     /// one measured, when there was one.
     Halt { message: String, value: Option<f64> },
+    /// Not judged: the canary has not served `minRequests` yet. Not a failed check,
+    /// yet no reason to advance either.
+    Wait { message: String },
 }
 
 impl Verdict {
@@ -67,11 +78,43 @@ impl Verdict {
     }
 }
 
-/// Judges what the query of `metric` gave: `Ok(None)` is "no values found".
+/// What no values means under `on_no_data`: a halt with `message`, or a pass.
+pub fn no_data(on_no_data: NoData, message: String, value: Option<f64>) -> Verdict {
+    match on_no_data {
+        NoData::Fail => Verdict::Halt { message, value },
+        NoData::Pass => Verdict::Pass { value },
+    }
+}
+
+/// Whether the canary served enough requests for `metric` to be judged: `None` when it
+/// did (or no minimum is set), a [`Verdict::Wait`] otherwise. `count` is the canary's
+/// requests in the interval, `None` when it served none.
+pub fn wait_for_traffic(
+    metric: &str,
+    min_requests: u64,
+    interval: Duration,
+    who: &Subject<'_>,
+    count: Option<f64>,
+) -> Option<Verdict> {
+    // `increase()` extrapolates to fractions: only whole requests count.
+    let got = count.filter(|c| c.is_finite()).map_or(0, |c| c.max(0.0).floor() as u64);
+    (got < min_requests).then(|| Verdict::Wait {
+        message: format!(
+            "Halt {}.{} advancement waiting for traffic: {metric} needs {min_requests} requests of the canary in {}, \
+             got {got}",
+            who.canary,
+            who.namespace,
+            Display(interval)
+        ),
+    })
+}
+
+/// Judges what the query of `metric` gave against its fixed bounds: `Ok(None)` is "no
+/// values found".
 pub fn judge(metric: &BuiltinMetric<'_>, who: &Subject<'_>, result: Result<Option<f64>, &QueryError>) -> Verdict {
     let value = match result {
         Err(e) => return Verdict::Halt { message: format!("Prometheus query failed: {e}"), value: None },
-        Ok(None) => return Verdict::Halt { message: no_values(metric, who), value: None },
+        Ok(None) => return no_data(metric.on_no_data, no_values(metric, who), None),
         Ok(Some(v)) => v,
     };
     let out_of_bounds = match metric.kind {
@@ -80,7 +123,7 @@ pub fn judge(metric: &BuiltinMetric<'_>, who: &Subject<'_>, result: Result<Optio
     };
     match out_of_bounds {
         Some(message) => Verdict::Halt { message, value: Some(value) },
-        None => Verdict::Pass { value },
+        None => Verdict::Pass { value: Some(value) },
     }
 }
 
@@ -136,7 +179,16 @@ mod tests {
             Builtin::SuccessRate => "request-success-rate",
             Builtin::Duration => "request-duration",
         };
-        BuiltinMetric { name, kind, min, max, interval: Duration::from_secs(60) }
+        BuiltinMetric {
+            name,
+            kind,
+            min,
+            max,
+            interval: Duration::from_secs(60),
+            on_no_data: NoData::Fail,
+            baseline: None,
+            min_requests: 0,
+        }
     }
 
     fn halt(message: &str, value: Option<f64>) -> Verdict {
@@ -147,8 +199,8 @@ mod tests {
     fn success_rate_table() {
         let rate = |min, max| metric(Builtin::SuccessRate, min, max);
         let cases: &[(BuiltinMetric, Option<f64>, Verdict)] = &[
-            (rate(Some(99.0), None), Some(99.5), Verdict::Pass { value: 99.5 }),
-            (rate(Some(99.0), None), Some(99.0), Verdict::Pass { value: 99.0 }),
+            (rate(Some(99.0), None), Some(99.5), Verdict::Pass { value: Some(99.5) }),
+            (rate(Some(99.0), None), Some(99.0), Verdict::Pass { value: Some(99.0) }),
             (
                 rate(Some(99.0), None),
                 Some(26.764_999),
@@ -164,8 +216,8 @@ mod tests {
                 Some(7.125),
                 halt("Halt podinfo.test advancement success rate 7.12% > 5%", Some(7.125)),
             ),
-            (rate(Some(90.0), Some(100.0)), Some(100.0), Verdict::Pass { value: 100.0 }),
-            (rate(None, None), Some(1.0), Verdict::Pass { value: 1.0 }),
+            (rate(Some(90.0), Some(100.0)), Some(100.0), Verdict::Pass { value: Some(100.0) }),
+            (rate(None, None), Some(1.0), Verdict::Pass { value: Some(1.0) }),
             (
                 rate(Some(99.0), None),
                 None,
@@ -185,14 +237,14 @@ mod tests {
     fn request_duration_table() {
         let dur = |min, max| metric(Builtin::Duration, min, max);
         let cases: &[(BuiltinMetric, Option<f64>, Verdict)] = &[
-            (dur(None, Some(500.0)), Some(120.0), Verdict::Pass { value: 120.0 }),
+            (dur(None, Some(500.0)), Some(120.0), Verdict::Pass { value: Some(120.0) }),
             (
                 dur(None, Some(500.0)),
                 Some(1200.0),
                 halt("Halt podinfo.test advancement request duration 1.2s > 500ms", Some(1200.0)),
             ),
             // Cut to whole milliseconds first, as Flagger does: 500.9 ms is 500ms.
-            (dur(None, Some(500.0)), Some(500.9), Verdict::Pass { value: 500.9 }),
+            (dur(None, Some(500.0)), Some(500.9), Verdict::Pass { value: Some(500.9) }),
             (
                 dur(None, Some(500.0)),
                 Some(501.7),
@@ -256,9 +308,51 @@ mod tests {
             max: Some(5.0),
             interval: Duration::from_secs(60),
             scope: crate::release::plan::MetricScope::Canary,
+            on_no_data: NoData::Pass,
+            baseline: None,
+            min_requests: 0,
         };
         assert_eq!(BuiltinMetric::new(&m), None);
         let m = Metric { source: MetricSource::RequestDuration, name: "request-duration".into(), ..m };
-        assert_eq!(BuiltinMetric::new(&m).map(|b| b.kind), Some(Builtin::Duration));
+        let m = Metric { baseline: Some(100.0), ..m };
+        let b = BuiltinMetric::new(&m).unwrap();
+        assert_eq!((b.kind, b.on_no_data, b.baseline), (Builtin::Duration, NoData::Pass, Some(100.0)));
+    }
+
+    #[test]
+    fn no_values_pass_or_fail_as_asked() {
+        for kind in [Builtin::SuccessRate, Builtin::Duration] {
+            let fail = metric(kind, Some(1.0), Some(100.0));
+            let Verdict::Halt { message, value: None } = judge(&fail, &WHO, Ok(None)) else { panic!("{kind:?}") };
+            assert!(message.starts_with("Halt advancement no values found for apisix metric"), "{message}");
+            let pass = BuiltinMetric { on_no_data: NoData::Pass, ..fail };
+            assert_eq!(judge(&pass, &WHO, Ok(None)), Verdict::Pass { value: None }, "{kind:?}");
+            // Only no values passes: a value out of bounds or a failed query still halts.
+            assert!(!judge(&pass, &WHO, Ok(Some(0.5))).passed(), "{kind:?}");
+            let e = QueryError::NotVector("scalar");
+            assert!(!judge(&pass, &WHO, Err(&e)).passed(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn min_requests_below_at_above() {
+        let interval = Duration::from_secs(60);
+        let wait = |count| wait_for_traffic("request-success-rate", 20, interval, &WHO, count);
+        let waiting = |got: u64| {
+            Some(Verdict::Wait {
+                message: format!(
+                    "Halt podinfo.test advancement waiting for traffic: request-success-rate needs 20 requests of \
+                     the canary in 1m, got {got}"
+                ),
+            })
+        };
+        assert_eq!(wait(Some(3.0)), waiting(3));
+        assert_eq!(wait(None), waiting(0), "no series: no request");
+        assert_eq!(wait(Some(19.97)), waiting(19), "increase() extrapolates: whole requests only");
+        assert_eq!(wait(Some(f64::NAN)), waiting(0));
+        assert_eq!(wait(Some(20.0)), None);
+        assert_eq!(wait(Some(20.4)), None);
+        assert_eq!(wait(Some(1e6)), None);
+        assert_eq!(wait_for_traffic("request-success-rate", 0, interval, &WHO, None), None, "0 is off");
     }
 }

@@ -55,21 +55,33 @@ impl Series {
     /// alternation would select the series without a node (requests no upstream
     /// answered), which are not the canary's.
     pub fn new(namespace: &str, generated_route: &str, scope: Scope, canary_nodes: &[String]) -> Option<Series> {
-        // Names are DNS labels or subdomains: only `.` needs escaping, but escape all.
-        let route = format!("{}_{}_.+", regex_escape(namespace), regex_escape(generated_route));
-        let mut matchers = format!("route=~{}", promql_string(&route));
-        if scope == Scope::Canary {
-            let mut nodes: Vec<&str> = canary_nodes.iter().map(String::as_str).filter(|n| !n.is_empty()).collect();
-            // Sorted, so the same endpoints in another order give the same query.
-            nodes.sort_unstable();
-            nodes.dedup();
-            if nodes.is_empty() {
-                return None;
-            }
-            let alternation = nodes.iter().map(|n| regex_escape(n)).collect::<Vec<_>>().join("|");
-            matchers.push_str(&format!(", node=~{}", promql_string(&alternation)));
+        match scope {
+            Scope::Canary => Series::of_nodes(namespace, generated_route, canary_nodes),
+            Scope::Route => Some(Series { matchers: route_matcher(namespace, generated_route) }),
         }
+    }
+
+    /// The series of `generated_route` that `nodes` answered: the canary's, or the
+    /// stable version's (its upstream nodes) for `compare: baseline`. `None` without a
+    /// node, as in [`Series::new`].
+    pub fn of_nodes(namespace: &str, generated_route: &str, nodes: &[String]) -> Option<Series> {
+        let mut nodes: Vec<&str> = nodes.iter().map(String::as_str).filter(|n| !n.is_empty()).collect();
+        // Sorted, so the same endpoints in another order give the same query.
+        nodes.sort_unstable();
+        nodes.dedup();
+        if nodes.is_empty() {
+            return None;
+        }
+        let alternation = nodes.iter().map(|n| regex_escape(n)).collect::<Vec<_>>().join("|");
+        let matchers = format!("{}, node=~{}", route_matcher(namespace, generated_route), promql_string(&alternation));
         Some(Series { matchers })
+    }
+
+    /// Requests answered over `interval` (for `minRequests`): no series when there was
+    /// none.
+    pub fn requests(&self, interval: Duration) -> String {
+        let (m, r) = (&self.matchers, range(interval));
+        format!("sum( increase( {STATUS}{{ {m} }}[{r}] ) )")
     }
 
     /// Percent of responses that are not 5xx over `interval`: NaN (no values) when
@@ -84,6 +96,13 @@ impl Series {
         let (m, r) = (&self.matchers, range(interval));
         format!("histogram_quantile( 0.99, sum( rate( {LATENCY_BUCKET}{{ type=~\"request\", {m} }}[{r}] ) ) by (le) )")
     }
+}
+
+/// Every rule of the generated route. Names are DNS labels or subdomains: only `.` needs
+/// escaping, but escape all.
+fn route_matcher(namespace: &str, generated_route: &str) -> String {
+    let route = format!("{}_{}_.+", regex_escape(namespace), regex_escape(generated_route));
+    format!("route=~{}", promql_string(&route))
 }
 
 /// `s` as a literal inside an RE2 regular expression (Go's `regexp.QuoteMeta`).
@@ -146,6 +165,29 @@ mod tests {
             s.request_duration(Duration::from_secs(90)),
             r#"histogram_quantile( 0.99, sum( rate( apisix_http_latency_bucket{ type=~"request", route=~"test_podinfo-podinfo-canary_.+", node=~"10\\.244\\.0\\.20|10\\.244\\.0\\.21" }[1m30s] ) ) by (le) )"#
         );
+    }
+
+    #[test]
+    fn stable_series_and_request_counts() {
+        let stable = Series::of_nodes("test", "podinfo-podinfo-canary", &nodes(&["10.244.0.11", "10.244.0.10"]));
+        let stable = stable.unwrap();
+        assert_eq!(
+            stable.success_rate(Duration::from_secs(60)),
+            r#"sum( rate( apisix_http_status{ route=~"test_podinfo-podinfo-canary_.+", node=~"10\\.244\\.0\\.10|10\\.244\\.0\\.11", code!~"5.." }[1m] ) ) / sum( rate( apisix_http_status{ route=~"test_podinfo-podinfo-canary_.+", node=~"10\\.244\\.0\\.10|10\\.244\\.0\\.11" }[1m] ) ) * 100"#
+        );
+        assert_eq!(
+            stable.request_duration(Duration::from_secs(10)),
+            r#"histogram_quantile( 0.99, sum( rate( apisix_http_latency_bucket{ type=~"request", route=~"test_podinfo-podinfo-canary_.+", node=~"10\\.244\\.0\\.10|10\\.244\\.0\\.11" }[10s] ) ) by (le) )"#
+        );
+        let canary = Series::of_nodes("test", "podinfo-podinfo-canary", &nodes(&["10.244.0.20"])).unwrap();
+        assert_eq!(
+            canary.requests(Duration::from_secs(60)),
+            r#"sum( increase( apisix_http_status{ route=~"test_podinfo-podinfo-canary_.+", node=~"10\\.244\\.0\\.20" }[1m] ) )"#
+        );
+        // The canary scope is exactly the series of the canary's nodes.
+        let ips = nodes(&["10.244.0.20"]);
+        assert_eq!(Series::new("test", "podinfo-podinfo-canary", Scope::Canary, &ips), Some(canary));
+        assert_eq!(Series::of_nodes("test", "r", &[]), None);
     }
 
     #[test]

@@ -64,14 +64,15 @@ pub fn render(
     metric_template::render(&spec.query, |name| vars.value(metric, variables, name))
 }
 
-/// Judges what the query gave: empty or NaN is "no values found", a failed check.
+/// Judges what the query gave: empty or NaN is "no values found", a failed check
+/// unless the metric passes without data (`onNoData: pass`).
 pub fn judge(metric: &Metric, canary: &str, namespace: &str, result: Result<Option<f64>, &QueryError>) -> Verdict {
     let name = &metric.name;
     let value = match result {
         Err(e) => return Verdict::Halt { message: format!("Metric query failed for {name}: {e}"), value: None },
         Ok(None) => {
             let message = format!("Halt advancement no values found for custom metric: {name}");
-            return Verdict::Halt { message, value: None };
+            return super::check::no_data(metric.on_no_data, message, None);
         }
         Ok(Some(v)) => v,
     };
@@ -85,7 +86,7 @@ pub fn judge(metric: &Metric, canary: &str, namespace: &str, result: Result<Opti
             let message = format!("Halt {canary}.{namespace} advancement {name} {value:.2} {bound}");
             Verdict::Halt { message, value: Some(value) }
         }
-        None => Verdict::Pass { value },
+        None => Verdict::Pass { value: Some(value) },
     }
 }
 
@@ -125,7 +126,7 @@ pub async fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::release::plan::{MetricScope, MetricSource};
+    use crate::release::plan::{MetricScope, MetricSource, NoData};
 
     fn metric(min: Option<f64>, max: Option<f64>) -> Metric {
         Metric {
@@ -139,6 +140,9 @@ mod tests {
             max,
             interval: Duration::from_secs(60),
             scope: MetricScope::Canary,
+            on_no_data: NoData::Fail,
+            baseline: None,
+            min_requests: 0,
         }
     }
 
@@ -170,7 +174,7 @@ mod tests {
     #[test]
     fn judges_in_flaggers_words() {
         let m = metric(None, Some(5.0));
-        assert_eq!(judge(&m, "podinfo", "test", Ok(Some(3.0))), Verdict::Pass { value: 3.0 });
+        assert_eq!(judge(&m, "podinfo", "test", Ok(Some(3.0))), Verdict::Pass { value: Some(3.0) });
         assert_eq!(
             judge(&m, "podinfo", "test", Ok(Some(12.0))),
             Verdict::Halt {
@@ -190,6 +194,22 @@ mod tests {
             judge(&m, "podinfo", "test", Ok(None)),
             Verdict::Halt {
                 message: "Halt advancement no values found for custom metric: 404s percentage".into(),
+                value: None
+            }
+        );
+    }
+
+    #[test]
+    fn no_values_pass_only_when_asked() {
+        let m = Metric { on_no_data: NoData::Pass, ..metric(Some(90.0), None) };
+        assert_eq!(judge(&m, "podinfo", "test", Ok(None)), Verdict::Pass { value: None });
+        // A value out of bounds, or a failed query, still halts.
+        assert!(!judge(&m, "podinfo", "test", Ok(Some(50.0))).passed());
+        let e = QueryError::ManySeries(2);
+        assert_eq!(
+            judge(&m, "podinfo", "test", Err(&e)),
+            Verdict::Halt {
+                message: "Metric query failed for 404s percentage: query returned 2 series, not one".into(),
                 value: None
             }
         );

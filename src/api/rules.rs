@@ -49,6 +49,25 @@ pub fn success_rate(path: &Path, raw: &Shown, value: Option<f64>) -> Result<f64,
     }
 }
 
+/// How much worse than the stable version a canary may be (`maxDelta`): at least 0; in
+/// percentage points for a success rate, so at most 100 there.
+pub fn max_delta(path: &Path, value: f64, percent: bool) -> Result<f64, FieldError> {
+    let raw = Shown::bare(value);
+    if percent && !(0.0..=100.0).contains(&value) {
+        Err(FieldError::invalid(path, raw, "must be a number between 0 and 100"))
+    } else if !(value >= 0.0 && value.is_finite()) {
+        Err(FieldError::invalid(path, raw, "must be at least 0"))
+    } else {
+        Ok(value)
+    }
+}
+
+/// Requests the canary must serve before a metric is judged: at least 0 (0 = off).
+pub fn min_requests(path: &Path, value: i64) -> Result<u64, FieldError> {
+    u64::try_from(value)
+        .map_err(|_| FieldError::invalid(path, Shown::bare(value), "must be at least 0 (0 turns it off)"))
+}
+
 /// Seconds to wait for the canary to become ready.
 pub fn progress_deadline_seconds(path: &Path, raw: &Shown, value: Option<i64>) -> Result<u32, FieldError> {
     match value {
@@ -288,6 +307,20 @@ mod tests {
             "x: Invalid value: \"0\": must be at least 1"
         );
         assert_eq!(progress_deadline_seconds(&p(), &Shown::from("60"), Some(60)), Ok(60));
+        assert_eq!(max_delta(&p(), 0.0, true), Ok(0.0));
+        assert_eq!(max_delta(&p(), 100.0, true), Ok(100.0));
+        assert_eq!(max_delta(&p(), 1500.0, false), Ok(1500.0));
+        assert_eq!(
+            max_delta(&p(), 100.5, true).unwrap_err().to_string(),
+            "x: Invalid value: 100.5: must be a number between 0 and 100"
+        );
+        assert_eq!(max_delta(&p(), -1.0, false).unwrap_err().to_string(), "x: Invalid value: -1: must be at least 0");
+        assert_eq!(min_requests(&p(), 0), Ok(0));
+        assert_eq!(min_requests(&p(), 20), Ok(20));
+        assert_eq!(
+            min_requests(&p(), -1).unwrap_err().to_string(),
+            "x: Invalid value: -1: must be at least 0 (0 turns it off)"
+        );
         assert!(progress_deadline_seconds(&p(), &Shown::from("0"), Some(0)).is_err());
     }
 }

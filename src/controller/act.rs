@@ -16,7 +16,7 @@ use super::observe::{COPY_OF, Objects, observe};
 use super::{Context, Error, MANAGER, status};
 use crate::analysis::prometheus::{Prometheus, QUERY_TIMEOUT};
 use crate::analysis::{Scope, http};
-use crate::analysis::{Verdict, template};
+use crate::analysis::{Verdict, template, wait_for_traffic};
 use crate::api::apisix_route::ApisixRoute;
 use crate::api::canary::v1beta1::Canary;
 use crate::api::metric_template::MetricTemplate;
@@ -284,31 +284,57 @@ fn ignore_gone<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {
     }
 }
 
+/// The ready addresses of `service`'s EndpointSlices: its upstream nodes in APISIX.
+async fn ready_addresses(slices: &Api<EndpointSlice>, service: &str) -> Result<Vec<String>, kube::Error> {
+    let params = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+    let list = slices.list(&params).await?;
+    Ok(list
+        .items
+        .iter()
+        .flat_map(|s| s.endpoints.iter())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        .flat_map(|e| e.addresses.iter().cloned())
+        .collect())
+}
+
 /// The analysis of this interval: every metric of the plan on the canary's traffic.
 async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &Context) -> Vec<Check> {
-    let canary_service = copies::canary_service_name(&objects.service_name);
+    let failed =
+        |metric: &str, halt: String| vec![Check { metric: metric.into(), value: None, halt: Some(halt), wait: None }];
     let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &objects.namespace);
-    let params = ListParams::default().labels(&format!("kubernetes.io/service-name={canary_service}"));
-    let nodes: Vec<String> = match slices.list(&params).await {
-        Ok(list) => list
-            .items
-            .iter()
-            .flat_map(|s| s.endpoints.iter())
-            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
-            .flat_map(|e| e.addresses.iter().cloned())
-            .collect(),
+    let canary_service = copies::canary_service_name(&objects.service_name);
+    let nodes = match ready_addresses(&slices, &canary_service).await {
+        Ok(nodes) => nodes,
         Err(e) => {
-            let halt = format!("Halt {} advancement: cannot read the canary's endpoints: {e}", o.id);
-            return vec![Check { metric: "endpoints".into(), value: None, halt: Some(halt) }];
+            return failed("endpoints", format!("Halt {} advancement: cannot read the canary's endpoints: {e}", o.id));
         }
+    };
+    // The stable's nodes only when a metric compares with it: one list call fewer.
+    let stable_nodes = match plan.metrics.iter().any(|m| m.baseline.is_some()) {
+        false => Vec::new(),
+        true => match ready_addresses(&slices, &objects.service_name).await {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                return failed(
+                    "endpoints",
+                    format!("Halt {} advancement: cannot read the stable's endpoints: {e}", o.id),
+                );
+            }
+        },
     };
     let client = http::Options { resolver: Some(&ctx.config.resolver), ..http::Options::default() };
     let prometheus = match Prometheus::with(&ctx.config.prometheus_url, QUERY_TIMEOUT, &client) {
         Ok(p) => p,
-        Err(e) => {
-            let halt = format!("Prometheus query failed: {e}");
-            return vec![Check { metric: "prometheus".into(), value: None, halt: Some(halt) }];
-        }
+        Err(e) => return failed("prometheus", format!("Prometheus query failed: {e}")),
+    };
+    let target = crate::analysis::Target {
+        namespace: objects.namespace.clone(),
+        canary: o.id.split('.').next().unwrap_or_default().to_owned(),
+        deployment: plan.target.clone(),
+        generated_route: route::generated_name(&plan.route, &plan.target),
+        canary_nodes: nodes.clone(),
+        stable_nodes,
+        scope: Scope::Canary,
     };
     // One run per scope, each over the plan's metrics of that scope, in plan order.
     let mut verdicts = Vec::new();
@@ -318,27 +344,25 @@ async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &Context) -> 
             continue;
         }
         let scoped = Plan { metrics, ..plan.clone() };
-        let target = crate::analysis::Target {
-            namespace: objects.namespace.clone(),
-            canary: o.id.split('.').next().unwrap_or_default().to_owned(),
-            deployment: plan.target.clone(),
-            generated_route: route::generated_name(&plan.route, &plan.target),
-            canary_nodes: nodes.clone(),
-            scope: analysis_scope,
-        };
+        let target = crate::analysis::Target { scope: analysis_scope, ..target.clone() };
         verdicts.extend(crate::analysis::run(&scoped, &target, &prometheus).await);
     }
     // Then the MetricTemplates, as Flagger runs them: after the built-in metrics.
     let vars = template::Vars {
         namespace: objects.namespace.clone(),
-        name: o.id.split('.').next().unwrap_or_default().to_owned(),
+        name: target.canary.clone(),
         target: plan.target.clone(),
         service: objects.service_name.clone(),
-        route: route::generated_name(&plan.route, &plan.target),
-        canary_nodes: nodes.clone(),
+        route: target.generated_route.clone(),
+        canary_nodes: nodes,
     };
     for metric in &plan.metrics {
         let MetricSource::Template { name, namespace, variables } = &metric.source else { continue };
+        let waiting = wait_for_traffic(&metric.name, metric.min_requests, metric.interval, &target, &prometheus);
+        if let Some(wait) = waiting.await {
+            verdicts.push((metric.name.clone(), wait));
+            continue;
+        }
         let ns = namespace.clone().unwrap_or_else(|| objects.namespace.clone());
         let templates: Api<MetricTemplate> = Api::namespaced(ctx.client.clone(), &ns);
         let verdict = match templates.get_opt(name).await {
@@ -354,12 +378,13 @@ async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &Context) -> 
     verdicts
         .into_iter()
         .map(|(metric, verdict)| {
-            let (value, halt) = match verdict {
-                Verdict::Pass { value } => (Some(value), None),
-                Verdict::Halt { message, value } => (value, Some(message)),
+            let (value, halt, wait) = match verdict {
+                Verdict::Pass { value } => (value, None, None),
+                Verdict::Halt { message, value } => (value, Some(message), None),
+                Verdict::Wait { message } => (None, None, Some(message)),
             };
             ctx.metrics.observe_metric(&o.id, &metric, value);
-            Check { metric, value, halt }
+            Check { metric, value, halt, wait }
         })
         .collect()
 }

@@ -18,7 +18,7 @@ use crate::api::canary::v1beta1::{Analysis, Canary, CanarySpec, Metric, Threshol
 use crate::api::canary::{ObjectRef as Ref, Phase, REQUEST_DURATION, REQUEST_SUCCESS_RATE};
 use crate::api::duration;
 use crate::release::copies::{MANAGED_BY, MANAGED_BY_LABEL};
-use crate::release::plan::{MetricScope, MetricSource, OptIn, Plan};
+use crate::release::plan::{Compare, MetricScope, MetricSource, NoData, OptIn, Plan};
 
 /// Whether the controller made this Canary from a Deployment's annotations.
 pub fn annotation_mode(c: &Canary) -> bool {
@@ -142,6 +142,10 @@ fn analysis(plan: &Plan) -> Analysis {
                 threshold_range: Some(ThresholdRange { min: m.min, max: m.max }),
                 interval: Some(duration::Display(m.interval).to_string()),
                 scope: (m.scope != MetricScope::Canary).then(|| m.scope.as_str().to_owned()),
+                on_no_data: (m.on_no_data != NoData::default()).then(|| m.on_no_data.as_str().to_owned()),
+                compare: m.baseline.map(|_| Compare::Baseline.as_str().to_owned()),
+                max_delta: m.baseline,
+                min_requests: (m.min_requests > 0).then(|| i64::try_from(m.min_requests).unwrap_or(i64::MAX)),
                 ..Metric::default()
             })
         })

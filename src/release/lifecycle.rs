@@ -122,6 +122,9 @@ pub struct Check {
     pub value: Option<f64>,
     /// `None` passes; otherwise Flagger's halt message.
     pub halt: Option<String>,
+    /// The metric was not judged: too few requests of the canary yet (`minRequests`).
+    /// Not a failed check; the weight holds. Why, in Flagger's style.
+    pub wait: Option<String>,
 }
 
 /// One thing to do, in order.

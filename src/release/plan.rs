@@ -79,6 +79,15 @@ pub struct Metric {
     pub interval: Duration,
     /// Whose traffic a built-in metric counts.
     pub scope: MetricScope,
+    /// What an empty result (no values, or NaN) means.
+    pub on_no_data: NoData,
+    /// `compare: baseline`: the stable version's value, measured over the same window
+    /// and route, is the bound, within this margin (`maxDelta`: success-rate points or
+    /// milliseconds of P99). `min`/`max` still apply as absolute bounds. Built-in only.
+    pub baseline: Option<f64>,
+    /// Requests the canary must have served in `interval` before the metric is judged;
+    /// 0 judges at once.
+    pub min_requests: u64,
 }
 
 /// Where a metric's value comes from.
@@ -106,10 +115,10 @@ pub struct Webhook {
 }
 
 macro_rules! named_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $($(#[$vdoc])* $variant),+ }
 
         impl $name {
             /// Every value, in order.
@@ -154,6 +163,26 @@ named_enum! {
     MetricScope {
         Canary = "canary",
         Route = "route",
+    }
+}
+
+named_enum! {
+    /// What a metric without values (an empty result, or NaN) means.
+    #[derive(Default)]
+    NoData {
+        /// A failed check, in Flagger's words (the default).
+        #[default]
+        Fail = "fail",
+        /// The check passes without a value: for services with little traffic.
+        Pass = "pass",
+    }
+}
+
+named_enum! {
+    /// What a built-in metric may be compared with, besides its fixed bounds.
+    Compare {
+        /// The stable version, over the same window and route.
+        Baseline = "baseline",
     }
 }
 

@@ -159,7 +159,12 @@ impl World {
                 Decision::RunChecks => {
                     assert!(self.o.checks.is_none(), "checks asked twice");
                     let halt = (self.halt)(self.o.status.weight);
-                    self.o.checks = Some(vec![Check { metric: "request-success-rate".into(), value: Some(99.9), halt }]);
+                    self.o.checks = Some(vec![Check {
+                        metric: "request-success-rate".into(),
+                        value: Some(99.9),
+                        halt,
+                        wait: None,
+                    }]);
                 }
                 Decision::Call(kind, phase) => {
                     assert!(!self.o.hooks.contains_key(&kind), "{kind} asked twice");

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Metric, MetricScope, MetricSource, Parsed, Plan, StepSettings, defaults, finish};
+use super::{Metric, MetricScope, MetricSource, NoData, Parsed, Plan, StepSettings, defaults, finish};
 use crate::api::annotations::*;
 use crate::api::canary::{REQUEST_DURATION, REQUEST_SUCCESS_RATE};
 use crate::api::field::{FieldError, Findings, Path, Shown};
@@ -102,6 +102,9 @@ fn builtin_metrics(w: &Written) -> Vec<Metric> {
             max: None,
             interval: defaults::METRIC_INTERVAL,
             scope: MetricScope::Canary,
+            on_no_data: NoData::Fail,
+            baseline: None,
+            min_requests: 0,
         },
         Metric {
             name: REQUEST_DURATION.to_owned(),
@@ -110,6 +113,9 @@ fn builtin_metrics(w: &Written) -> Vec<Metric> {
             max: Some(duration.as_secs_f64() * 1e3),
             interval: defaults::METRIC_INTERVAL,
             scope: MetricScope::Canary,
+            on_no_data: NoData::Fail,
+            baseline: None,
+            min_requests: 0,
         },
     ]
 }

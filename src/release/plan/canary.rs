@@ -5,13 +5,15 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::{
-    Alert, HookKind, Metric, MetricScope, MetricSource, Parsed, Plan, Severity, StepSettings, Webhook, defaults, finish,
-};
-use crate::api::canary::{REQUEST_DURATION, REQUEST_SUCCESS_RATE, flat, v1alpha1, v1beta1};
+use super::{Alert, HookKind, Parsed, Plan, Severity, StepSettings, Webhook, defaults, finish};
+use crate::api::canary::{flat, v1alpha1, v1beta1};
 use crate::api::field::{FieldError, Findings, Path, Shown};
 use crate::api::{apisix_route, rules};
 use crate::conversion;
+
+mod metrics;
+
+use self::metrics::metrics;
 
 /// The only mesh provider: Flagger users may leave `provider: apisix` in place.
 pub const PROVIDER: &str = "apisix";
@@ -220,83 +222,6 @@ fn unique_name<'a>(name: &'a str, what: &str, path: &Path, seen: &mut BTreeSet<&
     } else if !seen.insert(name) {
         f.errors.push(FieldError::duplicate(&path.child("name"), name));
     }
-}
-
-fn metrics(list: &[v1beta1::Metric], p: &Path, f: &mut Findings) -> Vec<Metric> {
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::with_capacity(list.len());
-    for (i, m) in list.iter().enumerate() {
-        let mp = p.index(i);
-        unique_name(&m.name, "a metric", &mp, &mut seen, f);
-        let source = match &m.template_ref {
-            Some(t) => {
-                f.push(rules::object_name(&mp.child("templateRef").child("name"), &t.name));
-                Some(MetricSource::Template {
-                    name: t.name.clone(),
-                    namespace: t.namespace.clone(),
-                    variables: m.template_variables.clone().unwrap_or_default(),
-                })
-            }
-            None if m.name == REQUEST_SUCCESS_RATE => Some(MetricSource::RequestSuccessRate),
-            None if m.name == REQUEST_DURATION => Some(MetricSource::RequestDuration),
-            None => {
-                if !m.name.is_empty() {
-                    let detail = format!(
-                        "must be a built-in metric ({REQUEST_SUCCESS_RATE}, {REQUEST_DURATION}) or set templateRef"
-                    );
-                    f.errors.push(FieldError::invalid(&mp.child("name"), &m.name, detail));
-                }
-                None
-            }
-        };
-        let range = m.threshold_range.as_ref().filter(|r| r.min.is_some() || r.max.is_some());
-        let rp = mp.child("thresholdRange");
-        let (min, max) = match range {
-            None => {
-                f.errors.push(FieldError::required(&rp, "set min, max or both"));
-                (None, None)
-            }
-            Some(r) => {
-                if let (Some(min), Some(max)) = (r.min, r.max)
-                    && min > max
-                {
-                    let detail = format!("must not exceed max ({max})");
-                    f.errors.push(FieldError::invalid(&rp.child("min"), Shown::bare(min), detail));
-                }
-                if source == Some(MetricSource::RequestSuccessRate) {
-                    for (key, v) in [("min", r.min), ("max", r.max)] {
-                        if let Some(v) = v {
-                            f.push(rules::success_rate(&rp.child(key), &Shown::bare(v), Some(v)));
-                        }
-                    }
-                }
-                if let (Some(MetricSource::RequestDuration), Some(ms)) = (&source, r.max) {
-                    f.push(rules::request_duration_ms(&rp.child("max"), ms));
-                }
-                (r.min, r.max)
-            }
-        };
-        let interval = match &m.interval {
-            Some(raw) => rules::interval(&mp.child("interval"), raw).map_err(|e| f.errors.push(e)).ok(),
-            None => None,
-        };
-        let scope = match m.scope.as_deref() {
-            None => Some(MetricScope::Canary),
-            Some(s) => MetricScope::parse(s).or_else(|| {
-                f.errors.push(FieldError::not_supported(&mp.child("scope"), s, MetricScope::NAMES));
-                None
-            }),
-        };
-        if let (Some(MetricSource::Template { .. }), Some(_)) = (&source, &m.scope) {
-            let why = "only built-in metrics have a scope: a MetricTemplate's query says whose traffic it counts";
-            f.errors.push(FieldError::forbidden(&mp.child("scope"), why));
-        }
-        if let (Some(source), Some(scope)) = (source, scope) {
-            let interval = interval.unwrap_or(defaults::METRIC_INTERVAL);
-            out.push(Metric { name: m.name.clone(), source, min, max, interval, scope });
-        }
-    }
-    out
 }
 
 fn webhooks(list: &[v1beta1::Webhook], p: &Path, f: &mut Findings) -> Vec<Webhook> {

@@ -110,6 +110,9 @@ fn metric() -> Metric {
         max: Some(5.0),
         interval: Duration::from_secs(60),
         scope: MetricScope::Canary,
+        on_no_data: Default::default(),
+        baseline: None,
+        min_requests: 0,
     }
 }
 
@@ -153,10 +156,10 @@ async fn queries_carry_the_credentials_and_headers() {
     };
     spec.provider.address = Some("http://prometheus.monitoring.svc".into());
     let bearer = options(&spec.provider, Some(&data(&[("token", "s3cr3t")])), &resolver).unwrap();
-    assert_eq!(run(&spec, &bearer).await, Verdict::Pass { value: 3.0 });
+    assert_eq!(run(&spec, &bearer).await, Verdict::Pass { value: Some(3.0) });
     let basic = data(&[("username", "admin"), ("password", "hunter2")]);
     let basic = options(&spec.provider, Some(&basic), &resolver).unwrap();
-    assert_eq!(run(&spec, &basic).await, Verdict::Pass { value: 3.0 });
+    assert_eq!(run(&spec, &basic).await, Verdict::Pass { value: Some(3.0) });
     let got = server.received();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].header("authorization"), Some("Bearer s3cr3t"));
@@ -183,7 +186,7 @@ async fn insecure_skip_verify_accepts_a_self_signed_certificate() {
     assert!(message.to_lowercase().contains("certificate"), "{message}");
     spec.provider.insecure_skip_verify = Some(true);
     let insecure = options(&spec.provider, None, &resolver).unwrap();
-    assert_eq!(run(&spec, &insecure).await, Verdict::Pass { value: 3.0 });
+    assert_eq!(run(&spec, &insecure).await, Verdict::Pass { value: Some(3.0) });
     assert_eq!(server.received().len(), 1, "the strict client never got past the handshake");
 }
 
