@@ -15,7 +15,9 @@
 
 mod act;
 mod canaries;
+mod checks;
 mod events;
+mod hooks;
 mod metrics;
 mod observe;
 mod status;
@@ -66,6 +68,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Whether this replica may write: it holds the Lease, recently renewed.
     pub leader: Watcher,
+    /// Calls the releases' webhooks.
+    pub hooks: crate::analysis::hooks::Caller,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,10 +91,12 @@ impl Error {
 
 /// Runs both loops under `runtime` until it stops. `leader` says when this replica may
 /// write; the loops run on every replica so their caches are warm.
-pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher) {
+pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher) -> Result<(), Error> {
+    let hooks = crate::analysis::hooks::Caller::new(&config.resolver)
+        .map_err(|e| Error::Invalid(format!("building the webhook client: {e}")))?;
     let events = events::Events::new(client.clone(), MANAGER, &config.identity);
     let metrics = runtime.register(Metrics::register);
-    let ctx = Arc::new(Context { client: client.clone(), events, config, metrics, leader });
+    let ctx = Arc::new(Context { client: client.clone(), events, config, metrics, leader, hooks });
     let gate = runtime.gate(CACHES_GATE);
     let stop = runtime.stopping();
 
@@ -150,6 +156,7 @@ pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher)
         }
         tracing::info!("controller stopped");
     });
+    Ok(())
 }
 
 /// Resolves once `store` has had its first full list. Asked again every 100 ms: a

@@ -3,7 +3,6 @@
 //! `manifests --url` and `kubectl apply`, the real kubectl for the user's steps, and
 //! traffic through the sim's gateway. Intervals are compressed to 2 s.
 
-
 #[path = "support/e2e.rs"]
 mod e2e;
 

@@ -78,6 +78,10 @@ pub struct CanaryStatus {
     pub last_transition_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<CanaryCondition>>,
+    /// Since when the weight has held for lack of canary traffic (a metric's
+    /// `minRequests`); the hold is bounded by progressDeadlineSeconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_since: Option<Time>,
 }
 
 /// A reference to another object, by apiVersion, kind and name.

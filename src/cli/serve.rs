@@ -118,7 +118,7 @@ async fn controller(runtime: &Runtime, args: &ServeArgs) -> anyhow::Result<crate
         identity,
         resolver: Resolver::new(args.resolve.iter().cloned()),
     };
-    crate::controller::spawn(runtime, client, config, leadership.watcher());
+    crate::controller::spawn(runtime, client, config, leadership.watcher())?;
     Ok(leadership)
 }
 

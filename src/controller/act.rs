@@ -5,25 +5,22 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::{Api, Resource, ResourceExt};
 
+use super::hooks::{self, Subject};
 use super::observe::{COPY_OF, Objects, observe};
-use super::{Context, Error, MANAGER, status};
-use crate::analysis::prometheus::{Prometheus, QUERY_TIMEOUT};
-use crate::analysis::{Scope, http};
-use crate::analysis::{Verdict, template, wait_for_traffic};
+use super::{Context, Error, MANAGER, checks::checks, status};
 use crate::api::apisix_route::ApisixRoute;
+use crate::api::canary::Phase;
 use crate::api::canary::v1beta1::Canary;
-use crate::api::metric_template::MetricTemplate;
 use crate::release::copies;
-use crate::release::lifecycle::{Action, Check, Decision, Observed, decide};
+use crate::release::lifecycle::{Action, Decision, Observed, decide};
 use crate::release::lock::Lock;
-use crate::release::plan::{MetricScope, MetricSource, Plan};
+use crate::release::plan::{HookKind, Plan};
 use crate::route;
 
 /// How long to wait when nothing is due: watches wake us earlier on any change.
@@ -32,16 +29,30 @@ const IDLE: Duration = Duration::from_secs(300);
 pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error> {
     let (mut observed, objects) = observe(canary, ctx).await?;
     let now = Timestamp::now();
+    let who = Subject::of(&canary.name_any(), &objects.namespace, &observed);
     let mut decision = decide(&observed, now);
-    if decision == Decision::RunChecks {
-        let plan = observed.plan.clone().map_err(Error::Invalid)?;
-        observed.checks = Some(checks(&plan, &observed, &objects, ctx).await);
+    // Each answer is asked for once: a decision that asks again is a bug, not a loop.
+    for _ in 0..=HookKind::ALL.len() {
+        let plan = match &decision {
+            Decision::Act { .. } => break,
+            _ => observed.plan.clone().map_err(Error::Invalid)?,
+        };
+        match decision {
+            Decision::RunChecks if observed.checks.is_none() => {
+                observed.checks = Some(checks(&plan, &observed, &objects, ctx).await);
+            }
+            Decision::Call(kind, phase) if !observed.hooks.contains_key(&kind) => {
+                let answers = hooks::call(ctx, &plan, &who, kind, phase).await;
+                observed.hooks.insert(kind, answers);
+            }
+            asked => return Err(Error::Invalid(format!("the lifecycle asked twice for {asked:?}"))),
+        }
         decision = decide(&observed, now);
     }
     let Decision::Act { actions, requeue } = decision else {
-        return Err(Error::Invalid("the analysis ran, yet the lifecycle asked for it again".into()));
+        return Err(Error::Invalid("the lifecycle kept asking for answers".into()));
     };
-    let mut run = Run { canary, ctx, objects, observed: &observed };
+    let mut run = Run::new(canary, ctx, objects, &observed, who);
     let skipped = observed.plan.as_ref().is_ok_and(|p| p.skip_analysis);
     for action in &actions {
         run.act(action).await?;
@@ -58,7 +69,8 @@ pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error>
 pub async fn cleanup(canary: &Canary, ctx: &Context) -> Result<Requeue, Error> {
     let (observed, objects) = observe(canary, ctx).await?;
     let busy = objects.generated.is_some() || objects.canary.is_some();
-    let mut run = Run { canary, ctx, objects, observed: &observed };
+    let who = Subject::of(&canary.name_any(), &objects.namespace, &observed);
+    let mut run = Run::new(canary, ctx, objects, &observed, who);
     run.act(&Action::RouteToStable).await?;
     run.act(&Action::DeleteGenerated).await?;
     if busy {
@@ -91,9 +103,22 @@ struct Run<'a> {
     ctx: &'a Context,
     objects: Objects,
     observed: &'a Observed,
+    /// Whom webhook payloads and alerts name.
+    who: Subject,
+    /// The phase as last written: what Events posted to `event` hooks carry.
+    phase: Phase,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(canary: &'a Canary, ctx: &'a Context, objects: Objects, observed: &'a Observed, who: Subject) -> Self {
+        let phase = observed.status.phase.unwrap_or(Phase::Initializing);
+        Self { canary, ctx, objects, observed, who, phase }
+    }
+
+    fn plan(&self) -> Option<&Plan> {
+        self.observed.plan.as_ref().ok()
+    }
+
     fn ns(&self) -> &str {
         &self.objects.namespace
     }
@@ -122,18 +147,37 @@ impl Run<'_> {
             Action::DeleteGenerated => self.delete_generated().await,
             Action::WriteLock(outcome) => self.write_lock(outcome).await,
             Action::SetStatus(s) => {
-                let patch = serde_json::json!({"status": status::to_canary(s, self.canary.status.as_ref())});
+                let mut patch = serde_json::json!({"status": status::to_canary(s, self.canary.status.as_ref())});
+                if s.held_since.is_none() {
+                    // A merge patch removes a field only when it says null.
+                    patch["status"]["heldSince"] = serde_json::Value::Null;
+                }
                 let api: Api<Canary> = self.api();
                 api.patch_status(&self.canary.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                     .map_err(Error::kube(format!("writing the status of Canary {}", self.observed.id)))?;
+                self.phase = s.phase.unwrap_or(self.phase);
                 Ok(())
             }
             Action::Event { warning, message, once } => {
                 self.event(*warning, message, once.as_deref()).await?;
                 Ok(())
             }
-            Action::RunHooks(..) | Action::Alert { .. } => Ok(()), // TEMP
+            Action::RunHooks(kind, phase) => {
+                let Some(plan) = self.plan() else { return Ok(()) };
+                let answers = hooks::call(self.ctx, plan, &self.who, *kind, *phase).await;
+                for (warning, message) in hooks::reported(*kind, &answers) {
+                    self.event(warning, &message, None).await?;
+                }
+                Ok(())
+            }
+            Action::Alert { severity, message, fields } => {
+                if let Some(plan) = self.plan() {
+                    let target = &self.canary.spec.target_ref.name;
+                    hooks::alert(self.ctx, plan, &self.who, target, self.phase, *severity, message, fields);
+                }
+                Ok(())
+            }
         }
     }
 
@@ -262,7 +306,11 @@ impl Run<'_> {
     async fn event(&self, warning: bool, message: &str, once: Option<&str>) -> Result<(), Error> {
         match self.ctx.events.publish(&self.canary.object_ref(&()), warning, message, once).await {
             Ok(false) => return Ok(()),
-            Ok(true) => {}
+            Ok(true) => {
+                if let Some(plan) = self.plan() {
+                    hooks::post_event(self.ctx, plan, &self.who, self.phase, warning, message);
+                }
+            }
             // A step's Event must exist before the status records the step.
             Err(e) if once.is_some() => return Err(Error::kube("recording the event")(e)),
             Err(e) => tracing::warn!(canary = %self.observed.id, error = %e, "could not record the event"),
@@ -281,143 +329,5 @@ fn ignore_gone<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(e),
-    }
-}
-
-/// The ready addresses of `service`'s EndpointSlices: its upstream nodes in APISIX.
-async fn ready_addresses(slices: &Api<EndpointSlice>, service: &str) -> Result<Vec<String>, kube::Error> {
-    let params = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
-    let list = slices.list(&params).await?;
-    Ok(list
-        .items
-        .iter()
-        .flat_map(|s| s.endpoints.iter())
-        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
-        .flat_map(|e| e.addresses.iter().cloned())
-        .collect())
-}
-
-/// The analysis of this interval: every metric of the plan on the canary's traffic.
-async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &Context) -> Vec<Check> {
-    let failed =
-        |metric: &str, halt: String| vec![Check { metric: metric.into(), value: None, halt: Some(halt), wait: None }];
-    let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &objects.namespace);
-    let canary_service = copies::canary_service_name(&objects.service_name);
-    let nodes = match ready_addresses(&slices, &canary_service).await {
-        Ok(nodes) => nodes,
-        Err(e) => {
-            return failed("endpoints", format!("Halt {} advancement: cannot read the canary's endpoints: {e}", o.id));
-        }
-    };
-    // The stable's nodes only when a metric compares with it: one list call fewer.
-    let stable_nodes = match plan.metrics.iter().any(|m| m.baseline.is_some()) {
-        false => Vec::new(),
-        true => match ready_addresses(&slices, &objects.service_name).await {
-            Ok(nodes) => nodes,
-            Err(e) => {
-                return failed(
-                    "endpoints",
-                    format!("Halt {} advancement: cannot read the stable's endpoints: {e}", o.id),
-                );
-            }
-        },
-    };
-    let client = http::Options { resolver: Some(&ctx.config.resolver), ..http::Options::default() };
-    let prometheus = match Prometheus::with(&ctx.config.prometheus_url, QUERY_TIMEOUT, &client) {
-        Ok(p) => p,
-        Err(e) => return failed("prometheus", format!("Prometheus query failed: {e}")),
-    };
-    let target = crate::analysis::Target {
-        namespace: objects.namespace.clone(),
-        canary: o.id.split('.').next().unwrap_or_default().to_owned(),
-        deployment: plan.target.clone(),
-        generated_route: route::generated_name(&plan.route, &plan.target),
-        canary_nodes: nodes.clone(),
-        stable_nodes,
-        scope: Scope::Canary,
-    };
-    // One run per scope, each over the plan's metrics of that scope, in plan order.
-    let mut verdicts = Vec::new();
-    for (scope, analysis_scope) in [(MetricScope::Canary, Scope::Canary), (MetricScope::Route, Scope::Route)] {
-        let metrics: Vec<_> = plan.metrics.iter().filter(|m| m.scope == scope).cloned().collect();
-        if metrics.is_empty() {
-            continue;
-        }
-        let scoped = Plan { metrics, ..plan.clone() };
-        let target = crate::analysis::Target { scope: analysis_scope, ..target.clone() };
-        verdicts.extend(crate::analysis::run(&scoped, &target, &prometheus).await);
-    }
-    // Then the MetricTemplates, as Flagger runs them: after the built-in metrics.
-    let vars = template::Vars {
-        namespace: objects.namespace.clone(),
-        name: target.canary.clone(),
-        target: plan.target.clone(),
-        service: objects.service_name.clone(),
-        route: target.generated_route.clone(),
-        canary_nodes: nodes,
-    };
-    for metric in &plan.metrics {
-        let MetricSource::Template { name, namespace, variables } = &metric.source else { continue };
-        let waiting = wait_for_traffic(&metric.name, metric.min_requests, metric.interval, &target, &prometheus);
-        if let Some(wait) = waiting.await {
-            verdicts.push((metric.name.clone(), wait));
-            continue;
-        }
-        let ns = namespace.clone().unwrap_or_else(|| objects.namespace.clone());
-        let templates: Api<MetricTemplate> = Api::namespaced(ctx.client.clone(), &ns);
-        let verdict = match templates.get_opt(name).await {
-            Ok(Some(t)) => {
-                let run = TemplateRun { name, namespace: &ns, metric, variables, vars: &vars };
-                run.evaluate(&t.spec, ctx).await
-            }
-            Ok(None) => Verdict::Halt { message: format!("Metric template {name}.{ns} error: not found"), value: None },
-            Err(e) => Verdict::Halt { message: format!("Metric template {name}.{ns} error: {e}"), value: None },
-        };
-        verdicts.push((metric.name.clone(), verdict));
-    }
-    verdicts
-        .into_iter()
-        .map(|(metric, verdict)| {
-            let (value, halt, wait) = match verdict {
-                Verdict::Pass { value } => (value, None, None),
-                Verdict::Halt { message, value } => (value, Some(message), None),
-                Verdict::Wait { message } => (None, None, Some(message)),
-            };
-            ctx.metrics.observe_metric(&o.id, &metric, value);
-            Check { metric, value, halt, wait }
-        })
-        .collect()
-}
-
-/// One template metric of [`checks`], with the template's name for its messages.
-struct TemplateRun<'a> {
-    name: &'a str,
-    namespace: &'a str,
-    metric: &'a crate::release::plan::Metric,
-    variables: &'a std::collections::BTreeMap<String, String>,
-    vars: &'a template::Vars,
-}
-
-impl TemplateRun<'_> {
-    /// Reads the provider's Secret afresh (a rotated token applies at the next check),
-    /// then queries the template's Prometheus.
-    async fn evaluate(&self, spec: &crate::api::metric_template::MetricTemplateSpec, ctx: &Context) -> Verdict {
-        let (name, ns) = (self.name, self.namespace);
-        let halt = |message: String| Verdict::Halt { message, value: None };
-        let secret = match &spec.provider.secret_ref {
-            None => None,
-            Some(secret) => {
-                let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-                match secrets.get_opt(&secret.name).await {
-                    Ok(found) => found.map(|s| s.data.unwrap_or_default()),
-                    Err(e) => return halt(format!("Metric template {name}.{ns} secret {} error: {e}", secret.name)),
-                }
-            }
-        };
-        let client = match template::options(&spec.provider, secret.as_ref(), &ctx.config.resolver) {
-            Ok(client) => client,
-            Err(e) => return halt(e.halt_message(name, ns)),
-        };
-        template::evaluate(spec, self.metric, self.variables, self.vars, QUERY_TIMEOUT, &client).await
     }
 }

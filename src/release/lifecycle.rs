@@ -111,6 +111,8 @@ pub struct Status {
     pub failed: Option<Revision>,
     /// When the status last changed: the clock of intervals and deadlines.
     pub since: Option<Timestamp>,
+    /// Since when the weight has held waiting for canary traffic (`minRequests`).
+    pub held_since: Option<Timestamp>,
     /// The message of the current condition, so a refusal is reported once.
     pub message: Option<String>,
 }
@@ -297,6 +299,7 @@ fn start(o: &Observed, plan: &Plan, canary: &Revision, now: Timestamp) -> Decisi
         iterations: 0,
         applied: Some(canary.clone()),
         since: Some(now),
+        held_since: None,
         message: Some(PROGRESSING.to_owned()),
         ..o.status.clone()
     };

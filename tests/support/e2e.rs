@@ -405,4 +405,3 @@ impl World {
         assert_eq!(advances, want, "{:#?}", self.events());
     }
 }
-

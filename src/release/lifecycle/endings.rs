@@ -16,6 +16,7 @@ pub(super) fn promote(o: &Observed, canary: &Revision, now: Timestamp, message: 
         phase: Some(Phase::Promoting),
         applied: Some(canary.clone()),
         since: Some(now),
+        held_since: None,
         message: Some(PROMOTING.to_owned()),
         ..o.status.clone()
     };
@@ -119,6 +120,7 @@ pub(super) fn failed_status(o: &Observed, now: Timestamp, why: Option<String>) -
         iterations: 0,
         // The revision of the release: one held at its gate never became `applied`.
         failed: o.target.lock.canary.clone().or_else(|| o.status.applied.clone()),
+        held_since: None,
         since: Some(now),
         message: Some(why.map_or_else(|| FAILED.to_owned(), |w| format!("{FAILED} {w}"))),
         ..o.status.clone()

@@ -94,7 +94,8 @@ pub(super) fn wait_for_approval(o: &Observed, plan: &Plan, now: Timestamp, hook:
 /// confirm-traffic-increase said no: the weight holds, the analysis goes on. Said once
 /// per weight; the condition says why meanwhile.
 pub(super) fn hold_traffic(o: &Observed, plan: &Plan, now: Timestamp, hook: &str) -> Decision {
-    let status = Status { since: Some(now), message: Some(WAITING_TRAFFIC.to_owned()), ..o.status.clone() };
+    let status =
+        Status { since: Some(now), held_since: None, message: Some(WAITING_TRAFFIC.to_owned()), ..o.status.clone() };
     let mut actions = vec![Action::SetStatus(status)];
     if o.status.message.as_deref() != Some(WAITING_TRAFFIC) {
         let message = format!("Halt {} advancement waiting for traffic increase approval {hook}", o.id);
@@ -110,6 +111,7 @@ pub(super) fn hold_promotion(o: &Observed, plan: &Plan, now: Timestamp, hook: &s
     let status = Status {
         phase: Some(Phase::WaitingPromotion),
         since: Some(now),
+        held_since: None,
         message: Some(WAITING.to_owned()),
         ..o.status.clone()
     };

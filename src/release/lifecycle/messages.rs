@@ -13,6 +13,8 @@ pub const FAILED: &str = "Canary analysis failed, Deployment scaled to zero.";
 pub const WAITING: &str = "Waiting for approval.";
 /// Held at confirm-traffic-increase: the phase stays Progressing.
 pub const WAITING_TRAFFIC: &str = "Waiting for approval to increase the canary weight.";
+/// Held by a metric's minRequests until the canary has served enough requests.
+pub const WAITING_FOR_TRAFFIC: &str = "Waiting for canary traffic: too few requests to judge the metrics.";
 pub const SUSPENDED: &str = "Canary is suspended: nothing is acted on until spec.suspend is false.";
 pub const REFUSED: &str = "Release refused:";
 pub const CANCELLED: &str = "Release cancelled: the template is back at the stable revision.";

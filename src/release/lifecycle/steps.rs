@@ -73,6 +73,10 @@ pub(super) fn progress(o: &Observed, plan: &Plan, now: Timestamp) -> Decision {
     if !halts.is_empty() {
         return failed_check(o, now, halts);
     }
+    let waits: Vec<&str> = checks.iter().filter_map(|c| c.wait.as_deref()).collect();
+    if !waits.is_empty() {
+        return hold_for_traffic(o, plan, now, &waits);
+    }
     if plan.at_max(weight) {
         return match heard!(hear(o, plan, HookKind::ConfirmPromotion, Phase::Progressing)) {
             Heard::Failed { hook, .. } => hold_promotion(o, plan, now, hook),
@@ -130,7 +134,9 @@ fn external_failures(o: &Observed) -> Vec<String> {
     let answers = o.hooks.get(&HookKind::Rollout).map(Vec::as_slice).unwrap_or_default();
     answers
         .iter()
-        .filter_map(|(hook, r)| r.as_ref().err().map(|e| format!("Halt {} advancement external check {hook} failed {e}", o.id)))
+        .filter_map(|(hook, r)| {
+            r.as_ref().err().map(|e| format!("Halt {} advancement external check {hook} failed {e}", o.id))
+        })
         .collect()
 }
 
@@ -140,12 +146,33 @@ fn failed_check(o: &Observed, now: Timestamp, halts: Vec<String>) -> Decision {
         failed_checks: o.status.failed_checks + 1,
         iterations: o.status.iterations + u32::from(o.status.weight > 0),
         since: Some(now),
+        held_since: None,
         ..o.status.clone()
     };
     let mut actions = vec![Action::SetStatus(status)];
     actions.extend(halts.into_iter().map(|message| Action::Event { warning: true, message, once: None }));
     // Looked at again at once: reaching the threshold rolls back without an interval.
     Decision::act(actions)
+}
+
+/// Too few canary requests to judge a metric (`minRequests`): the weight holds, no
+/// check fails, each interval says why; for at most progressDeadlineSeconds, after
+/// which a canary nobody sends traffic to is rolled back.
+fn hold_for_traffic(o: &Observed, plan: &Plan, now: Timestamp, waits: &[&str]) -> Decision {
+    let since = o.status.held_since.unwrap_or(now);
+    if elapsed(Some(since), now) >= plan.progress_deadline {
+        let detail = waits[0].split_once("waiting for traffic: ").map_or(waits[0], |(_, d)| d);
+        return rollback(o, now, Some(format!("progress deadline exceeded waiting for traffic: {detail}")));
+    }
+    let status = Status {
+        since: Some(now),
+        held_since: Some(since),
+        message: Some(WAITING_FOR_TRAFFIC.to_owned()),
+        ..o.status.clone()
+    };
+    let mut actions = vec![Action::SetStatus(status)];
+    actions.extend(waits.iter().map(|w| Action::Event { warning: true, message: (*w).to_owned(), once: None }));
+    Decision::Act { actions, requeue: Some(plan.interval) }
 }
 
 /// Scales the canary for `next` when it is too small; the weight moves once the larger
@@ -168,6 +195,7 @@ fn advance(o: &Observed, plan: &Plan, weight: u32, now: Timestamp) -> Decision {
         weight: next,
         iterations: o.status.iterations + 1,
         since: Some(now),
+        held_since: None,
         message: Some(PROGRESSING.to_owned()),
         ..o.status.clone()
     };

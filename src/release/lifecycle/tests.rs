@@ -46,6 +46,8 @@ struct World {
     log: Vec<Action>,
     /// The halt message of each interval's checks, by canary weight: `None` passes.
     halt: fn(u32) -> Option<String>,
+    /// The wait message of each interval's checks (too little traffic), by weight.
+    wait: fn(u32) -> Option<String>,
     /// What the webhooks of a kind answer; by default success, and "no" from the
     /// rollback hooks (which roll back on success).
     answers: BTreeMap<HookKind, Result<(), String>>,
@@ -84,6 +86,7 @@ impl World {
             keys: Default::default(),
             log: Vec::new(),
             halt: |_| None,
+            wait: |_| None,
             answers: BTreeMap::from([(HookKind::Rollback, Err("no".to_owned()))]),
             calls: Vec::new(),
             alerts: Vec::new(),
@@ -159,12 +162,9 @@ impl World {
                 Decision::RunChecks => {
                     assert!(self.o.checks.is_none(), "checks asked twice");
                     let halt = (self.halt)(self.o.status.weight);
-                    self.o.checks = Some(vec![Check {
-                        metric: "request-success-rate".into(),
-                        value: Some(99.9),
-                        halt,
-                        wait: None,
-                    }]);
+                    let wait = (self.wait)(self.o.status.weight);
+                    self.o.checks =
+                        Some(vec![Check { metric: "request-success-rate".into(), value: Some(99.9), halt, wait }]);
                 }
                 Decision::Call(kind, phase) => {
                     assert!(!self.o.hooks.contains_key(&kind), "{kind} asked twice");

@@ -54,7 +54,10 @@ fn confirm_rollout_waits_with_the_stable_serving_then_starts_when_opened() {
     assert_eq!((w.o.canary, w.o.route_weight), (None, None), "nothing of the release runs");
     assert!(w.o.target.paused && w.o.target.lock.held(), "the Deployment stays paused on stable");
     assert_eq!(count(&w, "Halt podinfo.test advancement waiting for approval confirm-rollout"), 1, "{:?}", w.events);
-    assert_eq!(w.alerts.iter().filter(|(s, m)| *s == Severity::Warn && m == "Canary is waiting for approval.").count(), 1);
+    assert_eq!(
+        w.alerts.iter().filter(|(s, m)| *s == Severity::Warn && m == "Canary is waiting for approval.").count(),
+        1
+    );
     assert_eq!(w.calls.first(), Some(&(HookKind::ConfirmRollout, Phase::Initialized)));
     assert!(w.calls.contains(&(HookKind::ConfirmRollout, Phase::Waiting)), "asked again while waiting");
     assert_eq!(w.o.status.failed_checks, 0);
@@ -151,12 +154,8 @@ fn a_rollback_hook_mid_analysis_and_at_the_promotion_gate_rolls_back_route_first
         w.run(10);
         assert_eq!(w.o.status.phase, Some(Phase::Failed), "held {held}");
         assert!(w.calls.contains(&(HookKind::Rollback, phase)), "called with the phase {phase:?}");
-        let order: Vec<&str> = w
-            .events
-            .iter()
-            .skip_while(|e| !e.starts_with("Rollback check"))
-            .map(String::as_str)
-            .collect();
+        let order: Vec<&str> =
+            w.events.iter().skip_while(|e| !e.starts_with("Rollback check")).map(String::as_str).collect();
         assert_eq!(
             order,
             [
@@ -177,7 +176,9 @@ fn pre_rollout_runs_once_per_analysis_and_its_failure_is_a_failed_check() {
     w.tick(3, Duration::from_secs(10));
     assert_eq!(w.o.status.weight, 0);
     assert_eq!(w.o.status.failed_checks, 2, "{:?}", w.o.status);
-    assert!(w.events.contains(&"Halt podinfo.test advancement pre-rollout check pre-rollout failed Forbidden".to_owned()));
+    assert!(
+        w.events.contains(&"Halt podinfo.test advancement pre-rollout check pre-rollout failed Forbidden".to_owned())
+    );
     assert_eq!(count(&w, "Starting canary analysis"), 1, "announced once: {:?}", w.events);
     open(&mut w, HookKind::PreRollout);
     let before = w.calls.iter().filter(|(k, _)| *k == HookKind::PreRollout).count();
@@ -222,4 +223,41 @@ fn post_rollout_and_alerts_mark_the_ends() {
     };
     assert_eq!(fields[0], ("Target".to_owned(), "Deployment/podinfo.test".to_owned()));
     assert_eq!(fields[3], ("Traffic routing".to_owned(), "Weight step: 10 max: 50".to_owned()));
+}
+
+const NO_TRAFFIC: &str = "Halt podinfo.test advancement waiting for traffic: request-success-rate needs 20 requests of \
+                          the canary in 1m, got 3";
+
+#[test]
+fn too_little_traffic_holds_the_weight_without_failing_then_advances() {
+    let mut w = World::released(plan(&[]), "6.0.1");
+    until(&mut w, 20, |w| w.o.status.weight == 20);
+    w.wait = |weight| (weight == 20).then(|| NO_TRAFFIC.to_owned());
+    w.tick(4, Duration::from_secs(10));
+    assert_eq!((w.o.status.weight, w.o.status.failed_checks), (20, 0), "held, nothing failed");
+    assert_eq!(w.o.status.message.as_deref(), Some(WAITING_FOR_TRAFFIC));
+    let held = w.o.status.held_since.expect("the hold is timed");
+    assert!(count(&w, "waiting for traffic: request-success-rate needs 20") >= 3, "{:?}", w.events);
+    w.wait = |_| None;
+    until(&mut w, 5, |w| w.o.status.weight == 30);
+    assert_eq!(w.o.status.held_since, None, "the next hold starts its own clock");
+    assert!(held <= w.now);
+    w.run(100);
+    assert_eq!(w.o.status.phase, Some(Phase::Succeeded));
+}
+
+#[test]
+fn a_canary_nobody_sends_traffic_to_rolls_back_at_the_progress_deadline() {
+    let mut w = World::released(plan(&[]), "6.0.1");
+    until(&mut w, 20, |w| w.o.status.weight == 10);
+    w.wait = |_| Some(NO_TRAFFIC.to_owned());
+    w.run(30);
+    assert_eq!(w.o.status.phase, Some(Phase::Failed));
+    let said = "Rolling back podinfo.test progress deadline exceeded waiting for traffic: request-success-rate needs 20 \
+                requests of the canary in 1m, got 3";
+    assert!(w.events.contains(&said.to_owned()), "{:?}", w.events);
+    assert_eq!(w.o.status.failed_checks, 0);
+    let (severity, message) = w.alerts.last().unwrap();
+    assert_eq!(*severity, Severity::Error);
+    assert!(message.starts_with("Progress deadline exceeded waiting for traffic"), "{message}");
 }

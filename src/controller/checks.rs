@@ -1,0 +1,156 @@
+//! The analysis of one interval, as the executor runs it: the canary's (and, for a
+//! baseline, the stable's) upstream nodes from their EndpointSlices, the built-in
+//! metrics on APISIX's series, then the MetricTemplates with their providers' settings.
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Api;
+use kube::api::ListParams;
+
+use super::Context;
+use super::observe::Objects;
+use crate::analysis::prometheus::{Prometheus, QUERY_TIMEOUT};
+use crate::analysis::{Scope, Verdict, http, template, wait_for_traffic};
+use crate::api::metric_template::MetricTemplate;
+use crate::release::copies;
+use crate::release::lifecycle::{Check, Observed};
+use crate::release::plan::{MetricScope, MetricSource, Plan};
+use crate::route;
+
+/// The ready addresses of `service`'s EndpointSlices: its upstream nodes in APISIX.
+async fn ready_addresses(slices: &Api<EndpointSlice>, service: &str) -> Result<Vec<String>, kube::Error> {
+    let params = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+    let list = slices.list(&params).await?;
+    Ok(list
+        .items
+        .iter()
+        .flat_map(|s| s.endpoints.iter())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        .flat_map(|e| e.addresses.iter().cloned())
+        .collect())
+}
+
+/// The analysis of this interval: every metric of the plan on the canary's traffic.
+pub(super) async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &Context) -> Vec<Check> {
+    let failed =
+        |metric: &str, halt: String| vec![Check { metric: metric.into(), value: None, halt: Some(halt), wait: None }];
+    let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &objects.namespace);
+    let canary_service = copies::canary_service_name(&objects.service_name);
+    let nodes = match ready_addresses(&slices, &canary_service).await {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            return failed("endpoints", format!("Halt {} advancement: cannot read the canary's endpoints: {e}", o.id));
+        }
+    };
+    // The stable's nodes only when a metric compares with it: one list call fewer.
+    let stable_nodes = match plan.metrics.iter().any(|m| m.baseline.is_some()) {
+        false => Vec::new(),
+        true => match ready_addresses(&slices, &objects.service_name).await {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                return failed(
+                    "endpoints",
+                    format!("Halt {} advancement: cannot read the stable's endpoints: {e}", o.id),
+                );
+            }
+        },
+    };
+    let client = http::Options { resolver: Some(&ctx.config.resolver), ..http::Options::default() };
+    let prometheus = match Prometheus::with(&ctx.config.prometheus_url, QUERY_TIMEOUT, &client) {
+        Ok(p) => p,
+        Err(e) => return failed("prometheus", format!("Prometheus query failed: {e}")),
+    };
+    let target = crate::analysis::Target {
+        namespace: objects.namespace.clone(),
+        canary: o.id.split('.').next().unwrap_or_default().to_owned(),
+        deployment: plan.target.clone(),
+        generated_route: route::generated_name(&plan.route, &plan.target),
+        canary_nodes: nodes.clone(),
+        stable_nodes,
+        scope: Scope::Canary,
+    };
+    // One run per scope, each over the plan's metrics of that scope, in plan order.
+    let mut verdicts = Vec::new();
+    for (scope, analysis_scope) in [(MetricScope::Canary, Scope::Canary), (MetricScope::Route, Scope::Route)] {
+        let metrics: Vec<_> = plan.metrics.iter().filter(|m| m.scope == scope).cloned().collect();
+        if metrics.is_empty() {
+            continue;
+        }
+        let scoped = Plan { metrics, ..plan.clone() };
+        let target = crate::analysis::Target { scope: analysis_scope, ..target.clone() };
+        verdicts.extend(crate::analysis::run(&scoped, &target, &prometheus).await);
+    }
+    // Then the MetricTemplates, as Flagger runs them: after the built-in metrics.
+    let vars = template::Vars {
+        namespace: objects.namespace.clone(),
+        name: target.canary.clone(),
+        target: plan.target.clone(),
+        service: objects.service_name.clone(),
+        route: target.generated_route.clone(),
+        canary_nodes: nodes,
+    };
+    for metric in &plan.metrics {
+        let MetricSource::Template { name, namespace, variables } = &metric.source else { continue };
+        let waiting = wait_for_traffic(&metric.name, metric.min_requests, metric.interval, &target, &prometheus);
+        if let Some(wait) = waiting.await {
+            verdicts.push((metric.name.clone(), wait));
+            continue;
+        }
+        let ns = namespace.clone().unwrap_or_else(|| objects.namespace.clone());
+        let templates: Api<MetricTemplate> = Api::namespaced(ctx.client.clone(), &ns);
+        let verdict = match templates.get_opt(name).await {
+            Ok(Some(t)) => {
+                let run = TemplateRun { name, namespace: &ns, metric, variables, vars: &vars };
+                run.evaluate(&t.spec, ctx).await
+            }
+            Ok(None) => Verdict::Halt { message: format!("Metric template {name}.{ns} error: not found"), value: None },
+            Err(e) => Verdict::Halt { message: format!("Metric template {name}.{ns} error: {e}"), value: None },
+        };
+        verdicts.push((metric.name.clone(), verdict));
+    }
+    verdicts
+        .into_iter()
+        .map(|(metric, verdict)| {
+            let (value, halt, wait) = match verdict {
+                Verdict::Pass { value } => (value, None, None),
+                Verdict::Halt { message, value } => (value, Some(message), None),
+                Verdict::Wait { message } => (None, None, Some(message)),
+            };
+            ctx.metrics.observe_metric(&o.id, &metric, value);
+            Check { metric, value, halt, wait }
+        })
+        .collect()
+}
+
+/// One template metric of [`checks`], with the template's name for its messages.
+struct TemplateRun<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    metric: &'a crate::release::plan::Metric,
+    variables: &'a std::collections::BTreeMap<String, String>,
+    vars: &'a template::Vars,
+}
+
+impl TemplateRun<'_> {
+    /// Reads the provider's Secret afresh (a rotated token applies at the next check),
+    /// then queries the template's Prometheus.
+    async fn evaluate(&self, spec: &crate::api::metric_template::MetricTemplateSpec, ctx: &Context) -> Verdict {
+        let (name, ns) = (self.name, self.namespace);
+        let halt = |message: String| Verdict::Halt { message, value: None };
+        let secret = match &spec.provider.secret_ref {
+            None => None,
+            Some(secret) => {
+                let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+                match secrets.get_opt(&secret.name).await {
+                    Ok(found) => found.map(|s| s.data.unwrap_or_default()),
+                    Err(e) => return halt(format!("Metric template {name}.{ns} secret {} error: {e}", secret.name)),
+                }
+            }
+        };
+        let client = match template::options(&spec.provider, secret.as_ref(), &ctx.config.resolver) {
+            Ok(client) => client,
+            Err(e) => return halt(e.halt_message(name, ns)),
+        };
+        template::evaluate(spec, self.metric, self.variables, self.vars, QUERY_TIMEOUT, &client).await
+    }
+}
