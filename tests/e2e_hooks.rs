@@ -215,7 +215,8 @@ spec:
     );
     let hooks = hook("approve-promotion", "confirm-promotion", "/gate/check")
         + &hook("emergency-stop", "rollback", "/rollback/check")
-        + &hook("notify", "post-rollout", "/gate/approve");
+        + &hook("notify", "post-rollout", "/gate/approve")
+        + &format!("      - name: audit\n        type: event\n        url: http://127.0.0.1:{port}/events\n");
     let alerts = "    alerts:\n      - name: on-call\n        severity: warn\n        providerRef: {name: on-call}\n";
     let alerting = w.file("alerting.yaml", &alerting);
     w.install_canary(&canary(20, &hooks, alerts), &[&alerting]);
@@ -256,6 +257,20 @@ spec:
         }
         std::thread::sleep(Duration::from_millis(200));
     };
+    // Every Event went to the event hook too, with the phase it was said in.
+    let events: Vec<serde_json::Value> = texts
+        .iter()
+        .filter(|t| t.starts_with("POST /events HTTP/1.1"))
+        .map(|t| serde_json::from_str(t.split_once('\n').unwrap().1).unwrap())
+        .collect();
+    let scaling =
+        events.iter().find(|e| e["metadata"]["eventMessage"] == "New revision detected! Scaling up podinfo.test");
+    let scaling = scaling.unwrap_or_else(|| panic!("no event hook call for the new revision: {events:#?}"));
+    assert_eq!((&scaling["name"], &scaling["namespace"]), (&"podinfo".into(), &"test".into()));
+    assert_eq!((&scaling["phase"], &scaling["metadata"]["eventType"]), (&"Progressing".into(), &"Normal".into()));
+    assert!(events.iter().any(|e| e["metadata"]["eventMessage"] == "Rolling back podinfo.test manual webhook invoked"
+        && e["metadata"]["eventType"] == "Warning"));
+    let texts: Vec<String> = texts.into_iter().filter(|t| !t.starts_with("POST /events ")).collect();
     assert!(texts.iter().all(|t| t.starts_with("POST /services/T/B/X HTTP/1.1")), "{texts:#?}");
     let said = |m: &str| texts.iter().filter(|t| t.contains(m)).count();
     assert_eq!(said("Canary promotion is waiting for approval."), 1, "{texts:#?}");

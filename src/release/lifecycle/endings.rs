@@ -40,6 +40,9 @@ pub(super) fn promoting(o: &Observed, now: Timestamp) -> Decision {
         return Decision::wait(POLL);
     }
     if o.status.phase != Some(Phase::Finalising) {
+        if let Some(step) = promotion_step(o, now) {
+            return step;
+        }
         let status = Status {
             phase: Some(Phase::Finalising),
             since: Some(now),
@@ -74,6 +77,30 @@ pub(super) fn promoting(o: &Observed, now: Timestamp) -> Decision {
         },
     ));
     Decision::Act { actions, requeue }
+}
+
+/// With `stepWeightPromotion`, once the promoted stable pods are rolled out, the
+/// canary's share moves to them one step per interval ("Advance podinfo.test primary
+/// weight 70"), as Flagger's promotion does; without it, all at once.
+fn promotion_step(o: &Observed, now: Timestamp) -> Option<Decision> {
+    let plan = o.plan.as_ref().ok()?;
+    let step = plan.step_weight_promotion.filter(|s| *s > 0)?;
+    let weight = o.route_weight.filter(|w| *w > step)?;
+    let waited = elapsed(o.status.since, now);
+    if waited < plan.interval {
+        return Some(Decision::wait(plan.interval - waited));
+    }
+    let next = weight - step;
+    let status = Status { weight: next, since: Some(now), ..o.status.clone() };
+    let message = format!("Advance {} primary weight {}", o.id, 100 - next);
+    Some(Decision::Act {
+        actions: vec![
+            Action::SetWeight(next),
+            Action::Event { warning: false, message, once: None },
+            Action::SetStatus(status),
+        ],
+        requeue: Some(plan.interval),
+    })
 }
 
 /// Threshold reached (or an unrecoverable wait): traffic back to stable first, then the

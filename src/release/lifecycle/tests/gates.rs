@@ -261,3 +261,25 @@ fn a_canary_nobody_sends_traffic_to_rolls_back_at_the_progress_deadline() {
     assert_eq!(*severity, Severity::Error);
     assert!(message.starts_with("Progress deadline exceeded waiting for traffic"), "{message}");
 }
+
+#[test]
+fn step_weight_promotion_moves_the_canarys_share_to_the_promoted_pods_step_by_step() {
+    let mut plan = plan(&[]);
+    plan.step_weight_promotion = Some(20);
+    let mut w = World::released(plan, "6.0.1");
+    w.run(100);
+    assert_eq!(w.o.status.phase, Some(Phase::Succeeded));
+    let primary: Vec<&str> = w.events.iter().filter(|e| e.contains("primary weight")).map(String::as_str).collect();
+    assert_eq!(
+        primary,
+        ["Advance podinfo.test primary weight 70", "Advance podinfo.test primary weight 90"],
+        "from the canary's 50: 30, 10, then all"
+    );
+    let weights: Vec<u32> = w
+        .log
+        .iter()
+        .filter_map(|a| if let Action::SetWeight(n) = a { Some(*n) } else { None })
+        .skip_while(|n| *n != 50)
+        .collect();
+    assert_eq!(weights, [50, 30, 10], "then the route goes to stable");
+}
