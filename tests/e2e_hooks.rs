@@ -14,16 +14,6 @@ use std::time::{Duration, Instant};
 
 use e2e::*;
 
-/// The scenario's Deployment in Canary mode: the analysis is in the Canary `podinfo`.
-fn deployment() -> String {
-    podinfo(30)
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("apisix-canary.dev/"))
-        .collect::<Vec<_>>()
-        .join("\n")
-        .replace("  annotations:\n", "  annotations:\n    apisix-canary.dev/canary: podinfo\n")
-}
-
 /// A Canary with 2 s steps of 10 up to `max`, the success-rate check, the scenario's
 /// load test as its `rollout` hook, and `extra` (YAML lines under `analysis:`).
 fn canary(max: u32, hooks: &str, extra: &str) -> String {
@@ -66,7 +56,7 @@ impl World {
     fn install_canary(&self, canary: &str, more: &[&str]) {
         let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
         self.ok(&["apply", "-f", &scenario("namespace.yaml")]);
-        let (d, c) = (self.file("podinfo.yaml", &deployment()), self.file("canary.yaml", canary));
+        let (d, c) = (self.file("podinfo.yaml", &canary_mode_podinfo()), self.file("canary.yaml", canary));
         let mut args = vec!["apply", "-f", &d, "-f", &c];
         for f in more {
             args.extend(["-f", f]);

@@ -175,12 +175,7 @@ fn act3_a_canary_with_a_metric_template_rolls_back_on_404s() {
     let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
     w.ok(&["apply", "-f", &scenario("namespace.yaml")]);
     // Canary mode: the Deployment names a Canary that holds the analysis.
-    let deployment = podinfo(30)
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("apisix-canary.dev/"))
-        .collect::<Vec<_>>()
-        .join("\n")
-        .replace("  annotations:\n", "  annotations:\n    apisix-canary.dev/canary: podinfo\n");
+    let deployment = canary_mode_podinfo();
     let canary = format!(
         r#"apiVersion: apisix-canary.dev/v1beta1
 kind: MetricTemplate

@@ -110,6 +110,18 @@ pub fn service(s: &mut Value, cluster_ip: impl FnOnce() -> String) {
     }
 }
 
+/// A Secret's `stringData` is write-only, as kube-apiserver has it: each key is
+/// written into `data`, base64-encoded, over a `data` key of the same name.
+fn secret(object: &mut Value) {
+    use base64::Engine as _;
+    let Some(Value::Object(strings)) = obj(object).remove("stringData") else { return };
+    let data = obj(obj(object).entry("data").or_insert_with(|| json!({})));
+    for (key, value) in strings {
+        let text = value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
+        data.insert(key, json!(base64::engine::general_purpose::STANDARD.encode(text)));
+    }
+}
+
 /// Defaults by kind, for the built-in kinds that have them.
 pub fn apply(group: &str, kind: &str, object: &mut Value, cluster_ip: impl FnOnce() -> String) {
     match (group, kind) {
@@ -121,6 +133,7 @@ pub fn apply(group: &str, kind: &str, object: &mut Value, cluster_ip: impl FnOnc
         }
         ("", "Pod") => pod_spec(obj(object).entry("spec").or_insert_with(|| json!({}))),
         ("", "Service") => service(object, cluster_ip),
+        ("", "Secret") => secret(object),
         ("", "Namespace") => {
             let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
             let meta = obj(obj(object).entry("metadata").or_insert_with(|| json!({})));
@@ -148,6 +161,13 @@ mod tests {
         assert_eq!(c["imagePullPolicy"], "IfNotPresent");
         assert_eq!(c["ports"][0]["protocol"], "TCP");
         assert_eq!(d["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+    }
+
+    #[test]
+    fn secret_string_data_is_written_into_data() {
+        let mut s = json!({"data": {"token": "b2xk", "keep": "a2VlcA=="}, "stringData": {"token": "new", "address": "http://x/"}});
+        secret(&mut s);
+        assert_eq!(s, json!({"data": {"token": "bmV3", "keep": "a2VlcA==", "address": "aHR0cDovL3gv"}}));
     }
 
     #[test]

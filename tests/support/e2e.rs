@@ -364,6 +364,16 @@ pub fn podinfo(max: u32) -> String {
         .replace("apisix-canary.dev/max-weight: \"50\"", &format!("apisix-canary.dev/max-weight: \"{max}\""))
 }
 
+/// The scenario's Deployment in Canary mode: its analysis is in the Canary `podinfo`.
+pub fn canary_mode_podinfo() -> String {
+    podinfo(30)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("apisix-canary.dev/"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("  annotations:\n", "  annotations:\n    apisix-canary.dev/canary: podinfo\n")
+}
+
 impl World {
     /// The scenario's namespace, Deployment (steps of 10 up to `max`), Service and route,
     /// rolled out, with its Canary initialized.

@@ -18,6 +18,8 @@ pub struct Received {
     pub method: String,
     /// The path and query.
     pub path: String,
+    /// The request target as sent: the path, or the whole URL when sent to a proxy.
+    pub target: String,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -129,7 +131,8 @@ async fn handle(
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let path = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_owned(), |p| p.to_string());
-    let received = Received { method: parts.method.to_string(), path, headers: parts.headers, body };
+    let target = parts.uri.to_string();
+    let received = Received { method: parts.method.to_string(), path, target, headers: parts.headers, body };
     let n = {
         let mut log = log.lock().expect("the log");
         log.push(received.clone());
