@@ -5,7 +5,8 @@
 //!        │
 //!        ▼
 //!  reconcile(canary) ──observe──▶ Observed ──decide(now)──▶ actions ──act──▶ API writes, Events
-//!        ▲                                   └─RunChecks──▶ analysis (Prometheus) ─┘
+//!        ▲                                   ├─RunChecks──▶ analysis (Prometheus) ─┤
+//!        │                                   └─Call(kind)─▶ webhooks ──────────────┘  (alerts, event hooks: in the background)
 //!        └──────────── requeue after the decision's delay, or on the next watch event
 //! ```
 //!

@@ -9,7 +9,13 @@
 //!      ▲                                         │   │ each interval: checks pass ▶ next step
 //!      │ lock released / cancelled               │   │ check halts ▶ failedChecks+1 ─(threshold)─▶ rollback ▶ Failed
 //!      │                                         │   └ at max, checks pass ▶ Promoting ─(rolled out)▶ Finalising ▶ Succeeded
+//!      │ confirm-rollout says no ─▶ Waiting          └ confirm-promotion says no ▶ WaitingPromotion (checks go on)
 //! ```
+//!
+//! What only the outside world knows (webhook answers, metrics) is asked for: the
+//! decision is then [`Decision::Call`] or [`Decision::RunChecks`], and `decide` runs again
+//! with the answers in [`Observed::hooks`] or [`Observed::checks`]. Gates and hooks are
+//! in `gates.rs`, the analysis loop in `steps.rs`, the ends in `endings.rs`.
 //!
 //! Rollback: route to stable FIRST, then the canary objects go, then the lock records the
 //! failed revision (the Deployment stays paused on it). Promotion: the lock is dropped and
