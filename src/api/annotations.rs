@@ -23,6 +23,17 @@ pub const MIN_SUCCESS_RATE: &str = "apisix-canary.dev/min-success-rate";
 pub const MAX_REQUEST_DURATION: &str = "apisix-canary.dev/max-request-duration";
 pub const PROGRESS_DEADLINE_SECONDS: &str = "apisix-canary.dev/progress-deadline-seconds";
 pub const SKIP_ANALYSIS: &str = "apisix-canary.dev/skip-analysis";
+/// `true`: stop acting on the release, keeping its state (`apisix-canary pause`).
+pub const SUSPEND: &str = "apisix-canary.dev/suspend";
+
+/// On a Canary, set to the revision under release: roll it back now (`apisix-canary abort`).
+pub const ABORT: &str = "apisix-canary.dev/abort";
+/// On a Canary, set to the revision under release: promote it once the current check
+/// passes, skipping the remaining steps and gates (`apisix-canary promote`).
+pub const PROMOTE: &str = "apisix-canary.dev/promote";
+/// On a Canary, set to the revision under release: promote it now, without a check
+/// (`apisix-canary promote --force`).
+pub const PROMOTE_NOW: &str = "apisix-canary.dev/promote-now";
 
 /// The lock: present while a release holds the Deployment. Removing it releases control.
 pub const STABLE_REVISION: &str = "apisix-canary.dev/stable-revision";
@@ -48,6 +59,7 @@ pub const ANALYSIS_KEYS: &[&str] = &[
     MAX_REQUEST_DURATION,
     PROGRESS_DEADLINE_SECONDS,
     SKIP_ANALYSIS,
+    SUSPEND,
 ];
 
 /// Every key we understand; anything else under [`PREFIX`] is a typo.
@@ -64,6 +76,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     MAX_REQUEST_DURATION,
     PROGRESS_DEADLINE_SECONDS,
     SKIP_ANALYSIS,
+    SUSPEND,
     STABLE_REVISION,
     CANARY_REVISION,
     FAILED_REVISION,

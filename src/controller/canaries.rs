@@ -69,7 +69,11 @@ pub async fn reconcile_deployment(d: Arc<Deployment>, ctx: Arc<Context>) -> Resu
         }
         Some(c) if c.spec == spec => {}
         Some(_) => {
-            let patch = serde_json::json!({"spec": spec});
+            let mut patch = serde_json::json!({"spec": spec});
+            // A merge patch removes only what it says null: a resumed release.
+            if spec.suspend.is_none() {
+                patch["spec"]["suspend"] = serde_json::Value::Null;
+            }
             canaries
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -123,6 +127,7 @@ fn mirror(d: &Deployment) -> CanarySpec {
         spec.analysis = analysis(&plan);
         spec.progress_deadline_seconds = i32::try_from(plan.progress_deadline.as_secs()).ok();
         spec.skip_analysis = plan.skip_analysis.then_some(true);
+        spec.suspend = plan.suspend.then_some(true);
     }
     spec
 }

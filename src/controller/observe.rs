@@ -9,11 +9,11 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
 use super::{Context, Error, canaries, status};
-use crate::api::annotations::PROMOTED_REVISION;
+use crate::api::annotations::{ABORT, PROMOTE, PROMOTE_NOW, PROMOTED_REVISION};
 use crate::api::apisix_route::ApisixRoute;
 use crate::api::canary::v1beta1::Canary;
 use crate::release::copies;
-use crate::release::lifecycle::{CanaryPods, Observed, Target};
+use crate::release::lifecycle::{CanaryPods, Observed, Requests, Target};
 use crate::release::lock::Lock;
 use crate::release::plan::{OptIn, Plan};
 use crate::release::revision::Revision;
@@ -111,9 +111,16 @@ pub async fn observe(c: &Canary, ctx: &Context) -> Result<(Observed, Objects), E
         refusal,
         checks: None,
         hooks: Default::default(),
+        requests: requests(c.annotations()),
     };
     let objects = Objects { namespace: ns, target, service, route: user_route, rule, service_name, canary, generated };
     Ok((observed, objects))
+}
+
+/// An operator's requests on the Canary; a value that is not a revision asks nothing.
+fn requests(annotations: &BTreeMap<String, String>) -> Requests {
+    let revision = |key: &str| annotations.get(key).and_then(|v| Revision::parse(v.trim()));
+    Requests { abort: revision(ABORT), promote: revision(PROMOTE), promote_now: revision(PROMOTE_NOW) }
 }
 
 /// A stand-in owner for building a copy only to check it.

@@ -52,6 +52,7 @@ pub use super::copies::canary_replicas;
 use super::lock::{Lock, Outcome};
 use super::plan::{HookKind, Plan, Severity};
 use super::revision::Revision;
+use crate::api::annotations::{ABORT, PROMOTE, PROMOTE_NOW};
 use crate::api::canary::Phase;
 
 /// The Deployment released, as far as the lifecycle cares.
@@ -97,6 +98,20 @@ pub struct Observed {
     pub checks: Option<Vec<Check>>,
     /// What the webhooks of each kind answered, when the executor was asked to call them.
     pub hooks: BTreeMap<HookKind, Vec<HookResult>>,
+    /// What an operator asked of the release (annotations on the Canary).
+    pub requests: Requests,
+}
+
+/// An operator's requests, each naming the revision it is about, so a request left
+/// behind never acts on a later release.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Requests {
+    /// `apisix-canary.dev/abort`: roll back now.
+    pub abort: Option<Revision>,
+    /// `apisix-canary.dev/promote`: promote once the current check passes.
+    pub promote: Option<Revision>,
+    /// `apisix-canary.dev/promote-now`: promote now, without a check.
+    pub promote_now: Option<Revision>,
 }
 
 /// One webhook's answer: its name, and `Err` with Flagger's `%v` (the response body or
@@ -226,6 +241,16 @@ pub fn decide(o: &Observed, now: Timestamp) -> Decision {
             return rolled_back(o, now);
         }
         return Decision::idle();
+    }
+    // An operator's word goes before the analysis, a suspension included.
+    if busy || waiting {
+        if o.requests.abort.as_ref() == Some(&canary) {
+            return aborted(o, now);
+        }
+        if o.requests.promote_now.as_ref() == Some(&canary) {
+            let message = format!("Promoting {} on request ({PROMOTE_NOW}), without analysis", o.id);
+            return promote(o, &canary, now, message);
+        }
     }
     let plan = match &o.plan {
         Ok(plan) => plan,

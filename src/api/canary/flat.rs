@@ -91,7 +91,7 @@ pub const FLAT_FIELDS: &[FlatField] = &[
     bound("maxRequestDuration", REQUEST_DURATION, "max", Unit::Millis, annotations::MAX_REQUEST_DURATION),
     field("progressDeadlineSeconds", "", "progressDeadlineSeconds", Some(annotations::PROGRESS_DEADLINE_SECONDS)),
     field("skipAnalysis", "", "skipAnalysis", Some(annotations::SKIP_ANALYSIS)),
-    field("suspend", "", "suspend", None),
+    field("suspend", "", "suspend", Some(annotations::SUSPEND)),
 ];
 
 impl FlatField {

@@ -55,13 +55,23 @@ pub(super) fn passed(hooks: &[HookResult], what: &str) -> Vec<Action> {
 
 /// A rollback hook said so: the release fails now, in any phase that holds it.
 pub(super) fn rollback_by_hand(o: &Observed, now: Timestamp, hook: &str) -> Decision {
-    let Decision::Act { mut actions, requeue } = rollback(o, now, Some("manual webhook invoked".to_owned())) else {
-        unreachable!()
-    };
-    actions.insert(0, Action::Event { warning: true, message: format!("Rollback check {hook} passed"), once: None });
-    // Flagger's warning, in place of the error a failed analysis sends.
+    let first = Action::Event { warning: true, message: format!("Rollback check {hook} passed"), once: None };
+    asked_rollback(o, now, "manual webhook invoked", Some(first))
+}
+
+/// An operator's `apisix-canary abort` (the annotation on the Canary).
+pub(super) fn aborted(o: &Observed, now: Timestamp) -> Decision {
+    asked_rollback(o, now, &format!("aborted by the operator ({ABORT})"), None)
+}
+
+/// A rollback someone asked for: a warning alert, not the error of a failed analysis.
+fn asked_rollback(o: &Observed, now: Timestamp, why: &str, first: Option<Action>) -> Decision {
+    let Decision::Act { mut actions, requeue } = rollback(o, now, Some(why.to_owned())) else { unreachable!() };
+    if let Some(first) = first {
+        actions.insert(0, first);
+    }
     actions.retain(|a| !matches!(a, Action::Alert { .. }));
-    actions.push(alert(Severity::Warn, "Rolling back manual webhook invoked"));
+    actions.push(alert(Severity::Warn, format!("Rolling back {why}")));
     Decision::Act { actions, requeue }
 }
 

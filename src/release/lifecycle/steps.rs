@@ -77,6 +77,12 @@ pub(super) fn progress(o: &Observed, plan: &Plan, now: Timestamp) -> Decision {
     if !waits.is_empty() {
         return hold_for_traffic(o, plan, now, &waits);
     }
+    // `apisix-canary promote`: the remaining steps and gates are skipped.
+    if o.requests.promote.is_some() && o.requests.promote == o.status.applied {
+        let canary = o.status.applied.clone().unwrap_or_else(|| o.target.revision.clone());
+        let message = format!("Promoting {} on request ({PROMOTE}) at canary weight {weight}", o.id);
+        return promote(o, &canary, now, message);
+    }
     if plan.at_max(weight) {
         return match heard!(hear(o, plan, HookKind::ConfirmPromotion, Phase::Progressing)) {
             Heard::Failed { hook, .. } => hold_promotion(o, plan, now, hook),

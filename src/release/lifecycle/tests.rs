@@ -12,6 +12,7 @@ use crate::release::lock::Transition;
 use crate::release::plan::{HookKind, OptIn};
 
 mod gates;
+mod operator;
 
 const ID: &str = "podinfo.test";
 
@@ -77,6 +78,7 @@ impl World {
             refusal: None,
             checks: None,
             hooks: Default::default(),
+            requests: Default::default(),
         };
         let now = Timestamp::from_second(1_700_000_000).unwrap();
         Self {

@@ -38,6 +38,7 @@ struct Written {
     max_request_duration: Option<Duration>,
     progress_deadline_seconds: Option<u32>,
     skip_analysis: Option<bool>,
+    suspend: Option<bool>,
 }
 
 impl Plan {
@@ -79,7 +80,7 @@ impl Plan {
                     w.progress_deadline_seconds.unwrap_or(defaults::PROGRESS_DEADLINE_SECONDS).into(),
                 ),
                 skip_analysis: w.skip_analysis.unwrap_or(false),
-                suspend: false,
+                suspend: w.suspend.unwrap_or(false),
                 metrics,
                 webhooks: Vec::new(),
                 alerts: Vec::new(),
@@ -148,9 +149,14 @@ fn parse_keys(annotations: &BTreeMap<String, String>, f: &mut Findings) -> Writt
             PROGRESS_DEADLINE_SECONDS => {
                 rules::progress_deadline_seconds(&p, &shown, int(raw)).map(|v| w.progress_deadline_seconds = Some(v))
             }
-            SKIP_ANALYSIS => match raw {
+            SKIP_ANALYSIS | SUSPEND => match raw {
                 "true" | "false" => {
-                    w.skip_analysis = Some(raw == "true");
+                    let value = Some(raw == "true");
+                    if key.as_str() == SKIP_ANALYSIS {
+                        w.skip_analysis = value
+                    } else {
+                        w.suspend = value
+                    }
                     Ok(())
                 }
                 _ => Err(FieldError::not_supported(&p, raw, &["false", "true"])),
