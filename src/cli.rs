@@ -10,9 +10,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::tls::generate;
 
+mod cluster;
+mod operate;
 mod revision;
 mod serve;
 mod sim;
+mod status;
 
 pub use self::serve::ServeArgs;
 
@@ -47,6 +50,18 @@ pub enum Command {
     Manifests(ManifestsArgs),
     /// Run the simulated cluster (API server, workloads, gateway) for kubectl; Ctrl-C stops it.
     Sim(sim::SimArgs),
+    /// Show the releases: phase, weight, failed checks, last event; --wait-for for CI.
+    Status(status::StatusArgs),
+    /// Promote the running release after its next passing check (--force: now).
+    Promote(operate::PromoteArgs),
+    /// Roll the running release back now.
+    Abort(operate::VerbArgs),
+    /// Release the failed revision once more.
+    Retry(operate::VerbArgs),
+    /// Stop acting on a release, keeping its state (spec.suspend).
+    Pause(operate::VerbArgs),
+    /// Act on a paused release again.
+    Resume(operate::VerbArgs),
 }
 
 /// Where the API server reaches our webhooks.
@@ -120,7 +135,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::telemetry::init(matches!(cli.log_format, LogFormat::Json));
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -128,7 +143,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = || tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    let verb = |verb, args: &operate::VerbArgs| runtime()?.block_on(operate::run(verb, args));
     match cli.command {
         Command::Certs(args) => certs(&args),
         Command::Revision(args) => revision::run(&args),
@@ -137,15 +154,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Manifests(args) => manifests(&args),
-        Command::Sim(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(sim::run(args))
-        }
-        Command::Serve(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(serve::run(args))
-        }
+        Command::Sim(args) => runtime()?.block_on(sim::run(args)),
+        Command::Serve(args) => runtime()?.block_on(serve::run(args)),
+        Command::Status(args) => return runtime()?.block_on(status::run(&args)),
+        Command::Promote(args) => verb(operate::Verb::Promote { force: args.force }, &args.verb),
+        Command::Abort(args) => verb(operate::Verb::Abort, &args),
+        Command::Retry(args) => verb(operate::Verb::Retry, &args),
+        Command::Pause(args) => verb(operate::Verb::Pause, &args),
+        Command::Resume(args) => verb(operate::Verb::Resume, &args),
     }
+    .map(|()| ExitCode::SUCCESS)
 }
 
 fn certs(args: &CertsArgs) -> anyhow::Result<()> {

@@ -34,6 +34,7 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
+pub use self::canaries::annotation_mode;
 pub use self::metrics::Metrics;
 use crate::api::apisix_route::ApisixRoute;
 use crate::api::canary::v1beta1::Canary;

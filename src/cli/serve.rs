@@ -103,7 +103,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// The cluster client, the Lease, and the controller loops.
 async fn controller(runtime: &Runtime, args: &ServeArgs) -> anyhow::Result<crate::lease::Leadership> {
-    let client = client(args.kubeconfig.as_deref()).await?;
+    let client = super::cluster::client(args.kubeconfig.as_deref()).await?;
     let identity = args.identity.clone().unwrap_or_else(crate::lease::identity);
     let leadership =
         crate::lease::start(client.clone(), &args.namespace, &identity, crate::lease::LeaseTiming::default())
@@ -120,18 +120,4 @@ async fn controller(runtime: &Runtime, args: &ServeArgs) -> anyhow::Result<crate
     };
     crate::controller::spawn(runtime, client, config, leadership.watcher())?;
     Ok(leadership)
-}
-
-async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let file =
-                kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("using {}", path.display()))?
-        }
-        None => kube::Config::infer().await.context("no --kubeconfig, no KUBECONFIG and not in a cluster")?,
-    };
-    kube::Client::try_from(config).context("building the cluster client")
 }
