@@ -171,6 +171,14 @@ impl<'a> Run<'a> {
                 }
                 Ok(())
             }
+            Action::Consume(key) => {
+                let patch = serde_json::json!({"metadata": {"annotations": {*key: null}}});
+                let api: Api<Canary> = self.api();
+                api.patch(&self.canary.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(Error::kube(format!("removing {key} from Canary {}", self.observed.id)))?;
+                Ok(())
+            }
             Action::Alert { severity, message, fields } => {
                 if let Some(plan) = self.plan() {
                     let target = &self.canary.spec.target_ref.name;

@@ -172,6 +172,9 @@ pub enum Action {
     /// Call the webhooks of this kind with this phase, reporting each answer as an
     /// Event (`post-rollout`); what they say changes nothing.
     RunHooks(HookKind, Phase),
+    /// Remove an operator's request (this annotation of the Canary) once acted on, so a
+    /// retry of the same revision is not caught by it again.
+    Consume(&'static str),
     /// Post to the plan's alert providers that take this severity. Always last in a
     /// list, so it is sent only once the state it reports is written.
     Alert { severity: Severity, message: String, fields: Vec<(String, String)> },
@@ -249,7 +252,7 @@ pub fn decide(o: &Observed, now: Timestamp) -> Decision {
         }
         if o.requests.promote_now.as_ref() == Some(&canary) {
             let message = format!("Promoting {} on request ({PROMOTE_NOW}), without analysis", o.id);
-            return promote(o, &canary, now, message);
+            return consuming(promote(o, &canary, now, message), PROMOTE_NOW);
         }
     }
     let plan = match &o.plan {
@@ -359,6 +362,14 @@ fn release_fields(o: &Observed, plan: &Plan) -> Vec<(String, String)> {
         ("Progress deadline".to_owned(), format!("{}s", plan.progress_deadline.as_secs())),
         ("Traffic routing".to_owned(), format!("Weight step: {step} max: {}", plan.max_weight)),
     ]
+}
+
+/// `decision`, then the request `key` removed (before a final alert).
+fn consuming(decision: Decision, key: &'static str) -> Decision {
+    let Decision::Act { mut actions, requeue } = decision else { return decision };
+    let at = actions.iter().rposition(|a| !matches!(a, Action::Alert { .. })).map_or(0, |i| i + 1);
+    actions.insert(at, Action::Consume(key));
+    Decision::Act { actions, requeue }
 }
 
 /// An alert without fields.

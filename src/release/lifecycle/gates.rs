@@ -61,7 +61,7 @@ pub(super) fn rollback_by_hand(o: &Observed, now: Timestamp, hook: &str) -> Deci
 
 /// An operator's `apisix-canary abort` (the annotation on the Canary).
 pub(super) fn aborted(o: &Observed, now: Timestamp) -> Decision {
-    asked_rollback(o, now, &format!("aborted by the operator ({ABORT})"), None)
+    consuming(asked_rollback(o, now, &format!("aborted by the operator ({ABORT})"), None), ABORT)
 }
 
 /// A rollback someone asked for: a warning alert, not the error of a failed analysis.

@@ -81,7 +81,7 @@ pub(super) fn progress(o: &Observed, plan: &Plan, now: Timestamp) -> Decision {
     if o.requests.promote.is_some() && o.requests.promote == o.status.applied {
         let canary = o.status.applied.clone().unwrap_or_else(|| o.target.revision.clone());
         let message = format!("Promoting {} on request ({PROMOTE}) at canary weight {weight}", o.id);
-        return promote(o, &canary, now, message);
+        return consuming(promote(o, &canary, now, message), PROMOTE);
     }
     if plan.at_max(weight) {
         return match heard!(hear(o, plan, HookKind::ConfirmPromotion, Phase::Progressing)) {

@@ -149,6 +149,14 @@ impl World {
                 }
             }
             Action::RunHooks(kind, phase) => self.calls.push((*kind, *phase)),
+            Action::Consume(key) => {
+                let r = &mut self.o.requests;
+                match *key {
+                    "apisix-canary.dev/abort" => r.abort = None,
+                    "apisix-canary.dev/promote" => r.promote = None,
+                    _ => r.promote_now = None,
+                }
+            }
             Action::Alert { severity, message, .. } => self.alerts.push((*severity, message.clone())),
         }
     }

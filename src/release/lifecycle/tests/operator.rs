@@ -28,6 +28,7 @@ fn abort_rolls_back_at_once_route_first() {
     );
     assert!(w.o.target.lock.is_failed() && w.o.target.paused);
     assert_eq!((w.o.canary, w.o.route_weight), (None, None));
+    assert_eq!(w.o.requests.abort, None, "consumed: a retry of the revision is not aborted again");
 }
 
 #[test]
