@@ -51,6 +51,18 @@ fn pause_promote_abort_retry_and_wait_for() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let held = w.canary_weight();
+    // Meanwhile `status` measures the canary's own traffic in Prometheus.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let measured = loop {
+        let args = ["status", "podinfo", "-n", "test", "-o", "json", "--prometheus-url", &w.prometheus_url];
+        let json: serde_json::Value = serde_json::from_str(&w.cli_ok(&args)).unwrap();
+        if let Some(rate) = json[0]["successRate"].as_f64() {
+            break (rate, json[0]["p99Ms"].as_f64());
+        }
+        assert!(Instant::now() < deadline, "no success rate measured: {json}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(measured.0 > 99.0 && measured.1.is_some_and(|p99| p99 < 500.0), "{measured:?}");
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(w.canary_weight(), held, "paused for more than two 2 s intervals");
     assert!(held < 50, "{held}");

@@ -15,9 +15,15 @@ use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
 use super::cluster::{ClusterArgs, connect};
 use super::parse_positive_duration;
+use crate::analysis::prometheus::{Prometheus, QUERY_TIMEOUT};
+use crate::analysis::query::{Scope, Series};
 use crate::api::canary::v1beta1::Canary;
+use crate::release::copies;
+use crate::route;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -39,6 +45,10 @@ pub struct StatusArgs {
     pub wait_for: Option<String>,
     #[arg(long, default_value = "10m", value_parser = parse_positive_duration)]
     pub timeout: Duration,
+    /// The Prometheus that scrapes APISIX: adds the canary's own success rate and P99
+    /// over the last 30 s to each running release.
+    #[arg(long, env = "APISIX_CANARY_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -57,12 +67,18 @@ pub struct Row {
     pub weight: u32,
     pub max_weight: Option<u32>,
     pub failed_checks: u32,
+    /// The canary's own success rate (%) over the last 30 s, with --prometheus-url.
+    pub success_rate: Option<f64>,
+    /// The canary's own P99 (ms) over the last 30 s, with --prometheus-url.
+    pub p99_ms: Option<f64>,
     pub last_transition: Option<String>,
     pub message: Option<String>,
     pub last_event: Option<String>,
 }
 
 const POLL: Duration = Duration::from_millis(500);
+/// The range of the success rate and P99 shown.
+const WINDOW: Duration = Duration::from_secs(30);
 
 pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let (client, ns) = connect(&args.cluster).await?;
@@ -71,9 +87,18 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         return wait_for(&client, scope.unwrap_or(&ns), args.name.as_deref().unwrap_or_default(), want, args.timeout)
             .await;
     }
+    let prometheus = match &args.prometheus_url {
+        Some(url) => Some(Prometheus::new(url, QUERY_TIMEOUT)?),
+        None => None,
+    };
     let mut shown = None;
     loop {
-        let rows = rows(&client, scope, args.name.as_deref()).await?;
+        let mut rows = rows(&client, scope, args.name.as_deref()).await?;
+        if let Some(p) = &prometheus {
+            for row in rows.iter_mut().filter(|r| matches!(r.phase.as_str(), "Progressing" | "WaitingPromotion")) {
+                measure(&client, p, row).await;
+            }
+        }
         if shown.as_ref() != Some(&rows) {
             match args.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
@@ -117,6 +142,25 @@ async fn wait_for(client: &Client, ns: &str, name: &str, want: &str, timeout: Du
     }
 }
 
+/// The canary's own traffic, as the analysis counts it: its ready pods on the
+/// generated route. A query that fails leaves the cells empty.
+async fn measure(client: &Client, prometheus: &Prometheus, row: &mut Row) {
+    let canaries: Api<Canary> = Api::namespaced(client.clone(), &row.namespace);
+    let Ok(Some(canary)) = canaries.get_opt(&row.name).await else { return };
+    let target = &canary.spec.target_ref.name;
+    let service = canary.spec.service.as_ref().and_then(|s| s.name.clone()).unwrap_or_else(|| target.clone());
+    let route = canary.spec.route_ref.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &row.namespace);
+    let selector = format!("kubernetes.io/service-name={}", copies::canary_service_name(&service));
+    let Ok(list) = slices.list(&ListParams::default().labels(&selector)).await else { return };
+    let nodes: Vec<String> =
+        list.items.iter().flat_map(|s| s.endpoints.iter()).flat_map(|e| e.addresses.clone()).collect();
+    let generated = route::generated_name(&route, target);
+    let Some(series) = Series::new(&row.namespace, &generated, Scope::Canary, &nodes) else { return };
+    row.success_rate = prometheus.scalar(&series.success_rate(WINDOW)).await.ok().flatten();
+    row.p99_ms = prometheus.scalar(&series.request_duration(WINDOW)).await.ok().flatten();
+}
+
 async fn rows(client: &Client, ns: Option<&str>, name: Option<&str>) -> anyhow::Result<Vec<Row>> {
     let (canaries, events): (Api<Canary>, Api<Event>) = match ns {
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
@@ -152,6 +196,8 @@ async fn rows(client: &Client, ns: Option<&str>, name: Option<&str>) -> anyhow::
                 weight: status.canary_weight.and_then(|w| u32::try_from(w).ok()).unwrap_or(0),
                 max_weight: c.spec.analysis.max_weight.and_then(|w| u32::try_from(w).ok()),
                 failed_checks: status.failed_checks.and_then(|w| u32::try_from(w).ok()).unwrap_or(0),
+                success_rate: None,
+                p99_ms: None,
                 last_transition: status.last_transition_time.map(|t| t.0.to_string()),
                 message: status.conditions.and_then(|c| c.first()?.message.clone()),
                 last_event,
@@ -183,7 +229,7 @@ pub fn age(since: Option<&str>, now: Timestamp) -> String {
 /// The table, one line per release, columns padded to their widest cell.
 pub fn table(rows: &[Row], now: Timestamp, namespaces: bool) -> String {
     let mut lines: Vec<Vec<String>> = vec![
-        ["NAMESPACE", "NAME", "PHASE", "WEIGHT", "FAILED", "AGE", "LAST EVENT"]
+        ["NAMESPACE", "NAME", "PHASE", "WEIGHT", "SUCCESS", "P99", "FAILED", "AGE", "LAST EVENT"]
             .iter()
             .map(|s| (*s).to_owned())
             .collect(),
@@ -194,6 +240,8 @@ pub fn table(rows: &[Row], now: Timestamp, namespaces: bool) -> String {
             r.name.clone(),
             if r.phase.is_empty() { "-".to_owned() } else { r.phase.clone() },
             bar(r.weight),
+            r.success_rate.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}%")),
+            r.p99_ms.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}ms")),
             r.failed_checks.to_string(),
             age(r.last_transition.as_deref(), now),
             r.last_event.clone().unwrap_or_default(),
@@ -251,6 +299,8 @@ mod tests {
             weight: 20,
             max_weight: Some(50),
             failed_checks: 1,
+            success_rate: Some(99.5),
+            p99_ms: None,
             last_transition: Some("2026-11-30T09:59:50Z".into()),
             message: None,
             last_event: Some("Advance podinfo.test canary weight 20".into()),
@@ -258,10 +308,14 @@ mod tests {
         let now: Timestamp = "2026-11-30T10:00:00Z".parse().unwrap();
         let out = table(&[row], now, true);
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[0], "NAMESPACE   NAME      PHASE         WEIGHT              FAILED   AGE   LAST EVENT");
+        assert_eq!(
+            lines[0],
+            "NAMESPACE   NAME      PHASE         WEIGHT              SUCCESS   P99   FAILED   AGE   LAST EVENT"
+        );
         assert_eq!(
             lines[1],
-            "test        podinfo   Progressing   [██░░░░░░░░]  20%   1        10s   Advance podinfo.test canary weight 20"
+            "test        podinfo   Progressing   [██░░░░░░░░]  20%   99.50%    -     1        10s   Advance podinfo.test \
+             canary weight 20"
         );
         assert!(!table(&[], now, false).contains("NAMESPACE"));
     }
