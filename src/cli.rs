@@ -1,4 +1,4 @@
-//! The command line: `serve` and `certs`. Every flag is also an `APISIX_CANARY_*`
+//! The command line: `serve`, `certs`, `sim`, `demo` and the manifests. Every flag is also an `APISIX_CANARY_*`
 //! environment variable; defaults live here, once.
 
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::tls::generate;
 
+mod demo;
 mod revision;
 mod serve;
 mod sim;
@@ -47,6 +48,9 @@ pub enum Command {
     Manifests(ManifestsArgs),
     /// Run the simulated cluster (API server, workloads, gateway) for kubectl; Ctrl-C stops it.
     Sim(sim::SimArgs),
+    /// Play SCENARIO.md's three acts on the simulated cluster with our webhooks and
+    /// controller, in process: promotion, rollback, custom metric.
+    Demo(demo::DemoArgs),
 }
 
 /// Where the API server reaches our webhooks.
@@ -118,7 +122,9 @@ pub(crate) fn parse_positive_duration(s: &str) -> Result<Duration, String> {
 /// Parses the command line and runs it; errors are printed, not panicked.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::telemetry::init(matches!(cli.log_format, LogFormat::Json));
+    // The demo speaks on stdout; its logs only when RUST_LOG asks for them.
+    let default_filter = if matches!(cli.command, Command::Demo(_)) { "off" } else { "info" };
+    crate::telemetry::init(matches!(cli.log_format, LogFormat::Json), default_filter);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -140,6 +146,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sim(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(sim::run(args))
+        }
+        Command::Demo(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(demo::run(args))
         }
         Command::Serve(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
