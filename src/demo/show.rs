@@ -267,9 +267,9 @@ mod tests {
         ];
         assert_eq!(
             summary(&outcomes),
-            "act  expected            got                      duration  weights visited\n\
-             1    Succeeded           Succeeded                12.3s     10 20 30\n\
-             2    Failed (threshold)  Progressing (differs)    90.0s     10\n"
+            "act  expected            got                    duration  weights visited\n\
+             1    Succeeded           Succeeded              12.3s     10 20 30\n\
+             2    Failed (threshold)  Progressing (differs)  90.0s     10\n"
         );
     }
 }
