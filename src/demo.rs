@@ -46,6 +46,11 @@ const LOADTESTER_HOST: &str = "flagger-loadtester.test";
 pub enum DemoError {
     #[error("starting the simulated cluster: {0}")]
     Sim(#[from] sim::SimError),
+    #[error(
+        "starting the simulated cluster's Prometheus: {0}\nthe demo needs Prometheus: install it with \
+         `apt-get install -y prometheus`, or name its binary with --prometheus-bin"
+    )]
+    NoPrometheus(sim::prometheus::PrometheusError),
     #[error("installing our webhooks: {0}")]
     Install(#[from] testbed::InstallError),
     #[error("starting leader election in namespace {CONTROLLER_NAMESPACE}: {0}")]
@@ -104,7 +109,10 @@ impl World {
     async fn start(settings: &Settings) -> Result<World, DemoError> {
         let options =
             Options { prometheus: true, prometheus_bin: settings.prometheus_bin.clone(), ..Options::default() };
-        let sim = Sim::start_with(options).await?;
+        let sim = Sim::start_with(options).await.map_err(|e| match e {
+            sim::SimError::Prometheus(e) => DemoError::NoPrometheus(e),
+            other => DemoError::Sim(other),
+        })?;
         let webhook = testbed::install(&sim).await?;
         let client = sim.client()?;
         let prometheus_url = sim.prometheus_url().unwrap_or_default();
@@ -182,6 +190,9 @@ async fn play(world: &World, settings: &Settings) -> Result<Vec<show::Outcome>, 
         outcomes.push(acts::run(world, act, &mut errors_until).await?);
     }
     println!("\n{}", show::summary(&outcomes));
+    match show::verdict(&outcomes) {
+        Ok(said) | Err(said) => println!("{said}"),
+    }
     Ok(outcomes)
 }
 

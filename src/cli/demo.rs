@@ -26,14 +26,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let settings =
         Settings { act: args.act.and_then(Act::from_number), keep: args.keep, prometheus_bin: args.prometheus_bin };
     let outcomes = demo::run(settings).await?;
-    let differing: Vec<String> = outcomes
-        .iter()
-        .filter_map(|o| o.differs.as_ref().map(|how| format!("act {} expected {}: {how}", o.act, o.expected)))
-        .collect();
-    if differing.is_empty() {
-        println!("Every act ended as the scenario says.");
-        Ok(())
-    } else {
-        anyhow::bail!("{}", differing.join("; "))
-    }
+    // The verdict is printed; the exit status says it too.
+    crate::demo::show::verdict(&outcomes).map(drop).map_err(anyhow::Error::msg)
 }

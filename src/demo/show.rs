@@ -155,6 +155,19 @@ pub fn summary(outcomes: &[Outcome]) -> String {
         .collect()
 }
 
+/// Whether every act ended as the scenario says: a sentence saying so, or one naming
+/// each act that differed and how.
+pub fn verdict(outcomes: &[Outcome]) -> Result<String, String> {
+    let differing: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| o.differs.as_ref().map(|how| format!("act {} expected {}: {how}", o.act, o.expected)))
+        .collect();
+    match differing.is_empty() {
+        true => Ok("Every act ended as the scenario says.".to_owned()),
+        false => Err(format!("Not as the scenario says: {}", differing.join("; "))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +283,29 @@ mod tests {
             "act  expected            got                    duration  weights visited\n\
              1    Succeeded           Succeeded              12.3s     10 20 30\n\
              2    Failed (threshold)  Progressing (differs)  90.0s     10\n"
+        );
+    }
+
+    #[test]
+    fn the_verdict_names_each_act_that_differed() {
+        let ok = Outcome {
+            act: 1,
+            expected: "Succeeded".into(),
+            got: "Succeeded".into(),
+            duration: Duration::from_secs(12),
+            weights: vec![10, 20, 30],
+            differs: None,
+        };
+        assert_eq!(verdict(std::slice::from_ref(&ok)), Ok("Every act ended as the scenario says.".into()));
+        let late = Outcome {
+            act: 3,
+            expected: "Failed (404s)".into(),
+            differs: Some("no ending after 90s".into()),
+            ..ok.clone()
+        };
+        assert_eq!(
+            verdict(&[ok, late]),
+            Err("Not as the scenario says: act 3 expected Failed (404s): no ending after 90s".into())
         );
     }
 }
