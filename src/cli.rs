@@ -1,4 +1,4 @@
-//! The command line: `serve` and `certs`. Every flag is also an `APISIX_CANARY_*`
+//! The command line: `serve`, `certs`, `sim`, `demo` and the manifests. Every flag is also an `APISIX_CANARY_*`
 //! environment variable; defaults live here, once.
 
 use std::path::PathBuf;
@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::tls::generate;
 
 mod cluster;
+mod demo;
 mod operate;
 mod revision;
 mod serve;
@@ -50,6 +51,9 @@ pub enum Command {
     Manifests(ManifestsArgs),
     /// Run the simulated cluster (API server, workloads, gateway) for kubectl; Ctrl-C stops it.
     Sim(sim::SimArgs),
+    /// Play SCENARIO.md's three acts on the simulated cluster with our webhooks and
+    /// controller, in process: promotion, rollback, custom metric.
+    Demo(demo::DemoArgs),
     /// Show the releases: phase, weight, failed checks, last event; --wait-for for CI.
     Status(status::StatusArgs),
     /// Promote the running release after its next passing check (--force: now).
@@ -133,7 +137,9 @@ pub(crate) fn parse_positive_duration(s: &str) -> Result<Duration, String> {
 /// Parses the command line and runs it; errors are printed, not panicked.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::telemetry::init(matches!(cli.log_format, LogFormat::Json));
+    // The demo speaks on stdout; its logs only when RUST_LOG asks for them.
+    let default_filter = if matches!(cli.command, Command::Demo(_)) { "off" } else { "info" };
+    crate::telemetry::init(matches!(cli.log_format, LogFormat::Json), default_filter);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -156,6 +162,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Manifests(args) => manifests(&args),
         Command::Sim(args) => runtime()?.block_on(sim::run(args)),
         Command::Serve(args) => runtime()?.block_on(serve::run(args)),
+        Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::Status(args) => return runtime()?.block_on(status::run(&args)),
         Command::Promote(args) => verb(operate::Verb::Promote { force: args.force }, &args.verb),
         Command::Abort(args) => verb(operate::Verb::Abort, &args),

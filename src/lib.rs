@@ -37,7 +37,8 @@
 //!   [`metrics`]; [`telemetry`] logs.
 //! - [`cli`] the commands; [`manifests`] the generated CRDs and webhook configurations;
 //!   [`testbed`] our webhook server installed into the simulated cluster (the `sim`
-//!   crate, which knows nothing of this one) for `apisix-canary sim` and the tests.
+//!   crate, which knows nothing of this one) for `apisix-canary sim` and the tests;
+//!   [`demo`] SCENARIO.md's three acts played on it, with our controller, in process.
 
 pub mod admin;
 pub mod admission;
@@ -46,6 +47,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod conversion;
+pub mod demo;
 pub mod lease;
 pub mod manifests;
 pub mod metrics;

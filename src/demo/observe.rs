@@ -1,0 +1,133 @@
+//! What the demo reads while a release runs, as a user's tools would: the Canary's
+//! status, its Events, the Deployment's rollout, and the canary's own success rate and
+//! P99 from Prometheus (the canary-only series of [`crate::analysis::query`]).
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Api;
+use kube::api::ListParams;
+
+use super::scenario::{self, NAME, NAMESPACE};
+use super::show::{SeenEvent, Snapshot};
+use super::{DemoError, POLL, World};
+use crate::analysis::query::{Scope, Series};
+use crate::api::canary::CanaryStatus;
+use crate::api::canary::v1beta1::Canary;
+
+/// The Canary's status (empty before the controller wrote one).
+pub async fn status(world: &World) -> Result<CanaryStatus, DemoError> {
+    let api: Api<Canary> = Api::namespaced(world.client.clone(), NAMESPACE);
+    let canary = api.get_opt(NAME).await.map_err(DemoError::kube("reading canary/podinfo"))?;
+    Ok(canary.and_then(|c| c.status).unwrap_or_default())
+}
+
+/// The phase as Flagger names it, `-` before there is one.
+pub fn phase(status: &CanaryStatus) -> String {
+    status.phase.map_or_else(|| "-".to_owned(), |p| format!("{p:?}"))
+}
+
+/// The Events of the Canary, as `kubectl describe` lists them.
+pub async fn events(world: &World) -> Result<Vec<SeenEvent>, DemoError> {
+    let api: Api<Event> = Api::namespaced(world.client.clone(), NAMESPACE);
+    let params = ListParams::default().fields(&format!("involvedObject.kind=Canary,involvedObject.name={NAME}"));
+    let list = api.list(&params).await.map_err(DemoError::kube("listing the Canary's Events"))?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|e| {
+            let last = e.last_timestamp.map(|t| t.0.as_microsecond());
+            let at = e.event_time.map(|t| t.0.as_microsecond()).max(last).unwrap_or_default();
+            SeenEvent {
+                name: e.metadata.name.unwrap_or_default(),
+                count: e.count.and_then(|c| u32::try_from(c).ok()).unwrap_or(1),
+                message: e.message.unwrap_or_default(),
+                at,
+            }
+        })
+        .collect())
+}
+
+/// The canary's success rate and P99 over the metrics' window, from its own upstream
+/// nodes' series; `None` for what has no value yet (no canary pod, no request).
+pub async fn canary_metrics(world: &World) -> (Option<f64>, Option<f64>) {
+    let slices: Api<EndpointSlice> = Api::namespaced(world.client.clone(), NAMESPACE);
+    let service = crate::release::copies::canary_service_name(NAME);
+    let params = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+    let Ok(list) = slices.list(&params).await else { return (None, None) };
+    let nodes: Vec<String> = list
+        .items
+        .iter()
+        .flat_map(|s| s.endpoints.iter())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        .flat_map(|e| e.addresses.iter().cloned())
+        .collect();
+    let route = crate::route::generated_name(NAME, NAME);
+    let Some(series) = Series::new(NAMESPACE, &route, Scope::Canary, &nodes) else { return (None, None) };
+    let window = Duration::from_secs(scenario::METRIC_INTERVAL_SECS);
+    let (rate, p99) = (series.success_rate(window), series.request_duration(window));
+    let (rate, p99) = tokio::join!(world.prometheus.scalar(&rate), world.prometheus.scalar(&p99));
+    (rate.ok().flatten(), p99.ok().flatten())
+}
+
+/// A snapshot for the live line.
+pub fn snapshot(status: &CanaryStatus, metrics: (Option<f64>, Option<f64>)) -> Snapshot {
+    let count = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+    Snapshot {
+        phase: phase(status),
+        weight: count(status.canary_weight),
+        failed_checks: count(status.failed_checks),
+        success_rate: metrics.0,
+        p99_ms: metrics.1,
+    }
+}
+
+/// Whether the Deployment has nothing left to roll: paused (a release holds it), or
+/// every replica on its current template and available.
+async fn rolled_out(world: &World) -> Result<bool, DemoError> {
+    let api: Api<Deployment> = Api::namespaced(world.client.clone(), NAMESPACE);
+    let d = api.get(NAME).await.map_err(DemoError::kube("reading deployment/podinfo"))?;
+    let spec = d.spec.unwrap_or_default();
+    if spec.paused == Some(true) {
+        return Ok(true);
+    }
+    let status = d.status.unwrap_or_default();
+    let replicas = spec.replicas.unwrap_or(1);
+    Ok(status.observed_generation >= d.metadata.generation
+        && status.updated_replicas == Some(replicas)
+        && status.available_replicas == Some(replicas)
+        && status.replicas == Some(replicas))
+}
+
+/// Waits until the Deployment has rolled out (`kubectl rollout status`).
+pub async fn wait_rolled_out(world: &World, within: Duration) -> Result<(), DemoError> {
+    let deadline = Instant::now() + within;
+    while !rolled_out(world).await? {
+        if Instant::now() > deadline {
+            return Err(DemoError::Timeout(format!("deployment/podinfo had not rolled out after {within:?}")));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Ok(())
+}
+
+/// Waits for the rollout and the Canary's phase Initialized.
+pub async fn wait_initialized(world: &World, within: Duration) -> Result<(), DemoError> {
+    let deadline = Instant::now() + within;
+    wait_rolled_out(world, within).await?;
+    loop {
+        let status = status(world).await?;
+        if status.phase == Some(crate::api::canary::Phase::Initialized) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(DemoError::Timeout(format!(
+                "canary/podinfo was {} after {within:?}, not Initialized",
+                phase(&status)
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

@@ -1,0 +1,95 @@
+//! `apisix-canary demo` as a newcomer runs it: the built binary, no cluster, no flags,
+//! output not on a terminal. It must play SCENARIO.md's three acts, as the scenario
+//! says they end, in Flagger's words, well within two minutes.
+
+#[path = "support/binaries.rs"]
+mod binaries;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_apisix-canary");
+/// The demo's budget is two minutes; the test machine is shared, so a little more.
+const BUDGET: Duration = Duration::from_secs(150);
+const MAX_WEIGHT: u32 = 30;
+
+/// The `N` of every `weight N%` of the live lines.
+fn live_weights(out: &str) -> Vec<u32> {
+    out.lines()
+        .filter_map(|l| l.split_once(" weight ").map(|(_, rest)| rest.trim_start()))
+        .filter_map(|rest| rest.split_once('%').and_then(|(n, _)| n.trim().parse().ok()))
+        .collect()
+}
+
+#[test]
+fn the_demo_plays_the_three_acts_as_the_scenario_says() {
+    let prometheus = binaries::require_binary("prometheus");
+    let started = Instant::now();
+    let output = Command::new(BIN)
+        .arg("demo")
+        .env("APISIX_CANARY_SIM_PROMETHEUS_BIN", &prometheus)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let (out, err) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    eprintln!("the demo took {took:?}");
+    assert!(output.status.success(), "exit {:?}\nstdout:\n{out}\nstderr:\n{err}", output.status);
+    assert!(took < BUDGET, "the demo took {took:?}\n{out}");
+    assert!(err.trim().is_empty(), "logs stay off by default: {err}");
+    assert!(!out.contains('\r') && !out.contains('█'), "no redrawn lines off a terminal:\n{out}");
+
+    for said in [
+        "== Act 1: ",
+        "$ kubectl -n test set image deployment/podinfo podinfod=stefanprodan/podinfo:6.0.1",
+        "Advance podinfo.test canary weight 10",
+        "Promotion completed! Scaling down podinfo.test",
+        "== Act 2: ",
+        "$ kubectl -n test set image deployment/podinfo podinfod=stefanprodan/podinfo:6.0.2",
+        "http://apisix-gateway.apisix/status/500",
+        "Rolling back podinfo.test failed checks threshold reached",
+        "Canary failed! Scaling down podinfo.test",
+        "== Act 3: ",
+        "podinfod=stefanprodan/podinfo:6.0.3",
+        "Halt podinfo.test advancement 404s percentage",
+    ] {
+        assert!(out.contains(said), "{said:?} not in:\n{out}");
+    }
+    // In order: each act's ending before the next act.
+    let at = |s: &str| out.find(s).unwrap();
+    assert!(at("Promotion completed!") < at("== Act 2: ") && at("== Act 2: ") < at("threshold reached"));
+    assert!(at("threshold reached") < at("== Act 3: ") && at("== Act 3: ") < at("advancement 404s percentage"));
+
+    let weights = live_weights(&out);
+    assert!(weights.contains(&MAX_WEIGHT), "act 1 reached maxWeight in the live lines: {weights:?}\n{out}");
+    assert!(weights.iter().all(|w| *w <= MAX_WEIGHT), "a weight above maxWeight: {weights:?}\n{out}");
+    let live = out.lines().filter(|l| l.contains(" weight ") && l.contains("success rate")).count();
+    assert!(live >= 6, "live lines per step: {live}\n{out}");
+
+    let table = &out[at("act  expected")..];
+    let rows: Vec<&str> = table.lines().skip(1).take(3).collect();
+    assert!(rows[0].starts_with("1    Succeeded           Succeeded ") && rows[0].ends_with("10 20 30"), "{table}");
+    assert!(rows[1].starts_with("2    Failed (threshold)  Failed (threshold) "), "{table}");
+    assert!(rows[2].starts_with("3    Failed (404s)       Failed (404s) "), "{table}");
+}
+
+#[test]
+fn one_act_runs_alone_and_a_bad_act_number_is_refused() {
+    let refused = Command::new(BIN).args(["demo", "--act", "4"]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--act"));
+
+    let prometheus = binaries::require_binary("prometheus");
+    let output = Command::new(BIN)
+        .args(["demo", "--act", "2"])
+        .env("APISIX_CANARY_SIM_PROMETHEUS_BIN", &prometheus)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{out}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!out.contains("== Act 1: ") && !out.contains("== Act 3: "), "{out}");
+    // From a freshly initialized Canary: 6.0.0 to 6.0.2, rolled back.
+    assert!(out.contains("podinfod=stefanprodan/podinfo:6.0.2") && out.contains("threshold reached 4"), "{out}");
+    let table = &out[out.find("act  expected").unwrap()..];
+    assert_eq!(table.lines().filter(|l| !l.trim().is_empty()).count(), 3, "header, act 2, the verdict: {table}");
+}
