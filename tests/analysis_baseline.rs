@@ -100,32 +100,15 @@ fn metric(source: MetricSource, min: Option<f64>, max: Option<f64>) -> Metric {
     }
 }
 
-fn plan(metrics: Vec<Metric>) -> Plan {
-    Plan {
-        target: "podinfo".into(),
-        route: "podinfo".into(),
-        service: None,
-        port: None,
-        interval: INTERVAL,
-        threshold: 10,
-        steps: vec![10, 20, 30, 40, 50],
-        max_weight: 50,
-        step_weight_promotion: None,
-        progress_deadline: Duration::from_secs(60),
-        skip_analysis: false,
-        suspend: false,
-        metrics,
-        webhooks: vec![],
-        alerts: vec![],
-    }
-}
-
 /// Success rate within 5 points of the stable, P99 within 50 ms of the stable's.
 fn baseline_plan() -> Plan {
-    plan(vec![
-        Metric { baseline: Some(5.0), ..metric(MetricSource::RequestSuccessRate, None, None) },
-        Metric { baseline: Some(50.0), ..metric(MetricSource::RequestDuration, None, None) },
-    ])
+    gateway::plan(
+        INTERVAL,
+        vec![
+            Metric { baseline: Some(5.0), ..metric(MetricSource::RequestSuccessRate, None, None) },
+            Metric { baseline: Some(50.0), ..metric(MetricSource::RequestDuration, None, None) },
+        ],
+    )
 }
 
 fn verdict<'a>(verdicts: &'a [(String, Verdict)], name: &str) -> &'a Verdict {
@@ -168,7 +151,10 @@ async fn the_canary_is_judged_against_the_stable_and_waits_for_traffic() {
     sim.prometheus().unwrap().wait_scraping(Duration::from_secs(15)).await.unwrap();
 
     // (c) minRequests before any traffic of the idle release: waiting, not a failed check.
-    let waiting = plan(vec![Metric { min_requests: 50, ..metric(MetricSource::RequestSuccessRate, Some(99.0), None) }]);
+    let waiting = gateway::plan(
+        INTERVAL,
+        vec![Metric { min_requests: 50, ..metric(MetricSource::RequestSuccessRate, Some(99.0), None) }],
+    );
     let before = analysis::run(&waiting, &IDLE.target(), &prometheus).await;
     assert_eq!(
         verdict(&before, "request-success-rate"),
@@ -184,7 +170,7 @@ async fn the_canary_is_judged_against_the_stable_and_waits_for_traffic() {
     wait_scrapes(&prometheus, &WORSE, started, Duration::from_secs(25)).await;
 
     // (a) Both versions fail 10%: the comparison passes, the fixed 99% floor halts.
-    let absolute = plan(vec![metric(MetricSource::RequestSuccessRate, Some(99.0), None)]);
+    let absolute = gateway::plan(INTERVAL, vec![metric(MetricSource::RequestSuccessRate, Some(99.0), None)]);
     let (compare, alike_target, worse_target) = (baseline_plan(), ALIKE.target(), WORSE.target());
     let (alike, alike_absolute, worse) = tokio::join!(
         analysis::run(&compare, &alike_target, &prometheus),

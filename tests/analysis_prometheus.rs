@@ -34,20 +34,9 @@ fn plan() -> Plan {
         baseline: None,
         min_requests: 0,
     };
-    Plan {
-        target: "podinfo".into(),
-        route: "podinfo".into(),
-        service: None,
-        port: None,
-        interval: INTERVAL,
-        threshold: 10,
-        steps: vec![10, 20, 30, 40, 50],
-        max_weight: 50,
-        step_weight_promotion: None,
-        progress_deadline: Duration::from_secs(60),
-        skip_analysis: false,
-        suspend: false,
-        metrics: vec![
+    gateway::plan(
+        INTERVAL,
+        vec![
             metric("request-success-rate", MetricSource::RequestSuccessRate, Some(99.0), None),
             metric(
                 "404s percentage",
@@ -57,9 +46,7 @@ fn plan() -> Plan {
             ),
             metric("request-duration", MetricSource::RequestDuration, None, Some(100.0)),
         ],
-        webhooks: vec![],
-        alerts: vec![],
-    }
+    )
 }
 
 fn target(scope: Scope, canary_nodes: &[&str]) -> Target {

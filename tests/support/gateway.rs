@@ -71,3 +71,27 @@ pub async fn start_load(sim: &Sim, cmd: &str) {
     let text = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&text));
 }
+
+/// A release plan over `metrics`: steps of 10 up to 50, every interval `interval`.
+pub fn plan(
+    interval: std::time::Duration,
+    metrics: Vec<apisix_canary::release::plan::Metric>,
+) -> apisix_canary::release::plan::Plan {
+    apisix_canary::release::plan::Plan {
+        target: "podinfo".into(),
+        route: "podinfo".into(),
+        service: None,
+        port: None,
+        interval,
+        threshold: 10,
+        steps: vec![10, 20, 30, 40, 50],
+        max_weight: 50,
+        step_weight_promotion: None,
+        progress_deadline: std::time::Duration::from_secs(60),
+        skip_analysis: false,
+        suspend: false,
+        metrics,
+        webhooks: vec![],
+        alerts: vec![],
+    }
+}

@@ -230,6 +230,17 @@ impl World {
     }
 }
 
+/// Ticks (one interval each) until `until` holds, at most `max`.
+fn until(w: &mut World, max: usize, until: impl Fn(&World) -> bool) {
+    for _ in 0..max {
+        if until(w) {
+            return;
+        }
+        w.tick(1, Duration::from_secs(10));
+    }
+    panic!("not reached after {max} ticks: {:?}\n{:?}", w.events, w.o.status);
+}
+
 fn halting(_: u32) -> Option<String> {
     Some("Halt podinfo.test advancement success rate 26.76% < 99%".into())
 }

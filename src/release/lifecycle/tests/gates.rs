@@ -29,17 +29,6 @@ fn open(w: &mut World, kind: HookKind) {
     w.answers.insert(kind, if kind == HookKind::Rollback { Err("no".to_owned()) } else { Ok(()) });
 }
 
-/// Ticks (one interval each) until `until` holds, at most `max`.
-fn until(w: &mut World, max: usize, until: impl Fn(&World) -> bool) {
-    for _ in 0..max {
-        if until(w) {
-            return;
-        }
-        w.tick(1, Duration::from_secs(10));
-    }
-    panic!("not reached after {max} ticks: {:?}\n{:?}", w.events, w.o.status);
-}
-
 fn count(w: &World, text: &str) -> usize {
     w.events.iter().filter(|e| e.contains(text)).count()
 }

@@ -11,12 +11,7 @@ fn weights(w: &World) -> Vec<u32> {
 #[test]
 fn abort_rolls_back_at_once_route_first() {
     let mut w = World::released(plan(&[]), "6.0.1");
-    for _ in 0..20 {
-        if w.o.status.weight == 20 {
-            break;
-        }
-        w.tick(1, Duration::from_secs(10));
-    }
+    until(&mut w, 20, |w| w.o.status.weight == 20);
     w.o.requests.abort = Some(rev("6.0.1"));
     w.run(10);
     assert_eq!(w.o.status.phase, Some(Phase::Failed));
@@ -42,12 +37,7 @@ fn an_abort_left_behind_does_not_touch_the_next_release() {
 #[test]
 fn promote_skips_the_remaining_steps_after_a_passing_check() {
     let mut w = World::released(plan(&[]), "6.0.1");
-    for _ in 0..20 {
-        if w.o.status.weight == 20 {
-            break;
-        }
-        w.tick(1, Duration::from_secs(10));
-    }
+    until(&mut w, 20, |w| w.o.status.weight == 20);
     w.o.requests.promote = Some(rev("6.0.1"));
     w.run(20);
     assert_eq!(w.o.status.phase, Some(Phase::Succeeded));
@@ -59,12 +49,7 @@ fn promote_skips_the_remaining_steps_after_a_passing_check() {
 #[test]
 fn promote_waits_for_a_passing_check_and_force_does_not() {
     let mut w = World::released(plan(&[]), "6.0.1");
-    for _ in 0..20 {
-        if w.o.status.weight == 10 {
-            break;
-        }
-        w.tick(1, Duration::from_secs(10));
-    }
+    until(&mut w, 20, |w| w.o.status.weight == 10);
     w.halt = halting;
     w.o.requests.promote = Some(rev("6.0.1"));
     w.tick(2, Duration::from_secs(10));
@@ -78,12 +63,7 @@ fn promote_waits_for_a_passing_check_and_force_does_not() {
 #[test]
 fn the_suspend_annotation_holds_the_weight_and_resuming_goes_on() {
     let mut w = World::released(plan(&[]), "6.0.1");
-    for _ in 0..20 {
-        if w.o.status.weight == 20 {
-            break;
-        }
-        w.tick(1, Duration::from_secs(10));
-    }
+    until(&mut w, 20, |w| w.o.status.weight == 20);
     w.o.plan = Ok(super::plan(&[("apisix-canary.dev/suspend", "true")]));
     w.tick(5, Duration::from_secs(10));
     assert_eq!((w.o.status.weight, w.o.route_weight), (20, Some(20)), "held while suspended");
