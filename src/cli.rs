@@ -13,6 +13,7 @@ use crate::tls::generate;
 mod cluster;
 mod demo;
 mod operate;
+mod report;
 mod revision;
 mod serve;
 mod sim;
@@ -66,6 +67,9 @@ pub enum Command {
     Pause(operate::VerbArgs),
     /// Act on a paused release again.
     Resume(operate::VerbArgs),
+    /// Chart the last (or current) release: weight, success rate and P99 of the canary
+    /// and the stable, thresholds and Events (SVG, or an HTML page with the Events).
+    Report(report::ReportArgs),
 }
 
 /// Where the API server reaches our webhooks.
@@ -169,6 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Retry(args) => verb(operate::Verb::Retry, &args),
         Command::Pause(args) => verb(operate::Verb::Pause, &args),
         Command::Resume(args) => verb(operate::Verb::Resume, &args),
+        Command::Report(args) => runtime()?.block_on(report::run(&args)),
     }
     .map(|()| ExitCode::SUCCESS)
 }

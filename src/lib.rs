@@ -52,6 +52,7 @@ pub mod lease;
 pub mod manifests;
 pub mod metrics;
 pub mod release;
+pub mod report;
 pub mod route;
 pub mod runtime;
 pub mod server;

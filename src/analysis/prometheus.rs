@@ -1,5 +1,6 @@
 //! A small Prometheus client over `prometheus-http-query`: one instant query, one
-//! number, within a deadline.
+//! number, within a deadline (and, for `report`, one series over a range, or the values
+//! of a label).
 //!
 //! "No values found" is not an error here: an empty vector or a NaN (0/0 when nothing
 //! was requested) is `Ok(None)`, which the analysis halts on, in Flagger's words. Every
@@ -34,6 +35,8 @@ pub enum QueryError {
     BadResponse { url: String, reason: String },
     #[error("query returned a {0}, not a vector")]
     NotVector(&'static str),
+    #[error("range query returned a {0}, not a range vector")]
+    NotMatrix(&'static str),
     #[error("query returned {0} series, not one")]
     ManySeries(usize),
 }
@@ -86,16 +89,44 @@ impl Prometheus {
     /// The value of an instant query that yields one number: `Ok(None)` when there is
     /// none (an empty vector, or NaN).
     pub async fn scalar(&self, query: &str) -> Result<Option<f64>, QueryError> {
-        let timeout_ms = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX);
-        // Prometheus stops evaluating at its `timeout`; ours bounds the whole exchange.
-        let request = self.client.query(query).timeout(timeout_ms).get();
-        let result = match tokio::time::timeout(self.timeout, request).await {
-            Ok(result) => result,
-            Err(_) => return Err(QueryError::Timeout { url: self.url.clone(), timeout: self.timeout }),
-        };
-        match result {
-            Ok(response) => value(response.data()),
-            Err(e) => Err(self.classify(&e)),
+        let request = self.client.query(query).timeout(self.timeout_ms()).get();
+        value(&self.within(request).await?)
+    }
+
+    /// The values of `label` on the series of an instant query evaluated at `at` (Unix
+    /// seconds), sorted, without duplicates or empty values.
+    pub async fn label_values(&self, query: &str, at: i64, label: &str) -> Result<Vec<String>, QueryError> {
+        let request = self.client.query(query).at(at).timeout(self.timeout_ms()).get();
+        label_values(&self.within(request).await?, label)
+    }
+
+    /// The points (Unix seconds, value) of a range query that yields at most one
+    /// series, from `start` to `end` every `step`; NaN points (nothing requested) are
+    /// left out, so a gap in the traffic is a gap in the line.
+    pub async fn range(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: Duration,
+    ) -> Result<Vec<(f64, f64)>, QueryError> {
+        let request = self.client.query_range(query, start, end, step.as_secs_f64()).timeout(self.timeout_ms()).get();
+        points(&self.within(request).await?)
+    }
+
+    fn timeout_ms(&self) -> i64 {
+        i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Prometheus stops evaluating at its `timeout`; ours bounds the whole exchange.
+    async fn within(
+        &self,
+        request: impl Future<Output = Result<prometheus_http_query::response::PromqlResult, ApiError>>,
+    ) -> Result<Data, QueryError> {
+        match tokio::time::timeout(self.timeout, request).await {
+            Err(_) => Err(QueryError::Timeout { url: self.url.clone(), timeout: self.timeout }),
+            Ok(Ok(response)) => Ok(response.data().clone()),
+            Ok(Err(e)) => Err(self.classify(&e)),
         }
     }
 
@@ -128,6 +159,34 @@ pub fn value(data: &Data) -> Result<Option<f64>, QueryError> {
     Ok((!v.is_nan()).then_some(v))
 }
 
+/// The values of `label` on an instant vector; see [`Prometheus::label_values`].
+pub fn label_values(data: &Data, label: &str) -> Result<Vec<String>, QueryError> {
+    let Data::Vector(series) = data else { return Err(QueryError::NotVector(shape(data))) };
+    let mut values: Vec<String> =
+        series.iter().filter_map(|s| s.metric().get(label)).filter(|v| !v.is_empty()).cloned().collect();
+    values.sort_unstable();
+    values.dedup();
+    Ok(values)
+}
+
+/// The points of a range query's one series; see [`Prometheus::range`].
+pub fn points(data: &Data) -> Result<Vec<(f64, f64)>, QueryError> {
+    let Data::Matrix(series) = data else { return Err(QueryError::NotMatrix(shape(data))) };
+    match series.as_slice() {
+        [] => Ok(Vec::new()),
+        [one] => Ok(one.samples().iter().map(|s| (s.timestamp(), s.value())).filter(|(_, v)| !v.is_nan()).collect()),
+        many => Err(QueryError::ManySeries(many.len())),
+    }
+}
+
+fn shape(data: &Data) -> &'static str {
+    match data {
+        Data::Vector(_) => "vector",
+        Data::Matrix(_) => "range vector",
+        Data::Scalar(_) => "scalar",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +215,24 @@ mod tests {
         assert_eq!(value(&data(matrix)).unwrap_err().to_string(), "query returned a range vector, not a vector");
         let scalar = r#"{"resultType":"scalar","result":[1,"1"]}"#;
         assert_eq!(value(&data(scalar)).unwrap_err().to_string(), "query returned a scalar, not a vector");
+    }
+
+    #[test]
+    fn range_points_and_label_values() {
+        let matrix = r#"{"resultType":"matrix","result":[{"metric":{},"values":[[10,"99.5"],[11,"NaN"],[12,"100"]]}]}"#;
+        assert_eq!(points(&data(matrix)).unwrap(), vec![(10.0, 99.5), (12.0, 100.0)], "NaN is a gap");
+        assert_eq!(points(&data(r#"{"resultType":"matrix","result":[]}"#)).unwrap(), vec![]);
+        let two =
+            r#"{"resultType":"matrix","result":[{"metric":{"a":"1"},"values":[]},{"metric":{"a":"2"},"values":[]}]}"#;
+        assert_eq!(points(&data(two)).unwrap_err().to_string(), "query returned 2 series, not one");
+        let vector = r#"{"resultType":"vector","result":[]}"#;
+        assert_eq!(points(&data(vector)).unwrap_err().to_string(), "range query returned a vector, not a range vector");
+        let nodes = r#"{"resultType":"vector","result":[
+            {"metric":{"node":"10.0.0.2"},"value":[1,"1"]},{"metric":{"node":""},"value":[1,"1"]},
+            {"metric":{"node":"10.0.0.1"},"value":[1,"1"]},{"metric":{},"value":[1,"1"]},
+            {"metric":{"node":"10.0.0.2"},"value":[1,"1"]}]}"#;
+        assert_eq!(label_values(&data(nodes), "node").unwrap(), ["10.0.0.1", "10.0.0.2"]);
+        assert!(label_values(&data(matrix), "node").is_err());
     }
 
     #[test]

@@ -98,6 +98,23 @@ impl Series {
     }
 }
 
+/// The `node` values that answered some request of `route`'s rules (any ApisixRoute
+/// of `namespace`: the generated one, or the target's own) over `interval`: one series
+/// per node. A series whose counter did not move is left out, so the nodes of an
+/// earlier release, whose series the gateway still exports, are not counted again.
+pub fn answering_nodes(namespace: &str, route: &str, interval: Duration) -> String {
+    let (m, r) = (route_matcher(namespace, route), range(interval));
+    format!("group by (node) ( increase( {STATUS}{{ {m} }}[{r}] ) > 0 )")
+}
+
+/// The `node` values of every series of `route`'s rules exported at some time over
+/// `interval`, whether or not it moved: the nodes that ever answered the route (a
+/// series appears with its first request).
+pub fn exported_nodes(namespace: &str, route: &str, interval: Duration) -> String {
+    let (m, r) = (route_matcher(namespace, route), range(interval));
+    format!("group by (node) ( last_over_time( {STATUS}{{ {m} }}[{r}] ) )")
+}
+
 /// Every rule of the generated route. Names are DNS labels or subdomains: only `.` needs
 /// escaping, but escape all.
 fn route_matcher(namespace: &str, generated_route: &str) -> String {
@@ -188,6 +205,18 @@ mod tests {
         let ips = nodes(&["10.244.0.20"]);
         assert_eq!(Series::new("test", "podinfo-podinfo-canary", Scope::Canary, &ips), Some(canary));
         assert_eq!(Series::of_nodes("test", "r", &[]), None);
+    }
+
+    #[test]
+    fn answering_nodes_groups_by_node() {
+        assert_eq!(
+            answering_nodes("test", "podinfo-podinfo-canary", Duration::from_secs(42)),
+            r#"group by (node) ( increase( apisix_http_status{ route=~"test_podinfo-podinfo-canary_.+" }[42s] ) > 0 )"#
+        );
+        assert_eq!(
+            exported_nodes("test", "podinfo", Duration::from_secs(360)),
+            r#"group by (node) ( last_over_time( apisix_http_status{ route=~"test_podinfo_.+" }[6m] ) )"#
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ const DEFAULT_RELOAD_INTERVAL: &str = "10s";
 const DEFAULT_DRAIN_TIMEOUT: &str = "25s";
 const DEFAULT_SHUTDOWN_DELAY: &str = "5s";
 const DEFAULT_NAMESPACE: &str = "apisix-canary";
-const DEFAULT_PROMETHEUS_URL: &str = "http://prometheus-server.apisix:9090";
+pub(crate) const DEFAULT_PROMETHEUS_URL: &str = "http://prometheus-server.apisix:9090";
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
