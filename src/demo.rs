@@ -69,6 +69,8 @@ pub enum DemoError {
     Timeout(String),
     #[error("writing {path}: {source}")]
     Write { path: String, source: std::io::Error },
+    #[error("the report of act {act}: {source}")]
+    Report { act: u8, source: Box<dyn std::error::Error + Send + Sync> },
 }
 
 impl DemoError {
@@ -87,6 +89,8 @@ pub struct Settings {
     pub keep: bool,
     /// The Prometheus binary (default: the Debian package's, or `prometheus` on PATH).
     pub prometheus_bin: Option<PathBuf>,
+    /// Write each act's report (`act-N.svg`, `act-N.html`) into this directory.
+    pub report: Option<PathBuf>,
 }
 
 /// The simulated cluster with our webhooks and controller, and the demo's clients.
@@ -188,12 +192,37 @@ async fn play(world: &World, settings: &Settings) -> Result<Vec<show::Outcome>, 
     let mut errors_until = None;
     for act in acts {
         outcomes.push(acts::run(world, act, &mut errors_until).await?);
+        if let Some(dir) = &settings.report {
+            write_report(world, act.number(), dir).await?;
+        }
     }
     println!("\n{}", show::summary(&outcomes));
     match show::verdict(&outcomes) {
         Ok(said) | Err(said) => println!("{said}"),
     }
     Ok(outcomes)
+}
+
+/// `--report DIR`: the act's release as `report` draws it, in `act-N.svg` and `act-N.html`.
+async fn write_report(world: &World, act: u8, dir: &std::path::Path) -> Result<(), DemoError> {
+    let failed = |source: Box<dyn std::error::Error + Send + Sync>| DemoError::Report { act, source };
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let report =
+        crate::report::gather(&world.client, &world.prometheus, scenario::NAMESPACE, scenario::NAME, None, now)
+            .await
+            .map_err(|e| failed(Box::new(e)))?;
+    let svg = crate::report::svg::render(&report).map_err(|e| failed(Box::new(e)))?;
+    let html = crate::report::html::render(&report, &svg);
+    let write = |name: String, text: &str| {
+        let path = dir.join(name);
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&path, text))
+            .map_err(|source| DemoError::Write { path: path.display().to_string(), source })
+    };
+    write(format!("act-{act}.svg"), &svg)?;
+    write(format!("act-{act}.html"), &html)?;
+    println!("  report: {}", dir.join(format!("act-{act}.html")).display());
+    Ok(())
 }
 
 /// `--keep`: the kubeconfig in a file that stays, then wait for Ctrl-C.

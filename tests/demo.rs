@@ -80,8 +80,10 @@ fn one_act_runs_alone_and_a_bad_act_number_is_refused() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--act"));
 
     let prometheus = binaries::require_binary("prometheus");
+    let reports = tempfile::tempdir().unwrap();
     let output = Command::new(BIN)
-        .args(["demo", "--act", "2"])
+        .args(["demo", "--act", "2", "--report"])
+        .arg(reports.path())
         .env("APISIX_CANARY_SIM_PROMETHEUS_BIN", &prometheus)
         .output()
         .unwrap();
@@ -92,4 +94,10 @@ fn one_act_runs_alone_and_a_bad_act_number_is_refused() {
     assert!(out.contains("podinfod=stefanprodan/podinfo:6.0.2") && out.contains("threshold reached 4"), "{out}");
     let table = &out[out.find("act  expected").unwrap()..];
     assert_eq!(table.lines().filter(|l| !l.trim().is_empty()).count(), 3, "header, act 2, the verdict: {table}");
+    // --report: the act's release as `report` draws it, its rollback marked.
+    let svg = std::fs::read_to_string(reports.path().join("act-2.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("the SVG parses as XML");
+    assert!(doc.descendants().any(|n| n.attribute("class") == Some("marker-rollback")), "no rollback marker");
+    let html = std::fs::read_to_string(reports.path().join("act-2.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("Rolling back podinfo.test failed checks threshold reached 4"));
 }

@@ -19,12 +19,20 @@ pub struct DemoArgs {
     /// The Prometheus binary scraping the gateway (default: the Debian package's).
     #[arg(long, env = "APISIX_CANARY_SIM_PROMETHEUS_BIN")]
     pub prometheus_bin: Option<PathBuf>,
+    /// Write each act's release picture (`act-N.svg`, `act-N.html`, as `report` draws
+    /// it) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
 }
 
 /// Runs the demo; an error when an act did not end as the scenario says.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let settings =
-        Settings { act: args.act.and_then(Act::from_number), keep: args.keep, prometheus_bin: args.prometheus_bin };
+    let settings = Settings {
+        act: args.act.and_then(Act::from_number),
+        keep: args.keep,
+        prometheus_bin: args.prometheus_bin,
+        report: args.report,
+    };
     let outcomes = demo::run(settings).await?;
     // The verdict is printed; the exit status says it too.
     crate::demo::show::verdict(&outcomes).map(drop).map_err(anyhow::Error::msg)
