@@ -50,6 +50,8 @@ pub enum Command {
     Crds(TargetArgs),
     /// Write the CRDs and the webhook configurations to DIR/crds.yaml and DIR/webhooks.yaml.
     Manifests(ManifestsArgs),
+    /// Print the RBAC rules `serve` needs (the chart's files/rbac.yaml) as YAML.
+    Rbac,
     /// Run the simulated cluster (API server, workloads, gateway) for kubectl; Ctrl-C stops it.
     Sim(sim::SimArgs),
     /// Play SCENARIO.md's three acts on the simulated cluster with our webhooks and
@@ -164,6 +166,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(())
         }
         Command::Manifests(args) => manifests(&args),
+        Command::Rbac => {
+            print!("{}", crate::rbac::yaml()?);
+            Ok(())
+        }
         Command::Sim(args) => runtime()?.block_on(sim::run(args)),
         Command::Serve(args) => runtime()?.block_on(serve::run(args)),
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),

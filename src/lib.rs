@@ -36,6 +36,7 @@
 //!   certificate store and dev certificates; [`admin`] `/live`, `/ready`, `/metrics`;
 //!   [`metrics`]; [`telemetry`] logs.
 //! - [`cli`] the commands; [`manifests`] the generated CRDs and webhook configurations;
+//!   [`rbac`] the permissions of `serve`, which the chart renders;
 //!   [`testbed`] our webhook server installed into the simulated cluster (the `sim`
 //!   crate, which knows nothing of this one) for `apisix-canary sim` and the tests;
 //!   [`demo`] SCENARIO.md's three acts played on it, with our controller, in process.
@@ -51,6 +52,7 @@ pub mod demo;
 pub mod lease;
 pub mod manifests;
 pub mod metrics;
+pub mod rbac;
 pub mod release;
 pub mod report;
 pub mod route;
