@@ -51,11 +51,12 @@ pub const GRANTS: &[Grant] = &[
     grant("AlertProvider", "apisix-canary.dev", "alertproviders", &["get"]),
     // controller.rs: watches + owns (list, watch); observe.rs get_opt of the target and
     // of `<d>-canary`; act.rs apply_canary (server-side apply) and write_lock (merge
-    // patch); delete_generated deletes `<d>-canary`.
-    grant("Deployment", "apps", "deployments", &["get", "list", "watch", "patch", "delete"]),
+    // patch); delete_generated deletes `<d>-canary`. A server-side apply that creates
+    // the object is authorized as a create too.
+    grant("Deployment", "apps", "deployments", &["get", "list", "watch", "create", "patch", "delete"]),
     // controller.rs owns (list, watch); observe.rs get_opt; act.rs apply_canary
-    // (server-side apply of `<svc>-canary`) and delete_generated.
-    grant("Service", "", "services", &["get", "list", "watch", "patch", "delete"]),
+    // (server-side apply of `<svc>-canary`, a create the first time) and delete_generated.
+    grant("Service", "", "services", &["get", "list", "watch", "create", "patch", "delete"]),
     // controller.rs owns (list, watch); observe.rs get_opt of the user's and the
     // generated route; act.rs set_weight create, merge patch, get; delete_generated.
     grant("ApisixRoute", "apisix.apache.org", "apisixroutes", &["get", "list", "watch", "create", "patch", "delete"]),
