@@ -84,11 +84,12 @@ fn builtin_metrics() -> [Value; 2] {
 }
 
 /// Act 3's metric: the scenario's MetricTemplate, with `code=~"4.."` (the article's
-/// `code!~"4.."` would fail every release) and the canary's own nodes.
+/// `code!~"4.."` would fail every release), the canary's own nodes, and `or on()
+/// vector(0)` so a canary without a single 4xx reads 0, not "no values found".
 pub const TEMPLATE: &str = "not-found-percentage";
 pub const TEMPLATE_METRIC: &str = "404s percentage";
 const TEMPLATE_QUERY: &str = concat!(
-    r#"sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ route }}_.+",node=~"{{ canary_nodes }}",code=~"4.."}[{{ interval }}]))"#,
+    r#"(sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ route }}_.+",node=~"{{ canary_nodes }}",code=~"4.."}[{{ interval }}])) or on() vector(0))"#,
     "\n",
     r#"/ sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ route }}_.+",node=~"{{ canary_nodes }}"}[{{ interval }}])) * 100"#,
     "\n"
