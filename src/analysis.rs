@@ -128,3 +128,40 @@ pub fn render(series: &query::Series, metric: &BuiltinMetric<'_>) -> String {
         check::Builtin::Duration => series.request_duration(metric.interval),
     }
 }
+
+/// The ready addresses of `service`'s EndpointSlices: its upstream nodes in APISIX, the
+/// `node` label of its series.
+pub async fn upstream_nodes(client: &kube::Client, namespace: &str, service: &str) -> Result<Vec<String>, kube::Error> {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let slices: kube::Api<EndpointSlice> = kube::Api::namespaced(client.clone(), namespace);
+    let params = kube::api::ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+    let list = slices.list(&params).await?;
+    Ok(list
+        .items
+        .iter()
+        .flat_map(|s| s.endpoints.iter())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        .flat_map(|e| e.addresses.iter().cloned())
+        .collect())
+}
+
+/// The canary's own success rate (%) and P99 (ms) over `window`, as the analysis counts
+/// them: the canary Service's ready pods on the generated route. `None` for what has
+/// no value, or could not be read.
+pub async fn canary_now(
+    client: &kube::Client,
+    prometheus: &Prometheus,
+    namespace: &str,
+    service: &str,
+    generated_route: &str,
+    window: std::time::Duration,
+) -> (Option<f64>, Option<f64>) {
+    let canary_service = crate::release::copies::canary_service_name(service);
+    let Ok(nodes) = upstream_nodes(client, namespace, &canary_service).await else { return (None, None) };
+    let Some(series) = query::Series::new(namespace, generated_route, Scope::Canary, &nodes) else {
+        return (None, None);
+    };
+    let (rate, p99) = (series.success_rate(window), series.request_duration(window));
+    let (rate, p99) = futures_util::join!(prometheus.scalar(&rate), prometheus.scalar(&p99));
+    (rate.ok().flatten(), p99.ok().flatten())
+}

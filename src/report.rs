@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use futures_util::future::try_join4;
 use k8s_openapi::api::core::v1::Event;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::ListParams;
 use kube::{Api, Client};
@@ -148,12 +147,7 @@ pub async fn gather(
     let own_route = canary.spec.route_ref.as_ref().map(|r| r.name.clone()).unwrap_or_default();
     let generated = route::generated_name(&own_route, target);
     let endpoints = |svc: String| async move {
-        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
-        let params = ListParams::default().labels(&format!("kubernetes.io/service-name={svc}"));
-        let list = slices.list(&params).await.map_err(kube("EndpointSlices"))?;
-        Ok::<_, ReportError>(
-            list.items.iter().flat_map(|s| s.endpoints.iter()).flat_map(|e| e.addresses.clone()).collect::<Vec<_>>(),
-        )
+        crate::analysis::upstream_nodes(client, namespace, &svc).await.map_err(kube("EndpointSlices"))
     };
     let canary_now = endpoints(copies::canary_service_name(&service)).await?;
     let stable_now = endpoints(service.clone()).await?;

@@ -15,14 +15,10 @@ use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-
 use super::cluster::{ClusterArgs, connect};
 use super::parse_positive_duration;
 use crate::analysis::prometheus::{Prometheus, QUERY_TIMEOUT};
-use crate::analysis::query::{Scope, Series};
 use crate::api::canary::v1beta1::Canary;
-use crate::release::copies;
 use crate::route;
 
 #[derive(Debug, Args)]
@@ -150,15 +146,9 @@ async fn measure(client: &Client, prometheus: &Prometheus, row: &mut Row) {
     let target = &canary.spec.target_ref.name;
     let service = canary.spec.service.as_ref().and_then(|s| s.name.clone()).unwrap_or_else(|| target.clone());
     let route = canary.spec.route_ref.as_ref().map(|r| r.name.clone()).unwrap_or_default();
-    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &row.namespace);
-    let selector = format!("kubernetes.io/service-name={}", copies::canary_service_name(&service));
-    let Ok(list) = slices.list(&ListParams::default().labels(&selector)).await else { return };
-    let nodes: Vec<String> =
-        list.items.iter().flat_map(|s| s.endpoints.iter()).flat_map(|e| e.addresses.clone()).collect();
     let generated = route::generated_name(&route, target);
-    let Some(series) = Series::new(&row.namespace, &generated, Scope::Canary, &nodes) else { return };
-    row.success_rate = prometheus.scalar(&series.success_rate(WINDOW)).await.ok().flatten();
-    row.p99_ms = prometheus.scalar(&series.request_duration(WINDOW)).await.ok().flatten();
+    (row.success_rate, row.p99_ms) =
+        crate::analysis::canary_now(client, prometheus, &row.namespace, &service, &generated, WINDOW).await;
 }
 
 async fn rows(client: &Client, ns: Option<&str>, name: Option<&str>) -> anyhow::Result<Vec<Row>> {

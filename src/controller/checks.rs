@@ -3,40 +3,25 @@
 //! metrics on APISIX's series, then the MetricTemplates with their providers' settings.
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::api::ListParams;
 
 use super::Context;
 use super::observe::Objects;
 use crate::analysis::prometheus::{Prometheus, QUERY_TIMEOUT};
-use crate::analysis::{Scope, Verdict, http, template, wait_for_traffic};
+use crate::analysis::{Scope, Verdict, http, template, upstream_nodes, wait_for_traffic};
 use crate::api::metric_template::MetricTemplate;
 use crate::release::copies;
 use crate::release::lifecycle::{Check, Observed};
 use crate::release::plan::{MetricScope, MetricSource, Plan};
 use crate::route;
 
-/// The ready addresses of `service`'s EndpointSlices: its upstream nodes in APISIX.
-async fn ready_addresses(slices: &Api<EndpointSlice>, service: &str) -> Result<Vec<String>, kube::Error> {
-    let params = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
-    let list = slices.list(&params).await?;
-    Ok(list
-        .items
-        .iter()
-        .flat_map(|s| s.endpoints.iter())
-        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
-        .flat_map(|e| e.addresses.iter().cloned())
-        .collect())
-}
-
 /// The analysis of this interval: every metric of the plan on the canary's traffic.
 pub(super) async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &Context) -> Vec<Check> {
     let failed =
         |metric: &str, halt: String| vec![Check { metric: metric.into(), value: None, halt: Some(halt), wait: None }];
-    let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &objects.namespace);
+    let (client, ns) = (&ctx.client, &objects.namespace);
     let canary_service = copies::canary_service_name(&objects.service_name);
-    let nodes = match ready_addresses(&slices, &canary_service).await {
+    let nodes = match upstream_nodes(client, ns, &canary_service).await {
         Ok(nodes) => nodes,
         Err(e) => {
             return failed("endpoints", format!("Halt {} advancement: cannot read the canary's endpoints: {e}", o.id));
@@ -45,7 +30,7 @@ pub(super) async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &C
     // The stable's nodes only when a metric compares with it: one list call fewer.
     let stable_nodes = match plan.metrics.iter().any(|m| m.baseline.is_some()) {
         false => Vec::new(),
-        true => match ready_addresses(&slices, &objects.service_name).await {
+        true => match upstream_nodes(client, ns, &objects.service_name).await {
             Ok(nodes) => nodes,
             Err(e) => {
                 return failed(

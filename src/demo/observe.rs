@@ -6,14 +6,12 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Event;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::ListParams;
 
 use super::scenario::{self, NAME, NAMESPACE};
 use super::show::{SeenEvent, Snapshot};
 use super::{DemoError, POLL, World};
-use crate::analysis::query::{Scope, Series};
 use crate::api::canary::CanaryStatus;
 use crate::api::canary::v1beta1::Canary;
 
@@ -53,23 +51,9 @@ pub async fn events(world: &World) -> Result<Vec<SeenEvent>, DemoError> {
 /// The canary's success rate and P99 over the metrics' window, from its own upstream
 /// nodes' series; `None` for what has no value yet (no canary pod, no request).
 pub async fn canary_metrics(world: &World) -> (Option<f64>, Option<f64>) {
-    let slices: Api<EndpointSlice> = Api::namespaced(world.client.clone(), NAMESPACE);
-    let service = crate::release::copies::canary_service_name(NAME);
-    let params = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
-    let Ok(list) = slices.list(&params).await else { return (None, None) };
-    let nodes: Vec<String> = list
-        .items
-        .iter()
-        .flat_map(|s| s.endpoints.iter())
-        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
-        .flat_map(|e| e.addresses.iter().cloned())
-        .collect();
     let route = crate::route::generated_name(NAME, NAME);
-    let Some(series) = Series::new(NAMESPACE, &route, Scope::Canary, &nodes) else { return (None, None) };
     let window = Duration::from_secs(scenario::METRIC_INTERVAL_SECS);
-    let (rate, p99) = (series.success_rate(window), series.request_duration(window));
-    let (rate, p99) = tokio::join!(world.prometheus.scalar(&rate), world.prometheus.scalar(&p99));
-    (rate.ok().flatten(), p99.ok().flatten())
+    crate::analysis::canary_now(&world.client, &world.prometheus, NAMESPACE, NAME, &route, window).await
 }
 
 /// A snapshot for the live line.

@@ -301,11 +301,10 @@ fn start(o: &Observed, plan: &Plan, canary: &Revision, now: Timestamp) -> Decisi
     }
     let phase = o.status.phase.unwrap_or(Phase::Initialized);
     // A release held at its gate can still be rolled back by hand (Flagger #1432).
-    if phase == Phase::Waiting {
-        match heard!(manual_rollback(o, plan, phase)) {
-            Heard::Passed(_) => {}
-            Heard::Failed { hook, .. } => return rollback_by_hand(o, now, hook),
-        }
+    if phase == Phase::Waiting
+        && let Some(hook) = heard!(manual_rollback(o, plan, phase))
+    {
+        return rollback_by_hand(o, now, hook);
     }
     // Every new revision asks for approval, a restart too (Flagger asks only once, #30).
     let approved = match heard!(hear(o, plan, HookKind::ConfirmRollout, phase)) {

@@ -30,19 +30,16 @@ pub(super) fn hear<'a>(o: &'a Observed, plan: &Plan, kind: HookKind, phase: Phas
     })
 }
 
-/// The rollback hooks: `Failed` names the first one that answered with success,
-/// which asks for a rollback; the others say nothing.
-pub(super) fn manual_rollback<'a>(o: &'a Observed, plan: &Plan, phase: Phase) -> Result<Heard<'a>, Decision> {
+/// The rollback hooks: the first one that answered with success, which asks for a
+/// rollback; `None` when none did (or none is configured).
+pub(super) fn manual_rollback<'a>(o: &'a Observed, plan: &Plan, phase: Phase) -> Result<Option<&'a str>, Decision> {
     if plan.hooks(HookKind::Rollback).next().is_none() {
-        return Ok(Heard::Passed(&[]));
+        return Ok(None);
     }
     let Some(answers) = o.hooks.get(&HookKind::Rollback) else {
         return Err(Decision::Call(HookKind::Rollback, phase));
     };
-    Ok(match answers.iter().find(|(_, r)| r.is_ok()) {
-        Some((hook, _)) => Heard::Failed { hook, error: "" },
-        None => Heard::Passed(&[]),
-    })
+    Ok(answers.iter().find(|(_, r)| r.is_ok()).map(|(hook, _)| hook.as_str()))
 }
 
 /// "Confirm-rollout check load passed", one Event per hook that passed.

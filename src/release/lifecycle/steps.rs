@@ -61,7 +61,7 @@ pub(super) fn progress(o: &Observed, plan: &Plan, now: Timestamp) -> Decision {
         return scale;
     }
     let phase = o.status.phase.unwrap_or(Phase::Progressing);
-    if let Heard::Failed { hook, .. } = heard!(manual_rollback(o, plan, phase)) {
+    if let Some(hook) = heard!(manual_rollback(o, plan, phase)) {
         return rollback_by_hand(o, now, hook);
     }
     let mut halts = match heard!(hear(o, plan, HookKind::Rollout, Phase::Progressing)) {
