@@ -15,6 +15,19 @@ pub enum Scope {
     OwnNamespace,
 }
 
+/// When a row applies: always, or only in the self-signed certificate mode
+/// (`serve --self-signed-secret`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Always,
+    SelfSigned,
+}
+
+/// In `names`, replaced by the chart with the name of our webhook configurations.
+pub const WEBHOOK_CONFIGURATION: &str = "${webhookConfiguration}";
+/// In `names`, replaced by the chart with the name of the self-signed Secret.
+pub const SELF_SIGNED_SECRET: &str = "${selfSignedSecret}";
+
 /// One resource and the verbs the server calls on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grant {
@@ -24,6 +37,9 @@ pub struct Grant {
     pub resource: &'static str,
     pub verbs: &'static [&'static str],
     pub scope: Scope,
+    pub mode: Mode,
+    /// `resourceNames`: empty for every object of the resource.
+    pub names: &'static [&'static str],
 }
 
 const fn grant(
@@ -32,7 +48,19 @@ const fn grant(
     resource: &'static str,
     verbs: &'static [&'static str],
 ) -> Grant {
-    Grant { kind, group, resource, verbs, scope: Scope::Cluster }
+    Grant { kind, group, resource, verbs, scope: Scope::Cluster, mode: Mode::Always, names: &[] }
+}
+
+/// A row of the self-signed mode.
+const fn self_signed(
+    kind: &'static str,
+    group: &'static str,
+    resource: &'static str,
+    verbs: &'static [&'static str],
+    scope: Scope,
+    names: &'static [&'static str],
+) -> Grant {
+    Grant { kind, group, resource, verbs, scope, mode: Mode::SelfSigned, names }
 }
 
 /// Every permission of the server. Server-side apply (`Patch::Apply`) is authorized as
@@ -77,7 +105,39 @@ pub const GRANTS: &[Grant] = &[
         resource: "leases",
         verbs: &["get", "create", "patch"],
         scope: Scope::OwnNamespace,
+        mode: Mode::Always,
+        names: &[],
     },
+    // tls/selfsigned.rs load and tick: the first replica creates the Secret (a create
+    // cannot be limited to a name); the leader replaces it to renew (get is granted above).
+    self_signed("Secret", "", "secrets", &["create"], Scope::OwnNamespace, &[]),
+    self_signed("Secret", "", "secrets", &["update"], Scope::OwnNamespace, &[SELF_SIGNED_SECRET]),
+    // tls/selfsigned.rs inject: get_opt, then a JSON patch of each webhook's caBundle.
+    self_signed(
+        "MutatingWebhookConfiguration",
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        &["get", "patch"],
+        Scope::Cluster,
+        &[WEBHOOK_CONFIGURATION],
+    ),
+    self_signed(
+        "ValidatingWebhookConfiguration",
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+        &["get", "patch"],
+        Scope::Cluster,
+        &[WEBHOOK_CONFIGURATION],
+    ),
+    // tls/selfsigned.rs inject: get_opt, then a merge patch of the conversion's caBundle.
+    self_signed(
+        "CustomResourceDefinition",
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        &["get", "patch"],
+        Scope::Cluster,
+        &["canaries.apisix-canary.dev"],
+    ),
 ];
 
 /// A Kubernetes PolicyRule, as the chart writes it.
@@ -86,31 +146,51 @@ pub const GRANTS: &[Grant] = &[
 pub struct Rule {
     pub api_groups: Vec<String>,
     pub resources: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resource_names: Vec<String>,
     pub verbs: Vec<String>,
 }
 
-/// The rules of the ClusterRole and of the Role in our namespace.
+/// The rules of the ClusterRole and of the Role in our namespace, and those the
+/// self-signed mode adds to each.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rules {
     pub cluster_rules: Vec<Rule>,
     pub namespace_rules: Vec<Rule>,
+    pub self_signed: ModeRules,
 }
 
-fn rules(scope: Scope) -> Vec<Rule> {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModeRules {
+    pub cluster_rules: Vec<Rule>,
+    pub namespace_rules: Vec<Rule>,
+}
+
+fn rules(scope: Scope, mode: Mode) -> Vec<Rule> {
+    let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
     GRANTS
         .iter()
-        .filter(|g| g.scope == scope)
+        .filter(|g| g.scope == scope && g.mode == mode)
         .map(|g| Rule {
             api_groups: vec![g.group.to_owned()],
             resources: vec![g.resource.to_owned()],
-            verbs: g.verbs.iter().map(|v| (*v).to_owned()).collect(),
+            resource_names: strings(g.names),
+            verbs: strings(g.verbs),
         })
         .collect()
 }
 
 pub fn rules_of_grants() -> Rules {
-    Rules { cluster_rules: rules(Scope::Cluster), namespace_rules: rules(Scope::OwnNamespace) }
+    Rules {
+        cluster_rules: rules(Scope::Cluster, Mode::Always),
+        namespace_rules: rules(Scope::OwnNamespace, Mode::Always),
+        self_signed: ModeRules {
+            cluster_rules: rules(Scope::Cluster, Mode::SelfSigned),
+            namespace_rules: rules(Scope::OwnNamespace, Mode::SelfSigned),
+        },
+    }
 }
 
 /// Where the chart reads the rules, relative to the repository.
@@ -199,7 +279,10 @@ mod tests {
         let known = ["get", "list", "watch", "create", "update", "patch", "delete"];
         let mut seen = BTreeSet::new();
         for g in GRANTS {
-            assert!(seen.insert((g.group, g.resource)), "two rows for {}/{}", g.group, g.resource);
+            let key = (g.group, g.resource, g.scope == Scope::Cluster, g.mode == Mode::Always, g.names);
+            assert!(seen.insert(key), "two rows for {}/{}", g.group, g.resource);
+            // Kubernetes cannot limit a create or a list to names.
+            assert!(g.names.is_empty() || !g.verbs.iter().any(|v| ["create", "list", "watch"].contains(v)), "{g:?}");
             assert!(g.verbs.iter().all(|v| known.contains(v)), "unknown verb in {:?}", g);
             // A watch without a list never starts: a watcher lists first.
             assert!(!g.verbs.contains(&"watch") || g.verbs.contains(&"list"), "{:?}", g);
@@ -212,5 +295,21 @@ mod tests {
         assert_eq!(r.namespace_rules.len(), 1);
         assert_eq!(r.namespace_rules[0].resources, ["leases"]);
         assert!(r.cluster_rules.iter().all(|rule| rule.resources != ["leases"]));
+    }
+
+    #[test]
+    fn the_self_signed_mode_writes_only_its_own_objects() {
+        let r = rules_of_grants().self_signed;
+        for rule in &r.cluster_rules {
+            assert!(!rule.resource_names.is_empty(), "a cluster-wide write of every object: {rule:?}");
+        }
+        let crd_names: Vec<String> = crate::manifests::crds(&crate::manifests::Target::default())
+            .into_iter()
+            .filter(|c| c.spec.conversion.as_ref().is_some_and(|c| c.strategy == "Webhook"))
+            .filter_map(|c| c.metadata.name)
+            .collect();
+        let crd_rule = r.cluster_rules.iter().find(|r| r.resources == ["customresourcedefinitions"]).unwrap();
+        assert_eq!(crd_rule.resource_names, crd_names, "the CRDs whose conversion is ours");
+        assert!(r.namespace_rules.iter().all(|rule| rule.resources == ["secrets"]));
     }
 }

@@ -1,12 +1,15 @@
-//! The serving certificate: read from PEM files, swapped without a lock when the files
-//! change, kept as it is when the new files do not parse.
+//! The serving certificate: read from PEM files (or handed over in memory by the
+//! self-signed mode, [`selfsigned`]), swapped without a lock when it changes, kept as it
+//! is when the new pair does not parse.
 //!
 //! ```text
 //!  tls.crt, tls.key ──(timer)──▶ parse + key match ──ok──▶ ArcSwap<CertifiedKey> ◀── handshakes
-//!                                        └─error──▶ log, keep the old one
+//!  (or the Secret's)                     └─error──▶ log, keep the old one
 //! ```
 
+pub mod authority;
 pub mod generate;
+pub mod selfsigned;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -30,13 +33,13 @@ pub enum TlsError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: no PEM certificate found")]
-    NoCertificate { path: PathBuf },
+    NoCertificate { path: String },
     #[error("{path}: bad PEM certificate: {source}")]
-    BadCertificate { path: PathBuf, source: rustls::pki_types::pem::Error },
+    BadCertificate { path: String, source: rustls::pki_types::pem::Error },
     #[error("{path}: no usable PEM private key: {source}")]
-    BadKey { path: PathBuf, source: rustls::pki_types::pem::Error },
+    BadKey { path: String, source: rustls::pki_types::pem::Error },
     #[error("{cert} and {key} do not form a usable pair: {source}")]
-    Pair { cert: PathBuf, key: PathBuf, source: rustls::Error },
+    Pair { cert: String, key: String, source: rustls::Error },
     #[error("tls configuration: {0}")]
     Config(rustls::Error),
 }
@@ -46,43 +49,69 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A certificate and key pair on disk, served from memory.
+/// A certificate and key pair, served from memory.
 #[derive(Debug)]
 pub struct CertStore {
     current: ArcSwap<CertifiedKey>,
-    cert_path: PathBuf,
-    key_path: PathBuf,
+    /// Where the pair comes from, as error messages name it: two file paths, or the
+    /// keys of a Secret.
+    cert_origin: String,
+    key_origin: String,
+    /// Set when the pair is re-read from files.
+    files: Option<(PathBuf, PathBuf)>,
     provider: Arc<CryptoProvider>,
-    /// The file contents last loaded, to tell a change from a re-read.
+    /// The PEM last loaded, to tell a change from a re-read.
     loaded: Mutex<(Vec<u8>, Vec<u8>)>,
 }
 
 impl CertStore {
-    /// Loads the pair; fails when it does not parse (the server cannot start without it).
+    /// Loads the pair from files; fails when it does not parse (the server cannot start
+    /// without it). [`CertStore::reload`] re-reads them.
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<Self>, TlsError> {
-        let provider = provider();
         let (cert_pem, key_pem) = read_pair(cert_path, key_path)?;
-        let key = certified_key(&cert_pem, &key_pem, cert_path, key_path, &provider)?;
-        Ok(Arc::new(Self {
-            current: ArcSwap::from_pointee(key),
-            cert_path: cert_path.to_owned(),
-            key_path: key_path.to_owned(),
-            provider,
-            loaded: Mutex::new((cert_pem, key_pem)),
-        }))
+        let mut store = Self::parse(cert_path.display().to_string(), key_path.display().to_string(), cert_pem, key_pem)?;
+        store.files = Some((cert_path.to_owned(), key_path.to_owned()));
+        Ok(Arc::new(store))
     }
 
-    /// Re-reads the files. `Ok(true)` when a new pair is now served, `Ok(false)` when the
-    /// files did not change, `Err` when they changed but do not parse (the old pair stays).
+    /// Serves a pair held in memory (`origin` names it in errors, e.g. a Secret); fed
+    /// by [`CertStore::replace`] afterwards.
+    pub fn from_pem(origin: &str, cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<Self>, TlsError> {
+        let (cert, key) = (format!("{origin}: tls.crt"), format!("{origin}: tls.key"));
+        Ok(Arc::new(Self::parse(cert, key, cert_pem.to_vec(), key_pem.to_vec())?))
+    }
+
+    fn parse(cert_origin: String, key_origin: String, cert_pem: Vec<u8>, key_pem: Vec<u8>) -> Result<Self, TlsError> {
+        let provider = provider();
+        let key = certified_key(&cert_pem, &key_pem, &cert_origin, &key_origin, &provider)?;
+        Ok(Self {
+            current: ArcSwap::from_pointee(key),
+            cert_origin,
+            key_origin,
+            files: None,
+            provider,
+            loaded: Mutex::new((cert_pem, key_pem)),
+        })
+    }
+
+    /// Re-reads the files (a store held in memory has none: `Ok(false)`). `Ok(true)` when
+    /// a new pair is now served, `Ok(false)` when nothing changed, `Err` when it changed
+    /// but does not parse (the old pair stays).
     pub fn reload(&self) -> Result<bool, TlsError> {
-        let (cert_pem, key_pem) = read_pair(&self.cert_path, &self.key_path)?;
+        let Some((cert_path, key_path)) = &self.files else { return Ok(false) };
+        let (cert_pem, key_pem) = read_pair(cert_path, key_path)?;
+        self.replace(&cert_pem, &key_pem)
+    }
+
+    /// Serves this pair from the next handshake on, as [`CertStore::reload`] does.
+    pub fn replace(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<bool, TlsError> {
         let mut loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if loaded.0 == cert_pem && loaded.1 == key_pem {
             return Ok(false);
         }
-        let key = certified_key(&cert_pem, &key_pem, &self.cert_path, &self.key_path, &self.provider)?;
+        let key = certified_key(cert_pem, key_pem, &self.cert_origin, &self.key_origin, &self.provider)?;
         self.current.store(Arc::new(key));
-        *loaded = (cert_pem, key_pem);
+        *loaded = (cert_pem.to_vec(), key_pem.to_vec());
         Ok(true)
     }
 
@@ -127,7 +156,7 @@ impl CertStore {
                 }
             };
             match &result {
-                Ok(true) => tracing::info!(cert = %self.cert_path.display(), "serving a new certificate"),
+                Ok(true) => tracing::info!(cert = %self.cert_origin, "serving a new certificate"),
                 Ok(false) => {}
                 Err(e) => tracing::error!(error = %e, "certificate reload failed; still serving the previous one"),
             }
@@ -150,21 +179,21 @@ fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
 fn certified_key(
     cert_pem: &[u8],
     key_pem: &[u8],
-    cert_path: &Path,
-    key_path: &Path,
+    cert_origin: &str,
+    key_origin: &str,
     provider: &CryptoProvider,
 ) -> Result<CertifiedKey, TlsError> {
     let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::BadCertificate { path: cert_path.to_owned(), source })?;
+        .map_err(|source| TlsError::BadCertificate { path: cert_origin.to_owned(), source })?;
     if chain.is_empty() {
-        return Err(TlsError::NoCertificate { path: cert_path.to_owned() });
+        return Err(TlsError::NoCertificate { path: cert_origin.to_owned() });
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|source| TlsError::BadKey { path: key_path.to_owned(), source })?;
+        .map_err(|source| TlsError::BadKey { path: key_origin.to_owned(), source })?;
     CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Pair {
-        cert: cert_path.to_owned(),
-        key: key_path.to_owned(),
+        cert: cert_origin.to_owned(),
+        key: key_origin.to_owned(),
         source,
     })
 }

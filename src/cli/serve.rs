@@ -12,6 +12,9 @@ use super::{parse_duration, parse_positive_duration, terminated};
 use crate::analysis::http::Resolver;
 use crate::runtime::{Runtime, bind};
 use crate::server::run::{self, ServeConfig};
+use crate::tls::authority::Policy;
+use crate::tls::generate;
+use crate::tls::selfsigned::{self, SelfSigned};
 
 const DEFAULT_ADDR: &str = "0.0.0.0:8443";
 const DEFAULT_ADMIN_ADDR: &str = "0.0.0.0:8080";
@@ -20,7 +23,13 @@ const DEFAULT_TLS_KEY: &str = "certs/tls.key";
 const DEFAULT_RELOAD_INTERVAL: &str = "10s";
 const DEFAULT_DRAIN_TIMEOUT: &str = "25s";
 const DEFAULT_SHUTDOWN_DELAY: &str = "5s";
-const DEFAULT_NAMESPACE: &str = "apisix-canary";
+const DEFAULT_NAMESPACE: &str = crate::manifests::DEFAULT_NAMESPACE;
+const DEFAULT_SERVICE: &str = crate::manifests::DEFAULT_SERVICE;
+const DEFAULT_WEBHOOK_CONFIGURATION: &str = crate::manifests::NAME;
+/// 90 days, as cert-manager's default.
+const DEFAULT_CERT_VALIDITY: &str = "2160h";
+/// Ten years.
+const DEFAULT_CA_VALIDITY: &str = "87600h";
 pub(crate) const DEFAULT_PROMETHEUS_URL: &str = "http://prometheus-server.apisix:9090";
 
 #[derive(Debug, Args)]
@@ -65,6 +74,32 @@ pub struct ServeArgs {
     /// in webhook, alert and MetricTemplate URLs, like curl's --resolve: the host name in
     /// any of its forms (svc.ns, svc.ns.svc, svc.ns.svc.cluster.local) connects to IP:PORT.
     /// The URL is never rewritten. Repeatable; comma-separated in the variable.
+    /// The self-signed certificate mode: serve the certificate kept in this Secret of
+    /// --namespace instead of --tls-cert/--tls-key. The first replica creates it (a CA and
+    /// a serving certificate for --service); the leader renews both before they expire and
+    /// writes the CA into the caBundle of --webhook-configuration and of the Canary CRD's
+    /// conversion. Every replica re-reads it every --tls-reload-interval.
+    #[arg(long, env = "APISIX_CANARY_SELF_SIGNED_SECRET", value_name = "NAME")]
+    pub self_signed_secret: Option<String>,
+    /// Our Service in --namespace: the self-signed certificate's DNS names
+    /// (NAME.NAMESPACE.svc and its other forms) and where the CRD conversion is sent.
+    #[arg(long, env = "APISIX_CANARY_SERVICE", default_value = DEFAULT_SERVICE)]
+    pub service: String,
+    /// Another DNS name of the self-signed serving certificate, e.g. localhost for a
+    /// server outside the cluster. Repeatable; comma-separated in the variable.
+    #[arg(long = "cert-dns-name", env = "APISIX_CANARY_CERT_DNS_NAMES", value_delimiter = ',')]
+    pub cert_dns_names: Vec<String>,
+    /// The Mutating- and ValidatingWebhookConfiguration whose caBundle the self-signed
+    /// mode keeps.
+    #[arg(long, env = "APISIX_CANARY_WEBHOOK_CONFIGURATION", default_value = DEFAULT_WEBHOOK_CONFIGURATION)]
+    pub webhook_configuration: String,
+    /// Lifetime of a self-signed serving certificate; renewed when a third is left.
+    #[arg(long, env = "APISIX_CANARY_CERT_VALIDITY", default_value = DEFAULT_CERT_VALIDITY, value_parser = parse_positive_duration)]
+    pub cert_validity: Duration,
+    /// Lifetime of the self-signed CA; rotated when a third is left, with no failed call.
+    /// At least twice --cert-validity.
+    #[arg(long, env = "APISIX_CANARY_CA_VALIDITY", default_value = DEFAULT_CA_VALIDITY, value_parser = parse_positive_duration)]
+    pub ca_validity: Duration,
     #[arg(
         long,
         env = "APISIX_CANARY_RESOLVE",
@@ -85,12 +120,38 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_delay: args.shutdown_delay,
         drain_timeout: args.drain_timeout,
     };
+    let client = match args.webhook_only {
+        true => None,
+        false => Some(super::cluster::client(args.kubeconfig.as_deref()).await?),
+    };
+    let self_signed = match (&args.self_signed_secret, &client) {
+        (None, _) => None,
+        (Some(_), None) => anyhow::bail!("--self-signed-secret keeps its Secret in the cluster: it needs the controller, not --webhook-only"),
+        (Some(secret), Some(client)) => {
+            let mode = SelfSigned::new(client.clone(), self_signed_config(&args, secret)?);
+            let store = mode.load().await.with_context(|| format!("loading the self-signed certificate of Secret {}/{secret}", args.namespace))?;
+            Some((mode, store))
+        }
+    };
     let runtime = Runtime::new();
     let admin = bind(config.admin_addr).await.context("starting the admin port")?;
     let admin_addr = admin.local_addr().unwrap_or(config.admin_addr);
-    let webhooks = run::spawn(&runtime, &config).await.context("starting the webhook server")?;
+    let webhooks = run::spawn_with(&runtime, &config, self_signed.as_ref().map(|(_, store)| store.clone()))
+        .await
+        .context("starting the webhook server")?;
     crate::admin::spawn(&runtime, admin, config.drain_timeout);
-    let leadership = if args.webhook_only { None } else { Some(controller(&runtime, &args).await?) };
+    let leadership = match client {
+        Some(client) => Some(controller(&runtime, client, &args).await?),
+        None => None,
+    };
+    if let (Some((mode, store)), Some(leadership)) = (self_signed, &leadership) {
+        let (watcher, metrics) = (leadership.watcher(), webhooks.metrics.clone());
+        runtime.spawn(mode.run(store, move || watcher.is_leader(), runtime.stopping(), move |result| match result {
+            Ok(true) => metrics.observe_cert_reload("swapped"),
+            Ok(false) => {}
+            Err(_) => metrics.observe_cert_reload("error"),
+        }));
+    }
     tracing::info!(addr = %webhooks.addr, %admin_addr, controller = !args.webhook_only, "serving webhooks");
     terminated().await;
     tracing::info!(delay = ?config.shutdown_delay, "signal received: not ready; closing the port after the delay, then draining");
@@ -102,8 +163,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// The cluster client, the Lease, and the controller loops.
-async fn controller(runtime: &Runtime, args: &ServeArgs) -> anyhow::Result<crate::lease::Leadership> {
-    let client = super::cluster::client(args.kubeconfig.as_deref()).await?;
+async fn controller(
+    runtime: &Runtime,
+    client: kube::Client,
+    args: &ServeArgs,
+) -> anyhow::Result<crate::lease::Leadership> {
     let identity = args.identity.clone().unwrap_or_else(crate::lease::identity);
     let leadership =
         crate::lease::start(client.clone(), &args.namespace, &identity, crate::lease::LeaseTiming::default())
@@ -120,4 +184,39 @@ async fn controller(runtime: &Runtime, args: &ServeArgs) -> anyhow::Result<crate
     };
     crate::controller::spawn(runtime, client, config, leadership.watcher())?;
     Ok(leadership)
+}
+
+/// The self-signed mode's configuration from the flags.
+fn self_signed_config(args: &ServeArgs, secret: &str) -> anyhow::Result<selfsigned::Config> {
+    if args.cert_validity * 2 > args.ca_validity {
+        anyhow::bail!(
+            "--cert-validity {:?} must be at most half of --ca-validity {:?}: a serving certificate never outlives its CA",
+            args.cert_validity,
+            args.ca_validity
+        );
+    }
+    let validity = |d: Duration, flag: &str| {
+        time::Duration::try_from(d).with_context(|| format!("{flag} {d:?} is too long"))
+    };
+    let mut dns_names = generate::service_dns_names(&args.service, &args.namespace);
+    dns_names.extend(args.cert_dns_names.iter().cloned());
+    let crds = crate::manifests::crds(&crate::manifests::Target::default())
+        .into_iter()
+        .filter(|crd| crd.spec.conversion.as_ref().is_some_and(|c| c.strategy == "Webhook"))
+        .map(|crd| crd.metadata.name.unwrap_or_default())
+        .collect();
+    Ok(selfsigned::Config {
+        namespace: args.namespace.clone(),
+        secret: secret.to_owned(),
+        service: args.service.clone(),
+        webhook_configuration: args.webhook_configuration.clone(),
+        crds,
+        policy: Policy {
+            dns_names,
+            cert_validity: validity(args.cert_validity, "--cert-validity")?,
+            ca_validity: validity(args.ca_validity, "--ca-validity")?,
+            grace: selfsigned::Config::grace(args.tls_reload_interval),
+        },
+        interval: args.tls_reload_interval,
+    })
 }

@@ -62,17 +62,32 @@ pub struct Webhooks {
     pub metrics: Arc<Metrics>,
 }
 
-/// Starts the webhook server under `runtime`. Nothing is spawned unless it all
-/// starts: a bad certificate or a busy port leaves no task behind.
+/// Starts the webhook server under `runtime`, serving the certificate files of
+/// `config`. Nothing is spawned unless it all starts: a bad certificate or a busy port
+/// leaves no task behind.
 pub async fn spawn(runtime: &Runtime, config: &ServeConfig) -> Result<Webhooks, StartError> {
+    spawn_with(runtime, config, None).await
+}
+
+/// [`spawn`], or with `certs` when a store fed by someone else (the self-signed Secret)
+/// replaces the files: then nothing re-reads files.
+pub async fn spawn_with(
+    runtime: &Runtime,
+    config: &ServeConfig,
+    certs: Option<Arc<CertStore>>,
+) -> Result<Webhooks, StartError> {
     let gate = runtime.gate(CERTIFICATE_GATE);
-    let certs = CertStore::load(&config.tls_cert, &config.tls_key)?;
+    let from_files = certs.is_none();
+    let certs = match certs {
+        Some(certs) => certs,
+        None => CertStore::load(&config.tls_cert, &config.tls_key)?,
+    };
     let tls = TlsAcceptor::from(certs.server_config()?);
     let listener = bind(config.addr).await?;
     let addr = listener.local_addr().unwrap_or(config.addr);
     gate.open();
     let metrics = Arc::new(runtime.register(Metrics::register));
-    {
+    if from_files {
         let metrics = metrics.clone();
         let reload =
             certs.clone().reload_loop(config.reload_interval, runtime.stopping(), move |result| match result {

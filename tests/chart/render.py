@@ -151,12 +151,33 @@ def check_common(mode, objects):
     res = container.get("resources", {})
     check("cpu" in res.get("requests", {}) and "memory" in res.get("requests", {}), f"{mode}: requests")
     check("cpu" not in res.get("limits", {}), f"{mode}: a CPU limit")
-    secret = next(v["secret"]["secretName"] for v in pod["volumes"] if v["name"] == "tls")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    self_signed = "APISIX_CANARY_SELF_SIGNED_SECRET" in env
+    if self_signed:
+        # The server keeps the Secret itself: nothing mounted, the names it patches given.
+        secret = env["APISIX_CANARY_SELF_SIGNED_SECRET"]["value"]
+        check("tls" not in volumes and "APISIX_CANARY_TLS_CERT" not in env, f"{mode}: a TLS mount in the selfSigned mode")
+        check(env["APISIX_CANARY_SERVICE"]["value"] == service["metadata"]["name"], f"{mode}: APISIX_CANARY_SERVICE")
+        for key in [("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"), ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration")]:
+            check(env["APISIX_CANARY_WEBHOOK_CONFIGURATION"]["value"] == kinds[key][0]["metadata"]["name"], f"{mode}: APISIX_CANARY_WEBHOOK_CONFIGURATION")
+        # Each is a duration the server parses.
+        for name in ("APISIX_CANARY_CERT_VALIDITY", "APISIX_CANARY_CA_VALIDITY"):
+            check(env[name]["value"].endswith("h"), f"{mode}: {name} {env[name]}")
+    else:
+        secret = volumes["tls"]["secret"]["secretName"]
+        mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "tls")
+        check(env["APISIX_CANARY_TLS_CERT"]["value"] == f"{mount}/tls.crt", f"{mode}: TLS files outside the mount")
 
-    # RBAC: exactly the generated rules, bound to our ServiceAccount.
-    check(kinds[("rbac.authorization.k8s.io/v1", "ClusterRole")][0]["rules"] == rbac["clusterRules"], f"{mode}: ClusterRole rules")
+    # RBAC: exactly the generated rules (the self-signed mode's too, named), bound to our ServiceAccount.
+    want_cluster, want_namespace = list(rbac["clusterRules"]), list(rbac["namespaceRules"])
+    if self_signed:
+        named = lambda rules, placeholder, name: yaml.safe_load(yaml.safe_dump(rules).replace(placeholder, name))
+        want_cluster += named(rbac["selfSigned"]["clusterRules"], "${webhookConfiguration}", "apisix-canary")
+        want_namespace += named(rbac["selfSigned"]["namespaceRules"], "${selfSignedSecret}", secret)
+    check(kinds[("rbac.authorization.k8s.io/v1", "ClusterRole")][0]["rules"] == want_cluster, f"{mode}: ClusterRole rules")
     role = kinds[("rbac.authorization.k8s.io/v1", "Role")][0]
-    check(role["rules"] == rbac["namespaceRules"] and role["metadata"]["namespace"] == NAMESPACE, f"{mode}: Role rules")
+    check(role["rules"] == want_namespace and role["metadata"]["namespace"] == NAMESPACE, f"{mode}: Role rules {role['rules']}")
+    check("${" not in yaml.safe_dump(role) + yaml.safe_dump(kinds[("rbac.authorization.k8s.io/v1", "ClusterRole")][0]), f"{mode}: a placeholder left in RBAC")
     for binding in ("ClusterRoleBinding", "RoleBinding"):
         b = kinds[("rbac.authorization.k8s.io/v1", binding)][0]
         check(b["subjects"] == [{"kind": "ServiceAccount", "name": "apisix-canary", "namespace": NAMESPACE}], f"{mode}: {binding} subjects")
@@ -166,11 +187,22 @@ def check_common(mode, objects):
     return kinds, secret
 
 
-# Defaults: existingSecret, nothing optional.
+# Defaults: selfSigned, nothing optional, and no caBundle (the server writes it).
 defaults = render(None)
 kinds, secret = check_common("defaults", defaults)
 check(not (set(kinds) & (CERT_MANAGER | OPTIONAL)), f"defaults: optional objects rendered: {set(kinds) & (CERT_MANAGER | OPTIONAL)}")
-check(secret == "apisix-canary-tls", f"defaults: TLS Secret {secret}")
+check(secret == "apisix-canary-tls", f"defaults: self-signed Secret {secret}")
+for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+    for w in kinds[("admissionregistration.k8s.io/v1", kind)][0]["webhooks"]:
+        check("caBundle" not in w["clientConfig"], f"defaults: {kind} {w['name']} has a caBundle at install")
+
+# existingSecret: the user's Secret mounted, the given caBundle written.
+EXISTING = {"existingSecret": {"name": "my-tls", "caBundle": "Q0E="}}
+kinds, secret = check_common("existingSecret", render(EXISTING))
+check(secret == "my-tls", f"existingSecret: mounts {secret}")
+for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+    for w in kinds[("admissionregistration.k8s.io/v1", kind)][0]["webhooks"]:
+        check(w["clientConfig"].get("caBundle") == "Q0E=", f"existingSecret: {kind} {w['name']} caBundle")
 
 # cert-manager: Issuer, Certificate into the mounted Secret, cainjector annotations.
 cm = render({"certManager": {"enabled": True}})
@@ -195,7 +227,7 @@ if not problems:
     check(dashboard.strip() == (REPO / "dashboards" / "apisix-canary.json").read_text().strip(), "dashboard ConfigMap differs from the file")
 
 # Helm's linter, strict, for each mode: no warning, no error.
-for mode, values in [("defaults", None), ("certManager", {"certManager": {"enabled": True}})]:
+for mode, values in [("defaults", None), ("existingSecret", EXISTING), ("certManager", {"certManager": {"enabled": True}})]:
     report = helm.lint(str(CHART), values, strict=True, namespace=NAMESPACE)
     bad = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
     check(not bad, f"helm lint ({mode}): {bad}")

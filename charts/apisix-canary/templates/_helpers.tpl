@@ -15,12 +15,26 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
-{{/* The Secret with tls.crt and tls.key the pods mount. */}}
-{{- define "apisix-canary.tlsSecret" -}}
+{{/* The certificate mode: certManager.enabled wins, then existingSecret.name, else selfSigned. */}}
+{{- define "apisix-canary.certMode" -}}
 {{- if .Values.certManager.enabled -}}
-{{ include "apisix-canary.fullname" . }}-tls
+certManager
+{{- else if .Values.existingSecret.name -}}
+existingSecret
 {{- else -}}
-{{ required "existingSecret.name is required when certManager.enabled is false" .Values.existingSecret.name }}
+selfSigned
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret with tls.crt and tls.key: mounted (certManager, existingSecret), or kept by the server (selfSigned). */}}
+{{- define "apisix-canary.tlsSecret" -}}
+{{- $mode := include "apisix-canary.certMode" . -}}
+{{- if eq $mode "existingSecret" -}}
+{{ .Values.existingSecret.name }}
+{{- else if eq $mode "selfSigned" -}}
+{{ .Values.selfSigned.secretName | default (printf "%s-tls" (include "apisix-canary.fullname" .)) }}
+{{- else -}}
+{{ include "apisix-canary.fullname" . }}-tls
 {{- end -}}
 {{- end -}}
 
@@ -32,12 +46,26 @@ annotations:
 {{- end }}
 {{- end -}}
 
-{{/* clientConfig of the webhook at path (the dict's "path"). */}}
+{{/* clientConfig of the webhook at path (the dict's "path"); "kind" and "webhook" name it,
+so that in the selfSigned mode an upgrade keeps the caBundle the server wrote (lookup is
+empty in `helm template`: the server writes it within one reload interval). */}}
 {{- define "apisix-canary.clientConfig" -}}
 {{- $root := .root -}}
+{{- $mode := include "apisix-canary.certMode" $root -}}
+{{- $caBundle := "" -}}
+{{- if eq $mode "existingSecret" -}}
+{{- $caBundle = $root.Values.existingSecret.caBundle -}}
+{{- else if eq $mode "selfSigned" -}}
+{{- $live := lookup "admissionregistration.k8s.io/v1" .kind "" (include "apisix-canary.fullname" $root) -}}
+{{- range ($live.webhooks | default list) -}}
+{{- if and (eq .name $.webhook) .clientConfig.caBundle -}}
+{{- $caBundle = .clientConfig.caBundle -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
 clientConfig:
-  {{- if and (not $root.Values.certManager.enabled) $root.Values.existingSecret.caBundle }}
-  caBundle: {{ $root.Values.existingSecret.caBundle }}
+  {{- with $caBundle }}
+  caBundle: {{ . }}
   {{- end }}
   service:
     name: {{ include "apisix-canary.fullname" $root }}
