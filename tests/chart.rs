@@ -43,3 +43,9 @@ fn chart_renders_lints_and_matches_the_code() {
 fn kustomize_manifests_equal_the_chart_defaults() {
     run("manifests.py", &["--check".as_ref()]);
 }
+
+/// charts/apisix-canary/files/argocd-health.lua, in a real Lua, on every phase.
+#[test]
+fn argocd_health_check_maps_every_canary_status() {
+    run("argocd_health.py", &[]);
+}
