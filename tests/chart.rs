@@ -49,3 +49,10 @@ fn kustomize_manifests_equal_the_chart_defaults() {
 fn argocd_health_check_maps_every_canary_status() {
     run("argocd_health.py", &[]);
 }
+
+/// charts/apisix-canary/README.md lists every value of values.yaml with its default,
+/// and its Argo CD snippet is files/argocd-health.lua.
+#[test]
+fn chart_readme_documents_every_value() {
+    run("readme.py", &["--check".as_ref()]);
+}
