@@ -8,6 +8,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use apisix_canary::api::annotations::{CANARY_REVISION, FAILED_REVISION, RETRY, STABLE_REVISION};
+
 const BIN: &str = env!("CARGO_BIN_EXE_apisix-canary");
 
 struct Cluster {
@@ -267,4 +269,72 @@ fn server_side_apply_scale_and_delete() {
         String::from_utf8_lossy(&out.stderr)
             .contains("Error from server (NotFound): deployments.apps \"podinfo\" not found")
     );
+}
+
+/// The shell command of charts/apisix-canary/README.md that releases the Deployments
+/// left paused by an uninstall, between its markers.
+fn readme_release_command() -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/apisix-canary/README.md")).unwrap();
+    let start = readme.find("<!-- BEGIN release-paused").expect("the README's release-paused marker");
+    let end = readme.find("<!-- END release-paused -->").expect("the README's end marker");
+    let block = &readme[start..end];
+    let body = block.split_once("```sh\n").expect("a sh block").1.split_once("```").unwrap().0;
+    body.lines().map(str::trim).collect::<Vec<_>>().join("\n")
+}
+
+/// After an uninstall (the webhook configurations gone), the README's command unpauses
+/// and unlocks exactly the Deployments our webhook paused, in every namespace.
+#[test]
+fn the_readme_command_releases_deployments_paused_by_us() {
+    let c = start();
+    let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
+    c.ok(&["apply", "-f", &scenario("namespace.yaml")]);
+    c.ok(&["apply", "-f", &scenario("podinfo.yaml"), "-f", &scenario("service.yaml"), "-f", &scenario("route.yaml")]);
+    c.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1"]);
+    assert_eq!(c.jsonpath("deploy/podinfo", "{.spec.paused}"), "true", "paused by the webhook");
+    assert!(!c.jsonpath("deploy/podinfo", "{.metadata.annotations.apisix-canary\\.dev/stable-revision}").is_empty());
+    // Paused by someone else, with and without annotations: left alone.
+    let others = dir_file(
+        "others.yaml",
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: paused-by-hand, namespace: test}
+spec:
+  paused: true
+  selector: {matchLabels: {app: a}}
+  template: {metadata: {labels: {app: a}}, spec: {containers: [{name: c, image: nginx}]}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: annotated, namespace: test, annotations: {team: payments}}
+spec:
+  paused: true
+  selector: {matchLabels: {app: b}}
+  template: {metadata: {labels: {app: b}}, spec: {containers: [{name: c, image: nginx}]}}
+",
+    );
+    c.ok(&["apply", "-f", others.path()]);
+    // The uninstall.
+    c.ok(&["delete", "mutatingwebhookconfiguration", "apisix-canary"]);
+    c.ok(&["delete", "validatingwebhookconfiguration", "apisix-canary"]);
+
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &readme_release_command()])
+        .env("KUBECONFIG", &c.kubeconfig)
+        .env("PATH", format!("{}:{}", c.kubectl.parent().unwrap().display(), std::env::var("PATH").unwrap()))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.trim(), "deployment.apps/podinfo patched");
+    assert_eq!(c.jsonpath("deploy/podinfo", "{.spec.paused}"), "false");
+    let (annotations, _) = c.ok(&["-n", "test", "get", "deploy", "podinfo", "-o", "jsonpath={.metadata.annotations}"]);
+    for lock in [STABLE_REVISION, CANARY_REVISION, FAILED_REVISION, RETRY] {
+        assert!(!annotations.contains(lock), "{lock} left: {annotations}");
+    }
+    assert!(annotations.contains("apisix-canary.dev/route"), "the opt-in stays: {annotations}");
+    for name in ["deploy/paused-by-hand", "deploy/annotated"] {
+        assert_eq!(c.jsonpath(name, "{.spec.paused}"), "true", "{name} is not ours");
+    }
 }
