@@ -69,7 +69,8 @@ impl CertStore {
     /// without it). [`CertStore::reload`] re-reads them.
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<Self>, TlsError> {
         let (cert_pem, key_pem) = read_pair(cert_path, key_path)?;
-        let mut store = Self::parse(cert_path.display().to_string(), key_path.display().to_string(), cert_pem, key_pem)?;
+        let mut store =
+            Self::parse(cert_path.display().to_string(), key_path.display().to_string(), cert_pem, key_pem)?;
         store.files = Some((cert_path.to_owned(), key_path.to_owned()));
         Ok(Arc::new(store))
     }

@@ -126,10 +126,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let self_signed = match (&args.self_signed_secret, &client) {
         (None, _) => None,
-        (Some(_), None) => anyhow::bail!("--self-signed-secret keeps its Secret in the cluster: it needs the controller, not --webhook-only"),
+        (Some(_), None) => anyhow::bail!(
+            "--self-signed-secret keeps its Secret in the cluster: it needs the controller, not --webhook-only"
+        ),
         (Some(secret), Some(client)) => {
             let mode = SelfSigned::new(client.clone(), self_signed_config(&args, secret)?);
-            let store = mode.load().await.with_context(|| format!("loading the self-signed certificate of Secret {}/{secret}", args.namespace))?;
+            let store = mode.load().await.with_context(|| {
+                format!("loading the self-signed certificate of Secret {}/{secret}", args.namespace)
+            })?;
             Some((mode, store))
         }
     };
@@ -146,11 +150,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     if let (Some((mode, store)), Some(leadership)) = (self_signed, &leadership) {
         let (watcher, metrics) = (leadership.watcher(), webhooks.metrics.clone());
-        runtime.spawn(mode.run(store, move || watcher.is_leader(), runtime.stopping(), move |result| match result {
-            Ok(true) => metrics.observe_cert_reload("swapped"),
-            Ok(false) => {}
-            Err(_) => metrics.observe_cert_reload("error"),
-        }));
+        runtime.spawn(mode.run(
+            store,
+            move || watcher.is_leader(),
+            runtime.stopping(),
+            move |result| match result {
+                Ok(true) => metrics.observe_cert_reload("swapped"),
+                Ok(false) => {}
+                Err(_) => metrics.observe_cert_reload("error"),
+            },
+        ));
     }
     tracing::info!(addr = %webhooks.addr, %admin_addr, controller = !args.webhook_only, "serving webhooks");
     terminated().await;
@@ -188,16 +197,8 @@ async fn controller(
 
 /// The self-signed mode's configuration from the flags.
 fn self_signed_config(args: &ServeArgs, secret: &str) -> anyhow::Result<selfsigned::Config> {
-    if args.cert_validity * 2 > args.ca_validity {
-        anyhow::bail!(
-            "--cert-validity {:?} must be at most half of --ca-validity {:?}: a serving certificate never outlives its CA",
-            args.cert_validity,
-            args.ca_validity
-        );
-    }
-    let validity = |d: Duration, flag: &str| {
-        time::Duration::try_from(d).with_context(|| format!("{flag} {d:?} is too long"))
-    };
+    let validity =
+        |d: Duration, flag: &str| time::Duration::try_from(d).with_context(|| format!("{flag} {d:?} is too long"));
     let mut dns_names = generate::service_dns_names(&args.service, &args.namespace);
     dns_names.extend(args.cert_dns_names.iter().cloned());
     let crds = crate::manifests::crds(&crate::manifests::Target::default())
@@ -205,18 +206,21 @@ fn self_signed_config(args: &ServeArgs, secret: &str) -> anyhow::Result<selfsign
         .filter(|crd| crd.spec.conversion.as_ref().is_some_and(|c| c.strategy == "Webhook"))
         .map(|crd| crd.metadata.name.unwrap_or_default())
         .collect();
+    let policy = Policy {
+        dns_names,
+        cert_validity: validity(args.cert_validity, "--cert-validity")?,
+        ca_validity: validity(args.ca_validity, "--ca-validity")?,
+        grace: selfsigned::Config::grace(args.tls_reload_interval),
+    };
+    let interval = validity(args.tls_reload_interval, "--tls-reload-interval")?;
+    policy.check(interval).map_err(|e| anyhow::anyhow!("--cert-validity, --ca-validity: {e}"))?;
     Ok(selfsigned::Config {
         namespace: args.namespace.clone(),
         secret: secret.to_owned(),
         service: args.service.clone(),
         webhook_configuration: args.webhook_configuration.clone(),
         crds,
-        policy: Policy {
-            dns_names,
-            cert_validity: validity(args.cert_validity, "--cert-validity")?,
-            ca_validity: validity(args.ca_validity, "--ca-validity")?,
-            grace: selfsigned::Config::grace(args.tls_reload_interval),
-        },
+        policy,
         interval: args.tls_reload_interval,
     })
 }

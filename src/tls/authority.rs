@@ -8,7 +8,8 @@
 //!
 //! ```text
 //!  leaf near expiry ──▶ new leaf from the same CA           (bundle unchanged)
-//!  CA near expiry   ──▶ bundle = [new CA, old CA]; leaf kept (the API server learns the new CA)
+//!  CA near expiry   ──▶ bundle = [new CA, old CA]; a last leaf from the old CA
+//!                       (the API server learns the new CA)
 //!     …grace…       ──▶ new leaf from the new CA            (replicas swap at their next read)
 //!     …grace…       ──▶ bundle = [new CA]                    (no replica serves the old leaf)
 //! ```
@@ -42,6 +43,27 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Why this policy could serve an expired certificate with replicas that read the
+    /// Secret every `interval`, if it could: a serving certificate must outlive a grace
+    /// period plus a read, both on its own and when issued at a CA rotation.
+    pub fn check(&self, interval: Duration) -> Result<(), String> {
+        if self.cert_validity * 2 > self.ca_validity {
+            return Err(format!(
+                "the serving certificate's lifetime {} must be at most half the CA's {}",
+                self.cert_validity, self.ca_validity
+            ));
+        }
+        let shortest = self.cert_validity.min(self.ca_validity / 3);
+        if shortest <= self.grace + interval || self.cert_validity / 3 <= interval * 2 {
+            return Err(format!(
+                "lifetimes too short for a reload interval of {interval}: a serving certificate must outlive \
+                 {} (three reloads and two seconds, then one more reload), and a third of it two reloads",
+                self.grace + interval
+            ));
+        }
+        Ok(())
+    }
+
     /// Renewal starts when a third of the lifetime is left, as cert-manager's default.
     fn renew_cert_at(&self, not_after: OffsetDateTime) -> OffsetDateTime {
         not_after - self.cert_validity / 3
@@ -126,14 +148,18 @@ pub fn next(
     };
     let signing = &parsed.cas[0].0;
     let settled = stored.changed_at.is_none_or(|at| now >= at + policy.grace);
-    if now >= policy.renew_ca_at(signing.not_after) && parsed.cas.len() == 1 && signing.subject == parsed.leaf.issuer
-    {
+    if now >= policy.renew_ca_at(signing.not_after) && parsed.cas.len() == 1 && signing.subject == parsed.leaf.issuer {
+        // The new CA is not trusted yet, so the serving certificate of the grace period
+        // comes from the old one, issued now while its key is at hand: it lives as long
+        // as the old CA does, longer than the grace.
+        let (cert_pem, key_pem) = new_leaf(stored, signing.not_after, policy, now)?;
         let (ca_pem, ca_key) = new_ca(policy, now)?;
         let material = Material {
             ca_pem: format!("{ca_pem}{}", stored.ca_pem),
             ca_key_pem: ca_key.serialize_pem(),
+            cert_pem,
+            key_pem,
             changed_at: Some(now),
-            ..stored.clone()
         };
         return Ok(Some((material, Change::CaRotated)));
     }
@@ -144,7 +170,8 @@ pub fn next(
     let extends = (now + policy.cert_validity).min(signing.not_after) > leaf.not_after;
     let leaf_due = (now >= policy.renew_cert_at(leaf.not_after) && extends) || leaf.dns_names != policy.dns_names;
     let leaf_from_old_ca = leaf.issuer != signing.subject;
-    if leaf_expired || (settled && (leaf_due || leaf_from_old_ca)) {
+    // From the same CA a renewal is always safe; a move to a new CA waits for the grace.
+    if leaf_expired || (leaf_due && !leaf_from_old_ca) || (settled && (leaf_due || leaf_from_old_ca)) {
         let (cert_pem, key_pem) = new_leaf(stored, signing.not_after, policy, now)?;
         let material = Material { cert_pem, key_pem, changed_at: Some(now), ..stored.clone() };
         return Ok(Some((material, Change::CertRenewed)));
@@ -177,7 +204,8 @@ fn check(material: &Material, now: OffsetDateTime) -> Result<Parsed, Unusable> {
     if public_key(signing_pem).map_err(|e| unusable(CA_CERT, &e))? != ca_key.public_key_raw() {
         return Err(Unusable(format!("{CA_KEY} is not the key of the first CA in {CA_CERT}")));
     }
-    let leaf = pem_blocks(&material.cert_pem).into_iter().next().ok_or_else(|| unusable(TLS_CERT, &"no certificate"))?;
+    let leaf =
+        pem_blocks(&material.cert_pem).into_iter().next().ok_or_else(|| unusable(TLS_CERT, &"no certificate"))?;
     let leaf = CertificateDer::from_pem_slice(leaf.as_bytes()).map_err(|e| unusable(TLS_CERT, &e))?;
     let leaf = info(&leaf).map_err(|e| unusable(TLS_CERT, &e))?;
     if !cas.iter().any(|(ca, _)| ca.subject == leaf.issuer) {
@@ -211,8 +239,8 @@ fn public_key(pem: &str) -> Result<Vec<u8>, String> {
 
 fn info(der: &CertificateDer<'_>) -> Result<Info, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
-    let not_after = OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
-        .map_err(|e| e.to_string())?;
+    let not_after =
+        OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp()).map_err(|e| e.to_string())?;
     let dns_names = match cert.subject_alternative_name() {
         Ok(Some(san)) => san
             .value

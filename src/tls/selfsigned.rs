@@ -217,7 +217,8 @@ impl SelfSigned {
     /// conversions where it differs; objects not installed yet are skipped.
     pub async fn inject(&self, ca_pem: &str) -> Result<(), CertError> {
         let name = &self.config.webhook_configuration;
-        let patch = |what: &str, e| CertError::Api { what: format!("writing the caBundle of {what}"), source: Box::new(e) };
+        let patch =
+            |what: &str, e| CertError::Api { what: format!("writing the caBundle of {what}"), source: Box::new(e) };
         let mutating: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
         if let Some(config) = mutating.get_opt(name).await.map_err(|e| patch("the mutating webhooks", e))? {
             let bundles = config.webhooks.iter().flatten().map(|w| (&w.name, w.client_config.ca_bundle.as_ref()));
@@ -286,7 +287,8 @@ fn secret_of(name: &str, existing: Option<&Secret>, material: &Material) -> Secr
         ..ObjectMeta::default()
     });
     metadata.managed_fields = None;
-    if let Some(at) = material.changed_at.and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok()) {
+    if let Some(at) = material.changed_at.and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+    {
         metadata.annotations.get_or_insert_with(BTreeMap::new).insert(CHANGED_AT.to_owned(), at);
     }
     let data = [

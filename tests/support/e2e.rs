@@ -80,7 +80,8 @@ pub fn value_of<'a>(lines: &'a [String], prefix: &str) -> &'a str {
 }
 
 /// `apisix-canary serve` with the controller, as replica `identity`, its JSON log lines
-/// collected into `logs`; returns once it serves, with its webhook address.
+/// collected into `logs`; returns once it serves, with its webhook address. It serves
+/// the certificate files of `dir`.
 pub fn spawn_serve(
     dir: &Path,
     kubeconfig: &Path,
@@ -89,15 +90,31 @@ pub fn spawn_serve(
     addr: &str,
     logs: &Arc<Mutex<Vec<String>>>,
 ) -> (Proc, String) {
+    let files = [
+        "--tls-cert".to_owned(),
+        dir.join("tls.crt").display().to_string(),
+        "--tls-key".to_owned(),
+        dir.join("tls.key").display().to_string(),
+    ];
+    spawn_serve_with(dir, kubeconfig, prometheus_url, identity, addr, logs, &files)
+}
+
+/// [`spawn_serve`] with its certificate (and any other) flags given.
+pub fn spawn_serve_with(
+    dir: &Path,
+    kubeconfig: &Path,
+    prometheus_url: &str,
+    identity: &str,
+    addr: &str,
+    logs: &Arc<Mutex<Vec<String>>>,
+    flags: &[String],
+) -> (Proc, String) {
     // Where the sim's cluster Service names are reached from outside the cluster.
     let resolve = std::fs::read_to_string(dir.join("resolve")).unwrap_or_default();
     let mut serve = Command::new(BIN)
         .args(["serve", "--addr", addr, "--admin-addr", "127.0.0.1:0", "--shutdown-delay", "0s"])
         .env("APISIX_CANARY_RESOLVE", resolve.trim())
-        .arg("--tls-cert")
-        .arg(dir.join("tls.crt"))
-        .arg("--tls-key")
-        .arg(dir.join("tls.key"))
+        .args(flags)
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(["--prometheus-url", prometheus_url, "--identity", identity])
@@ -175,7 +192,24 @@ impl World {
         std::fs::read_to_string(self.dir.path().join("webhook-addr")).unwrap()
     }
 
-    pub fn start() -> Self {
+    /// [`spawn_serve_with`] for this world: a replica with its own certificate flags.
+    pub fn serve_with(&self, identity: &str, addr: &str, flags: &[String]) -> String {
+        let (proc, addr) = spawn_serve_with(
+            self.dir.path(),
+            &self.kubeconfig,
+            &self.prometheus_url,
+            identity,
+            addr,
+            &self.logs,
+            flags,
+        );
+        self.serves.lock().unwrap().push(proc);
+        addr
+    }
+
+    /// The cluster alone: the sim, its Prometheus, our namespace; no `serve` yet and
+    /// nothing of ours installed.
+    pub fn cluster() -> Self {
         let kubectl = binaries::require_binary("kubectl");
         let prometheus = binaries::require_binary("prometheus");
         let dir = tempfile::tempdir().unwrap();
@@ -204,32 +238,9 @@ impl World {
         std::fs::write(&ns, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apisix-canary\n").unwrap();
         let created = Command::new(&kubectl).arg("apply").arg("-f").arg(&ns).env("KUBECONFIG", &kubeconfig).output();
         assert!(created.unwrap().status.success());
-
-        let certs = Command::new(BIN)
-            .args(["certs", "--dns-name", "localhost", "--out-dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(certs.success());
-
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let (serve, addr) = spawn_serve(dir.path(), &kubeconfig, &prometheus_url, "serve-0", "127.0.0.1:0", &logs);
-        let port = addr.rsplit(':').next().unwrap().to_owned();
-        std::fs::write(dir.path().join("webhook-addr"), &addr).unwrap();
-        let manifests = dir.path().join("manifests");
-        let written = Command::new(BIN)
-            .args(["manifests", "--url", &format!("https://localhost:{port}"), "--ca-file"])
-            .arg(dir.path().join("ca.crt"))
-            .arg("--out-dir")
-            .arg(&manifests)
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(written.success());
-        let w = World {
-            serves: Mutex::new(vec![serve]),
+        World {
+            serves: Mutex::new(Vec::new()),
             _sim: sim,
             kubectl,
             kubeconfig,
@@ -238,9 +249,41 @@ impl World {
             prometheus_url,
             logs,
             dir,
-        };
-        w.ok(&["apply", "-f", manifests.to_str().unwrap()]);
+        }
+    }
+
+    /// The cluster with `serve` running on certificate files and our CRDs and webhook
+    /// configurations applied, pointing at it.
+    pub fn start() -> Self {
+        let w = Self::cluster();
+        let dir = w.dir.path();
+        let certs = Command::new(BIN)
+            .args(["certs", "--dns-name", "localhost", "--out-dir"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(certs.success());
+        let addr = w.serve("serve-0", "127.0.0.1:0");
+        std::fs::write(dir.join("webhook-addr"), &addr).unwrap();
+        w.install_manifests(&addr, Some(&dir.join("ca.crt")));
         w
+    }
+
+    /// `apisix-canary manifests --url https://localhost:PORT` (with `ca` as caBundle, or
+    /// none), applied with kubectl.
+    pub fn install_manifests(&self, addr: &str, ca: Option<&Path>) {
+        let port = addr.rsplit(':').next().unwrap().to_owned();
+        let manifests = self.dir.path().join("manifests");
+        let mut command = Command::new(BIN);
+        command.args(["manifests", "--url", &format!("https://localhost:{port}")]);
+        if let Some(ca) = ca {
+            command.arg("--ca-file").arg(ca);
+        }
+        let written = command.arg("--out-dir").arg(&manifests).stderr(Stdio::null()).status().unwrap();
+        assert!(written.success());
+        self.ok(&["apply", "-f", manifests.to_str().unwrap()]);
     }
 
     pub fn file(&self, name: &str, text: &str) -> String {
