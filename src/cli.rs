@@ -40,7 +40,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the admission webhooks over HTTPS, and /live, /ready, /metrics over HTTP.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Write a development CA and a serving certificate signed by it.
     Certs(CertsArgs),
     /// Print the revision of each Deployment in a manifest, as the lock annotations record it
@@ -171,7 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(())
         }
         Command::Sim(args) => runtime()?.block_on(sim::run(args)),
-        Command::Serve(args) => runtime()?.block_on(serve::run(args)),
+        Command::Serve(args) => runtime()?.block_on(serve::run(*args)),
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::Status(args) => return runtime()?.block_on(status::run(&args)),
         Command::Promote(args) => verb(operate::Verb::Promote { force: args.force }, &args.verb),
