@@ -171,7 +171,7 @@ pub fn next(
     let leaf_due = (now >= policy.renew_cert_at(leaf.not_after) && extends) || leaf.dns_names != policy.dns_names;
     let leaf_from_old_ca = leaf.issuer != signing.subject;
     // From the same CA a renewal is always safe; a move to a new CA waits for the grace.
-    if leaf_expired || (leaf_due && !leaf_from_old_ca) || (settled && (leaf_due || leaf_from_old_ca)) {
+    if leaf_expired || (leaf_due && !leaf_from_old_ca) || (leaf_from_old_ca && settled) {
         let (cert_pem, key_pem) = new_leaf(stored, signing.not_after, policy, now)?;
         let material = Material { cert_pem, key_pem, changed_at: Some(now), ..stored.clone() };
         return Ok(Some((material, Change::CertRenewed)));
