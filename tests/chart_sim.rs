@@ -181,9 +181,18 @@ impl Serve {
         self.logs.lock().unwrap().join("\n")
     }
 
+    /// SIGTERM, as the kubelet stops the pod.
+    fn sigterm(&self) {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+    }
+
     /// SIGTERM, then waits for the exit (the rendered shutdown delay and drain apply).
     fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        self.sigterm();
+        self.wait_exit(within)
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -577,8 +586,14 @@ fn chart_in_the_sim(mode: CertMode) {
     );
     assert!(serve.requests("/mutate/deployments") > mutated, "the interception went through serve");
 
-    // A clean stop: SIGTERM, readiness off, drain, exit 0.
-    let status = serve.terminate(Duration::from_secs(30)).expect("serve did not exit within 30s of SIGTERM");
+    // A clean stop: SIGTERM turns readiness off at once (while the rendered shutdown
+    // delay keeps the ports open), then serve drains and exits 0.
+    serve.sigterm();
+    wait_for(Duration::from_secs(3), "/ready off after SIGTERM", || {
+        let (ready, live) = (serve.admin_get("/ready").0, serve.admin_get("/live").0);
+        (ready == 503).then(|| assert_eq!(live, 200, "still live while draining"))
+    });
+    let status = serve.wait_exit(Duration::from_secs(30)).expect("serve did not exit within 30s of SIGTERM");
     assert!(status.success(), "serve exited with {status}:\n{}", serve.logs());
     eprintln!("chart_sim ({mode:?}): {:?}", started.elapsed());
 }
