@@ -30,6 +30,9 @@ const VENV_PYTHON: &str = ".venv/bin/python";
 const RELEASE_NAMESPACE: &str = "apisix-canary";
 /// A namespace of the user's, seen by the Deployment webhooks.
 const USER_NAMESPACE: &str = "shop";
+/// Another, for the Canary resources (whose targets never exist: the controller leaves
+/// them Initialized, and the opted-in Deployment of USER_NAMESPACE keeps its own Canary).
+const CANARY_NAMESPACE: &str = "canaries";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -477,15 +480,16 @@ fn chart_in_the_sim(mode: CertMode) {
     wait_for(Duration::from_secs(15), "/ready from serve", || (serve.admin_get("/ready").0 == 200).then_some(()));
 
     // The user's steps after the install, per mode.
-    let alpha = cluster.file("alpha.yaml", &canary_fixture("flat-v1alpha1.yaml", USER_NAMESPACE));
+    let alpha = cluster.file("alpha.yaml", &canary_fixture("flat-v1alpha1.yaml", CANARY_NAMESPACE));
     cluster.apply("user-namespace.yaml", &namespace(USER_NAMESPACE));
+    cluster.apply("canary-namespace.yaml", &namespace(CANARY_NAMESPACE));
     match mode {
         CertMode::ExistingSecret => existing_secret_after_install(&cluster, &service_ns, &service_name, &alpha),
     }
 
     // (a) An invalid Canary is refused by the validating webhook (failurePolicy Fail),
     // with its field error; (b) a valid one is accepted.
-    let mut invalid: Value = serde_json::from_str(&canary_fixture("minimal.yaml", USER_NAMESPACE)).unwrap();
+    let mut invalid: Value = serde_json::from_str(&canary_fixture("minimal.yaml", CANARY_NAMESPACE)).unwrap();
     invalid["metadata"]["name"] = json!("invalid");
     invalid["spec"]["analysis"] = json!({"maxWeight": 30, "stepWeight": 40});
     let invalid = cluster.file("invalid.yaml", &invalid.to_string());
@@ -499,7 +503,7 @@ fn chart_in_the_sim(mode: CertMode) {
              spec.analysis.stepWeight: Invalid value: 40: must be less than or equal to maxWeight (30)"
         )
     );
-    let valid = cluster.file("valid.yaml", &canary_fixture("minimal.yaml", USER_NAMESPACE));
+    let valid = cluster.file("valid.yaml", &canary_fixture("minimal.yaml", CANARY_NAMESPACE));
     let (out, _) = cluster.ok(&["apply", "-f", &valid]);
     assert!(out.contains("canary.apisix-canary.dev/checkout created"), "{out}");
     assert_eq!(serve.requests("/validate/canaries"), validated + 2, "both went through serve");
@@ -509,16 +513,16 @@ fn chart_in_the_sim(mode: CertMode) {
     let converted = serve.requests("/convert");
     let (out, _) = cluster.ok(&["apply", "-f", &alpha]);
     assert!(out.contains("canary.apisix-canary.dev/podinfo created"), "{out}");
-    let beta = cluster.get_json(&["-n", USER_NAMESPACE, "get", "canaries.v1beta1.apisix-canary.dev", "podinfo"]);
+    let beta = cluster.get_json(&["-n", CANARY_NAMESPACE, "get", "canaries.v1beta1.apisix-canary.dev", "podinfo"]);
     assert_eq!(beta["apiVersion"], "apisix-canary.dev/v1beta1");
     assert_eq!(beta["spec"]["targetRef"]["name"], "podinfo", "{beta}");
     assert_eq!(beta["spec"]["analysis"]["maxWeight"], 50, "{beta}");
     assert_eq!(beta["spec"]["analysis"]["stepWeight"], 10, "{beta}");
     let written: Value = serde_saphyr::from_str(&std::fs::read_to_string(&alpha).unwrap()).unwrap();
-    let read = cluster.get_json(&["-n", USER_NAMESPACE, "get", "canaries.v1alpha1.apisix-canary.dev", "podinfo"]);
+    let read = cluster.get_json(&["-n", CANARY_NAMESPACE, "get", "canaries.v1alpha1.apisix-canary.dev", "podinfo"]);
     assert_eq!(read["apiVersion"], "apisix-canary.dev/v1alpha1");
     assert_eq!(read["spec"], written["spec"], "v1alpha1 -> v1beta1 -> v1alpha1 is lossless");
-    let flat = cluster.get_json(&["-n", USER_NAMESPACE, "get", "canaries.v1alpha1.apisix-canary.dev", "checkout"]);
+    let flat = cluster.get_json(&["-n", CANARY_NAMESPACE, "get", "canaries.v1alpha1.apisix-canary.dev", "checkout"]);
     assert_eq!(flat["apiVersion"], "apisix-canary.dev/v1alpha1");
     assert_eq!((&flat["spec"]["target"], &flat["spec"]["route"]), (&json!("checkout"), &json!("shop")), "{flat}");
     assert!(serve.requests("/convert") > converted, "the conversions went through serve");
