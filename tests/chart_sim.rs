@@ -297,28 +297,30 @@ fn start_serve(cluster: &Cluster, rendered: &Rendered, pod: &Value, mounts: &[(S
             field_ref(pod, path)
         } else {
             let value = e["value"].as_str().unwrap_or_else(|| panic!("{name}: neither a value nor a fieldRef: {e}"));
-            match name {
-                "APISIX_CANARY_ADDR" => listen(value, "webhook"),
-                "APISIX_CANARY_ADMIN_ADDR" => listen(value, "admin"),
-                _ => match mounts.iter().find(|(at, _)| value.starts_with(&format!("{at}/"))) {
-                    Some((at, dir)) => dir.join(&value[at.len() + 1..]).to_string_lossy().into_owned(),
-                    None => value.to_owned(),
-                },
+            let local = match name {
+                "APISIX_CANARY_ADDR" => Some(listen(value, "webhook")),
+                "APISIX_CANARY_ADMIN_ADDR" => Some(listen(value, "admin")),
+                // A file of a mounted Secret: the same file in its local directory.
+                _ => mounts.iter().find_map(|(at, dir)| {
+                    let file = value.strip_prefix(at.as_str())?.strip_prefix('/')?;
+                    Some(dir.join(file).to_string_lossy().into_owned())
+                }),
+            };
+            match local {
+                Some(local) => {
+                    overridden.push(name);
+                    local
+                }
+                None => value.to_owned(),
             }
         };
-        if matches!(
-            name,
-            "APISIX_CANARY_ADDR" | "APISIX_CANARY_ADMIN_ADDR" | "APISIX_CANARY_TLS_CERT" | "APISIX_CANARY_TLS_KEY"
-        ) {
-            overridden.push(name);
-        }
         env.push((name.to_owned(), value));
     }
     overridden.sort_unstable();
     assert_eq!(
         overridden,
         ["APISIX_CANARY_ADDR", "APISIX_CANARY_ADMIN_ADDR", "APISIX_CANARY_TLS_CERT", "APISIX_CANARY_TLS_KEY"],
-        "the rendered env names what serve listens on and serves"
+        "the rendered env sets the listen addresses and the TLS files (in the Secret's mount), nothing else local"
     );
     let mut child = Command::new(BIN)
         .args(&args)
