@@ -278,7 +278,12 @@ impl Webhooks {
             "kind": "ConversionReview",
             "request": {"uid": uid, "desiredAPIVersion": desired, "objects": objects},
         });
-        let failed = |e: String| ApiError::Internal(format!("conversion webhook for {desired} failed: {e}"));
+        // kube-apiserver names the GroupVersionKind converted from: `group/v1, Kind=K`.
+        let from = objects.first().map_or_else(String::new, |o| {
+            let s = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+            format!("{}, Kind={}", s("apiVersion"), s("kind"))
+        });
+        let failed = |e: String| ApiError::Internal(format!("conversion webhook for {from} failed: {e}"));
         let answer = self
             .post(client, &review, Duration::from_secs(DEFAULT_TIMEOUT_SECONDS))
             .await

@@ -34,6 +34,7 @@ pub fn decode(group: &str, kind: &str, object: &Value) -> Option<Result<Value, S
     use k8s_openapi::api::admissionregistration::v1 as admissionregistration;
     use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
     use k8s_openapi::api::{discovery::v1 as discovery, events::v1 as events};
+    use k8s_openapi::api::{policy::v1 as policy, rbac::v1 as rbac};
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
     Some(match (group, kind) {
         ("", "Namespace") => round_trip::<core::Namespace>(object),
@@ -49,6 +50,11 @@ pub fn decode(group: &str, kind: &str, object: &Value) -> Option<Result<Value, S
         ("discovery.k8s.io", "EndpointSlice") => round_trip::<discovery::EndpointSlice>(object),
         ("coordination.k8s.io", "Lease") => round_trip::<coordination::Lease>(object),
         ("events.k8s.io", "Event") => round_trip::<events::Event>(object),
+        ("policy", "PodDisruptionBudget") => round_trip::<policy::PodDisruptionBudget>(object),
+        ("rbac.authorization.k8s.io", "ClusterRole") => round_trip::<rbac::ClusterRole>(object),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => round_trip::<rbac::ClusterRoleBinding>(object),
+        ("rbac.authorization.k8s.io", "Role") => round_trip::<rbac::Role>(object),
+        ("rbac.authorization.k8s.io", "RoleBinding") => round_trip::<rbac::RoleBinding>(object),
         ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => {
             round_trip::<admissionregistration::MutatingWebhookConfiguration>(object)
         }
@@ -140,6 +146,21 @@ mod tests {
             "spec": {"template": {"metadata": "x"}}});
         assert!(decode("apps", "Deployment", &bad).unwrap().is_err());
         assert!(decode("example.com", "Widget", &d).is_none());
+    }
+
+    #[test]
+    fn rbac_and_disruption_budgets_decode_typed() {
+        let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "r"},
+            "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"], "verb": "x"}]});
+        let canonical = decode("rbac.authorization.k8s.io", "ClusterRole", &role).unwrap().unwrap();
+        assert_eq!(unknown_fields(&role, &canonical), ["rules[0].verb"]);
+        let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "b", "namespace": "ns"}, "subjects": "sa"});
+        assert!(decode("rbac.authorization.k8s.io", "RoleBinding", &binding).unwrap().is_err(), "subjects is a list");
+        let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "p"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "x"}}}});
+        let canonical = decode("policy", "PodDisruptionBudget", &pdb).unwrap().unwrap();
+        assert_eq!(canonical["spec"]["minAvailable"], 1);
     }
 
     #[test]

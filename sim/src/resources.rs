@@ -154,6 +154,13 @@ fn builtins() -> Vec<Resource> {
         R::builtin("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true),
         R::builtin("coordination.k8s.io", "v1", "Lease", "leases", true),
         R::builtin("events.k8s.io", "v1", "Event", "events", true).short(&["ev"]),
+        // Stored and served only (no disruption controller, no authorization): what an
+        // install such as a Helm chart's creates next to its workload.
+        R::builtin("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true).short(&["pdb"]).with_status(),
+        R::builtin("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false),
+        R::builtin("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false),
+        R::builtin("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
+        R::builtin("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true),
         R::builtin(
             "admissionregistration.k8s.io",
             "v1",

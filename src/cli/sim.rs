@@ -1,6 +1,7 @@
 //! `apisix-canary sim`: the simulated cluster standalone, for kubectl, with our webhook
 //! server installed into it on request ([`crate::testbed`]).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -21,6 +22,44 @@ pub struct SimArgs {
     /// The Prometheus binary scraping the gateway (default: the Debian package's).
     #[arg(long, env = "APISIX_CANARY_SIM_PROMETHEUS_BIN")]
     pub prometheus_bin: Option<PathBuf>,
+    /// Where the cluster Service NAMESPACE/NAME named by a webhook configuration's or a
+    /// CRD conversion's `clientConfig` is served, e.g. by a `serve` started from a shell:
+    /// `apisix-canary/apisix-canary=127.0.0.1:8443`. Loopback only (the simulated cluster
+    /// dials nothing else); given after `--with-webhook`'s own mapping, so it wins.
+    /// Repeatable; comma-separated in the variable.
+    #[arg(
+        long = "service",
+        env = "APISIX_CANARY_SIM_SERVICES",
+        value_name = "NAMESPACE/NAME=IP:PORT",
+        value_delimiter = ',',
+        value_parser = parse_service
+    )]
+    pub services: Vec<ServiceAddr>,
+}
+
+/// A cluster Service and the local address that serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAddr {
+    pub namespace: String,
+    pub name: String,
+    pub addr: SocketAddr,
+}
+
+/// Parses `NAMESPACE/NAME=IP:PORT` (a loopback IP).
+pub fn parse_service(entry: &str) -> Result<ServiceAddr, String> {
+    let (service, addr) = entry.split_once('=').ok_or_else(|| format!("{entry:?} is not NAMESPACE/NAME=IP:PORT"))?;
+    let (namespace, name) = service
+        .split_once('/')
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+        .ok_or_else(|| format!("{entry:?}: {service:?} is not NAMESPACE/NAME"))?;
+    let addr: SocketAddr = addr.parse().map_err(|e| format!("{entry:?}: {addr:?} is not IP:PORT: {e}"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{entry:?}: {} is not a loopback address: the simulated cluster dials only those",
+            addr.ip()
+        ));
+    }
+    Ok(ServiceAddr { namespace: namespace.to_owned(), name: name.to_owned(), addr })
 }
 
 /// Runs the simulated cluster until Ctrl-C or SIGTERM.
@@ -29,6 +68,9 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let sim = Sim::start_with(options).await.context("starting the simulated cluster")?;
     let webhook =
         if args.with_webhook { Some(testbed::install(&sim).await.context("installing the webhook")?) } else { None };
+    for s in &args.services {
+        sim.register_service(&s.namespace, &s.name, s.addr);
+    }
     std::fs::write(&args.kubeconfig_out, sim.kubeconfig())
         .with_context(|| format!("writing {}", args.kubeconfig_out.display()))?;
     let path = std::fs::canonicalize(&args.kubeconfig_out).unwrap_or(args.kubeconfig_out.clone());
@@ -42,6 +84,9 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     if let Some(w) = &webhook {
         println!("webhook:    https://{} (admin http://{})", w.server.addr, w.server.admin_addr);
     }
+    for s in &args.services {
+        println!("service:    {}/{} -> {}", s.namespace, s.name, s.addr);
+    }
     println!("export KUBECONFIG={}", path.display());
     tracing::info!(api = %sim.api_url(), "simulated cluster running; Ctrl-C stops it");
     super::terminated().await;
@@ -50,4 +95,34 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     }
     drop(sim);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_entries_parse_or_say_why_not() {
+        let ok = parse_service("apisix-canary/apisix-canary=127.0.0.1:8443").unwrap();
+        assert_eq!(
+            ok,
+            ServiceAddr {
+                namespace: "apisix-canary".into(),
+                name: "apisix-canary".into(),
+                addr: "127.0.0.1:8443".parse().unwrap()
+            }
+        );
+        assert_eq!(parse_service("ns/svc=[::1]:443").unwrap().addr, "[::1]:443".parse().unwrap());
+        for (bad, why) in [
+            ("apisix-canary=127.0.0.1:8443", "is not NAMESPACE/NAME"),
+            ("/svc=127.0.0.1:1", "is not NAMESPACE/NAME"),
+            ("a/b/c=127.0.0.1:1", "is not NAMESPACE/NAME"),
+            ("ns/svc", "is not NAMESPACE/NAME=IP:PORT"),
+            ("ns/svc=localhost:8443", "is not IP:PORT"),
+            ("ns/svc=10.0.0.1:8443", "is not a loopback address"),
+        ] {
+            let err = parse_service(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
 }
