@@ -5,9 +5,10 @@
 //! overridden), the chart's Service mapped to it. Then the installed webhook
 //! configurations and CRD drive admission and conversion against that process.
 //!
-//! The certificate mode is a parameter ([`CertMode`]): today `existingSecret`, where the
-//! user makes the certificates (`apisix-canary certs`), the Secret and patches the CRD's
-//! conversion caBundle by hand.
+//! The certificate mode is a parameter ([`CertMode`]): `selfSigned`, the default, where
+//! serve makes its Secret and writes every caBundle itself, and `existingSecret`, where
+//! the user makes the certificates (`apisix-canary certs`), the Secret and patches the
+//! CRD's conversion caBundle by hand.
 
 #[path = "support/binaries.rs"]
 mod binaries;
@@ -45,6 +46,8 @@ fn fixture(path: &str) -> PathBuf {
 /// How the serving certificate gets to the pods and its CA to the API server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CertMode {
+    /// The chart's defaults: serve creates the Secret and writes the caBundles.
+    SelfSigned,
     /// The user makes the certificate, puts it in a `kubernetes.io/tls` Secret, passes
     /// the CA as `existingSecret.caBundle` and patches the CRD (crds/ is never templated).
     ExistingSecret,
@@ -274,7 +277,13 @@ fn field_ref(pod: &Value, field_path: &str) -> String {
 /// listen addresses (127.0.0.1, ports chosen at run time), the TLS file paths (the
 /// Secret volume's local directory), the downward API (from a pod the sim made for the
 /// chart's Deployment), and KUBECONFIG (the sim's; in a pod it is the in-cluster config).
-fn start_serve(cluster: &Cluster, rendered: &Rendered, pod: &Value, mounts: &[(String, PathBuf)]) -> Serve {
+fn start_serve(
+    cluster: &Cluster,
+    rendered: &Rendered,
+    pod: &Value,
+    mounts: &[(String, PathBuf)],
+    mode: CertMode,
+) -> Serve {
     let container = rendered.container();
     assert!(container.get("command").is_none(), "the image's entrypoint is the binary: {container}");
     let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
@@ -317,9 +326,14 @@ fn start_serve(cluster: &Cluster, rendered: &Rendered, pod: &Value, mounts: &[(S
         env.push((name.to_owned(), value));
     }
     overridden.sort_unstable();
+    let local: &[&str] = match mode {
+        CertMode::SelfSigned => &["APISIX_CANARY_ADDR", "APISIX_CANARY_ADMIN_ADDR"],
+        CertMode::ExistingSecret => {
+            &["APISIX_CANARY_ADDR", "APISIX_CANARY_ADMIN_ADDR", "APISIX_CANARY_TLS_CERT", "APISIX_CANARY_TLS_KEY"]
+        }
+    };
     assert_eq!(
-        overridden,
-        ["APISIX_CANARY_ADDR", "APISIX_CANARY_ADMIN_ADDR", "APISIX_CANARY_TLS_CERT", "APISIX_CANARY_TLS_KEY"],
+        overridden, local,
         "the rendered env sets the listen addresses and the TLS files (in the Secret's mount), nothing else local"
     );
     let mut child = Command::new(BIN)
@@ -403,7 +417,8 @@ fn existing_secret_before_install(cluster: &Cluster, service_ns: &str, service_n
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let ca_bundle = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let rendered = render(&dir.join("chart"), &json!({"existingSecret": {"caBundle": ca_bundle}}));
+    let values = json!({"existingSecret": {"name": "apisix-canary-tls", "caBundle": ca_bundle}});
+    let rendered = render(&dir.join("chart"), &values);
     let volumes = rendered.one("Deployment").pointer("/spec/template/spec/volumes").unwrap().as_array().unwrap();
     let secret_name = volumes.iter().find_map(|v| v.pointer("/secret/secretName")?.as_str()).unwrap();
     let b64 = |f: &str| base64::engine::general_purpose::STANDARD.encode(std::fs::read(certs.join(f)).unwrap());
@@ -439,6 +454,29 @@ fn existing_secret_after_install(cluster: &Cluster, service_ns: &str, service_na
     assert!(out.contains("customresourcedefinition.apiextensions.k8s.io/canaries.apisix-canary.dev patched"), "{out}");
 }
 
+/// selfSigned, after the install: nothing for the user to do. serve made the Secret the
+/// Deployment names, and wrote its CA into both webhook configurations and the Canary
+/// CRD's conversion, whose Service it points at ours.
+fn self_signed_after_install(cluster: &Cluster, rendered: &Rendered, service_ns: &str, service_name: &str) {
+    let env = rendered.container()["env"].as_array().unwrap();
+    let secret_name =
+        env.iter().find(|e| e["name"] == "APISIX_CANARY_SELF_SIGNED_SECRET").and_then(|e| e["value"].as_str()).unwrap();
+    let secret = cluster.get_json(&["-n", RELEASE_NAMESPACE, "get", "secret", secret_name]);
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    let ca = secret["data"]["ca.crt"].as_str().unwrap().to_owned();
+    for kind in ["mutatingwebhookconfiguration", "validatingwebhookconfiguration"] {
+        let config = cluster.get_json(&["get", kind, service_name]);
+        for webhook in config["webhooks"].as_array().unwrap() {
+            assert_eq!(webhook["clientConfig"]["caBundle"].as_str(), Some(ca.as_str()), "{kind} {}", webhook["name"]);
+        }
+    }
+    let crd = cluster.get_json(&["get", "crd", "canaries.apisix-canary.dev"]);
+    let client = crd.pointer("/spec/conversion/webhook/clientConfig").unwrap();
+    assert_eq!(client["caBundle"].as_str(), Some(ca.as_str()));
+    assert_eq!(client["service"]["namespace"], service_ns);
+    assert_eq!(client["service"]["name"], service_name);
+}
+
 /// The chart installed with `mode`, serve running against it, admission and conversion
 /// driven through the installed configurations with the real kubectl.
 fn chart_in_the_sim(mode: CertMode) {
@@ -454,6 +492,7 @@ fn chart_in_the_sim(mode: CertMode) {
     // the namespace, the CRDs (Helm installs crds/ first), the templates in Helm's order.
     cluster.apply("namespace.yaml", &namespace(RELEASE_NAMESPACE));
     let rendered = match mode {
+        CertMode::SelfSigned => render(&dir.join("chart"), &json!({})),
         CertMode::ExistingSecret => existing_secret_before_install(&cluster, &service_ns, &service_name),
     };
     let (out, _) = cluster.ok(&["apply", "-f", rendered.crds.to_str().unwrap()]);
@@ -474,7 +513,7 @@ fn chart_in_the_sim(mode: CertMode) {
 
     // serve, as the pod would run it, and the chart's Service mapped to it.
     let mounts = mount_secrets(&cluster, &rendered, RELEASE_NAMESPACE);
-    let mut serve = start_serve(&cluster, &rendered, &pod, &mounts);
+    let mut serve = start_serve(&cluster, &rendered, &pod, &mounts, mode);
     let service = rendered.one("Service");
     let webhook_port = service["spec"]["ports"].as_array().unwrap().iter().find(|p| p["port"] == 443).unwrap();
     assert_eq!(webhook_port["targetPort"], "webhook", "the Service's 443 goes to the webhook port");
@@ -486,6 +525,7 @@ fn chart_in_the_sim(mode: CertMode) {
     cluster.apply("user-namespace.yaml", &namespace(USER_NAMESPACE));
     cluster.apply("canary-namespace.yaml", &namespace(CANARY_NAMESPACE));
     match mode {
+        CertMode::SelfSigned => self_signed_after_install(&cluster, &rendered, &service_ns, &service_name),
         CertMode::ExistingSecret => existing_secret_after_install(&cluster, &service_ns, &service_name, &alpha),
     }
 
@@ -607,6 +647,11 @@ fn chart_in_the_sim(mode: CertMode) {
 #[test]
 fn chart_with_an_existing_secret_serves_admission_and_conversion_in_the_sim() {
     chart_in_the_sim(CertMode::ExistingSecret);
+}
+
+#[test]
+fn chart_defaults_make_their_own_certificate_and_serve_admission_and_conversion_in_the_sim() {
+    chart_in_the_sim(CertMode::SelfSigned);
 }
 
 /// `apisix-canary sim --service NAMESPACE/NAME=IP:PORT` maps a `clientConfig` Service to
