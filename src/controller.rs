@@ -60,6 +60,16 @@ pub struct Config {
     pub identity: String,
     /// Host names looked up here first (`--resolve`), for a controller outside the cluster.
     pub resolver: crate::analysis::http::Resolver,
+    /// Namespaces our Deployment webhooks never see (kube-system and ours): a Deployment
+    /// opted in there gets no Canary, since none of its releases could be intercepted.
+    pub excluded_namespaces: Vec<String>,
+}
+
+impl Config {
+    /// The namespaces the webhook configurations exclude, for a server in `own`.
+    pub fn excluded(own: &str) -> Vec<String> {
+        vec![crate::manifests::SYSTEM_NAMESPACE.to_owned(), own.to_owned()]
+    }
 }
 
 /// Shared by every reconcile.

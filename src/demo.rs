@@ -126,7 +126,12 @@ impl World {
         let leadership =
             crate::lease::start(client.clone(), CONTROLLER_NAMESPACE, &identity, crate::lease::LeaseTiming::default())
                 .await?;
-        let config = crate::controller::Config { prometheus_url: prometheus_url.clone(), identity, resolver };
+        let config = crate::controller::Config {
+            prometheus_url: prometheus_url.clone(),
+            identity,
+            resolver,
+            excluded_namespaces: crate::controller::Config::excluded(CONTROLLER_NAMESPACE),
+        };
         crate::controller::spawn(&runtime, client.clone(), config.clone(), leadership.watcher())?;
         let options = crate::analysis::http::Options {
             timeout: Some(HTTP_TIMEOUT),

@@ -94,6 +94,8 @@ pub const CRDS_FILE: &str = "crds.yaml";
 pub const WEBHOOKS_FILE: &str = "webhooks.yaml";
 pub const DEFAULT_NAMESPACE: &str = "apisix-canary";
 pub const DEFAULT_SERVICE: &str = "apisix-canary";
+/// Never sent to our Deployment webhooks, beside our own namespace.
+pub const SYSTEM_NAMESPACE: &str = "kube-system";
 /// The name of both webhook configurations.
 pub const NAME: &str = "apisix-canary";
 /// Kubernetes' budget for one call is 10s; ours is short so a slow webhook never
@@ -161,7 +163,7 @@ fn outside_system_namespaces(target: &Target) -> LabelSelector {
         match_expressions: Some(vec![LabelSelectorRequirement {
             key: "kubernetes.io/metadata.name".to_owned(),
             operator: "NotIn".to_owned(),
-            values: Some(vec!["kube-system".to_owned(), target.namespace.clone()]),
+            values: Some(vec![SYSTEM_NAMESPACE.to_owned(), target.namespace.clone()]),
         }]),
         match_labels: None,
     }

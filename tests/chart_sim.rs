@@ -632,6 +632,16 @@ fn chart_in_the_sim(mode: CertMode) {
     );
     assert!(serve.requests("/mutate/deployments") > mutated, "the interception went through serve");
 
+    // The controller adopts the user's opted-in Deployment (its Canary appears), and
+    // never those where the webhooks do not look: no release there could be intercepted.
+    wait_for(Duration::from_secs(10), "the Canary of the user's Deployment", || {
+        cluster.kubectl(&["-n", USER_NAMESPACE, "get", "canary", "podinfo"]).status.success().then_some(())
+    });
+    for ns in [RELEASE_NAMESPACE, "kube-system"] {
+        let (out, _) = cluster.ok(&["-n", ns, "get", "canaries", "-o", "name"]);
+        assert_eq!(out.trim(), "", "{ns}: a Canary for a Deployment the webhooks never see");
+    }
+
     // A clean stop: SIGTERM turns readiness off at once (while the rendered shutdown
     // delay keeps the ports open), then serve drains and exits 0.
     serve.sigterm();

@@ -190,6 +190,7 @@ async fn controller(
         prometheus_url: args.prometheus_url.clone(),
         identity,
         resolver: Resolver::new(args.resolve.iter().cloned()),
+        excluded_namespaces: crate::controller::Config::excluded(&args.namespace),
     };
     crate::controller::spawn(runtime, client, config, leadership.watcher())?;
     Ok(leadership)

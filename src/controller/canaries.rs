@@ -44,6 +44,10 @@ pub async fn reconcile_deployment(d: Arc<Deployment>, ctx: Arc<Context>) -> Resu
         return Ok(Requeue::requeue(Duration::from_secs(2)));
     }
     let (Some(ns), name) = (d.namespace(), d.name_any()) else { return Ok(Requeue::await_change()) };
+    if ctx.config.excluded_namespaces.contains(&ns) {
+        tracing::debug!(deployment = %format!("{name}.{ns}"), "opted in where our webhooks never look; no Canary");
+        return Ok(Requeue::await_change());
+    }
     let canaries: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
     let existing = canaries.get_opt(&name).await.map_err(Error::kube(format!("reading Canary {ns}/{name}")))?;
     let ours = existing.as_ref().filter(|c| annotation_mode(c) && owned_by(c, &d));
