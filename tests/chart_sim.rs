@@ -48,6 +48,8 @@ fn fixture(path: &str) -> PathBuf {
 enum CertMode {
     /// The chart's defaults: serve creates the Secret and writes the caBundles.
     SelfSigned,
+    /// The same defaults from `manifests/` with `kubectl apply -k`, the chart unused.
+    Kustomize,
     /// The user makes the certificate, puts it in a `kubernetes.io/tls` Secret, passes
     /// the CA as `existingSecret.caBundle` and patches the CRD (crds/ is never templated).
     ExistingSecret,
@@ -111,6 +113,18 @@ fn render(dir: &Path, values: &Value) -> Rendered {
     let templates = dir.join("templates.yaml");
     let objects: Vec<Value> = serde_saphyr::from_multiple(&std::fs::read_to_string(&templates).unwrap()).unwrap();
     Rendered { crds: dir.join("crds.yaml"), templates, objects }
+}
+
+/// `kubectl kustomize manifests/`: every object but the Namespace and the CRDs, as
+/// `templates`; `crds` unused (apply -k installs it all).
+fn kustomized(cluster: &Cluster, dir: &Path) -> Rendered {
+    std::fs::create_dir_all(dir).unwrap();
+    let manifests = repo().join("manifests");
+    let (out, _) = cluster.ok(&["kustomize", manifests.to_str().unwrap()]);
+    let all: Vec<Value> = serde_saphyr::from_multiple(&out).unwrap();
+    let objects: Vec<Value> =
+        all.into_iter().filter(|o| o["kind"] != "Namespace" && o["kind"] != "CustomResourceDefinition").collect();
+    Rendered { crds: dir.join("unused"), templates: dir.join("unused"), objects }
 }
 
 /// The simulated cluster in this process, and the real kubectl pointed at it.
@@ -327,7 +341,7 @@ fn start_serve(
     }
     overridden.sort_unstable();
     let local: &[&str] = match mode {
-        CertMode::SelfSigned => &["APISIX_CANARY_ADDR", "APISIX_CANARY_ADMIN_ADDR"],
+        CertMode::SelfSigned | CertMode::Kustomize => &["APISIX_CANARY_ADDR", "APISIX_CANARY_ADMIN_ADDR"],
         CertMode::ExistingSecret => {
             &["APISIX_CANARY_ADDR", "APISIX_CANARY_ADMIN_ADDR", "APISIX_CANARY_TLS_CERT", "APISIX_CANARY_TLS_KEY"]
         }
@@ -493,11 +507,29 @@ fn chart_in_the_sim(mode: CertMode) {
     cluster.apply("namespace.yaml", &namespace(RELEASE_NAMESPACE));
     let rendered = match mode {
         CertMode::SelfSigned => render(&dir.join("chart"), &json!({})),
+        CertMode::Kustomize => kustomized(&cluster, &dir.join("kustomize")),
         CertMode::ExistingSecret => existing_secret_before_install(&cluster, &service_ns, &service_name),
     };
-    let (out, _) = cluster.ok(&["apply", "-f", rendered.crds.to_str().unwrap()]);
-    assert!(out.contains("customresourcedefinition.apiextensions.k8s.io/canaries.apisix-canary.dev created"), "{out}");
-    let (out, _) = cluster.ok(&["apply", "-f", rendered.templates.to_str().unwrap()]);
+    let out = if mode == CertMode::Kustomize {
+        let (out, _) = cluster.ok(&["apply", "-k", repo().join("manifests").to_str().unwrap()]);
+        assert!(out.lines().any(|l| l.starts_with("namespace/apisix-canary ")), "{out}");
+        assert!(
+            out.contains("customresourcedefinition.apiextensions.k8s.io/canaries.apisix-canary.dev created"),
+            "{out}"
+        );
+        // What the templates made: the rest, one line per object.
+        out.lines()
+            .filter(|l| !l.starts_with("namespace/") && !l.starts_with("customresourcedefinition"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        let (out, _) = cluster.ok(&["apply", "-f", rendered.crds.to_str().unwrap()]);
+        assert!(
+            out.contains("customresourcedefinition.apiextensions.k8s.io/canaries.apisix-canary.dev created"),
+            "{out}"
+        );
+        cluster.ok(&["apply", "-f", rendered.templates.to_str().unwrap()]).0
+    };
     for kind in ["deployment.apps", "service", "mutatingwebhookconfiguration.admissionregistration.k8s.io"] {
         assert!(out.contains(&format!("{kind}/{service_name} created")), "{out}");
     }
@@ -525,7 +557,9 @@ fn chart_in_the_sim(mode: CertMode) {
     cluster.apply("user-namespace.yaml", &namespace(USER_NAMESPACE));
     cluster.apply("canary-namespace.yaml", &namespace(CANARY_NAMESPACE));
     match mode {
-        CertMode::SelfSigned => self_signed_after_install(&cluster, &rendered, &service_ns, &service_name),
+        CertMode::SelfSigned | CertMode::Kustomize => {
+            self_signed_after_install(&cluster, &rendered, &service_ns, &service_name)
+        }
         CertMode::ExistingSecret => existing_secret_after_install(&cluster, &service_ns, &service_name, &alpha),
     }
 
@@ -657,6 +691,11 @@ fn chart_in_the_sim(mode: CertMode) {
 #[test]
 fn chart_with_an_existing_secret_serves_admission_and_conversion_in_the_sim() {
     chart_in_the_sim(CertMode::ExistingSecret);
+}
+
+#[test]
+fn manifests_apply_k_installs_the_chart_defaults_and_serves_in_the_sim() {
+    chart_in_the_sim(CertMode::Kustomize);
 }
 
 #[test]
