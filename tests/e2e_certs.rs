@@ -213,6 +213,8 @@ fn self_signed_certificates_are_created_shared_and_renewed_without_a_failed_revi
         "too little load to prove anything: {writes} writes, {handshakes} handshakes"
     );
     eprintln!("{writes} Canary writes and {handshakes} handshakes during the rotation, none failed");
+    let calls = w.assert_rbac_covers_serve(Some(SECRET));
+    eprintln!("{calls} calls of serve, each allowed by the chart's RBAC of the selfSigned mode");
 }
 
 use std::sync::Mutex;

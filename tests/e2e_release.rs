@@ -87,6 +87,7 @@ fn act1_promotes_and_act2_rolls_back_at_the_threshold() {
     assert!(w.terminate(0, Duration::from_secs(15)), "serve did not exit after SIGTERM");
     let logs = w.logs.lock().unwrap().join("\n");
     assert!(logs.contains("lease released"), "{logs}");
+    w.assert_rbac_covers_serve(None);
 }
 
 #[test]
@@ -105,6 +106,7 @@ fn a_controller_killed_mid_release_resumes_at_the_weight_it_reached() {
     assert_eq!(w.wait_phase(&["Succeeded", "Failed"], Duration::from_secs(90)), "Succeeded", "{:#?}", w.events());
     w.assert_each_step_once(50);
     traffic.store(false, Ordering::Relaxed);
+    w.assert_rbac_covers_serve(None);
 }
 
 #[test]
@@ -125,6 +127,7 @@ fn the_other_replica_finishes_the_release_when_the_leader_dies() {
         "serve-1 finished it"
     );
     traffic.store(false, Ordering::Relaxed);
+    w.assert_rbac_covers_serve(None);
 }
 
 #[test]
@@ -167,6 +170,7 @@ fn a_refused_release_says_why_and_starts_when_fixed_and_a_deleted_canary_stops_s
         "stefanprodan/podinfo:6.0.1"
     );
     traffic.store(false, Ordering::Relaxed);
+    w.assert_rbac_covers_serve(None);
 }
 
 #[test]
@@ -230,4 +234,5 @@ spec:
     assert!(events.contains(&"Rolling back podinfo.test failed checks threshold reached 10".to_owned()), "{events:#?}");
     assert_eq!(w.jsonpath("deployment/podinfo", "{.spec.paused}"), "true");
     traffic.store(false, Ordering::Relaxed);
+    w.assert_rbac_covers_serve(None);
 }

@@ -25,6 +25,8 @@ pub const VERSION: (&str, &str) = ("1", "33");
 #[derive(Debug)]
 pub struct ApiServer {
     pub cluster: Arc<Cluster>,
+    /// Set: every resource request is written there, as kube-apiserver's audit log.
+    audit: Option<super::audit::AuditLog>,
     /// Fired to cut every open watch stream (clients must resume).
     cuts: Mutex<CancellationToken>,
     /// Fired once at shutdown.
@@ -111,8 +113,8 @@ fn decode(s: &str) -> Option<String> {
 }
 
 impl ApiServer {
-    pub fn new(cluster: Arc<Cluster>, stop: CancellationToken) -> Self {
-        Self { cluster, cuts: Mutex::new(CancellationToken::new()), stop }
+    pub fn new(cluster: Arc<Cluster>, stop: CancellationToken, audit: Option<super::audit::AuditLog>) -> Self {
+        Self { cluster, audit, cuts: Mutex::new(CancellationToken::new()), stop }
     }
 
     /// Ends every open watch stream now; clients resume from their last version.
@@ -130,9 +132,27 @@ impl ApiServer {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_owned();
         let method = req.method().clone();
+        let audited = self.audit.as_ref().and_then(|_| {
+            let p = parse_path(path.trim_end_matches('/'))?;
+            let watch = query(&req).get("watch").is_some_and(|w| w == "true" || w == "1");
+            let attributes = super::audit::Attributes {
+                verb: super::audit::Attributes::verb(&method, p.name.is_some(), watch),
+                group: p.group,
+                version: p.version,
+                resource: p.plural,
+                subresource: p.sub,
+                namespace: p.namespace,
+                name: p.name,
+            };
+            let agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            Some((req.uri().to_string(), agent.to_owned(), attributes))
+        });
         let result = self.route(req).await;
         let response = result.unwrap_or_else(|e| error_response(&e));
         tracing::debug!(%method, path, status = response.status().as_u16(), "sim api request");
+        if let (Some(audit), Some((uri, agent, attributes))) = (&self.audit, audited) {
+            audit.record(&uri, &agent, &attributes, response.status().as_u16());
+        }
         response
     }
 

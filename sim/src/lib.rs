@@ -19,6 +19,7 @@
 
 pub mod admission;
 pub mod apiserver;
+pub mod audit;
 pub mod builtin;
 pub mod cluster;
 pub mod defaults;
@@ -67,6 +68,8 @@ pub enum SimError {
     LoadTest(#[from] loadtest::LoadTestError),
     #[error(transparent)]
     Prometheus(#[from] prometheus::PrometheusError),
+    #[error("cannot open the audit log {path}: {source}")]
+    Audit { path: std::path::PathBuf, source: std::io::Error },
 }
 
 /// APISIX's ApisixRoute CRD, installed at start as in a cluster running APISIX.
@@ -84,11 +87,18 @@ pub struct Options {
     pub prometheus: bool,
     /// The Prometheus binary; by default the Debian package's.
     pub prometheus_bin: Option<std::path::PathBuf>,
+    /// Write kube-apiserver's audit log (JSON lines, level Metadata) to this file.
+    pub audit_log: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { pod_ready_delay: std::time::Duration::from_millis(200), prometheus: false, prometheus_bin: None }
+        Self {
+            pod_ready_delay: std::time::Duration::from_millis(200),
+            prometheus: false,
+            prometheus_bin: None,
+            audit_log: None,
+        }
     }
 }
 
@@ -122,7 +132,13 @@ impl Sim {
         // Whatever started stops again if a later part fails.
         let guard = stop.clone().drop_guard();
         let cluster = Arc::new(Cluster::default());
-        let api = Arc::new(ApiServer::new(cluster.clone(), stop.clone()));
+        let audit = match &options.audit_log {
+            Some(path) => {
+                Some(audit::AuditLog::open(path).map_err(|source| SimError::Audit { path: path.clone(), source })?)
+            }
+            None => None,
+        };
+        let api = Arc::new(ApiServer::new(cluster.clone(), stop.clone(), audit));
         let listener =
             TcpListener::bind("127.0.0.1:0").await.map_err(|source| SimError::Bind { what: "api", source })?;
         let api_addr = listener.local_addr().map_err(|source| SimError::Bind { what: "api", source })?;

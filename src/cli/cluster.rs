@@ -16,19 +16,31 @@ pub struct ClusterArgs {
     pub namespace: Option<String>,
 }
 
-/// A client and the namespace to work in.
+/// The User-Agent of `serve`'s requests, as audit logs show them (and the field manager
+/// kube-apiserver takes from it when a request names none: `apisix-canary`).
+pub const SERVE_USER_AGENT: &str = concat!("apisix-canary/", env!("CARGO_PKG_VERSION"), " (serve)");
+/// The User-Agent of the commands run with the user's credentials.
+const CLI_USER_AGENT: &str = concat!("apisix-canary/", env!("CARGO_PKG_VERSION"), " (cli)");
+
+/// A client and the namespace to work in, for the commands run by a user.
 pub async fn connect(args: &ClusterArgs) -> anyhow::Result<(kube::Client, String)> {
-    let config = config(args.kubeconfig.as_deref()).await?;
+    let config = config(args.kubeconfig.as_deref(), CLI_USER_AGENT).await?;
     let ns = args.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
     Ok((kube::Client::try_from(config).context("building the cluster client")?, ns))
 }
 
-/// A client for `kubeconfig`, else `KUBECONFIG`'s, else the pod's service account.
+/// `serve`'s client for `kubeconfig`, else `KUBECONFIG`'s, else the pod's service account.
 pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
-    kube::Client::try_from(config(kubeconfig).await?).context("building the cluster client")
+    kube::Client::try_from(config(kubeconfig, SERVE_USER_AGENT).await?).context("building the cluster client")
 }
 
-async fn config(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Config> {
+async fn config(kubeconfig: Option<&Path>, user_agent: &'static str) -> anyhow::Result<kube::Config> {
+    let mut config = located(kubeconfig).await?;
+    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(user_agent)));
+    Ok(config)
+}
+
+async fn located(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Config> {
     match kubeconfig {
         Some(path) => {
             let file =

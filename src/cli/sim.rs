@@ -19,6 +19,10 @@ pub struct SimArgs {
     /// Also run our webhook server in-process and register it (CRDs, webhook configurations).
     #[arg(long, env = "APISIX_CANARY_SIM_WITH_WEBHOOK")]
     pub with_webhook: bool,
+    /// Write kube-apiserver's audit log to FILE: one audit.k8s.io/v1 Event per request,
+    /// with its verb, object and User-Agent (JSON lines, level Metadata).
+    #[arg(long, env = "APISIX_CANARY_SIM_AUDIT_LOG", value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
     /// The Prometheus binary scraping the gateway (default: the Debian package's).
     #[arg(long, env = "APISIX_CANARY_SIM_PROMETHEUS_BIN")]
     pub prometheus_bin: Option<PathBuf>,
@@ -64,7 +68,12 @@ pub fn parse_service(entry: &str) -> Result<ServiceAddr, String> {
 
 /// Runs the simulated cluster until Ctrl-C or SIGTERM.
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
-    let options = Options { prometheus: true, prometheus_bin: args.prometheus_bin.clone(), ..Options::default() };
+    let options = Options {
+        prometheus: true,
+        prometheus_bin: args.prometheus_bin.clone(),
+        audit_log: args.audit_log.clone(),
+        ..Options::default()
+    };
     let sim = Sim::start_with(options).await.context("starting the simulated cluster")?;
     let webhook =
         if args.with_webhook { Some(testbed::install(&sim).await.context("installing the webhook")?) } else { None };

@@ -192,6 +192,47 @@ impl World {
         std::fs::read_to_string(self.dir.path().join("webhook-addr")).unwrap()
     }
 
+    /// Every call `serve` made to the sim (its audit log, by User-Agent) is allowed by the
+    /// RBAC the chart installs (`apisix_canary::rbac`), the self-signed rows included when
+    /// `self_signed` names its Secret. Returns how many calls were checked.
+    pub fn assert_rbac_covers_serve(&self, self_signed: Option<&str>) -> usize {
+        use apisix_canary::rbac::{self, Call};
+        let log = std::fs::read_to_string(self.dir.path().join("audit.log")).unwrap();
+        let named = |placeholder: &str| match placeholder {
+            rbac::WEBHOOK_CONFIGURATION => "apisix-canary".to_owned(),
+            rbac::SELF_SIGNED_SECRET => self_signed.unwrap_or_default().to_owned(),
+            other => other.to_owned(),
+        };
+        let mut denied = std::collections::BTreeSet::new();
+        let mut checked = 0;
+        for line in log.lines() {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            if !event["userAgent"].as_str().unwrap_or_default().ends_with("(serve)") {
+                continue;
+            }
+            let o = &event["objectRef"];
+            let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+            let resource = match text(&o["subresource"]) {
+                Some(sub) => format!("{}/{sub}", o["resource"].as_str().unwrap()),
+                None => text(&o["resource"]).unwrap(),
+            };
+            let call = Call {
+                verb: text(&event["verb"]).unwrap(),
+                group: text(&o["apiGroup"]).unwrap_or_default(),
+                resource,
+                namespace: text(&o["namespace"]),
+                name: text(&o["name"]),
+            };
+            checked += 1;
+            if !rbac::allows(&call, "apisix-canary", self_signed.is_some(), &named) {
+                denied.insert(format!("{call:?}"));
+            }
+        }
+        assert!(denied.is_empty(), "calls of serve the chart's RBAC would deny: {denied:#?}");
+        assert!(checked > 0, "no call of serve in the audit log");
+        checked
+    }
+
     /// [`spawn_serve_with`] for this world: a replica with its own certificate flags.
     pub fn serve_with(&self, identity: &str, addr: &str, flags: &[String]) -> String {
         let (proc, addr) = spawn_serve_with(
@@ -218,6 +259,8 @@ impl World {
         let mut sim = Command::new(BIN)
             .args(["sim", "--log-format", "text", "--kubeconfig-out"])
             .arg(&kubeconfig)
+            .arg("--audit-log")
+            .arg(dir.path().join("audit.log"))
             .arg("--prometheus-bin")
             .arg(&prometheus)
             .env("RUST_LOG", "warn")
