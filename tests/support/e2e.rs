@@ -224,7 +224,7 @@ impl World {
                 name: text(&o["name"]),
             };
             checked += 1;
-            if !rbac::allows(&call, "apisix-canary", self_signed.is_some(), &named) {
+            if !rbac::allows(&call, "apisix-canary", self_signed.is_some(), named) {
                 denied.insert(format!("{call:?}"));
             }
         }
