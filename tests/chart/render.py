@@ -187,6 +187,15 @@ def check_common(mode, objects):
     return kinds, secret
 
 
+# The Dockerfile builds the image the Deployment runs: its user, ports and entrypoint.
+dockerfile = (REPO / "Dockerfile").read_text()
+run_stage = dockerfile.split("\nFROM ")[-1]
+check("USER 65532:65532" in run_stage, "Dockerfile: the run stage's user is not the chart's runAsUser 65532")
+check('ENTRYPOINT ["/usr/local/bin/apisix-canary"]' in run_stage, "Dockerfile: the binary is not the entrypoint (the chart passes args only)")
+check("EXPOSE 8443 8080" in run_stage, "Dockerfile: ports differ from the chart's webhook 8443 and admin 8080")
+check("--locked" in dockerfile, "Dockerfile: the build ignores Cargo.lock")
+check("target" in (REPO / ".dockerignore").read_text().split(), ".dockerignore: target/ would be sent to the build")
+
 # Defaults: selfSigned, nothing optional, and no caBundle (the server writes it).
 defaults = render(None)
 kinds, secret = check_common("defaults", defaults)
