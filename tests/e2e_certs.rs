@@ -20,8 +20,9 @@ use serde_json::Value;
 
 const SECRET: &str = "apisix-canary-tls";
 
-/// A serving certificate of 6 s (renewed when 2 s are left) under a CA of 20 s: within
-/// the 24 s of load, several renewals and one CA rotation with its two grace periods.
+/// A serving certificate of 8 s (renewed when 2.7 s are left) under a CA of 24 s: within
+/// the 26 s of load, several renewals and one CA rotation (at 16 s) with its two grace
+/// periods (3.5 s each).
 fn self_signed_flags() -> Vec<String> {
     [
         "--self-signed-secret",
@@ -31,9 +32,9 @@ fn self_signed_flags() -> Vec<String> {
         "--tls-reload-interval",
         "500ms",
         "--cert-validity",
-        "6s",
+        "8s",
         "--ca-validity",
-        "20s",
+        "24s",
     ]
     .map(str::to_owned)
     .to_vec()
@@ -187,7 +188,7 @@ fn self_signed_certificates_are_created_shared_and_renewed_without_a_failed_revi
         }
         // Watch the Secret change meanwhile.
         let (mut leaves, mut cas) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
-        let deadline = Instant::now() + Duration::from_secs(24);
+        let deadline = Instant::now() + Duration::from_secs(26);
         while Instant::now() < deadline {
             let s = secret(&w);
             leaves.insert(secret_key(&s, "tls.crt"));
@@ -195,7 +196,7 @@ fn self_signed_certificates_are_created_shared_and_renewed_without_a_failed_revi
             std::thread::sleep(Duration::from_millis(300));
         }
         stop.store(true, Ordering::Relaxed);
-        // 6 s certificates over 24 s: renewed at least three times; the CA rotated once:
+        // 8 s certificates over 26 s: renewed at least three times; the CA rotated once:
         // [old], [new, old], [new] are three bundles.
         assert!(leaves.len() >= 4, "{} serving certificates seen", leaves.len());
         assert!(cas.len() >= 3, "{} CA bundles seen: the CA never rotated", cas.len());
