@@ -3,8 +3,8 @@
 //!
 //! ```text
 //!  store events ─┐                 one pass, in this order, reading the store afresh each step:
-//!  resync 50 ms ─┼─▶ pass ──▶ garbage  (dependents whose controller is gone)
-//!  pod deadline ─┘        ──▶ kubelet  (IP, Pending; Running and Ready after the delay)
+//!  pod deadline ─┼─▶ pass ──▶ garbage  (dependents whose controller is gone)
+//!  resync 1 s  ──┘        ──▶ kubelet  (IP, Pending; Running and Ready after the delay)
 //!                         ──▶ replicasets (delete extra pods, then create missing ones; status)
 //!                         ──▶ deployments (new ReplicaSet, rolling/recreate scaling, status)
 //!                         ──▶ endpointslices (ready/serving/terminating endpoints per Service)
@@ -14,6 +14,11 @@
 //! see it. Writes carry the resourceVersion they were computed from: a 409 means the
 //! world moved, and the next pass computes again. Decisions are pure functions in the
 //! submodules; the `impl Controllers` blocks there are the thin I/O around them.
+//!
+//! Thousands of objects: a pass woken by events skips every Deployment, ReplicaSet and
+//! Service whose inputs (its own and its dependents' resourceVersions) are those of a
+//! sync that wrote nothing ([`Memo`]); the resync pass looks at everything, for what
+//! only time changes (minReadySeconds, progress deadlines).
 
 mod deployments;
 pub use deployments::{equal_ignore_hash, pod_template_hash};
@@ -41,7 +46,7 @@ use super::status::ApiError;
 use super::store::ObjectKey;
 
 /// How often every controller looks at the whole world even without events.
-pub const RESYNC: Duration = Duration::from_millis(50);
+pub const RESYNC: Duration = Duration::from_secs(1);
 
 /// The label kube-controller-manager adds to ReplicaSets and their pods.
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
@@ -110,24 +115,31 @@ pub fn spawn(cluster: Arc<Cluster>, pod_ready_delay: Duration, stop: Cancellatio
         return;
     };
     let mut events = cluster.store.subscribe();
-    let mut controllers = Controllers { cluster, kinds, kubelet: pods::Kubelet::new(pod_ready_delay) };
+    let mut controllers =
+        Controllers { cluster, kinds, kubelet: pods::Kubelet::new(pod_ready_delay), memo: Memo::default() };
     tokio::spawn(async move {
         let mut resync = tokio::time::interval(RESYNC);
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut deadline: Option<Instant> = None;
         loop {
             let pod_ready = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-            tokio::select! {
+            let full = tokio::select! {
                 biased;
                 () = stop.cancelled() => return,
                 received = events.recv() => match received {
                     Ok(event) if !relevant(&event.key) => continue,
                     Err(RecvError::Closed) => return,
                     // Lagged or relevant: one pass covers everything pending.
-                    _ => while let Ok(_) | Err(TryRecvError::Lagged(_)) = events.try_recv() {},
+                    _ => {
+                        while let Ok(_) | Err(TryRecvError::Lagged(_)) = events.try_recv() {}
+                        false
+                    }
                 },
-                _ = resync.tick() => {}
-                () = tokio::time::sleep_until(pod_ready) => {}
+                _ = resync.tick() => true,
+                () = tokio::time::sleep_until(pod_ready) => false,
+            };
+            if full {
+                controllers.memo.clear();
             }
             // A bug in one pass must not stop the cluster: log it, go on at the next one.
             match std::panic::AssertUnwindSafe(controllers.pass()).catch_unwind().await {
@@ -141,11 +153,48 @@ pub fn spawn(cluster: Arc<Cluster>, pod_ready_delay: Duration, stop: Cancellatio
     });
 }
 
-/// The controllers' shared state: the cluster and the kubelet's memory.
+/// The controllers' shared state: the cluster, the kubelet's memory and what was synced.
 struct Controllers {
     cluster: Arc<Cluster>,
     kinds: Kinds,
     kubelet: pods::Kubelet,
+    memo: Memo,
+}
+
+/// For each synced object (by uid), the resourceVersions of the inputs of its last sync
+/// that wrote nothing: the same inputs again would write nothing again.
+#[derive(Debug, Default)]
+struct Memo(HashMap<String, u64>);
+
+impl Memo {
+    /// The fingerprint of `object` and its dependents `inputs`.
+    fn fingerprint<'a>(object: &Value, inputs: impl IntoIterator<Item = &'a Value>) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut versions: Vec<(&str, &str)> =
+            inputs.into_iter().map(|o| (uid_of(o), str_at(o, "/metadata/resourceVersion"))).collect();
+        versions.sort_unstable();
+        (uid_of(object), str_at(object, "/metadata/resourceVersion"), versions).hash(&mut h);
+        h.finish()
+    }
+
+    /// Whether `object` was synced with these inputs, writing nothing.
+    fn settled(&self, object: &Value, fingerprint: u64) -> bool {
+        self.0.get(uid_of(object)) == Some(&fingerprint)
+    }
+
+    /// After a sync: remembered when it wrote nothing, forgotten otherwise.
+    fn record(&mut self, object: &Value, fingerprint: u64, wrote: bool) {
+        if wrote {
+            self.0.remove(uid_of(object));
+        } else {
+            self.0.insert(uid_of(object).to_owned(), fingerprint);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 impl Controllers {

@@ -15,7 +15,7 @@ use self::revisions::annotate;
 use super::progress;
 use super::replicasets::Counts;
 use super::rollout::{DESIRED_REPLICAS, MAX_REPLICAS, RolloutError, Sized, Spec, proportional};
-use super::{Controllers, REVISION, by_controller, i32_at, is_deleting, str_at, uid_of};
+use super::{Controllers, Memo, REVISION, by_controller, i32_at, is_deleting, str_at, uid_of};
 
 /// A ReplicaSet of the Deployment being synced, and what the sync does to it.
 #[derive(Debug, Clone, PartialEq)]
@@ -310,7 +310,7 @@ impl Syncing {
 
 impl Controllers {
     /// Syncs every Deployment; a failed ReplicaSet write leaves its status for the next pass.
-    pub(super) async fn deployments(&self) {
+    pub(super) async fn deployments(&mut self) {
         let (d_kind, rs_kind) = (self.kinds.deployment.clone(), self.kinds.replica_set.clone());
         let deployments = self.list(&d_kind);
         let replica_sets = self.list(&rs_kind);
@@ -319,6 +319,12 @@ impl Controllers {
         let now = Timestamp::now();
         for d in &deployments {
             let owned = rs_by_owner.get(uid_of(d)).map_or(&[][..], Vec::as_slice);
+            let inputs =
+                owned.iter().chain(owned.iter().flat_map(|rs| pods_by_owner.get(uid_of(rs)).into_iter().flatten()));
+            let fingerprint = Memo::fingerprint(d, inputs.copied());
+            if self.memo.settled(d, fingerprint) {
+                continue;
+            }
             let rss: Vec<Rs> = owned
                 .iter()
                 .map(|rs| {
@@ -334,13 +340,16 @@ impl Controllers {
                 }
             };
             let mut failed = false;
+            let mut wrote = false;
             for rs in &outcome.replica_sets {
                 let before = rss.iter().find(|b| b.name() == rs.name() && !rs.create);
+                let changed = rs.delete || rs.create || before.is_some_and(|b| b.object != rs.object);
+                wrote |= changed;
                 let written = if rs.delete {
                     self.delete(&rs_kind, str_at(&rs.object, "/metadata/namespace"), rs.name()).await
                 } else if rs.create {
                     self.create(&rs_kind, rs.object.clone()).await.map(|_| ())
-                } else if before.is_some_and(|b| b.object != rs.object) {
+                } else if changed {
                     self.replace(&rs_kind, None, rs.object.clone()).await.map(|_| ())
                 } else {
                     Ok(())
@@ -355,6 +364,7 @@ impl Controllers {
             }
             let status = &outcome.deployment["status"];
             if d.get("status").cloned().unwrap_or_else(|| json!({})) != *status {
+                wrote = true;
                 let mut updated = (**d).clone();
                 updated["status"] = status.clone();
                 if let Err(e) = self.replace(&d_kind, Some("status"), updated).await {
@@ -364,12 +374,14 @@ impl Controllers {
             }
             let revision = |d: &Value| d.pointer("/metadata/annotations").and_then(|a| a.get(REVISION)).cloned();
             if let Some(revision) = revision(&outcome.deployment).filter(|r| revision(d).as_ref() != Some(r)) {
+                wrote = true;
                 let (ns, name) = (str_at(d, "/metadata/namespace"), str_at(d, "/metadata/name"));
                 let patch = json!({"metadata": {"annotations": {REVISION: revision}}});
                 if let Err(e) = self.merge_patch(&d_kind, ns, name, patch).await {
                     e.log();
                 }
             }
+            self.memo.record(d, fingerprint, wrote);
         }
     }
 }

@@ -2,12 +2,12 @@
 //! addressed pods it selects (ready, serving, terminating), one per resolved port set,
 //! or one empty placeholder when no pod is there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value, json};
 
 use super::pods::is_ready;
-use super::{Controllers, controller_ref, is_deleting, str_at, uid_of};
+use super::{Controllers, Memo, controller_ref, is_deleting, str_at, uid_of};
 use crate::selector::labels;
 
 pub const SERVICE_NAME: &str = "kubernetes.io/service-name";
@@ -138,27 +138,50 @@ fn ports_key(slice: &Value) -> String {
 
 impl Controllers {
     /// Keeps the slices of every Service with a selector in step with its pods.
-    pub(super) async fn endpoint_slices(&self) {
+    pub(super) async fn endpoint_slices(&mut self) {
         let kind = self.kinds.endpoint_slice.clone();
         let services = self.list(&self.kinds.service);
         let pods = self.list(&self.kinds.pod);
         let slices = self.list(&kind);
+        // Indexes for this pass, so each Service looks only at its own candidates: pods
+        // by (namespace, label, value), our slices by (namespace, Service name).
+        let mut pods_by_label: HashMap<(&str, &str, &str), Vec<&Value>> = HashMap::new();
+        for pod in &pods {
+            let ns = str_at(pod, "/metadata/namespace");
+            let Some(labels) = pod.pointer("/metadata/labels").and_then(Value::as_object) else { continue };
+            for (k, v) in labels {
+                if let Some(v) = v.as_str() {
+                    pods_by_label.entry((ns, k.as_str(), v)).or_default().push(&**pod);
+                }
+            }
+        }
+        let mut slices_by_service: HashMap<(&str, &str), Vec<&Value>> = HashMap::new();
+        for s in &slices {
+            let labels = &s["metadata"]["labels"];
+            if labels[MANAGED_BY] != CONTROLLER {
+                continue;
+            }
+            let service = labels[SERVICE_NAME].as_str().unwrap_or_default();
+            slices_by_service.entry((str_at(s, "/metadata/namespace"), service)).or_default().push(&**s);
+        }
         for service in &services {
-            let ns = str_at(service, "/metadata/namespace");
-            let in_ns: Vec<&Value> =
-                pods.iter().map(|p| &**p).filter(|p| str_at(p, "/metadata/namespace") == ns).collect();
-            let managed = |s: &&Value| {
-                let l = labels(s);
-                str_at(s, "/metadata/namespace") == ns
-                    && l.get(SERVICE_NAME).map(String::as_str) == Some(str_at(service, "/metadata/name"))
-                    && l.get(MANAGED_BY).map(String::as_str) == Some(CONTROLLER)
-            };
-            let mut existing: Vec<&Value> = slices.iter().map(|s| &**s).filter(managed).collect();
+            let (ns, name) = (str_at(service, "/metadata/namespace"), str_at(service, "/metadata/name"));
+            let mut existing: Vec<&Value> = slices_by_service.remove(&(ns, name)).unwrap_or_default();
+            // Every selected pod carries the selector's first pair: its candidates.
+            let first = selector(service).and_then(|s| s.iter().next());
+            let candidates = first
+                .and_then(|(k, v)| pods_by_label.get(&(ns, k.as_str(), v.as_str().unwrap_or_default())))
+                .map_or(&[][..], Vec::as_slice);
+            let fingerprint = Memo::fingerprint(service, candidates.iter().chain(existing.iter()).copied());
+            if self.memo.settled(service, fingerprint) {
+                continue;
+            }
             let wanted = if service.pointer("/spec/type") == Some(&json!("ExternalName")) || is_deleting(service) {
                 Vec::new()
             } else {
-                desired(service, &in_ns)
+                desired(service, candidates)
             };
+            let mut wrote = false;
             for (ports, endpoints) in wanted {
                 let key = Value::Array(ports.clone()).to_string();
                 let reuse = existing.iter().position(|s| ports_key(s) == key);
@@ -169,15 +192,18 @@ impl Controllers {
                     Some(_) => self.replace(&kind, None, next).await.map(|_| ()),
                     None => self.create(&kind, next).await.map(|_| ()),
                 };
+                wrote = true;
                 if let Err(e) = written {
                     e.log();
                 }
             }
             for stale in existing {
+                wrote = true;
                 if let Err(e) = self.delete(&kind, ns, str_at(stale, "/metadata/name")).await {
                     e.log();
                 }
             }
+            self.memo.record(service, fingerprint, wrote);
         }
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 const MAX_CREATIONS_PER_PASS: usize = 500;
 
 use super::pods::{is_active, is_available, is_ready};
-use super::{Controllers, by_controller, controller_ref, i32_at, is_deleting, str_at, uid_of};
+use super::{Controllers, Memo, by_controller, controller_ref, i32_at, is_deleting, str_at, uid_of};
 use crate::defaults;
 use crate::selector::labels;
 
@@ -144,16 +144,24 @@ pub fn sync(rs: &Value, pods: &[&Value], now: Timestamp) -> Plan {
 impl Controllers {
     /// Syncs every ReplicaSet: all deletions first, then creations, so a rollout never
     /// has more pods at once than its ReplicaSets ask for together.
-    pub(super) async fn replica_sets(&self) {
+    pub(super) async fn replica_sets(&mut self) {
         let (rs_kind, pod_kind) = (self.kinds.replica_set.clone(), self.kinds.pod.clone());
         let replica_sets = self.list(&rs_kind);
         let pods = self.list(&pod_kind);
         let owned = by_controller(&pods);
         let now = Timestamp::now();
-        let plans: Vec<(&Value, Plan)> = replica_sets
-            .iter()
-            .map(|rs| (&**rs, sync(rs, owned.get(uid_of(rs)).map_or(&[][..], Vec::as_slice), now)))
-            .collect();
+        let mut plans: Vec<(&Value, Plan)> = Vec::new();
+        for rs in &replica_sets {
+            let pods = owned.get(uid_of(rs)).map_or(&[][..], Vec::as_slice);
+            let fingerprint = Memo::fingerprint(rs, pods.iter().copied());
+            if self.memo.settled(rs, fingerprint) {
+                continue;
+            }
+            let plan = sync(rs, pods, now);
+            let wrote = !plan.delete.is_empty() || !plan.create.is_empty() || plan.status.is_some();
+            self.memo.record(rs, fingerprint, wrote);
+            plans.push((&**rs, plan));
+        }
         for (rs, plan) in &plans {
             for name in &plan.delete {
                 if let Err(e) = self.delete(&pod_kind, str_at(rs, "/metadata/namespace"), name).await {
