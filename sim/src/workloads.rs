@@ -15,10 +15,11 @@
 //! world moved, and the next pass computes again. Decisions are pure functions in the
 //! submodules; the `impl Controllers` blocks there are the thin I/O around them.
 //!
-//! Thousands of objects: a pass woken by events skips every Deployment, ReplicaSet and
-//! Service whose inputs (its own and its dependents' resourceVersions) are those of a
-//! sync that wrote nothing ([`Memo`]); the resync pass looks at everything, for what
-//! only time changes (minReadySeconds, progress deadlines).
+//! Thousands of objects: a pass skips every Deployment, ReplicaSet and Service whose
+//! inputs (its own and its dependents' resourceVersions) are those of a sync that wrote
+//! nothing and that time alone cannot change ([`Memo`]: no pod waiting out
+//! minReadySeconds, no rollout in progress); every [`FULL_EVERY`] resyncs a pass looks at
+//! everything, as a safety net.
 
 mod deployments;
 pub use deployments::{equal_ignore_hash, pod_template_hash};
@@ -45,8 +46,10 @@ use super::resources::{Resource, Resources, Target};
 use super::status::ApiError;
 use super::store::ObjectKey;
 
-/// How often every controller looks at the whole world even without events.
+/// How often the controllers look without an event (at what time alone may change).
 pub const RESYNC: Duration = Duration::from_secs(1);
+/// One resync in this many forgets the [`Memo`] and syncs everything.
+pub const FULL_EVERY: u32 = 30;
 
 /// The label kube-controller-manager adds to ReplicaSets and their pods.
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
@@ -121,6 +124,7 @@ pub fn spawn(cluster: Arc<Cluster>, pod_ready_delay: Duration, stop: Cancellatio
         let mut resync = tokio::time::interval(RESYNC);
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut deadline: Option<Instant> = None;
+        let mut resyncs: u32 = 0;
         loop {
             let pod_ready = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             let full = tokio::select! {
@@ -135,7 +139,10 @@ pub fn spawn(cluster: Arc<Cluster>, pod_ready_delay: Duration, stop: Cancellatio
                         false
                     }
                 },
-                _ = resync.tick() => true,
+                _ = resync.tick() => {
+                    resyncs = resyncs.wrapping_add(1);
+                    resyncs % FULL_EVERY == 0
+                }
                 () = tokio::time::sleep_until(pod_ready) => false,
             };
             if full {

@@ -381,7 +381,16 @@ impl Controllers {
                     e.log();
                 }
             }
-            self.memo.record(d, fingerprint, wrote);
+            // A rollout in progress waits on time too (minReadySeconds, its deadline).
+            let complete =
+                outcome.deployment.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|c| {
+                    c.iter().any(|c| c["type"] == progress::PROGRESSING && c["reason"] == progress::NEW_RS_AVAILABLE)
+                });
+            let waiting = owned.iter().any(|rs| {
+                let pods = pods_by_owner.get(uid_of(rs)).map_or(&[][..], Vec::as_slice);
+                super::replicasets::waiting_out_min_ready(rs, pods, now)
+            });
+            self.memo.record(d, fingerprint, wrote || !complete || waiting);
         }
     }
 }

@@ -159,7 +159,7 @@ impl Controllers {
             }
             let plan = sync(rs, pods, now);
             let wrote = !plan.delete.is_empty() || !plan.create.is_empty() || plan.status.is_some();
-            self.memo.record(rs, fingerprint, wrote);
+            self.memo.record(rs, fingerprint, wrote || waiting_out_min_ready(rs, pods, now));
             plans.push((&**rs, plan));
         }
         for (rs, plan) in &plans {
@@ -186,6 +186,12 @@ impl Controllers {
             }
         }
     }
+}
+
+/// Whether a pod of `rs` is ready but not yet available: only time changes that.
+pub(super) fn waiting_out_min_ready(rs: &Value, pods: &[&Value], now: Timestamp) -> bool {
+    let min_ready = i32_at(rs, "/spec/minReadySeconds");
+    min_ready > 0 && pods.iter().any(|p| is_ready(p) && !is_available(p, min_ready, now))
 }
 
 #[cfg(test)]
