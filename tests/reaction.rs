@@ -12,7 +12,7 @@ mod reaction;
 #[test]
 fn three_releases_each_reach_their_canary_and_the_zero_weight_route() {
     let w = e2e::World::start();
-    let samples = reaction::run(&w, reaction::Options { deployments: 3, releases: 3 });
+    let samples = reaction::run(&w, reaction::Options { deployments: 3, releases: 3, overlap: true });
     assert_eq!(samples.len(), 3);
     let mut deployments: Vec<&str> = samples.iter().map(|s| s.deployment.as_str()).collect();
     deployments.sort_unstable();

@@ -4,8 +4,9 @@
 //! Deployment and the generated route at weight 0; each release is then promoted
 //! (`promote-now`) and its generated objects seen deleted before the next one starts.
 //!
-//! Releases of one Deployment run one after another; the Deployments run side by side,
-//! so releases of different Deployments overlap.
+//! Releases of one Deployment run one after another. With [`Options::overlap`] the
+//! Deployments run side by side, so releases of different Deployments overlap; without,
+//! one release runs at a time, round-robin over the Deployments.
 
 #![allow(dead_code)]
 
@@ -35,6 +36,8 @@ pub struct Options {
     pub deployments: usize,
     /// Releases in all, spread round-robin over the Deployments.
     pub releases: usize,
+    /// Each Deployment releases on its own (overlapping); else one release at a time.
+    pub overlap: bool,
 }
 
 /// One release, timed from just before kubectl ran.
@@ -43,6 +46,10 @@ pub struct Sample {
     pub deployment: String,
     /// The image the release set (`example/app:<n>`).
     pub image: String,
+    /// The wall-clock time of t0, to find the release in serve's log.
+    pub started: std::time::SystemTime,
+    /// What kubectl wrote on stderr (its request log with `REACTION_KUBECTL_FLAGS=-v=6`).
+    pub kubectl_log: String,
     /// When `kubectl set image` returned.
     pub kubectl: Duration,
     /// When the watch saw the canary Deployment of this release created.
@@ -216,14 +223,19 @@ pub fn run(w: &World, options: Options) -> Vec<Sample> {
         }
         let kubectl = Arc::new((w.kubectl.clone(), w.kubeconfig.clone()));
         let used = Arc::new(Mutex::new(HashSet::new()));
+        // Worker k runs the releases (deployment, n) of its lane, in order.
+        let lanes = if options.overlap { options.deployments } else { 1 };
+        let mut plan = vec![Vec::new(); lanes];
+        for r in 0..options.releases {
+            let (i, n) = (r % options.deployments, r / options.deployments + 1);
+            plan[i % lanes].push((i, n));
+        }
         let mut workers = Vec::new();
-        for i in 0..options.deployments {
-            let count =
-                options.releases / options.deployments + usize::from(i < options.releases % options.deployments);
+        for lane in plan {
             let (client, journal, kubectl, used) = (client.clone(), journal.clone(), kubectl.clone(), used.clone());
             workers.push(tokio::spawn(async move {
                 let mut samples = Vec::new();
-                for n in 1..=count {
+                for (i, n) in lane {
                     let release = Release { client: &client, journal: &journal, kubectl: &kubectl, used: &used };
                     samples.push(release.run(&format!("app-{i}"), n).await);
                 }
@@ -256,14 +268,16 @@ impl Release<'_> {
         let (kubectl, program) = (self.kubectl.1.clone(), self.kubectl.0.clone());
         let set = format!("app={image}");
         let deployment = format!("deployment/{name}");
-        let (t0, returned, out) = tokio::task::spawn_blocking(move || {
-            let t0 = Instant::now();
+        let flags = std::env::var("REACTION_KUBECTL_FLAGS").unwrap_or_default();
+        let (started, t0, returned, out) = tokio::task::spawn_blocking(move || {
+            let (started, t0) = (std::time::SystemTime::now(), Instant::now());
             let out = std::process::Command::new(program)
                 .args(["-n", NAMESPACE, "set", "image", &deployment, &set])
+                .args(flags.split_whitespace())
                 .env("KUBECONFIG", kubectl)
                 .output()
                 .unwrap();
-            (t0, Instant::now(), out)
+            (started, t0, Instant::now(), out)
         })
         .await
         .unwrap();
@@ -291,6 +305,8 @@ impl Release<'_> {
         let sample = Sample {
             deployment: name.to_owned(),
             image: image.clone(),
+            started,
+            kubectl_log: String::from_utf8_lossy(&out.stderr).into_owned(),
             kubectl: returned - t0,
             canary: canary_at - t0,
             route: route_at - t0,
@@ -369,6 +385,13 @@ pub fn table(samples: &[Sample]) -> String {
         (0, ("`kubectl set image` returned (tk - t0)", Distribution::of(samples.iter().map(|s| s.kubectl).collect()))),
         (1, ("canary Deployment seen (t1 - t0)", Distribution::of(samples.iter().map(|s| s.canary).collect()))),
         (2, ("0-weight route seen (t2 - t0)", Distribution::of(samples.iter().map(|s| s.route).collect()))),
+        (
+            3,
+            (
+                "0-weight route seen after kubectl returned (t2 - tk, 0 if before)",
+                Distribution::of(samples.iter().map(|s| s.route.saturating_sub(s.kubectl)).collect()),
+            ),
+        ),
     ]
     .into();
     let mut out =
