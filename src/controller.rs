@@ -188,6 +188,7 @@ where
 
 /// One release: observe, decide, act; again at once when the analysis is due.
 async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    tracing::debug!(canary = %canary.name_any(), "reconcile");
     if !ctx.leader.is_leader() {
         return Ok(Requeue::requeue(Duration::from_secs(2)));
     }

@@ -27,7 +27,9 @@ use crate::route;
 const IDLE: Duration = Duration::from_secs(300);
 
 pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error> {
+    let started = std::time::Instant::now();
     let (mut observed, objects) = observe(canary, ctx).await?;
+    tracing::debug!(canary = %canary.name_any(), elapsed_us = started.elapsed().as_micros() as u64, "observed");
     let now = Timestamp::now();
     let who = Subject::of(&canary.name_any(), &objects.namespace, &observed);
     let mut decision = decide(&observed, now);
@@ -56,6 +58,7 @@ pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error>
     let skipped = observed.plan.as_ref().is_ok_and(|p| p.skip_analysis);
     for action in &actions {
         run.act(action).await?;
+        tracing::debug!(canary = %observed.id, elapsed_us = started.elapsed().as_micros() as u64, action = ?action, "acted");
         if let Action::SetStatus(new) = action {
             ctx.metrics.observe_status(&observed.id, &observed.status, new, skipped);
         }
