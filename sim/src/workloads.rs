@@ -141,7 +141,7 @@ pub fn spawn(cluster: Arc<Cluster>, pod_ready_delay: Duration, stop: Cancellatio
                 },
                 _ = resync.tick() => {
                     resyncs = resyncs.wrapping_add(1);
-                    resyncs % FULL_EVERY == 0
+                    resyncs.is_multiple_of(FULL_EVERY)
                 }
                 () = tokio::time::sleep_until(pod_ready) => false,
             };
