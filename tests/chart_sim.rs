@@ -410,6 +410,11 @@ fn canary_fixture(file: &str, namespace: &str) -> String {
     serde_json::to_string_pretty(&object).unwrap()
 }
 
+/// `kubectl -n NS set image deployment/podinfo` to 6.0.1, with the stored object: (JSON, stderr).
+fn set_image(cluster: &Cluster, ns: &str) -> (String, String) {
+    cluster.ok(&["-n", ns, "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1", "-o", "json"])
+}
+
 fn namespace(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 }
@@ -610,16 +615,7 @@ fn chart_in_the_sim(mode: CertMode) {
     for ns in [RELEASE_NAMESPACE, "kube-system"] {
         let file = cluster.file(&format!("podinfo-{ns}.yaml"), &podinfo(ns, "150"));
         cluster.ok(&["apply", "-f", &file]);
-        let (out, err) = cluster.ok(&[
-            "-n",
-            ns,
-            "set",
-            "image",
-            "deployment/podinfo",
-            "podinfod=stefanprodan/podinfo:6.0.1",
-            "-o",
-            "json",
-        ]);
+        let (out, err) = set_image(&cluster, ns);
         let stored: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(stored["spec"].get("paused"), None, "{ns}: {stored}");
         let annotations = stored["metadata"]["annotations"].as_object().unwrap();
@@ -642,16 +638,7 @@ fn chart_in_the_sim(mode: CertMode) {
     );
     let good = cluster.file("podinfo.yaml", &podinfo(USER_NAMESPACE, "50"));
     cluster.ok(&["apply", "-f", &good]);
-    let (out, err) = cluster.ok(&[
-        "-n",
-        USER_NAMESPACE,
-        "set",
-        "image",
-        "deployment/podinfo",
-        "podinfod=stefanprodan/podinfo:6.0.1",
-        "-o",
-        "json",
-    ]);
+    let (out, err) = set_image(&cluster, USER_NAMESPACE);
     assert!(err.contains("Warning: apisix-canary: canary release of revision"), "{err}");
     let stored: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(stored["spec"]["paused"], true, "{stored}");
@@ -724,7 +711,7 @@ fn sim_service_flag_maps_a_webhook_service_to_a_local_address() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut sim = SimProcess(child);
+    let mut sim = binaries::Proc(child);
     let mut printed = Vec::new();
     for line in BufReader::new(sim.0.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
@@ -760,21 +747,4 @@ fn sim_service_flag_maps_a_webhook_service_to_a_local_address() {
             && err.contains(&format!("dial tcp 127.0.0.1:{port}")),
         "{err}"
     );
-}
-
-/// `apisix-canary sim` stopped with SIGTERM (SIGKILL if it lingers) when dropped.
-struct SimProcess(Child);
-
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        for _ in 0..150 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

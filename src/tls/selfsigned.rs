@@ -216,31 +216,18 @@ impl SelfSigned {
     /// Writes `ca_pem` into the `caBundle` of our webhook configurations and CRD
     /// conversions where it differs; objects not installed yet are skipped.
     pub async fn inject(&self, ca_pem: &str) -> Result<(), CertError> {
-        let name = &self.config.webhook_configuration;
         let patch =
             |what: &str, e| CertError::Api { what: format!("writing the caBundle of {what}"), source: Box::new(e) };
-        let mutating: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
-        if let Some(config) = mutating.get_opt(name).await.map_err(|e| patch("the mutating webhooks", e))? {
-            let bundles = config.webhooks.iter().flatten().map(|w| (&w.name, w.client_config.ca_bundle.as_ref()));
-            if let Some(ops) = bundle_ops(bundles, ca_pem) {
-                mutating
-                    .patch(name, &PatchParams::default(), &Patch::Json::<()>(ops))
-                    .await
-                    .map_err(|e| patch("the mutating webhooks", e))?;
-                tracing::info!(%name, "caBundle written into the MutatingWebhookConfiguration");
-            }
-        }
-        let validating: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
-        if let Some(config) = validating.get_opt(name).await.map_err(|e| patch("the validating webhooks", e))? {
-            let bundles = config.webhooks.iter().flatten().map(|w| (&w.name, w.client_config.ca_bundle.as_ref()));
-            if let Some(ops) = bundle_ops(bundles, ca_pem) {
-                validating
-                    .patch(name, &PatchParams::default(), &Patch::Json::<()>(ops))
-                    .await
-                    .map_err(|e| patch("the validating webhooks", e))?;
-                tracing::info!(%name, "caBundle written into the ValidatingWebhookConfiguration");
-            }
-        }
+        let mutating = Api::<MutatingWebhookConfiguration>::all(self.client.clone());
+        self.inject_webhooks(mutating, ca_pem, |c| {
+            c.webhooks.iter().flatten().map(|w| (w.name.clone(), w.client_config.ca_bundle.clone())).collect()
+        })
+        .await?;
+        let validating = Api::<ValidatingWebhookConfiguration>::all(self.client.clone());
+        self.inject_webhooks(validating, ca_pem, |c| {
+            c.webhooks.iter().flatten().map(|w| (w.name.clone(), w.client_config.ca_bundle.clone())).collect()
+        })
+        .await?;
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         for crd_name in &self.config.crds {
             let Some(crd) = crds.get_opt(crd_name).await.map_err(|e| patch(crd_name, e))? else { continue };
@@ -250,6 +237,34 @@ impl SelfSigned {
                     .map_err(|e| patch(crd_name, e))?;
                 tracing::info!(crd = %crd_name, "caBundle written into the CRD conversion webhook");
             }
+        }
+        Ok(())
+    }
+}
+
+impl SelfSigned {
+    /// Sets `caBundle` on every webhook of our configuration of kind `K` that differs;
+    /// `webhooks` lists each webhook's name and bundle.
+    async fn inject_webhooks<K>(
+        &self,
+        api: Api<K>,
+        ca_pem: &str,
+        webhooks: impl Fn(&K) -> Vec<(String, Option<ByteString>)>,
+    ) -> Result<(), CertError>
+    where
+        K: kube::Resource<Scope = kube::core::ClusterResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let name = &self.config.webhook_configuration;
+        let kind = K::kind(&());
+        let failed = |e| CertError::Api { what: format!("writing the caBundle of {kind} {name}"), source: Box::new(e) };
+        let Some(config) = api.get_opt(name).await.map_err(failed)? else { return Ok(()) };
+        let bundles = webhooks(&config);
+        if let Some(ops) = bundle_ops(bundles.iter().map(|(n, b)| (n, b.as_ref())), ca_pem) {
+            api.patch(name, &PatchParams::default(), &Patch::Json::<()>(ops)).await.map_err(failed)?;
+            tracing::info!(%name, %kind, "caBundle written");
         }
         Ok(())
     }
