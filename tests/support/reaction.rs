@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use crate::e2e::World;
 
-const NAMESPACE: &str = "test";
+pub const NAMESPACE: &str = "test";
 /// How long any one step of a release may take before the run fails.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -141,7 +141,7 @@ where
 }
 
 /// The Deployment, Service and route of `app-<i>`, opted in by annotations.
-fn app(i: usize) -> String {
+pub fn app(i: usize) -> String {
     format!(
         r#"apiVersion: apps/v1
 kind: Deployment
