@@ -8,7 +8,6 @@
 #[path = "../tests/support/e2e.rs"]
 mod e2e;
 #[path = "../tests/support/reaction.rs"]
-#[allow(dead_code)]
 mod reaction;
 
 use std::time::{Duration, Instant};
