@@ -6,6 +6,7 @@
 
 pub mod canary;
 pub mod deployment;
+pub mod request;
 pub mod templates;
 
 use k8s_openapi::ByteString;
@@ -13,7 +14,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use kube::core::{DynamicObject, Status};
 use serde::{Deserialize, Serialize};
 
-use self::deployment::Review;
+use self::deployment::{Object, Review};
 pub use crate::api::field::Findings;
 use crate::release::lock::Transition;
 
@@ -132,43 +133,94 @@ pub struct Summary {
 
 /// Answers one review body. Pure: no I/O, no API calls.
 pub fn review(hook: Hook, body: &[u8]) -> (Response, Summary) {
-    let mut summary = Summary::default();
+    // The Deployment hooks read a few fields: parse only those, skipping the rest.
+    if matches!(hook, Hook::MutateDeployments | Hook::ValidateDeployments)
+        && let Some(request) = request::parse(body)
+    {
+        let mut summary = Summary::of(&request.uid, &request.kind.group, &request.kind.kind, &request.name);
+        summary.namespace = request.namespace.clone().unwrap_or_default();
+        summary.operation = operation(&request.operation).to_owned();
+        summary.dry_run = request.dry_run;
+        let is_deployment = request.kind.group == "apps" && request.kind.kind == "Deployment";
+        let review =
+            Review { operation: &request.operation, old: request.old_object.as_ref(), new: request.object.as_ref() };
+        let asked = Asked { hook, uid: &request.uid, is_deployment, sub_resource: request.sub_resource.is_some() };
+        return (deployment_review(&asked, &review, &mut summary), summary);
+    }
+    full_review(hook, body)
+}
+
+/// [`review`] over the whole `AdmissionRequest`: the Canary hook, and any body the
+/// Deployment hooks' parse refuses (it says why).
+fn full_review(hook: Hook, body: &[u8]) -> (Response, Summary) {
     let request = match parse(body) {
         Ok(r) => r,
         Err((uid, message)) => {
-            summary.uid = uid.clone();
+            let summary = Summary { uid: uid.clone(), ..Summary::default() };
             return (Response::deny(&uid, 400, "BadRequest", message), summary);
         }
     };
-    summary.uid = request.uid.clone();
-    summary.kind = format!("{}/{}", request.kind.group, request.kind.kind);
+    let mut summary = Summary::of(&request.uid, &request.kind.group, &request.kind.kind, &request.name);
     summary.namespace = request.namespace.clone().unwrap_or_default();
-    summary.name = request.name.clone();
-    summary.operation = format!("{:?}", request.operation).to_uppercase();
+    summary.operation = operation(&request.operation).to_owned();
     summary.dry_run = request.dry_run;
 
     let response = match hook {
-        Hook::MutateDeployments | Hook::ValidateDeployments => deployment_review(hook, &request, &mut summary),
+        Hook::MutateDeployments | Hook::ValidateDeployments => {
+            let is_deployment = request.kind.group == "apps" && request.kind.kind == "Deployment";
+            let review = Review {
+                operation: &request.operation,
+                old: request.old_object.as_ref(),
+                new: request.object.as_ref(),
+            };
+            let asked = Asked { hook, uid: &request.uid, is_deployment, sub_resource: request.sub_resource.is_some() };
+            deployment_review(&asked, &review, &mut summary)
+        }
         Hook::ValidateCanaries => answer(&request.uid, canary::validate(&request)),
     };
     (response, summary)
 }
 
+impl Summary {
+    fn of(uid: &str, group: &str, kind: &str, name: &str) -> Self {
+        let mut k = String::with_capacity(group.len() + 1 + kind.len());
+        k.push_str(group);
+        k.push('/');
+        k.push_str(kind);
+        Self { uid: uid.to_owned(), kind: k, name: name.to_owned(), ..Self::default() }
+    }
+}
+
+/// An operation as kube-apiserver spells it.
+fn operation(op: &Operation) -> &'static str {
+    match op {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+/// Who asked what, besides the objects.
+struct Asked<'a> {
+    hook: Hook,
+    uid: &'a str,
+    is_deployment: bool,
+    sub_resource: bool,
+}
+
 /// The two Deployment hooks. `/scale` and `/status` writes arrive as other kinds or
 /// with a subresource: never a release, never checked.
-fn deployment_review(hook: Hook, request: &AdmissionRequest<DynamicObject>, summary: &mut Summary) -> Response {
-    let is_deployment = request.kind.group == "apps" && request.kind.kind == "Deployment";
-    if !is_deployment || request.sub_resource.is_some() {
-        return Response::allow(&request.uid);
+fn deployment_review<O: Object>(asked: &Asked<'_>, review: &Review<'_, O>, summary: &mut Summary) -> Response {
+    if !asked.is_deployment || asked.sub_resource {
+        return Response::allow(asked.uid);
     }
-    let review =
-        Review { operation: &request.operation, old: request.old_object.as_ref(), new: request.object.as_ref() };
-    if hook == Hook::ValidateDeployments {
-        return answer(&request.uid, deployment::validate(&review));
+    if asked.hook == Hook::ValidateDeployments {
+        return answer(asked.uid, deployment::validate(review));
     }
-    let mutation = deployment::mutate(&review);
+    let mutation = deployment::mutate(review);
     summary.transition = Some(mutation.transition);
-    let mut response = Response::allow(&request.uid);
+    let mut response = Response::allow(asked.uid);
     if !mutation.patch.0.is_empty() {
         match serde_json::to_vec(&mutation.patch) {
             Ok(bytes) => {
@@ -231,4 +283,51 @@ fn diagnose(body: &[u8], error: serde_json::Error) -> (String, String) {
         return (uid, format!("expected kind {KIND}, got {kind:?}"));
     }
     (uid, format!("malformed AdmissionReview: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both parses must give the same answer and log the same facts for every fixture,
+    /// or the fast one reads a field differently.
+    #[test]
+    fn the_deployment_parse_answers_as_the_full_one() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission");
+        let mut fast = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let body = std::fs::read(&path).unwrap();
+            fast += usize::from(request::parse(&body).is_some());
+            for hook in [Hook::MutateDeployments, Hook::ValidateDeployments] {
+                let ((answer, summary), (full, full_summary)) = (review(hook, &body), full_review(hook, &body));
+                assert_eq!(answer, full, "{} {hook:?}", path.display());
+                let facts = |s: &Summary| {
+                    (s.uid.clone(), s.kind.clone(), s.namespace.clone(), s.name.clone(), s.operation.clone(), s.dry_run)
+                };
+                assert_eq!(facts(&summary), facts(&full_summary), "{} {hook:?}", path.display());
+                assert_eq!(summary.transition, full_summary.transition, "{} {hook:?}", path.display());
+            }
+        }
+        assert!(fast >= 10, "the fast parse took only {fast} fixtures");
+    }
+
+    #[test]
+    fn bodies_the_fast_parse_refuses_get_the_full_diagnosis() {
+        let cases: [&[u8]; 4] = [
+            b"",
+            b"{not json",
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1","operation":"FLY"}}"#,
+        ];
+        for body in cases {
+            assert!(request::parse(body).is_none());
+            let (answer, _) = review(Hook::MutateDeployments, body);
+            assert_eq!(answer, full_review(Hook::MutateDeployments, body).0);
+            assert_eq!(answer.outcome(), Outcome::Malformed, "{}", String::from_utf8_lossy(body));
+        }
+    }
 }

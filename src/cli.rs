@@ -145,8 +145,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo speaks on stdout; its logs only when RUST_LOG asks for them.
     let default_filter = if matches!(cli.command, Command::Demo(_)) { "off" } else { "info" };
-    crate::telemetry::init(matches!(cli.log_format, LogFormat::Json), default_filter);
-    match run(cli) {
+    let logs = crate::telemetry::init(matches!(cli.log_format, LogFormat::Json), default_filter);
+    let result = run(cli);
+    // The queued log lines first, then the error, in the order they happened.
+    drop(logs);
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

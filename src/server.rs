@@ -83,21 +83,36 @@ impl Router {
         let outcome = response.outcome();
         let elapsed = start.elapsed();
         self.metrics.observe_request(path, outcome.as_str(), elapsed);
-        tracing::info!(
-            path,
-            uid = %summary.uid,
-            kind = %summary.kind,
-            namespace = %summary.namespace,
-            name = %summary.name,
-            operation = %summary.operation,
-            dry_run = summary.dry_run,
-            allowed = response.allowed,
-            outcome = outcome.as_str(),
-            transition = summary.transition.as_ref().map(Transition::name).unwrap_or_default(),
-            denial = response.status.as_ref().map(|s| s.message.as_str()).unwrap_or_default(),
-            elapsed_us = elapsed.as_micros() as u64,
-            "admission review"
-        );
+        // Releases, denials, warnings and errors are worth a line at info; the many
+        // reviews that change nothing are at debug, counted by `webhook_requests`.
+        let notable = !response.allowed
+            || !response.warnings.is_empty()
+            || summary.transition.as_ref().is_some_and(|t| *t != Transition::Untouched);
+        macro_rules! log_review {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    path,
+                    uid = %summary.uid,
+                    kind = %summary.kind,
+                    namespace = %summary.namespace,
+                    name = %summary.name,
+                    operation = %summary.operation,
+                    dry_run = summary.dry_run,
+                    allowed = response.allowed,
+                    outcome = outcome.as_str(),
+                    transition = summary.transition.as_ref().map(Transition::name).unwrap_or_default(),
+                    denial = response.status.as_ref().map(|s| s.message.as_str()).unwrap_or_default(),
+                    elapsed_us = elapsed.as_micros() as u64,
+                    "admission review"
+                )
+            };
+        }
+        if notable {
+            log_review!(tracing::Level::INFO);
+        } else {
+            log_review!(tracing::Level::DEBUG);
+        }
         json_response(StatusCode::OK, &ReviewResponse::from(response))
     }
 

@@ -16,12 +16,62 @@ use crate::release::lock::{self, Lock, Transition, Update};
 use crate::release::plan::Plan;
 use crate::release::revision::Revision;
 
-/// What the webhook was asked about one Deployment.
-#[derive(Debug, Clone, Copy)]
-pub struct Review<'a> {
+/// What the webhook was asked about one Deployment: full `DynamicObject`s, or the
+/// fields the hooks read, parsed from the review ([`super::request`]).
+#[derive(Debug)]
+pub struct Review<'a, O = DynamicObject> {
     pub operation: &'a Operation,
-    pub old: Option<&'a DynamicObject>,
-    pub new: Option<&'a DynamicObject>,
+    pub old: Option<&'a O>,
+    pub new: Option<&'a O>,
+}
+
+impl<O> Clone for Review<'_, O> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<O> Copy for Review<'_, O> {}
+
+/// What the Deployment hooks read of an object.
+pub trait Object {
+    fn name(&self) -> &str;
+    fn annotations(&self) -> &BTreeMap<String, String>;
+    /// `spec.template`, `Some(Null)` when it is an explicit null.
+    fn template(&self) -> Option<&Value>;
+    /// `spec.paused`; anything but `true` is not paused.
+    fn paused(&self) -> bool;
+    /// Our generated `<d>-canary` copies are owned by their Canary and never intercepted.
+    fn owned_by_canary(&self) -> bool;
+}
+
+static NO_ANNOTATIONS: BTreeMap<String, String> = BTreeMap::new();
+
+/// An owner reference to one of our Canaries.
+pub(crate) fn is_canary_owner(kind: &str, api_version: &str) -> bool {
+    kind == "Canary" && api_version.starts_with(annotations::PREFIX.trim_end_matches('/'))
+}
+
+impl Object for DynamicObject {
+    fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    fn annotations(&self) -> &BTreeMap<String, String> {
+        self.metadata.annotations.as_ref().unwrap_or(&NO_ANNOTATIONS)
+    }
+
+    fn template(&self) -> Option<&Value> {
+        self.data.get("spec")?.get("template")
+    }
+
+    fn paused(&self) -> bool {
+        self.data.get("spec").and_then(|s| s.get("paused")).and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    fn owned_by_canary(&self) -> bool {
+        self.metadata.owner_references.iter().flatten().any(|o| is_canary_owner(&o.kind, &o.api_version))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,42 +87,20 @@ impl Mutation {
     }
 }
 
-fn annotations(obj: &DynamicObject) -> &BTreeMap<String, String> {
-    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-    obj.metadata.annotations.as_ref().unwrap_or(&EMPTY)
-}
-
-fn template(obj: &DynamicObject) -> Option<&Value> {
-    obj.data.get("spec")?.get("template")
-}
-
-fn paused(obj: &DynamicObject) -> bool {
-    obj.data.get("spec").and_then(|s| s.get("paused")).and_then(Value::as_bool).unwrap_or(false)
-}
-
-/// Our generated `<d>-canary` copies are owned by their Canary and never intercepted.
-fn owned_by_canary(obj: &DynamicObject) -> bool {
-    obj.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.kind == "Canary" && o.api_version.starts_with(annotations::PREFIX.trim_end_matches('/')))
-}
-
 /// Decides whether this write starts, holds, restarts or cancels a release: the
 /// transition is `release::lock`'s, this reads the object and writes the patch.
-pub fn mutate(review: &Review<'_>) -> Mutation {
+pub fn mutate<O: Object>(review: &Review<'_, O>) -> Mutation {
     let Some(new) = review.new else {
         return Mutation::untouched();
     };
-    if owned_by_canary(new) {
+    if new.owned_by_canary() {
         return Mutation::untouched();
     }
-    let new_ann = annotations(new);
+    let new_ann = new.annotations();
     if !annotations::opted_in(new_ann) {
         let mut m = Mutation::untouched();
-        let was_held = review.old.is_some_and(|o| Lock::from_annotations(annotations(o)).held());
-        if was_held && paused(new) {
+        let was_held = review.old.is_some_and(|o| Lock::from_annotations(o.annotations()).held());
+        if was_held && new.paused() {
             m.warnings.push(
                 "apisix-canary: no longer opted in; the deployment stays paused until you resume it \
                  (kubectl rollout resume)"
@@ -84,20 +112,23 @@ pub fn mutate(review: &Review<'_>) -> Mutation {
     if !matches!(review.operation, Operation::Update) {
         return Mutation::untouched();
     }
-    let (Some(old), Some(new_template)) = (review.old, template(new)) else {
+    let (Some(old), Some(new_template)) = (review.old, new.template()) else {
         return Mutation::untouched();
     };
-    let Some(old_template) = template(old) else {
+    let Some(old_template) = old.template() else {
         return Mutation::untouched();
     };
-    let (old_revision, new_revision) = (Revision::of_template(old_template), Revision::of_template(new_template));
+    let new_revision = Revision::of_template(new_template);
+    // Most updates (replicas, labels, our own annotations) keep the template: hash it once.
+    let old_revision =
+        if old_template == new_template { new_revision.clone() } else { Revision::of_template(old_template) };
     let update = Update {
-        name: new.metadata.name.as_deref().unwrap_or_default(),
-        old: annotations(old),
+        name: new.name(),
+        old: old.annotations(),
         new: new_ann,
         old_revision: &old_revision,
         new_revision: &new_revision,
-        paused: paused(new),
+        paused: new.paused(),
     };
     let outcome = lock::on_update(&update);
     if outcome.transition == Transition::Untouched {
@@ -115,20 +146,20 @@ pub fn mutate(review: &Review<'_>) -> Mutation {
 /// Checks every annotation under `apisix-canary.dev/`. Updates that leave our
 /// annotations as they were are not re-checked, so an object stored before a rule
 /// existed can still be scaled or edited elsewhere.
-pub fn validate(review: &Review<'_>) -> Findings {
+pub fn validate<O: Object>(review: &Review<'_, O>) -> Findings {
     let Some(new) = review.new else {
         return Findings::default();
     };
     // Our generated copies carry our bookkeeping, not a user's settings.
-    if !matches!(review.operation, Operation::Create | Operation::Update) || owned_by_canary(new) {
+    if !matches!(review.operation, Operation::Create | Operation::Update) || new.owned_by_canary() {
         return Findings::default();
     }
-    let new_ann = annotations(new);
+    let new_ann = new.annotations();
     if let (Operation::Update, Some(old)) = (review.operation, review.old)
-        && !annotations::ours_differ(annotations(old), new_ann)
+        && !annotations::ours_differ(old.annotations(), new_ann)
     {
         return Findings::default();
     }
-    let name = new.metadata.name.as_deref().unwrap_or_default();
+    let name = new.name();
     Findings::of(Plan::from_annotations(name, new_ann))
 }
