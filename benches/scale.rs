@@ -83,7 +83,9 @@ fn run(n: usize) {
 fn main() {
     let counts: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let counts = if counts.is_empty() { vec![200, 1000] } else { counts };
-    println!("| opted-in Deployments | kubectl apply | all Canaries Initialized | serve RSS | serve idle CPU | sim RSS | sim idle CPU |");
+    println!(
+        "| opted-in Deployments | kubectl apply | all Canaries Initialized | serve RSS | serve idle CPU | sim RSS | sim idle CPU |"
+    );
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for n in counts {
         run(n);
