@@ -82,6 +82,24 @@ pub struct Context {
     pub leader: Watcher,
     /// Calls the releases' webhooks.
     pub hooks: crate::analysis::hooks::Caller,
+    /// When each release's next step falls due, as its last reconcile scheduled it.
+    pub ticks: Ticks,
+}
+
+/// When each release (by `namespace/name`) is due next, to measure how late its
+/// reconcile writes (`apisix_canary_tick_lag_seconds`).
+#[derive(Debug, Default)]
+pub struct Ticks(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
+
+impl Ticks {
+    /// The due time `key` had, forgotten: a reconcile consumes it.
+    fn take(&self, key: &str) -> Option<std::time::Instant> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key)
+    }
+
+    fn schedule(&self, key: String, at: std::time::Instant) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, at);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +126,8 @@ pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher)
         .map_err(|e| Error::Invalid(format!("building the webhook client: {e}")))?;
     let events = events::Events::new(client.clone(), MANAGER, &config.identity);
     let metrics = runtime.register(Metrics::register);
-    let ctx = Arc::new(Context { client: client.clone(), events, config, metrics, leader, hooks });
+    let ticks = Ticks::default();
+    let ctx = Arc::new(Context { client: client.clone(), events, config, metrics, leader, hooks, ticks });
     let gate = runtime.gate(CACHES_GATE);
     let stop = runtime.stopping();
 

@@ -28,6 +28,9 @@ const IDLE: Duration = Duration::from_secs(300);
 
 pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error> {
     let started = std::time::Instant::now();
+    let key = format!("{}/{}", canary.namespace().unwrap_or_default(), canary.name_any());
+    // Due before this reconcile began: a tick (not a watch event ahead of time).
+    let due = ctx.ticks.take(&key).filter(|due| *due <= started);
     let (mut observed, objects) = observe(canary, ctx).await?;
     tracing::debug!(canary = %canary.name_any(), elapsed_us = started.elapsed().as_micros() as u64, "observed");
     let now = Timestamp::now();
@@ -62,6 +65,12 @@ pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error>
         if let Action::SetStatus(new) = action {
             ctx.metrics.observe_status(&observed.id, &observed.status, new, skipped);
         }
+    }
+    if let Some(due) = due.filter(|_| !actions.is_empty()) {
+        ctx.metrics.observe_tick_lag(due.elapsed());
+    }
+    if let Some(after) = requeue {
+        ctx.ticks.schedule(key, std::time::Instant::now() + after);
     }
     Ok(Requeue::requeue(requeue.unwrap_or(IDLE)))
 }

@@ -45,6 +45,9 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 12))
 }
 
+/// The bounds of the tick lag: fine below a second, where its goal lies (p99 < 1 s).
+const LAG_BUCKETS: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0];
+
 #[derive(Debug)]
 pub struct Metrics {
     status: Family<Release, Gauge>,
@@ -53,6 +56,8 @@ pub struct Metrics {
     analysis: Family<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     successes: Family<Outcome, Counter>,
     failures: Family<Outcome, Counter>,
+    /// One histogram for every release: its series do not grow with the canaries.
+    tick_lag: Histogram,
 }
 
 /// Flagger's encoding: 0 while progressing, 2 failed, 1 otherwise.
@@ -78,6 +83,7 @@ impl Metrics {
             analysis: Family::default(),
             successes: Family::default(),
             failures: Family::default(),
+            tick_lag: Histogram::new(LAG_BUCKETS),
         };
         registry.register("status", "Release status: 0 progressing, 1 other phases, 2 failed", m.status.clone());
         registry.register("weight", "Traffic weight of the stable and canary workloads", m.weight.clone());
@@ -85,12 +91,21 @@ impl Metrics {
         registry.register("metric_analysis", "Last value of each analysis metric", m.analysis.clone());
         registry.register("successes", "Releases promoted", m.successes.clone());
         registry.register("failures", "Releases rolled back", m.failures.clone());
+        registry.register(
+            "tick_lag_seconds",
+            "Time from the moment a release's next step fell due to the end of the writes it led to",
+            m.tick_lag.clone(),
+        );
         m
     }
 
     pub fn observe_duration(&self, id: &str, elapsed: Duration) {
         let (name, namespace) = split(id);
         self.duration.get_or_create(&Release { name, namespace }).observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_tick_lag(&self, lag: Duration) {
+        self.tick_lag.observe(lag.as_secs_f64());
     }
 
     pub fn observe_metric(&self, id: &str, metric: &str, value: Option<f64>) {
