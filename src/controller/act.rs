@@ -68,6 +68,7 @@ pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error>
     }
     if let Some(due) = due.filter(|_| !actions.is_empty()) {
         ctx.metrics.observe_tick_lag(due.elapsed());
+        tracing::debug!(canary = %observed.id, lag_ms = due.elapsed().as_millis() as u64, "tick written");
     }
     if let Some(after) = requeue {
         ctx.ticks.schedule(key, std::time::Instant::now() + after);

@@ -142,6 +142,11 @@ where
 
 /// The Deployment, Service and route of `app-<i>`, opted in by annotations.
 pub fn app(i: usize) -> String {
+    app_with(i, "1s")
+}
+
+/// [`app`] with its analysis interval.
+pub fn app_with(i: usize, interval: &str) -> String {
     format!(
         r#"apiVersion: apps/v1
 kind: Deployment
@@ -151,7 +156,7 @@ metadata:
   labels: {{app: app-{i}}}
   annotations:
     apisix-canary.dev/route: app-{i}
-    apisix-canary.dev/interval: 1s
+    apisix-canary.dev/interval: {interval}
     apisix-canary.dev/step-weight: "10"
     apisix-canary.dev/max-weight: "50"
     apisix-canary.dev/threshold: "100"
@@ -183,6 +188,7 @@ spec:
     - name: main
       match: {{hosts: [app-{i}.example.com], paths: ["/*"]}}
       backends: [{{serviceName: app-{i}, servicePort: 80}}]
+      plugins: [{{name: prometheus, enable: true, config: {{prefer_name: true}}}}]
 "#
     )
 }
