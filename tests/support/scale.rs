@@ -368,7 +368,7 @@ pub fn releases(r: Releases) -> Figures {
         *warnings.entry(kind).or_insert(0) += count.parse::<usize>().unwrap_or(1);
     }
     figures.warnings = warnings.into_iter().map(|(m, c)| (c, m)).collect();
-    figures.warnings.sort_by(|a, b| b.0.cmp(&a.0));
+    figures.warnings.sort_by_key(|w| std::cmp::Reverse(w.0));
     if let Ok(path) = std::env::var("SCALE_SERVE_LOG") {
         std::fs::write(path, w.logs.lock().unwrap().join("\n")).unwrap();
     }
