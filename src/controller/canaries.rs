@@ -32,7 +32,8 @@ pub fn canary_of_deployment(d: Deployment) -> Option<ObjectRef<Canary>> {
     let a = d.annotations();
     let name = match a.get(CANARY) {
         Some(name) => name.clone(),
-        None if a.keys().any(|k| k.starts_with(PREFIX)) => d.name_any(),
+        // A canary copy carries only its `copy-of-revision`: its Canary owns it already.
+        None if a.keys().any(|k| k.starts_with(PREFIX) && k != super::observe::COPY_OF) => d.name_any(),
         None => return None,
     };
     Some(ObjectRef::new(&name).within(&ns))
@@ -167,5 +168,30 @@ fn analysis(plan: &Plan) -> Analysis {
         step_weight_promotion: plan.step_weight_promotion.and_then(|w| i32::try_from(w).ok()),
         metrics,
         ..Analysis::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(name: &str, annotations: &[(&str, &str)]) -> Deployment {
+        let mut d = Deployment::default();
+        d.metadata.name = Some(name.into());
+        d.metadata.namespace = Some("test".into());
+        d.metadata.annotations = Some(annotations.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect());
+        d
+    }
+
+    #[test]
+    fn a_deployment_maps_to_its_canary_and_a_canary_copy_to_none() {
+        let opted = deployment("podinfo", &[(crate::api::annotations::ROUTE, "podinfo")]);
+        assert_eq!(canary_of_deployment(opted).map(|r| r.name), Some("podinfo".to_owned()));
+        let named = deployment("podinfo", &[(CANARY, "web")]);
+        assert_eq!(canary_of_deployment(named).map(|r| r.name), Some("web".to_owned()));
+        // Its Canary owns the copy: mapping it by name would ask for `podinfo-canary`.
+        let copy = deployment("podinfo-canary", &[(super::super::observe::COPY_OF, "5f7d9c8b6a")]);
+        assert_eq!(canary_of_deployment(copy), None);
+        assert_eq!(canary_of_deployment(deployment("other", &[("team", "a")])), None);
     }
 }
