@@ -235,3 +235,27 @@ mod tests {
         assert!(stopped.load(Ordering::Acquire), "shutdown waited for the component");
     }
 }
+
+/// A periodic loop's clock: a tick every period (the first one period after the start;
+/// a late tick delays the next ones rather than bunching them) until `stop`.
+pub struct Ticker {
+    tick: tokio::time::Interval,
+    stop: CancellationToken,
+}
+
+impl Ticker {
+    pub fn new(every: Duration, stop: CancellationToken) -> Self {
+        let start = tokio::time::Instant::now() + every;
+        let mut tick = tokio::time::interval_at(start, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self { tick, stop }
+    }
+
+    /// Waits for the next tick: `false` once stopped.
+    pub async fn next(&mut self) -> bool {
+        tokio::select! {
+            _ = self.tick.tick() => !self.stop.is_cancelled(),
+            () = self.stop.cancelled() => false,
+        }
+    }
+}

@@ -140,14 +140,8 @@ impl CertStore {
         stop: tokio_util::sync::CancellationToken,
         on_result: impl Fn(&Result<bool, TlsError>) + Send + 'static,
     ) {
-        let mut tick = tokio::time::interval(every.max(MIN_RELOAD_INTERVAL));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = stop.cancelled() => return,
-            }
+        let mut ticker = crate::runtime::Ticker::new(every.max(MIN_RELOAD_INTERVAL), stop);
+        while ticker.next().await {
             let store = self.clone();
             let result = match tokio::task::spawn_blocking(move || store.reload()).await {
                 Ok(result) => result,

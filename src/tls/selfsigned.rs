@@ -139,14 +139,8 @@ impl SelfSigned {
         stop: CancellationToken,
         on_swap: impl Fn(&Result<bool, TlsError>) + Send + 'static,
     ) {
-        let mut tick = tokio::time::interval(self.config.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = stop.cancelled() => return,
-            }
+        let mut ticker = crate::runtime::Ticker::new(self.config.interval, stop);
+        while ticker.next().await {
             match self.tick(&store, leader()).await {
                 Ok(swapped) => {
                     if swapped {
@@ -168,7 +162,7 @@ impl SelfSigned {
         let now = OffsetDateTime::now_utc();
         let stored = self.secrets.get_opt(&self.config.secret).await.map_err(|e| self.api_error("reading", e))?;
         let material = stored.as_ref().map(material_of);
-        if leader {
+        let usable = if leader {
             if let Some((next, change)) = authority::next(material.as_ref(), &self.config.policy, now)? {
                 if self.write(stored.as_ref(), &next, change).await?.is_some() {
                     return Ok(store.replace(next.cert_pem.as_bytes(), next.key_pem.as_bytes())?);
@@ -178,11 +172,13 @@ impl SelfSigned {
             if let Some(material) = &material {
                 self.inject(&material.ca_pem).await?;
             }
-        }
+            // `next` checked it: material it could not serve would have been replaced.
+            true
+        } else {
+            material.as_ref().is_some_and(|m| authority::usable(m, now).is_ok())
+        };
         match material {
-            Some(m) if authority::usable(&m, now).is_ok() => {
-                Ok(store.replace(m.cert_pem.as_bytes(), m.key_pem.as_bytes())?)
-            }
+            Some(m) if usable => Ok(store.replace(m.cert_pem.as_bytes(), m.key_pem.as_bytes())?),
             _ => Ok(false),
         }
     }
