@@ -199,6 +199,30 @@ impl Runtime {
     }
 }
 
+/// A periodic loop's clock: a tick every period (the first one period after the start;
+/// a late tick delays the next ones rather than bunching them) until `stop`.
+pub struct Ticker {
+    tick: tokio::time::Interval,
+    stop: CancellationToken,
+}
+
+impl Ticker {
+    pub fn new(every: Duration, stop: CancellationToken) -> Self {
+        let start = tokio::time::Instant::now() + every;
+        let mut tick = tokio::time::interval_at(start, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self { tick, stop }
+    }
+
+    /// Waits for the next tick: `false` once stopped.
+    pub async fn next(&mut self) -> bool {
+        tokio::select! {
+            _ = self.tick.tick() => !self.stop.is_cancelled(),
+            () = self.stop.cancelled() => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,29 +257,5 @@ mod tests {
         });
         tokio::time::timeout(Duration::from_secs(5), rt.shutdown(Duration::ZERO)).await.expect("shutdown ends");
         assert!(stopped.load(Ordering::Acquire), "shutdown waited for the component");
-    }
-}
-
-/// A periodic loop's clock: a tick every period (the first one period after the start;
-/// a late tick delays the next ones rather than bunching them) until `stop`.
-pub struct Ticker {
-    tick: tokio::time::Interval,
-    stop: CancellationToken,
-}
-
-impl Ticker {
-    pub fn new(every: Duration, stop: CancellationToken) -> Self {
-        let start = tokio::time::Instant::now() + every;
-        let mut tick = tokio::time::interval_at(start, every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Self { tick, stop }
-    }
-
-    /// Waits for the next tick: `false` once stopped.
-    pub async fn next(&mut self) -> bool {
-        tokio::select! {
-            _ = self.tick.tick() => !self.stop.is_cancelled(),
-            () = self.stop.cancelled() => false,
-        }
     }
 }
