@@ -14,6 +14,10 @@
 //! Beyond Flagger: `compare: baseline` judges the canary against the stable version's
 //! series on the same route ([`baseline`]), and `minRequests` holds a metric unjudged
 //! ([`Verdict::Wait`]) until the canary has served enough requests to say anything.
+//!
+//! The values come from each release's own PromQL ([`Source::PerRelease`]), or, in the
+//! controller, from one batched query per metric family and window shared by every
+//! release ([`Source::Batched`], [`batch`]): the same numbers, far fewer queries.
 
 pub mod alerts;
 pub mod baseline;
