@@ -41,20 +41,17 @@ pub(super) async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &C
         },
     };
     // Each release's own queries only without the batcher.
-    let prometheus = match &ctx.batcher {
-        Some(_) => None,
+    let own;
+    let source = match &ctx.batcher {
+        Some(batcher) => Source::Batched(batcher),
         None => {
             let client = http::Options { resolver: Some(&ctx.config.resolver), ..http::Options::default() };
-            match Prometheus::with(&ctx.config.prometheus_url, QUERY_TIMEOUT, &client) {
-                Ok(p) => Some(p.counted(ctx.metrics.prometheus_queries(metrics::BUILTIN))),
+            own = match Prometheus::with(&ctx.config.prometheus_url, QUERY_TIMEOUT, &client) {
+                Ok(p) => p.counted(ctx.metrics.prometheus_queries(metrics::BUILTIN)),
                 Err(e) => return failed("prometheus", format!("Prometheus query failed: {e}")),
-            }
+            };
+            Source::PerRelease(&own)
         }
-    };
-    let source = match (&ctx.batcher, &prometheus) {
-        (_, Some(p)) => Source::PerRelease(p),
-        (Some(b), None) => Source::Batched(b),
-        (None, None) => unreachable!("a Prometheus without a batcher"),
     };
     let target = crate::analysis::Target {
         namespace: objects.namespace.clone(),
