@@ -14,19 +14,28 @@
 //! Beyond Flagger: `compare: baseline` judges the canary against the stable version's
 //! series on the same route ([`baseline`]), and `minRequests` holds a metric unjudged
 //! ([`Verdict::Wait`]) until the canary has served enough requests to say anything.
+//!
+//! The values come from each release's own PromQL ([`Source::PerRelease`]), or, in the
+//! controller, from one batched query per metric family and window shared by every
+//! release ([`Source::Batched`], [`batch`]): the same numbers, far fewer queries.
 
 pub mod alerts;
 pub mod baseline;
+pub mod batch;
 pub mod check;
 pub mod hooks;
 pub mod http;
 pub mod prometheus;
+pub mod quantile;
 pub mod query;
 pub mod template;
 
+pub use self::batch::Batcher;
 pub use self::check::{BuiltinMetric, Subject, Verdict};
 pub use self::prometheus::{Prometheus, QueryError};
 pub use self::query::Scope;
+
+use std::time::Duration;
 
 use crate::release::plan::Plan;
 
@@ -55,9 +64,60 @@ impl Target {
     }
 }
 
+/// Where the built-in metrics' values come from: each release's own PromQL, or the
+/// batched queries of every release ([`batch`]). The same values either way.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    PerRelease(&'a Prometheus),
+    Batched(&'a Batcher),
+}
+
+impl<'a> From<&'a Prometheus> for Source<'a> {
+    fn from(p: &'a Prometheus) -> Self {
+        Source::PerRelease(p)
+    }
+}
+
+impl<'a> From<&'a Batcher> for Source<'a> {
+    fn from(b: &'a Batcher) -> Self {
+        Source::Batched(b)
+    }
+}
+
+impl<'a> Source<'a> {
+    /// What [`query::Series::requests`] gives over `window`.
+    pub async fn requests(self, series: &query::Series, window: Duration) -> Result<Option<f64>, QueryError> {
+        match self.per_release(series) {
+            Ok(p) => p.scalar(&series.requests(window)).await,
+            Err(b) => b.requests(series.selection(), window).await,
+        }
+    }
+
+    /// What the PromQL of `metric` over `series` ([`render`]) gives.
+    pub async fn value(self, series: &query::Series, metric: &BuiltinMetric<'_>) -> Result<Option<f64>, QueryError> {
+        let (selection, window) = (series.selection(), metric.interval);
+        match (self.per_release(series), metric.kind) {
+            (Ok(p), _) => p.scalar(&render(series, metric)).await,
+            (Err(b), check::Builtin::SuccessRate) => b.success_rate(selection, window).await,
+            (Err(b), check::Builtin::Duration) => b.request_duration(selection, window).await,
+        }
+    }
+
+    /// The Prometheus to send `series`' own PromQL to, or the batcher. A route that is
+    /// not a generated one (`...-canary`) is not in the batched queries: its own query.
+    fn per_release(self, series: &query::Series) -> Result<&'a Prometheus, &'a Batcher> {
+        match self {
+            Source::PerRelease(p) => Ok(p),
+            Source::Batched(b) if !series.selection().route_prefix.ends_with("-canary_") => Ok(b.prometheus()),
+            Source::Batched(b) => Err(b),
+        }
+    }
+}
+
 /// Evaluates every built-in metric of `plan`, in order, their queries concurrently.
 /// Template metrics are left out: they are not evaluated here.
-pub async fn run(plan: &Plan, target: &Target, prometheus: &Prometheus) -> Vec<(String, Verdict)> {
+pub async fn run<'a>(plan: &Plan, target: &Target, source: impl Into<Source<'a>>) -> Vec<(String, Verdict)> {
+    let source = source.into();
     let metrics: Vec<BuiltinMetric<'_>> = plan.metrics.iter().filter_map(BuiltinMetric::new).collect();
     let series = query::Series::new(&target.namespace, &target.generated_route, target.scope, &target.canary_nodes);
     let stable = query::Series::of_nodes(&target.namespace, &target.generated_route, &target.stable_nodes);
@@ -66,11 +126,11 @@ pub async fn run(plan: &Plan, target: &Target, prometheus: &Prometheus) -> Vec<(
         let (series, stable, who) = (series.as_ref(), stable.as_ref(), &who);
         async move {
             let name = metric.name.to_owned();
-            let waiting = wait_for_traffic(metric.name, metric.min_requests, metric.interval, target, prometheus);
+            let waiting = wait_for_traffic(metric.name, metric.min_requests, metric.interval, target, source);
             if let Some(wait) = waiting.await {
                 return (name, wait);
             }
-            let measure = |series| measure(prometheus, series, metric);
+            let measure = |series| measure(source, series, metric);
             let verdict = if metric.baseline.is_some() {
                 let (canary, stable) = futures_util::future::join(measure(series), measure(stable)).await;
                 baseline::judge(metric, who, canary.as_ref().copied(), stable.as_ref().copied())
@@ -85,14 +145,14 @@ pub async fn run(plan: &Plan, target: &Target, prometheus: &Prometheus) -> Vec<(
 
 /// The value of `metric` over `series`.
 async fn measure(
-    prometheus: &Prometheus,
+    source: Source<'_>,
     series: Option<&query::Series>,
     metric: &BuiltinMetric<'_>,
 ) -> Result<Option<f64>, QueryError> {
     match series {
         // No node to match: nothing that version served can be counted.
         None => Ok(None),
-        Some(series) => prometheus.scalar(&render(series, metric)).await,
+        Some(series) => source.value(series, metric).await,
     }
 }
 
@@ -103,9 +163,9 @@ async fn measure(
 pub async fn wait_for_traffic(
     metric: &str,
     min_requests: u64,
-    interval: std::time::Duration,
+    interval: Duration,
     target: &Target,
-    prometheus: &Prometheus,
+    source: Source<'_>,
 ) -> Option<Verdict> {
     if min_requests == 0 {
         return None;
@@ -113,7 +173,7 @@ pub async fn wait_for_traffic(
     let series = query::Series::of_nodes(&target.namespace, &target.generated_route, &target.canary_nodes);
     let count = match series {
         None => None,
-        Some(series) => match prometheus.scalar(&series.requests(interval)).await {
+        Some(series) => match source.requests(&series, interval).await {
             Ok(count) => count,
             Err(e) => return Some(Verdict::Halt { message: format!("Prometheus query failed: {e}"), value: None }),
         },
@@ -154,7 +214,7 @@ pub async fn canary_now(
     namespace: &str,
     service: &str,
     generated_route: &str,
-    window: std::time::Duration,
+    window: Duration,
 ) -> (Option<f64>, Option<f64>) {
     let canary_service = crate::release::copies::canary_service_name(service);
     let Ok(nodes) = upstream_nodes(client, namespace, &canary_service).await else { return (None, None) };

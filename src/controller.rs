@@ -56,6 +56,9 @@ pub const CACHES_GATE: &str = "caches synced";
 pub struct Config {
     /// The default Prometheus of the built-in metrics.
     pub prometheus_url: String,
+    /// How long one batched answer of the built-in metrics serves every release
+    /// (`--prometheus-max-age`); zero sends each release's own queries instead.
+    pub prometheus_max_age: Duration,
     /// This replica's name in Events and the Lease.
     pub identity: String,
     /// Host names looked up here first (`--resolve`), for a controller outside the cluster.
@@ -82,6 +85,9 @@ pub struct Context {
     pub leader: Watcher,
     /// Calls the releases' webhooks.
     pub hooks: crate::analysis::hooks::Caller,
+    /// The built-in metrics of every release in one query per family and window; `None`
+    /// with a zero max age (or a Prometheus URL that every check reports as invalid).
+    pub batcher: Option<crate::analysis::Batcher>,
     /// When each release's next step falls due, as its last reconcile scheduled it.
     pub ticks: Ticks,
 }
@@ -126,8 +132,8 @@ pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher)
         .map_err(|e| Error::Invalid(format!("building the webhook client: {e}")))?;
     let events = events::Events::new(client.clone(), MANAGER, &config.identity);
     let metrics = runtime.register(Metrics::register);
-    let ticks = Ticks::default();
-    let ctx = Arc::new(Context { client: client.clone(), events, config, metrics, leader, hooks, ticks });
+    let (ticks, batcher) = (Ticks::default(), batcher(&config, &metrics));
+    let ctx = Arc::new(Context { client: client.clone(), events, config, metrics, leader, hooks, batcher, ticks });
     let gate = runtime.gate(CACHES_GATE);
     let stop = runtime.stopping();
 
@@ -188,6 +194,19 @@ pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher)
         tracing::info!("controller stopped");
     });
     Ok(())
+}
+
+/// The batcher of `config`, counting its queries in `metrics`.
+fn batcher(config: &Config, metrics: &Metrics) -> Option<crate::analysis::Batcher> {
+    use crate::analysis::prometheus::{Prometheus, QUERY_TIMEOUT};
+    if config.prometheus_max_age.is_zero() {
+        return None;
+    }
+    let options = crate::analysis::http::Options { resolver: Some(&config.resolver), ..Default::default() };
+    // An invalid URL is reported by each check, as without batching.
+    let prometheus = Prometheus::with(&config.prometheus_url, QUERY_TIMEOUT, &options).ok()?;
+    let prometheus = prometheus.counted(metrics.prometheus_queries(metrics::BUILTIN_BATCH));
+    Some(crate::analysis::Batcher::new(prometheus, config.prometheus_max_age))
 }
 
 /// Resolves once `store` has had its first full list. Asked again every 100 ms: a

@@ -128,6 +128,7 @@ impl World {
                 .await?;
         let config = crate::controller::Config {
             prometheus_url: prometheus_url.clone(),
+            prometheus_max_age: crate::analysis::batch::DEFAULT_MAX_AGE,
             identity,
             resolver,
             excluded_namespaces: crate::controller::Config::excluded(CONTROLLER_NAMESPACE),

@@ -255,6 +255,16 @@ fn a_canary_failing_5_percent_fails_its_own_check_and_passes_the_blended_one() {
     assert!((99.0..100.0).contains(&value), "the blended success rate {value}");
     let sent: Vec<u64> = traffic.iter().map(|t| t.sent.load(Ordering::Relaxed)).collect();
     eprintln!("requests sent: {sent:?}, the blended success rate {value}");
+    // Batched by default: both releases' built-in metrics from the shared queries.
+    let text = w.admin("serve-0", "/metrics").1;
+    let queries = |kind: &str| {
+        let series = format!(r#"apisix_canary_prometheus_queries_total{{kind="{kind}"}} "#);
+        let value = text.lines().find_map(|l| l.strip_prefix(series.as_str()));
+        value.and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    let (batched, own) = (queries("builtin_batch"), queries("builtin"));
+    eprintln!("Prometheus queries: {batched} batched, {own} per release");
+    assert!(batched > 0 && own == 0, "{batched} batched, {own} per release");
 }
 
 #[test]

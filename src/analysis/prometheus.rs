@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use prometheus_http_query::response::Data;
 use prometheus_http_query::{Client, Error as ApiError};
 
@@ -17,7 +18,8 @@ use super::http::{self, error_chain as chain};
 /// How long one query may take when the caller names no timeout.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, thiserror::Error)]
+/// Cloned for every release waiting on one batched query (see `analysis::batch`).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueryError {
     #[error("invalid --prometheus-url {url:?}: {reason}")]
     Url { url: String, reason: String },
@@ -47,6 +49,8 @@ pub struct Prometheus {
     client: Client,
     url: String,
     timeout: Duration,
+    /// Incremented by every HTTP query sent, when set (see [`Prometheus::counted`]).
+    queries: Option<Counter>,
 }
 
 impl std::fmt::Debug for Prometheus {
@@ -78,7 +82,13 @@ impl Prometheus {
         let options = http::Options { timeout: Some(timeout), ..options.clone() };
         let client = http::client(&options).map_err(QueryError::Client)?;
         let client = Client::from(client, trimmed).map_err(|e| bad(&chain(&e)))?;
-        Ok(Self { client, url: trimmed.to_owned(), timeout })
+        Ok(Self { client, url: trimmed.to_owned(), timeout, queries: None })
+    }
+
+    /// This client, counting every query it sends in `queries` (the controller's
+    /// `apisix_canary_prometheus_queries_total{kind}`).
+    pub fn counted(self, queries: Counter) -> Self {
+        Self { queries: Some(queries), ..self }
     }
 
     /// The base URL, without a trailing `/`.
@@ -89,15 +99,28 @@ impl Prometheus {
     /// The value of an instant query that yields one number: `Ok(None)` when there is
     /// none (an empty vector, or NaN).
     pub async fn scalar(&self, query: &str) -> Result<Option<f64>, QueryError> {
-        let request = self.client.query(query).timeout(self.timeout_ms()).get();
-        value(&self.within(request).await?)
+        value(&self.instant(query, None).await?)
+    }
+
+    /// As [`Prometheus::scalar`], evaluated at `at` (Unix seconds).
+    pub async fn scalar_at(&self, query: &str, at: i64) -> Result<Option<f64>, QueryError> {
+        value(&self.instant(query, Some(at)).await?)
+    }
+
+    /// The whole result of an instant query, evaluated now or at `at` (Unix seconds).
+    pub async fn instant(&self, query: &str, at: Option<i64>) -> Result<Data, QueryError> {
+        let request = self.client.query(query).timeout(self.timeout_ms());
+        let request = match at {
+            Some(at) => request.at(at),
+            None => request,
+        };
+        self.within(request.get()).await
     }
 
     /// The values of `label` on the series of an instant query evaluated at `at` (Unix
     /// seconds), sorted, without duplicates or empty values.
     pub async fn label_values(&self, query: &str, at: i64, label: &str) -> Result<Vec<String>, QueryError> {
-        let request = self.client.query(query).at(at).timeout(self.timeout_ms()).get();
-        label_values(&self.within(request).await?, label)
+        label_values(&self.instant(query, Some(at)).await?, label)
     }
 
     /// The points (Unix seconds, value) of a range query that yields at most one
@@ -123,6 +146,9 @@ impl Prometheus {
         &self,
         request: impl Future<Output = Result<prometheus_http_query::response::PromqlResult, ApiError>>,
     ) -> Result<Data, QueryError> {
+        if let Some(queries) = &self.queries {
+            queries.inc();
+        }
         match tokio::time::timeout(self.timeout, request).await {
             Err(_) => Err(QueryError::Timeout { url: self.url.clone(), timeout: self.timeout }),
             Ok(Ok(response)) => Ok(response.data().clone()),

@@ -47,6 +47,28 @@ impl Scope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Series {
     matchers: String,
+    selection: Selection,
+}
+
+/// What a [`Series`]' matchers select, for a batched result filtered locally (see
+/// `analysis::batch`): the series whose `route` is the prefix and at least one more
+/// character (`route=~"<ns>_<route>_.+"`) and, when `nodes` is set, whose `node` is one of
+/// them (`node=~"a|b"`, a full match of escaped literals).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    pub route_prefix: String,
+    /// Sorted, without duplicates or empty values; `None` is any node, or none.
+    pub nodes: Option<Vec<String>>,
+}
+
+impl Selection {
+    pub fn route(&self, route: &str) -> bool {
+        route.strip_prefix(self.route_prefix.as_str()).is_some_and(|rest| !rest.is_empty())
+    }
+
+    pub fn node(&self, node: &str) -> bool {
+        self.nodes.as_ref().is_none_or(|nodes| nodes.binary_search_by(|n| n.as_str().cmp(node)).is_ok())
+    }
 }
 
 impl Series {
@@ -57,7 +79,10 @@ impl Series {
     pub fn new(namespace: &str, generated_route: &str, scope: Scope, canary_nodes: &[String]) -> Option<Series> {
         match scope {
             Scope::Canary => Series::of_nodes(namespace, generated_route, canary_nodes),
-            Scope::Route => Some(Series { matchers: route_matcher(namespace, generated_route) }),
+            Scope::Route => Some(Series {
+                matchers: route_matcher(namespace, generated_route),
+                selection: Selection { route_prefix: route_prefix(namespace, generated_route), nodes: None },
+            }),
         }
     }
 
@@ -74,7 +99,16 @@ impl Series {
         }
         let alternation = nodes.iter().map(|n| regex_escape(n)).collect::<Vec<_>>().join("|");
         let matchers = format!("{}, node=~{}", route_matcher(namespace, generated_route), promql_string(&alternation));
-        Some(Series { matchers })
+        let nodes = Some(nodes.into_iter().map(str::to_owned).collect());
+        Some(Series {
+            matchers,
+            selection: Selection { route_prefix: route_prefix(namespace, generated_route), nodes },
+        })
+    }
+
+    /// What the matchers select.
+    pub fn selection(&self) -> &Selection {
+        &self.selection
     }
 
     /// Requests answered over `interval` (for `minRequests`): no series when there was
@@ -113,6 +147,32 @@ pub fn answering_nodes(namespace: &str, route: &str, interval: Duration) -> Stri
 pub fn exported_nodes(namespace: &str, route: &str, interval: Duration) -> String {
     let (m, r) = (route_matcher(namespace, route), range(interval));
     format!("group by (node) ( last_over_time( {STATUS}{{ {m} }}[{r}] ) )")
+}
+
+/// One instant query for every release at once: the per-second rate of
+/// `apisix_http_status` over `window` on every generated route, by route, node and code
+/// ([`Series::requests`] and [`Series::success_rate`] of any release, filtered locally).
+pub fn batched_status(window: Duration) -> String {
+    let r = range(window);
+    format!("sum by (route, node, code) ( rate( {STATUS}{{ {GENERATED_ROUTES} }}[{r}] ) )")
+}
+
+/// One instant query for every release at once: the rate of each latency bucket over
+/// `window` on every generated route, by route, node and `le` ([`Series::request_duration`]
+/// of any release, its `histogram_quantile` computed locally).
+pub fn batched_latency(window: Duration) -> String {
+    let r = range(window);
+    format!("sum by (route, node, le) ( rate( {LATENCY_BUCKET}{{ type=~\"request\", {GENERATED_ROUTES} }}[{r}] ) )")
+}
+
+/// Every rule of every generated route (`<ns>_<route>-<d>-canary_<rule>`), whatever its
+/// namespace: a superset of each release's [`route_matcher`], since a generated route's
+/// name ends in `-canary`. Other routes are not fetched.
+const GENERATED_ROUTES: &str = r#"route=~".+-canary_.+""#;
+
+/// The literal start of the `route` values of [`route_matcher`].
+fn route_prefix(namespace: &str, generated_route: &str) -> String {
+    format!("{namespace}_{generated_route}_")
 }
 
 /// Every rule of the generated route. Names are DNS labels or subdomains: only `.` needs

@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+
 mod provider;
 
 pub use self::provider::{AUTHORIZATION_CONFLICT, ProviderError, options};
@@ -91,7 +93,7 @@ pub fn judge(metric: &Metric, canary: &str, namespace: &str, result: Result<Opti
 }
 
 /// Renders, queries and judges one template metric; the client talks as `client` says
-/// (see [`options`]).
+/// (see [`options`]), its query counted in `queries`.
 pub async fn evaluate(
     spec: &MetricTemplateSpec,
     metric: &Metric,
@@ -99,6 +101,7 @@ pub async fn evaluate(
     vars: &Vars,
     timeout: Duration,
     client: &http::Options<'_>,
+    queries: Option<Counter>,
 ) -> Verdict {
     let halt = |message: String| Verdict::Halt { message, value: None };
     let query = match render(spec, metric, variables, vars) {
@@ -109,7 +112,10 @@ pub async fn evaluate(
         return halt(format!("Metric query failed for {}: the template names no Prometheus address", metric.name));
     };
     let prometheus = match Prometheus::with(address, timeout, client) {
-        Ok(p) => p,
+        Ok(p) => match queries {
+            Some(queries) => p.counted(queries),
+            None => p,
+        },
         // Its words name --prometheus-url, which is not what is wrong here.
         Err(QueryError::Url { url, reason }) => {
             return halt(format!(

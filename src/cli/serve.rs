@@ -31,6 +31,7 @@ const DEFAULT_CERT_VALIDITY: &str = "2160h";
 /// Ten years.
 const DEFAULT_CA_VALIDITY: &str = "87600h";
 pub(crate) const DEFAULT_PROMETHEUS_URL: &str = "http://prometheus-server.apisix:9090";
+const DEFAULT_PROMETHEUS_MAX_AGE: &str = "1s";
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -67,6 +68,12 @@ pub struct ServeArgs {
     /// The Prometheus that scrapes APISIX, for the built-in metrics.
     #[arg(long, env = "APISIX_CANARY_PROMETHEUS_URL", default_value = DEFAULT_PROMETHEUS_URL)]
     pub prometheus_url: String,
+    /// How long one answer of the built-in metrics' batched queries (one per metric family
+    /// and window, for every release at once) serves the releases that ask after it;
+    /// releases asking while it is in flight wait for it. 0 turns batching off: each
+    /// release sends its own queries.
+    #[arg(long, env = "APISIX_CANARY_PROMETHEUS_MAX_AGE", default_value = DEFAULT_PROMETHEUS_MAX_AGE, value_parser = parse_duration)]
+    pub prometheus_max_age: Duration,
     /// This replica's name in the Lease and in Events (default: the pod or host name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -188,6 +195,7 @@ async fn controller(
     }
     let config = crate::controller::Config {
         prometheus_url: args.prometheus_url.clone(),
+        prometheus_max_age: args.prometheus_max_age,
         identity,
         resolver: Resolver::new(args.resolve.iter().cloned()),
         excluded_namespaces: crate::controller::Config::excluded(&args.namespace),

@@ -5,10 +5,10 @@
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
-use super::Context;
 use super::observe::Objects;
+use super::{Context, metrics};
 use crate::analysis::prometheus::{Prometheus, QUERY_TIMEOUT};
-use crate::analysis::{Scope, Verdict, http, template, upstream_nodes, wait_for_traffic};
+use crate::analysis::{Scope, Source, Verdict, http, template, upstream_nodes, wait_for_traffic};
 use crate::api::metric_template::MetricTemplate;
 use crate::release::copies;
 use crate::release::lifecycle::{Check, Observed};
@@ -40,10 +40,18 @@ pub(super) async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &C
             }
         },
     };
-    let client = http::Options { resolver: Some(&ctx.config.resolver), ..http::Options::default() };
-    let prometheus = match Prometheus::with(&ctx.config.prometheus_url, QUERY_TIMEOUT, &client) {
-        Ok(p) => p,
-        Err(e) => return failed("prometheus", format!("Prometheus query failed: {e}")),
+    // Each release's own queries only without the batcher.
+    let own;
+    let source = match &ctx.batcher {
+        Some(batcher) => Source::Batched(batcher),
+        None => {
+            let client = http::Options { resolver: Some(&ctx.config.resolver), ..http::Options::default() };
+            own = match Prometheus::with(&ctx.config.prometheus_url, QUERY_TIMEOUT, &client) {
+                Ok(p) => p.counted(ctx.metrics.prometheus_queries(metrics::BUILTIN)),
+                Err(e) => return failed("prometheus", format!("Prometheus query failed: {e}")),
+            };
+            Source::PerRelease(&own)
+        }
     };
     let target = crate::analysis::Target {
         namespace: objects.namespace.clone(),
@@ -63,7 +71,7 @@ pub(super) async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &C
         }
         let scoped = Plan { metrics, ..plan.clone() };
         let target = crate::analysis::Target { scope: analysis_scope, ..target.clone() };
-        verdicts.extend(crate::analysis::run(&scoped, &target, &prometheus).await);
+        verdicts.extend(crate::analysis::run(&scoped, &target, source).await);
     }
     // Then the MetricTemplates, as Flagger runs them: after the built-in metrics.
     let vars = template::Vars {
@@ -76,7 +84,7 @@ pub(super) async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &C
     };
     for metric in &plan.metrics {
         let MetricSource::Template { name, namespace, variables } = &metric.source else { continue };
-        let waiting = wait_for_traffic(&metric.name, metric.min_requests, metric.interval, &target, &prometheus);
+        let waiting = wait_for_traffic(&metric.name, metric.min_requests, metric.interval, &target, source);
         if let Some(wait) = waiting.await {
             verdicts.push((metric.name.clone(), wait));
             continue;
@@ -136,6 +144,7 @@ impl TemplateRun<'_> {
             Ok(client) => client,
             Err(e) => return halt(e.halt_message(name, ns)),
         };
-        template::evaluate(spec, self.metric, self.variables, self.vars, QUERY_TIMEOUT, &client).await
+        let queries = ctx.metrics.prometheus_queries(metrics::TEMPLATE);
+        template::evaluate(spec, self.metric, self.variables, self.vars, QUERY_TIMEOUT, &client, Some(queries)).await
     }
 }

@@ -41,6 +41,19 @@ pub struct Outcome {
     pub analysis_status: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueryKind {
+    pub kind: String,
+}
+
+/// The kinds of `apisix_canary_prometheus_queries_total`: the built-in metrics' batched
+/// queries (one per family and window, shared by every release), their per-release
+/// queries (`--prometheus-max-age 0`), and the MetricTemplates' queries.
+pub const QUERY_KINDS: [&str; 3] = [BUILTIN_BATCH, BUILTIN, TEMPLATE];
+pub const BUILTIN_BATCH: &str = "builtin_batch";
+pub const BUILTIN: &str = "builtin";
+pub const TEMPLATE: &str = "template";
+
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 12))
 }
@@ -58,6 +71,7 @@ pub struct Metrics {
     failures: Family<Outcome, Counter>,
     /// One histogram for every release: its series do not grow with the canaries.
     tick_lag: Histogram,
+    queries: Family<QueryKind, Counter>,
 }
 
 /// Flagger's encoding: 0 while progressing, 2 failed, 1 otherwise.
@@ -84,7 +98,11 @@ impl Metrics {
             successes: Family::default(),
             failures: Family::default(),
             tick_lag: Histogram::new(LAG_BUCKETS),
+            queries: Family::default(),
         };
+        for kind in QUERY_KINDS {
+            let _ = m.queries.get_or_create(&QueryKind { kind: kind.to_owned() });
+        }
         registry.register("status", "Release status: 0 progressing, 1 other phases, 2 failed", m.status.clone());
         registry.register("weight", "Traffic weight of the stable and canary workloads", m.weight.clone());
         registry.register("duration_seconds", "Time of one reconcile of a release", m.duration.clone());
@@ -96,7 +114,14 @@ impl Metrics {
             "Time from the moment a release's next step fell due to the end of the writes it led to",
             m.tick_lag.clone(),
         );
+        registry.register("prometheus_queries", "HTTP queries sent to Prometheus, by kind", m.queries.clone());
         m
+    }
+
+    /// The counter of the Prometheus queries of `kind` (one of [`QUERY_KINDS`]), for
+    /// [`Prometheus::counted`](crate::analysis::Prometheus::counted).
+    pub fn prometheus_queries(&self, kind: &str) -> Counter {
+        self.queries.get_or_create(&QueryKind { kind: kind.to_owned() }).clone()
     }
 
     pub fn observe_duration(&self, id: &str, elapsed: Duration) {

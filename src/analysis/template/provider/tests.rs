@@ -141,7 +141,7 @@ async fn prometheus(tls: Option<Arc<rustls::ServerConfig>>) -> Server {
 }
 
 async fn run(spec: &MetricTemplateSpec, client: &Options<'_>) -> Verdict {
-    evaluate(spec, &metric(), &BTreeMap::new(), &vars(), Duration::from_secs(5), client).await
+    evaluate(spec, &metric(), &BTreeMap::new(), &vars(), Duration::from_secs(5), client, None).await
 }
 
 #[tokio::test]
