@@ -138,7 +138,7 @@ pub fn review(hook: Hook, body: &[u8]) -> (Response, Summary) {
         && let Some(request) = request::parse(body)
     {
         let mut summary = Summary::of(&request.uid, &request.kind.group, &request.kind.kind, &request.name);
-        summary.namespace = request.namespace.clone().unwrap_or_default();
+        summary.namespace = request.namespace.as_deref().unwrap_or_default().to_owned();
         summary.operation = operation(&request.operation).to_owned();
         summary.dry_run = request.dry_run;
         let is_deployment = request.kind.group == "apps" && request.kind.kind == "Deployment";

@@ -34,8 +34,10 @@ pub trait Handler: Send + Sync + 'static {
 
 /// A JSON body with the given status.
 pub fn json_response(code: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes>> {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => {
+    // Room for an AdmissionReview answer with a patch, without growing the buffer.
+    let mut bytes = Vec::with_capacity(1024);
+    match serde_json::to_writer(&mut bytes, body) {
+        Ok(()) => {
             let mut response = Response::new(Full::new(Bytes::from(bytes)));
             *response.status_mut() = code;
             response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));

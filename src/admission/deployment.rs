@@ -35,10 +35,14 @@ impl<O> Copy for Review<'_, O> {}
 
 /// What the Deployment hooks read of an object.
 pub trait Object {
+    /// How `spec.template` is read: equal templates have the same revision.
+    type Template: PartialEq;
     fn name(&self) -> &str;
     fn annotations(&self) -> &BTreeMap<String, String>;
     /// `spec.template`, `Some(Null)` when it is an explicit null.
-    fn template(&self) -> Option<&Value>;
+    fn template(&self) -> Option<&Self::Template>;
+    /// [`Revision::of_template`] of a template.
+    fn revision(template: &Self::Template) -> Revision;
     /// `spec.paused`; anything but `true` is not paused.
     fn paused(&self) -> bool;
     /// Our generated `<d>-canary` copies are owned by their Canary and never intercepted.
@@ -53,6 +57,8 @@ pub(crate) fn is_canary_owner(kind: &str, api_version: &str) -> bool {
 }
 
 impl Object for DynamicObject {
+    type Template = Value;
+
     fn name(&self) -> &str {
         self.metadata.name.as_deref().unwrap_or_default()
     }
@@ -63,6 +69,10 @@ impl Object for DynamicObject {
 
     fn template(&self) -> Option<&Value> {
         self.data.get("spec")?.get("template")
+    }
+
+    fn revision(template: &Value) -> Revision {
+        Revision::of_template(template)
     }
 
     fn paused(&self) -> bool {
@@ -118,10 +128,9 @@ pub fn mutate<O: Object>(review: &Review<'_, O>) -> Mutation {
     let Some(old_template) = old.template() else {
         return Mutation::untouched();
     };
-    let new_revision = Revision::of_template(new_template);
+    let new_revision = O::revision(new_template);
     // Most updates (replicas, labels, our own annotations) keep the template: hash it once.
-    let old_revision =
-        if old_template == new_template { new_revision.clone() } else { Revision::of_template(old_template) };
+    let old_revision = if old_template == new_template { new_revision.clone() } else { O::revision(old_template) };
     let update = Update {
         name: new.name(),
         old: old.annotations(),

@@ -3,6 +3,7 @@
 //! is skipped, not built. A body this parse refuses goes through the full one
 //! ([`super::parse`]), which says why in the answer.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use kube::core::admission::Operation;
@@ -11,91 +12,107 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::deployment::{Object, is_canary_owner};
+use crate::release::revision::{Revision, Template};
+
+// Strings are borrowed from the body when they have no escapes (`Cow`): most are only
+// compared or copied once into the log line.
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope {
-    api_version: String,
-    kind: String,
-    request: Request,
+struct Envelope<'a> {
+    #[serde(borrow)]
+    api_version: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    request: Request<'a>,
 }
 
 /// What kube-apiserver asks, with the fields `AdmissionRequest` requires required here too.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Request {
-    pub uid: String,
-    pub kind: Kind,
+pub struct Request<'a> {
+    #[serde(borrow)]
+    pub uid: Cow<'a, str>,
+    #[serde(borrow)]
+    pub kind: Kind<'a>,
     #[allow(dead_code)]
     resource: IgnoredAny,
-    #[serde(default)]
-    pub sub_resource: Option<String>,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub namespace: Option<String>,
+    #[serde(default, borrow)]
+    pub sub_resource: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub namespace: Option<Cow<'a, str>>,
     pub operation: Operation,
     #[allow(dead_code)]
     user_info: IgnoredAny,
-    #[serde(default)]
-    pub object: Option<Deployment>,
-    #[serde(default)]
-    pub old_object: Option<Deployment>,
+    #[serde(default, borrow)]
+    pub object: Option<Deployment<'a>>,
+    #[serde(default, borrow)]
+    pub old_object: Option<Deployment<'a>>,
     #[serde(default)]
     pub dry_run: bool,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Kind {
-    pub group: String,
+pub struct Kind<'a> {
+    #[serde(borrow)]
+    pub group: Cow<'a, str>,
     #[allow(dead_code)]
-    version: String,
-    pub kind: String,
+    #[serde(borrow)]
+    version: Cow<'a, str>,
+    #[serde(borrow)]
+    pub kind: Cow<'a, str>,
 }
 
 /// A Deployment as the hooks read it.
 #[derive(Debug, Deserialize)]
-pub struct Deployment {
-    metadata: Metadata,
-    #[serde(default)]
-    spec: Option<Spec>,
+pub struct Deployment<'a> {
+    #[serde(borrow)]
+    metadata: Metadata<'a>,
+    #[serde(default, borrow)]
+    spec: Option<Spec<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Metadata {
-    #[serde(default)]
-    name: Option<String>,
+struct Metadata<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
     #[serde(default)]
     annotations: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    owner_references: Option<Vec<Owner>>,
+    #[serde(default, borrow)]
+    owner_references: Option<Vec<Owner<'a>>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Owner {
-    api_version: String,
-    kind: String,
+struct Owner<'a> {
+    #[serde(borrow)]
+    api_version: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
 }
 
 #[derive(Debug, Deserialize)]
-struct Spec {
+struct Spec<'a> {
     #[serde(default)]
     paused: Option<Value>,
     /// An explicit null is kept (`Some(Null)`): it has a revision like any template.
-    #[serde(default, deserialize_with = "present")]
-    template: Option<Value>,
+    /// Read as a [`Template`], not a `Value`: only its revision is wanted.
+    #[serde(default, borrow, deserialize_with = "present")]
+    template: Option<Template<'a>>,
 }
 
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
+fn present<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Template<'a>>, D::Error> {
+    Template::deserialize(d).map(Some)
 }
 
 /// The request of a review body, when it is an AdmissionReview v1 this parse reads whole;
 /// `None` sends it to the full parse.
-pub fn parse(body: &[u8]) -> Option<Request> {
-    let envelope: Envelope = serde_json::from_slice(body).ok()?;
+pub fn parse(body: &[u8]) -> Option<Request<'_>> {
+    let envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
     let request = envelope.request;
     let valid = envelope.kind == super::KIND
         && envelope.api_version == super::API_VERSION
@@ -104,7 +121,9 @@ pub fn parse(body: &[u8]) -> Option<Request> {
     valid.then_some(request)
 }
 
-impl Object for Deployment {
+impl<'a> Object for Deployment<'a> {
+    type Template = Template<'a>;
+
     fn name(&self) -> &str {
         self.metadata.name.as_deref().unwrap_or_default()
     }
@@ -114,8 +133,12 @@ impl Object for Deployment {
         self.metadata.annotations.as_ref().unwrap_or(&NONE)
     }
 
-    fn template(&self) -> Option<&Value> {
+    fn template(&self) -> Option<&Template<'a>> {
         self.spec.as_ref()?.template.as_ref()
+    }
+
+    fn revision(template: &Template<'a>) -> Revision {
+        Revision::of_parsed(template)
     }
 
     fn paused(&self) -> bool {

@@ -4,8 +4,11 @@
 //! explicit `null`s are the same revision. The hash is SHA-256 over a canonical
 //! encoding (keys sorted), cut to 10 hex characters like `pod-template-hash`.
 
+use std::borrow::Cow;
 use std::fmt;
 
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -20,12 +23,28 @@ pub struct Revision(String);
 impl Revision {
     /// The revision of a pod template (`spec.template` of a Deployment).
     pub fn of_template(template: &Value) -> Self {
-        let mut hasher = Sha256::new();
-        write_canonical(template, &mut hasher, Skip::TemplateRoot);
-        let digest = hasher.finalize();
+        let mut out = Vec::with_capacity(1024);
+        write_canonical(template, &mut out, Skip::TemplateRoot);
+        Self::of_encoding(&out)
+    }
+
+    /// [`Revision::of_template`] of a template read as a [`Template`]: the same value
+    /// for the same JSON.
+    pub fn of_parsed(template: &Template<'_>) -> Self {
+        let mut out = Vec::with_capacity(1024);
+        template.write_canonical(&mut out, Skip::TemplateRoot);
+        Self::of_encoding(&out)
+    }
+
+    /// The canonical encoding is built whole and hashed at once: many small `update`s
+    /// cost more than the hash itself.
+    fn of_encoding(encoding: &[u8]) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let digest = Sha256::digest(encoding);
         let mut hex = String::with_capacity(LEN);
         for byte in &digest[..LEN / 2] {
-            hex.push_str(&format!("{byte:02x}"));
+            hex.push(char::from(HEX[usize::from(byte >> 4)]));
+            hex.push(char::from(HEX[usize::from(byte & 0xf)]));
         }
         Self(hex)
     }
@@ -96,49 +115,213 @@ enum Skip {
 }
 
 /// A tagged, length-prefixed encoding: unambiguous, so distinct values never collide
-/// by concatenation.
-fn write_canonical(v: &Value, h: &mut Sha256, at: Skip) {
+/// by concatenation. Object keys are sorted; `null` members and the
+/// `metadata.labels.pod-template-hash` label are left out.
+fn write_canonical(v: &Value, out: &mut Vec<u8>, at: Skip) {
     match v {
-        Value::Null => h.update(b"n"),
-        Value::Bool(b) => h.update(if *b { b"t" } else { b"f" }),
-        Value::Number(n) => {
-            let s = n.to_string();
-            h.update(b"d");
-            h.update((s.len() as u64).to_le_bytes());
-            h.update(s.as_bytes());
-        }
-        Value::String(s) => {
-            h.update(b"s");
-            h.update((s.len() as u64).to_le_bytes());
-            h.update(s.as_bytes());
-        }
+        Value::Null => out.push(b'n'),
+        Value::Bool(b) => out.push(if *b { b't' } else { b'f' }),
+        Value::Number(n) => write_number(n, out),
+        Value::String(s) => write_str(b's', s, out),
         Value::Array(items) => {
-            h.update(b"a");
-            h.update((items.len() as u64).to_le_bytes());
+            write_len(b'a', items.len(), out);
             for item in items {
-                write_canonical(item, h, Skip::None);
+                write_canonical(item, out, Skip::None);
             }
         }
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map
-                .iter()
-                .filter(|(k, v)| !(v.is_null() || matches!(at, Skip::Labels) && *k == POD_TEMPLATE_HASH))
-                .map(|(k, _)| k)
-                .collect();
+            let mut keys: Vec<&String> = map.iter().filter(|(k, v)| kept(k, v.is_null(), at)).map(|(k, _)| k).collect();
             keys.sort_unstable();
-            h.update(b"o");
-            h.update((keys.len() as u64).to_le_bytes());
+            write_len(b'o', keys.len(), out);
             for k in keys {
-                h.update((k.len() as u64).to_le_bytes());
-                h.update(k.as_bytes());
-                let next = match (at, k.as_str()) {
-                    (Skip::TemplateRoot, "metadata") => Skip::Metadata,
-                    (Skip::Metadata, "labels") => Skip::Labels,
-                    _ => Skip::None,
-                };
-                write_canonical(&map[k], h, next);
+                out.extend_from_slice(&(k.len() as u64).to_le_bytes());
+                out.extend_from_slice(k.as_bytes());
+                write_canonical(&map[k], out, at.child(k));
             }
         }
+    }
+}
+
+fn kept(key: &str, null: bool, at: Skip) -> bool {
+    !(null || matches!(at, Skip::Labels) && key == POD_TEMPLATE_HASH)
+}
+
+impl Skip {
+    fn child(self, key: &str) -> Skip {
+        match (self, key) {
+            (Skip::TemplateRoot, "metadata") => Skip::Metadata,
+            (Skip::Metadata, "labels") => Skip::Labels,
+            _ => Skip::None,
+        }
+    }
+}
+
+fn write_len(tag: u8, len: usize, out: &mut Vec<u8>) {
+    out.push(tag);
+    out.extend_from_slice(&(len as u64).to_le_bytes());
+}
+
+fn write_str(tag: u8, s: &str, out: &mut Vec<u8>) {
+    write_len(tag, s.len(), out);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn write_number(n: &serde_json::Number, out: &mut Vec<u8>) {
+    use std::io::Write;
+    // The length comes first: write the digits, then fill it in.
+    write_len(b'd', 0, out);
+    let start = out.len();
+    let _ = write!(out, "{n}");
+    let len = (out.len() - start) as u64;
+    out[start - 8..start].copy_from_slice(&len.to_le_bytes());
+}
+
+/// A pod template read straight from JSON for its revision, without building a
+/// `serde_json::Value`: strings are borrowed from the body where they have no escapes,
+/// objects are kept as their members in order. Reading JSON into it fails exactly where
+/// reading a `Value` fails (the same deserializer, the same depth limit), and
+/// [`Revision::of_parsed`] hashes it as [`Revision::of_template`] hashes that `Value`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Template<'a> {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    String(Cow<'a, str>),
+    Array(Vec<Template<'a>>),
+    /// Members as they came, duplicates included (the last one counts, as in a `Value`).
+    Object(Vec<(Cow<'a, str>, Template<'a>)>),
+}
+
+impl Template<'_> {
+    fn write_canonical(&self, out: &mut Vec<u8>, at: Skip) {
+        match self {
+            Template::Null => out.push(b'n'),
+            Template::Bool(b) => out.push(if *b { b't' } else { b'f' }),
+            Template::Number(n) => write_number(n, out),
+            Template::String(s) => write_str(b's', s, out),
+            Template::Array(items) => {
+                write_len(b'a', items.len(), out);
+                for item in items {
+                    item.write_canonical(out, Skip::None);
+                }
+            }
+            Template::Object(members) => {
+                // Sorted by key, stably: of equal keys the last one is the member.
+                let mut sorted: Vec<&(Cow<'_, str>, Template<'_>)> = members.iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                let mut kept_members: Vec<(&str, &Template<'_>)> = Vec::with_capacity(sorted.len());
+                for (i, (k, v)) in sorted.iter().map(|m| (&m.0, &m.1)).enumerate() {
+                    let last_of_key = sorted.get(i + 1).is_none_or(|next| next.0 != *k);
+                    if last_of_key && kept(k, matches!(v, Template::Null), at) {
+                        kept_members.push((k, v));
+                    }
+                }
+                write_len(b'o', kept_members.len(), out);
+                for (k, v) in kept_members {
+                    out.extend_from_slice(&(k.len() as u64).to_le_bytes());
+                    out.extend_from_slice(k.as_bytes());
+                    v.write_canonical(out, at.child(k));
+                }
+            }
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Template<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TemplateVisitor(std::marker::PhantomData))
+    }
+}
+
+struct TemplateVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for TemplateVisitor<'a> {
+    type Value = Template<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Template::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Template::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Template::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        // As `Value` does: a non-finite float is null.
+        Ok(serde_json::Number::from_f64(v).map_or(Template::Null, Template::Number))
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Template::String(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Template::String(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Template::String(Cow::Owned(v)))
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Template::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        Template::deserialize(d)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Template::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Template::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::new();
+        while let Some(key) = map.next_key::<Key<'a>>()? {
+            members.push((key.0, map.next_value()?));
+        }
+        Ok(Template::Object(members))
+    }
+}
+
+/// An object key, borrowed when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Key<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
     }
 }
 
@@ -199,6 +382,29 @@ mod tests {
         let a = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
         let b = json!({"spec": {"containers": [{"name": "b"}, {"name": "a"}]}});
         assert_ne!(Revision::of_template(&a), Revision::of_template(&b));
+    }
+
+    /// `Revision::of_parsed` must give what `of_template` gives for the same JSON: key
+    /// order, duplicate keys (the last counts), nulls, the pod-template-hash label,
+    /// escapes, numbers of every kind.
+    #[test]
+    fn parsed_templates_have_the_revision_of_their_value() {
+        let texts = [
+            "null",
+            "{}",
+            "[]",
+            r#"{"metadata":{"labels":{"app":"x","pod-template-hash":"1"}},"spec":{"containers":[{"name":"a"}]}}"#,
+            r#"{"spec":{"b":1,"a":2,"a":3},"metadata":{"labels":null,"annotations":{"k":null}}}"#,
+            r#"{"metadata":{"labels":{"pod-template-hash":null,"z":"\u00e9\"\\\n"}},"x":[null,true,false]}"#,
+            r#"{"n":[0,-1,18446744073709551615,-9223372036854775808,1.5,-2.25e-7,1e300,3.0,0.1]}"#,
+            r#"{"a":{"a":{"a":[[],{},[{"b\u0000":"c"}]]}},"a":{"x":1},"pod-template-hash":"kept at the root"}"#,
+            r#"{"metadata":{"name":"m","metadata":{"labels":{"pod-template-hash":"kept deeper"}}}}"#,
+        ];
+        for text in texts {
+            let value: Value = serde_json::from_str(text).unwrap();
+            let parsed: Template<'_> = serde_json::from_str(text).unwrap();
+            assert_eq!(Revision::of_parsed(&parsed), Revision::of_template(&value), "{text}");
+        }
     }
 
     #[test]
