@@ -35,4 +35,8 @@ fn concurrent_releases_end_and_their_cost_is_measured() {
     assert!(status >= 4 * 3, "{:?}", figures.writes);
     assert!(figures.writes.contains_key("apisixroutes"), "{:?}", figures.writes);
     assert!(figures.queries > 0.0, "the analysis asked Prometheus: {row}");
+    // Batched: the built-in metrics of the four releases in shared queries, none alone.
+    let kind = |k: &str| figures.serve_queries.get(k).copied();
+    assert!(kind("builtin_batch").is_some_and(|n| n > 0.0), "{:?}", figures.serve_queries);
+    assert_eq!(kind("builtin"), Some(0.0), "{:?}", figures.serve_queries);
 }

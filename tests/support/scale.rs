@@ -169,6 +169,8 @@ pub struct Figures {
     pub writes: std::collections::BTreeMap<String, usize>,
     /// Instant and range queries Prometheus answered during the releases.
     pub queries: f64,
+    /// serve's own count of its Prometheus queries, by kind (`builtin_batch`, ...).
+    pub serve_queries: std::collections::BTreeMap<String, f64>,
     /// The Warning Events' messages, each once with its count, most frequent first: why
     /// releases held or failed.
     pub warnings: Vec<(usize, String)>,
@@ -373,6 +375,11 @@ pub fn releases(r: Releases) -> Figures {
         std::fs::write(path, w.logs.lock().unwrap().join("\n")).unwrap();
     }
     let metrics = w.admin("serve-0", "/metrics").1;
+    for line in metrics.lines().filter_map(|l| l.strip_prefix("apisix_canary_prometheus_queries_total{kind=\"")) {
+        if let Some((kind, value)) = line.split_once("\"} ") {
+            figures.serve_queries.insert(kind.to_owned(), value.trim().parse().unwrap_or(0.0));
+        }
+    }
     let lag = buckets(&metrics, "apisix_canary_tick_lag_seconds");
     figures.ticks = lag.last().map_or(0.0, |b| b.1);
     figures.lag_p50 = quantile(0.5, &lag);
