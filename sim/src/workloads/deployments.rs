@@ -319,6 +319,8 @@ impl Controllers {
             (self.kinds.deployment.clone(), self.kinds.replica_set.clone(), self.kinds.pod.clone());
         let now = Timestamp::now();
         for (ns, name) in names {
+            // Events keep coming while a long pass runs: take them before they overflow.
+            self.drain_events();
             let Some(d) = self.cluster.get_raw(&d_kind.group, &d_kind.plural, &ns, &name) else { continue };
             let owned: Vec<(Arc<Value>, Vec<Arc<Value>>)> =
                 self.owned(&d, &rs_kind).into_iter().map(|rs| (rs.clone(), self.owned(&rs, &pod_kind))).collect();

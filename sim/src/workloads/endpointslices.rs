@@ -143,6 +143,8 @@ impl Controllers {
     pub(super) async fn endpoint_slices(&mut self, names: BTreeSet<Name>) {
         let kind = self.kinds.endpoint_slice.clone();
         for (ns, name) in names {
+            // Events keep coming while a long pass runs: take them before they overflow.
+            self.drain_events();
             let Some(service) = self.cluster.get_raw("", "services", &ns, &name) else { continue };
             let get = |resource: &str, names: Vec<String>| -> Vec<Arc<Value>> {
                 names.iter().filter_map(|n| self.cluster.get_raw(&kind.group, resource, &ns, n)).collect()

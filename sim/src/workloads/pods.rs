@@ -205,6 +205,8 @@ impl Controllers {
     pub(super) async fn kubelet(&mut self, names: BTreeSet<Name>) {
         let r = self.kinds.pod.clone();
         for (ns, name) in names {
+            // Events keep coming while a long pass runs: take them before they overflow.
+            self.drain_events();
             let Some(pod) = self.cluster.get_raw(&r.group, &r.plural, &ns, &name) else { continue };
             if !is_active(&pod) {
                 continue;

@@ -151,6 +151,8 @@ impl Controllers {
         let now = Timestamp::now();
         let mut plans: Vec<(Arc<Value>, Plan)> = Vec::new();
         for (ns, name) in names {
+            // Events keep coming while a long pass runs: take them before they overflow.
+            self.drain_events();
             let Some(rs) = self.cluster.get_raw(&rs_kind.group, &rs_kind.plural, &ns, &name) else { continue };
             let owned = self.owned(&rs, &pod_kind);
             let pods: Vec<&Value> = owned.iter().map(|p| &**p).collect();
