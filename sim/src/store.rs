@@ -151,8 +151,14 @@ impl Store {
     /// Every object of a resource (in one namespace or all), and the rv they are at.
     pub fn list(&self, group: &str, resource: &str, namespace: Option<&str>) -> (Vec<Arc<Value>>, u64) {
         let inner = self.lock();
-        let items =
-            inner.objects.iter().filter(|(k, _)| k.is_in(group, resource, namespace)).map(|(_, v)| v.clone()).collect();
+        // Keys sort by group, resource, namespace then name: the ones asked for are one range.
+        let from = ObjectKey::new(group, resource, namespace.unwrap_or_default(), "");
+        let items = inner
+            .objects
+            .range(from..)
+            .take_while(|(k, _)| k.is_in(group, resource, namespace))
+            .map(|(_, v)| v.clone())
+            .collect();
         (items, inner.rv)
     }
 

@@ -15,41 +15,47 @@
 //! world moved, and the next pass computes again. Decisions are pure functions in the
 //! submodules; the `impl Controllers` blocks there are the thin I/O around them.
 //!
-//! Thousands of objects: a pass skips every Deployment, ReplicaSet and Service whose
-//! inputs (its own and its dependents' resourceVersions) are those of a sync that wrote
-//! nothing and that time alone cannot change ([`Memo`]: no pod waiting out
-//! minReadySeconds, no rollout in progress); every [`FULL_EVERY`] resyncs a pass looks at
-//! everything, as a safety net.
+//! Event-driven, as kube-controller-manager is: each store event marks dirty the keys it
+//! can affect (a pod: itself, its ReplicaSet and that one's Deployment, the Services that
+//! select it; see `triggers.rs`), and a pass syncs only those. Work that waits on time
+//! alone (the kubelet's ready delay, minReadySeconds, progress deadlines, a failed write)
+//! goes to a delayed queue keyed by object (`queue.rs`). A lagged event receiver or a
+//! panic in a pass marks everything dirty; so does a slow periodic resync
+//! ([`FULL_RESYNC`]), as a safety net.
 
 mod deployments;
 pub use deployments::{equal_ignore_hash, pod_template_hash};
 mod endpointslices;
 mod pods;
 mod progress;
+mod queue;
 mod replicasets;
 mod rollout;
+mod triggers;
 
-use std::collections::HashMap;
 use std::sync::Arc;
-
-use futures_util::FutureExt as _;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use self::queue::{Dirty, Index, Kind, Timers};
 use super::cluster::{Cluster, Ctx, Patch};
 use super::resources::{Resource, Resources, Target};
 use super::status::ApiError;
-use super::store::ObjectKey;
+use super::store::Event;
 
-/// How often the controllers look without an event (at what time alone may change).
+/// When a failed write is tried again, and how soon time-driven work is looked at again
+/// when its exact time is unknown.
 pub const RESYNC: Duration = Duration::from_secs(1);
-/// One resync in this many forgets the [`Memo`] and syncs everything.
-pub const FULL_EVERY: u32 = 30;
+/// How often everything is synced, events or not: the safety net. Slow: a full pass
+/// over 10,000 Deployments costs seconds of CPU.
+pub const FULL_RESYNC: Duration = Duration::from_secs(300);
 
 /// The label kube-controller-manager adds to ReplicaSets and their pods.
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
@@ -101,14 +107,13 @@ impl Kinds {
     }
 }
 
-/// Whether a change can matter to a workload controller.
-fn relevant(key: &ObjectKey) -> bool {
-    matches!(
-        (key.group.as_str(), key.resource.as_str()),
-        ("", "pods" | "services" | "namespaces")
-            | ("apps", "deployments" | "replicasets")
-            | ("discovery.k8s.io", "endpointslices")
-    )
+/// What woke the driver.
+enum Wake {
+    Stop,
+    Event(Arc<Event>),
+    Lagged,
+    Full,
+    Timer,
 }
 
 /// Starts the workload controllers; they stop when `stop` fires.
@@ -117,112 +122,120 @@ pub fn spawn(cluster: Arc<Cluster>, pod_ready_delay: Duration, stop: Cancellatio
         tracing::error!("sim workloads: the built-in apps and core resources are missing; not starting");
         return;
     };
-    let mut events = cluster.store.subscribe();
-    let mut controllers =
-        Controllers { cluster, kinds, kubelet: pods::Kubelet::new(pod_ready_delay), memo: Memo::default() };
+    let events = cluster.store.subscribe();
+    let mut controllers = Controllers {
+        cluster,
+        kinds,
+        kubelet: pods::Kubelet::new(pod_ready_delay),
+        events,
+        lagged: false,
+        dirty: Dirty::default(),
+        timers: Timers::default(),
+        pods_by_label: Index::default(),
+        services_by_selector: Index::default(),
+        slices_by_service: Index::default(),
+    };
     tokio::spawn(async move {
-        let mut resync = tokio::time::interval(RESYNC);
-        resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut deadline: Option<Instant> = None;
-        let mut resyncs: u32 = 0;
+        let mut full = tokio::time::interval_at(Instant::now() + FULL_RESYNC, FULL_RESYNC);
+        full.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        controllers.resync_all(true);
         loop {
-            let pod_ready = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-            let full = tokio::select! {
-                biased;
-                () = stop.cancelled() => return,
-                received = events.recv() => match received {
-                    Ok(event) if !relevant(&event.key) => continue,
-                    Err(RecvError::Closed) => return,
-                    // Lagged or relevant: one pass covers everything pending.
-                    _ => {
-                        while let Ok(_) | Err(TryRecvError::Lagged(_)) = events.try_recv() {}
-                        false
-                    }
-                },
-                _ = resync.tick() => {
-                    resyncs = resyncs.wrapping_add(1);
-                    resyncs.is_multiple_of(FULL_EVERY)
+            if controllers.dirty.is_empty() {
+                let timer = controllers.timers.next().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+                let wake = tokio::select! {
+                    biased;
+                    () = stop.cancelled() => Wake::Stop,
+                    received = controllers.events.recv() => match received {
+                        Ok(event) => Wake::Event(event),
+                        Err(RecvError::Lagged(_)) => Wake::Lagged,
+                        Err(RecvError::Closed) => Wake::Stop,
+                    },
+                    _ = full.tick() => Wake::Full,
+                    () = tokio::time::sleep_until(timer) => Wake::Timer,
+                };
+                match wake {
+                    Wake::Stop => return,
+                    Wake::Event(event) => controllers.absorb(&event),
+                    Wake::Lagged => controllers.lagged = true,
+                    Wake::Full => controllers.resync_all(false),
+                    Wake::Timer => {}
                 }
-                () = tokio::time::sleep_until(pod_ready) => false,
-            };
-            if full {
-                controllers.memo.clear();
+            } else if stop.is_cancelled() {
+                return;
             }
-            // A bug in one pass must not stop the cluster: log it, go on at the next one.
-            match std::panic::AssertUnwindSafe(controllers.pass()).catch_unwind().await {
-                Ok(next) => deadline = next,
-                Err(_) => {
-                    tracing::error!("sim workloads: a controller pass panicked; retrying at the next resync");
-                    deadline = None;
-                }
+            controllers.drain_events();
+            if std::mem::take(&mut controllers.lagged) {
+                tracing::debug!("sim workloads: events missed; resyncing everything");
+                controllers.resync_all(true);
             }
+            let dirty = controllers.take_dirty();
+            if dirty.is_empty() {
+                continue;
+            }
+            // A bug in one pass must not stop the cluster: log it, resync everything.
+            if std::panic::AssertUnwindSafe(controllers.pass(dirty)).catch_unwind().await.is_err() {
+                tracing::error!("sim workloads: a controller pass panicked; resyncing everything");
+                controllers.resync_all(true);
+            }
+            // Let the API server's tasks run between passes.
+            tokio::task::yield_now().await;
         }
     });
 }
 
-/// The controllers' shared state: the cluster, the kubelet's memory and what was synced.
+/// The controllers' shared state: the cluster, the kubelet's memory, the queues.
 struct Controllers {
     cluster: Arc<Cluster>,
     kinds: Kinds,
     kubelet: pods::Kubelet,
-    memo: Memo,
-}
-
-/// For each synced object (by uid), the resourceVersions of the inputs of its last sync
-/// that wrote nothing: the same inputs again would write nothing again.
-#[derive(Debug, Default)]
-struct Memo(HashMap<String, u64>);
-
-impl Memo {
-    /// The fingerprint of `object` and its dependents `inputs`.
-    fn fingerprint<'a>(object: &Value, inputs: impl IntoIterator<Item = &'a Value>) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        let mut versions: Vec<(&str, &str)> =
-            inputs.into_iter().map(|o| (uid_of(o), str_at(o, "/metadata/resourceVersion"))).collect();
-        versions.sort_unstable();
-        (uid_of(object), str_at(object, "/metadata/resourceVersion"), versions).hash(&mut h);
-        h.finish()
-    }
-
-    /// Whether `object` was synced with these inputs, writing nothing.
-    fn settled(&self, object: &Value, fingerprint: u64) -> bool {
-        self.0.get(uid_of(object)) == Some(&fingerprint)
-    }
-
-    /// After a sync: remembered when it wrote nothing, forgotten otherwise.
-    fn record(&mut self, object: &Value, fingerprint: u64, wrote: bool) {
-        if wrote {
-            self.0.remove(uid_of(object));
-        } else {
-            self.0.insert(uid_of(object).to_owned(), fingerprint);
-        }
-    }
-
-    fn clear(&mut self) {
-        self.0.clear();
-    }
+    events: broadcast::Receiver<Arc<Event>>,
+    /// Events were missed: the indexes and the dirty keys may be wrong.
+    lagged: bool,
+    dirty: Dirty,
+    timers: Timers,
+    /// Pods by (namespace, label, value).
+    pods_by_label: Index,
+    /// Services by (namespace, first selector label, value).
+    services_by_selector: Index,
+    /// EndpointSlices of the EndpointSlice controller by (namespace, "", Service name).
+    slices_by_service: Index,
 }
 
 impl Controllers {
-    /// One round of every controller; returns when the kubelet next has a pod to make ready.
-    async fn pass(&mut self) -> Option<Instant> {
-        self.collect_garbage().await;
-        let deadline = self.kubelet().await;
-        self.replica_sets().await;
-        self.deployments().await;
-        self.endpoint_slices().await;
-        deadline
+    /// The dirty keys, and those of the delayed queue that are due.
+    fn take_dirty(&mut self) -> Dirty {
+        self.timers.pop_due(Instant::now(), &mut self.dirty);
+        std::mem::take(&mut self.dirty)
     }
 
-    fn list(&self, r: &Resource) -> Vec<Arc<Value>> {
-        self.cluster.store.list(&r.group, &r.plural, None).0
+    /// One round of every controller over the dirty keys, in the order of a full pass.
+    async fn pass(&mut self, dirty: Dirty) {
+        self.collect_garbage(dirty.garbage).await;
+        self.kubelet(dirty.pods).await;
+        self.replica_sets(dirty.replica_sets).await;
+        self.deployments(dirty.deployments).await;
+        self.endpoint_slices(dirty.services).await;
     }
 
-    async fn create(&self, r: &Resource, object: Value) -> Result<Value, WriteError> {
+    /// Syncs `name` again in [`RESYNC`] (a write failed).
+    fn retry(&mut self, kind: Kind, name: (&str, &str)) {
+        self.timers.after(kind, (name.0.to_owned(), name.1.to_owned()), Instant::now() + RESYNC);
+    }
+
+    /// Syncs `name` again at `at` (wall clock), a little after so that it has passed;
+    /// in [`RESYNC`] when that is already past.
+    fn wake_at(&mut self, kind: Kind, name: (&str, &str), at: Timestamp) {
+        let wait = at.as_millisecond() - Timestamp::now().as_millisecond();
+        let wait = u64::try_from(wait).ok().filter(|w| *w > 0).map_or(RESYNC, |w| Duration::from_millis(w + 50));
+        self.timers.after(kind, (name.0.to_owned(), name.1.to_owned()), Instant::now() + wait);
+    }
+
+    async fn create(&mut self, r: &Resource, object: Value) -> Result<Value, WriteError> {
         let namespace = str_at(&object, "/metadata/namespace").to_owned();
         let t = Target { resource: r, version: &r.storage_version, namespace: &namespace };
-        self.cluster.create(&Ctx::internal(), &t, object.clone()).await.map(|w| w.object).map_err(|source| {
+        let written = self.cluster.create(&Ctx::internal(), &t, object.clone()).await;
+        self.drain_events();
+        written.map(|w| w.object).map_err(|source| {
             let name = match str_at(&object, "/metadata/name") {
                 "" => format!("{}*", str_at(&object, "/metadata/generateName")),
                 name => name.to_owned(),
@@ -232,38 +245,14 @@ impl Controllers {
     }
 
     /// PUT with the object's resourceVersion: fails with a conflict if it moved since.
-    async fn replace(&self, r: &Resource, sub: Option<&str>, object: Value) -> Result<Value, WriteError> {
+    async fn replace(&mut self, r: &Resource, sub: Option<&str>, object: Value) -> Result<Value, WriteError> {
         let (namespace, name) = (str_at(&object, "/metadata/namespace"), str_at(&object, "/metadata/name"));
         let t = Target { resource: r, version: &r.storage_version, namespace };
         let verb = if sub == Some("status") { "updating the status of" } else { "updating" };
-        self.cluster.replace(&Ctx::internal(), &t, name, sub, object.clone()).await.map(|w| w.object).map_err(
-            |source| WriteError {
-                verb,
-                kind: r.kind.clone(),
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                source,
-            },
-        )
-    }
-
-    async fn merge_patch(&self, r: &Resource, namespace: &str, name: &str, patch: Value) -> Result<Value, WriteError> {
-        let t = Target { resource: r, version: &r.storage_version, namespace };
-        self.cluster.patch(&Ctx::internal(), &t, name, None, &Patch::Merge(patch)).await.map(|w| w.object).map_err(
-            |source| WriteError {
-                verb: "patching",
-                kind: r.kind.clone(),
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                source,
-            },
-        )
-    }
-
-    async fn delete(&self, r: &Resource, namespace: &str, name: &str) -> Result<(), WriteError> {
-        let t = Target { resource: r, version: &r.storage_version, namespace };
-        self.cluster.delete(&Ctx::internal(), &t, name, "Background").await.map(|_| ()).map_err(|source| WriteError {
-            verb: "deleting",
+        let written = self.cluster.replace(&Ctx::internal(), &t, name, sub, object.clone()).await;
+        self.drain_events();
+        written.map(|w| w.object).map_err(|source| WriteError {
+            verb,
             kind: r.kind.clone(),
             namespace: namespace.to_owned(),
             name: name.to_owned(),
@@ -271,32 +260,36 @@ impl Controllers {
         })
     }
 
-    /// Deletes ReplicaSets, Pods and EndpointSlices whose controller is gone: a
-    /// controller may create one just after its owner was deleted and collected.
-    async fn collect_garbage(&self) {
-        let kinds = self.kinds.clone();
-        let checks = [
-            (&kinds.replica_set, &kinds.deployment),
-            (&kinds.pod, &kinds.replica_set),
-            (&kinds.endpoint_slice, &kinds.service),
-        ];
-        for (dependent, owner) in checks {
-            for object in self.list(dependent) {
-                let Some(reference) = controller_of(&object) else { continue };
-                if reference["kind"] != owner.kind.as_str() || reference["apiVersion"] != owner.api_version("v1") {
-                    continue;
-                }
-                let namespace = str_at(&object, "/metadata/namespace");
-                let owner_name = reference["name"].as_str().unwrap_or_default();
-                let alive = self
-                    .cluster
-                    .get_raw(&owner.group, &owner.plural, namespace, owner_name)
-                    .is_some_and(|o| o.pointer("/metadata/uid") == reference.get("uid"));
-                if !alive && let Err(e) = self.delete(dependent, namespace, str_at(&object, "/metadata/name")).await {
-                    e.log();
-                }
-            }
-        }
+    async fn merge_patch(
+        &mut self,
+        r: &Resource,
+        namespace: &str,
+        name: &str,
+        patch: Value,
+    ) -> Result<Value, WriteError> {
+        let t = Target { resource: r, version: &r.storage_version, namespace };
+        let written = self.cluster.patch(&Ctx::internal(), &t, name, None, &Patch::Merge(patch)).await;
+        self.drain_events();
+        written.map(|w| w.object).map_err(|source| WriteError {
+            verb: "patching",
+            kind: r.kind.clone(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source,
+        })
+    }
+
+    async fn delete(&mut self, r: &Resource, namespace: &str, name: &str) -> Result<(), WriteError> {
+        let t = Target { resource: r, version: &r.storage_version, namespace };
+        let written = self.cluster.delete(&Ctx::internal(), &t, name, "Background").await;
+        self.drain_events();
+        written.map(|_| ()).map_err(|source| WriteError {
+            verb: "deleting",
+            kind: r.kind.clone(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source,
+        })
     }
 }
 
@@ -354,15 +347,17 @@ fn parse_time(s: &str) -> Option<Timestamp> {
     s.parse().ok()
 }
 
-/// Objects of one list by uid of their controller.
-fn by_controller(objects: &[Arc<Value>]) -> HashMap<&str, Vec<&Value>> {
-    let mut out: HashMap<&str, Vec<&Value>> = HashMap::new();
-    for object in objects {
-        if let Some(uid) = controller_uid(object) {
-            out.entry(uid).or_default().push(object);
-        }
+impl Controllers {
+    /// The objects of `r` that `owner` controls, by the store's index of owners.
+    fn owned(&self, owner: &Value, r: &Resource) -> Vec<Arc<Value>> {
+        let uid = uid_of(owner);
+        let keys = self.cluster.store.dependents(uid);
+        keys.iter()
+            .filter(|k| k.is_in(&r.group, &r.plural, None))
+            .filter_map(|k| self.cluster.store.get(k))
+            .filter(|o| controller_uid(o) == Some(uid))
+            .collect()
     }
-    out
 }
 
 #[cfg(test)]
@@ -383,6 +378,8 @@ mod tests {
 
     #[test]
     fn only_workload_kinds_wake_the_controllers() {
+        use crate::store::ObjectKey;
+        use triggers::relevant;
         assert!(relevant(&ObjectKey::new("", "pods", "default", "p")));
         assert!(relevant(&ObjectKey::new("apps", "replicasets", "default", "r")));
         assert!(!relevant(&ObjectKey::new("coordination.k8s.io", "leases", "default", "l")));

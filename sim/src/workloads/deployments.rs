@@ -6,6 +6,9 @@ mod revisions;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -13,9 +16,10 @@ pub use self::revisions::{equal_ignore_hash, pod_template_hash};
 
 use self::revisions::annotate;
 use super::progress;
+use super::queue::{Kind, Name};
 use super::replicasets::Counts;
 use super::rollout::{DESIRED_REPLICAS, MAX_REPLICAS, RolloutError, Sized, Spec, proportional};
-use super::{Controllers, Memo, REVISION, by_controller, i32_at, is_deleting, str_at, uid_of};
+use super::{Controllers, REVISION, i32_at, is_deleting, str_at};
 
 /// A ReplicaSet of the Deployment being synced, and what the sync does to it.
 #[derive(Debug, Clone, PartialEq)]
@@ -309,88 +313,95 @@ impl Syncing {
 }
 
 impl Controllers {
-    /// Syncs every Deployment; a failed ReplicaSet write leaves its status for the next pass.
-    pub(super) async fn deployments(&mut self) {
-        let (d_kind, rs_kind) = (self.kinds.deployment.clone(), self.kinds.replica_set.clone());
-        let deployments = self.list(&d_kind);
-        let replica_sets = self.list(&rs_kind);
-        let pods = self.list(&self.kinds.pod);
-        let (rs_by_owner, pods_by_owner) = (by_controller(&replica_sets), by_controller(&pods));
+    /// Syncs the Deployments `names`; a failed ReplicaSet write leaves its status for a retry.
+    pub(super) async fn deployments(&mut self, names: BTreeSet<Name>) {
+        let (d_kind, rs_kind, pod_kind) =
+            (self.kinds.deployment.clone(), self.kinds.replica_set.clone(), self.kinds.pod.clone());
         let now = Timestamp::now();
-        for d in &deployments {
-            let owned = rs_by_owner.get(uid_of(d)).map_or(&[][..], Vec::as_slice);
-            let inputs =
-                owned.iter().chain(owned.iter().flat_map(|rs| pods_by_owner.get(uid_of(rs)).into_iter().flatten()));
-            let fingerprint = Memo::fingerprint(d, inputs.copied());
-            if self.memo.settled(d, fingerprint) {
-                continue;
-            }
+        for (ns, name) in names {
+            // Events keep coming while a long pass runs: take them before they overflow.
+            self.drain_events();
+            let Some(d) = self.cluster.get_raw(&d_kind.group, &d_kind.plural, &ns, &name) else { continue };
+            let owned: Vec<(Arc<Value>, Vec<Arc<Value>>)> =
+                self.owned(&d, &rs_kind).into_iter().map(|rs| (rs.clone(), self.owned(&rs, &pod_kind))).collect();
+            let mut wake: Option<Timestamp> = None;
             let rss: Vec<Rs> = owned
                 .iter()
-                .map(|rs| {
-                    let pods = pods_by_owner.get(uid_of(rs)).map_or(&[][..], Vec::as_slice);
-                    Rs::new((*rs).clone(), Counts::of(rs, pods, now))
+                .map(|(rs, pods)| {
+                    let pods: Vec<&Value> = pods.iter().map(|p| &**p).collect();
+                    wake = earliest(wake, super::replicasets::available_at(rs, &pods));
+                    Rs::new((**rs).clone(), Counts::of(rs, &pods, now))
                 })
                 .collect();
-            let outcome = match sync(d, rss.clone(), now) {
+            let outcome = match sync(&d, rss.clone(), now) {
                 Ok(outcome) => outcome,
                 Err(e) => {
-                    tracing::debug!(deployment = str_at(d, "/metadata/name"), error = %e, "sim deployments: cannot sync");
+                    tracing::debug!(deployment = name, error = %e, "sim deployments: cannot sync");
                     continue;
                 }
             };
-            let mut failed = false;
-            let mut wrote = false;
-            for rs in &outcome.replica_sets {
-                let before = rss.iter().find(|b| b.name() == rs.name() && !rs.create);
-                let changed = rs.delete || rs.create || before.is_some_and(|b| b.object != rs.object);
-                wrote |= changed;
-                let written = if rs.delete {
-                    self.delete(&rs_kind, str_at(&rs.object, "/metadata/namespace"), rs.name()).await
-                } else if rs.create {
-                    self.create(&rs_kind, rs.object.clone()).await.map(|_| ())
-                } else if changed {
-                    self.replace(&rs_kind, None, rs.object.clone()).await.map(|_| ())
-                } else {
-                    Ok(())
-                };
-                if let Err(e) = written {
-                    e.log();
-                    failed = true;
-                }
-            }
-            if failed {
-                continue;
-            }
-            let status = &outcome.deployment["status"];
-            if d.get("status").cloned().unwrap_or_else(|| json!({})) != *status {
-                wrote = true;
-                let mut updated = (**d).clone();
-                updated["status"] = status.clone();
-                if let Err(e) = self.replace(&d_kind, Some("status"), updated).await {
-                    e.log();
-                    continue;
-                }
-            }
-            let revision = |d: &Value| d.pointer("/metadata/annotations").and_then(|a| a.get(REVISION)).cloned();
-            if let Some(revision) = revision(&outcome.deployment).filter(|r| revision(d).as_ref() != Some(r)) {
-                wrote = true;
-                let (ns, name) = (str_at(d, "/metadata/namespace"), str_at(d, "/metadata/name"));
-                let patch = json!({"metadata": {"annotations": {REVISION: revision}}});
-                if let Err(e) = self.merge_patch(&d_kind, ns, name, patch).await {
-                    e.log();
-                }
-            }
             // A rollout in progress waits on time too (minReadySeconds, its deadline).
-            let complete =
-                outcome.deployment.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|c| {
-                    c.iter().any(|c| c["type"] == progress::PROGRESSING && c["reason"] == progress::NEW_RS_AVAILABLE)
-                });
-            let waiting = owned.iter().any(|rs| {
-                let pods = pods_by_owner.get(uid_of(rs)).map_or(&[][..], Vec::as_slice);
-                super::replicasets::waiting_out_min_ready(rs, pods, now)
-            });
-            self.memo.record(d, fingerprint, wrote || !complete || waiting);
+            if let Ok(spec) = Spec::of(&outcome.deployment) {
+                wake = earliest(wake, progress::deadline(&spec, &outcome.deployment["status"]));
+            }
+            if let Some(at) = wake {
+                self.wake_at(Kind::Deployment, (&ns, &name), at);
+            }
+            if !self.write_outcome(&d, &rss, outcome).await {
+                self.retry(Kind::Deployment, (&ns, &name));
+            }
         }
+    }
+
+    /// Writes what a sync of `d` decided; false when a write failed.
+    async fn write_outcome(&mut self, d: &Value, before: &[Rs], outcome: Outcome) -> bool {
+        let (d_kind, rs_kind) = (self.kinds.deployment.clone(), self.kinds.replica_set.clone());
+        let mut failed = false;
+        for rs in &outcome.replica_sets {
+            let old = before.iter().find(|b| b.name() == rs.name() && !rs.create);
+            let changed = rs.delete || rs.create || old.is_some_and(|b| b.object != rs.object);
+            let written = if rs.delete {
+                self.delete(&rs_kind, str_at(&rs.object, "/metadata/namespace"), rs.name()).await
+            } else if rs.create {
+                self.create(&rs_kind, rs.object.clone()).await.map(|_| ())
+            } else if changed {
+                self.replace(&rs_kind, None, rs.object.clone()).await.map(|_| ())
+            } else {
+                Ok(())
+            };
+            if let Err(e) = written {
+                e.log();
+                failed = true;
+            }
+        }
+        if failed {
+            return false;
+        }
+        let status = &outcome.deployment["status"];
+        if d.get("status").cloned().unwrap_or_else(|| json!({})) != *status {
+            let mut updated = d.clone();
+            updated["status"] = status.clone();
+            if let Err(e) = self.replace(&d_kind, Some("status"), updated).await {
+                e.log();
+                return false;
+            }
+        }
+        let revision = |d: &Value| d.pointer("/metadata/annotations").and_then(|a| a.get(REVISION)).cloned();
+        if let Some(revision) = revision(&outcome.deployment).filter(|r| revision(d).as_ref() != Some(r)) {
+            let (ns, name) = (str_at(d, "/metadata/namespace"), str_at(d, "/metadata/name"));
+            let patch = json!({"metadata": {"annotations": {REVISION: revision}}});
+            if let Err(e) = self.merge_patch(&d_kind, ns, name, patch).await {
+                e.log();
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }

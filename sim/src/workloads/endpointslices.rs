@@ -2,12 +2,14 @@
 //! addressed pods it selects (ready, serving, terminating), one per resolved port set,
 //! or one empty placeholder when no pod is there.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
 use super::pods::is_ready;
-use super::{Controllers, Memo, controller_ref, is_deleting, str_at, uid_of};
+use super::queue::{Kind, Name};
+use super::{Controllers, controller_ref, is_deleting, str_at, uid_of};
 use crate::selector::labels;
 
 pub const SERVICE_NAME: &str = "kubernetes.io/service-name";
@@ -137,73 +139,52 @@ fn ports_key(slice: &Value) -> String {
 }
 
 impl Controllers {
-    /// Keeps the slices of every Service with a selector in step with its pods.
-    pub(super) async fn endpoint_slices(&mut self) {
+    /// Keeps the slices of the Services `names` in step with their pods.
+    pub(super) async fn endpoint_slices(&mut self, names: BTreeSet<Name>) {
         let kind = self.kinds.endpoint_slice.clone();
-        let services = self.list(&self.kinds.service);
-        let pods = self.list(&self.kinds.pod);
-        let slices = self.list(&kind);
-        // Indexes for this pass, so each Service looks only at its own candidates: pods
-        // by (namespace, label, value), our slices by (namespace, Service name).
-        let mut pods_by_label: HashMap<(&str, &str, &str), Vec<&Value>> = HashMap::new();
-        for pod in &pods {
-            let ns = str_at(pod, "/metadata/namespace");
-            let Some(labels) = pod.pointer("/metadata/labels").and_then(Value::as_object) else { continue };
-            for (k, v) in labels {
-                if let Some(v) = v.as_str() {
-                    pods_by_label.entry((ns, k.as_str(), v)).or_default().push(&**pod);
-                }
-            }
-        }
-        let mut slices_by_service: HashMap<(&str, &str), Vec<&Value>> = HashMap::new();
-        for s in &slices {
-            let labels = &s["metadata"]["labels"];
-            if labels[MANAGED_BY] != CONTROLLER {
-                continue;
-            }
-            let service = labels[SERVICE_NAME].as_str().unwrap_or_default();
-            slices_by_service.entry((str_at(s, "/metadata/namespace"), service)).or_default().push(&**s);
-        }
-        for service in &services {
-            let (ns, name) = (str_at(service, "/metadata/namespace"), str_at(service, "/metadata/name"));
-            let mut existing: Vec<&Value> = slices_by_service.remove(&(ns, name)).unwrap_or_default();
+        for (ns, name) in names {
+            // Events keep coming while a long pass runs: take them before they overflow.
+            self.drain_events();
+            let Some(service) = self.cluster.get_raw("", "services", &ns, &name) else { continue };
+            let get = |resource: &str, names: Vec<String>| -> Vec<Arc<Value>> {
+                names.iter().filter_map(|n| self.cluster.get_raw(&kind.group, resource, &ns, n)).collect()
+            };
+            let mut existing = get(&kind.plural, self.slices_by_service.get(&ns, "", &name));
             // Every selected pod carries the selector's first pair: its candidates.
-            let first = selector(service).and_then(|s| s.iter().next());
-            let candidates = first
-                .and_then(|(k, v)| pods_by_label.get(&(ns, k.as_str(), v.as_str().unwrap_or_default())))
-                .map_or(&[][..], Vec::as_slice);
-            let fingerprint = Memo::fingerprint(service, candidates.iter().chain(existing.iter()).copied());
-            if self.memo.settled(service, fingerprint) {
-                continue;
-            }
-            let wanted = if service.pointer("/spec/type") == Some(&json!("ExternalName")) || is_deleting(service) {
+            let candidates: Vec<Arc<Value>> = match selector(&service).and_then(|s| s.iter().next()) {
+                Some((k, v)) => {
+                    let names = self.pods_by_label.get(&ns, k, v.as_str().unwrap_or_default());
+                    names.iter().filter_map(|n| self.cluster.get_raw("", "pods", &ns, n)).collect()
+                }
+                None => Vec::new(),
+            };
+            let wanted = if service.pointer("/spec/type") == Some(&json!("ExternalName")) || is_deleting(&service) {
                 Vec::new()
             } else {
-                desired(service, candidates)
+                let candidates: Vec<&Value> = candidates.iter().map(|p| &**p).collect();
+                desired(&service, &candidates)
             };
-            let mut wrote = false;
             for (ports, endpoints) in wanted {
                 let key = Value::Array(ports.clone()).to_string();
                 let reuse = existing.iter().position(|s| ports_key(s) == key);
                 let current = reuse.map(|i| existing.remove(i));
-                let next = slice(service, current, &ports, &endpoints);
+                let next = slice(&service, current.as_deref(), &ports, &endpoints);
                 let written = match current {
                     Some(current) if *current == next => continue,
                     Some(_) => self.replace(&kind, None, next).await.map(|_| ()),
                     None => self.create(&kind, next).await.map(|_| ()),
                 };
-                wrote = true;
                 if let Err(e) = written {
                     e.log();
+                    self.retry(Kind::Service, (&ns, &name));
                 }
             }
             for stale in existing {
-                wrote = true;
-                if let Err(e) = self.delete(&kind, ns, str_at(stale, "/metadata/name")).await {
+                if let Err(e) = self.delete(&kind, &ns, str_at(&stale, "/metadata/name")).await {
                     e.log();
+                    self.retry(Kind::Service, (&ns, &name));
                 }
             }
-            self.memo.record(service, fingerprint, wrote);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! the pod CIDR (labels only: nothing ever connects to them) and, after the ready
 //! delay, reports them Running and Ready with container statuses.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use super::queue::{Kind, Name};
 use super::{Controllers, is_deleting, parse_time, stamp, str_at, uid_of};
 
 pub const NODE_NAME: &str = "sim-node";
@@ -23,7 +24,7 @@ pub fn is_ready(pod: &Value) -> bool {
 }
 
 /// When the pod's `Ready` condition became True ("" when the time is unknown).
-fn ready_since(pod: &Value) -> Option<&str> {
+pub(super) fn ready_since(pod: &Value) -> Option<&str> {
     let conditions = pod.pointer("/status/conditions")?.as_array()?;
     let ready = conditions.iter().find(|c| c["type"] == "Ready" && c["status"] == "True")?;
     Some(str_at(ready, "/lastTransitionTime"))
@@ -185,33 +186,44 @@ impl Kubelet {
         self.next_ip += 1;
         Some(format!("10.244.{}.{}", n / 254, n % 254 + 1))
     }
+
+    /// A pod is gone.
+    pub fn forget(&mut self, uid: &str) {
+        self.pending.remove(uid);
+    }
+
+    /// Only these pods are left.
+    pub fn retain<'a>(&mut self, alive: impl IntoIterator<Item = &'a str>) {
+        let alive: HashSet<&str> = alive.into_iter().collect();
+        self.pending.retain(|uid, _| alive.contains(uid.as_str()));
+    }
 }
 
 impl Controllers {
-    /// Binds, addresses and readies pods; returns when the next one is due ready.
-    pub(super) async fn kubelet(&mut self) -> Option<Instant> {
+    /// Binds, addresses and readies the pods `names`; one still starting is due again
+    /// when its ready delay is over.
+    pub(super) async fn kubelet(&mut self, names: BTreeSet<Name>) {
         let r = self.kinds.pod.clone();
-        let pods = self.list(&r);
-        let alive: HashSet<&str> = pods.iter().map(|p| uid_of(p)).collect();
-        self.kubelet.pending.retain(|uid, _| alive.contains(uid.as_str()));
-        let mut next: Option<Instant> = None;
-        for pod in &pods {
-            if !is_active(pod) {
+        for (ns, name) in names {
+            // Events keep coming while a long pass runs: take them before they overflow.
+            self.drain_events();
+            let Some(pod) = self.cluster.get_raw(&r.group, &r.plural, &ns, &name) else { continue };
+            if !is_active(&pod) {
                 continue;
             }
             let now = stamp(Timestamp::now());
-            if str_at(pod, "/status/podIP").is_empty() {
+            if str_at(&pod, "/status/podIP").is_empty() {
                 let Some(ip) = self.kubelet.allocate_ip() else {
-                    tracing::warn!(pod = str_at(pod, "/metadata/name"), "sim kubelet: the pod CIDR is used up");
+                    tracing::warn!(pod = name, "sim kubelet: the pod CIDR is used up");
                     continue;
                 };
-                let mut bound = (**pod).clone();
-                if str_at(pod, "/spec/nodeName").is_empty() {
-                    let (ns, name) = (str_at(pod, "/metadata/namespace"), str_at(pod, "/metadata/name"));
-                    match self.merge_patch(&r, ns, name, json!({"spec": {"nodeName": NODE_NAME}})).await {
+                let mut bound = (*pod).clone();
+                if str_at(&pod, "/spec/nodeName").is_empty() {
+                    match self.merge_patch(&r, &ns, &name, json!({"spec": {"nodeName": NODE_NAME}})).await {
                         Ok(written) => bound = written,
                         Err(e) => {
                             e.log();
+                            self.retry(Kind::Pod, (&ns, &name));
                             continue;
                         }
                     }
@@ -219,30 +231,33 @@ impl Controllers {
                 bound["status"] = pending_status(&bound, &ip, &now);
                 match self.replace(&r, Some("status"), bound).await {
                     Ok(_) => {
+                        self.kubelet.pending.insert(uid_of(&pod).to_owned(), Instant::now());
                         let due = Instant::now() + self.kubelet.delay;
-                        self.kubelet.pending.insert(uid_of(pod).to_owned(), Instant::now());
-                        next = Some(next.map_or(due, |n| n.min(due)));
+                        self.timers.after(Kind::Pod, (ns, name), due);
                     }
-                    Err(e) => e.log(),
+                    Err(e) => {
+                        e.log();
+                        self.retry(Kind::Pod, (&ns, &name));
+                    }
                 }
-            } else if str_at(pod, "/status/phase") == "Pending" && !is_ready(pod) {
-                let since = *self.kubelet.pending.entry(uid_of(pod).to_owned()).or_insert_with(Instant::now);
+            } else if str_at(&pod, "/status/phase") == "Pending" && !is_ready(&pod) {
+                let since = *self.kubelet.pending.entry(uid_of(&pod).to_owned()).or_insert_with(Instant::now);
                 let due = since + self.kubelet.delay;
                 if due > Instant::now() {
-                    next = Some(next.map_or(due, |n| n.min(due)));
+                    self.timers.after(Kind::Pod, (ns, name), due);
                     continue;
                 }
-                let mut running = (**pod).clone();
-                running["status"] = running_status(pod, &now);
+                let mut running = (*pod).clone();
+                running["status"] = running_status(&pod, &now);
                 match self.replace(&r, Some("status"), running).await {
-                    Ok(_) => {
-                        self.kubelet.pending.remove(uid_of(pod));
+                    Ok(_) => self.kubelet.forget(uid_of(&pod)),
+                    Err(e) => {
+                        e.log();
+                        self.retry(Kind::Pod, (&ns, &name));
                     }
-                    Err(e) => e.log(),
                 }
             }
         }
-        next
     }
 }
 

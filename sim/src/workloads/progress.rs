@@ -174,6 +174,21 @@ fn timed_out(spec: &Spec, status: &Value, now: Timestamp) -> bool {
     }
 }
 
+/// When a rollout with `status` times out unless it progresses first: what the
+/// controllers wait for without an event. `None` when it cannot time out (paused,
+/// complete, already timed out, no deadline).
+pub fn deadline(spec: &Spec, status: &Value) -> Option<Timestamp> {
+    let (Some(deadline), Some(c)) = (spec.progress_deadline, get_condition(status, PROGRESSING)) else {
+        return None;
+    };
+    if spec.paused || matches!(str_at(c, "/reason"), NEW_RS_AVAILABLE | TIMED_OUT) {
+        return None;
+    }
+    parse_time(str_at(c, "/lastUpdateTime"))?
+        .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(deadline.into()))
+        .ok()
+}
+
 /// `syncRolloutStatus`: the `Progressing` condition of a rollout on top of `new`
 /// (from [`calculate`]); `old` is the status the sync started from.
 pub fn rollout(spec: &Spec, old: &Value, mut new: Value, new_rs: Option<&str>, now: Timestamp) -> Value {
@@ -303,5 +318,9 @@ mod tests {
             get_condition(&rollout(&s, &old, calc, Some("w-2"), at(599)), PROGRESSING).unwrap()["reason"],
             RS_UPDATED
         );
+        assert_eq!(deadline(&s, &old), Some(at(600)), "the controllers wake then");
+        let done = json!({"conditions": [condition(PROGRESSING, "True", NEW_RS_AVAILABLE, "x", at(0))]});
+        assert_eq!(deadline(&s, &done), None);
+        assert_eq!(deadline(&Spec { paused: true, ..s }, &old), None);
     }
 }

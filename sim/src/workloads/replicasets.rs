@@ -2,7 +2,8 @@
 //! least useful ones deleted first), and the counts of its pods in its status.
 
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Map, Value, json};
@@ -10,8 +11,9 @@ use serde_json::{Map, Value, json};
 /// Pods created for one ReplicaSet in one pass (kube-controller-manager's burst is 500).
 const MAX_CREATIONS_PER_PASS: usize = 500;
 
-use super::pods::{is_active, is_available, is_ready};
-use super::{Controllers, Memo, by_controller, controller_ref, i32_at, is_deleting, str_at, uid_of};
+use super::pods::{is_active, is_available, is_ready, ready_since};
+use super::queue::{Kind, Name};
+use super::{Controllers, controller_ref, i32_at, is_deleting, parse_time, str_at};
 use crate::defaults;
 use crate::selector::labels;
 
@@ -142,56 +144,70 @@ pub fn sync(rs: &Value, pods: &[&Value], now: Timestamp) -> Plan {
 }
 
 impl Controllers {
-    /// Syncs every ReplicaSet: all deletions first, then creations, so a rollout never
-    /// has more pods at once than its ReplicaSets ask for together.
-    pub(super) async fn replica_sets(&mut self) {
+    /// Syncs the ReplicaSets `names`: all deletions first, then creations, so a rollout
+    /// never has more pods at once than its ReplicaSets ask for together.
+    pub(super) async fn replica_sets(&mut self, names: BTreeSet<Name>) {
         let (rs_kind, pod_kind) = (self.kinds.replica_set.clone(), self.kinds.pod.clone());
-        let replica_sets = self.list(&rs_kind);
-        let pods = self.list(&pod_kind);
-        let owned = by_controller(&pods);
         let now = Timestamp::now();
-        let mut plans: Vec<(&Value, Plan)> = Vec::new();
-        for rs in &replica_sets {
-            let pods = owned.get(uid_of(rs)).map_or(&[][..], Vec::as_slice);
-            let fingerprint = Memo::fingerprint(rs, pods.iter().copied());
-            if self.memo.settled(rs, fingerprint) {
-                continue;
+        let mut plans: Vec<(Arc<Value>, Plan)> = Vec::new();
+        for (ns, name) in names {
+            // Events keep coming while a long pass runs: take them before they overflow.
+            self.drain_events();
+            let Some(rs) = self.cluster.get_raw(&rs_kind.group, &rs_kind.plural, &ns, &name) else { continue };
+            let owned = self.owned(&rs, &pod_kind);
+            let pods: Vec<&Value> = owned.iter().map(|p| &**p).collect();
+            if let Some(at) = available_at(&rs, &pods) {
+                self.wake_at(Kind::ReplicaSet, (&ns, &name), at);
             }
-            let plan = sync(rs, pods, now);
-            let wrote = !plan.delete.is_empty() || !plan.create.is_empty() || plan.status.is_some();
-            self.memo.record(rs, fingerprint, wrote || waiting_out_min_ready(rs, pods, now));
-            plans.push((&**rs, plan));
+            let plan = sync(&rs, &pods, now);
+            plans.push((rs, plan));
         }
         for (rs, plan) in &plans {
-            for name in &plan.delete {
-                if let Err(e) = self.delete(&pod_kind, str_at(rs, "/metadata/namespace"), name).await {
+            let (ns, name) = (str_at(rs, "/metadata/namespace"), str_at(rs, "/metadata/name"));
+            for pod in &plan.delete {
+                if let Err(e) = self.delete(&pod_kind, ns, pod).await {
                     e.log();
+                    self.retry(Kind::ReplicaSet, (ns, name));
                 }
             }
         }
-        for (_, plan) in &plans {
+        for (rs, plan) in &plans {
             for pod in &plan.create {
                 if let Err(e) = self.create(&pod_kind, pod.clone()).await {
                     e.log();
+                    self.retry(Kind::ReplicaSet, (str_at(rs, "/metadata/namespace"), str_at(rs, "/metadata/name")));
                 }
             }
         }
         for (rs, plan) in plans {
             if let Some(status) = plan.status {
-                let mut updated = rs.clone();
+                let mut updated = (*rs).clone();
                 updated["status"] = status;
                 if let Err(e) = self.replace(&rs_kind, Some("status"), updated).await {
                     e.log();
+                    self.retry(Kind::ReplicaSet, (str_at(&rs, "/metadata/namespace"), str_at(&rs, "/metadata/name")));
                 }
             }
         }
     }
 }
 
-/// Whether a pod of `rs` is ready but not yet available: only time changes that.
-pub(super) fn waiting_out_min_ready(rs: &Value, pods: &[&Value], now: Timestamp) -> bool {
+/// When the first pod of `rs` that is ready but not yet available (minReadySeconds)
+/// becomes available: only time changes that.
+pub(super) fn available_at(rs: &Value, pods: &[&Value]) -> Option<Timestamp> {
     let min_ready = i32_at(rs, "/spec/minReadySeconds");
-    min_ready > 0 && pods.iter().any(|p| is_ready(p) && !is_available(p, min_ready, now))
+    if min_ready <= 0 {
+        return None;
+    }
+    let now = Timestamp::now();
+    pods.iter()
+        .filter(|p| is_ready(p) && !is_available(p, min_ready, now))
+        .map(|p| {
+            // `is_available` wants `since + minReadySeconds < now`, to the second.
+            let since = ready_since(p).and_then(parse_time).map_or(now.as_second(), |t| t.as_second());
+            Timestamp::from_second(since + i64::from(min_ready) + 1).unwrap_or(now)
+        })
+        .min()
 }
 
 #[cfg(test)]
