@@ -67,6 +67,8 @@ fn act1_promotes_and_act2_rolls_back_at_the_threshold() {
     // Act 2: a canary that fails half its requests is rolled back; the stable pods stay.
     let stable = w.pods();
     w.ok(&["-n", "test", "set", "env", "deployment/podinfo", "SIM_ERROR_RATE=60"]);
+    // Act 1's Succeeded holds until the controller picks the new revision up.
+    assert_eq!(w.wait_phase(&["Progressing"], Duration::from_secs(30)), "Progressing", "{:#?}", w.events());
     assert_eq!(w.wait_phase(&["Failed", "Succeeded"], Duration::from_secs(90)), "Failed", "{:#?}", w.events());
     let events = w.events();
     assert!(events.iter().any(|e| e.starts_with("Halt podinfo.test advancement success rate ")), "{events:#?}");
@@ -141,7 +143,9 @@ fn the_other_replica_finishes_the_release_when_the_leader_dies() {
 #[test]
 fn a_refused_release_says_why_and_starts_when_fixed_and_a_deleted_canary_stops_safely() {
     let w = World::start();
-    w.install(30);
+    // Five steps: the release is still running when the Canary is deleted, even on a
+    // machine slow enough that each kubectl call takes a second.
+    w.install(50);
     let traffic = w.traffic();
     // The route now serves another Service: there is no rule to copy.
     let route = std::fs::read_to_string(fixture("scenario/route.yaml")).unwrap();
