@@ -21,24 +21,23 @@ pub(super) async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &C
         |metric: &str, halt: String| vec![Check { metric: metric.into(), value: None, halt: Some(halt), wait: None }];
     let (client, ns) = (&ctx.client, &objects.namespace);
     let canary_service = copies::canary_service_name(&objects.service_name);
-    let nodes = match upstream_nodes(client, ns, &canary_service).await {
+    // The stable's nodes only when a metric compares with it: one list call fewer. Both
+    // lists at once.
+    let baseline = plan.metrics.iter().any(|m| m.baseline.is_some());
+    let (nodes, stable_nodes) = tokio::join!(upstream_nodes(client, ns, &canary_service), async {
+        if baseline { upstream_nodes(client, ns, &objects.service_name).await } else { Ok(Vec::new()) }
+    });
+    let nodes = match nodes {
         Ok(nodes) => nodes,
         Err(e) => {
             return failed("endpoints", format!("Halt {} advancement: cannot read the canary's endpoints: {e}", o.id));
         }
     };
-    // The stable's nodes only when a metric compares with it: one list call fewer.
-    let stable_nodes = match plan.metrics.iter().any(|m| m.baseline.is_some()) {
-        false => Vec::new(),
-        true => match upstream_nodes(client, ns, &objects.service_name).await {
-            Ok(nodes) => nodes,
-            Err(e) => {
-                return failed(
-                    "endpoints",
-                    format!("Halt {} advancement: cannot read the stable's endpoints: {e}", o.id),
-                );
-            }
-        },
+    let stable_nodes = match stable_nodes {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            return failed("endpoints", format!("Halt {} advancement: cannot read the stable's endpoints: {e}", o.id));
+        }
     };
     // Each release's own queries only without the batcher.
     let own;
