@@ -197,7 +197,7 @@ impl Cluster {
         let (items, rv) = self.store.list(&group, &plural, ns);
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            if label.matches(&labels(&item)) && field.matches(&item) {
+            if label.matches_object(&item) && field.matches(&item) {
                 out.push(self.to_version(t.resource, (*item).clone(), t.version).await?);
             }
         }

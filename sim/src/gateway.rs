@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  request ─▶ routes::Table::find ─▶ Rule::pick (weights) ─▶ upstream::resolve ─▶ podinfo::reply
-//!                 (cached by store rv)                      (EndpointSlice, Pod)      │
+//!                 (cached by route rv)                      (EndpointSlice, Pod)      │
 //!                                                 metrics::Registry::observe ◀────────┘
 //! ```
 
@@ -72,10 +72,10 @@ impl Gateway {
 
 #[derive(Debug, Default)]
 struct Cached {
-    /// The store's resourceVersion the table was last checked at.
+    /// The ApisixRoutes' last change the table was compiled at.
     rv: Option<u64>,
-    /// (namespace/name, resourceVersion) of every ApisixRoute compiled.
-    fingerprint: Vec<(String, String)>,
+    /// namespace/name -> (resourceVersion, the route as parsed) of every route compiled.
+    parsed: HashMap<String, (String, Arc<ApisixRoute>)>,
     table: Arc<Table>,
 }
 
@@ -83,6 +83,8 @@ struct Cached {
 struct State {
     cluster: Arc<Cluster>,
     routes: Mutex<Cached>,
+    /// The EndpointSlices' last change, and the ready endpoints of each Service then.
+    endpoints: Mutex<(Option<u64>, upstream::Index)>,
     metrics: Registry,
     /// Per pod uid: the error accumulator of `SIM_ERROR_RATE` (error diffusion).
     faults: Mutex<HashMap<String, f64>>,
@@ -166,40 +168,49 @@ impl State {
     fn table(&self) -> Arc<Table> {
         let store = &self.cluster.store;
         let mut cached = lock(&self.routes);
-        if cached.rv == Some(store.current_rv()) {
+        let rv = store.resource_rv(apisix_route::GROUP, apisix_route::PLURAL);
+        if cached.rv == Some(rv) {
             return cached.table.clone();
         }
-        let (items, rv) = store.list(apisix_route::GROUP, apisix_route::PLURAL, None);
+        let (items, _) = store.list(apisix_route::GROUP, apisix_route::PLURAL, None);
         let at = |o: &Value, p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let fingerprint: Vec<(String, String)> = items
-            .iter()
-            .map(|o| {
-                (
-                    format!("{}/{}", at(o, "/metadata/namespace"), at(o, "/metadata/name")),
-                    at(o, "/metadata/resourceVersion"),
-                )
-            })
-            .collect();
-        if cached.rv.is_none() || fingerprint != cached.fingerprint {
-            let mut routes = Vec::with_capacity(items.len());
-            for item in &items {
-                match serde_json::from_value::<ApisixRoute>((**item).clone()) {
-                    Ok(r) => routes.push(r),
-                    Err(e) => tracing::warn!(
-                        route = %format!("{}/{}", at(item, "/metadata/namespace"), at(item, "/metadata/name")),
-                        error = %e, "gateway: apisixroute left out"
-                    ),
-                }
-            }
-            let (table, rejected) = Table::compile(&routes);
-            for r in rejected {
-                tracing::warn!(error = %r, "gateway: apisixroute left out");
-            }
-            cached.table = Arc::new(table);
-            cached.fingerprint = fingerprint;
+        // Each route is parsed again only when it changed.
+        let mut parsed = HashMap::with_capacity(items.len());
+        let mut routes = Vec::with_capacity(items.len());
+        for item in &items {
+            let key = format!("{}/{}", at(item, "/metadata/namespace"), at(item, "/metadata/name"));
+            let version = at(item, "/metadata/resourceVersion");
+            let route = match cached.parsed.remove(&key).filter(|(v, _)| *v == version) {
+                Some((_, route)) => route,
+                None => match serde_json::from_value::<ApisixRoute>((**item).clone()) {
+                    Ok(r) => Arc::new(r),
+                    Err(e) => {
+                        tracing::warn!(route = %key, error = %e, "gateway: apisixroute left out");
+                        continue;
+                    }
+                },
+            };
+            routes.push(route.clone());
+            parsed.insert(key, (version, route));
         }
-        cached.rv = Some(rv);
+        let (table, rejected) = Table::compile(routes.iter().map(|r| &**r));
+        for r in rejected {
+            tracing::warn!(error = %r, "gateway: apisixroute left out");
+        }
+        *cached = Cached { rv: Some(rv), parsed, table: Arc::new(table) };
         cached.table.clone()
+    }
+
+    /// The ready endpoints of `namespace/service`, from an index rebuilt only when an
+    /// EndpointSlice changed.
+    fn endpoints(&self, namespace: &str, service: &str) -> Arc<Vec<upstream::Endpoint>> {
+        let store = &self.cluster.store;
+        let mut cached = lock(&self.endpoints);
+        let rv = store.resource_rv(upstream::SLICES.0, upstream::SLICES.1);
+        if cached.0 != Some(rv) {
+            *cached = (Some(rv), upstream::index(store));
+        }
+        cached.1.get(&(namespace.to_owned(), service.to_owned())).cloned().unwrap_or_default()
     }
 
     /// Whether this request of `pod` fails: error diffusion makes any run of n requests
@@ -262,7 +273,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
 
     let node = match backend {
         None => Err((503, String::new(), "no backend to send to: none listed, or every weight is 0".to_owned())),
-        Some(b) => upstream::resolve(&state.cluster.store, &namespace, &b).map_err(|e| {
+        Some(b) => upstream::resolve(&state.cluster.store, &state.endpoints(&namespace, &b.service_name), &namespace, &b)
+            .map_err(|e| {
             let (status, node) = e.status();
             (status, node.to_owned(), e.to_string())
         }),
@@ -303,6 +315,7 @@ pub async fn spawn(cluster: Arc<Cluster>, stop: CancellationToken) -> Result<Gat
     let state = Arc::new(State {
         cluster,
         routes: Mutex::default(),
+        endpoints: Mutex::default(),
         metrics: Registry::default(),
         faults: Mutex::default(),
         stop: stop.clone(),

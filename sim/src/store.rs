@@ -84,6 +84,8 @@ struct Inner {
     history: VecDeque<Arc<Event>>,
     /// Events older than this were dropped from `history`.
     compacted: u64,
+    /// (group, resource) -> the rv of its last change, for caches of one kind.
+    changed: HashMap<(String, String), u64>,
 }
 
 #[derive(Debug)]
@@ -142,6 +144,13 @@ impl Store {
 
     pub fn current_rv(&self) -> u64 {
         self.lock().rv
+    }
+
+    /// The rv of the last change to any object of `group/resource` (0: none yet). A cache
+    /// of one resource stays valid while this stays the same.
+    pub fn resource_rv(&self, group: &str, resource: &str) -> u64 {
+        let inner = self.lock();
+        inner.changed.get(&(group.to_owned(), resource.to_owned())).copied().unwrap_or(0)
     }
 
     pub fn get(&self, key: &ObjectKey) -> Option<Arc<Value>> {
@@ -211,6 +220,8 @@ impl Store {
     }
 
     fn record(&self, inner: &mut Inner, type_: EventType, key: ObjectKey, object: Arc<Value>, old: Option<Arc<Value>>) {
+        let rv = inner.rv;
+        inner.changed.insert((key.group.clone(), key.resource.clone()), rv);
         let event = Arc::new(Event { rv: inner.rv, type_, key, object, old });
         inner.history.push_back(event.clone());
         while inner.history.len() > HISTORY {
@@ -276,5 +287,16 @@ mod tests {
         store.compact();
         assert_eq!(store.watch_from(2).unwrap_err(), StoreError::Gone { requested: 2, oldest: 3 });
         assert!(store.watch_from(3).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn each_resource_knows_its_last_change() {
+        let store = Store::default();
+        assert_eq!(store.resource_rv("apps", "deployments"), 0);
+        store.create(key("a"), json!({"metadata": {"name": "a"}})).unwrap();
+        store.create(ObjectKey::new("", "pods", "test", "p"), json!({"metadata": {"name": "p"}})).unwrap();
+        assert_eq!((store.resource_rv("apps", "deployments"), store.resource_rv("", "pods")), (1, 2));
+        store.delete(&key("a")).unwrap();
+        assert_eq!((store.resource_rv("apps", "deployments"), store.resource_rv("", "pods")), (3, 2));
     }
 }

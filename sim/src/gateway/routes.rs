@@ -170,7 +170,7 @@ fn compile_rule(ns: &str, route: &str, http: &HttpRule) -> Result<Rule, String> 
 impl Table {
     /// Compiles routes in order; a route with a bad rule is left out whole, as the
     /// ingress controller fails its translation.
-    pub fn compile(routes: &[ApisixRoute]) -> (Self, Vec<Rejected>) {
+    pub fn compile<'a>(routes: impl IntoIterator<Item = &'a ApisixRoute>) -> (Self, Vec<Rejected>) {
         let mut table = Table::default();
         let mut rejected = Vec::new();
         for ar in routes {

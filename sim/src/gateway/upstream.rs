@@ -2,6 +2,7 @@
 //! (`kubernetes.io/service-name`), a ready endpoint and its Pod. Addresses are labels
 //! only; nothing here dials them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -57,20 +58,35 @@ fn has_port(service: &Value, port: &IntOrString) -> bool {
     })
 }
 
-/// Ready endpoint addresses of a Service, with their Pod names when the slice says.
-pub fn ready_endpoints(store: &Store, namespace: &str, service: &str) -> Vec<(String, Option<String>)> {
-    let (slices, _) = store.list("discovery.k8s.io", "endpointslices", Some(namespace));
-    slices
-        .iter()
-        .filter(|s| str_at(s, &format!("/metadata/labels/{}", SERVICE_NAME_LABEL.replace('/', "~1"))) == Some(service))
-        .flat_map(|s| s.get("endpoints").and_then(Value::as_array).cloned().unwrap_or_default())
-        .filter(|e| e.pointer("/conditions/ready").and_then(Value::as_bool) != Some(false))
-        .filter_map(|e| {
-            let ip = str_at(&e, "/addresses/0")?.to_owned();
-            let pod = (str_at(&e, "/targetRef/kind") == Some("Pod")).then(|| str_at(&e, "/targetRef/name")).flatten();
-            Some((ip, pod.map(str::to_owned)))
-        })
-        .collect()
+/// Where EndpointSlices are stored: (group, resource).
+pub const SLICES: (&str, &str) = ("discovery.k8s.io", "endpointslices");
+
+/// A ready endpoint: its address, and its Pod's name when the slice says.
+pub type Endpoint = (String, Option<String>);
+
+/// (namespace, Service) -> its ready endpoints.
+pub type Index = HashMap<(String, String), Arc<Vec<Endpoint>>>;
+
+/// The ready endpoints of every Service, from all EndpointSlices in `store`.
+pub fn index(store: &Store) -> Index {
+    let (slices, _) = store.list(SLICES.0, SLICES.1, None);
+    let mut index: HashMap<(String, String), Vec<Endpoint>> = HashMap::new();
+    for slice in &slices {
+        let metadata = slice.get("metadata");
+        let labels = metadata.and_then(|m| m.get("labels"));
+        let Some(service) = labels.and_then(|l| l.get(SERVICE_NAME_LABEL)).and_then(Value::as_str) else { continue };
+        let namespace = metadata.and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or_default();
+        let endpoints = index.entry((namespace.to_owned(), service.to_owned())).or_default();
+        let listed = slice.get("endpoints").and_then(Value::as_array).into_iter().flatten();
+        endpoints.extend(
+            listed.filter(|e| e.pointer("/conditions/ready").and_then(Value::as_bool) != Some(false)).filter_map(|e| {
+                let ip = str_at(e, "/addresses/0")?.to_owned();
+                let pod = (str_at(e, "/targetRef/kind") == Some("Pod")).then(|| str_at(e, "/targetRef/name")).flatten();
+                Some((ip, pod.map(str::to_owned)))
+            }),
+        );
+    }
+    index.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()
 }
 
 fn pod_of(store: &Store, namespace: &str, ip: &str, name: Option<&str>) -> Option<Arc<Value>> {
@@ -81,8 +97,14 @@ fn pod_of(store: &Store, namespace: &str, ip: &str, name: Option<&str>) -> Optio
     pods.into_iter().find(|p| str_at(p, "/status/podIP") == Some(ip))
 }
 
-/// Picks a ready endpoint of the backend's Service, at random like kube-proxy.
-pub fn resolve(store: &Store, namespace: &str, backend: &Backend) -> Result<Node, UpstreamError> {
+/// Picks one of `endpoints`, the ready endpoints of the backend's Service, at random
+/// like kube-proxy.
+pub fn resolve(
+    store: &Store,
+    endpoints: &[Endpoint],
+    namespace: &str,
+    backend: &Backend,
+) -> Result<Node, UpstreamError> {
     let name = backend.service_name.as_str();
     let service = store.get(&ObjectKey::new("", "services", namespace, name));
     let service = service.ok_or_else(|| UpstreamError::NoService { namespace: namespace.into(), name: name.into() })?;
@@ -93,7 +115,6 @@ pub fn resolve(store: &Store, namespace: &str, backend: &Backend) -> Result<Node
         };
         return Err(UpstreamError::NoPort { namespace: namespace.into(), name: name.into(), port });
     }
-    let endpoints = ready_endpoints(store, namespace, name);
     if endpoints.is_empty() {
         return Err(UpstreamError::NoEndpoints { namespace: namespace.into(), name: name.into() });
     }
