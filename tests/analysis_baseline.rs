@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use apisix_canary::analysis::{self, Prometheus, Scope, Target, Verdict};
 use apisix_canary::release::plan::{Metric, MetricScope, MetricSource, NoData, Plan};
-use gateway::{NAMESPACE, backend, route, start_load};
+use gateway::{NAMESPACE, backend, route, sim_with_prometheus, start_load, wait_samples};
 use serde_json::json;
-use sim::{Options, Sim};
+use sim::Sim;
 
 /// Short, so the test needs few scrapes (Prometheus scrapes every second).
 const INTERVAL: Duration = Duration::from_secs(10);
@@ -123,21 +123,13 @@ async fn wait_scrapes(prometheus: &Prometheus, release: &Release, started: Insta
         release.route,
         release.canary.join("|").replace('.', "\\\\.")
     );
-    while !prometheus.scalar(&samples).await.unwrap().is_some_and(|n| n >= 5.0) {
-        assert!(started.elapsed() < limit, "no scrapes of {}'s canary traffic in {limit:?}", release.route);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let what = format!("{}'s canary traffic in {limit:?}", release.route);
+    wait_samples(prometheus, &samples, 5.0, started + limit, &what).await;
 }
 
 #[tokio::test]
 async fn the_canary_is_judged_against_the_stable_and_waits_for_traffic() {
-    let options = Options {
-        prometheus: true,
-        prometheus_bin: Some(binaries::require_binary("prometheus")),
-        ..Default::default()
-    };
-    let sim = Sim::start_with(options).await.unwrap();
-    sim.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})).await.unwrap();
+    let sim = sim_with_prometheus().await;
     let tenth = json!([{"name": "SIM_ERROR_RATE", "value": "10"}]);
     ALIKE.deploy(&sim, tenth.clone(), tenth).await;
     let faults = json!([{"name": "SIM_ERROR_RATE", "value": "20"}, {"name": "SIM_LATENCY_MS", "value": "150"}]);

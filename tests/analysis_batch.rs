@@ -15,10 +15,10 @@ use apisix_canary::analysis::batch::{Batcher, Family, P99, Table};
 use apisix_canary::analysis::query::Series;
 use apisix_canary::analysis::{self, Prometheus, Scope, Target, Verdict};
 use apisix_canary::release::plan::{Metric, MetricScope, MetricSource, NoData, Plan};
-use gateway::{backend, route, start_load};
+use gateway::{backend, route, sim_with_prometheus, start_load, wait_samples};
 use prometheus_client::metrics::counter::Counter;
 use serde_json::json;
-use sim::{Options, Sim};
+use sim::Sim;
 
 /// Short, so the test needs few scrapes (Prometheus scrapes every second).
 const WINDOW: Duration = Duration::from_secs(10);
@@ -83,13 +83,7 @@ fn releases() -> Vec<Release> {
 }
 
 async fn start(releases: &[Release]) -> (Sim, Prometheus) {
-    let options = Options {
-        prometheus: true,
-        prometheus_bin: Some(binaries::require_binary("prometheus")),
-        ..Default::default()
-    };
-    let sim = Sim::start_with(options).await.unwrap();
-    sim.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "test"}})).await.unwrap();
+    let sim = sim_with_prometheus().await;
     for (i, r) in releases.iter().enumerate() {
         let canary_service = format!("{}-canary", r.name);
         backend(&sim, r.name, r.stable, r.stable_env.clone()).await;
@@ -114,10 +108,7 @@ async fn start(releases: &[Release]) -> (Sim, Prometheus) {
             r.generated(),
             WINDOW.as_secs()
         );
-        while !prometheus.scalar(&samples).await.unwrap().is_some_and(|n| n >= 5.0) {
-            assert!(started.elapsed() < Duration::from_secs(30), "no scrapes with traffic for {}", r.name);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_samples(&prometheus, &samples, 5.0, started + Duration::from_secs(30), r.name).await;
     }
     (sim, prometheus)
 }

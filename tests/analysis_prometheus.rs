@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use apisix_canary::analysis::{self, Prometheus, QueryError, Scope, Target, Verdict};
 use apisix_canary::release::plan::{Metric, MetricScope, MetricSource, NoData, Plan};
-use gateway::{backend, route, start_load};
+use gateway::{backend, route, sim_with_prometheus, start_load, wait_samples};
 use serde_json::json;
-use sim::{Options, Sim};
 
 const HOST: &str = "app.example.com";
 const STABLE: [&str; 2] = ["10.244.8.1", "10.244.8.2"];
@@ -77,13 +76,7 @@ fn message<'a>(verdicts: &'a [(String, Verdict)], name: &str) -> &'a str {
 
 #[tokio::test]
 async fn canary_scope_sees_the_canarys_errors_that_the_route_scope_blends() {
-    let options = Options {
-        prometheus: true,
-        prometheus_bin: Some(binaries::require_binary("prometheus")),
-        ..Default::default()
-    };
-    let sim = Sim::start_with(options).await.unwrap();
-    sim.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "test"}})).await.unwrap();
+    let sim = sim_with_prometheus().await;
     backend(&sim, "podinfo", &STABLE, json!([])).await;
     // Half the canary's answers are 500s, each after 150 ms.
     let faults = json!([{"name": "SIM_ERROR_RATE", "value": "50"}, {"name": "SIM_LATENCY_MS", "value": "150"}]);
@@ -100,13 +93,7 @@ async fn canary_scope_sees_the_canarys_errors_that_the_route_scope_blends() {
     sim.prometheus().unwrap().wait_scraping(Duration::from_secs(15)).await.unwrap();
     // Three scrapes of the canary's series in the window: enough for rate() to settle.
     let samples = "min(count_over_time(apisix_http_status{route=\"test_podinfo-podinfo-canary_method\"}[10s]))";
-    loop {
-        if prometheus.scalar(samples).await.unwrap().is_some_and(|n| n >= 3.0) {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "no scrapes with traffic in 20 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_samples(&prometheus, samples, 3.0, started + Duration::from_secs(20), "the canary's traffic").await;
 
     let (plan, by_canary, by_route) = (plan(), target(Scope::Canary, &CANARY), target(Scope::Route, &CANARY));
     let (canary, route) =

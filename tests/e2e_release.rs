@@ -53,14 +53,16 @@ fn act1_promotes_and_act2_rolls_back_at_the_threshold() {
             r#"apisix_canary_metric_analysis{name="podinfo",namespace="test",metric="request-success-rate"}"#
         )
     );
-    // Every step fell due and was written: its lag measured, well under the 2 s interval.
+    // Every step fell due and was written: its lag measured from the moment it fell due,
+    // so it is shorter than the 2 s interval (counted from the step before, it could not be).
+    // A bound on the measure, not on the machine's speed: lag figures live in BENCHMARKS.md.
     let sample = |name: &str| {
         let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in:\n{metrics}"));
         line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
     };
     let (ticks, lag) = (sample("apisix_canary_tick_lag_seconds_count"), sample("apisix_canary_tick_lag_seconds_sum"));
     assert!(ticks >= 3.0, "{ticks} ticks measured:\n{metrics}");
-    assert!(lag / ticks < 1.0, "mean tick lag {} s", lag / ticks);
+    assert!(lag / ticks < 2.0, "mean tick lag {} s", lag / ticks);
     let table = w.ok(&["get", "canaries", "-A"]);
     assert!(table.lines().nth(1).is_some_and(|l| l.contains("podinfo") && l.contains("Succeeded")), "{table}");
 

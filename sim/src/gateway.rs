@@ -273,11 +273,13 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
 
     let node = match backend {
         None => Err((503, String::new(), "no backend to send to: none listed, or every weight is 0".to_owned())),
-        Some(b) => upstream::resolve(&state.cluster.store, &state.endpoints(&namespace, &b.service_name), &namespace, &b)
-            .map_err(|e| {
-            let (status, node) = e.status();
-            (status, node.to_owned(), e.to_string())
-        }),
+        Some(b) => {
+            upstream::resolve(&state.cluster.store, &state.endpoints(&namespace, &b.service_name), &namespace, &b)
+                .map_err(|e| {
+                    let (status, node) = e.status();
+                    (status, node.to_owned(), e.to_string())
+                })
+        }
     };
     let (response, node_label, upstream_ms) = match node {
         Err((status, node, reason)) => (error_page(status, &reason), node, None),

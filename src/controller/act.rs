@@ -28,7 +28,7 @@ const IDLE: Duration = Duration::from_secs(300);
 
 pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error> {
     let started = std::time::Instant::now();
-    let key = format!("{}/{}", canary.namespace().unwrap_or_default(), canary.name_any());
+    let key = tick_key(canary);
     // Due before this reconcile began: a tick (not a watch event ahead of time).
     let due = ctx.ticks.take(&key).filter(|due| *due <= started);
     let (mut observed, objects) = observe(canary, ctx).await?;
@@ -76,10 +76,17 @@ pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error>
     Ok(Requeue::requeue(requeue.unwrap_or(IDLE)))
 }
 
+/// The Canary's `namespace/name`, under which its next step is scheduled.
+fn tick_key(canary: &Canary) -> String {
+    format!("{}/{}", canary.namespace().unwrap_or_default(), canary.name_any())
+}
+
 /// The Canary is being deleted: a running release ends safely (traffic back to stable
 /// first, then the generated objects go); the Deployment stays as it is, paused if a
 /// release held it, with an Event that says how to resume.
 pub async fn cleanup(canary: &Canary, ctx: &Context) -> Result<Requeue, Error> {
+    // No step falls due any more.
+    ctx.ticks.take(&tick_key(canary));
     let (observed, objects) = observe(canary, ctx).await?;
     let busy = objects.generated.is_some() || objects.canary.is_some();
     let who = Subject::of(&canary.name_any(), &objects.namespace, &observed);

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use tokio::sync::Mutex;
+use std::sync::Mutex;
 
 /// The reason of every release Event, as in Flagger.
 pub const REASON: &str = "Synced";
@@ -66,21 +66,30 @@ impl Events {
                 Err(e) => Err(e),
             };
         }
-        let mut seen = self.seen.lock().await;
-        seen.retain(|_, (_, _, last)| now.duration_since(*last).unsigned_abs() < SERIES_WINDOW);
-        if let Some((name, count, last)) = seen.get_mut(&key) {
-            let patch = serde_json::json!({"count": *count + 1, "lastTimestamp": Time(now)});
-            if api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.is_ok() {
-                *count += 1;
-                *last = now;
+        // The lock is never held across a request: every release's Events would queue
+        // behind one another. Two publishes of one key at once cannot happen, since a
+        // Canary has one reconcile at a time; at worst they would make two Events.
+        let repeat = {
+            let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            seen.retain(|_, (_, _, last)| now.duration_since(*last).unsigned_abs() < SERIES_WINDOW);
+            seen.get(&key).map(|(name, count, _)| (name.clone(), *count + 1))
+        };
+        if let Some((name, count)) = repeat {
+            let patch = serde_json::json!({"count": count, "lastTimestamp": Time(now)});
+            if api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.is_ok() {
+                self.remember(key, (name, count, now));
                 return Ok(true);
             }
         }
         let name = format!("{}.{:x}", object.name.as_deref().unwrap_or("canary"), now.as_nanosecond());
         let event = self.event(object, &name, warning, message, now);
         api.create(&PostParams::default(), &event).await?;
-        seen.insert(key, (name, 1, now));
+        self.remember(key, (name, 1, now));
         Ok(true)
+    }
+
+    fn remember(&self, key: Key, series: Series) {
+        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, series);
     }
 
     fn event(&self, object: &ObjectReference, name: &str, warning: bool, message: &str, now: Timestamp) -> Event {

@@ -71,13 +71,14 @@ pub async fn observe(c: &Canary, ctx: &Context) -> Result<(Observed, Objects), E
         let (routes, route, error) = (&routes, route.to_owned(), get_opt("ApisixRoute"));
         async move { if unnamed { Ok(None) } else { routes.get_opt(&route).await.map_err(error) } }
     };
+    let status = status::from_canary(c.status.as_ref());
     let (service, user_route, generated, target_view) = tokio::try_join!(
         async { services.get_opt(&service_name).await.map_err(get_opt("Service")) },
         route(&route_name),
         route(&generated_name),
         async {
             match &target {
-                Some(d) => target_of(d, &ctx.client, &ns).await.map(Some),
+                Some(d) => target_of(d, &ctx.client, &ns, status.applied.as_ref()).await.map(Some),
                 None => Ok(None),
             }
         },
@@ -114,7 +115,7 @@ pub async fn observe(c: &Canary, ctx: &Context) -> Result<(Observed, Objects), E
     let observed = Observed {
         id: format!("{name}.{ns}"),
         plan,
-        status: status::from_canary(c.status.as_ref()),
+        status,
         target: target_view.unwrap_or_else(missing_target),
         canary: canary.as_ref().map(|d| canary_pods(d, target.as_ref())),
         route_weight: generated.as_ref().and_then(|g| route::weights(g, &canary_service)).map(|(_, w)| w),
@@ -150,8 +151,14 @@ fn missing_target() -> Target {
     }
 }
 
-/// The Deployment as the lifecycle sees it.
-async fn target_of(d: &Deployment, client: &kube::Client, ns: &str) -> Result<Target, Error> {
+/// The Deployment as the lifecycle sees it; `applied` is the revision the status says
+/// the release runs.
+async fn target_of(
+    d: &Deployment,
+    client: &kube::Client,
+    ns: &str,
+    applied: Option<&Revision>,
+) -> Result<Target, Error> {
     let spec = d.spec.clone().unwrap_or_default();
     let template = serde_json::to_value(&spec.template).unwrap_or_default();
     let replicas = spec.replicas.unwrap_or(1);
@@ -161,19 +168,13 @@ async fn target_of(d: &Deployment, client: &kube::Client, ns: &str) -> Result<Ta
         && st.updated_replicas.unwrap_or(0) == replicas
         && st.available_replicas.unwrap_or(0) >= replicas
         && st.replicas.unwrap_or(0) == replicas;
-    let uid = d.metadata.uid.clone().unwrap_or_default();
-    let selector = spec.selector.match_labels.clone().unwrap_or_default();
-    let rs: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
-    let params = ListParams::default().labels(&selector_string(&selector));
-    let sets = rs.list(&params).await.map_err(Error::kube(format!("listing ReplicaSets in {ns}")))?;
-    let active_replica_sets = sets
-        .items
-        .iter()
-        .filter(|r| r.owner_references().iter().any(|o| o.uid == uid))
-        .filter(|r| r.status.as_ref().is_some_and(|s| s.replicas > 0))
-        .count();
+    let lock = Lock::from_annotations(d.annotations());
+    // A list per tick of every release would cost the API server most; the count only
+    // matters when a release may start.
+    let starting = lock.canary.as_ref().is_some_and(|canary| Some(canary) != applied);
+    let active_replica_sets = if starting { active_replica_sets(d, client, ns).await? } else { 0 };
     Ok(Target {
-        lock: Lock::from_annotations(d.annotations()),
+        lock,
         promoted: d.annotations().get(PROMOTED_REVISION).and_then(|v| Revision::parse(v)),
         revision: Revision::of_template(&template),
         paused: spec.paused.unwrap_or(false),
@@ -181,6 +182,21 @@ async fn target_of(d: &Deployment, client: &kube::Client, ns: &str) -> Result<Ta
         rolled_out,
         active_replica_sets,
     })
+}
+
+/// The Deployment's ReplicaSets that still have pods.
+async fn active_replica_sets(d: &Deployment, client: &kube::Client, ns: &str) -> Result<usize, Error> {
+    let uid = d.metadata.uid.clone().unwrap_or_default();
+    let selector = d.spec.as_ref().and_then(|s| s.selector.match_labels.clone()).unwrap_or_default();
+    let rs: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+    let params = ListParams::default().labels(&selector_string(&selector));
+    let sets = rs.list(&params).await.map_err(Error::kube(format!("listing ReplicaSets in {ns}")))?;
+    Ok(sets
+        .items
+        .iter()
+        .filter(|r| r.owner_references().iter().any(|o| o.uid == uid))
+        .filter(|r| r.status.as_ref().is_some_and(|s| s.replicas > 0))
+        .count())
 }
 
 fn selector_string(labels: &BTreeMap<String, String>) -> String {

@@ -67,7 +67,9 @@ pub struct Target {
     pub replicas: i32,
     /// The native rollout of the spec is complete (observed, updated, available).
     pub rolled_out: bool,
-    /// ReplicaSets of the Deployment that still have pods.
+    /// ReplicaSets of the Deployment that still have pods. Counted only while a release
+    /// may start (the lock names a canary revision the status has not applied), the one
+    /// decision that reads it; 0 otherwise.
     pub active_replica_sets: usize,
 }
 

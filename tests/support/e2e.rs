@@ -381,20 +381,8 @@ impl World {
     /// Requests to each of `paths` in turn through the gateway, until the flag is cleared.
     pub fn traffic_to(&self, paths: &[&str]) -> Arc<AtomicBool> {
         let on = Arc::new(AtomicBool::new(true));
-        let (flag, addr) = (on.clone(), self.gateway.trim_start_matches("http://").trim_end_matches('/').to_owned());
-        let paths: Vec<String> = paths.iter().map(|p| (*p).to_owned()).collect();
-        std::thread::spawn(move || {
-            for path in paths.iter().cycle() {
-                if !flag.load(Ordering::Relaxed) {
-                    return;
-                }
-                if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
-                    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
-                    let _ = s.read_to_end(&mut Vec::new());
-                }
-                std::thread::sleep(Duration::from_millis(25));
-            }
-        });
+        let requests = paths.iter().map(|p| (HOST.to_owned(), (*p).to_owned())).collect();
+        send_traffic(&self.gateway, requests, Duration::from_millis(25), on.clone());
         on
     }
 
@@ -483,4 +471,25 @@ impl World {
         want.sort();
         assert_eq!(advances, want, "{:#?}", self.events());
     }
+}
+
+/// Sends `GET path` with `Host: host` through the gateway at `gateway`, cycling over
+/// `requests`, one request every `pause` (a fixed rate; a stalled one is not made up
+/// in a burst), from a thread of its own until `on` is cleared.
+pub fn send_traffic(gateway: &str, requests: Vec<(String, String)>, pause: Duration, on: Arc<AtomicBool>) {
+    let addr = gateway.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    std::thread::spawn(move || {
+        let mut next = std::time::Instant::now();
+        for (host, path) in requests.iter().cycle() {
+            if !on.load(Ordering::Relaxed) {
+                return;
+            }
+            if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+                let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+                let _ = s.read_to_end(&mut Vec::new());
+            }
+            next = (next + pause).max(std::time::Instant::now() - pause);
+            std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+        }
+    });
 }

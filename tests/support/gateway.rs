@@ -14,6 +14,34 @@ use tokio::net::TcpStream;
 /// Every object lives here.
 pub const NAMESPACE: &str = "test";
 
+/// The sim with its real Prometheus (which scrapes the gateway every second), and the
+/// namespace every object lives in.
+pub async fn sim_with_prometheus() -> Sim {
+    let options = sim::Options {
+        prometheus: true,
+        prometheus_bin: Some(super::binaries::require_binary("prometheus")),
+        ..Default::default()
+    };
+    let sim = Sim::start_with(options).await.unwrap();
+    sim.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})).await.unwrap();
+    sim
+}
+
+/// Waits until the scalar `query` (a count of scraped samples) reaches `at_least`;
+/// fails as `what` if it has not by `deadline`.
+pub async fn wait_samples(
+    prometheus: &apisix_canary::analysis::Prometheus,
+    query: &str,
+    at_least: f64,
+    deadline: std::time::Instant,
+    what: &str,
+) {
+    while !prometheus.scalar(query).await.unwrap().is_some_and(|n| n >= at_least) {
+        assert!(std::time::Instant::now() < deadline, "no scrapes of {what} in time ({query})");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// A selector-less Service, its ready Pods (with `env`) and their EndpointSlice.
 pub async fn backend(sim: &Sim, service: &str, ips: &[&str], env: Value) {
     sim.create(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": service, "namespace": NAMESPACE},

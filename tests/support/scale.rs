@@ -207,26 +207,6 @@ impl Figures {
     }
 }
 
-/// Requests to `hosts` in turn through `gateway`, `rate` a second in all, until `on` clears.
-fn traffic(gateway: &str, hosts: Vec<String>, rate: u32, on: Arc<AtomicBool>) {
-    let addr = gateway.trim_start_matches("http://").trim_end_matches('/').to_owned();
-    let pause = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
-    std::thread::spawn(move || {
-        let mut next = Instant::now();
-        for host in hosts.iter().cycle() {
-            if !on.load(Ordering::Relaxed) {
-                return;
-            }
-            if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
-                let _ = write!(s, "GET /api/info HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-                let _ = s.read_to_end(&mut Vec::new());
-            }
-            next += pause;
-            std::thread::sleep(next.saturating_duration_since(Instant::now()));
-        }
-    });
-}
-
 /// `GET url` over plain HTTP: the body.
 fn get(url: &str) -> String {
     let rest = url.trim_start_matches("http://");
@@ -320,8 +300,9 @@ pub fn releases(r: Releases) -> Figures {
             return;
         }
         let on = Arc::new(AtomicBool::new(true));
-        let hosts = (0..r.releases).map(|i| format!("app-{i}.example.com")).collect();
-        traffic(&w.gateway, hosts, r.rate, on.clone());
+        let requests = (0..r.releases).map(|i| (format!("app-{i}.example.com"), "/api/info".to_owned())).collect();
+        let pause = Duration::from_secs_f64(1.0 / f64::from(r.rate.max(1)));
+        crate::e2e::send_traffic(&w.gateway, requests, pause, on.clone());
         let (audit_from, queries_from) =
             (std::fs::metadata(&audit).map_or(0, |m| m.len()), prometheus_queries(&w.prometheus_url));
         let t0 = Instant::now();
