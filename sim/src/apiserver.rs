@@ -222,7 +222,7 @@ impl ApiServer {
         self: &Arc<Self>,
         req: Request<Incoming>,
         p: Path,
-        r: Resource,
+        r: Arc<Resource>,
     ) -> Result<Response<Body>, ApiError> {
         let q = query(&req);
         let all_namespaces = r.namespaced && p.namespace.is_none();

@@ -1,7 +1,7 @@
 //! The kinds the simulated API server serves: the built-in ones we need and every
 //! CRD created in it. Discovery documents are generated from this table.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use serde_json::{Value, json};
 
@@ -184,22 +184,23 @@ fn builtins() -> Vec<Resource> {
 /// The table of served resources; CRDs come and go.
 #[derive(Debug)]
 pub struct Resources {
-    all: RwLock<Vec<Resource>>,
+    /// Shared: a request takes its resource without copying a CRD's schema.
+    all: RwLock<Vec<Arc<Resource>>>,
 }
 
 impl Default for Resources {
     fn default() -> Self {
-        Self { all: RwLock::new(builtins()) }
+        Self { all: RwLock::new(builtins().into_iter().map(Arc::new).collect()) }
     }
 }
 
 impl Resources {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Resource>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Resource>>> {
         self.all.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The resource served at `group/version` under `plural`.
-    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<Resource> {
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Resource>> {
         self.read()
             .iter()
             .find(|r| r.group == group && r.plural == plural && r.versions.iter().any(|v| v == version))
@@ -207,11 +208,11 @@ impl Resources {
     }
 
     /// The resource of `group`'s `kind` (any version).
-    pub fn by_kind(&self, group: &str, kind: &str) -> Option<Resource> {
+    pub fn by_kind(&self, group: &str, kind: &str) -> Option<Arc<Resource>> {
         self.read().iter().find(|r| r.group == group && r.kind == kind).cloned()
     }
 
-    pub fn snapshot(&self) -> Vec<Resource> {
+    pub fn snapshot(&self) -> Vec<Arc<Resource>> {
         self.read().clone()
     }
 
@@ -220,7 +221,7 @@ impl Resources {
         let Some(resource) = Resource::from_crd(crd) else { return };
         let mut all = self.all.write().unwrap_or_else(|p| p.into_inner());
         all.retain(|r| !(r.group == resource.group && r.plural == resource.plural));
-        all.push(resource);
+        all.push(Arc::new(resource));
     }
 
     pub fn remove_crd(&self, group: &str, plural: &str) {
@@ -258,7 +259,7 @@ impl Resources {
     pub fn resource_list(&self, group: &str, version: &str) -> Option<Value> {
         let all = self.read();
         let here: Vec<&Resource> =
-            all.iter().filter(|r| r.group == group && r.versions.iter().any(|v| v == version)).collect();
+            all.iter().filter(|r| r.group == group && r.versions.iter().any(|v| v == version)).map(|r| &**r).collect();
         if here.is_empty() {
             return None;
         }

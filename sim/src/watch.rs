@@ -24,7 +24,7 @@ const BOOKMARK_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub resource: Resource,
+    pub resource: std::sync::Arc<Resource>,
     pub version: String,
     pub namespace: Option<String>,
     pub label: LabelSelector,

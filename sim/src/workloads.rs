@@ -88,11 +88,11 @@ impl WriteError {
 /// The built-in resources the controllers read and write.
 #[derive(Debug, Clone)]
 struct Kinds {
-    deployment: Resource,
-    replica_set: Resource,
-    pod: Resource,
-    service: Resource,
-    endpoint_slice: Resource,
+    deployment: Arc<Resource>,
+    replica_set: Arc<Resource>,
+    pod: Arc<Resource>,
+    service: Arc<Resource>,
+    endpoint_slice: Arc<Resource>,
 }
 
 impl Kinds {
