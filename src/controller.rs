@@ -29,7 +29,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
-use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::controller::{self, Action as Requeue, Controller};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
@@ -48,6 +48,8 @@ pub const MANAGER: &str = "apisix-canary";
 pub const FINALIZER: &str = "apisix-canary.dev/release";
 /// How long running reconciles may take to finish after the stop.
 const STOP_GRACE: Duration = Duration::from_secs(3);
+/// The default `--max-concurrent-reconciles`.
+pub const DEFAULT_CONCURRENCY: u16 = 64;
 /// The readiness gate of the controller: its caches have synced.
 pub const CACHES_GATE: &str = "caches synced";
 
@@ -59,6 +61,8 @@ pub struct Config {
     /// How long one batched answer of the built-in metrics serves every release
     /// (`--prometheus-max-age`); zero sends each release's own queries instead.
     pub prometheus_max_age: Duration,
+    /// Releases reconciled at once (`--max-concurrent-reconciles`); 0 is unbounded.
+    pub concurrency: u16,
     /// This replica's name in Events and the Lease.
     pub identity: String,
     /// Host names looked up here first (`--resolve`), for a controller outside the cluster.
@@ -145,6 +149,7 @@ pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher)
         .owns(Api::<Deployment>::all(client.clone()), cfg.clone())
         .owns(Api::<Service>::all(client.clone()), cfg.clone())
         .owns(Api::<ApisixRoute>::all(client.clone()), cfg.clone())
+        .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .graceful_shutdown_on(stop.clone().cancelled_owned());
     let releases_store = releases.store();
     let releases = releases.run(reconcile, error_policy, ctx.clone());

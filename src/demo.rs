@@ -129,6 +129,7 @@ impl World {
         let config = crate::controller::Config {
             prometheus_url: prometheus_url.clone(),
             prometheus_max_age: crate::analysis::batch::DEFAULT_MAX_AGE,
+            concurrency: crate::controller::DEFAULT_CONCURRENCY,
             identity,
             resolver,
             excluded_namespaces: crate::controller::Config::excluded(CONTROLLER_NAMESPACE),

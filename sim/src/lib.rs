@@ -87,6 +87,8 @@ pub struct Options {
     pub prometheus: bool,
     /// The Prometheus binary; by default the Debian package's.
     pub prometheus_bin: Option<std::path::PathBuf>,
+    /// How often Prometheus scrapes the gateway.
+    pub scrape_interval: std::time::Duration,
     /// Write kube-apiserver's audit log (JSON lines, level Metadata) to this file.
     pub audit_log: Option<std::path::PathBuf>,
 }
@@ -97,6 +99,7 @@ impl Default for Options {
             pod_ready_delay: std::time::Duration::from_millis(200),
             prometheus: false,
             prometheus_bin: None,
+            scrape_interval: prometheus::SCRAPE_INTERVAL,
             audit_log: None,
         }
     }
@@ -150,7 +153,7 @@ impl Sim {
         let gateway = gateway::spawn(cluster.clone(), stop.clone()).await?;
         let loadtester = loadtest::spawn(gateway.addr, stop.clone()).await?;
         let prometheus = if options.prometheus {
-            Some(prometheus::start(gateway.addr, options.prometheus_bin.as_deref()).await?)
+            Some(prometheus::start(gateway.addr, options.prometheus_bin.as_deref(), options.scrape_interval).await?)
         } else {
             None
         };

@@ -18,8 +18,8 @@ use super::gateway::METRICS_PATH;
 
 /// Where the Debian package installs it.
 pub const BINARY: &str = "/usr/bin/prometheus";
-/// How often it scrapes and evaluates.
-pub const SCRAPE_INTERVAL: &str = "1s";
+/// How often it scrapes and evaluates, unless told otherwise.
+pub const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
 /// The job name of the gateway's scrape.
 pub const JOB: &str = "apisix";
 /// How long start-up may take before it counts as failed.
@@ -101,11 +101,12 @@ fn binary() -> Option<PathBuf> {
         .and_then(|path| std::env::split_paths(&path).map(|d| d.join("prometheus")).find(|p| p.is_file()))
 }
 
-/// The generated configuration: the gateway, every second.
-pub fn config(gateway: SocketAddr) -> String {
+/// The generated configuration: the gateway, every `interval` (whole milliseconds).
+pub fn config(gateway: SocketAddr, interval: Duration) -> String {
+    let interval = format!("{}ms", interval.as_millis().max(1));
     format!(
-        "global:\n  scrape_interval: {SCRAPE_INTERVAL}\n  scrape_timeout: {SCRAPE_INTERVAL}\n  \
-         evaluation_interval: {SCRAPE_INTERVAL}\nscrape_configs:\n  - job_name: {JOB}\n    \
+        "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n  \
+         evaluation_interval: {interval}\nscrape_configs:\n  - job_name: {JOB}\n    \
          metrics_path: {METRICS_PATH}\n    static_configs:\n      - targets: ['{gateway}']\n"
     )
 }
@@ -159,13 +160,13 @@ fn watchdog(pid: u32) -> Option<tokio::process::ChildStdin> {
     sh.stdin.take()
 }
 
-/// Starts Prometheus (`bin`, else the Debian package's) scraping `gateway` and waits
-/// until it is ready.
-pub async fn start(gateway: SocketAddr, bin: Option<&Path>) -> Result<Prometheus, PrometheusError> {
+/// Starts Prometheus (`bin`, else the Debian package's) scraping `gateway` every
+/// `interval` and waits until it is ready.
+pub async fn start(gateway: SocketAddr, bin: Option<&Path>, interval: Duration) -> Result<Prometheus, PrometheusError> {
     let bin = bin.map(Path::to_path_buf).or_else(binary).ok_or(PrometheusError::Missing)?;
     let mut last = None;
     for _ in 0..PORT_ATTEMPTS {
-        match start_once(&bin, gateway).await {
+        match start_once(&bin, gateway, interval).await {
             Err(PrometheusError::Exited { status, log }) if log.contains("address already in use") => {
                 last = Some(PrometheusError::Exited { status, log });
             }
@@ -175,10 +176,10 @@ pub async fn start(gateway: SocketAddr, bin: Option<&Path>) -> Result<Prometheus
     Err(last.unwrap_or(PrometheusError::Missing))
 }
 
-async fn start_once(bin: &Path, gateway: SocketAddr) -> Result<Prometheus, PrometheusError> {
+async fn start_once(bin: &Path, gateway: SocketAddr, interval: Duration) -> Result<Prometheus, PrometheusError> {
     let data = tempfile::Builder::new().prefix("sim-prometheus-").tempdir().map_err(io("creating its data dir"))?;
     let config_path = data.path().join("prometheus.yml");
-    std::fs::write(&config_path, config(gateway)).map_err(io("writing its config"))?;
+    std::fs::write(&config_path, config(gateway, interval)).map_err(io("writing its config"))?;
     let log_path = data.path().join("prometheus.log");
     let log = std::fs::File::create(&log_path).map_err(io("creating its log"))?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
@@ -207,4 +208,20 @@ async fn start_once(bin: &Path, gateway: SocketAddr) -> Result<Prometheus, Prome
         tokio::time::sleep(READY_POLL).await;
     }
     Err(PrometheusError::NotReady(READY_TIMEOUT, log_tail(&log_path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scrape_interval_is_configurable_and_bounds_the_timeout() {
+        let gateway = SocketAddr::from((Ipv4Addr::LOCALHOST, 9080));
+        let config = config(gateway, Duration::from_secs(5));
+        for line in ["scrape_interval: 5000ms", "scrape_timeout: 5000ms", "evaluation_interval: 5000ms"] {
+            assert!(config.contains(line), "{line} in:\n{config}");
+        }
+        assert!(config.contains("targets: ['127.0.0.1:9080']"), "{config}");
+        assert!(super::config(gateway, SCRAPE_INTERVAL).contains("scrape_interval: 1000ms"));
+    }
 }

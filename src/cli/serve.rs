@@ -74,6 +74,12 @@ pub struct ServeArgs {
     /// release sends its own queries.
     #[arg(long, env = "APISIX_CANARY_PROMETHEUS_MAX_AGE", default_value = DEFAULT_PROMETHEUS_MAX_AGE, value_parser = parse_duration)]
     pub prometheus_max_age: Duration,
+    /// Releases reconciled at once. Steps that fall due together (releases started
+    /// together share their intervals) wait their turn instead of all reading and writing
+    /// at once: this bounds the memory they hold and the burst of requests the API server
+    /// sees. 0 is unbounded.
+    #[arg(long, env = "APISIX_CANARY_MAX_CONCURRENT_RECONCILES", default_value_t = crate::controller::DEFAULT_CONCURRENCY)]
+    pub max_concurrent_reconciles: u16,
     /// This replica's name in the Lease and in Events (default: the pod or host name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -196,6 +202,7 @@ async fn controller(
     let config = crate::controller::Config {
         prometheus_url: args.prometheus_url.clone(),
         prometheus_max_age: args.prometheus_max_age,
+        concurrency: args.max_concurrent_reconciles,
         identity,
         resolver: Resolver::new(args.resolve.iter().cloned()),
         excluded_namespaces: crate::controller::Config::excluded(&args.namespace),

@@ -26,6 +26,12 @@ pub struct SimArgs {
     /// The Prometheus binary scraping the gateway (default: the Debian package's).
     #[arg(long, env = "APISIX_CANARY_SIM_PROMETHEUS_BIN")]
     pub prometheus_bin: Option<PathBuf>,
+    /// How often Prometheus scrapes the gateway. Every second by default, so a release
+    /// with a short interval has samples at once; a cluster's Prometheus scrapes every
+    /// 15-30 s, and thousands of routes scraped every second cost the machine more than
+    /// the releases they measure.
+    #[arg(long, env = "APISIX_CANARY_SIM_SCRAPE_INTERVAL", default_value = "1s", value_parser = crate::cli::parse_duration)]
+    pub prometheus_scrape_interval: std::time::Duration,
     /// Where the cluster Service NAMESPACE/NAME named by a webhook configuration's or a
     /// CRD conversion's `clientConfig` is served, e.g. by a `serve` started from a shell:
     /// `apisix-canary/apisix-canary=127.0.0.1:8443`. Loopback only (the simulated cluster
@@ -71,6 +77,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let options = Options {
         prometheus: true,
         prometheus_bin: args.prometheus_bin.clone(),
+        scrape_interval: args.prometheus_scrape_interval,
         audit_log: args.audit_log.clone(),
         ..Options::default()
     };

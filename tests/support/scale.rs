@@ -18,6 +18,8 @@ use apisix_canary::api::canary::v1beta1::Canary;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::reflector::{self, Store, reflector};
+use kube::runtime::watcher::{self, watcher};
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -78,10 +80,21 @@ async fn client(w: &World) -> Client {
 }
 
 /// How many of `app-0` .. `app-{n-1}`'s Canaries are in one of `phases`.
-async fn count(canaries: &Api<Canary>, n: usize, phases: &[Phase]) -> usize {
-    let Ok(list) = canaries.list(&Default::default()).await else { return 0 };
+/// The Canaries as a watch keeps them, ready: polling them with lists would cost the
+/// sim a list of every Canary each second, work it would not do for `serve`.
+async fn watched(canaries: Api<Canary>) -> Store<Canary> {
+    let (store, writer) = reflector::store();
+    let stream = reflector(writer, watcher(canaries, watcher::Config::default()));
+    tokio::spawn(stream.for_each(|_| async {}));
+    store.wait_until_ready().await.unwrap();
+    store
+}
+
+/// How many of the first `n` Canaries are in one of `phases`.
+fn count(canaries: &Store<Canary>, n: usize, phases: &[Phase]) -> usize {
     let wanted: std::collections::HashSet<String> = (0..n).map(|i| format!("app-{i}")).collect();
-    list.items
+    canaries
+        .state()
         .iter()
         .filter(|c| c.metadata.name.as_ref().is_some_and(|n| wanted.contains(n)))
         .filter(|c| c.status.as_ref().and_then(|s| s.phase).is_some_and(|p| phases.contains(&p)))
@@ -89,9 +102,9 @@ async fn count(canaries: &Api<Canary>, n: usize, phases: &[Phase]) -> usize {
 }
 
 /// Waits until `n` Canaries are Initialized: when, from `started`, or `None` past `within`.
-async fn initialized(canaries: &Api<Canary>, n: usize, started: Instant, within: Duration) -> Option<Duration> {
+async fn initialized(canaries: &Store<Canary>, n: usize, started: Instant, within: Duration) -> Option<Duration> {
     loop {
-        let done = count(canaries, n, &[Phase::Initialized]).await;
+        let done = count(canaries, n, &[Phase::Initialized]);
         if done == n {
             return Some(started.elapsed());
         }
@@ -99,7 +112,7 @@ async fn initialized(canaries: &Api<Canary>, n: usize, started: Instant, within:
             eprintln!("n={n}: {done} Canaries Initialized after {within:?}");
             return None;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -114,7 +127,7 @@ pub fn run(n: usize, within: Duration, idle: Duration) -> (String, bool) {
     let started = Instant::now();
     let applied = install(&w, n, "1s");
     let initialized = runtime().block_on(async {
-        let canaries: Api<Canary> = Api::namespaced(client(&w).await, NAMESPACE);
+        let canaries = watched(Api::namespaced(client(&w).await, NAMESPACE)).await;
         initialized(&canaries, n, started, within).await
     });
     let serve = w.serves.lock().unwrap()[0].0.id();
@@ -294,7 +307,7 @@ pub fn releases(r: Releases) -> Figures {
     let audit = w.dir.path().join("audit.log");
     runtime().block_on(async {
         let client = client(&w).await;
-        let canaries: Api<Canary> = Api::namespaced(client.clone(), NAMESPACE);
+        let canaries = watched(Api::namespaced(client.clone(), NAMESPACE)).await;
         figures.initialized = initialized(&canaries, r.deployments, started, r.within).await;
         if figures.initialized.is_none() {
             return;
@@ -320,7 +333,7 @@ pub fn releases(r: Releases) -> Figures {
             .await;
         loop {
             figures.peak_rss = figures.peak_rss.max(usage(serve).0);
-            let ended = count(&canaries, r.releases, &[Phase::Succeeded, Phase::Failed]).await;
+            let ended = count(&canaries, r.releases, &[Phase::Succeeded, Phase::Failed]);
             if ended == r.releases {
                 figures.released = Some(t0.elapsed());
                 break;
@@ -332,8 +345,8 @@ pub fn releases(r: Releases) -> Figures {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         on.store(false, Ordering::Relaxed);
-        figures.succeeded = count(&canaries, r.releases, &[Phase::Succeeded]).await;
-        figures.failed = count(&canaries, r.releases, &[Phase::Failed]).await;
+        figures.succeeded = count(&canaries, r.releases, &[Phase::Succeeded]);
+        figures.failed = count(&canaries, r.releases, &[Phase::Failed]);
         figures.queries = prometheus_queries(&w.prometheus_url) - queries_from;
         let log = std::fs::read(&audit).unwrap_or_default();
         figures.writes = writes(&String::from_utf8_lossy(&log[(audit_from as usize).min(log.len())..]));
