@@ -83,10 +83,6 @@ pub struct ServeArgs {
     /// This replica's name in the Lease and in Events (default: the pod or host name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
-    /// Where a controller running outside the cluster reaches a cluster Service name used
-    /// in webhook, alert and MetricTemplate URLs, like curl's --resolve: the host name in
-    /// any of its forms (svc.ns, svc.ns.svc, svc.ns.svc.cluster.local) connects to IP:PORT.
-    /// The URL is never rewritten. Repeatable; comma-separated in the variable.
     /// The self-signed certificate mode: serve the certificate kept in this Secret of
     /// --namespace instead of --tls-cert/--tls-key. The first replica creates it (a CA and
     /// a serving certificate for --service); the leader renews both before they expire and
@@ -113,6 +109,10 @@ pub struct ServeArgs {
     /// At least twice --cert-validity.
     #[arg(long, env = "APISIX_CANARY_CA_VALIDITY", default_value = DEFAULT_CA_VALIDITY, value_parser = parse_positive_duration)]
     pub ca_validity: Duration,
+    /// Where a controller running outside the cluster reaches a cluster Service name used
+    /// in webhook, alert and MetricTemplate URLs, like curl's --resolve: the host name in
+    /// any of its forms (svc.ns, svc.ns.svc, svc.ns.svc.cluster.local) connects to IP:PORT.
+    /// The URL is never rewritten. Repeatable; comma-separated in the variable.
     #[arg(
         long,
         env = "APISIX_CANARY_RESOLVE",
