@@ -15,8 +15,10 @@
 //! replica keeps its caches warm so a new leader starts at once.
 
 mod act;
+mod cached;
 mod canaries;
 mod checks;
+mod echoes;
 mod events;
 mod hooks;
 mod metrics;
@@ -31,9 +33,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::controller::{self, Action as Requeue, Controller};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 
+use self::cached::Meta;
 pub use self::canaries::annotation_mode;
 pub use self::metrics::Metrics;
 use crate::api::apisix_route::ApisixRoute;
@@ -94,6 +98,8 @@ pub struct Context {
     pub batcher: Option<crate::analysis::Batcher>,
     /// When each release's next step falls due, as its last reconcile scheduled it.
     pub ticks: Ticks,
+    /// The watch events of our own writes, recognized so they need no reconcile.
+    pub echoes: echoes::Echoes,
 }
 
 /// When each release (by `namespace/name`) is due next, to measure how late its
@@ -105,6 +111,11 @@ impl Ticks {
     /// The due time `key` had, forgotten: a reconcile consumes it.
     fn take(&self, key: &str) -> Option<std::time::Instant> {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key)
+    }
+
+    /// The due time `key` has, kept.
+    fn peek(&self, key: &str) -> Option<std::time::Instant> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(key).copied()
     }
 
     fn schedule(&self, key: String, at: std::time::Instant) {
@@ -137,18 +148,26 @@ pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher)
     let events = events::Events::new(client.clone(), MANAGER, &config.identity);
     let metrics = runtime.register(Metrics::register);
     let (ticks, batcher) = (Ticks::default(), batcher(&config, &metrics));
-    let ctx = Arc::new(Context { client: client.clone(), events, config, metrics, leader, hooks, batcher, ticks });
+    let echoes = echoes::Echoes::default();
+    let ctx =
+        Arc::new(Context { client: client.clone(), events, config, metrics, leader, hooks, batcher, ticks, echoes });
     let gate = runtime.gate(CACHES_GATE);
     let stop = runtime.stopping();
 
-    let canaries: Api<Canary> = Api::all(client.clone());
-    let deployments: Api<Deployment> = Api::all(client.clone());
+    // The caches keep metadata only (`cached::Meta`): each reconcile reads what it
+    // decides on from the API.
+    let canaries: Api<Meta<Canary>> = Api::all(client.clone());
+    let deployments: Api<Meta<Deployment>> = Api::all(client.clone());
     let cfg = watcher::Config::default();
     let releases = Controller::new(canaries, cfg.clone())
-        .watches(deployments.clone(), cfg.clone(), canaries::canary_of_deployment)
-        .owns(Api::<Deployment>::all(client.clone()), cfg.clone())
-        .owns(Api::<Service>::all(client.clone()), cfg.clone())
-        .owns(Api::<ApisixRoute>::all(client.clone()), cfg.clone())
+        .watches(
+            deployments.clone(),
+            cfg.clone(),
+            noted(&ctx, |d| canaries::canary_of_deployment(d).into_iter().collect()),
+        )
+        .watches(Api::<Meta<Deployment>>::all(client.clone()), cfg.clone(), noted(&ctx, owners))
+        .watches(Api::<Meta<Service>>::all(client.clone()), cfg.clone(), noted(&ctx, owners))
+        .watches(Api::<Meta<ApisixRoute>>::all(client.clone()), cfg.clone(), noted(&ctx, owners))
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .graceful_shutdown_on(stop.clone().cancelled_owned());
     let releases_store = releases.store();
@@ -156,7 +175,7 @@ pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher)
 
     // A deleted annotation-mode Canary is made again: it is owned by its Deployment.
     let opt_ins = Controller::new(deployments, cfg.clone())
-        .owns(Api::<Canary>::all(client.clone()), cfg)
+        .owns(Api::<Meta<Canary>>::all(client.clone()), cfg)
         .graceful_shutdown_on(stop.cancelled_owned());
     let opt_ins_store = opt_ins.store();
     let opt_ins = opt_ins.run(canaries::reconcile_deployment, canaries::error_policy, ctx);
@@ -201,6 +220,34 @@ pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher)
     Ok(())
 }
 
+/// The key of a release: its Canary's `namespace/name`.
+fn key(namespace: Option<&str>, name: &str) -> String {
+    format!("{}/{name}", namespace.unwrap_or_default())
+}
+
+/// The Canaries that own `child` (what `Controller::owns` maps).
+fn owners<C: Resource>(child: &C) -> Vec<ObjectRef<Meta<Canary>>> {
+    let ns = child.meta().namespace.as_deref();
+    child.owner_references().iter().filter_map(|o| ObjectRef::from_owner_ref(ns, o, ())).collect()
+}
+
+/// `map` (the Canaries a change of a child concerns), each told of the change so the
+/// echo of our own writes is known from others' (see `echoes`).
+fn noted<C: Resource>(
+    ctx: &Arc<Context>,
+    map: impl Fn(&C) -> Vec<ObjectRef<Meta<Canary>>> + Send + Sync + 'static,
+) -> impl Fn(C) -> Vec<ObjectRef<Meta<Canary>>> + Send + Sync + 'static {
+    let ctx = ctx.clone();
+    move |child| {
+        let canaries = map(&child);
+        let (uid, rv) = (child.meta().uid.as_deref(), child.meta().resource_version.as_deref());
+        for canary in &canaries {
+            ctx.echoes.seen(&key(canary.namespace.as_deref(), &canary.name), uid, rv);
+        }
+        canaries
+    }
+}
+
 /// The batcher of `config`, counting its queries in `metrics`.
 fn batcher(config: &Config, metrics: &Metrics) -> Option<crate::analysis::Batcher> {
     use crate::analysis::prometheus::{Prometheus, QUERY_TIMEOUT};
@@ -230,12 +277,21 @@ where
 }
 
 /// One release: observe, decide, act; again at once when the analysis is due.
-async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+async fn reconcile(canary: Arc<Meta<Canary>>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     tracing::debug!(canary = %canary.name_any(), "reconcile");
     if !ctx.leader.is_leader() {
         return Ok(Requeue::requeue(Duration::from_secs(2)));
     }
     let started = std::time::Instant::now();
+    // The watch echo of our own last writes, nothing due before the next step: no read.
+    let key = key(canary.namespace().as_deref(), &canary.name_any());
+    if let Some(due) = ctx.ticks.peek(&key).filter(|due| *due > started)
+        && ctx.echoes.skip(&key, canary.resource_version().as_deref())
+    {
+        tracing::debug!(canary = %key, due_in_ms = (due - started).as_millis() as u64, "echo of our own writes");
+        ctx.metrics.skipped_reconcile();
+        return Ok(Requeue::requeue(due - started));
+    }
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &canary.namespace().unwrap_or_default());
     // Read afresh: the cache may not hold our last status write yet, and a decision on
     // an older status than the objects read next would repeat a step.
@@ -256,7 +312,7 @@ async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Requeue, Er
     result
 }
 
-fn error_policy(canary: Arc<Canary>, error: &Error, _: Arc<Context>) -> Requeue {
+fn error_policy(canary: Arc<Meta<Canary>>, error: &Error, _: Arc<Context>) -> Requeue {
     tracing::warn!(canary = %format!("{}.{}", canary.name_any(), canary.namespace().unwrap_or_default()), error = %error, "reconcile failed; retrying");
     Requeue::requeue(Duration::from_secs(2))
 }

@@ -31,6 +31,8 @@ pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error>
     let key = tick_key(canary);
     // Due before this reconcile began: a tick (not a watch event ahead of time).
     let due = ctx.ticks.take(&key).filter(|due| *due <= started);
+    // What this reconcile reads covers every change seen so far.
+    ctx.echoes.begin(&key);
     let (mut observed, objects) = observe(canary, ctx).await?;
     tracing::debug!(canary = %canary.name_any(), elapsed_us = started.elapsed().as_micros() as u64, "observed");
     let now = Timestamp::now();
@@ -71,6 +73,9 @@ pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error>
         tracing::debug!(canary = %observed.id, lag_ms = due.elapsed().as_millis() as u64, "tick written");
     }
     if let Some(after) = requeue {
+        if let Some(after_writes) = run.settled(&actions, now) {
+            ctx.echoes.settle(&key, canary.resource_version().unwrap_or_default(), after_writes);
+        }
         ctx.ticks.schedule(key, std::time::Instant::now() + after);
     }
     Ok(Requeue::requeue(requeue.unwrap_or(IDLE)))
@@ -78,7 +83,7 @@ pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error>
 
 /// The Canary's `namespace/name`, under which its next step is scheduled.
 fn tick_key(canary: &Canary) -> String {
-    format!("{}/{}", canary.namespace().unwrap_or_default(), canary.name_any())
+    super::key(canary.namespace().as_deref(), &canary.name_any())
 }
 
 /// The Canary is being deleted: a running release ends safely (traffic back to stable
@@ -87,6 +92,7 @@ fn tick_key(canary: &Canary) -> String {
 pub async fn cleanup(canary: &Canary, ctx: &Context) -> Result<Requeue, Error> {
     // No step falls due any more.
     ctx.ticks.take(&tick_key(canary));
+    ctx.echoes.forget(&tick_key(canary));
     let (observed, objects) = observe(canary, ctx).await?;
     let busy = objects.generated.is_some() || objects.canary.is_some();
     let who = Subject::of(&canary.name_any(), &objects.namespace, &observed);
@@ -127,12 +133,14 @@ struct Run<'a> {
     who: Subject,
     /// The phase as last written: what Events posted to `event` hooks carry.
     phase: Phase,
+    /// The Canary as our last write of it returned it.
+    written: Option<Canary>,
 }
 
 impl<'a> Run<'a> {
     fn new(canary: &'a Canary, ctx: &'a Context, objects: Objects, observed: &'a Observed, who: Subject) -> Self {
         let phase = observed.status.phase.unwrap_or(Phase::Initializing);
-        Self { canary, ctx, objects, observed, who, phase }
+        Self { canary, ctx, objects, observed, who, phase, written: None }
     }
 
     fn plan(&self) -> Option<&Plan> {
@@ -173,9 +181,11 @@ impl<'a> Run<'a> {
                     patch["status"]["heldSince"] = serde_json::Value::Null;
                 }
                 let api: Api<Canary> = self.api();
-                api.patch_status(&self.canary.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                let written = api
+                    .patch_status(&self.canary.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                     .map_err(Error::kube(format!("writing the status of Canary {}", self.observed.id)))?;
+                self.written = Some(written);
                 self.phase = s.phase.unwrap_or(self.phase);
                 Ok(())
             }
@@ -194,9 +204,11 @@ impl<'a> Run<'a> {
             Action::Consume(key) => {
                 let patch = serde_json::json!({"metadata": {"annotations": {*key: null}}});
                 let api: Api<Canary> = self.api();
-                api.patch(&self.canary.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                let written = api
+                    .patch(&self.canary.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                     .map_err(Error::kube(format!("removing {key} from Canary {}", self.observed.id)))?;
+                self.written = Some(written);
                 Ok(())
             }
             Action::Alert { severity, message, fields } => {
@@ -238,12 +250,13 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Moves the generated route to `weight` (creating it when `create`), then reads the
-    /// weights back: a write that did not take is an error, never assumed.
+    /// Moves the generated route to `weight` (creating it when `create`), and checks the
+    /// weights the API server answers with, the route as stored: a write that did not
+    /// take is an error, never assumed.
     async fn set_weight(&mut self, weight: u32, create: bool) -> Result<(), Error> {
         let routes: Api<ApisixRoute> = self.api();
         let canary_service = self.canary_service_name();
-        let name = match &self.objects.generated {
+        let written = match &self.objects.generated {
             Some(generated) => {
                 if route::weights(generated, &canary_service).map(|(_, w)| w) == Some(weight) {
                     return Ok(());
@@ -253,8 +266,7 @@ impl<'a> Run<'a> {
                 routes
                     .patch(&name, &PatchParams::apply(MANAGER), &Patch::Merge(&patch))
                     .await
-                    .map_err(Error::kube(format!("setting the weights of ApisixRoute {}/{name}", self.ns())))?;
-                name
+                    .map_err(Error::kube(format!("setting the weights of ApisixRoute {}/{name}", self.ns())))?
             }
             None if !create => return Ok(()),
             None => {
@@ -278,21 +290,69 @@ impl<'a> Run<'a> {
                         &generated,
                     )
                     .await
-                    .map_err(Error::kube(format!("creating ApisixRoute {}/{name}", self.ns())))?;
-                name
+                    .map_err(Error::kube(format!("creating ApisixRoute {}/{name}", self.ns())))?
             }
         };
-        let read =
-            routes.get(&name).await.map_err(Error::kube(format!("reading back ApisixRoute {}/{name}", self.ns())))?;
-        match route::weights(&read, &canary_service) {
+        let meta = &written.metadata;
+        self.ctx.echoes.wrote(&tick_key(self.canary), meta.uid.as_deref(), meta.resource_version.as_deref());
+        match route::weights(&written, &canary_service) {
             Some((stable, canary)) if canary == weight && stable + canary == 100 => {
-                self.objects.generated = Some(read);
+                self.objects.generated = Some(written);
                 Ok(())
             }
             other => Err(Error::Invalid(format!(
-                "ApisixRoute {}/{name} reads weights {other:?} after writing canary weight {weight}",
-                self.ns()
+                "ApisixRoute {}/{} reads weights {other:?} after writing canary weight {weight}",
+                self.ns(),
+                written.name_any()
             ))),
+        }
+    }
+
+    /// The Canary's resourceVersion after this reconcile's writes, when they leave
+    /// nothing to do before the next step: `actions` wrote only the route's weight, the
+    /// status, Events and hooks, nobody changed the Canary in between, and the lifecycle,
+    /// deciding again on what was written, only waits. Its watch echoes need no reconcile.
+    fn settled(&self, actions: &[Action], now: Timestamp) -> Option<String> {
+        let simple = actions.iter().all(|a| {
+            matches!(
+                a,
+                Action::SetWeight(_)
+                    | Action::SetStatus(_)
+                    | Action::Event { .. }
+                    | Action::RunHooks(..)
+                    | Action::Alert { .. }
+            )
+        });
+        let read = self.canary;
+        let after = match &self.written {
+            None => read.clone(),
+            Some(w) => w.clone(),
+        };
+        let untouched = after.spec == read.spec
+            && after.metadata.generation == read.metadata.generation
+            && after.metadata.annotations == read.metadata.annotations
+            && after.metadata.labels == read.metadata.labels
+            && after.metadata.finalizers == read.metadata.finalizers
+            && after.metadata.deletion_timestamp.is_none();
+        if !simple || !untouched {
+            return None;
+        }
+        let mut status = self.observed.status.clone();
+        if let Some(Action::SetStatus(s)) = actions.iter().rev().find(|a| matches!(a, Action::SetStatus(_))) {
+            status = s.clone();
+        }
+        let canary_service = self.canary_service_name();
+        let weight = self.objects.generated.as_ref().and_then(|g| route::weights(g, &canary_service));
+        let again = Observed {
+            status,
+            route_weight: weight.map(|(_, w)| w),
+            checks: None,
+            hooks: Default::default(),
+            ..self.observed.clone()
+        };
+        match decide(&again, now) {
+            Decision::Act { actions, requeue: Some(_) } if actions.is_empty() => after.resource_version(),
+            _ => None,
         }
     }
 

@@ -12,6 +12,7 @@ use kube::runtime::controller::Action as Requeue;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 
+use super::cached::Meta;
 use super::{Context, Error, MANAGER};
 use crate::api::annotations::{self, CANARY, PREFIX, ROUTE};
 use crate::api::canary::v1beta1::{Analysis, Canary, CanarySpec, Metric, ThresholdRange};
@@ -27,7 +28,7 @@ pub fn annotation_mode(c: &Canary) -> bool {
 
 /// The Canary a Deployment's change concerns: its own (annotation mode or a lock left
 /// behind), or the one its `canary` annotation names.
-pub fn canary_of_deployment(d: Deployment) -> Option<ObjectRef<Canary>> {
+pub fn canary_of_deployment(d: &Meta<Deployment>) -> Option<ObjectRef<Meta<Canary>>> {
     let ns = d.namespace()?;
     let a = d.annotations();
     let name = match a.get(CANARY) {
@@ -40,7 +41,7 @@ pub fn canary_of_deployment(d: Deployment) -> Option<ObjectRef<Canary>> {
 }
 
 /// Keeps the Canary of an annotation-mode Deployment.
-pub async fn reconcile_deployment(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+pub async fn reconcile_deployment(d: Arc<Meta<Deployment>>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     if !ctx.leader.is_leader() {
         return Ok(Requeue::requeue(Duration::from_secs(2)));
     }
@@ -105,18 +106,18 @@ pub async fn reconcile_deployment(d: Arc<Deployment>, ctx: Arc<Context>) -> Resu
     Ok(Requeue::await_change())
 }
 
-pub fn error_policy(d: Arc<Deployment>, error: &Error, _: Arc<Context>) -> Requeue {
+pub fn error_policy(d: Arc<Meta<Deployment>>, error: &Error, _: Arc<Context>) -> Requeue {
     tracing::warn!(deployment = %d.name_any(), error = %error, "keeping the Canary failed; retrying");
     Requeue::requeue(Duration::from_secs(2))
 }
 
-fn owned_by(c: &Canary, d: &Deployment) -> bool {
+fn owned_by(c: &Canary, d: &Meta<Deployment>) -> bool {
     c.owner_references().iter().any(|o| Some(&o.uid) == d.metadata.uid.as_ref())
 }
 
 /// The Canary spec the annotations say, for `kubectl get canaries` to show; when they
 /// do not parse, only the target and the route (the release reports the errors).
-fn mirror(d: &Deployment) -> CanarySpec {
+fn mirror(d: &Meta<Deployment>) -> CanarySpec {
     let name = d.name_any();
     let route = d.annotations().get(ROUTE).cloned().unwrap_or_default();
     let mut spec = CanarySpec {
@@ -175,23 +176,24 @@ fn analysis(plan: &Plan) -> Analysis {
 mod tests {
     use super::*;
 
-    fn deployment(name: &str, annotations: &[(&str, &str)]) -> Deployment {
-        let mut d = Deployment::default();
-        d.metadata.name = Some(name.into());
-        d.metadata.namespace = Some("test".into());
-        d.metadata.annotations = Some(annotations.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect());
-        d
+    fn deployment(name: &str, annotations: &[(&str, &str)]) -> Meta<Deployment> {
+        Meta::new(ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("test".into()),
+            annotations: Some(annotations.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()),
+            ..ObjectMeta::default()
+        })
     }
 
     #[test]
     fn a_deployment_maps_to_its_canary_and_a_canary_copy_to_none() {
         let opted = deployment("podinfo", &[(crate::api::annotations::ROUTE, "podinfo")]);
-        assert_eq!(canary_of_deployment(opted).map(|r| r.name), Some("podinfo".to_owned()));
+        assert_eq!(canary_of_deployment(&opted).map(|r| r.name), Some("podinfo".to_owned()));
         let named = deployment("podinfo", &[(CANARY, "web")]);
-        assert_eq!(canary_of_deployment(named).map(|r| r.name), Some("web".to_owned()));
+        assert_eq!(canary_of_deployment(&named).map(|r| r.name), Some("web".to_owned()));
         // Its Canary owns the copy: mapping it by name would ask for `podinfo-canary`.
         let copy = deployment("podinfo-canary", &[(super::super::observe::COPY_OF, "5f7d9c8b6a")]);
-        assert_eq!(canary_of_deployment(copy), None);
-        assert_eq!(canary_of_deployment(deployment("other", &[("team", "a")])), None);
+        assert_eq!(canary_of_deployment(&copy), None);
+        assert_eq!(canary_of_deployment(&deployment("other", &[("team", "a")])), None);
     }
 }

@@ -72,6 +72,7 @@ pub struct Metrics {
     /// One histogram for every release: its series do not grow with the canaries.
     tick_lag: Histogram,
     queries: Family<QueryKind, Counter>,
+    skipped: Counter,
 }
 
 /// Flagger's encoding: 0 while progressing, 2 failed, 1 otherwise.
@@ -99,6 +100,7 @@ impl Metrics {
             failures: Family::default(),
             tick_lag: Histogram::new(LAG_BUCKETS),
             queries: Family::default(),
+            skipped: Counter::default(),
         };
         for kind in QUERY_KINDS {
             let _ = m.queries.get_or_create(&QueryKind { kind: kind.to_owned() });
@@ -115,6 +117,11 @@ impl Metrics {
             m.tick_lag.clone(),
         );
         registry.register("prometheus_queries", "HTTP queries sent to Prometheus, by kind", m.queries.clone());
+        registry.register(
+            "reconciles_skipped",
+            "Reconciles of a release skipped as the watch echo of the controller's own writes",
+            m.skipped.clone(),
+        );
         m
     }
 
@@ -127,6 +134,10 @@ impl Metrics {
     pub fn observe_duration(&self, id: &str, elapsed: Duration) {
         let (name, namespace) = split(id);
         self.duration.get_or_create(&Release { name, namespace }).observe(elapsed.as_secs_f64());
+    }
+
+    pub fn skipped_reconcile(&self) {
+        self.skipped.inc();
     }
 
     pub fn observe_tick_lag(&self, lag: Duration) {

@@ -41,12 +41,38 @@ pub async fn observe(c: &Canary, ctx: &Context) -> Result<(Observed, Objects), E
     let name = c.spec.target_ref.name.clone();
     let get_opt = |what: &str| Error::kube(format!("reading {what} {ns}/{name}"));
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    // The reads of each stage at once: a tick's latency is two round trips, not eight.
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let routes: Api<ApisixRoute> = Api::namespaced(client.clone(), &ns);
     let canary_name = copies::canary_name(&name);
-    let (target, canary) =
-        tokio::try_join!(async { deployments.get_opt(&name).await.map_err(get_opt("Deployment")) }, async {
-            deployments.get_opt(&canary_name).await.map_err(get_opt("Deployment"))
-        },)?;
+    // Every read at once: a tick's latency is one round trip. The route and the Service
+    // are the Canary spec's; in annotation mode the Deployment's annotations say them,
+    // and the spec mirrors those, so they are read again only if the two differ.
+    let named = |plan: &Result<Plan, String>| {
+        let route = plan.as_ref().map(|p| p.route.clone()).unwrap_or_default();
+        let service = plan.as_ref().ok().and_then(|p| p.service.clone()).unwrap_or_else(|| name.clone());
+        Names { generated: route::generated_name(&route, &name), route, service }
+    };
+    let spec_plan = Plan::from_canary(&c.spec).map(|(plan, _)| plan).map_err(|errors| errors.to_string());
+    let guessed = named(&spec_plan);
+    let reads = |names: Names| {
+        let (services, routes, error) = (&services, &routes, &get_opt);
+        async move {
+            let route = |route: String| async move {
+                if route.is_empty() { Ok(None) } else { routes.get_opt(&route).await.map_err(error("ApisixRoute")) }
+            };
+            let (service, user_route, generated) = tokio::try_join!(
+                async { services.get_opt(&names.service).await.map_err(error("Service")) },
+                route(names.route.clone()),
+                route(names.generated.clone()),
+            )?;
+            Ok::<_, Error>((names, service, user_route, generated))
+        }
+    };
+    let (target, canary, read) = tokio::try_join!(
+        async { deployments.get_opt(&name).await.map_err(get_opt("Deployment")) },
+        async { deployments.get_opt(&canary_name).await.map_err(get_opt("Deployment")) },
+        reads(guessed),
+    )?;
 
     // Inline mode reads the Deployment's annotations themselves, so settings stored
     // before the webhook existed are caught here, never clamped.
@@ -59,30 +85,16 @@ pub async fn observe(c: &Canary, ctx: &Context) -> Result<(Observed, Objects), E
             )),
             Err(errors) => Err(errors.to_string()),
         },
-        _ => Plan::from_canary(&c.spec).map(|(plan, _)| plan).map_err(|errors| errors.to_string()),
+        _ => spec_plan,
     };
-    let route_name = plan.as_ref().map(|p| p.route.clone()).unwrap_or_default();
-    let service_name = plan.as_ref().ok().and_then(|p| p.service.clone()).unwrap_or_else(|| name.clone());
-    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-    let routes: Api<ApisixRoute> = Api::namespaced(client.clone(), &ns);
-    let generated_name = route::generated_name(&route_name, &name);
-    let unnamed = route_name.is_empty();
-    let route = |route: &str| {
-        let (routes, route, error) = (&routes, route.to_owned(), get_opt("ApisixRoute"));
-        async move { if unnamed { Ok(None) } else { routes.get_opt(&route).await.map_err(error) } }
-    };
+    let names = named(&plan);
+    let (names, service, user_route, generated) = if names == read.0 { read } else { reads(names).await? };
+    let Names { route: route_name, service: service_name, .. } = names;
     let status = status::from_canary(c.status.as_ref());
-    let (service, user_route, generated, target_view) = tokio::try_join!(
-        async { services.get_opt(&service_name).await.map_err(get_opt("Service")) },
-        route(&route_name),
-        route(&generated_name),
-        async {
-            match &target {
-                Some(d) => target_of(d, &ctx.client, &ns, status.applied.as_ref()).await.map(Some),
-                None => Ok(None),
-            }
-        },
-    )?;
+    let target_view = match &target {
+        Some(d) => Some(target_of(d, &ctx.client, &ns, status.applied.as_ref()).await?),
+        None => None,
+    };
 
     let mut refusal = None;
     let rule = match &user_route {
@@ -126,6 +138,14 @@ pub async fn observe(c: &Canary, ctx: &Context) -> Result<(Observed, Objects), E
     };
     let objects = Objects { namespace: ns, target, service, route: user_route, rule, service_name, canary, generated };
     Ok((observed, objects))
+}
+
+/// The objects a release reads by the names its plan gives.
+#[derive(Debug, PartialEq)]
+struct Names {
+    route: String,
+    service: String,
+    generated: String,
 }
 
 /// An operator's requests on the Canary; a value that is not a revision asks nothing.
