@@ -279,12 +279,14 @@ where
 /// One release: observe, decide, act; again at once when the analysis is due.
 async fn reconcile(canary: Arc<Meta<Canary>>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     tracing::debug!(canary = %canary.name_any(), "reconcile");
+    let key = key(canary.namespace().as_deref(), &canary.name_any());
     if !ctx.leader.is_leader() {
+        // Another replica may write meanwhile: nothing we wrote is known to be the last.
+        ctx.echoes.forget(&key);
         return Ok(Requeue::requeue(Duration::from_secs(2)));
     }
     let started = std::time::Instant::now();
     // The watch echo of our own last writes, nothing due before the next step: no read.
-    let key = key(canary.namespace().as_deref(), &canary.name_any());
     if let Some(due) = ctx.ticks.peek(&key).filter(|due| *due > started)
         && ctx.echoes.skip(&key, canary.resource_version().as_deref())
     {

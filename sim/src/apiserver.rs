@@ -16,6 +16,7 @@ use super::httpd::{Body, error_response, full, json_response};
 use super::resources::{Resource, Target};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::ApiError;
+use super::table::Shape;
 use super::watch;
 
 /// The Kubernetes version the sim claims to be.
@@ -241,7 +242,7 @@ impl ApiServer {
         ctx.force = q.get("force").is_some_and(|v| v == "true");
         ctx.field_validation = super::builtin::FieldValidation::parse(q.get("fieldValidation").map(String::as_str));
         let method = req.method().clone();
-        let as_table =
+        let shape =
             super::table::wanted(req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default());
         let content_type =
             req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
@@ -276,7 +277,7 @@ impl ApiServer {
                     bookmarks: q.get("allowWatchBookmarks").is_some_and(|v| v == "true"),
                     timeout: q.get("timeoutSeconds").and_then(|t| t.parse().ok()),
                     send_initial_events: q.get("sendInitialEvents").is_some_and(|v| v == "true"),
-                    as_table,
+                    shape,
                 };
                 let cut = self.cut_token();
                 watch::stream(cluster.clone(), options, cut, self.stop.clone())
@@ -284,11 +285,15 @@ impl ApiServer {
             (Method::GET, None) => {
                 let (label, field) = selectors(&q)?;
                 let (items, rv) = cluster.list(&target, all_namespaces, &label, &field).await?;
-                if as_table {
-                    return Ok(json_response(
-                        StatusCode::OK,
-                        &super::table::table(&r, &p.version, &items, &rv.to_string()),
-                    ));
+                match shape {
+                    Shape::Table => {
+                        let table = super::table::table(&r, &p.version, &items, &rv.to_string());
+                        return Ok(json_response(StatusCode::OK, &table));
+                    }
+                    Shape::Metadata => {
+                        return Ok(json_response(StatusCode::OK, &super::table::partial_list(&items, &rv.to_string())));
+                    }
+                    Shape::Object => {}
                 }
                 Ok(json_response(
                     StatusCode::OK,
@@ -304,11 +309,12 @@ impl ApiServer {
                 let object = cluster.get(&target, name).await?;
                 let object = match p.sub.as_deref() {
                     Some("scale") if r.scale.is_some() => super::cluster::scale_of(&r, &object),
-                    Some("status") | None if as_table => {
+                    Some("status") | None if shape == Shape::Table => {
                         let rv =
                             object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
                         super::table::table(&r, &p.version, std::slice::from_ref(&object), rv)
                     }
+                    Some("status") | None if shape == Shape::Metadata => super::table::partial(&object),
                     Some("status") | None => object,
                     Some(other) => {
                         return Err(ApiError::NotFound {

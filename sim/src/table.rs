@@ -9,9 +9,42 @@ mod builtin;
 use self::builtin::builtin;
 use super::resources::Resource;
 
-/// Whether an `Accept` header asks for a Table.
-pub fn wanted(accept: &str) -> bool {
-    accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
+/// How a client asked to see objects (`Accept: application/json;as=...;g=meta.k8s.io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// The objects themselves.
+    Object,
+    /// A `Table` of printer columns (`kubectl get`).
+    Table,
+    /// Their metadata only (`PartialObjectMetadata`, as metadata informers ask).
+    Metadata,
+}
+
+/// The shape an `Accept` header asks for: its first media type decides.
+pub fn wanted(accept: &str) -> Shape {
+    let first = accept.split(',').next().unwrap_or_default();
+    if first.contains("as=Table") {
+        Shape::Table
+    } else if first.contains("as=PartialObjectMetadata") {
+        Shape::Metadata
+    } else {
+        Shape::Object
+    }
+}
+
+/// `o` as a `meta.k8s.io/v1 PartialObjectMetadata`.
+pub fn partial(o: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or_default()})
+}
+
+/// `items` as a `PartialObjectMetadataList`.
+pub fn partial_list(items: &[Value], resource_version: &str) -> Value {
+    json!({
+        "kind": "PartialObjectMetadataList",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version},
+        "items": items.iter().map(partial).collect::<Vec<_>>(),
+    })
 }
 
 fn text(v: Option<&Value>) -> String {
@@ -123,7 +156,6 @@ fn cell(o: &Value, path: &str, type_: &str) -> Value {
 
 /// The Table of `objects` of resource `r` at `version`.
 pub fn table(r: &Resource, version: &str, objects: &[Value], resource_version: &str) -> Value {
-    let partial = |o: &Value| json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or_default()});
     let (columns, rows): (Vec<Value>, Vec<Value>) = if r.crd.is_some() {
         let custom = crd_columns(r, version);
         let mut columns = vec![
@@ -205,7 +237,11 @@ mod tests {
         ] {
             assert_eq!(human_age(s), want);
         }
-        assert!(wanted("application/json;as=Table;v=v1;g=meta.k8s.io,application/json"));
-        assert!(!wanted("application/json"));
+        assert_eq!(wanted("application/json;as=Table;v=v1;g=meta.k8s.io,application/json"), Shape::Table);
+        let metadata = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+        assert_eq!(wanted(metadata), Shape::Metadata);
+        assert_eq!(wanted("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"), Shape::Metadata);
+        assert_eq!(wanted("application/json"), Shape::Object);
+        assert_eq!(wanted(""), Shape::Object);
     }
 }

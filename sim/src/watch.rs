@@ -34,7 +34,7 @@ pub struct Options {
     pub timeout: Option<u64>,
     pub send_initial_events: bool,
     /// Each object as a one-row Table (`kubectl get --watch`).
-    pub as_table: bool,
+    pub shape: super::table::Shape,
 }
 
 impl Options {
@@ -66,13 +66,17 @@ impl Options {
     }
 }
 
-/// The event's object, as a one-row Table when the client asked for Tables.
+/// The event's object in the shape the client asked for: itself, a one-row Table, or
+/// its metadata.
 fn shown(o: &Options, object: &Value) -> Value {
-    if o.as_table {
-        let rv = object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
-        super::table::table(&o.resource, &o.version, std::slice::from_ref(object), rv)
-    } else {
-        object.clone()
+    use super::table::{Shape, partial, table};
+    match o.shape {
+        Shape::Object => object.clone(),
+        Shape::Table => {
+            let rv = object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
+            table(&o.resource, &o.version, std::slice::from_ref(object), rv)
+        }
+        Shape::Metadata => partial(object),
     }
 }
 

@@ -208,6 +208,53 @@ async fn a_reflector_syncs_and_follows_changes() {
     handle.abort();
 }
 
+/// kube's metadata API (`list_metadata`, `Api<PartialObjectMeta<K>>`, what our
+/// controller's caches use) gets `PartialObjectMetadata`, as
+/// from kube-apiserver: names, labels, annotations and owners, no spec or status.
+#[tokio::test]
+async fn metadata_requests_get_partial_object_metadata() {
+    let sim = Sim::start().await.unwrap();
+    let client = sim.client().unwrap();
+    let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let created = api.create(&PostParams::default(), &deployment("a", "x:1")).await.unwrap();
+    let raw = |path: &str, accept: &str| {
+        let request = http::Request::get(path).header(http::header::ACCEPT, accept).body(Vec::new()).unwrap();
+        let client = client.clone();
+        async move { client.request::<serde_json::Value>(request).await.unwrap() }
+    };
+    let list = raw(
+        "/apis/apps/v1/namespaces/default/deployments",
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+    )
+    .await;
+    assert_eq!(
+        (list["kind"].as_str(), list["apiVersion"].as_str()),
+        (Some("PartialObjectMetadataList"), Some("meta.k8s.io/v1"))
+    );
+    assert_eq!(list["items"][0]["kind"], "PartialObjectMetadata");
+    assert_eq!(list["items"][0]["metadata"]["name"], "a");
+    assert!(list["items"][0].get("spec").is_none() && list["items"][0].get("status").is_none(), "{list}");
+    let one = raw(
+        "/apis/apps/v1/namespaces/default/deployments/a",
+        "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+    )
+    .await;
+    assert_eq!(one["metadata"]["uid"].as_str(), created.metadata.uid.as_deref());
+    assert!(one.get("spec").is_none(), "{one}");
+
+    let listed = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].metadata.labels, created.metadata.labels);
+    let metadata: Api<kube::core::PartialObjectMeta<Deployment>> = Api::namespaced(client.clone(), "default");
+    let mut events = watcher(metadata, watcher::Config::default()).applied_objects().boxed();
+    let first = tokio::time::timeout(Duration::from_secs(5), events.try_next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(first.metadata.name.as_deref(), Some("a"));
+    let patch = json!({"metadata": {"annotations": {"team": "payments"}}});
+    api.patch("a", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), events.try_next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(next.metadata.annotations.unwrap_or_default().get("team").map(String::as_str), Some("payments"));
+}
+
 #[tokio::test]
 async fn a_watch_from_a_compacted_version_is_gone() {
     let sim = Sim::start().await.unwrap();

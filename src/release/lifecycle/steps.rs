@@ -34,7 +34,15 @@ pub(super) fn progress(o: &Observed, plan: &Plan, now: Timestamp) -> Decision {
             let next = plan.next_weight(weight).unwrap_or(plan.max_weight);
             actions.insert(0, Action::ApplyCanary { replicas: canary_replicas(o.target.replicas, next.max(weight)) });
         }
-        return Decision::Act { actions, requeue: Some(POLL) };
+        // The canary's pods are watched: their readiness wakes the release at once. Until
+        // then it looks again once an interval, as Flagger's ticker does (a poll every
+        // second of a thousand waiting releases was most of the API server's load), or
+        // at the progress deadline when that comes first.
+        let mut again = plan.interval;
+        if o.status.weight == 0 && o.status.iterations == 0 {
+            again = again.min(plan.progress_deadline.saturating_sub(waited)).max(POLL);
+        }
+        return Decision::Act { actions, requeue: Some(again) };
     }
     if o.status.failed_checks >= plan.threshold {
         return rollback(o, now, None);

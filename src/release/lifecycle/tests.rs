@@ -431,6 +431,37 @@ fn a_canary_that_never_gets_ready_rolls_back_at_the_deadline() {
     assert!(w.events.iter().any(|e| e == want), "{:?}", w.events);
 }
 
+/// Readiness is watched, so a waiting release does not poll: it looks again once an
+/// interval (10 s here), and last at the progress deadline (60 s) itself.
+#[test]
+fn a_release_waiting_for_its_canary_looks_again_once_an_interval_and_at_the_deadline() {
+    let mut w = World::released(plan(&[]), "6.0.1");
+    w.step();
+    let started = w.now;
+    let mut waits = Vec::new();
+    while let Some(again) = w.step() {
+        assert!(waits.len() < 20, "no end: {waits:?}");
+        waits.push(again.as_millis());
+        w.now += again;
+    }
+    assert_eq!(w.o.status.phase, Some(Phase::Failed));
+    assert_eq!(waits, [10_000; 6]);
+    assert_eq!(w.now.duration_since(started).as_secs(), 60);
+    let not_ready =
+        w.events.iter().filter(|e| e.starts_with("canary deployment podinfo-canary.test not ready")).count();
+    assert_eq!(not_ready, 6, "once an interval: {:?}", w.events);
+
+    // A deadline between two intervals is kept to the second.
+    let mut w = World::released(plan(&[("apisix-canary.dev/progress-deadline-seconds", "25")]), "6.0.1");
+    w.step();
+    let mut waits = Vec::new();
+    while let Some(again) = w.step() {
+        waits.push(again.as_millis());
+        w.now += again;
+    }
+    assert_eq!((w.o.status.phase, waits), (Some(Phase::Failed), vec![10_000, 10_000, 5_000]));
+}
+
 #[test]
 fn skip_analysis_promotes_at_once_and_suspend_stops_acting() {
     let mut w = World::released(plan(&[("apisix-canary.dev/skip-analysis", "true")]), "6.0.1");
