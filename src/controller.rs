@@ -295,10 +295,15 @@ async fn reconcile(canary: Arc<Meta<Canary>>, ctx: Arc<Context>) -> Result<Reque
         return Ok(Requeue::requeue(due - started));
     }
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &canary.namespace().unwrap_or_default());
-    // Read afresh: the cache may not hold our last status write yet, and a decision on
-    // an older status than the objects read next would repeat a step.
-    let Some(canary) = api.get_opt(&canary.name_any()).await.map_err(Error::kube("reading the Canary"))? else {
-        return Ok(Requeue::await_change());
+    // The Canary as our last write returned it, when nobody changed it since; else read
+    // afresh: the cache may not hold our last status write yet, and a decision on an
+    // older status than the objects read next would repeat a step.
+    let canary = match ctx.echoes.canary(&key, canary.resource_version().as_deref()) {
+        Some(written) => written,
+        None => match api.get_opt(&canary.name_any()).await.map_err(Error::kube("reading the Canary"))? {
+            Some(canary) => canary,
+            None => return Ok(Requeue::await_change()),
+        },
     };
     let canary = Arc::new(canary);
     let result = finalizer(&api, FINALIZER, canary.clone(), |event| async {

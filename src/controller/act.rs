@@ -33,7 +33,11 @@ pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error>
     let due = ctx.ticks.take(&key).filter(|due| *due <= started);
     // What this reconcile reads covers every change seen so far.
     ctx.echoes.begin(&key);
-    let (mut observed, objects) = observe(canary, ctx).await?;
+    // A due step of a running analysis will check its metrics: the canary's endpoints
+    // are listed beside the reads.
+    let phase = canary.status.as_ref().and_then(|s| s.phase);
+    let endpoints = due.is_some() && matches!(phase, Some(Phase::Progressing | Phase::WaitingPromotion));
+    let (mut observed, objects) = observe(canary, ctx, endpoints).await?;
     tracing::debug!(canary = %canary.name_any(), elapsed_us = started.elapsed().as_micros() as u64, "observed");
     let now = Timestamp::now();
     let who = Subject::of(&canary.name_any(), &objects.namespace, &observed);
@@ -73,8 +77,8 @@ pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error>
         tracing::debug!(canary = %observed.id, lag_ms = due.elapsed().as_millis() as u64, "tick written");
     }
     if let Some(after) = requeue {
-        if let Some(after_writes) = run.settled(&actions, now) {
-            ctx.echoes.settle(&key, canary.resource_version().unwrap_or_default(), after_writes);
+        if let Some(written) = run.settled(&actions, now) {
+            ctx.echoes.settle(&key, canary.resource_version().unwrap_or_default(), written);
         }
         ctx.ticks.schedule(key, std::time::Instant::now() + after);
     }
@@ -93,7 +97,7 @@ pub async fn cleanup(canary: &Canary, ctx: &Context) -> Result<Requeue, Error> {
     // No step falls due any more.
     ctx.ticks.take(&tick_key(canary));
     ctx.echoes.forget(&tick_key(canary));
-    let (observed, objects) = observe(canary, ctx).await?;
+    let (observed, objects) = observe(canary, ctx, false).await?;
     let busy = objects.generated.is_some() || objects.canary.is_some();
     let who = Subject::of(&canary.name_any(), &objects.namespace, &observed);
     let mut run = Run::new(canary, ctx, objects, &observed, who);
@@ -308,11 +312,11 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// The Canary's resourceVersion after this reconcile's writes, when they leave
-    /// nothing to do before the next step: `actions` wrote only the route's weight, the
+    /// The Canary after this reconcile's writes, when they leave nothing to do before
+    /// the next step: `actions` wrote only the route's weight, the
     /// status, Events and hooks, nobody changed the Canary in between, and the lifecycle,
     /// deciding again on what was written, only waits. Its watch echoes need no reconcile.
-    fn settled(&self, actions: &[Action], now: Timestamp) -> Option<String> {
+    fn settled(&self, actions: &[Action], now: Timestamp) -> Option<Canary> {
         let simple = actions.iter().all(|a| {
             matches!(
                 a,
@@ -351,7 +355,7 @@ impl<'a> Run<'a> {
             ..self.observed.clone()
         };
         match decide(&again, now) {
-            Decision::Act { actions, requeue: Some(_) } if actions.is_empty() => after.resource_version(),
+            Decision::Act { actions, requeue: Some(_) } if actions.is_empty() => Some(after),
             _ => None,
         }
     }

@@ -24,9 +24,15 @@ pub(super) async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &C
     // The stable's nodes only when a metric compares with it: one list call fewer. Both
     // lists at once.
     let baseline = plan.metrics.iter().any(|m| m.baseline.is_some());
-    let (nodes, stable_nodes) = tokio::join!(upstream_nodes(client, ns, &canary_service), async {
-        if baseline { upstream_nodes(client, ns, &objects.service_name).await } else { Ok(Vec::new()) }
-    });
+    let (nodes, stable_nodes) = tokio::join!(
+        async {
+            match &objects.canary_nodes {
+                Some(listed) => listed.clone(),
+                None => upstream_nodes(client, ns, &canary_service).await.map_err(|e| e.to_string()),
+            }
+        },
+        async { if baseline { upstream_nodes(client, ns, &objects.service_name).await } else { Ok(Vec::new()) } }
+    );
     let nodes = match nodes {
         Ok(nodes) => nodes,
         Err(e) => {

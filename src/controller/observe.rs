@@ -32,10 +32,13 @@ pub struct Objects {
     pub service_name: String,
     pub canary: Option<Deployment>,
     pub generated: Option<ApisixRoute>,
+    /// The canary Service's ready endpoints, when listed beside the reads (`endpoints`).
+    pub canary_nodes: Option<Result<Vec<String>, String>>,
 }
 
-/// Reads the objects and builds the observation.
-pub async fn observe(c: &Canary, ctx: &Context) -> Result<(Observed, Objects), Error> {
+/// Reads the objects and builds the observation; with `endpoints`, also lists the canary
+/// Service's ready endpoints, which a due step's checks need, in the same round trip.
+pub async fn observe(c: &Canary, ctx: &Context, endpoints: bool) -> Result<(Observed, Objects), Error> {
     let ns = c.namespace().unwrap_or_default();
     let client = &ctx.client;
     let name = c.spec.target_ref.name.clone();
@@ -55,17 +58,23 @@ pub async fn observe(c: &Canary, ctx: &Context) -> Result<(Observed, Objects), E
     let spec_plan = Plan::from_canary(&c.spec).map(|(plan, _)| plan).map_err(|errors| errors.to_string());
     let guessed = named(&spec_plan);
     let reads = |names: Names| {
-        let (services, routes, error) = (&services, &routes, &get_opt);
+        let (services, routes, error, ns) = (&services, &routes, &get_opt, ns.as_str());
         async move {
             let route = |route: String| async move {
                 if route.is_empty() { Ok(None) } else { routes.get_opt(&route).await.map_err(error("ApisixRoute")) }
             };
-            let (service, user_route, generated) = tokio::try_join!(
+            let nodes = async {
+                let canary_service = copies::canary_service_name(&names.service);
+                let listed = crate::analysis::upstream_nodes(client, ns, &canary_service).await;
+                Ok(endpoints.then(|| listed.map_err(|e| e.to_string())))
+            };
+            let (service, user_route, generated, nodes) = tokio::try_join!(
                 async { services.get_opt(&names.service).await.map_err(error("Service")) },
                 route(names.route.clone()),
                 route(names.generated.clone()),
+                async { if endpoints { nodes.await } else { Ok(None) } },
             )?;
-            Ok::<_, Error>((names, service, user_route, generated))
+            Ok::<_, Error>((names, service, user_route, generated, nodes))
         }
     };
     let (target, canary, read) = tokio::try_join!(
@@ -88,7 +97,8 @@ pub async fn observe(c: &Canary, ctx: &Context) -> Result<(Observed, Objects), E
         _ => spec_plan,
     };
     let names = named(&plan);
-    let (names, service, user_route, generated) = if names == read.0 { read } else { reads(names).await? };
+    let (names, service, user_route, generated, canary_nodes) =
+        if names == read.0 { read } else { reads(names).await? };
     let Names { route: route_name, service: service_name, .. } = names;
     let status = status::from_canary(c.status.as_ref());
     let target_view = match &target {
@@ -136,7 +146,17 @@ pub async fn observe(c: &Canary, ctx: &Context) -> Result<(Observed, Objects), E
         hooks: Default::default(),
         requests: requests(c.annotations()),
     };
-    let objects = Objects { namespace: ns, target, service, route: user_route, rule, service_name, canary, generated };
+    let objects = Objects {
+        namespace: ns,
+        target,
+        service,
+        route: user_route,
+        rule,
+        service_name,
+        canary,
+        generated,
+        canary_nodes,
+    };
     Ok((observed, objects))
 }
 
