@@ -53,7 +53,7 @@ pub const FINALIZER: &str = "apisix-canary.dev/release";
 /// How long running reconciles may take to finish after the stop.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 /// The default `--max-concurrent-reconciles`.
-pub const DEFAULT_CONCURRENCY: u16 = 64;
+pub const DEFAULT_CONCURRENCY: u16 = 256;
 /// The readiness gate of the controller: its caches have synced.
 pub const CACHES_GATE: &str = "caches synced";
 

@@ -64,15 +64,18 @@ pub async fn observe(c: &Canary, ctx: &Context, endpoints: bool) -> Result<(Obse
                 if route.is_empty() { Ok(None) } else { routes.get_opt(&route).await.map_err(error("ApisixRoute")) }
             };
             let nodes = async {
+                if !endpoints {
+                    return Ok(None);
+                }
                 let canary_service = copies::canary_service_name(&names.service);
                 let listed = crate::analysis::upstream_nodes(client, ns, &canary_service).await;
-                Ok(endpoints.then(|| listed.map_err(|e| e.to_string())))
+                Ok(Some(listed.map_err(|e| e.to_string())))
             };
             let (service, user_route, generated, nodes) = tokio::try_join!(
                 async { services.get_opt(&names.service).await.map_err(error("Service")) },
                 route(names.route.clone()),
                 route(names.generated.clone()),
-                async { if endpoints { nodes.await } else { Ok(None) } },
+                nodes,
             )?;
             Ok::<_, Error>((names, service, user_route, generated, nodes))
         }
