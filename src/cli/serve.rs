@@ -70,8 +70,9 @@ pub struct ServeArgs {
     pub prometheus_url: String,
     /// How long one answer of the built-in metrics' batched queries (one per metric family
     /// and window, for every release at once) serves the releases that ask after it;
-    /// releases asking while it is in flight wait for it. 0 turns batching off: each
-    /// release sends its own queries.
+    /// releases asking while it is in flight wait for it. At scale, set it to the
+    /// interval at which Prometheus scrapes the gateway: an answer younger than one
+    /// scrape cannot differ. 0 turns batching off: each release sends its own queries.
     #[arg(long, env = "APISIX_CANARY_PROMETHEUS_MAX_AGE", default_value = DEFAULT_PROMETHEUS_MAX_AGE, value_parser = parse_duration)]
     pub prometheus_max_age: Duration,
     /// Releases reconciled at once. Steps that fall due together (releases started
