@@ -95,8 +95,9 @@ fn tick_key(canary: &Canary) -> String {
 /// release held it, with an Event that says how to resume.
 pub async fn cleanup(canary: &Canary, ctx: &Context) -> Result<Requeue, Error> {
     // No step falls due any more.
-    ctx.ticks.take(&tick_key(canary));
-    ctx.echoes.forget(&tick_key(canary));
+    let key = tick_key(canary);
+    ctx.ticks.take(&key);
+    ctx.echoes.forget(&key);
     let (observed, objects) = observe(canary, ctx, false).await?;
     let busy = objects.generated.is_some() || objects.canary.is_some();
     let who = Subject::of(&canary.name_any(), &objects.namespace, &observed);
@@ -327,35 +328,33 @@ impl<'a> Run<'a> {
                     | Action::Alert { .. }
             )
         });
-        let read = self.canary;
-        let after = match &self.written {
-            None => read.clone(),
-            Some(w) => w.clone(),
-        };
+        if !simple {
+            return None;
+        }
+        let (read, after) = (self.canary, self.written.as_ref().unwrap_or(self.canary));
         let untouched = after.spec == read.spec
             && after.metadata.generation == read.metadata.generation
             && after.metadata.annotations == read.metadata.annotations
             && after.metadata.labels == read.metadata.labels
             && after.metadata.finalizers == read.metadata.finalizers
             && after.metadata.deletion_timestamp.is_none();
-        if !simple || !untouched {
+        if !untouched {
             return None;
         }
-        let mut status = self.observed.status.clone();
-        if let Some(Action::SetStatus(s)) = actions.iter().rev().find(|a| matches!(a, Action::SetStatus(_))) {
-            status = s.clone();
-        }
-        let canary_service = self.canary_service_name();
-        let weight = self.objects.generated.as_ref().and_then(|g| route::weights(g, &canary_service));
+        let status = actions.iter().rev().find_map(|a| match a {
+            Action::SetStatus(s) => Some(s.clone()),
+            _ => None,
+        });
+        let weight = self.objects.generated.as_ref().and_then(|g| route::weights(g, &self.canary_service_name()));
         let again = Observed {
-            status,
+            status: status.unwrap_or_else(|| self.observed.status.clone()),
             route_weight: weight.map(|(_, w)| w),
             checks: None,
             hooks: Default::default(),
             ..self.observed.clone()
         };
         match decide(&again, now) {
-            Decision::Act { actions, requeue: Some(_) } if actions.is_empty() => Some(after),
+            Decision::Act { actions, requeue: Some(_) } if actions.is_empty() => Some(after.clone()),
             _ => None,
         }
     }
