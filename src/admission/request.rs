@@ -112,7 +112,10 @@ fn present<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Template<'a
 /// The request of a review body, when it is an AdmissionReview v1 this parse reads whole;
 /// `None` sends it to the full parse.
 pub fn parse(body: &[u8]) -> Option<Request<'_>> {
-    let envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
+    // serde_json checks UTF-8 only in the strings it reads, not in those it skips; JSON
+    // is UTF-8 throughout, and a body that is not goes to the full parse, which says so.
+    let body = std::str::from_utf8(body).ok()?;
+    let envelope: Envelope<'_> = serde_json::from_str(body).ok()?;
     let request = envelope.request;
     let valid = envelope.kind == super::KIND
         && envelope.api_version == super::API_VERSION

@@ -9,41 +9,49 @@ use std::time::Duration;
 pub struct ParseDurationError;
 
 /// Parses a Go duration string. Signs are rejected: no setting of ours is negative.
+/// Exact: integers throughout, fractions truncated to the nanosecond, as Go does.
 pub fn parse(s: &str) -> Result<Duration, ParseDurationError> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    let mut rest = s;
-    let mut total = 0f64;
-    if rest.is_empty() {
+    if s.is_empty() {
         return Err(ParseDurationError);
     }
+    let mut rest = s;
+    let mut total: u128 = 0;
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or(ParseDurationError)?;
         let (number, tail) = rest.split_at(digits);
-        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
             return Err(ParseDurationError);
         }
-        let number: f64 = number.parse().map_err(|_| ParseDurationError)?;
         let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
-        let nanos_per_unit = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
+        let nanos_per_unit: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             _ => return Err(ParseDurationError),
         };
-        total += number * nanos_per_unit;
+        let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| ParseDurationError)? };
+        // Digits past the 25th are below a nanosecond of any unit.
+        let fraction = &fraction[..fraction.len().min(25)];
+        let scale = 10u128.pow(fraction.len() as u32);
+        let fraction: u128 = if fraction.is_empty() { 0 } else { fraction.parse().map_err(|_| ParseDurationError)? };
+        total = whole
+            .checked_mul(nanos_per_unit)
+            .and_then(|n| n.checked_add(fraction * nanos_per_unit / scale))
+            .and_then(|n| n.checked_add(total))
+            .ok_or(ParseDurationError)?;
         rest = tail;
     }
-    // Past ~292 years Go overflows too; anything that large is a typo.
-    if !total.is_finite() || total > u64::MAX as f64 {
-        return Err(ParseDurationError);
-    }
-    Ok(Duration::from_nanos(total.round() as u64))
+    // Past ~584 years a Duration of nanoseconds overflows; anything that large is a typo.
+    let total = u64::try_from(total).map_err(|_| ParseDurationError)?;
+    Ok(Duration::from_nanos(total))
 }
 
 /// Formats like Go's `Duration.String()` for whole units: `1m30s`, `500ms`, `2h0m0s`
@@ -74,11 +82,11 @@ impl fmt::Display for Display {
         if m > 0 {
             write!(f, "{m}m")?;
         }
-        match d.subsec_millis() {
+        match d.subsec_nanos() {
             0 if s > 0 => write!(f, "{s}s"),
             0 => Ok(()),
-            ms => {
-                let frac = format!("{ms:03}");
+            nanos => {
+                let frac = format!("{nanos:09}");
                 write!(f, "{s}.{}s", frac.trim_end_matches('0'))
             }
         }
@@ -114,9 +122,21 @@ mod tests {
         }
     }
 
+    /// Integers throughout: no float rounding, fractions truncated to the nanosecond.
+    #[test]
+    fn parses_exactly() {
+        assert_eq!(parse("91m18336323029ns"), Ok(Duration::new(5478, 336_323_029)));
+        assert_eq!(parse("0.1s"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse("1.0000000009s"), Ok(Duration::new(1, 0)));
+        assert_eq!(parse("2562047h47m16.854775807s"), Ok(Duration::from_nanos(i64::MAX as u64)));
+        assert_eq!(parse("18446744073709551615ns"), Ok(Duration::from_nanos(u64::MAX)));
+        assert_eq!(parse("18446744073709551616ns"), Err(ParseDurationError));
+        assert_eq!(parse("99999999999999999999999999999999999999999h"), Err(ParseDurationError));
+    }
+
     #[test]
     fn display_round_trips() {
-        for s in ["500ms", "10s", "1m", "1m30s", "2h", "1h1m1s", "1.5s", "1.25s", "250us"] {
+        for s in ["500ms", "10s", "1m", "1m30s", "2h", "1h1m1s", "1.5s", "1.25s", "250us", "1h31m18.336323029s"] {
             let d = parse(s).unwrap();
             assert_eq!(Display(d).to_string(), s);
             assert_eq!(parse(&Display(d).to_string()), Ok(d));

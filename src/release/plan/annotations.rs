@@ -177,8 +177,12 @@ fn revision_value(p: &Path, raw: &str) -> Result<(), FieldError> {
 }
 
 fn unknown_key(p: &Path, key: &str) -> FieldError {
+    // Two keys are at least their difference in length apart: the distance, quadratic
+    // in the key's length, is only computed where it can be within reach.
+    let chars = key.chars().count();
     let best = KNOWN_KEYS
         .iter()
+        .filter(|k| k.len().abs_diff(chars) <= 3)
         .map(|k| (strsim::damerau_levenshtein(k, key), *k))
         .min()
         .filter(|(distance, _)| *distance <= 3);
