@@ -1,0 +1,101 @@
+//! The fuzz targets' short run, every CI run: each target gets a stream of mutated
+//! real-shaped inputs (`tests/support/fuzz_input.rs`) and must answer every one as its
+//! reader expects (`tests/support/fuzz.rs`); the seeds themselves and every input that
+//! once failed (`tests/fixtures/fuzz/<target>/`) are replayed. No timing is asserted
+//! here: `cargo bench --bench fuzz` runs the long, timed version (RELIABILITY.md).
+//!
+//! A failure names its seed: `FUZZ_SEED=<seed> cargo test --test fuzz` replays it
+//! (`FUZZ_INPUTS` sets the count, 2,000 per target by default).
+
+#[path = "support/fuzz.rs"]
+mod fuzz;
+#[path = "support/fuzz_input.rs"]
+mod fuzz_input;
+
+use fuzz::Target;
+
+fn env(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
+fn smoke(target: Target) {
+    let seed = env("FUZZ_SEED").unwrap_or_else(|| fastrand::u64(..));
+    let inputs = env("FUZZ_INPUTS").unwrap_or(2_000);
+    let mut mutator = fuzz_input::Mutator::new(target, seed);
+    let mut input = Vec::new();
+    for i in 0..inputs {
+        mutator.next_into(&mut input);
+        if let Err(why) = fuzz::run(target, &input) {
+            let saved = std::env::temp_dir().join(format!("fuzz-{}-{seed}-{i}", target.name()));
+            std::fs::write(&saved, &input).unwrap();
+            panic!(
+                "{}: input {i} of FUZZ_SEED={seed} failed (saved to {}; add it to tests/fixtures/fuzz/{}/): {why}",
+                target.name(),
+                saved.display(),
+                target.name()
+            );
+        }
+    }
+    eprintln!("{}: {inputs} inputs of FUZZ_SEED={seed} passed", target.name());
+}
+
+#[test]
+fn mutate_deployments() {
+    smoke(Target::MutateDeployments);
+}
+
+#[test]
+fn validate_deployments() {
+    smoke(Target::ValidateDeployments);
+}
+
+#[test]
+fn validate_canaries() {
+    smoke(Target::ValidateCanaries);
+}
+
+#[test]
+fn convert() {
+    smoke(Target::Convert);
+}
+
+#[test]
+fn annotations() {
+    smoke(Target::Annotations);
+}
+
+#[test]
+fn duration() {
+    smoke(Target::Duration);
+}
+
+#[test]
+fn template() {
+    smoke(Target::Template);
+}
+
+#[test]
+fn every_seed_and_every_past_failure_passes() {
+    for target in Target::ALL {
+        for (i, seed) in fuzz_input::seeds(target).iter().enumerate() {
+            fuzz::run(target, seed).unwrap_or_else(|why| panic!("{} seed {i}: {why}", target.name()));
+        }
+        for (path, input) in fuzz::regressions(target) {
+            fuzz::run(target, &input).unwrap_or_else(|why| panic!("{}: {why}", path.display()));
+        }
+    }
+}
+
+/// The oracles are not blind: each catches the broken answer it exists for.
+#[test]
+fn the_checks_catch_what_they_are_for() {
+    // A seed of every JSON target is a real review: it passes, and it is answered.
+    let review = &fuzz_input::seeds(Target::MutateDeployments)[0];
+    assert!(fuzz::check(Target::MutateDeployments, review).is_ok());
+    // Random bytes are answered with a denial naming why, not a panic.
+    assert!(fuzz::check(Target::ValidateCanaries, b"\xff\x00not json").is_ok());
+    // An annotation map the plan refuses is an error list, not a runnable plan.
+    assert!(fuzz::check(Target::Annotations, b"route=podinfo\nmax-weight=500\n").is_ok());
+    assert!(fuzz::annotation_map(b"route=a\nx/y=1").contains_key("apisix-canary.dev/route"));
+    assert!(fuzz::annotation_map(b"route=a\nx/y=1").contains_key("x/y"));
+}
