@@ -170,6 +170,7 @@ fn main() {
                             concurrency,
                             warmup: o.warmup,
                             duration: o.duration,
+                            fresh: false,
                         };
                         Point::of(runtime.block_on(load::run(&load, &connector)))
                     }
@@ -360,6 +361,7 @@ fn wait_until_serving(
         concurrency: 1,
         warmup: Duration::ZERO,
         duration: Duration::from_millis(20),
+        fresh: false,
     };
     loop {
         let report = runtime.block_on(load::run(&probe, connector));

@@ -43,6 +43,7 @@ fn load(addr: SocketAddr, concurrency: usize, duration: Duration) -> load::Load 
         concurrency,
         warmup: Duration::from_millis(100),
         duration,
+        fresh: false,
     }
 }
 

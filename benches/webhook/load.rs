@@ -28,6 +28,9 @@ pub struct Load {
     /// Requests in this first stretch are sent but not counted (connections, caches).
     pub warmup: Duration,
     pub duration: Duration,
+    /// A new connection, with its TLS handshake, for every request (a certificate
+    /// rotation is then met by every handshake), rather than one kept alive per worker.
+    pub fresh: bool,
 }
 
 /// What a run measured.
@@ -144,18 +147,23 @@ async fn worker(load: Load, connector: TlsConnector, measure_from: Instant, unti
             check(&body, &load.uid)
         };
         match answer.await {
-            Ok(()) if sent >= measure_from => report.latencies.push(sent.elapsed()),
-            Ok(()) => {}
-            Err(why) => {
-                fail(&mut report, why);
-                // A broken connection is replaced, so one failure does not end the worker.
-                match connect(&connector, load.addr).await {
-                    Ok(s) => sender = s,
-                    Err(e) => {
-                        fail(&mut report, format!("reconnect: {e}"));
-                        return report;
-                    }
+            Ok(()) => {
+                if sent >= measure_from {
+                    report.latencies.push(sent.elapsed());
                 }
+                if !load.fresh {
+                    continue;
+                }
+            }
+            Err(why) => fail(&mut report, why),
+        }
+        // A broken connection is replaced, so one failure does not end the worker; with
+        // `fresh`, every request gets a new one.
+        match connect(&connector, load.addr).await {
+            Ok(s) => sender = s,
+            Err(e) => {
+                fail(&mut report, format!("reconnect: {e}"));
+                return report;
             }
         }
     }
