@@ -32,6 +32,7 @@ fn load() -> String {
 }
 
 fn main() {
+    e2e::OBSERVE.store(false, std::sync::atomic::Ordering::Relaxed);
     let modes = std::env::var("REACTION_MODES").unwrap_or_else(|_| "sequential,overlapping".to_owned());
     for mode in modes.split(',') {
         let overlap = match mode.trim() {

@@ -20,6 +20,7 @@ mod scale;
 use std::time::Duration;
 
 fn main() {
+    e2e::OBSERVE.store(false, std::sync::atomic::Ordering::Relaxed);
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let (mode, values) = match args.split_first() {
         Some((mode, values)) => (mode.as_str(), values.to_vec()),

@@ -23,6 +23,9 @@ fn act1_promotes_and_act2_rolls_back_at_the_threshold() {
     assert_eq!(w.jsonpath("deployment/podinfo", "{.spec.paused}"), "true", "the webhook paused the release");
     assert_eq!(w.wait_phase(&["Succeeded", "Failed"], Duration::from_secs(90)), "Succeeded", "{:#?}", w.events());
     w.assert_each_step_once(30);
+    // The invariant observer watched the steps go by (and fails the test on Drop if one
+    // of them broke a promise).
+    assert_eq!(w.observer.as_ref().map(e2e::observer::Observer::top_weight), Some(30));
     let events = w.events();
     assert!(events.contains(&"New revision detected! Scaling up podinfo.test".to_owned()), "{events:#?}");
     assert!(events.contains(&"Promotion completed! Scaling down podinfo.test".to_owned()), "{events:#?}");

@@ -7,6 +7,8 @@
 
 #[path = "binaries.rs"]
 pub mod binaries;
+#[path = "observer.rs"]
+pub mod observer;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -20,6 +22,10 @@ pub const HOST: &str = "app.example.com";
 
 pub use binaries::Proc;
 
+/// Whether worlds start the invariant observer: every test does; benchmarks turn it
+/// off, since its watches would load the cluster they measure.
+pub static OBSERVE: AtomicBool = AtomicBool::new(true);
+
 pub struct World {
     // Dropped in order: the controllers before the cluster they talk to.
     pub serves: Mutex<Vec<Proc>>,
@@ -32,7 +38,21 @@ pub struct World {
     /// cluster.
     pub loadtester: String,
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// Watches the whole test for broken invariants; a test that broke one fails.
+    pub observer: Option<observer::Observer>,
     pub dir: tempfile::TempDir,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let Some(observer) = &self.observer else { return };
+        observer.stop();
+        if std::thread::panicking() {
+            return;
+        }
+        let broken = observer.violations();
+        assert!(broken.is_empty(), "invariants broken during the test:\n{}", broken.join("\n"));
+    }
 }
 
 pub fn fixture(path: &str) -> PathBuf {
@@ -265,6 +285,7 @@ impl World {
         let created = Command::new(&kubectl).arg("apply").arg("-f").arg(&ns).env("KUBECONFIG", &kubeconfig).output();
         assert!(created.unwrap().status.success());
         let logs = Arc::new(Mutex::new(Vec::new()));
+        let observer = OBSERVE.load(Ordering::Relaxed).then(|| observer::Observer::start(&kubeconfig));
         World {
             serves: Mutex::new(Vec::new()),
             _sim: sim,
@@ -274,6 +295,7 @@ impl World {
             loadtester,
             prometheus_url,
             logs,
+            observer,
             dir,
         }
     }

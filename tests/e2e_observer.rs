@@ -1,0 +1,130 @@
+//! The invariant observer that watches every e2e test (`tests/support/observer.rs`) is
+//! not blind: on the sim, with no controller running, the real kubectl writes each
+//! state a broken release could leave, and the observer names every one.
+
+#[path = "support/e2e.rs"]
+mod e2e;
+
+use std::time::{Duration, Instant};
+
+use e2e::World;
+use e2e::observer::GRACE;
+
+fn wait_for(observer: &e2e::observer::Observer, words: &str, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let found = observer.violations();
+        if found.iter().any(|v| v.contains(words)) || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_observer_names_each_broken_promise() {
+    let mut w = World::cluster();
+    let crds = w.dir.path().join("crds.yaml");
+    let printed = std::process::Command::new(e2e::BIN).arg("crds").output().unwrap();
+    std::fs::write(&crds, printed.stdout).unwrap();
+    w.ok(&["apply", "-f", crds.to_str().unwrap()]);
+    // `apply`, not `create namespace`: the sim does not read protobuf bodies yet.
+    w.ok(&["apply", "-f", e2e::fixture("scenario/namespace.yaml").to_str().unwrap()]);
+    let observer = w.observer.take().expect("worlds observe");
+
+    // A Deployment paused under our lock, and no Canary to say why.
+    w.ok(&["apply", "-f", &w.file("paused.yaml", PAUSED)]);
+    // A Canary that Succeeded, and a Service it still owns.
+    w.ok(&["apply", "-f", &w.file("canary.yaml", CANARY)]);
+    w.ok(&["patch", "canary", "-n", "test", "podinfo", "--subresource", "status", "--type", "merge", "-p", SUCCEEDED]);
+    let uid = w.ok(&["get", "canary", "-n", "test", "podinfo", "-o", "jsonpath={.metadata.uid}"]);
+    assert!(!uid.is_empty());
+    w.ok(&["apply", "-f", &w.file("left.yaml", &LEFT.replace("UID", &uid))]);
+    // A generated route whose split does not add up, then one whose canary weight goes back.
+    let route = |stable: u32, canary: u32| {
+        let yaml =
+            ROUTE.replace("UID", &uid).replace("STABLE", &stable.to_string()).replace("CANARY", &canary.to_string());
+        w.ok(&["apply", "-f", &w.file("route.yaml", &yaml)]);
+    };
+    route(60, 30);
+    route(50, 50);
+    route(80, 20);
+
+    let within = GRACE + Duration::from_secs(10);
+    let found = wait_for(&observer, "paused under the lock", within);
+    let found = [found, wait_for(&observer, "still exists", within)].concat();
+    let said = |words: &str| found.iter().any(|v| v.contains(words));
+    assert!(said("Deployment test/podinfo paused under the lock"), "{found:#?}");
+    assert!(said("Service test/podinfo-canary still exists"), "{found:#?}");
+    assert!(said("weights 60 + 30 do not sum to 100"), "{found:#?}");
+    assert!(said("the canary weight went back from 50 to 20"), "{found:#?}");
+    assert!(observer.changes() >= 6, "{} changes seen", observer.changes());
+    observer.stop();
+}
+
+const PAUSED: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: podinfo
+  namespace: test
+  annotations:
+    apisix-canary.dev/route: podinfo
+    apisix-canary.dev/stable-revision: 53d0ab54bc
+    apisix-canary.dev/canary-revision: 89a79df4a9
+spec:
+  paused: true
+  replicas: 1
+  selector:
+    matchLabels: {app: podinfo}
+  template:
+    metadata:
+      labels: {app: podinfo}
+    spec:
+      containers:
+        - name: podinfod
+          image: stefanprodan/podinfo:6.0.1
+"#;
+
+const CANARY: &str = r#"
+apiVersion: apisix-canary.dev/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: test
+spec:
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: other}
+  routeRef: {apiVersion: apisix.apache.org/v2, kind: ApisixRoute, name: podinfo}
+"#;
+
+const SUCCEEDED: &str = r#"{"status": {"phase": "Succeeded"}}"#;
+
+const LEFT: &str = r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: podinfo-canary
+  namespace: test
+  ownerReferences:
+    - {apiVersion: apisix-canary.dev/v1beta1, kind: Canary, name: podinfo, uid: UID}
+spec:
+  selector: {app: podinfo-canary}
+  ports: [{port: 80, targetPort: 9898}]
+"#;
+
+const ROUTE: &str = r#"
+apiVersion: apisix.apache.org/v2
+kind: ApisixRoute
+metadata:
+  name: podinfo-podinfo-canary
+  namespace: test
+  ownerReferences:
+    - {apiVersion: apisix-canary.dev/v1beta1, kind: Canary, name: podinfo, uid: UID}
+spec:
+  http:
+    - name: method
+      match: {hosts: [app.example.com], paths: ["/*"]}
+      backends:
+        - {serviceName: podinfo, servicePort: 80, weight: STABLE}
+        - {serviceName: podinfo-canary, servicePort: 80, weight: CANARY}
+"#;

@@ -1,0 +1,257 @@
+//! The invariant observer: watches the sim through its API, as any client would, for
+//! the whole of an e2e test, and writes down every moment a promise to the user is
+//! broken. [`World`](super::World) starts one and fails the test that broke one.
+//!
+//! Checked on every change seen:
+//! - the generated route's split: its weights sum to 100 (so the stable side is 0 only
+//!   when the canary has it all), and the canary's weight never goes back within one
+//!   analysis (it may only drop to 0: rollback, restart, end);
+//! - a Deployment under our lock (the stable-revision annotation) is paused only while
+//!   its Canary's status says why: a phase of a release in progress, or Failed (paused
+//!   on the failed template), within [`GRACE`] of the pause (the webhook pauses, the
+//!   controller then writes the status);
+//! - a Canary Succeeded or Failed for [`GRACE`] owns nothing any more (no canary
+//!   Deployment, Service or route left behind).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use serde_json::Value;
+
+/// How long the cluster may take to agree with itself (a status written after the
+/// pause, objects deleted after the phase).
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// Phases in which a Canary explains a paused Deployment.
+const EXPLAINING: &[&str] =
+    &["Initializing", "Waiting", "Progressing", "WaitingPromotion", "Promoting", "Finalising", "Failed"];
+const ENDED: &[&str] = &["Succeeded", "Failed"];
+
+#[derive(Default)]
+struct State {
+    /// Objects by kind, then `namespace/name`.
+    objects: BTreeMap<&'static str, BTreeMap<String, Value>>,
+    /// The canary weight last seen on each generated route (by uid).
+    weights: BTreeMap<String, u64>,
+    /// Since when each locked Deployment has been paused without a reason, by key.
+    unexplained: BTreeMap<String, Instant>,
+    /// Since when each Canary (by uid) has been in an ended phase.
+    ended: BTreeMap<String, (String, Instant)>,
+    violations: BTreeSet<String>,
+    changes: u64,
+    /// The highest canary weight seen on any generated route.
+    top_weight: u64,
+}
+
+#[derive(Clone)]
+pub struct Observer {
+    state: Arc<Mutex<State>>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+const KINDS: &[(&str, &str, &str, &str)] = &[
+    ("Deployment", "apps", "v1", "deployments"),
+    ("Service", "", "v1", "services"),
+    ("ApisixRoute", "apisix.apache.org", "v2", "apisixroutes"),
+    ("Canary", "apisix-canary.dev", "v1beta1", "canaries"),
+];
+
+impl Observer {
+    /// Starts watching the cluster of `kubeconfig` on a thread of its own.
+    pub fn start(kubeconfig: &Path) -> Self {
+        let observer = Observer { state: Arc::default(), stop: Default::default() };
+        let (me, kubeconfig) = (observer.clone(), kubeconfig.to_owned());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(me.run(&kubeconfig));
+        });
+        observer
+    }
+
+    async fn run(self, kubeconfig: &Path) {
+        let config = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+        let options = kube::config::KubeConfigOptions::default();
+        let config = kube::Config::from_custom_kubeconfig(config, &options).await.unwrap();
+        let client = Client::try_from(config).unwrap();
+        let watches = KINDS.iter().map(|&(kind, group, version, plural)| {
+            let resource = ApiResource {
+                group: group.into(),
+                version: version.into(),
+                api_version: if group.is_empty() { version.into() } else { format!("{group}/{version}") },
+                kind: kind.into(),
+                plural: plural.into(),
+            };
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+            // A kind not installed yet (the Canary CRD) is retried until it is.
+            let events = watcher(api, watcher::Config::default()).default_backoff();
+            let me = self.clone();
+            async move {
+                let mut events = std::pin::pin!(events);
+                while let Some(event) = events.next().await {
+                    match event {
+                        Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => me.seen(kind, o, false),
+                        Ok(watcher::Event::Delete(o)) => me.seen(kind, o, true),
+                        _ => {}
+                    }
+                }
+            }
+        });
+        let ticks = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                self.check_timed();
+            }
+        };
+        tokio::select! {
+            _ = futures_util::future::join_all(watches) => {}
+            _ = ticks => {}
+            _ = self.stop.cancelled() => {}
+        }
+    }
+
+    fn seen(&self, kind: &'static str, object: DynamicObject, deleted: bool) {
+        let value = serde_json::to_value(&object).unwrap();
+        let key =
+            format!("{}/{}", object.metadata.namespace.unwrap_or_default(), object.metadata.name.unwrap_or_default());
+        let mut state = self.state.lock().unwrap();
+        state.changes += 1;
+        if kind == "ApisixRoute" && !deleted {
+            check_split(&mut state, &key, &value);
+        }
+        let objects = state.objects.entry(kind).or_default();
+        if deleted {
+            objects.remove(&key);
+        } else {
+            objects.insert(key, value);
+        }
+    }
+
+    /// The invariants that hold once the cluster has had [`GRACE`] to settle.
+    fn check_timed(&self) {
+        let mut state = self.state.lock().unwrap();
+        let now = Instant::now();
+        let empty = BTreeMap::new();
+        let canaries = state.objects.get("Canary").unwrap_or(&empty).clone();
+        let phase = |c: &Value| c.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default().to_owned();
+        // Paused under our lock: the Canary says why.
+        let mut unexplained = Vec::new();
+        for (key, d) in state.objects.get("Deployment").unwrap_or(&empty) {
+            let locked = d.pointer("/metadata/annotations/apisix-canary.dev~1stable-revision").is_some();
+            let paused = d.pointer("/spec/paused").and_then(Value::as_bool) == Some(true);
+            if !(locked && paused) {
+                continue;
+            }
+            let (namespace, name) = key.split_once('/').unwrap();
+            let explained = canaries.values().any(|c| {
+                c.pointer("/metadata/namespace").and_then(Value::as_str) == Some(namespace)
+                    && c.pointer("/spec/targetRef/name").and_then(Value::as_str) == Some(name)
+                    && EXPLAINING.contains(&phase(c).as_str())
+            });
+            if !explained {
+                unexplained.push(key.clone());
+            }
+        }
+        state.unexplained.retain(|k, _| unexplained.contains(k));
+        for key in unexplained {
+            let since = *state.unexplained.entry(key.clone()).or_insert(now);
+            if now - since > GRACE {
+                let phases: Vec<String> = canaries.values().map(phase).collect();
+                state.violations.insert(format!(
+                    "Deployment {key} paused under the lock for over {GRACE:?} without a Canary status saying why (phases: {phases:?})"
+                ));
+            }
+        }
+        // Ended: nothing generated left behind.
+        let mut ended = BTreeMap::new();
+        for c in canaries.values() {
+            let p = phase(c);
+            if ENDED.contains(&p.as_str()) {
+                let uid = c.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let since = match state.ended.get(&uid) {
+                    Some((was, since)) if *was == p => *since,
+                    _ => now,
+                };
+                ended.insert(uid, (p, since));
+            }
+        }
+        state.ended = ended;
+        let mut left = Vec::new();
+        for (uid, (p, since)) in &state.ended {
+            if now - *since <= GRACE {
+                continue;
+            }
+            for (kind, objects) in &state.objects {
+                for (key, o) in objects {
+                    let owned = o.pointer("/metadata/ownerReferences").and_then(Value::as_array).is_some_and(|refs| {
+                        refs.iter().any(|r| r["kind"] == "Canary" && r["uid"].as_str() == Some(uid.as_str()))
+                    });
+                    let going = o.pointer("/metadata/deletionTimestamp").is_some();
+                    if owned && !going {
+                        left.push(format!("{kind} {key} still exists {GRACE:?} after its Canary became {p}"));
+                    }
+                }
+            }
+        }
+        state.violations.extend(left);
+    }
+
+    /// Every broken promise seen so far.
+    pub fn violations(&self) -> Vec<String> {
+        self.state.lock().unwrap().violations.iter().cloned().collect()
+    }
+
+    /// How many changes the observer has seen: it is not blind.
+    pub fn changes(&self) -> u64 {
+        self.state.lock().unwrap().changes
+    }
+
+    /// The highest canary weight it saw a generated route give.
+    pub fn top_weight(&self) -> u64 {
+        self.state.lock().unwrap().top_weight
+    }
+
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+/// The weighted split of a generated route (owned by a Canary), on every change.
+fn check_split(state: &mut State, key: &str, route: &Value) {
+    let owned = route
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| refs.iter().any(|r| r["kind"] == "Canary"));
+    if !owned {
+        return;
+    }
+    let uid = route.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let rules = route.pointer("/spec/http").and_then(Value::as_array).cloned().unwrap_or_default();
+    for rule in rules {
+        let backends = rule["backends"].as_array().cloned().unwrap_or_default();
+        let weight = |canary: bool| -> u64 {
+            backends
+                .iter()
+                .filter(|b| b["serviceName"].as_str().unwrap_or_default().ends_with("-canary") == canary)
+                .map(|b| b["weight"].as_u64().unwrap_or(0))
+                .sum()
+        };
+        let (stable, canary) = (weight(false), weight(true));
+        let rv = route.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
+        if stable + canary != 100 {
+            state.violations.insert(format!("route {key} at {rv}: weights {stable} + {canary} do not sum to 100"));
+        }
+        state.top_weight = state.top_weight.max(canary);
+        let last = state.weights.insert(uid.clone(), canary).unwrap_or(0);
+        if canary < last && canary != 0 {
+            state
+                .violations
+                .insert(format!("route {key} at {rv}: the canary weight went back from {last} to {canary}"));
+        }
+    }
+}
