@@ -339,7 +339,8 @@ fn start(o: &Observed, plan: &Plan, canary: &Revision, now: Timestamp) -> Decisi
         ..o.status.clone()
     };
     let mut actions = approved;
-    if restarted {
+    // Traffic off any canary first (a restart's, or a route a failed cleanup left).
+    if restarted || o.route_weight.is_some_and(|w| w > 0) {
         actions.push(Action::RouteToStable);
     }
     actions.push(Action::ApplyCanary { replicas });

@@ -491,3 +491,18 @@ fn a_release_that_slipped_past_the_webhook_is_reported() {
     assert_eq!(w.o.status.promoted, Some(rev("6.0.3")), "adopted as the stable revision");
     assert_eq!(decide(&w.o, w.now), Decision::idle(), "reported once");
 }
+
+/// A generated route left routed by a cleanup that failed is sent back to stable before
+/// a new release records its status: the new release never adopts the old weight.
+#[test]
+fn a_release_starts_with_traffic_on_stable_even_after_a_failed_cleanup() {
+    let mut w = World::released(plan(&[]), "6.0.1");
+    w.o.route_weight = Some(30);
+    w.tick(1, Duration::from_secs(1));
+    let to_stable = w.log.iter().position(|a| matches!(a, Action::RouteToStable));
+    let status = w.log.iter().position(|a| matches!(a, Action::SetStatus(s) if s.phase == Some(Phase::Progressing)));
+    assert!(to_stable.unwrap() < status.unwrap(), "{:?}", w.log);
+    w.run(100);
+    let advances: Vec<&String> = w.events.iter().filter(|e| e.starts_with("Advance")).collect();
+    assert_eq!(advances.first().map(|e| e.ends_with("canary weight 10")), Some(true), "{advances:?}");
+}
