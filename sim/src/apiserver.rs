@@ -19,6 +19,26 @@ use super::status::ApiError;
 use super::table::Shape;
 use super::watch;
 
+/// Where tests set the fault rules (`sim/src/faults.rs`).
+pub const FAULTS_PATH: &str = "/sim/faults";
+/// `POST`: every open watch ends now, as when an API server restarts.
+pub const CUT_WATCHES_PATH: &str = "/sim/cut-watches";
+
+/// A body that fails at once: the connection breaks after the status line and headers.
+struct Lost;
+
+impl hyper::body::Body for Lost {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        std::task::Poll::Ready(Some(Err(std::io::Error::other("injected fault: response lost"))))
+    }
+}
+
 /// The Kubernetes version the sim claims to be.
 pub const VERSION: (&str, &str) = ("1", "33");
 
@@ -32,6 +52,8 @@ pub struct ApiServer {
     cuts: Mutex<CancellationToken>,
     /// Fired once at shutdown.
     pub stop: CancellationToken,
+    /// The fault rules in force (none unless a test sets some).
+    pub faults: super::faults::Injector,
 }
 
 /// A parsed resource path.
@@ -115,7 +137,7 @@ fn decode(s: &str) -> Option<String> {
 
 impl ApiServer {
     pub fn new(cluster: Arc<Cluster>, stop: CancellationToken, audit: Option<super::audit::AuditLog>) -> Self {
-        Self { cluster, audit, cuts: Mutex::new(CancellationToken::new()), stop }
+        Self { cluster, audit, cuts: Mutex::new(CancellationToken::new()), stop, faults: Default::default() }
     }
 
     /// Ends every open watch stream now; clients resume from their last version.
@@ -133,6 +155,26 @@ impl ApiServer {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_owned();
         let method = req.method().clone();
+        if path == FAULTS_PATH {
+            return self.faults_endpoint(req).await;
+        }
+        if path == CUT_WATCHES_PATH && method == Method::POST {
+            // `?compact=true`: the history goes too, so resuming watches get 410 Gone.
+            if query(&req).get("compact").is_some_and(|c| c == "true") {
+                self.cluster.store.compact();
+            }
+            self.cut_watches();
+            return json_response(StatusCode::OK, &json!({"cut": true}));
+        }
+        let fault = self.fault_for(&req);
+        if let Some(delay) = fault.as_ref().and_then(super::faults::Fault::delay) {
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(super::faults::Fault::Error { code, retry_after_seconds }) = fault {
+            let error = super::faults::Fault::error(code, retry_after_seconds, &path);
+            tracing::debug!(%method, path, code, "sim api fault injected");
+            return error_response(&error);
+        }
         let audited = self.audit.as_ref().and_then(|_| {
             let p = parse_path(path.trim_end_matches('/'))?;
             let watch = query(&req).get("watch").is_some_and(|w| w == "true" || w == "1");
@@ -154,7 +196,46 @@ impl ApiServer {
         if let (Some(audit), Some((uri, agent, attributes))) = (&self.audit, audited) {
             audit.record(&uri, &agent, &attributes, response.status().as_u16());
         }
+        if fault == Some(super::faults::Fault::LoseResponse) {
+            // Served, but the connection breaks before the answer's body arrives.
+            let (parts, _) = response.into_parts();
+            return Response::from_parts(parts, http_body_util::BodyExt::boxed(Lost));
+        }
         response
+    }
+
+    /// The fault rules hitting `req`, if any.
+    fn fault_for(&self, req: &Request<Incoming>) -> Option<super::faults::Fault> {
+        let p = parse_path(req.uri().path().trim_end_matches('/'))?;
+        let watch = query(req).get("watch").is_some_and(|w| w == "true" || w == "1");
+        let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        self.faults.hit(&super::faults::Request {
+            verb: super::audit::Attributes::verb(req.method(), p.name.is_some(), watch),
+            resource: &p.plural,
+            subresource: p.sub.as_deref(),
+            user_agent,
+        })
+    }
+
+    /// `GET` the rules in force with their hits, `PUT` new ones, `DELETE` them all.
+    async fn faults_endpoint(&self, req: Request<Incoming>) -> Response<Body> {
+        let method = req.method().clone();
+        let result = match method {
+            Method::GET => Ok(()),
+            Method::DELETE => self.faults.set(Default::default()).map_err(ApiError::BadRequest),
+            Method::PUT | Method::POST => match req.into_body().collect().await {
+                Ok(body) => serde_json::from_slice(&body.to_bytes())
+                    .map_err(|e| format!("not a fault set: {e}"))
+                    .and_then(|faults| self.faults.set(faults))
+                    .map_err(ApiError::BadRequest),
+                Err(e) => Err(ApiError::BadRequest(e.to_string())),
+            },
+            _ => Err(ApiError::MethodNotAllowed(format!("{FAULTS_PATH} takes GET, PUT and DELETE"))),
+        };
+        match result {
+            Ok(()) => json_response(StatusCode::OK, &serde_json::to_value(self.faults.get()).unwrap_or_default()),
+            Err(e) => error_response(&e),
+        }
     }
 
     async fn route(self: &Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {

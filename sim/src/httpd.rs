@@ -34,7 +34,12 @@ pub fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
 
 /// An API error as kube-apiserver answers it: its code and a `Status` body.
 pub fn error_response(e: &ApiError) -> Response<Body> {
-    json_response(StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.status())
+    let mut response =
+        json_response(StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.status());
+    if let ApiError::TooManyRequests { retry_after } = e {
+        response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(*retry_after));
+    }
+    response
 }
 
 /// Serves `handle` on `listener` over plain HTTP/1.1 and h2 until `stop`.

@@ -24,6 +24,7 @@ pub mod builtin;
 pub mod cluster;
 pub mod defaults;
 pub mod events;
+pub mod faults;
 pub mod gateway;
 pub mod httpd;
 pub mod loadtest;
@@ -229,6 +230,11 @@ impl Sim {
     /// Ends every open watch stream, as an API server restart or a load balancer would.
     pub fn cut_watches(&self) {
         self.api.cut_watches();
+    }
+
+    /// Replaces the fault rules in force (see [`faults`]); an empty set heals.
+    pub fn set_faults(&self, faults: faults::Faults) -> Result<(), String> {
+        self.api.faults.set(faults)
     }
 
     /// Creates an object as a user would (through admission), at its apiVersion.

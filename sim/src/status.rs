@@ -31,6 +31,13 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("Internal error occurred: {0}")]
     Internal(String),
+    /// Throttled: the client should come back after `retry_after` seconds.
+    #[error("the server has received too many requests and has asked us to try again later")]
+    TooManyRequests { retry_after: u64 },
+    #[error("{0}")]
+    ServiceUnavailable(String),
+    #[error("{0}")]
+    Timeout(String),
 }
 
 impl ApiError {
@@ -45,6 +52,9 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::Internal(_) => 500,
+            ApiError::TooManyRequests { .. } => 429,
+            ApiError::ServiceUnavailable(_) => 503,
+            ApiError::Timeout(_) => 504,
         }
     }
 
@@ -60,6 +70,9 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::Internal(_) => "InternalError",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
+            ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
+            ApiError::Timeout(_) => "Timeout",
         }
     }
 
@@ -79,6 +92,7 @@ impl ApiError {
                 status["details"] = json!({"name": name, "kind": kind});
             }
             ApiError::Conflict { resource, name, .. } => status["details"] = json!({"name": name, "kind": resource}),
+            ApiError::TooManyRequests { retry_after } => status["details"] = json!({"retryAfterSeconds": retry_after}),
             ApiError::ApplyConflict { causes, .. } => {
                 let causes: Vec<Value> = causes
                     .iter()

@@ -426,6 +426,24 @@ impl World {
         text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
     }
 
+    /// One plain-HTTP request to the sim's API server (its own paths: `/sim/faults`,
+    /// `/sim/cut-watches`); the status code and body.
+    pub fn sim_api(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let config = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        let server = config.lines().find_map(|l| l.trim().strip_prefix("server: http://")).unwrap().to_owned();
+        let mut s = std::net::TcpStream::connect(&server).unwrap();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {server}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(request.as_bytes()).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (code, text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+    }
+
     pub fn pods(&self) -> Vec<String> {
         let out =
             self.ok(&["-n", "test", "get", "pods", "-l", "app=podinfo", "-o", "jsonpath={.items[*].metadata.name}"]);
