@@ -7,6 +7,9 @@
 //! Not one request may fail, and every new pair must be served.
 
 #[allow(dead_code)]
+#[path = "support/binaries.rs"]
+mod binaries;
+#[allow(dead_code)]
 #[path = "support/client.rs"]
 mod client;
 #[allow(dead_code)]
@@ -15,7 +18,7 @@ mod load;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use apisix_canary::tls::generate::{self, CERT_FILE, DevCerts, KEY_FILE};
@@ -25,15 +28,6 @@ use rustls::pki_types::pem::PemObject;
 
 const UID: &str = "a1f0c3e2-0001-4d6b-9f00-000000000001";
 const ROTATIONS: usize = 10;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap()
@@ -59,7 +53,7 @@ async fn no_review_fails_while_the_certificate_files_are_replaced_ten_times() {
     let (cert_file, key_file) = (dir.path().join(CERT_FILE), dir.path().join(KEY_FILE));
 
     let (addr, admin) = (free_port(), free_port());
-    let _serve = Killed(
+    let _serve = binaries::Proc(
         Command::new(env!("CARGO_BIN_EXE_apisix-canary"))
             .args(["serve", "--webhook-only", "--addr", &addr.to_string(), "--admin-addr", &admin.to_string()])
             .args(["--tls-reload-interval", "50ms"])

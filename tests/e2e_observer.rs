@@ -55,7 +55,7 @@ fn the_observer_names_each_broken_promise() {
     let found = [found, wait_for(&observer, "still exists", within)].concat();
     let said = |words: &str| found.iter().any(|v| v.contains(words));
     assert!(said("Deployment test/podinfo paused under the lock"), "{found:#?}");
-    assert!(said("Service test/podinfo-canary still exists"), "{found:#?}");
+    assert!(said("Service test/podinfo-canary still exists over"), "{found:#?}");
     assert!(said("weights 60 + 30 do not sum to 100"), "{found:#?}");
     assert!(said("the canary weight went back from 50 to 20"), "{found:#?}");
     assert!(observer.changes() >= 6, "{} changes seen", observer.changes());

@@ -19,25 +19,8 @@ use super::status::ApiError;
 use super::table::Shape;
 use super::watch;
 
-/// Where tests set the fault rules (`sim/src/faults.rs`).
-pub const FAULTS_PATH: &str = "/sim/faults";
 /// `POST`: every open watch ends now, as when an API server restarts.
 pub const CUT_WATCHES_PATH: &str = "/sim/cut-watches";
-
-/// A body that fails at once: the connection breaks after the status line and headers.
-struct Lost;
-
-impl hyper::body::Body for Lost {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
-        std::task::Poll::Ready(Some(Err(std::io::Error::other("injected fault: response lost"))))
-    }
-}
 
 /// The Kubernetes version the sim claims to be.
 pub const VERSION: (&str, &str) = ("1", "33");
@@ -155,8 +138,8 @@ impl ApiServer {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_owned();
         let method = req.method().clone();
-        if path == FAULTS_PATH {
-            return self.faults_endpoint(req).await;
+        if path == super::faults::PATH {
+            return super::faults::endpoint(&self.faults, req).await;
         }
         if path == CUT_WATCHES_PATH && method == Method::POST {
             // `?compact=true`: the history goes too, so resuming watches get 410 Gone.
@@ -199,7 +182,7 @@ impl ApiServer {
         if fault == Some(super::faults::Fault::LoseResponse) {
             // Served, but the connection breaks before the answer's body arrives.
             let (parts, _) = response.into_parts();
-            return Response::from_parts(parts, http_body_util::BodyExt::boxed(Lost));
+            return Response::from_parts(parts, super::faults::lost());
         }
         response
     }
@@ -215,27 +198,6 @@ impl ApiServer {
             subresource: p.sub.as_deref(),
             user_agent,
         })
-    }
-
-    /// `GET` the rules in force with their hits, `PUT` new ones, `DELETE` them all.
-    async fn faults_endpoint(&self, req: Request<Incoming>) -> Response<Body> {
-        let method = req.method().clone();
-        let result = match method {
-            Method::GET => Ok(()),
-            Method::DELETE => self.faults.set(Default::default()).map_err(ApiError::BadRequest),
-            Method::PUT | Method::POST => match req.into_body().collect().await {
-                Ok(body) => serde_json::from_slice(&body.to_bytes())
-                    .map_err(|e| format!("not a fault set: {e}"))
-                    .and_then(|faults| self.faults.set(faults))
-                    .map_err(ApiError::BadRequest),
-                Err(e) => Err(ApiError::BadRequest(e.to_string())),
-            },
-            _ => Err(ApiError::MethodNotAllowed(format!("{FAULTS_PATH} takes GET, PUT and DELETE"))),
-        };
-        match result {
-            Ok(()) => json_response(StatusCode::OK, &serde_json::to_value(self.faults.get()).unwrap_or_default()),
-            Err(e) => error_response(&e),
-        }
     }
 
     async fn route(self: &Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {

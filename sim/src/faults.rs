@@ -18,9 +18,17 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
+use crate::httpd::{Body, error_response, json_response};
 use crate::status::ApiError;
+
+/// Where tests set the rules.
+pub const PATH: &str = "/sim/faults";
 
 /// What a hit request gets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +173,46 @@ impl Fault {
             Fault::DelayMs(ms) => Some(Duration::from_millis(*ms)),
             _ => None,
         }
+    }
+}
+
+/// `GET` the rules in force with their hits, `PUT` new ones, `DELETE` them all.
+pub async fn endpoint(injector: &Injector, req: http::Request<Incoming>) -> Response<Body> {
+    let result = match req.method().clone() {
+        Method::GET => Ok(()),
+        Method::DELETE => injector.set(Faults::default()).map_err(ApiError::BadRequest),
+        Method::PUT | Method::POST => match req.into_body().collect().await {
+            Ok(body) => serde_json::from_slice(&body.to_bytes())
+                .map_err(|e| format!("not a fault set: {e}"))
+                .and_then(|faults| injector.set(faults))
+                .map_err(ApiError::BadRequest),
+            Err(e) => Err(ApiError::BadRequest(e.to_string())),
+        },
+        _ => Err(ApiError::MethodNotAllowed(format!("{PATH} takes GET, PUT and DELETE"))),
+    };
+    match result {
+        Ok(()) => json_response(StatusCode::OK, &serde_json::to_value(injector.get()).unwrap_or_default()),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// The body of an answer that is lost: it fails at once, so the connection breaks
+/// after the status line and headers.
+pub fn lost() -> Body {
+    Lost.boxed()
+}
+
+struct Lost;
+
+impl hyper::body::Body for Lost {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        std::task::Poll::Ready(Some(Err(std::io::Error::other("injected fault: response lost"))))
     }
 }
 

@@ -10,8 +10,8 @@
 //!   its Canary's status says why: a phase of a release in progress, or Failed (paused
 //!   on the failed template), within [`GRACE`] of the pause (the webhook pauses, the
 //!   controller then writes the status);
-//! - a Canary Succeeded or Failed for [`GRACE`] owns nothing any more (no canary
-//!   Deployment, Service or route left behind).
+//! - nothing a Succeeded or Failed Canary owns (canary Deployment, Service, route)
+//!   outlives it by more than [`GRACE`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -41,8 +41,8 @@ struct State {
     weights: BTreeMap<String, u64>,
     /// Since when each locked Deployment has been paused without a reason, by key.
     unexplained: BTreeMap<String, Instant>,
-    /// Since when each Canary (by uid) has been in an ended phase.
-    ended: BTreeMap<String, (String, Instant)>,
+    /// Since when each (Canary uid, generated object) has outlived its ended Canary.
+    left: BTreeMap<(String, String), Instant>,
     violations: BTreeSet<String>,
     changes: u64,
     /// [`GRACE`] unless a test widens it.
@@ -193,38 +193,34 @@ impl Observer {
                 ));
             }
         }
-        // Ended: nothing generated left behind.
-        let mut ended = BTreeMap::new();
-        for c in canaries.values() {
-            let p = phase(c);
-            if ENDED.contains(&p.as_str()) {
-                let uid = c.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
-                let since = match state.ended.get(&uid) {
-                    Some((was, since)) if *was == p => *since,
-                    _ => now,
-                };
-                ended.insert(uid, (p, since));
-            }
-        }
-        state.ended = ended;
-        let mut left = Vec::new();
-        for (uid, (p, since)) in &state.ended {
-            if now - *since <= grace {
-                continue;
-            }
-            for (kind, objects) in &state.objects {
-                for (key, o) in objects {
-                    let owned = o.pointer("/metadata/ownerReferences").and_then(Value::as_array).is_some_and(|refs| {
-                        refs.iter().any(|r| r["kind"] == "Canary" && r["uid"].as_str() == Some(uid.as_str()))
-                    });
-                    let going = o.pointer("/metadata/deletionTimestamp").is_some();
-                    if owned && !going {
-                        left.push(format!("{kind} {key} still exists {grace:?} after its Canary became {p}"));
-                    }
+        // Ended: nothing generated left behind for longer than the grace (a release that
+        // starts makes its objects a moment before its status says so).
+        let ended: BTreeMap<String, String> = canaries
+            .values()
+            .map(|c| (c.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned(), phase(c)))
+            .filter(|(_, p)| ENDED.contains(&p.as_str()))
+            .collect();
+        let mut left = BTreeMap::new();
+        for (kind, objects) in &state.objects {
+            for (key, o) in objects {
+                let refs = o.pointer("/metadata/ownerReferences").and_then(Value::as_array);
+                let owner = refs.into_iter().flatten().find_map(|r| {
+                    let uid = r["uid"].as_str().filter(|_| r["kind"] == "Canary")?;
+                    ended.get(uid).map(|p| (uid, p))
+                });
+                let going = o.pointer("/metadata/deletionTimestamp").is_some();
+                if let Some((uid, p)) = owner.filter(|_| !going) {
+                    let since = state.left.get(&(uid.to_owned(), format!("{kind} {key}"))).copied().unwrap_or(now);
+                    left.insert((uid.to_owned(), format!("{kind} {key}")), (since, p.clone()));
                 }
             }
         }
-        state.violations.extend(left);
+        state.left = left.iter().map(|(k, (since, _))| (k.clone(), *since)).collect();
+        for ((_, what), (since, p)) in left {
+            if now - since > grace {
+                state.violations.insert(format!("{what} still exists over {grace:?} while its Canary is {p}"));
+            }
+        }
     }
 
     /// Gives the cluster longer to agree with itself (a test that makes writes fail, so
