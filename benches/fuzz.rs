@@ -18,7 +18,7 @@ mod fuzz;
 mod fuzz_input;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -86,7 +86,6 @@ fn save(target: Target, kind: &str, input: &[u8]) -> PathBuf {
 
 fn run(target: Target, a: &Args) -> Tally {
     let per_thread = a.inputs.div_ceil(a.threads as u64);
-    let stop = Arc::new(AtomicBool::new(false));
     // Each worker's input in flight and when it started (ns since `epoch`, 0: idle).
     let epoch = Instant::now();
     let slots: Vec<_> = (0..a.threads).map(|_| Arc::new((Mutex::new(Vec::new()), AtomicU64::new(0)))).collect();
@@ -94,7 +93,7 @@ fn run(target: Target, a: &Args) -> Tally {
         .iter()
         .enumerate()
         .map(|(i, slot)| {
-            let (slot, stop) = (slot.clone(), stop.clone());
+            let slot = slot.clone();
             let seed = a.seed.wrapping_add(i as u64);
             std::thread::Builder::new()
                 // The stack of a tokio worker, where the server runs the handlers.
@@ -102,7 +101,7 @@ fn run(target: Target, a: &Args) -> Tally {
                 .spawn(move || {
                     let mut mutator = fuzz_input::Mutator::new(target, seed);
                     let (mut input, mut tally) = (Vec::new(), Tally::default());
-                    while tally.inputs < per_thread && !stop.load(Ordering::Relaxed) {
+                    while tally.inputs < per_thread {
                         mutator.next_into(&mut input);
                         slot.0.lock().unwrap().clone_from(&input);
                         let start = Instant::now();
@@ -140,7 +139,6 @@ fn run(target: Target, a: &Args) -> Tally {
             }
         }
     }
-    stop.store(true, Ordering::Relaxed);
     workers.into_iter().map(|w| w.join().unwrap()).fold(Tally::default(), |mut sum, t| {
         sum.inputs += t.inputs;
         sum.failures += t.failures;

@@ -86,16 +86,35 @@ fn every_seed_and_every_past_failure_passes() {
     }
 }
 
-/// The oracles are not blind: each catches the broken answer it exists for.
+/// The checks are not blind: an answer broken in each way they look for is refused.
 #[test]
 fn the_checks_catch_what_they_are_for() {
-    // A seed of every JSON target is a real review: it passes, and it is answered.
-    let review = &fuzz_input::seeds(Target::MutateDeployments)[0];
-    assert!(fuzz::check(Target::MutateDeployments, review).is_ok());
-    // Random bytes are answered with a denial naming why, not a panic.
-    assert!(fuzz::check(Target::ValidateCanaries, b"\xff\x00not json").is_ok());
-    // An annotation map the plan refuses is an error list, not a runnable plan.
-    assert!(fuzz::check(Target::Annotations, b"route=podinfo\nmax-weight=500\n").is_ok());
+    use apisix_canary::admission::{self, Hook};
+    let review =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission/set-image.json")).unwrap();
+    let (answer, _) = admission::review(Hook::MutateDeployments, &review);
+    assert!(answer.allowed && answer.patch.is_some(), "the set-image review is a release: {answer:?}");
+    assert_eq!(fuzz::judge_review(&review, &answer, Some(&answer)), Ok(()));
+    let broken = |change: &dyn Fn(&mut admission::Response)| {
+        let mut bad = answer.clone();
+        change(&mut bad);
+        fuzz::judge_review(&review, &bad, None).expect_err("a broken answer passed")
+    };
+    assert!(broken(&|r| r.uid = "another".into()).contains("answered as"));
+    assert!(broken(&|r| r.allowed = false).contains("denial"));
+    let off = br#"[{"op":"remove","path":"/spec/nothing"}]"#.to_vec();
+    assert!(broken(&|r| r.patch = Some(k8s_openapi::ByteString(off.clone()))).contains("does not apply"));
+    let mut other = answer.clone();
+    other.warnings.push("said only by one parse".into());
+    assert!(fuzz::judge_review(&review, &answer, Some(&other)).unwrap_err().contains("full parse"));
+    // Bytes that are not JSON must be denied as malformed, not answered as a review.
+    let (not_json, _) = admission::review(Hook::ValidateCanaries, b"\xff\x00not json");
+    assert_eq!(not_json.status.as_ref().map(|s| s.code), Some(400));
+    let allowed = admission::Response { allowed: true, ..Default::default() };
+    assert!(fuzz::judge_review(b"\xff\x00not json", &allowed, None).unwrap_err().contains("not JSON"));
+    // An out-of-range plan is refused with errors, which the check accepts; the lines of
+    // the annotation target read as keys under our prefix unless they name their own.
+    assert!(fuzz::check(Target::Annotations, b"route=podinfo\nmax-weight=500\n").is_ok(), "refused, not run");
     assert!(fuzz::annotation_map(b"route=a\nx/y=1").contains_key("apisix-canary.dev/route"));
     assert!(fuzz::annotation_map(b"route=a\nx/y=1").contains_key("x/y"));
 }

@@ -189,6 +189,9 @@ impl ApiServer {
 
     /// The fault rules hitting `req`, if any.
     fn fault_for(&self, req: &Request<Incoming>) -> Option<super::faults::Fault> {
+        if !self.faults.armed() {
+            return None;
+        }
         let p = parse_path(req.uri().path().trim_end_matches('/'))?;
         let watch = query(req).get("watch").is_some_and(|w| w == "true" || w == "1");
         let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();

@@ -16,6 +16,7 @@
 //! hits decides; a request no rule hits is served as always. `GET /sim/faults` shows the rules with how often each hit.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -125,17 +126,24 @@ impl Rule {
 #[derive(Debug, Default)]
 pub struct Injector {
     faults: Mutex<Faults>,
+    /// Whether any rule is set: without, requests are not even looked at.
+    armed: AtomicBool,
 }
 
 impl Injector {
     pub fn set(&self, faults: Faults) -> Result<(), String> {
         faults.check()?;
+        self.armed.store(!faults.rules.is_empty(), Ordering::Relaxed);
         *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
         Ok(())
     }
 
     pub fn get(&self) -> Faults {
         self.faults.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn armed(&self) -> bool {
+        self.armed.load(Ordering::Relaxed)
     }
 
     /// The fault `request` gets, if any (counted as a hit).
