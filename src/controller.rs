@@ -141,8 +141,10 @@ impl Error {
 }
 
 /// Runs both loops under `runtime` until it stops. `leader` says when this replica may
-/// write; the loops run on every replica so their caches are warm.
-pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher) -> Result<(), Error> {
+/// write; the loops run on every replica so their caches are warm. `client` makes the
+/// reads and writes, `watches` the watches (the same client will do where requests
+/// have no timeout).
+pub fn spawn(runtime: &Runtime, client: Client, watches: Client, config: Config, leader: Watcher) -> Result<(), Error> {
     let hooks = crate::analysis::hooks::Caller::new(&config.resolver)
         .map_err(|e| Error::Invalid(format!("building the webhook client: {e}")))?;
     let events = events::Events::new(client.clone(), MANAGER, &config.identity);
@@ -156,8 +158,8 @@ pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher)
 
     // The caches keep metadata only (`cached::Meta`): each reconcile reads what it
     // decides on from the API.
-    let canaries: Api<Meta<Canary>> = Api::all(client.clone());
-    let deployments: Api<Meta<Deployment>> = Api::all(client.clone());
+    let canaries: Api<Meta<Canary>> = Api::all(watches.clone());
+    let deployments: Api<Meta<Deployment>> = Api::all(watches.clone());
     let cfg = watcher::Config::default();
     let releases = Controller::new(canaries, cfg.clone())
         .watches(
@@ -165,9 +167,9 @@ pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher)
             cfg.clone(),
             noted(&ctx, |d| canaries::canary_of_deployment(d).into_iter().collect()),
         )
-        .watches(Api::<Meta<Deployment>>::all(client.clone()), cfg.clone(), noted(&ctx, owners))
-        .watches(Api::<Meta<Service>>::all(client.clone()), cfg.clone(), noted(&ctx, owners))
-        .watches(Api::<Meta<ApisixRoute>>::all(client.clone()), cfg.clone(), noted(&ctx, owners))
+        .watches(Api::<Meta<Deployment>>::all(watches.clone()), cfg.clone(), noted(&ctx, owners))
+        .watches(Api::<Meta<Service>>::all(watches.clone()), cfg.clone(), noted(&ctx, owners))
+        .watches(Api::<Meta<ApisixRoute>>::all(watches.clone()), cfg.clone(), noted(&ctx, owners))
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .graceful_shutdown_on(stop.clone().cancelled_owned());
     let releases_store = releases.store();
@@ -175,7 +177,7 @@ pub fn spawn(runtime: &Runtime, client: Client, config: Config, leader: Watcher)
 
     // A deleted annotation-mode Canary is made again: it is owned by its Deployment.
     let opt_ins = Controller::new(deployments, cfg.clone())
-        .owns(Api::<Meta<Canary>>::all(client.clone()), cfg)
+        .owns(Api::<Meta<Canary>>::all(watches.clone()), cfg)
         .graceful_shutdown_on(stop.cancelled_owned());
     let opt_ins_store = opt_ins.store();
     let opt_ins = opt_ins.run(canaries::reconcile_deployment, canaries::error_policy, ctx);

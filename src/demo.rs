@@ -134,7 +134,7 @@ impl World {
             resolver,
             excluded_namespaces: crate::controller::Config::excluded(CONTROLLER_NAMESPACE),
         };
-        crate::controller::spawn(&runtime, client.clone(), config.clone(), leadership.watcher())?;
+        crate::controller::spawn(&runtime, client.clone(), client.clone(), config.clone(), leadership.watcher())?;
         let options = crate::analysis::http::Options {
             timeout: Some(HTTP_TIMEOUT),
             resolver: Some(&config.resolver),

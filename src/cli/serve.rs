@@ -134,11 +134,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_delay: args.shutdown_delay,
         drain_timeout: args.drain_timeout,
     };
-    let client = match args.webhook_only {
+    let identity = args.identity.clone().unwrap_or_else(crate::lease::identity);
+    let clients = match args.webhook_only {
         true => None,
-        false => Some(super::cluster::client(args.kubeconfig.as_deref()).await?),
+        false => Some(super::cluster::ServeClients::new(args.kubeconfig.as_deref(), &identity).await?),
     };
-    let self_signed = match (&args.self_signed_secret, &client) {
+    let self_signed = match (&args.self_signed_secret, clients.as_ref().map(|c| &c.requests)) {
         (None, _) => None,
         (Some(_), None) => anyhow::bail!(
             "--self-signed-secret keeps its Secret in the cluster: it needs the controller, not --webhook-only"
@@ -158,8 +159,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("starting the webhook server")?;
     crate::admin::spawn(&runtime, admin, config.drain_timeout);
-    let leadership = match client {
-        Some(client) => Some(controller(&runtime, client, &args).await?),
+    let leadership = match clients {
+        Some(clients) => Some(controller(&runtime, clients, &args, identity).await?),
         None => None,
     };
     if let (Some((mode, store)), Some(leadership)) = (self_signed, &leadership) {
@@ -188,12 +189,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// The cluster client, the Lease, and the controller loops.
 async fn controller(
     runtime: &Runtime,
-    client: kube::Client,
+    clients: super::cluster::ServeClients,
     args: &ServeArgs,
+    identity: String,
 ) -> anyhow::Result<crate::lease::Leadership> {
-    let identity = args.identity.clone().unwrap_or_else(crate::lease::identity);
     let leadership =
-        crate::lease::start(client.clone(), &args.namespace, &identity, crate::lease::LeaseTiming::default())
+        crate::lease::start(clients.requests.clone(), &args.namespace, &identity, crate::lease::LeaseTiming::default())
             .await
             .with_context(|| format!("starting leader election in namespace {}", args.namespace))?;
     if !args.resolve.is_empty() {
@@ -208,7 +209,7 @@ async fn controller(
         resolver: Resolver::new(args.resolve.iter().cloned()),
         excluded_namespaces: crate::controller::Config::excluded(&args.namespace),
     };
-    crate::controller::spawn(runtime, client, config, leadership.watcher())?;
+    crate::controller::spawn(runtime, clients.requests, clients.watches, config, leadership.watcher())?;
     Ok(leadership)
 }
 

@@ -226,8 +226,10 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Creates or resizes `<d>-canary` and `<svc>-canary` (server-side apply, forced:
-    /// they are ours alone).
+    /// Creates or resizes `<svc>-canary` and `<d>-canary` (server-side apply, forced:
+    /// they are ours alone). The Service comes first: a canary Deployment of the current
+    /// revision then proves both exist, so the analysis loop, which makes the canary again
+    /// only when its Deployment is missing or stale, never runs one without its Service.
     async fn apply_canary(&mut self, replicas: i32) -> Result<(), Error> {
         let Some(target) = &self.objects.target else { return Err(Error::Invalid("the target is gone".into())) };
         let mut copy =
@@ -236,12 +238,6 @@ impl<'a> Run<'a> {
         let revision = crate::release::revision::Revision::of_template(&template);
         copy.annotations_mut().insert(COPY_OF.to_owned(), revision.to_string());
         let params = PatchParams::apply(MANAGER).force();
-        let name = copy.name_any();
-        let deployments: Api<Deployment> = self.api();
-        deployments
-            .patch(&name, &params, &Patch::Apply(&copy))
-            .await
-            .map_err(Error::kube(format!("applying Deployment {}/{name}", self.ns())))?;
         if let Some(svc) = &self.objects.service {
             let selector = copies::selector_labels(target).map_err(|e| Error::Invalid(e.to_string()))?;
             let copy = copies::canary_service(svc, selector, self.owner());
@@ -252,6 +248,12 @@ impl<'a> Run<'a> {
                 .await
                 .map_err(Error::kube(format!("applying Service {}/{name}", self.ns())))?;
         }
+        let name = copy.name_any();
+        let deployments: Api<Deployment> = self.api();
+        deployments
+            .patch(&name, &params, &Patch::Apply(&copy))
+            .await
+            .map_err(Error::kube(format!("applying Deployment {}/{name}", self.ns())))?;
         Ok(())
     }
 

@@ -339,12 +339,13 @@ fn start(o: &Observed, plan: &Plan, canary: &Revision, now: Timestamp) -> Decisi
         ..o.status.clone()
     };
     let mut actions = approved;
-    // Traffic off any canary first (a restart's, or a route a failed cleanup left).
+    // Traffic off any canary first (a restart's, or a route a failed cleanup left): a
+    // Progressing status beside a routed canary would be read as a step taken.
     if restarted || o.route_weight.is_some_and(|w| w > 0) {
         actions.push(Action::RouteToStable);
     }
-    actions.push(Action::ApplyCanary { replicas });
-    actions.push(Action::SetWeight(0));
+    // Then the status, so the paused Deployment is explained at once even when a write
+    // below fails: the analysis loop makes the canary and the route it finds missing.
     actions.push(Action::SetStatus(status));
     actions.push(Action::Event { warning: false, message, once: None });
     actions.push(Action::Alert {
@@ -352,6 +353,8 @@ fn start(o: &Observed, plan: &Plan, canary: &Revision, now: Timestamp) -> Decisi
         message: PROGRESSING.to_owned(),
         fields: release_fields(o, plan),
     });
+    actions.push(Action::ApplyCanary { replicas });
+    actions.push(Action::SetWeight(0));
     Decision::act(actions)
 }
 

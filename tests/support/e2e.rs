@@ -210,7 +210,7 @@ impl World {
         let mut checked = 0;
         for line in log.lines() {
             let event: serde_json::Value = serde_json::from_str(line).unwrap();
-            if !event["userAgent"].as_str().unwrap_or_default().ends_with("(serve)") {
+            if !event["userAgent"].as_str().unwrap_or_default().contains("(serve)") {
                 continue;
             }
             let o = &event["objectRef"];

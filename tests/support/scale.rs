@@ -282,7 +282,7 @@ fn writes(audit: &str) -> std::collections::BTreeMap<String, usize> {
     for line in audit.lines() {
         let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else { continue };
         let verb = event["verb"].as_str().unwrap_or_default();
-        if !event["userAgent"].as_str().unwrap_or_default().ends_with("(serve)")
+        if !event["userAgent"].as_str().unwrap_or_default().contains("(serve)")
             || !matches!(verb, "create" | "update" | "patch" | "delete")
         {
             continue;

@@ -506,3 +506,18 @@ fn a_release_starts_with_traffic_on_stable_even_after_a_failed_cleanup() {
     let advances: Vec<&String> = w.events.iter().filter(|e| e.starts_with("Advance")).collect();
     assert_eq!(advances.first().map(|e| e.ends_with("canary weight 10")), Some(true), "{advances:?}");
 }
+
+/// The Progressing status is the first write of a release after its traffic is on
+/// stable: a failed canary or route write never leaves the paused Deployment under the
+/// last release's Succeeded, and the loop makes what is missing.
+#[test]
+fn a_release_says_progressing_before_it_makes_its_canary() {
+    let mut w = World::released(plan(&[]), "6.0.1");
+    w.step_partial(1);
+    assert_eq!(w.o.status.phase, Some(Phase::Progressing), "{:?}", w.log);
+    assert_eq!(w.o.canary, None, "{:?}", w.log);
+    w.run(100);
+    assert_eq!(w.o.status.phase, Some(Phase::Succeeded), "{:?}", w.events);
+    let advances = w.events.iter().filter(|e| e.starts_with("Advance")).count();
+    assert_eq!(advances, 5, "{:?}", w.events);
+}
