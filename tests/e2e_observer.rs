@@ -62,6 +62,96 @@ fn the_observer_names_each_broken_promise() {
     observer.stop();
 }
 
+/// A release that skips a step, steps twice in one interval and goes past maxWeight; a
+/// Deployment that rolled out past the webhook with its Canary silent; and two replicas
+/// writing at once (the audit log's check).
+#[test]
+fn the_observer_names_double_steps_slipped_releases_and_two_writers() {
+    let mut w = World::cluster();
+    let crds = w.dir.path().join("crds.yaml");
+    let printed = std::process::Command::new(e2e::BIN).arg("crds").output().unwrap();
+    std::fs::write(&crds, printed.stdout).unwrap();
+    w.ok(&["apply", "-f", crds.to_str().unwrap()]);
+    w.ok(&["apply", "-f", e2e::fixture("scenario/namespace.yaml").to_str().unwrap()]);
+    let observer = w.observer.take().expect("worlds observe");
+
+    w.ok(&["apply", "-f", &w.file("stepping.yaml", STEPPING)]);
+    w.ok(&[
+        "patch",
+        "canary",
+        "-n",
+        "test",
+        "podinfo",
+        "--subresource",
+        "status",
+        "--type",
+        "merge",
+        "-p",
+        PROGRESSING,
+    ]);
+    let uid = w.ok(&["get", "canary", "-n", "test", "podinfo", "-o", "jsonpath={.metadata.uid}"]);
+    // The observer must know the Canary before its route moves.
+    std::thread::sleep(Duration::from_millis(500));
+    for canary in [10, 30, 40, 60] {
+        let yaml = ROUTE.replace("UID", &uid).replace("STABLE", &(100 - canary).to_string());
+        w.ok(&["apply", "-f", &w.file("route.yaml", &yaml.replace("CANARY", &canary.to_string()))]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Idle, last promoted another revision, and not a word of the one running.
+    let unlocked = PAUSED.replace("paused: true", "paused: false");
+    let unlocked = unlocked.lines().filter(|l| !l.contains("-revision:")).collect::<Vec<_>>().join("\n");
+    w.ok(&["apply", "-f", &w.file("slipped.yaml", &unlocked)]);
+    w.ok(&["apply", "-f", &w.file("silent.yaml", SILENT)]);
+    w.ok(&["patch", "canary", "-n", "test", "silent", "--subresource", "status", "--type", "merge", "-p", PROMOTED]);
+
+    let found = wait_for(&observer, "past the webhook", GRACE + Duration::from_secs(10));
+    let said = |words: &str| found.iter().any(|v| v.contains(words));
+    assert!(said("went from 10 to 30, not to the next step Some(20)"), "{found:#?}");
+    assert!(said("advanced to 40"), "{found:#?}");
+    assert!(said("canary weight 60 above maxWeight 50"), "{found:#?}");
+    assert!(said("Deployment test/podinfo rolled out a revision past the webhook"), "{found:#?}");
+    observer.stop();
+
+    let line = |replica: &str, at: &str| {
+        format!(
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","verb":"patch","userAgent":"apisix-canary/0.1.0 (serve) {replica}","requestReceivedTimestamp":"{at}","objectRef":{{"resource":"apisixroutes","namespace":"test","name":"podinfo-podinfo-canary"}}}}"#
+        )
+    };
+    let handover = [line("a", "2026-12-01T10:00:00.000000Z"), line("b", "2026-12-01T10:00:07.000000Z")].join("\n");
+    assert_eq!(e2e::observer::one_writer(&handover), Vec::<String>::new());
+    let overlap = [line("a", "2026-12-01T10:00:00.000000Z"), line("b", "2026-12-01T10:00:00.500000Z")].join("\n");
+    let broken = e2e::observer::one_writer(&overlap);
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert!(broken[0].contains("two replicas wrote"), "{broken:?}");
+}
+
+const STEPPING: &str = r#"
+apiVersion: apisix-canary.dev/v1beta1
+kind: Canary
+metadata:
+  name: podinfo
+  namespace: test
+spec:
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: other}
+  routeRef: {apiVersion: apisix.apache.org/v2, kind: ApisixRoute, name: podinfo}
+  analysis: {interval: 1m, threshold: 3, maxWeight: 50, stepWeight: 10}
+"#;
+
+const PROGRESSING: &str = r#"{"status": {"phase": "Progressing"}}"#;
+
+const SILENT: &str = r#"
+apiVersion: apisix-canary.dev/v1beta1
+kind: Canary
+metadata:
+  name: silent
+  namespace: test
+spec:
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  routeRef: {apiVersion: apisix.apache.org/v2, kind: ApisixRoute, name: podinfo}
+"#;
+
+const PROMOTED: &str = r#"{"status": {"phase": "Succeeded", "lastPromotedSpec": "53d0ab54bc"}}"#;
+
 const PAUSED: &str = r#"
 apiVersion: apps/v1
 kind: Deployment

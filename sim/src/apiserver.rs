@@ -171,13 +171,13 @@ impl ApiServer {
                 name: p.name,
             };
             let agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            Some((req.uri().to_string(), agent.to_owned(), attributes))
+            Some((req.uri().to_string(), agent.to_owned(), attributes, k8s_openapi::jiff::Timestamp::now()))
         });
         let result = self.route(req).await;
         let response = result.unwrap_or_else(|e| error_response(&e));
         tracing::debug!(%method, path, status = response.status().as_u16(), "sim api request");
-        if let (Some(audit), Some((uri, agent, attributes))) = (&self.audit, audited) {
-            audit.record(&uri, &agent, &attributes, response.status().as_u16());
+        if let (Some(audit), Some((uri, agent, attributes, received))) = (&self.audit, audited) {
+            audit.record(&uri, &agent, &attributes, response.status().as_u16(), received);
         }
         if fault == Some(super::faults::Fault::LoseResponse) {
             // Served, but the connection breaks before the answer's body arrives.

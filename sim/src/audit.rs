@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use http::Method;
+use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
 /// Where the events go.
@@ -52,13 +53,17 @@ impl AuditLog {
         Ok(Self { file: Mutex::new(file) })
     }
 
-    /// One event, written whole.
-    pub fn record(&self, uri: &str, user_agent: &str, attributes: &Attributes, code: u16) {
+    /// One event, written whole: the request received at `received` is answered now.
+    pub fn record(&self, uri: &str, user_agent: &str, attributes: &Attributes, code: u16, received: Timestamp) {
+        let micros = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
         let event = json!({
             "kind": "Event",
             "apiVersion": "audit.k8s.io/v1",
             "level": "Metadata",
+            "auditID": crate::defaults::uid(),
             "stage": "ResponseComplete",
+            "requestReceivedTimestamp": micros(received),
+            "stageTimestamp": micros(Timestamp::now()),
             "requestURI": uri,
             "verb": attributes.verb,
             "user": {"username": "kubernetes-admin"},

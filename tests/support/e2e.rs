@@ -50,8 +50,13 @@ impl Drop for World {
         if std::thread::panicking() {
             return;
         }
-        let broken = observer.violations();
-        assert!(broken.is_empty(), "invariants broken during the test:\n{}", broken.join("\n"));
+        let mut broken = observer.violations();
+        let audit = std::fs::read_to_string(self.dir.path().join("audit.log")).unwrap_or_default();
+        broken.extend(observer::one_writer(&audit));
+        if !broken.is_empty() {
+            let logs = self.logs.lock().map(|l| l.join("\n")).unwrap_or_default();
+            panic!("invariants broken during the test:\n{}\n\nserve's log:\n{logs}", broken.join("\n"));
+        }
     }
 }
 

@@ -18,11 +18,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use apisix_canary::api::canary::v1beta1;
+use apisix_canary::release::plan::Plan;
 use futures_util::StreamExt;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// How long the cluster may take to agree with itself (a status written after the
 /// pause, objects deleted after the phase).
@@ -32,15 +34,23 @@ pub const GRACE: Duration = Duration::from_secs(5);
 const EXPLAINING: &[&str] =
     &["Initializing", "Waiting", "Progressing", "WaitingPromotion", "Promoting", "Finalising", "Failed"];
 const ENDED: &[&str] = &["Succeeded", "Failed"];
+/// Phases of a Canary with no release under way.
+const IDLE: &[&str] = &["Initialized", "Succeeded", "Failed"];
+/// How a Canary reports a release that the webhook did not intercept.
+const NOT_INTERCEPTED: &str = "not intercepted";
 
 #[derive(Default)]
 struct State {
     /// Objects by kind, then `namespace/name`.
     objects: BTreeMap<&'static str, BTreeMap<String, Value>>,
-    /// The canary weight last seen on each generated route (by uid).
-    weights: BTreeMap<String, u64>,
+    /// The canary weight last seen on each generated route (by uid), with when it last
+    /// went up, and whether it was seen without a gap since (no relist in between).
+    weights: BTreeMap<String, Seen>,
     /// Since when each locked Deployment has been paused without a reason, by key.
     unexplained: BTreeMap<String, Instant>,
+    /// Since when each Deployment has run a revision that slipped past the webhook without
+    /// its Canary saying so, by key.
+    slipped: BTreeMap<String, Instant>,
     /// Since when each (Canary uid, generated object) has outlived its ended Canary.
     left: BTreeMap<(String, String), Instant>,
     violations: BTreeSet<String>,
@@ -49,6 +59,15 @@ struct State {
     grace: Option<Duration>,
     /// The highest canary weight seen on any generated route.
     top_weight: u64,
+}
+
+/// A generated route's canary weight as last seen.
+#[derive(Clone, Copy)]
+struct Seen {
+    weight: u64,
+    raised: Option<Instant>,
+    /// Every change since `raised` was seen (no relist in between).
+    sure: bool,
 }
 
 #[derive(Clone)]
@@ -151,7 +170,13 @@ impl Observer {
                 )
             })
             .collect();
-        self.state.lock().unwrap().objects.entry(kind).or_default().retain(|k, _| keys.contains(k));
+        let mut state = self.state.lock().unwrap();
+        state.objects.entry(kind).or_default().retain(|k, _| keys.contains(k));
+        if kind == "ApisixRoute" {
+            // Changes may have been missed: the next one is a new reference.
+            state.weights.values_mut().for_each(|s| s.sure = false);
+        }
+        drop(state);
         for o in objects {
             self.seen(kind, o, false);
         }
@@ -190,6 +215,33 @@ impl Observer {
                 let phases: Vec<String> = canaries.values().map(phase).collect();
                 state.violations.insert(format!(
                     "Deployment {key} paused under the lock for over {grace:?} without a Canary status saying why (phases: {phases:?})"
+                ));
+            }
+        }
+        // Not locked, not paused, not the revision last promoted, and the Canary idle: the
+        // template changed past the webhook (down, failurePolicy Ignore). Its Canary says so.
+        let mut slipped = Vec::new();
+        for (key, d) in state.objects.get("Deployment").unwrap_or(&empty) {
+            let locked = d.pointer("/metadata/annotations/apisix-canary.dev~1stable-revision").is_some();
+            let paused = d.pointer("/spec/paused").and_then(Value::as_bool) == Some(true);
+            let (namespace, name) = key.split_once('/').unwrap();
+            let canary = canaries.values().find(|c| {
+                c.pointer("/metadata/namespace").and_then(Value::as_str) == Some(namespace)
+                    && c.pointer("/spec/targetRef/name").and_then(Value::as_str) == Some(name)
+            });
+            let Some(c) = canary.filter(|c| !locked && !paused && IDLE.contains(&phase(c).as_str())) else { continue };
+            let promoted = c.pointer("/status/lastPromotedSpec").and_then(Value::as_str);
+            let reported = c.get("status").is_some_and(|s| s.to_string().contains(NOT_INTERCEPTED));
+            if promoted.is_some_and(|p| p != revision(d)) && !reported {
+                slipped.push(key.clone());
+            }
+        }
+        state.slipped.retain(|k, _| slipped.contains(k));
+        for key in slipped {
+            let since = *state.slipped.entry(key.clone()).or_insert(now);
+            if now - since > grace {
+                state.violations.insert(format!(
+                    "Deployment {key} rolled out a revision past the webhook and its Canary did not report it within {grace:?}"
                 ));
             }
         }
@@ -275,11 +327,110 @@ fn check_split(state: &mut State, key: &str, route: &Value) {
             state.violations.insert(format!("route {key} at {rv}: weights {stable} + {canary} do not sum to 100"));
         }
         state.top_weight = state.top_weight.max(canary);
-        let last = state.weights.insert(uid.clone(), canary).unwrap_or(0);
-        if canary < last && canary != 0 {
+        let now = Instant::now();
+        let seen = Seen { weight: canary, raised: None, sure: true };
+        let last = state.weights.insert(uid.clone(), seen).unwrap_or(Seen { weight: 0, raised: None, sure: false });
+        if canary < last.weight && canary != 0 {
             state
                 .violations
-                .insert(format!("route {key} at {rv}: the canary weight went back from {last} to {canary}"));
+                .insert(format!("route {key} at {rv}: the canary weight went back from {} to {canary}", last.weight));
+        }
+        let raised = if canary > last.weight { Some(now) } else { last.raised.filter(|_| canary > 0) };
+        state.weights.insert(uid.clone(), Seen { weight: canary, raised, sure: true });
+        if canary > last.weight
+            && let Some((plan, phase)) = owner_plan(state, route)
+            && matches!(phase.as_str(), "Progressing" | "WaitingPromotion")
+        {
+            check_step(state, key, rv, &plan, last, canary, now);
         }
     }
+}
+
+/// The analysis and phase of the Canary owning `route`, when seen.
+fn owner_plan(state: &State, route: &Value) -> Option<(Plan, String)> {
+    let refs = route.pointer("/metadata/ownerReferences").and_then(Value::as_array)?;
+    let uid = refs.iter().find(|r| r["kind"] == "Canary")?["uid"].as_str()?;
+    let canary = state.objects.get("Canary")?.values().find(|c| c.pointer("/metadata/uid") == Some(&json!(uid)))?;
+    let phase = canary.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let typed: v1beta1::Canary = serde_json::from_value(canary.clone()).ok()?;
+    let (plan, _) = Plan::from_canary(&typed.spec).ok()?;
+    Some((plan, phase))
+}
+
+/// Each step's Advance once: a raise goes to the next step of the plan (never above
+/// maxWeight), and, after the first step, an interval after the last raise.
+fn check_step(state: &mut State, key: &str, rv: &str, plan: &Plan, last: Seen, canary: u64, now: Instant) {
+    let max = u64::from(plan.max_weight);
+    if canary > max {
+        state.violations.insert(format!("route {key} at {rv}: canary weight {canary} above maxWeight {max}"));
+    }
+    if !last.sure {
+        return;
+    }
+    let from = u32::try_from(last.weight).unwrap_or(u32::MAX);
+    let next = plan.next_weight(from).map(u64::from);
+    if next != Some(canary) {
+        state.violations.insert(format!(
+            "route {key} at {rv}: the canary weight went from {from} to {canary}, not to the next step {next:?}"
+        ));
+    }
+    // An interval apart, less a margin for the two writes' own delays.
+    let least = plan.interval.mul_f64(0.8);
+    if let Some(raised) = last.raised.filter(|_| last.weight > 0)
+        && now - raised < least
+    {
+        let gap = now - raised;
+        state.violations.insert(format!(
+            "route {key} at {rv}: advanced to {canary} {gap:?} after the step to {from}, within one interval ({:?})",
+            plan.interval
+        ));
+    }
+}
+
+/// The revision of a Deployment's template, as the controller computes it.
+fn revision(d: &Value) -> String {
+    let typed: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(d.clone()).unwrap_or_default();
+    let template = serde_json::to_value(typed.spec.map(|s| s.template)).unwrap_or_default();
+    apisix_canary::release::revision::Revision::of_template(&template).to_string()
+}
+
+/// Two replicas' writes closer than this around a change of writer overlap: a handover
+/// has a gap of at least the Lease's grace (5 s), the time between the old leader's
+/// cut-off and the Lease's expiry.
+const HANDOVER: Duration = Duration::from_secs(2);
+
+/// One leader writes at any time: in the sim's audit log, serve's writes (not to its
+/// Lease, and not the Secret any replica may create at start), ordered by when they
+/// were received, change replica only with a gap of at least [`HANDOVER`]. The
+/// replica is the last word of serve's User-Agent.
+pub fn one_writer(audit: &str) -> Vec<String> {
+    let mut writes: Vec<(String, String, String)> = Vec::new();
+    for line in audit.lines() {
+        let Ok(event) = serde_json::from_str::<Value>(line) else { continue };
+        let agent = event["userAgent"].as_str().unwrap_or_default();
+        let Some((_, identity)) = agent.split_once("(serve) ") else { continue };
+        let verb = event["verb"].as_str().unwrap_or_default();
+        let resource = event.pointer("/objectRef/resource").and_then(Value::as_str).unwrap_or_default();
+        let write = matches!(verb, "create" | "update" | "patch" | "delete" | "deletecollection");
+        if !write || resource == "leases" || (resource == "secrets" && verb == "create") {
+            continue;
+        }
+        let at = event["requestReceivedTimestamp"].as_str().unwrap_or_default().to_owned();
+        let name = event.pointer("/objectRef/name").and_then(Value::as_str).unwrap_or_default();
+        writes.push((at, identity.to_owned(), format!("{verb} {resource} {name}")));
+    }
+    writes.sort();
+    let at = |s: &str| s.parse::<k8s_openapi::jiff::Timestamp>().ok();
+    let mut broken = Vec::new();
+    for pair in writes.windows(2) {
+        let [(t1, a, w1), (t2, b, w2)] = pair else { continue };
+        if a == b {
+            continue;
+        }
+        let gap = at(t2).zip(at(t1)).map(|(t2, t1)| t2.duration_since(t1).unsigned_abs());
+        if gap.is_none_or(|g| g < HANDOVER) {
+            broken.push(format!("two replicas wrote {gap:?} apart: {a} ({w1} at {t1}), then {b} ({w2} at {t2})"));
+        }
+    }
+    broken
 }
