@@ -15,6 +15,7 @@
 //! replica keeps its caches warm so a new leader starts at once.
 
 mod act;
+mod backoff;
 mod cached;
 mod canaries;
 mod checks;
@@ -171,6 +172,7 @@ pub fn spawn(runtime: &Runtime, client: Client, watches: Client, config: Config,
         .watches(Api::<Meta<Service>>::all(watches.clone()), cfg.clone(), noted(&ctx, owners))
         .watches(Api::<Meta<ApisixRoute>>::all(watches.clone()), cfg.clone(), noted(&ctx, owners))
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
+        .trigger_backoff(backoff::WatchBackoff::default())
         .graceful_shutdown_on(stop.clone().cancelled_owned());
     let releases_store = releases.store();
     let releases = releases.run(reconcile, error_policy, ctx.clone());
@@ -178,6 +180,7 @@ pub fn spawn(runtime: &Runtime, client: Client, watches: Client, config: Config,
     // A deleted annotation-mode Canary is made again: it is owned by its Deployment.
     let opt_ins = Controller::new(deployments, cfg.clone())
         .owns(Api::<Meta<Canary>>::all(watches.clone()), cfg)
+        .trigger_backoff(backoff::WatchBackoff::default())
         .graceful_shutdown_on(stop.cancelled_owned());
     let opt_ins_store = opt_ins.store();
     let opt_ins = opt_ins.run(canaries::reconcile_deployment, canaries::error_policy, ctx);

@@ -6,6 +6,8 @@
 
 #[path = "support/e2e.rs"]
 mod e2e;
+#[path = "support/flaky.rs"]
+mod flaky;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -95,4 +97,119 @@ fn a_release_promotes_and_the_next_rolls_back_while_the_api_server_fails_serve()
     assert!(hits.iter().take(4).all(|&h| h > 0), "every kind of fault met serve: {hits:?}");
     assert!(cuts >= 3, "watches cut {cuts} times");
     // The observer (on drop) checks the split, the pauses and what was left behind.
+}
+
+/// Prometheus behind a forwarder that goes down or slow: a short outage costs a failed
+/// check and the release goes on to promotion; a Prometheus too slow to answer within
+/// the query timeout fails every check, and the canary, healthy as it is, is rolled
+/// back with the reason said (metrics that cannot be read are no proof of safety).
+#[test]
+fn prometheus_down_costs_a_check_and_prometheus_too_slow_rolls_back() {
+    let mut w = World::cluster();
+    let prometheus = flaky::Flaky::start(&w.prometheus_url);
+    w.prometheus_url = prometheus.url();
+    let w = w.started();
+    w.install(30);
+    let traffic = w.traffic();
+    let failed_at = |w: &World| -> Vec<String> {
+        w.events().into_iter().filter(|e| e.contains("Prometheus query failed")).collect()
+    };
+
+    w.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1"]);
+    w.wait_weight(10, Duration::from_secs(60));
+    prometheus.down();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while failed_at(&w).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no failed check while Prometheus is down: {:#?}", w.events());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    prometheus.pass();
+    assert_eq!(w.wait_phase(&["Succeeded", "Failed"], Duration::from_secs(120)), "Succeeded", "{:#?}", w.events());
+    let down = failed_at(&w);
+    assert!(down.iter().all(|e| e.contains("prometheus at http://")), "{down:#?}");
+    w.assert_each_step_once(30);
+
+    prometheus.slow(Duration::from_secs(7));
+    w.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.2"]);
+    assert_eq!(w.wait_phase(&["Failed"], Duration::from_secs(180)), "Failed", "{:#?}", w.events());
+    let events = w.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("Prometheus query failed: prometheus at http://")
+                && e.contains("did not answer within 5s")),
+        "{events:#?}"
+    );
+    assert!(events.iter().any(|e| e.contains("failed checks threshold reached 4")), "{events:#?}");
+    assert_eq!(w.jsonpath("deployment/podinfo", "{.spec.paused}"), "true", "paused on the stable revision");
+    traffic.store(false, Ordering::Relaxed);
+}
+
+/// The webhook server down (its URL dead, as when every replica is gone): failurePolicy
+/// Ignore lets `kubectl set image` through and the new revision rolls out unanalysed.
+/// The controller says so (the Canary Failed, its message and a warning Event), adopts
+/// it as stable, and the next release, with the webhook back, is intercepted as always.
+#[test]
+fn a_release_made_while_the_webhook_is_down_is_reported_and_the_next_is_intercepted() {
+    let w = World::start();
+    w.install(20);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let path = "/webhooks/0/clientConfig/url";
+    let url = |kind: &str| w.ok(&["get", kind, "apisix-canary", "-o", "jsonpath={.webhooks[0].clientConfig.url}"]);
+    let (mutate, validate) = (url("mutatingwebhookconfiguration"), url("validatingwebhookconfiguration"));
+    let point = |kind: &str, to: &str| {
+        let patch = format!(r#"[{{"op": "replace", "path": "{path}", "value": "{to}"}}]"#);
+        w.ok(&["patch", kind, "apisix-canary", "--type", "json", "-p", &patch]);
+    };
+    let dead_url =
+        |live: &str| format!("https://{dead}{}", &live[live.find("/validate").or(live.find("/mutate")).unwrap()..]);
+    point("mutatingwebhookconfiguration", &dead_url(&mutate));
+    point("validatingwebhookconfiguration", &dead_url(&validate));
+
+    w.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1"]);
+    w.ok(&["-n", "test", "rollout", "status", "deployment/podinfo", "--timeout=60s"]);
+    assert_eq!(w.wait_phase(&["Failed"], Duration::from_secs(30)), "Failed", "{:#?}", w.events());
+    let message = w.jsonpath("canary/podinfo", "{.status.conditions[0].message}");
+    assert!(message.contains("not intercepted") && message.contains("was the webhook down?"), "{message}");
+    assert!(w.events().iter().any(|e| e.contains("rolled out without analysis")), "{:#?}", w.events());
+    assert_eq!(w.jsonpath("deployment/podinfo", "{.spec.paused}"), "", "never paused: the rollout went through");
+
+    point("mutatingwebhookconfiguration", &mutate);
+    point("validatingwebhookconfiguration", &validate);
+    let traffic = w.traffic();
+    w.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.2"]);
+    assert_eq!(w.jsonpath("deployment/podinfo", "{.spec.paused}"), "true", "intercepted again");
+    assert_eq!(w.wait_phase(&["Succeeded"], Duration::from_secs(120)), "Succeeded", "{:#?}", w.events());
+    w.assert_each_step_once(20);
+    traffic.store(false, Ordering::Relaxed);
+}
+
+/// The leader's Lease renewals fail (its writes to the Lease answered 500, as when its
+/// API server rejects them) while its other requests succeed: it stops writing before
+/// the Lease can expire, the other replica takes over, and the release ends as it
+/// should, with no step twice and never two writers at once (the World checks the
+/// audit log).
+#[test]
+fn a_leader_that_cannot_renew_its_lease_hands_the_release_over() {
+    let w = World::start();
+    w.serve("serve-1", "127.0.0.1:0");
+    w.install(50);
+    let traffic = w.traffic();
+    w.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1"]);
+    w.wait_weight(20, Duration::from_secs(60));
+    let holder = || w.ok(&["-n", "apisix-canary", "get", "lease", "-o", "jsonpath={.items[0].spec.holderIdentity}"]);
+    assert_eq!(holder(), "serve-0");
+    let rule = r#"{"rules": [{"verbs": ["update", "patch"], "resources": ["leases"], "userAgent": "(serve) serve-0", "fault": {"error": {"code": 500}}}]}"#;
+    let (code, body) = w.sim_api("PUT", "/sim/faults", rule);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(w.wait_phase(&["Succeeded", "Failed"], Duration::from_secs(120)), "Succeeded", "{:#?}", w.events());
+    assert_eq!(holder(), "serve-1");
+    assert!(hits(&w)[0] > 0, "serve-0 tried to renew");
+    w.assert_each_step_once(50);
+    let logs = w.logs.lock().unwrap().clone();
+    assert!(
+        logs.iter().any(|l| l.starts_with("serve-1: ") && l.contains("Promotion completed!")),
+        "serve-1 finished it"
+    );
+    traffic.store(false, Ordering::Relaxed);
 }

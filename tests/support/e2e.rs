@@ -308,7 +308,12 @@ impl World {
     /// The cluster with `serve` running on certificate files and our CRDs and webhook
     /// configurations applied, pointing at it.
     pub fn start() -> Self {
-        let w = Self::cluster();
+        Self::cluster().started()
+    }
+
+    /// [`World::start`] on this cluster (whose `prometheus_url` a test may have changed).
+    pub fn started(self) -> Self {
+        let w = self;
         let dir = w.dir.path();
         let certs = Command::new(BIN)
             .args(["certs", "--dns-name", "localhost", "--out-dir"])
