@@ -1,6 +1,6 @@
 //! Releases under a misbehaving API server (`sim/src/faults.rs`): a share of serve's
 //! requests answered 500, 409 or 429 with Retry-After, answered late, or carried out
-//! with the answer lost, and every watch cut (with the history compacted, so resuming
+//! with the answer lost, and its watches cut (with the history compacted, so resuming
 //! gets 410 Gone) every few seconds. The release must still end as its canary deserves,
 //! every step once, and the invariant observer must see no broken promise.
 
@@ -32,12 +32,13 @@ impl Drop for Stop<'_> {
     }
 }
 
-/// Cuts every watch (and compacts the history) every 3 s until `on` is false.
+/// Cuts serve's watches (and compacts the history) every 3 s until `on` is false; the
+/// observer's stay, so it sees each change when it is made.
 fn cut_watches(w: &World, on: &AtomicBool) -> u32 {
     let mut cuts = 0;
     while on.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_secs(3));
-        let (code, body) = w.sim_api("POST", "/sim/cut-watches?compact=true", "");
+        let (code, body) = w.sim_api("POST", "/sim/cut-watches?compact=true&userAgent=(serve)", "");
         assert_eq!(code, 200, "{body}");
         cuts += 1;
     }

@@ -119,10 +119,15 @@ fn the_observer_names_double_steps_slipped_releases_and_two_writers() {
     };
     let handover = [line("a", "2026-12-01T10:00:00.000000Z"), line("b", "2026-12-01T10:00:07.000000Z")].join("\n");
     assert_eq!(e2e::observer::one_writer(&handover), Vec::<String>::new());
-    let overlap = [line("a", "2026-12-01T10:00:00.000000Z"), line("b", "2026-12-01T10:00:00.500000Z")].join("\n");
+    let overlap = [line("a", "2026-12-01T10:00:00.000000Z"), line("b", "2026-12-01T10:00:00.050000Z")].join("\n");
     let broken = e2e::observer::one_writer(&overlap);
     assert_eq!(broken.len(), 1, "{broken:?}");
-    assert!(broken[0].contains("two replicas wrote"), "{broken:?}");
+    assert!(broken[0].contains("two replicas wrote at once"), "{broken:?}");
+    let turns = ["10:00:00.0", "10:00:00.5", "10:00:01.0"].map(|t| format!("2026-12-01T{t}00000Z"));
+    let turns = [line("a", &turns[0]), line("b", &turns[1]), line("a", &turns[2])].join("\n");
+    let broken = e2e::observer::one_writer(&turns);
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert!(broken[0].contains("two replicas wrote in turn"), "{broken:?}");
 }
 
 const STEPPING: &str = r#"

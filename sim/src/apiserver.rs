@@ -32,7 +32,8 @@ pub struct ApiServer {
     /// Set: every resource request is written there, as kube-apiserver's audit log.
     audit: Option<super::audit::AuditLog>,
     /// Fired to cut every open watch stream (clients must resume).
-    cuts: Mutex<CancellationToken>,
+    /// What ends the open watches, by the User-Agent of their clients.
+    cuts: Mutex<std::collections::HashMap<String, CancellationToken>>,
     /// Fired once at shutdown.
     pub stop: CancellationToken,
     /// The fault rules in force (none unless a test sets some).
@@ -120,18 +121,25 @@ fn decode(s: &str) -> Option<String> {
 
 impl ApiServer {
     pub fn new(cluster: Arc<Cluster>, stop: CancellationToken, audit: Option<super::audit::AuditLog>) -> Self {
-        Self { cluster, audit, cuts: Mutex::new(CancellationToken::new()), stop, faults: Default::default() }
+        Self { cluster, audit, cuts: Mutex::default(), stop, faults: Default::default() }
     }
 
-    /// Ends every open watch stream now; clients resume from their last version.
-    pub fn cut_watches(&self) {
+    /// Ends every open watch stream now (of the clients whose User-Agent contains
+    /// `agent`, when given); clients resume from their last version.
+    pub fn cut_watches(&self, agent: Option<&str>) {
         let mut cuts = self.cuts.lock().unwrap_or_else(|p| p.into_inner());
-        cuts.cancel();
-        *cuts = CancellationToken::new();
+        cuts.retain(|ua, token| {
+            let hit = agent.is_none_or(|a| ua.contains(a));
+            if hit {
+                token.cancel();
+            }
+            !hit
+        });
     }
 
-    fn cut_token(&self) -> CancellationToken {
-        self.cuts.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// What ends the watches of a client with this User-Agent.
+    fn cut_token(&self, agent: &str) -> CancellationToken {
+        self.cuts.lock().unwrap_or_else(|p| p.into_inner()).entry(agent.to_owned()).or_default().clone()
     }
 
     /// Answers one request.
@@ -142,11 +150,13 @@ impl ApiServer {
             return super::faults::endpoint(&self.faults, req).await;
         }
         if path == CUT_WATCHES_PATH && method == Method::POST {
-            // `?compact=true`: the history goes too, so resuming watches get 410 Gone.
-            if query(&req).get("compact").is_some_and(|c| c == "true") {
+            // `?compact=true`: the history goes too, so resuming watches get 410 Gone;
+            // `?userAgent=S`: only the watches of clients whose User-Agent contains S.
+            let q = query(&req);
+            if q.get("compact").is_some_and(|c| c == "true") {
                 self.cluster.store.compact();
             }
-            self.cut_watches();
+            self.cut_watches(q.get("userAgent").map(String::as_str));
             return json_response(StatusCode::OK, &json!({"cut": true}));
         }
         let fault = self.fault_for(&req);
@@ -277,12 +287,10 @@ impl ApiServer {
         let target = Target { resource: &r, version: &p.version, namespace: &namespace };
         let mut ctx = Ctx::user("kubernetes-admin");
         // The manager: ?fieldManager, else the User-Agent's product, as kube-apiserver does.
+        let agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown").to_owned();
         ctx.field_manager = match q.get("fieldManager") {
             Some(m) => m.clone(),
-            None => {
-                let agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
-                agent.split('/').next().unwrap_or("unknown").to_owned()
-            }
+            None => agent.split('/').next().unwrap_or("unknown").to_owned(),
         };
         ctx.dry_run = q.get("dryRun").is_some_and(|v| v == "All");
         ctx.force = q.get("force").is_some_and(|v| v == "true");
@@ -325,7 +333,7 @@ impl ApiServer {
                     send_initial_events: q.get("sendInitialEvents").is_some_and(|v| v == "true"),
                     shape,
                 };
-                let cut = self.cut_token();
+                let cut = self.cut_token(&agent);
                 watch::stream(cluster.clone(), options, cut, self.stop.clone())
             }
             (Method::GET, None) => {

@@ -229,7 +229,7 @@ impl Sim {
 
     /// Ends every open watch stream, as an API server restart or a load balancer would.
     pub fn cut_watches(&self) {
-        self.api.cut_watches();
+        self.api.cut_watches(None);
     }
 
     /// Replaces the fault rules in force (see [`faults`]); an empty set heals.

@@ -6,12 +6,20 @@
 //! - the generated route's split: its weights sum to 100 (so the stable side is 0 only
 //!   when the canary has it all), and the canary's weight never goes back within one
 //!   analysis (it may only drop to 0: rollback, restart, end);
+//! - each step's Advance once: while the Canary is Progressing, a raise of the canary
+//!   weight goes to the plan's next step, never above maxWeight, and at least 0.8 of an
+//!   interval after the raise before (a change seen only through a relist is not timed);
 //! - a Deployment under our lock (the stable-revision annotation) is paused only while
 //!   its Canary's status says why: a phase of a release in progress, or Failed (paused
 //!   on the failed template), within [`GRACE`] of the pause (the webhook pauses, the
 //!   controller then writes the status);
+//! - a revision that rolled out past the webhook (no lock, not paused, not the revision
+//!   last promoted, the Canary idle) is reported by its Canary within [`GRACE`];
 //! - nothing a Succeeded or Failed Canary owns (canary Deployment, Service, route)
 //!   outlives it by more than [`GRACE`].
+//!
+//! And once the test is over, from the sim's audit log: one replica writes at a time
+//! ([`one_writer`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -335,7 +343,12 @@ fn check_split(state: &mut State, key: &str, route: &Value) {
                 .violations
                 .insert(format!("route {key} at {rv}: the canary weight went back from {} to {canary}", last.weight));
         }
-        let raised = if canary > last.weight { Some(now) } else { last.raised.filter(|_| canary > 0) };
+        // A raise seen only in a relist happened at some unknown time before.
+        let raised = match (canary > last.weight, last.sure) {
+            (true, true) => Some(now),
+            (true, false) => None,
+            (false, _) => last.raised.filter(|_| canary > 0),
+        };
         state.weights.insert(uid.clone(), Seen { weight: canary, raised, sure: true });
         if canary > last.weight
             && let Some((plan, phase)) = owner_plan(state, route)
@@ -388,23 +401,26 @@ fn check_step(state: &mut State, key: &str, rv: &str, plan: &Plan, last: Seen, c
 }
 
 /// The revision of a Deployment's template, as the controller computes it.
-fn revision(d: &Value) -> String {
+pub fn revision(d: &Value) -> String {
     let typed: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(d.clone()).unwrap_or_default();
     let template = serde_json::to_value(typed.spec.map(|s| s.template)).unwrap_or_default();
     apisix_canary::release::revision::Revision::of_template(&template).to_string()
 }
 
-/// Two replicas' writes closer than this around a change of writer overlap: a handover
-/// has a gap of at least the Lease's grace (5 s), the time between the old leader's
-/// cut-off and the Lease's expiry.
+/// The least time between the last write of one replica and the first of the next
+/// when the writer changes and changes back: a leader that lost the Lease can take it
+/// again only after the other's has expired, seconds later.
 const HANDOVER: Duration = Duration::from_secs(2);
+/// Writes of two replicas closer than this, one after the other, were made at once.
+const AT_ONCE: Duration = Duration::from_millis(100);
 
 /// One leader writes at any time: in the sim's audit log, serve's writes (not to its
 /// Lease, and not the Secret any replica may create at start), ordered by when they
-/// were received, change replica only with a gap of at least [`HANDOVER`]. The
-/// replica is the last word of serve's User-Agent.
+/// were received, change replica only at a handover: never within [`AT_ONCE`], and
+/// never back and forth (A, B, A) within [`HANDOVER`]. The replica is the last word of
+/// serve's User-Agent.
 pub fn one_writer(audit: &str) -> Vec<String> {
-    let mut writes: Vec<(String, String, String)> = Vec::new();
+    let mut writes: Vec<(k8s_openapi::jiff::Timestamp, String, String)> = Vec::new();
     for line in audit.lines() {
         let Ok(event) = serde_json::from_str::<Value>(line) else { continue };
         let agent = event["userAgent"].as_str().unwrap_or_default();
@@ -415,21 +431,37 @@ pub fn one_writer(audit: &str) -> Vec<String> {
         if !write || resource == "leases" || (resource == "secrets" && verb == "create") {
             continue;
         }
-        let at = event["requestReceivedTimestamp"].as_str().unwrap_or_default().to_owned();
+        let Some(at) = event["requestReceivedTimestamp"].as_str().and_then(|t| t.parse().ok()) else { continue };
         let name = event.pointer("/objectRef/name").and_then(Value::as_str).unwrap_or_default();
         writes.push((at, identity.to_owned(), format!("{verb} {resource} {name}")));
     }
     writes.sort();
-    let at = |s: &str| s.parse::<k8s_openapi::jiff::Timestamp>().ok();
-    let mut broken = Vec::new();
-    for pair in writes.windows(2) {
-        let [(t1, a, w1), (t2, b, w2)] = pair else { continue };
-        if a == b {
-            continue;
+    // Runs of one replica's writes: (replica, first, last).
+    let mut runs: Vec<(&str, usize, usize)> = Vec::new();
+    for (i, (_, who, _)) in writes.iter().enumerate() {
+        match runs.last_mut() {
+            Some((last, _, end)) if *last == who.as_str() => *end = i,
+            _ => runs.push((who, i, i)),
         }
-        let gap = at(t2).zip(at(t1)).map(|(t2, t1)| t2.duration_since(t1).unsigned_abs());
-        if gap.is_none_or(|g| g < HANDOVER) {
-            broken.push(format!("two replicas wrote {gap:?} apart: {a} ({w1} at {t1}), then {b} ({w2} at {t2})"));
+    }
+    let gap = |a: usize, b: usize| writes[b].0.duration_since(writes[a].0).unsigned_abs();
+    let said = |i: usize| format!("{} ({} at {})", writes[i].1, writes[i].2, writes[i].0);
+    let mut broken = Vec::new();
+    for pair in runs.windows(2) {
+        let [(_, _, end), (_, start, _)] = pair else { continue };
+        if gap(*end, *start) < AT_ONCE {
+            broken.push(format!("two replicas wrote at once: {}, then {}", said(*end), said(*start)));
+        }
+    }
+    for three in runs.windows(3) {
+        let [(a, _, end), (_, start, end2), (c, start2, _)] = three else { continue };
+        if a == c && (gap(*end, *start) < HANDOVER || gap(*end2, *start2) < HANDOVER) {
+            broken.push(format!(
+                "two replicas wrote in turn: {}, then {}, then {} again",
+                said(*end),
+                said(*start),
+                said(*start2)
+            ));
         }
     }
     broken
