@@ -16,12 +16,15 @@ use e2e::*;
 use serde_json::Value;
 
 /// serve's requests only (its User-Agent): the user's kubectl meets a healthy cluster.
+/// The last rule holds two reads of the Canary for 10 minutes: serve gives up on each
+/// after its request timeout (15 s) and reads again, or the release would stall.
 const FAULTS: &str = r#"{"rules": [
   {"verbs": ["create", "update", "patch"], "userAgent": "(serve)", "probability": 0.15, "fault": {"error": {"code": 500}}},
   {"verbs": ["update", "patch"], "userAgent": "(serve)", "probability": 0.15, "fault": {"error": {"code": 409}}},
   {"verbs": ["get", "list"], "userAgent": "(serve)", "probability": 0.1, "fault": {"error": {"code": 429, "retryAfterSeconds": 1}}},
   {"verbs": ["patch", "create"], "userAgent": "(serve)", "probability": 0.1, "fault": "loseResponse"},
-  {"verbs": ["get"], "userAgent": "(serve)", "probability": 0.05, "fault": {"delayMs": 1500}}
+  {"verbs": ["get"], "userAgent": "(serve)", "probability": 0.05, "fault": {"delayMs": 1500}},
+  {"verbs": ["get"], "resources": ["canaries"], "userAgent": "(serve)", "count": 2, "fault": {"delayMs": 600000}}
 ]}"#;
 
 struct Stop<'a>(&'a AtomicBool);
@@ -94,8 +97,9 @@ fn a_release_promotes_and_the_next_rolls_back_while_the_api_server_fails_serve()
     });
 
     let hits = hits(&w);
-    eprintln!("faults hit: {hits:?} (500, 409, 429, lost, late); watches cut {cuts} times");
+    eprintln!("faults hit: {hits:?} (500, 409, 429, lost, late, past the timeout); watches cut {cuts} times");
     assert!(hits.iter().take(4).all(|&h| h > 0), "every kind of fault met serve: {hits:?}");
+    assert_eq!(hits[5], 2, "both reads held past serve's timeout happened: {hits:?}");
     assert!(cuts >= 3, "watches cut {cuts} times");
     // The observer (on drop) checks the split, the pauses and what was left behind.
 }

@@ -192,7 +192,13 @@ impl From<FieldError> for ErrorList {
     }
 }
 
-/// One error alone; several as `[a, b]`, as apimachinery's aggregate prints them.
+/// At most this many errors are written out; the rest are counted. An object with
+/// thousands of bad fields gets an answer of bounded size (kube-apiserver's own
+/// aggregate has no limit, but an admission answer travels in every `kubectl` error).
+pub const SHOWN_ERRORS: usize = 100;
+
+/// One error alone; several as `[a, b]`, as apimachinery's aggregate prints them, the
+/// first [`SHOWN_ERRORS`] of them.
 impl fmt::Display for ErrorList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0.as_slice() {
@@ -200,11 +206,14 @@ impl fmt::Display for ErrorList {
             [one] => one.fmt(f),
             many => {
                 f.write_str("[")?;
-                for (i, e) in many.iter().enumerate() {
+                for (i, e) in many.iter().take(SHOWN_ERRORS).enumerate() {
                     if i > 0 {
                         f.write_str(", ")?;
                     }
                     e.fmt(f)?;
+                }
+                if many.len() > SHOWN_ERRORS {
+                    write!(f, ", and {} more errors", many.len() - SHOWN_ERRORS)?;
                 }
                 f.write_str("]")
             }
@@ -246,6 +255,16 @@ impl Findings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thousands_of_errors_are_counted_past_the_first_hundred() {
+        let p = Path::new("metadata").child("annotations");
+        let errors = ErrorList((0..1000).map(|i| FieldError::required(&p.key(&format!("k{i}")), "x")).collect());
+        let shown = errors.to_string();
+        assert!(shown.contains("[k99]") && !shown.contains("[k100]"), "{shown}");
+        assert!(shown.ends_with(", and 900 more errors]"), "{}", &shown[shown.len() - 60..]);
+        assert!(shown.len() < 10_000, "{}", shown.len());
+    }
 
     #[test]
     fn renders_like_apimachinery() {

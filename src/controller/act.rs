@@ -39,7 +39,7 @@ pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error>
     let endpoints = due.is_some() && matches!(phase, Some(Phase::Progressing | Phase::WaitingPromotion));
     let (mut observed, objects) = observe(canary, ctx, endpoints).await?;
     tracing::debug!(canary = %canary.name_any(), elapsed_us = started.elapsed().as_micros() as u64, "observed");
-    let now = Timestamp::now();
+    let mut now = Timestamp::now();
     let who = Subject::of(&canary.name_any(), &objects.namespace, &observed);
     let mut decision = decide(&observed, now);
     // Each answer is asked for once: a decision that asks again is a bug, not a loop.
@@ -58,6 +58,9 @@ pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error>
             }
             asked => return Err(Error::Invalid(format!("the lifecycle asked twice for {asked:?}"))),
         }
+        // The clock of the step starts when it is written, not before its checks ran
+        // (they may take seconds): the next step comes a whole interval after this one.
+        now = Timestamp::now();
         decision = decide(&observed, now);
     }
     let Decision::Act { actions, requeue } = decision else {

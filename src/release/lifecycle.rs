@@ -239,6 +239,13 @@ pub fn decide(o: &Observed, now: Timestamp) -> Decision {
         }
         return adopt_untracked(o, now);
     }
+    // A template written while the webhook was down, on a Deployment still paused under
+    // the lock: nothing rolled out; do what the webhook would have done.
+    if o.target.paused
+        && let Some(outcome) = lock.intercept(&o.target.revision)
+    {
+        return intercept_late(o, outcome);
+    }
     let Some(canary) = lock.canary.clone() else { return Decision::idle() };
     // A rollback that stopped before its status: finish it.
     if lock.is_failed() {

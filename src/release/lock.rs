@@ -177,6 +177,15 @@ impl Lock {
         })
     }
 
+    /// The controller's late interception of `revision`, a template written under this
+    /// lock while the webhook was down (failurePolicy Ignore): what the webhook would
+    /// have made of it (a release started or restarted, refused when it already failed,
+    /// cancelled when it is the stable one). `None` when it is the revision the lock
+    /// already names.
+    pub fn intercept(&self, revision: &Revision) -> Option<Outcome> {
+        (self.held() && self.canary.as_ref() != Some(revision)).then(|| decide("", self, revision, revision, true))
+    }
+
     /// A merge patch (JSON merge or strategic) of a Deployment that writes `outcome`
     /// over `current` annotations; with `promoted-revision` for a promotion.
     pub fn merge_patch(current: &BTreeMap<String, String>, outcome: &Outcome) -> Value {

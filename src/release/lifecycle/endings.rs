@@ -6,6 +6,7 @@
 use k8s_openapi::jiff::Timestamp;
 
 use super::*;
+use crate::release::lock::Transition;
 
 /// Hands the release to the native rolling update: one write unpauses the Deployment
 /// and drops the lock, naming the promoted revision.
@@ -253,6 +254,22 @@ pub(super) fn adopt_untracked(o: &Observed, now: Timestamp) -> Decision {
         actions: vec![Action::SetStatus(status), Action::Event { warning: true, message: why, once: None }],
         requeue: None,
     }
+}
+
+/// A template the webhook did not see, written under the lock of a paused Deployment
+/// (the webhook was down, failurePolicy Ignore): the lock takes it as the webhook would
+/// have, said in a warning Event, and the next look starts, refuses or cancels it.
+pub(super) fn intercept_late(o: &Observed, outcome: Outcome) -> Decision {
+    let what = match &outcome.transition {
+        Transition::Refused { failed } => format!("revision {failed} already failed its analysis: no new release"),
+        Transition::Cancelled { stable } => format!("it is the stable revision {stable}: the release is cancelled"),
+        _ => format!("the analysis of revision {} starts", o.target.revision),
+    };
+    let message = format!(
+        "{NOT_INTERCEPTED} revision {} of {} was written while the webhook was down (its failurePolicy is Ignore);          the Deployment stayed paused, nothing rolled out, and {what}",
+        o.target.revision, o.id
+    );
+    Decision::act(vec![Action::WriteLock(outcome), Action::Event { warning: true, message, once: None }])
 }
 
 /// The end of a release: traffic to stable first, the generated objects gone, then the

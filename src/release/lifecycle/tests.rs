@@ -521,3 +521,35 @@ fn a_release_says_progressing_before_it_makes_its_canary() {
     let advances = w.events.iter().filter(|e| e.starts_with("Advance")).count();
     assert_eq!(advances, 5, "{:?}", w.events);
 }
+
+/// The chaos soak found it: a template written while the webhook was down, on a
+/// Deployment paused on a failed revision, sat there unanalysed under the old Failed.
+/// The controller now takes it as the webhook would have, says so, and analyses it.
+#[test]
+fn a_template_written_under_a_failed_lock_while_the_webhook_was_down_is_analysed() {
+    let mut w = World::released(plan(&[]), "6.0.2");
+    w.halt = halting;
+    w.run(100);
+    assert_eq!(w.o.status.phase, Some(Phase::Failed));
+    assert!(w.o.target.paused && w.o.target.lock.is_failed());
+    // `kubectl set image` with no webhook: the template changes, the lock and the pause stay.
+    w.o.target.revision = rev("6.0.3");
+    w.halt = |_| None;
+    w.run(100);
+    assert_eq!(w.o.status.phase, Some(Phase::Succeeded), "{:?}", w.events);
+    assert_eq!(w.o.status.promoted, Some(rev("6.0.3")));
+    let said = w.events.iter().find(|e| e.contains("written while the webhook was down")).expect("said why");
+    assert!(said.contains("the analysis of revision") && said.contains("starts"), "{said}");
+
+    // Still on the failed template: nothing to do.
+    let mut w = World::released(plan(&[]), "6.0.2");
+    w.halt = halting;
+    w.run(100);
+    assert_eq!(w.o.target.revision, rev("6.0.2"));
+    assert_eq!(decide(&w.o, w.now), Decision::idle(), "the revision the lock names: nothing to do");
+    // Back to the stable template past the webhook: the release is cancelled, unpaused.
+    w.o.target.revision = w.o.target.lock.stable.clone().unwrap();
+    w.run(100);
+    assert!(!w.o.target.paused && !w.o.target.lock.held(), "{:?}", w.o.target);
+    assert!(w.events.iter().any(|e| e.contains("the release is cancelled")), "{:?}", w.events);
+}
