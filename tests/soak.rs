@@ -1,5 +1,6 @@
 //! The chaos soak: releases of several Deployments at once, healthy and faulty at
-//! random, some given a new template mid-analysis, while the API server fails serve's
+//! random, some given a new template mid-analysis, some held at a closed
+//! confirm-promotion gate for a while, while the API server fails serve's
 //! requests at random, watches are cut, and replicas are killed (`kill -9` and SIGTERM)
 //! so the leadership moves. Every release must end as its canary deserves (a healthy
 //! one Succeeded, a faulty one Failed, one that slipped past a dead webhook reported),
@@ -38,6 +39,7 @@ struct Tally {
     failed: usize,
     slipped: usize,
     restarted: usize,
+    gated: usize,
     kills: usize,
     terminations: usize,
     fault_sets: usize,
@@ -58,13 +60,53 @@ fn app(w: &World, n: usize) {
     let fixture = |f: &str| std::fs::read_to_string(e2e::fixture(&format!("scenario/{f}"))).unwrap();
     // The e2e tests' 2 s interval: the gateway's first canary samples reach Prometheus
     // within a check or two ("no values found"), which threshold 4 absorbs.
-    let deployment = podinfo(20);
-    let files = [
+    let (deployment, canary) = if gated(n) {
+        let canary = format!(
+            r#"apiVersion: apisix-canary.dev/v1beta1
+kind: Canary
+metadata:
+  name: {name}
+  namespace: test
+spec:
+  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: {name}}}
+  routeRef: {{apiVersion: apisix.apache.org/v2, kind: ApisixRoute, name: {name}}}
+  progressDeadlineSeconds: 60
+  analysis:
+    interval: 2s
+    threshold: 4
+    maxWeight: 20
+    stepWeight: 10
+    metrics:
+      - name: request-success-rate
+        thresholdRange: {{min: 99}}
+        interval: 1m
+    webhooks:
+      - name: approve-promotion
+        type: confirm-promotion
+        url: http://flagger-loadtester.test/gate/check
+"#
+        );
+        (canary_mode_podinfo().replace("canary: podinfo", &format!("canary: {name}")), Some(canary))
+    } else {
+        (podinfo(20), None)
+    };
+    let mut files = vec![
         w.file(&format!("{name}.yaml"), &rename(deployment)),
         w.file(&format!("{name}-service.yaml"), &rename(fixture("service.yaml"))),
         w.file(&format!("{name}-route.yaml"), &rename(fixture("route.yaml"))),
     ];
-    w.ok(&["apply", "-f", &files[0], "-f", &files[1], "-f", &files[2]]);
+    files.extend(canary.map(|c| w.file(&format!("{name}-canary.yaml"), &c)));
+    let mut args = vec!["apply"];
+    for f in &files {
+        args.extend(["-f", f.as_str()]);
+    }
+    w.ok(&args);
+}
+
+/// Every other Deployment is in Canary mode with a confirm-promotion gate, which its
+/// releases close now and then.
+fn gated(n: usize) -> bool {
+    n % 2 == 1
 }
 
 fn get(w: &World, object: &str) -> Value {
@@ -148,6 +190,12 @@ fn releases(w: &World, n: usize, count: usize, seed: u64, tally: &Mutex<Tally>) 
     let mut rng = fastrand::Rng::with_seed(seed);
     for r in 0..count {
         let faulty = rng.f64() < 0.3;
+        // A closed gate holds the promotion (WaitingPromotion, the checks go on) until
+        // it opens, 1-6 s later.
+        let gate = gated(n) && rng.f64() < 0.4;
+        if gate {
+            assert_eq!(w.loadtester_post("/gate/close", &format!("app-{n}")), 202);
+        }
         let (mut revision, mut intercepted) = release(w, n, faulty, &r.to_string());
         let mut deserved = if faulty { End::Failed } else { End::Succeeded };
         // A new template mid-analysis restarts it, with what the new one deserves.
@@ -163,6 +211,11 @@ fn releases(w: &World, n: usize, count: usize, seed: u64, tally: &Mutex<Tally>) 
         }
         if !intercepted {
             deserved = End::Reported;
+        }
+        if gate {
+            std::thread::sleep(Duration::from_millis(rng.u64(1000..6000)));
+            assert_eq!(w.loadtester_post("/gate/open", &format!("app-{n}")), 202);
+            tally.lock().unwrap().gated += 1;
         }
         let end = ended(w, n, &revision, RELEASE_DEADLINE);
         assert_eq!(end, deserved, "app-{n} release {r} of {revision} ended {end:?}:\n{}", events(w, n));
@@ -328,12 +381,14 @@ fn releases_under_chaos_end_as_their_canaries_deserve() {
     let ended = t.succeeded + t.failed + t.slipped;
     eprintln!(
         "soak: {ended} releases in {:.0?} ({} succeeded, {} failed, {} slipped past a dead webhook and were \
-         reported, {} restarted mid-analysis); chaos: {} fault sets, {} watch cuts, {} kill -9, {} SIGTERM",
+         reported, {} restarted mid-analysis, {} held at a closed gate); chaos: {} fault sets, {} watch cuts, {} kill -9, \
+         {} SIGTERM",
         started.elapsed(),
         t.succeeded,
         t.failed,
         t.slipped,
         t.restarted,
+        t.gated,
         t.fault_sets,
         t.cuts,
         t.kills,
