@@ -21,8 +21,9 @@ fn wait_for(observer: &e2e::observer::Observer, words: &str, within: Duration) -
     }
 }
 
-#[test]
-fn the_observer_names_each_broken_promise() {
+/// The cluster with our CRDs and the test namespace, no controller; its observer taken
+/// out of the World so the violations it is shown do not fail the test.
+fn observed() -> (World, e2e::observer::Observer) {
     let mut w = World::cluster();
     let crds = w.dir.path().join("crds.yaml");
     let printed = std::process::Command::new(e2e::BIN).arg("crds").output().unwrap();
@@ -31,6 +32,12 @@ fn the_observer_names_each_broken_promise() {
     // `apply`, not `create namespace`: the sim does not read protobuf bodies yet.
     w.ok(&["apply", "-f", e2e::fixture("scenario/namespace.yaml").to_str().unwrap()]);
     let observer = w.observer.take().expect("worlds observe");
+    (w, observer)
+}
+
+#[test]
+fn the_observer_names_each_broken_promise() {
+    let (w, observer) = observed();
 
     // A Deployment paused under our lock, and no Canary to say why.
     w.ok(&["apply", "-f", &w.file("paused.yaml", PAUSED)]);
@@ -67,13 +74,7 @@ fn the_observer_names_each_broken_promise() {
 /// writing at once (the audit log's check).
 #[test]
 fn the_observer_names_double_steps_slipped_releases_and_two_writers() {
-    let mut w = World::cluster();
-    let crds = w.dir.path().join("crds.yaml");
-    let printed = std::process::Command::new(e2e::BIN).arg("crds").output().unwrap();
-    std::fs::write(&crds, printed.stdout).unwrap();
-    w.ok(&["apply", "-f", crds.to_str().unwrap()]);
-    w.ok(&["apply", "-f", e2e::fixture("scenario/namespace.yaml").to_str().unwrap()]);
-    let observer = w.observer.take().expect("worlds observe");
+    let (w, observer) = observed();
 
     w.ok(&["apply", "-f", &w.file("stepping.yaml", STEPPING)]);
     w.ok(&[
