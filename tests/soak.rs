@@ -8,7 +8,7 @@
 //! audit log's one writer included).
 //!
 //! `cargo test --test soak` runs a short soak (12 releases); the long one of
-//! RELIABILITY.md: `SOAK_RELEASES=500 SOAK_APPS=10 cargo test --release --test soak -- --nocapture`.
+//! RELIABILITY.md: `SOAK_RELEASES=500 SOAK_APPS=6 cargo test --release --test soak -- --nocapture`.
 //! `SOAK_SEED` replays a run's random choices (the chaos' timing still varies).
 
 #[path = "support/e2e.rs"]
