@@ -163,7 +163,7 @@ fn parse_keys(annotations: &BTreeMap<String, String>, f: &mut Findings) -> Writt
             },
             STABLE_REVISION | CANARY_REVISION | FAILED_REVISION | RETRY | PROMOTED_REVISION => revision_value(&p, raw),
             // Past the errors a message shows, a hint would only cost time.
-            unknown if f.errors.len() >= crate::api::field::SHOWN_ERRORS => {
+            _ if f.errors.len() >= crate::api::field::SHOWN_ERRORS => {
                 Err(FieldError::forbidden(&p, "unknown annotation"))
             }
             unknown => Err(unknown_key(&p, unknown)),
