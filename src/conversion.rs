@@ -53,6 +53,10 @@ pub fn review(body: &[u8]) -> ConversionReview {
 const KIND_REVIEW: &str = "ConversionReview";
 
 fn answer(body: &[u8]) -> ConversionReview {
+    // As for admission: a byte that is not UTF-8 in a field serde_json skips is still not JSON.
+    if let Err(e) = std::str::from_utf8(body) {
+        return invalid(body, format!("malformed ConversionReview: invalid UTF-8 at byte {}", e.valid_up_to()));
+    }
     let review: ConversionReview = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => return invalid(body, format!("malformed ConversionReview: {e}")),
