@@ -27,14 +27,6 @@ const FAULTS: &str = r#"{"rules": [
   {"verbs": ["get"], "resources": ["canaries"], "userAgent": "(serve)", "count": 2, "fault": {"delayMs": 600000}}
 ]}"#;
 
-struct Stop<'a>(&'a AtomicBool);
-
-impl Drop for Stop<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Relaxed);
-    }
-}
-
 /// Cuts serve's watches (and compacts the history) every 3 s until `on` is false; the
 /// observer's stay, so it sees each change when it is made.
 fn cut_watches(w: &World, on: &AtomicBool) -> u32 {

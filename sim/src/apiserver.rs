@@ -119,6 +119,21 @@ fn decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The verb and object of a resource request, as kube-apiserver's authorizer sees them.
+fn attributes(req: &Request<Incoming>) -> Option<super::audit::Attributes> {
+    let p = parse_path(req.uri().path().trim_end_matches('/'))?;
+    let watch = query(req).get("watch").is_some_and(|w| w == "true" || w == "1");
+    Some(super::audit::Attributes {
+        verb: super::audit::Attributes::verb(req.method(), p.name.is_some(), watch),
+        group: p.group,
+        version: p.version,
+        resource: p.plural,
+        subresource: p.sub,
+        namespace: p.namespace,
+        name: p.name,
+    })
+}
+
 impl ApiServer {
     pub fn new(cluster: Arc<Cluster>, stop: CancellationToken, audit: Option<super::audit::AuditLog>) -> Self {
         Self { cluster, audit, cuts: Mutex::default(), stop, faults: Default::default() }
@@ -159,7 +174,18 @@ impl ApiServer {
             self.cut_watches(q.get("userAgent").map(String::as_str));
             return json_response(StatusCode::OK, &json!({"cut": true}));
         }
-        let fault = self.fault_for(&req);
+        // What the authorizer would see, once for the fault rules and the audit log.
+        let agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let (uri, received) = (req.uri().to_string(), k8s_openapi::jiff::Timestamp::now());
+        let attributes = if self.audit.is_some() || self.faults.armed() { attributes(&req) } else { None };
+        let fault = attributes.as_ref().filter(|_| self.faults.armed()).and_then(|a| {
+            self.faults.hit(&super::faults::Request {
+                verb: a.verb,
+                resource: &a.resource,
+                subresource: a.subresource.as_deref(),
+                user_agent: &agent,
+            })
+        });
         if let Some(delay) = fault.as_ref().and_then(super::faults::Fault::delay) {
             tokio::time::sleep(delay).await;
         }
@@ -168,26 +194,11 @@ impl ApiServer {
             tracing::debug!(%method, path, code, "sim api fault injected");
             return error_response(&error);
         }
-        let audited = self.audit.as_ref().and_then(|_| {
-            let p = parse_path(path.trim_end_matches('/'))?;
-            let watch = query(&req).get("watch").is_some_and(|w| w == "true" || w == "1");
-            let attributes = super::audit::Attributes {
-                verb: super::audit::Attributes::verb(&method, p.name.is_some(), watch),
-                group: p.group,
-                version: p.version,
-                resource: p.plural,
-                subresource: p.sub,
-                namespace: p.namespace,
-                name: p.name,
-            };
-            let agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            Some((req.uri().to_string(), agent.to_owned(), attributes, k8s_openapi::jiff::Timestamp::now()))
-        });
         let result = self.route(req).await;
         let response = result.unwrap_or_else(|e| error_response(&e));
         tracing::debug!(%method, path, status = response.status().as_u16(), "sim api request");
-        if let (Some(audit), Some((uri, agent, attributes, received))) = (&self.audit, audited) {
-            audit.record(&uri, &agent, &attributes, response.status().as_u16(), received);
+        if let (Some(audit), Some(attributes)) = (&self.audit, &attributes) {
+            audit.record(&uri, &agent, attributes, response.status().as_u16(), received);
         }
         if fault == Some(super::faults::Fault::LoseResponse) {
             // Served, but the connection breaks before the answer's body arrives.
@@ -195,22 +206,6 @@ impl ApiServer {
             return Response::from_parts(parts, super::faults::lost());
         }
         response
-    }
-
-    /// The fault rules hitting `req`, if any.
-    fn fault_for(&self, req: &Request<Incoming>) -> Option<super::faults::Fault> {
-        if !self.faults.armed() {
-            return None;
-        }
-        let p = parse_path(req.uri().path().trim_end_matches('/'))?;
-        let watch = query(req).get("watch").is_some_and(|w| w == "true" || w == "1");
-        let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        self.faults.hit(&super::faults::Request {
-            verb: super::audit::Attributes::verb(req.method(), p.name.is_some(), watch),
-            resource: &p.plural,
-            subresource: p.sub.as_deref(),
-            user_agent,
-        })
     }
 
     async fn route(self: &Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {

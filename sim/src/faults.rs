@@ -1,6 +1,6 @@
 //! Fault injection: rules that make the API server misbehave for chosen requests, as
 //! real ones do under load, during upgrades or behind flaky networks. Switched per test
-//! (`PUT /sim/faults`, `sim --faults FILE`, [`crate::Sim::set_faults`]); none by default.
+//! (`PUT /sim/faults` on the sim's API server, [`crate::Sim::set_faults`]); none by default.
 //!
 //! ```json
 //! {"rules": [

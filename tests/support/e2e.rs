@@ -60,6 +60,17 @@ impl Drop for World {
     }
 }
 
+/// Clears its flag when dropped: a helper thread told to stop even when the test's
+/// assertion panics first (or a thread scope would wait for it forever).
+#[allow(dead_code)]
+pub struct Stop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
 pub fn fixture(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
 }

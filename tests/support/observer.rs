@@ -336,8 +336,7 @@ fn check_split(state: &mut State, key: &str, route: &Value) {
         }
         state.top_weight = state.top_weight.max(canary);
         let now = Instant::now();
-        let seen = Seen { weight: canary, raised: None, sure: true };
-        let last = state.weights.insert(uid.clone(), seen).unwrap_or(Seen { weight: 0, raised: None, sure: false });
+        let last = state.weights.get(&uid).copied().unwrap_or(Seen { weight: 0, raised: None, sure: false });
         if canary < last.weight && canary != 0 {
             state
                 .violations

@@ -266,7 +266,8 @@ pub(super) fn intercept_late(o: &Observed, outcome: Outcome) -> Decision {
         _ => format!("the analysis of revision {} starts", o.target.revision),
     };
     let message = format!(
-        "{NOT_INTERCEPTED} revision {} of {} was written while the webhook was down (its failurePolicy is Ignore);          the Deployment stayed paused, nothing rolled out, and {what}",
+        "{NOT_INTERCEPTED} revision {} of {} was written while the webhook was down (its failurePolicy is Ignore); \
+         the Deployment stayed paused, nothing rolled out, and {what}",
         o.target.revision, o.id
     );
     Decision::act(vec![Action::WriteLock(outcome), Action::Event { warning: true, message, once: None }])
