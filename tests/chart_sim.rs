@@ -587,7 +587,18 @@ fn chart_in_the_sim(mode: CertMode) {
     let valid = cluster.file("valid.yaml", &canary_fixture("minimal.yaml", CANARY_NAMESPACE));
     let (out, _) = cluster.ok(&["apply", "-f", &valid]);
     assert!(out.contains("canary.apisix-canary.dev/checkout created"), "{out}");
-    assert_eq!(serve.requests("/validate/canaries"), validated + 2, "both went through serve");
+    // The controller adds its finalizer to the new Canary: an UPDATE the same webhook
+    // reviews. Once it is there, the count is settled: two creates and that update.
+    wait_for(Duration::from_secs(15), "the controller's finalizer on the Canary", || {
+        let canary = cluster.get_json(&["-n", CANARY_NAMESPACE, "get", "canaries", "checkout"]);
+        let finalizers = canary.pointer("/metadata/finalizers").cloned().unwrap_or_default();
+        (finalizers == json!([apisix_canary::controller::FINALIZER])).then_some(())
+    });
+    assert_eq!(
+        serve.requests("/validate/canaries"),
+        validated + 3,
+        "both creates and the finalizer went through serve"
+    );
 
     // CRD conversion through the CRD's webhook: written v1alpha1, read v1beta1 (and back
     // losslessly); written v1beta1, read v1alpha1.
