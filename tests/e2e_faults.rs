@@ -142,26 +142,53 @@ fn prometheus_down_costs_a_check_and_prometheus_too_slow_rolls_back() {
     traffic.store(false, Ordering::Relaxed);
 }
 
-/// The webhook server down (its URL dead, as when every replica is gone): failurePolicy
-/// Ignore lets `kubectl set image` through and the new revision rolls out unanalysed.
-/// The controller says so (the Canary Failed, its message and a warning Event), adopts
-/// it as stable, and the next release, with the webhook back, is intercepted as always.
+/// Both webhook configurations of the install, pointed at a dead port (as when every
+/// replica is gone) and back at serve.
+struct Webhooks<'a> {
+    w: &'a World,
+    live: [(&'static str, String); 2],
+    dead: std::net::SocketAddr,
+}
+
+impl<'a> Webhooks<'a> {
+    fn of(w: &'a World) -> Self {
+        let url = |kind: &str| w.ok(&["get", kind, "apisix-canary", "-o", "jsonpath={.webhooks[0].clientConfig.url}"]);
+        let live = ["mutatingwebhookconfiguration", "validatingwebhookconfiguration"].map(|k| (k, url(k)));
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        Self { w, live, dead }
+    }
+
+    fn point(&self, down: bool) {
+        for (kind, live) in &self.live {
+            let to = if down {
+                format!("https://{}{}", self.dead, &live[live.find("/validate").or(live.find("/mutate")).unwrap()..])
+            } else {
+                live.clone()
+            };
+            let patch = format!(r#"[{{"op": "replace", "path": "/webhooks/0/clientConfig/url", "value": "{to}"}}]"#);
+            self.w.ok(&["patch", kind, "apisix-canary", "--type", "json", "-p", &patch]);
+        }
+    }
+
+    fn down(&self) {
+        self.point(true);
+    }
+
+    fn up(&self) {
+        self.point(false);
+    }
+}
+
+/// The webhook server down: failurePolicy Ignore lets `kubectl set image` through and
+/// the new revision rolls out unanalysed. The controller says so (the Canary Failed, its
+/// message and a warning Event), adopts it as stable, and the next release, with the
+/// webhook back, is intercepted as always.
 #[test]
 fn a_release_made_while_the_webhook_is_down_is_reported_and_the_next_is_intercepted() {
     let w = World::start();
     w.install(20);
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let path = "/webhooks/0/clientConfig/url";
-    let url = |kind: &str| w.ok(&["get", kind, "apisix-canary", "-o", "jsonpath={.webhooks[0].clientConfig.url}"]);
-    let (mutate, validate) = (url("mutatingwebhookconfiguration"), url("validatingwebhookconfiguration"));
-    let point = |kind: &str, to: &str| {
-        let patch = format!(r#"[{{"op": "replace", "path": "{path}", "value": "{to}"}}]"#);
-        w.ok(&["patch", kind, "apisix-canary", "--type", "json", "-p", &patch]);
-    };
-    let dead_url =
-        |live: &str| format!("https://{dead}{}", &live[live.find("/validate").or(live.find("/mutate")).unwrap()..]);
-    point("mutatingwebhookconfiguration", &dead_url(&mutate));
-    point("validatingwebhookconfiguration", &dead_url(&validate));
+    let webhooks = Webhooks::of(&w);
+    webhooks.down();
 
     w.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1"]);
     w.ok(&["-n", "test", "rollout", "status", "deployment/podinfo", "--timeout=60s"]);
@@ -171,13 +198,54 @@ fn a_release_made_while_the_webhook_is_down_is_reported_and_the_next_is_intercep
     assert!(w.events().iter().any(|e| e.contains("rolled out without analysis")), "{:#?}", w.events());
     assert_eq!(w.jsonpath("deployment/podinfo", "{.spec.paused}"), "", "never paused: the rollout went through");
 
-    point("mutatingwebhookconfiguration", &mutate);
-    point("validatingwebhookconfiguration", &validate);
+    webhooks.up();
     let traffic = w.traffic();
     w.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.2"]);
     assert_eq!(w.jsonpath("deployment/podinfo", "{.spec.paused}"), "true", "intercepted again");
     assert_eq!(w.wait_phase(&["Succeeded"], Duration::from_secs(120)), "Succeeded", "{:#?}", w.events());
     w.assert_each_step_once(20);
+    traffic.store(false, Ordering::Relaxed);
+}
+
+/// `kubectl rollout resume` in the middle of an analysis, while the webhook is down:
+/// the Deployment rolls its canary revision out to every pod, unanalysed. The controller
+/// says so (the Canary Failed, its message, a warning Event), sends all traffic to the
+/// Deployment's pods, removes the canary copy and drops the lock without pausing the
+/// Deployment again (that would strand a half rollout). With the webhook back, the
+/// next release is intercepted as always.
+#[test]
+fn a_deployment_resumed_while_the_webhook_is_down_is_reported_and_released() {
+    let w = World::start();
+    w.install(30);
+    let traffic = w.traffic();
+    w.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1"]);
+    w.wait_weight(10, Duration::from_secs(60));
+    let canary = w.jsonpath("deployment/podinfo", "{.metadata.annotations.apisix-canary\\.dev/canary-revision}");
+    assert!(!canary.is_empty(), "locked on the canary revision");
+
+    let webhooks = Webhooks::of(&w);
+    webhooks.down();
+    w.ok(&["-n", "test", "rollout", "resume", "deployment/podinfo"]);
+    w.ok(&["-n", "test", "rollout", "status", "deployment/podinfo", "--timeout=60s"]);
+    assert_eq!(w.wait_phase(&["Failed"], Duration::from_secs(30)), "Failed", "{:#?}", w.events());
+    let message = w.jsonpath("canary/podinfo", "{.status.conditions[0].message}");
+    for part in ["not intercepted", "resumed under the release lock", &format!("the release of {canary} ended")] {
+        assert!(message.contains(part), "{part:?} in {message}");
+    }
+    assert!(w.events().iter().any(|e| e.contains("rolled out without analysis")), "{:#?}", w.events());
+    assert_eq!(w.jsonpath("canary/podinfo", "{.status.lastPromotedSpec}"), canary, "what runs now is stable");
+    // The lock is gone and the Deployment runs unpaused; the canary's objects are gone.
+    let annotations = w.jsonpath("deployment/podinfo", "{.metadata.annotations}");
+    assert!(!annotations.contains("stable-revision") && !annotations.contains("canary-revision"), "{annotations}");
+    assert_ne!(w.jsonpath("deployment/podinfo", "{.spec.paused}"), "true");
+    for generated in ["deployment/podinfo-canary", "service/podinfo-canary", "apisixroute/podinfo-podinfo-canary"] {
+        assert!(!w.exists(generated), "{generated} removed");
+    }
+
+    webhooks.up();
+    w.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.2"]);
+    assert_eq!(w.jsonpath("deployment/podinfo", "{.spec.paused}"), "true", "intercepted again");
+    assert_eq!(w.wait_phase(&["Succeeded"], Duration::from_secs(120)), "Succeeded", "{:#?}", w.events());
     traffic.store(false, Ordering::Relaxed);
 }
 

@@ -102,15 +102,20 @@ fn the_observer_names_double_steps_slipped_releases_and_two_writers() {
     let unlocked = PAUSED.replace("paused: true", "paused: false");
     let unlocked = unlocked.lines().filter(|l| !l.contains("-revision:")).collect::<Vec<_>>().join("\n");
     w.ok(&["apply", "-f", &w.file("slipped.yaml", &unlocked)]);
+    // Resumed under the lock, and nobody ends the release.
+    let resumed = PAUSED.replace("paused: true", "paused: false").replace("podinfo", "resumed");
+    w.ok(&["apply", "-f", &w.file("resumed.yaml", &resumed)]);
     w.ok(&["apply", "-f", &w.file("silent.yaml", SILENT)]);
     w.ok(&["patch", "canary", "-n", "test", "silent", "--subresource", "status", "--type", "merge", "-p", PROMOTED]);
 
-    let found = wait_for(&observer, "past the webhook", GRACE + Duration::from_secs(10));
+    wait_for(&observer, "test/podinfo rolled out a revision past", GRACE + Duration::from_secs(10));
+    let found = wait_for(&observer, "test/resumed rolled out a revision past", Duration::from_secs(10));
     let said = |words: &str| found.iter().any(|v| v.contains(words));
     assert!(said("went from 10 to 30, not to the next step Some(20)"), "{found:#?}");
     assert!(said("advanced to 40"), "{found:#?}");
     assert!(said("canary weight 60 above maxWeight 50"), "{found:#?}");
     assert!(said("Deployment test/podinfo rolled out a revision past the webhook"), "{found:#?}");
+    assert!(said("Deployment test/resumed rolled out a revision past the webhook"), "{found:#?}");
     observer.stop();
 
     let line = |replica: &str, at: &str| {

@@ -138,6 +138,7 @@ pub fn mutate<O: Object>(review: &Review<'_, O>) -> Mutation {
         old_revision: &old_revision,
         new_revision: &new_revision,
         paused: new.paused(),
+        old_paused: old.paused(),
     };
     let outcome = lock::on_update(&update);
     if outcome.transition == Transition::Untouched {

@@ -239,6 +239,12 @@ pub fn decide(o: &Observed, now: Timestamp) -> Decision {
         }
         return adopt_untracked(o, now);
     }
+    // Resumed under the lock by a write the webhook did not see: its template rolled out.
+    if !o.target.paused
+        && let Some(outcome) = lock.resumed()
+    {
+        return resumed_outside(o, outcome, now);
+    }
     // A template written while the webhook was down, on a Deployment still paused under
     // the lock: nothing rolled out; do what the webhook would have done.
     if o.target.paused

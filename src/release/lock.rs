@@ -95,6 +95,9 @@ pub struct Update<'a> {
     pub new_revision: &'a Revision,
     /// `spec.paused` of the new object.
     pub paused: bool,
+    /// `spec.paused` of the stored object: false under the lock only when a write went
+    /// past the webhook (it was down, failurePolicy Ignore) and resumed the Deployment.
+    pub old_paused: bool,
 }
 
 impl Lock {
@@ -177,6 +180,18 @@ impl Lock {
         })
     }
 
+    /// The controller's end of a release whose Deployment was resumed under the lock by a
+    /// write the webhook did not see: its template rolled out, so the lock is dropped
+    /// and the Deployment left running (the memory of a failure stays).
+    pub fn resumed(&self) -> Option<Outcome> {
+        self.held().then(|| Outcome {
+            transition: Transition::Released,
+            lock: Lock { failed: self.failed.clone(), ..Lock::default() },
+            paused: false,
+            warning: None,
+        })
+    }
+
     /// The controller's late interception of `revision`, a template written under this
     /// lock while the webhook was down (failurePolicy Ignore): what the webhook would
     /// have made of it (a release started or restarted, refused when it already failed,
@@ -214,10 +229,12 @@ pub fn on_update(u: &Update<'_>) -> Outcome {
     // Control is released only by removing the lock alone (the Deployment stays paused)
     // or by the controller's promotion, which names the revision it promotes. A write
     // that drops the lock otherwise (a replace or server-side apply of the original
-    // manifest) would roll out an unanalysed template: the lock is kept.
+    // manifest) would roll out an unanalysed template: the lock is kept. Unless the
+    // Deployment already runs unpaused (resumed past the webhook): its template has
+    // rolled out, and pausing it again would only strand a half rollout.
     let promoted = u.new.get(PROMOTED_REVISION).and_then(|v| Revision::parse(v));
     let promotion = old_lock.canary.is_some() && promoted == old_lock.canary && !old_lock.is_failed();
-    if dropped && !changed && (u.paused || promotion) {
+    if dropped && !changed && (u.paused || promotion || !u.old_paused) {
         return released(u);
     }
     let mut lock = if dropped { Lock { retry: new_lock.retry, ..old_lock.clone() } } else { new_lock };

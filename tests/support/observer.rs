@@ -228,6 +228,8 @@ impl Observer {
         }
         // Not locked, not paused, not the revision last promoted, and the Canary idle: the
         // template changed past the webhook (down, failurePolicy Ignore). Its Canary says so.
+        // Or resumed under our lock, which the webhook never lets happen: the controller
+        // must report it and let the lock go.
         let mut slipped = Vec::new();
         for (key, d) in state.objects.get("Deployment").unwrap_or(&empty) {
             let locked = d.pointer("/metadata/annotations/apisix-canary.dev~1stable-revision").is_some();
@@ -237,10 +239,13 @@ impl Observer {
                 c.pointer("/metadata/namespace").and_then(Value::as_str) == Some(namespace)
                     && c.pointer("/spec/targetRef/name").and_then(Value::as_str) == Some(name)
             });
-            let Some(c) = canary.filter(|c| !locked && !paused && IDLE.contains(&phase(c).as_str())) else { continue };
-            let promoted = c.pointer("/status/lastPromotedSpec").and_then(Value::as_str);
-            let reported = c.get("status").is_some_and(|s| s.to_string().contains(NOT_INTERCEPTED));
-            if promoted.is_some_and(|p| p != revision(d)) && !reported {
+            let unreported =
+                canary.filter(|c| !locked && !paused && IDLE.contains(&phase(c).as_str())).is_some_and(|c| {
+                    let promoted = c.pointer("/status/lastPromotedSpec").and_then(Value::as_str);
+                    let reported = c.get("status").is_some_and(|s| s.to_string().contains(NOT_INTERCEPTED));
+                    promoted.is_some_and(|p| p != revision(d)) && !reported
+                });
+            if unreported || (locked && !paused) {
                 slipped.push(key.clone());
             }
         }
@@ -249,7 +254,8 @@ impl Observer {
             let since = *state.slipped.entry(key.clone()).or_insert(now);
             if now - since > grace {
                 state.violations.insert(format!(
-                    "Deployment {key} rolled out a revision past the webhook and its Canary did not report it within {grace:?}"
+                    "Deployment {key} rolled out a revision past the webhook (unlocked, or resumed under the lock) and was \
+                     not reported and released within {grace:?}"
                 ));
             }
         }

@@ -256,6 +256,41 @@ pub(super) fn adopt_untracked(o: &Observed, now: Timestamp) -> Decision {
     }
 }
 
+/// A Deployment resumed under the lock by a write the webhook did not see (it was down,
+/// failurePolicy Ignore): its template rolled out without analysis. Said, never silent;
+/// the release ends (traffic to the Deployment's pods, the canary copy gone) and the
+/// lock is dropped, the Deployment left running what it rolled out: pausing it again
+/// would strand a half rollout.
+pub(super) fn resumed_outside(o: &Observed, outcome: Outcome, now: Timestamp) -> Decision {
+    let ended = match &o.target.lock.canary {
+        Some(c) if o.target.lock.is_failed() => format!("; revision {c} had failed its analysis"),
+        Some(c) => format!("; the release of {c} ended"),
+        None => String::new(),
+    };
+    let why = format!(
+        "revision {} of {} rolled out without analysis: the Deployment was resumed under the release lock while \
+         the webhook was down (its failurePolicy is Ignore){ended}",
+        o.target.revision, o.id
+    );
+    let status = Status {
+        phase: Some(Phase::Failed),
+        promoted: Some(o.target.revision.clone()),
+        weight: 0,
+        failed_checks: 0,
+        iterations: 0,
+        applied: None,
+        since: Some(now),
+        message: Some(format!("{NOT_INTERCEPTED} {why}")),
+        ..o.status.clone()
+    };
+    let mut decision = wind_up(status, true, why);
+    // The lock last: until it is gone, the next look finds the resumed Deployment again.
+    if let Decision::Act { actions, .. } = &mut decision {
+        actions.push(Action::WriteLock(outcome));
+    }
+    decision
+}
+
 /// A template the webhook did not see, written under the lock of a paused Deployment
 /// (the webhook was down, failurePolicy Ignore): the lock takes it as the webhook would
 /// have, said in a warning Event, and the next look starts, refuses or cancels it.

@@ -553,3 +553,55 @@ fn a_template_written_under_a_failed_lock_while_the_webhook_was_down_is_analysed
     assert!(!w.o.target.paused && !w.o.target.lock.held(), "{:?}", w.o.target);
     assert!(w.events.iter().any(|e| e.contains("the release is cancelled")), "{:?}", w.events);
 }
+
+/// `kubectl rollout resume` while the webhook was down: the Deployment, resumed under
+/// the lock, rolls out its template unanalysed. The controller ends the release (traffic
+/// to the Deployment, no canary copy), drops the lock without pausing a half rollout,
+/// and says which revision rolled out and how; then it is quiet.
+#[test]
+fn a_deployment_resumed_under_the_lock_while_the_webhook_was_down_is_reported_and_released() {
+    let mut w = World::released(plan(&[]), "6.0.1");
+    w.tick(4, Duration::from_secs(10));
+    assert_eq!(w.o.status.phase, Some(Phase::Progressing));
+    assert!(w.o.route_weight.is_some_and(|w| w > 0) && w.o.canary.is_some(), "{:?}", w.log);
+    // The resume and a newer template, both past the webhook.
+    w.o.target.paused = false;
+    w.o.target.revision = rev("6.0.2");
+    w.run(5);
+    assert_eq!(w.o.status.phase, Some(Phase::Failed), "{:?}", w.events);
+    assert_eq!(w.o.status.promoted, Some(rev("6.0.2")), "the revision that runs is the stable one now");
+    let message = w.o.status.message.clone().unwrap();
+    assert!(message.starts_with(NOT_INTERCEPTED), "{message}");
+    for part in ["revision ", "rolled out without analysis", "resumed under the release lock", "release of "] {
+        assert!(message.contains(part), "{part} in {message}");
+    }
+    assert!(w.events.iter().any(|e| e.contains("resumed under the release lock")), "{:?}", w.events);
+    assert_eq!((w.o.canary, w.o.route_weight), (None, None), "{:?}", w.log);
+    assert!(!w.o.target.paused && !w.o.target.lock.held(), "{:?}", w.o.target);
+    let route = w.log.iter().position(|a| matches!(a, Action::RouteToStable)).unwrap();
+    let lock = w.log.iter().rposition(|a| matches!(a, Action::WriteLock(_))).unwrap();
+    assert!(route < lock, "traffic goes to the Deployment before the lock is dropped: {:?}", w.log);
+    let said = w.events.len();
+    w.run(20);
+    assert_eq!(w.events.len(), said, "said once: {:?}", w.events);
+    assert_eq!(decide(&w.o, w.now), Decision::idle());
+}
+
+/// The same resume after a rollback: the failed revision rolled out. Said as such; the
+/// memory of the failure stays, so re-applying it later is still refused.
+#[test]
+fn a_failed_release_resumed_while_the_webhook_was_down_keeps_the_memory_of_the_failure() {
+    let mut w = World::released(plan(&[]), "6.0.2");
+    w.halt = halting;
+    w.run(100);
+    assert_eq!(w.o.status.phase, Some(Phase::Failed));
+    w.o.target.paused = false;
+    w.run(5);
+    let message = w.o.status.message.clone().unwrap();
+    assert!(
+        message.contains("resumed under the release lock") && message.contains("had failed its analysis"),
+        "{message}"
+    );
+    assert_eq!(w.o.target.lock, Lock { failed: Some(rev("6.0.2")), ..Lock::default() });
+    assert!(!w.o.target.paused);
+}
