@@ -338,3 +338,54 @@ spec:
         assert_eq!(c.jsonpath(name, "{.spec.paused}"), "true", "{name} is not ours");
     }
 }
+
+/// kubectl sends the built-in kinds it creates itself as protobuf (`k8s\0` and a
+/// `runtime.Unknown`); the sim reads them by the Kubernetes schemas and stores what a
+/// cluster stores: the seed's `kubectl create ns test`, and the other `create`s users
+/// type most, read back as a cluster shows them (bytes as base64, int-or-strings,
+/// Go's empty fields left out, a zero that means something kept).
+#[test]
+fn kubectl_create_sends_protobuf_and_reads_back_as_on_a_cluster() {
+    let c = start();
+    let out = c.kubectl(&["create", "namespace", "test", "-v=8"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("Content-Type: application/vnd.kubernetes.protobuf"), "sent as protobuf:\n{log}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "namespace/test created");
+
+    let created = [
+        (vec!["create", "configmap", "settings", "--from-literal=mode=canary"], "configmap/settings created"),
+        (vec!["create", "secret", "generic", "token", "--from-literal=password=s3cr3t"], "secret/token created"),
+        (
+            vec!["create", "deployment", "web", "--image=nginx:1.25", "--port=80", "--replicas=0"],
+            "deployment.apps/web created",
+        ),
+        (vec!["create", "service", "clusterip", "web", "--tcp=80:8080"], "service/web created"),
+        (
+            vec!["run", "shell", "--image=busybox:1.36", "--labels=app=shell", "--", "sleep", "3600"],
+            "pod/shell created",
+        ),
+    ];
+    for (args, said) in created {
+        let args: Vec<&str> = ["-n", "test"].into_iter().chain(args).collect();
+        assert_eq!(c.ok(&args).0.trim(), said);
+    }
+    assert_eq!(c.jsonpath("configmap/settings", "{.data}"), r#"{"mode":"canary"}"#);
+    assert_eq!(c.jsonpath("secret/token", "{.data}"), r#"{"password":"czNjcjN0"}"#);
+    assert_eq!(c.jsonpath("secret/token", "{.type}"), "Opaque");
+    assert_eq!(c.jsonpath("deploy/web", "{.spec.replicas}"), "0", "--replicas=0 is kept, not defaulted to 1");
+    assert_eq!(c.jsonpath("deploy/web", "{.spec.strategy.type}"), "RollingUpdate");
+    assert_eq!(c.jsonpath("deploy/web", "{.spec.paused}"), "", "Go's false is left out");
+    let container = c.jsonpath("deploy/web", "{.spec.template.spec.containers[0]}");
+    let container: serde_json::Value = serde_json::from_str(&container).unwrap();
+    assert_eq!(container["image"], "nginx:1.25");
+    assert_eq!(container["ports"], serde_json::json!([{"containerPort": 80, "protocol": "TCP"}]), "{container}");
+    assert!(container.get("stdin").is_none() && container.get("tty").is_none(), "{container}");
+    let ports = c.jsonpath("service/web", "{.spec.ports}");
+    let ports: serde_json::Value = serde_json::from_str(&ports).unwrap();
+    assert_eq!(ports, serde_json::json!([{"name": "80-8080", "port": 80, "protocol": "TCP", "targetPort": 8080}]));
+    assert_eq!(c.jsonpath("pod/shell", "{.spec.containers[0].args}"), r#"["sleep","3600"]"#);
+    assert_eq!(c.jsonpath("pod/shell", "{.metadata.labels}"), r#"{"app":"shell"}"#);
+    let (out, _) = c.ok(&["-n", "test", "get", "pod", "shell"]);
+    assert!(out.contains("Running"), "{out}");
+}

@@ -302,8 +302,23 @@ impl ApiServer {
             .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?
             .to_bytes();
         let parse = |body: &Bytes| -> Result<Value, ApiError> {
-            let value: Value = serde_json::from_slice(body)
-                .map_err(|e| ApiError::BadRequest(format!("the body of the request was in an unknown format: {e}")))?;
+            let media = content_type.split(';').next().unwrap_or_default().trim();
+            let value: Value = if media == super::protobuf::MEDIA_TYPE {
+                super::protobuf::decode(body).map_err(|e| match e {
+                    // As kube-apiserver answers a custom resource sent as protobuf.
+                    super::protobuf::Error::NoSchema { api_version, kind } => ApiError::UnsupportedMediaType(format!(
+                        "the body of the request was in an unknown format - accepted media types include: \
+                         application/json, application/yaml (no protobuf schema for {api_version} {kind})"
+                    )),
+                    super::protobuf::Error::Malformed(why) => {
+                        ApiError::BadRequest(format!("the body of the request was in an unknown format: {why}"))
+                    }
+                })?
+            } else {
+                serde_json::from_slice(body).map_err(|e| {
+                    ApiError::BadRequest(format!("the body of the request was in an unknown format: {e}"))
+                })?
+            };
             if value.is_object() {
                 Ok(value)
             } else {

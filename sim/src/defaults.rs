@@ -73,7 +73,8 @@ pub fn deployment(d: &mut Value) {
     default(spec, "replicas", json!(1));
     default(spec, "revisionHistoryLimit", json!(10));
     default(spec, "progressDeadlineSeconds", json!(600));
-    default(spec, "strategy", json!({"type": "RollingUpdate"}));
+    // `strategy: {}` (what kubectl create sends) gets its type as an absent one does.
+    default(obj(spec.entry("strategy").or_insert_with(|| json!({}))), "type", json!("RollingUpdate"));
     if let Some(strategy) = spec.get_mut("strategy").map(obj)
         && strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate")
     {
@@ -111,9 +112,11 @@ pub fn service(s: &mut Value, cluster_ip: impl FnOnce() -> String) {
 }
 
 /// A Secret's `stringData` is write-only, as kube-apiserver has it: each key is
-/// written into `data`, base64-encoded, over a `data` key of the same name.
+/// written into `data`, base64-encoded, over a `data` key of the same name. Its type
+/// defaults to `Opaque`.
 fn secret(object: &mut Value) {
     use base64::Engine as _;
+    default(obj(object), "type", json!("Opaque"));
     let Some(Value::Object(strings)) = obj(object).remove("stringData") else { return };
     let data = obj(obj(object).entry("data").or_insert_with(|| json!({})));
     for (key, value) in strings {

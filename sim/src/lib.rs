@@ -31,6 +31,7 @@ pub mod loadtest;
 pub mod managed;
 pub mod openapi;
 pub mod prometheus;
+pub mod protobuf;
 pub mod resources;
 pub mod schema;
 pub mod selector;
