@@ -170,7 +170,22 @@ mod tests {
     fn secret_string_data_is_written_into_data() {
         let mut s = json!({"data": {"token": "b2xk", "keep": "a2VlcA=="}, "stringData": {"token": "new", "address": "http://x/"}});
         secret(&mut s);
-        assert_eq!(s, json!({"data": {"token": "bmV3", "keep": "a2VlcA==", "address": "aHR0cDovL3gv"}}));
+        let data = json!({"token": "bmV3", "keep": "a2VlcA==", "address": "aHR0cDovL3gv"});
+        assert_eq!(s, json!({"data": data, "type": "Opaque"}));
+        let mut typed = json!({"type": "kubernetes.io/tls"});
+        secret(&mut typed);
+        assert_eq!(typed, json!({"type": "kubernetes.io/tls"}), "a type given is kept");
+    }
+
+    /// `kubectl create deployment` sends `strategy: {}`; kube defaults it as if absent.
+    #[test]
+    fn an_empty_strategy_is_defaulted_as_an_absent_one() {
+        let mut d = json!({"spec": {"strategy": {}, "template": {"spec": {"containers": []}}}});
+        deployment(&mut d);
+        assert_eq!(
+            d["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+        );
     }
 
     #[test]
