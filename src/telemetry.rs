@@ -6,12 +6,16 @@
 //! request waits on the stderr lock another holds or wakes a thread per line. The queue is bounded and a full one makes the logger wait, so
 //! no line is lost; [`Flush`] (held by `main`) writes what is left before the exit.
 
-use std::io::Write;
+use std::io::{IsTerminal as _, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing::Level;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::fmt::{self, MakeWriter};
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// Lines that may wait for the writer thread before a logger has to wait too.
 const QUEUE_LINES: usize = 4096;
@@ -28,21 +32,67 @@ enum Message {
 }
 
 /// Installs the global subscriber; a second call (tests) is a no-op. The returned guard
-/// writes the queued lines when dropped.
+/// writes the queued lines when dropped. Text has colour only on a terminal.
 pub fn init(json: bool, default_filter: &str) -> Flush {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let (tx, rx) = mpsc::sync_channel(QUEUE_LINES);
     let writer = std::thread::Builder::new().name("log-writer".to_owned()).spawn(move || write_lines(&rx));
-    if writer.is_err() {
-        let builder = builder.with_writer(std::io::stderr);
-        let _ = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
-        return Flush(None);
-    }
-    let builder = builder.with_writer(Queue(tx.clone()));
-    let installed = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
+    let queue = writer.is_ok().then(|| Queue(tx.clone()));
+    let ansi = std::io::stderr().is_terminal();
+    let main = match (json, queue) {
+        (true, Some(q)) => fmt::layer().json().flatten_event(true).with_writer(q).boxed(),
+        (true, None) => fmt::layer().json().flatten_event(true).with_writer(std::io::stderr).boxed(),
+        (false, Some(q)) => fmt::layer().with_ansi(ansi).with_writer(q).boxed(),
+        (false, None) => fmt::layer().with_ansi(ansi).with_writer(std::io::stderr).boxed(),
+    };
+    // Our own events, as JSON, to the output set by `also_log_to` (none until then).
+    let pods = fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_writer(|| PodLine(Vec::new()))
+        .with_filter(filter_fn(|m| {
+            POD_OUTPUT.get().is_some()
+                && *m.level() <= Level::INFO
+                && m.target().starts_with("apisix_canary")
+                && !m.target().starts_with("apisix_canary::cli::sim")
+        }))
+        .boxed();
+    let installed = tracing_subscriber::registry().with(vec![main.with_filter(filter).boxed(), pods]).try_init();
     // Not installed (a second call): dropping the last sender ends the writer thread.
     Flush(installed.is_ok().then_some(tx))
+}
+
+/// Where our own events (`apisix_canary::*`, info and above) also go, as JSON lines:
+/// the output of the pods `apisix-canary sim --with-webhook` makes for the server it
+/// runs in-process (`kubectl logs deploy/apisix-canary`). Set once; later calls are
+/// ignored.
+pub fn also_log_to(output: impl Write + Send + 'static) {
+    let _ = POD_OUTPUT.set(Mutex::new(Box::new(output)));
+}
+
+static POD_OUTPUT: OnceLock<Mutex<Box<dyn Write + Send>>> = OnceLock::new();
+
+/// One event's JSON line, written to `POD_OUTPUT` when the formatter is done with it.
+struct PodLine(Vec<u8>);
+
+impl Write for PodLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for PodLine {
+    fn drop(&mut self) {
+        if let Some(output) = POD_OUTPUT.get() {
+            let mut output = output.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = output.write_all(&self.0);
+        }
+    }
 }
 
 /// Writes the queued lines when dropped.

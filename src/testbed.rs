@@ -55,6 +55,25 @@ pub async fn install(sim: &Sim) -> Result<Installed, InstallError> {
     }
     objects.push(to_value("the MutatingWebhookConfiguration", &manifests::mutating(&target))?);
     objects.push(to_value("the ValidatingWebhookConfiguration", &manifests::validating(&target))?);
+    // The Deployment the server would run as: its pods' output is the server's log
+    // (`kubectl -n apisix-canary logs deploy/apisix-canary`).
+    objects.push(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": DEFAULT_SERVICE, "namespace": DEFAULT_NAMESPACE, "labels": {"app.kubernetes.io/name": "apisix-canary"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "apisix-canary"}},
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": "apisix-canary"}},
+                "spec": {"containers": [{
+                    "name": "apisix-canary",
+                    "image": format!("ghcr.io/apisix-canary/apisix-canary:{}", env!("CARGO_PKG_VERSION")),
+                    "args": ["serve"],
+                }]},
+            },
+        },
+    }));
     for object in objects {
         sim.create(object).await?;
     }

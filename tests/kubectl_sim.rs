@@ -14,6 +14,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_apisix-canary");
 
 struct Cluster {
     child: Child,
+    /// `http://127.0.0.1:PORT/` of the sim's load tester.
+    loadtester: String,
     kubectl: PathBuf,
     kubeconfig: PathBuf,
     _dir: tempfile::TempDir,
@@ -53,13 +55,17 @@ fn start() -> Cluster {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
+    let mut loadtester = String::new();
     loop {
         let line = lines.next().expect("sim exited before it was ready").unwrap();
+        if let Some(url) = line.strip_prefix("loadtester:") {
+            loadtester = url.trim().to_owned();
+        }
         if line.starts_with("export KUBECONFIG=") {
             break;
         }
     }
-    Cluster { child, kubectl, kubeconfig, _dir: dir }
+    Cluster { child, loadtester, kubectl, kubeconfig, _dir: dir }
 }
 
 fn fixture(path: &str) -> PathBuf {
@@ -388,4 +394,99 @@ fn kubectl_create_sends_protobuf_and_reads_back_as_on_a_cluster() {
     assert_eq!(c.jsonpath("pod/shell", "{.metadata.labels}"), r#"{"app":"shell"}"#);
     let (out, _) = c.ok(&["-n", "test", "get", "pod", "shell"]);
     assert!(out.contains("Running"), "{out}");
+}
+
+/// Posts a Flagger webhook payload running `cmd` to the sim's load tester.
+fn load_test(c: &Cluster, cmd: &str) {
+    use std::io::{Read, Write};
+    let addr = c.loadtester.trim_start_matches("http://").trim_end_matches('/');
+    let body = serde_json::json!({"name": "podinfo", "namespace": "test", "metadata": {"cmd": cmd}}).to_string();
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        tcp,
+        "POST / HTTP/1.1\r\nHost: flagger-loadtester.test\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("command started"), "{answer}");
+}
+
+/// The article's way of watching: `kubectl logs deploy/NAME -f`. The load tester's pods
+/// (Flagger's image) show each command it runs, followed as the lines are written, cut
+/// by `--tail` and `--since`; the server `sim --with-webhook` runs in-process logs as the
+/// pod of `deploy/apisix-canary`, one JSON object a line.
+#[test]
+fn kubectl_logs_tails_and_follows_the_output_of_pods() {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let c = start();
+    let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
+    c.ok(&["apply", "-f", &scenario("namespace.yaml"), "-f", &scenario("loadtester.yaml")]);
+    c.ok(&["-n", "test", "rollout", "status", "deploy/flagger-loadtester", "--timeout=30s"]);
+    let (out, _) = c.ok(&["-n", "test", "logs", "deploy/flagger-loadtester"]);
+    assert_eq!(out, "", "nothing run yet");
+
+    // -f: each line as it is written.
+    let mut follow = Command::new(&c.kubectl)
+        .args(["-n", "test", "logs", "deploy/flagger-loadtester", "-f"])
+        .env("KUBECONFIG", &c.kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = tx.send((Instant::now(), line.unwrap()));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Instant::now();
+    load_test(&c, "hey -n 1 -c 1 http://apisix-gateway.apisix/");
+    let (at, line) = rx.recv_timeout(Duration::from_secs(10)).expect("the followed line");
+    assert!(at - sent < Duration::from_secs(2), "followed within {:?}", at - sent);
+    let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (line["msg"].as_str(), line["cmd"].as_str()),
+        (Some("command starting"), Some("hey -n 1 -c 1 http://apisix-gateway.apisix/"))
+    );
+    let (_, line) = rx.recv_timeout(Duration::from_secs(10)).expect("the command's end");
+    assert!(line.contains(r#""msg":"command finished""#), "{line}");
+    let _ = follow.kill();
+    let _ = follow.wait();
+
+    // --since keeps what came in the last seconds; --tail the last lines.
+    std::thread::sleep(Duration::from_millis(2500));
+    load_test(&c, "hey -n 2 -c 1 http://apisix-gateway.apisix/");
+    std::thread::sleep(Duration::from_millis(500));
+    let (all, _) = c.ok(&["-n", "test", "logs", "deploy/flagger-loadtester"]);
+    assert_eq!(all.lines().count(), 4, "{all}");
+    let (recent, _) = c.ok(&["-n", "test", "logs", "deploy/flagger-loadtester", "--since=2s"]);
+    assert_eq!(recent.lines().count(), 2, "{recent}");
+    assert!(recent.lines().all(|l| l.contains("hey -n 2")), "{recent}");
+    let (last, _) = c.ok(&["-n", "test", "logs", "deploy/flagger-loadtester", "--tail=1", "--timestamps"]);
+    let (stamp, line) = last.trim().split_once(' ').unwrap();
+    assert!(stamp.ends_with('Z') && stamp.len() == 30, "RFC 3339 with nanoseconds: {stamp}");
+    assert!(line.contains(r#""msg":"command finished""#) && line.contains("hey -n 2"), "{line}");
+    let err = c.kubectl(&["-n", "test", "logs", "deploy/flagger-loadtester", "-c", "sidecar"]);
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("container sidecar is not valid for pod flagger-loadtester-")
+    );
+
+    // The in-process server's log, as its pod's.
+    c.ok(&["apply", "-f", &scenario("podinfo.yaml"), "-f", &scenario("service.yaml"), "-f", &scenario("route.yaml")]);
+    c.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1"]);
+    let (out, _) = c.ok(&["-n", "apisix-canary", "logs", "deploy/apisix-canary"]);
+    let reviews: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        reviews.iter().any(|r| r["message"] == "admission review"
+            && r["path"] == "/mutate/deployments"
+            && r["transition"] == "started"),
+        "{out}"
+    );
 }

@@ -371,6 +371,10 @@ impl ApiServer {
             }
             (Method::GET, Some(name)) => {
                 let object = cluster.get(&target, name).await?;
+                if r.group.is_empty() && r.plural == "pods" && p.sub.as_deref() == Some("log") {
+                    let query = super::logs::Query::parse(&q)?;
+                    return super::logs::respond(cluster.clone(), &object, query, self.stop.clone());
+                }
                 let object = match p.sub.as_deref() {
                     Some("scale") if r.scale.is_some() => super::cluster::scale_of(&r, &object),
                     Some("status") | None if shape == Shape::Table => {

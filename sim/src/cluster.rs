@@ -111,6 +111,8 @@ pub struct Cluster {
     pub store: Store,
     pub resources: Resources,
     pub webhooks: Webhooks,
+    /// What each pod's container wrote, for `kubectl logs`.
+    pub logs: super::logs::PodLogs,
     next_service_ip: AtomicU32,
 }
 

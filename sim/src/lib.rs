@@ -28,6 +28,7 @@ pub mod faults;
 pub mod gateway;
 pub mod httpd;
 pub mod loadtest;
+pub mod logs;
 pub mod managed;
 pub mod openapi;
 pub mod prometheus;
@@ -153,7 +154,7 @@ impl Sim {
         }
         workloads::spawn(cluster.clone(), options.pod_ready_delay, stop.clone());
         let gateway = gateway::spawn(cluster.clone(), stop.clone()).await?;
-        let loadtester = loadtest::spawn(gateway.addr, stop.clone()).await?;
+        let loadtester = loadtest::spawn(cluster.clone(), gateway.addr, stop.clone()).await?;
         let prometheus = if options.prometheus {
             Some(prometheus::start(gateway.addr, options.prometheus_bin.as_deref(), options.scrape_interval).await?)
         } else {
@@ -226,6 +227,12 @@ impl Sim {
     /// DNS name (`name.namespace.svc`) as TLS server name.
     pub fn register_service(&self, namespace: &str, name: &str, addr: SocketAddr) {
         self.cluster.webhooks.register_service(namespace, name, addr);
+    }
+
+    /// A writer whose lines become the output of the running pods of Deployment
+    /// `namespace/name` (`kubectl logs deploy/NAME`): for a product run in-process.
+    pub fn deployment_output(&self, namespace: &str, name: &str) -> logs::Output {
+        logs::Output::new(self.cluster.clone(), namespace, name)
     }
 
     /// Ends every open watch stream, as an API server restart or a load balancer would.

@@ -1,7 +1,9 @@
 //! Flagger's load tester, in process: webhook payloads `{name, namespace, phase,
 //! metadata: {cmd}}` whose `cmd` is a `hey` command start that traffic in the background
 //! (one run per canary and command at a time, as Flagger's does), against the gateway;
-//! plus the gate endpoints for manual approval. Only ever dials 127.0.0.1.
+//! plus the gate endpoints for manual approval. Only ever dials 127.0.0.1. What it does
+//! is logged, as Flagger's load tester logs it, to the pods of its image
+//! ([`IMAGE`]) that run in the cluster: `kubectl logs deploy/flagger-loadtester`.
 
 pub mod hey;
 
@@ -23,6 +25,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use self::hey::{MAX_DURATION, Plan, UNTHROTTLED_QPS};
+
+/// The image of Flagger's load tester: its pods are this load tester's.
+pub const IMAGE: &str = "ghcr.io/fluxcd/flagger-loadtester";
 
 /// Webhook bodies read at most.
 const MAX_PAYLOAD: usize = 64 * 1024;
@@ -46,6 +51,7 @@ struct Payload {
 
 #[derive(Debug)]
 struct State {
+    cluster: Arc<super::cluster::Cluster>,
     gateway: SocketAddr,
     stop: CancellationToken,
     /// `<namespace>/<name>: <cmd>` of every run in progress.
@@ -78,6 +84,32 @@ impl LoadTester {
     /// Commands running now.
     pub fn running(&self) -> usize {
         lock(&self.state.running).len()
+    }
+}
+
+/// Whether one of `pod`'s containers runs the load tester's image.
+pub fn is_load_tester(pod: &serde_json::Value) -> bool {
+    let containers = pod.pointer("/spec/containers").and_then(serde_json::Value::as_array);
+    containers.into_iter().flatten().any(|c| {
+        c["image"]
+            .as_str()
+            .is_some_and(|i| i == IMAGE || i.strip_prefix(IMAGE).is_some_and(|t| t.starts_with([':', '@'])))
+    })
+}
+
+/// A JSON line, as zap writes Flagger's (level, ts, msg first), to every running load
+/// tester pod.
+fn log(state: &State, msg: &str, canary: &str, cmd: &str) {
+    let quoted = |s: &str| serde_json::Value::from(s).to_string();
+    let ts = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    let line = format!(
+        r#"{{"level":"info","ts":"{ts}","msg":{},"canary":{},"cmd":{}}}"#,
+        quoted(msg),
+        quoted(canary),
+        quoted(cmd)
+    );
+    for (namespace, name) in super::logs::running_pods(&state.cluster, "", is_load_tester) {
+        state.cluster.logs.write(&namespace, &name, &line);
     }
 }
 
@@ -161,11 +193,14 @@ fn start(state: &Arc<State>, payload: &Payload) -> Response<Full<Bytes>> {
     if !lock(&state.running).insert(key.clone()) {
         return text(StatusCode::OK, "command already running\n");
     }
-    tracing::info!(canary = %format!("{}.{}", payload.name, payload.namespace), cmd = %cmd, "load test started");
-    let state = state.clone();
+    let canary = format!("{}.{}", payload.name, payload.namespace);
+    tracing::info!(canary = %canary, cmd = %cmd, "load test started");
+    log(state, "command starting", &canary, cmd);
+    let (state, cmd) = (state.clone(), cmd.clone());
     tokio::spawn(async move {
         run(&plan, target(&plan, state.gateway), &state).await;
         lock(&state.running).remove(&key);
+        log(&state, "command finished", &canary, &cmd);
     });
     text(StatusCode::OK, "command started\n")
 }
@@ -249,10 +284,15 @@ async fn send(conn: &mut Option<SendRequest<Full<Bytes>>>, plan: &Plan, target: 
 }
 
 /// Starts the load tester on a free loopback port, sending traffic to `gateway`.
-pub async fn spawn(gateway: SocketAddr, stop: CancellationToken) -> Result<LoadTester, LoadTestError> {
+pub async fn spawn(
+    cluster: Arc<super::cluster::Cluster>,
+    gateway: SocketAddr,
+    stop: CancellationToken,
+) -> Result<LoadTester, LoadTestError> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.map_err(LoadTestError::Bind)?;
     let addr = listener.local_addr().map_err(LoadTestError::Bind)?;
     let state = Arc::new(State {
+        cluster,
         gateway,
         stop: stop.clone(),
         running: Mutex::default(),

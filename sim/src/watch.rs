@@ -138,7 +138,7 @@ pub fn stream(
 }
 
 /// An mpsc receiver as a `Stream` of frames.
-fn tokio_stream_from(
+pub(crate) fn tokio_stream_from(
     mut rx: mpsc::Receiver<Result<Frame<Bytes>, std::io::Error>>,
 ) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))

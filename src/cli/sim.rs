@@ -84,6 +84,11 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let sim = Sim::start_with(options).await.context("starting the simulated cluster")?;
     let webhook =
         if args.with_webhook { Some(testbed::install(&sim).await.context("installing the webhook")?) } else { None };
+    if webhook.is_some() {
+        // The in-process server's log is its pod's output, as on a cluster.
+        let (namespace, name) = (crate::manifests::DEFAULT_NAMESPACE, crate::manifests::DEFAULT_SERVICE);
+        crate::telemetry::also_log_to(sim.deployment_output(namespace, name));
+    }
     for s in &args.services {
         sim.register_service(&s.namespace, &s.name, s.addr);
     }
