@@ -16,6 +16,8 @@ struct Cluster {
     child: Child,
     /// `http://127.0.0.1:PORT/` of the sim's load tester.
     loadtester: String,
+    /// `http://127.0.0.1:PORT` of its Prometheus.
+    prometheus: String,
     kubectl: PathBuf,
     kubeconfig: PathBuf,
     _dir: tempfile::TempDir,
@@ -55,17 +57,20 @@ fn start() -> Cluster {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let mut loadtester = String::new();
+    let (mut loadtester, mut prometheus) = (String::new(), String::new());
     loop {
         let line = lines.next().expect("sim exited before it was ready").unwrap();
         if let Some(url) = line.strip_prefix("loadtester:") {
             loadtester = url.trim().to_owned();
         }
+        if let Some(url) = line.strip_prefix("prometheus:") {
+            prometheus = url.trim().to_owned();
+        }
         if line.starts_with("export KUBECONFIG=") {
             break;
         }
     }
-    Cluster { child, loadtester, kubectl, kubeconfig, _dir: dir }
+    Cluster { child, loadtester, prometheus, kubectl, kubeconfig, _dir: dir }
 }
 
 fn fixture(path: &str) -> PathBuf {
@@ -396,22 +401,30 @@ fn kubectl_create_sends_protobuf_and_reads_back_as_on_a_cluster() {
     assert!(out.contains("Running"), "{out}");
 }
 
-/// Posts a Flagger webhook payload running `cmd` to the sim's load tester.
-fn load_test(c: &Cluster, cmd: &str) {
+/// `method url` with `body` over plain HTTP/1.1: the status line and the body.
+fn http(method: &str, url: &str, body: &str) -> (String, String) {
     use std::io::{Read, Write};
-    let addr = c.loadtester.trim_start_matches("http://").trim_end_matches('/');
-    let body = serde_json::json!({"name": "podinfo", "namespace": "test", "metadata": {"cmd": cmd}}).to_string();
+    let rest = url.trim_start_matches("http://");
+    let (addr, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
     let mut tcp = std::net::TcpStream::connect(addr).unwrap();
     write!(
         tcp,
-        "POST / HTTP/1.1\r\nHost: flagger-loadtester.test\r\nContent-Type: application/json\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
     let mut answer = String::new();
     tcp.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("command started"), "{answer}");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+}
+
+/// Posts a Flagger webhook payload running `cmd` to the sim's load tester.
+fn load_test(c: &Cluster, cmd: &str) {
+    let body = serde_json::json!({"name": "podinfo", "namespace": "test", "metadata": {"cmd": cmd}}).to_string();
+    let (status, answer) = http("POST", &c.loadtester, &body);
+    assert!(status.starts_with("HTTP/1.1 200") && answer.contains("command started"), "{status} {answer}");
 }
 
 /// The article's way of watching: `kubectl logs deploy/NAME -f`. The load tester's pods
@@ -489,4 +502,131 @@ fn kubectl_logs_tails_and_follows_the_output_of_pods() {
             && r["transition"] == "started"),
         "{out}"
     );
+}
+
+/// `kubectl exec` into the load tester, as Act 2 of the article does it: `hey` through
+/// the gateway (the gateway's counters move in Prometheus), `curl`, a shell fed from a
+/// pipe and one on a terminal with its prompt; a missing program fails as in a
+/// container, and exit codes come back as kubectl's own.
+#[test]
+fn kubectl_exec_runs_hey_curl_and_a_shell_in_the_load_tester() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    let c = start();
+    let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
+    let files = ["namespace.yaml", "podinfo.yaml", "service.yaml", "route.yaml", "loadtester.yaml"].map(scenario);
+    let mut apply = vec!["apply"];
+    for f in &files {
+        apply.extend(["-f", f.as_str()]);
+    }
+    c.ok(&apply);
+    c.ok(&["-n", "test", "rollout", "status", "deploy/flagger-loadtester", "--timeout=30s"]);
+    c.ok(&["-n", "test", "rollout", "status", "deploy/podinfo", "--timeout=30s"]);
+    let exec = ["-n", "test", "exec", "deploy/flagger-loadtester", "--"];
+
+    // hey, as the article types it (shorter), and Prometheus sees the 500s.
+    let hey = "hey -z 2s -c 2 -q 5 -host app.example.com http://apisix-gateway.apisix/status/500";
+    let args: Vec<&str> = exec.iter().copied().chain(hey.split(' ')).collect();
+    let (out, _) = c.ok(&args);
+    assert!(out.contains("Summary:") && out.contains("Requests/sec:"), "{out}");
+    let responses: u64 = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("[500]"))
+        .and_then(|n| n.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("500s in hey's report:\n{out}"));
+    assert!((10..=22).contains(&responses), "about 2 s x 2 workers x 5/s: {responses}\n{out}");
+    let query = "sum(apisix_http_status{code=\"500\"})";
+    let encoded: String = query
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    let url = format!("{}/api/v1/query?query={encoded}", c.prometheus);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, body) = http("GET", &url, "");
+        let seen: f64 = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.pointer("/data/result/0/value/1")?.as_str()?.parse().ok())
+            .unwrap_or(0.0);
+        if seen >= responses as f64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Prometheus saw {seen} of {responses} 500s: {body}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // curl, and its exit code through kubectl.
+    let curl = [
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        "host: app.example.com",
+        "http://apisix-gateway.apisix/status/503",
+    ];
+    let args: Vec<&str> = exec.iter().copied().chain(curl).collect();
+    assert_eq!(c.ok(&args).0, "503");
+    let args: Vec<&str> = exec
+        .iter()
+        .copied()
+        .chain(["sh", "-c", "curl -sf -H 'host: app.example.com' http://apisix-gateway.apisix/status/404 || exit 9"])
+        .collect();
+    let out = c.kubectl(&args);
+    assert_eq!(out.status.code(), Some(9), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A missing program, run directly and from the shell.
+    let args: Vec<&str> = exec.iter().copied().chain(["bash2", "-l"]).collect();
+    let out = c.kubectl(&args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(r#"exec: "bash2": executable file not found in $PATH"#),
+        "{out:?}"
+    );
+    let args: Vec<&str> = exec.iter().copied().chain(["sh", "-c", "watch -n 1 date"]).collect();
+    let out = c.kubectl(&args);
+    assert_eq!(out.status.code(), Some(127));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().next(), Some("sh: watch: not found"));
+
+    // A shell reading a pipe: no prompt, no echo; `exit 4` is kubectl's exit code.
+    let mut shell = Command::new(&c.kubectl)
+        .args(["-n", "test", "exec", "-i", "deploy/flagger-loadtester", "--", "sh"])
+        .env("KUBECONFIG", &c.kubeconfig)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    shell.stdin.take().unwrap().write_all(b"echo one\nfalse && echo never\necho two\nexit 4\necho after\n").unwrap();
+    let out = shell.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\n");
+    assert_eq!(out.status.code(), Some(4));
+
+    // `-it`, under a terminal (script(1) gives kubectl one): the prompt, the echo, Ctrl-C.
+    let script = binaries::require_binary("script");
+    let kubectl = format!("{} -n test exec -it deploy/flagger-loadtester -- sh", c.kubectl.display());
+    let mut terminal = Command::new(script)
+        .args(["-qec", &kubectl, "/dev/null"])
+        .env("KUBECONFIG", &c.kubeconfig)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut keys = terminal.stdin.take().unwrap();
+    for typed in ["echo hi\r", "hey -z 30s -q 1 -c 1 http://apisix-gateway.apisix/\r", "\x03", "exit 6\r"] {
+        std::thread::sleep(Duration::from_millis(700));
+        keys.write_all(typed.as_bytes()).unwrap();
+        keys.flush().unwrap();
+    }
+    let started = Instant::now();
+    let out = terminal.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(started.elapsed() < Duration::from_secs(20), "Ctrl-C stopped the 30 s hey");
+    assert!(screen.contains("~ $ echo hi\r\nhi\r\n~ $ "), "{screen:?}");
+    assert!(screen.contains("Summary:"), "hey's report after Ctrl-C: {screen:?}");
+    assert_eq!(out.status.code(), Some(6), "{screen:?}");
 }

@@ -38,6 +38,8 @@ pub struct ApiServer {
     pub stop: CancellationToken,
     /// The fault rules in force (none unless a test sets some).
     pub faults: super::faults::Injector,
+    /// The load tester, whose pods `kubectl exec` runs commands in.
+    pub loadtester: std::sync::OnceLock<super::loadtest::LoadTester>,
 }
 
 /// A parsed resource path.
@@ -136,7 +138,14 @@ fn attributes(req: &Request<Incoming>) -> Option<super::audit::Attributes> {
 
 impl ApiServer {
     pub fn new(cluster: Arc<Cluster>, stop: CancellationToken, audit: Option<super::audit::AuditLog>) -> Self {
-        Self { cluster, audit, cuts: Mutex::default(), stop, faults: Default::default() }
+        Self {
+            cluster,
+            audit,
+            cuts: Mutex::default(),
+            stop,
+            faults: Default::default(),
+            loadtester: Default::default(),
+        }
     }
 
     /// Ends every open watch stream now (of the clients whose User-Agent contains
@@ -277,6 +286,13 @@ impl ApiServer {
         r: Arc<Resource>,
     ) -> Result<Response<Body>, ApiError> {
         let q = query(&req);
+        if r.group.is_empty() && r.plural == "pods" && p.sub.as_deref() == Some("exec") {
+            let namespace = p.namespace.clone().unwrap_or_default();
+            let target = Target { resource: &r, version: &p.version, namespace: &namespace };
+            let pod = self.cluster.get(&target, p.name.as_deref().unwrap_or_default()).await?;
+            let tester = self.loadtester.get().cloned().ok_or_else(|| ApiError::Internal("no load tester".into()))?;
+            return super::exec::respond(req, &pod, tester, self.stop.clone());
+        }
         let all_namespaces = r.namespaced && p.namespace.is_none();
         let namespace = if r.namespaced { p.namespace.clone().unwrap_or_default() } else { String::new() };
         let target = Target { resource: &r, version: &p.version, namespace: &namespace };

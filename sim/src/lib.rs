@@ -24,6 +24,7 @@ pub mod builtin;
 pub mod cluster;
 pub mod defaults;
 pub mod events;
+pub mod exec;
 pub mod faults;
 pub mod gateway;
 pub mod httpd;
@@ -155,6 +156,7 @@ impl Sim {
         workloads::spawn(cluster.clone(), options.pod_ready_delay, stop.clone());
         let gateway = gateway::spawn(cluster.clone(), stop.clone()).await?;
         let loadtester = loadtest::spawn(cluster.clone(), gateway.addr, stop.clone()).await?;
+        let _ = api.loadtester.set(loadtester.clone());
         let prometheus = if options.prometheus {
             Some(prometheus::start(gateway.addr, options.prometheus_bin.as_deref(), options.scrape_interval).await?)
         } else {

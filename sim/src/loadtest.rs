@@ -198,15 +198,77 @@ fn start(state: &Arc<State>, payload: &Payload) -> Response<Full<Bytes>> {
     log(state, "command starting", &canary, cmd);
     let (state, cmd) = (state.clone(), cmd.clone());
     tokio::spawn(async move {
-        run(&plan, target(&plan, state.gateway), &state).await;
+        let stop = state.stop.clone();
+        run(&plan, target(&plan, state.gateway), &state, &stop, None).await;
         lock(&state.running).remove(&key);
         log(&state, "command finished", &canary, &cmd);
     });
     text(StatusCode::OK, "command started\n")
 }
 
-/// Runs a plan to its end: `-z` elapsed or `-n` sent, the 10 minute cap, or the sim stopped.
-async fn run(plan: &Plan, target: SocketAddr, state: &Arc<State>) {
+/// What one run's requests got: for hey's summary.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Status code (0: no answer) and latency of each request.
+    results: Mutex<Vec<(u16, Duration)>>,
+}
+
+impl Report {
+    /// hey's summary of a run that took `total`: times, rate and status codes.
+    pub fn summary(&self, total: Duration) -> String {
+        let results = lock(&self.results);
+        let secs = |d: Duration| format!("{:.4} secs", d.as_secs_f64());
+        let answered: Vec<Duration> = results.iter().filter(|(code, _)| *code != 0).map(|(_, d)| *d).collect();
+        let mut out = String::from("\nSummary:\n");
+        out += &format!("  Total:\t{}\n", secs(total));
+        if !answered.is_empty() {
+            let sum: Duration = answered.iter().sum();
+            out += &format!("  Slowest:\t{}\n", secs(*answered.iter().max().expect("not empty")));
+            out += &format!("  Fastest:\t{}\n", secs(*answered.iter().min().expect("not empty")));
+            out += &format!("  Average:\t{}\n", secs(sum / answered.len() as u32));
+        }
+        let rate = results.len() as f64 / total.as_secs_f64().max(f64::EPSILON);
+        out += &format!("  Requests/sec:\t{rate:.4}\n\n");
+        let mut codes = std::collections::BTreeMap::new();
+        for (code, _) in results.iter().filter(|(code, _)| *code != 0) {
+            *codes.entry(*code).or_insert(0u64) += 1;
+        }
+        out += "\nStatus code distribution:\n";
+        for (code, n) in codes {
+            out += &format!("  [{code}]\t{n} responses\n");
+        }
+        let failed = results.iter().filter(|(code, _)| *code == 0).count();
+        if failed > 0 {
+            out += &format!("\nError distribution:\n  [{failed}]\tno answer (connection failed or timed out)\n");
+        }
+        out
+    }
+}
+
+/// Runs `cmd` (a hey command line) against the gateway until its end or `stop`, as the
+/// load tester's shell does for `kubectl exec`: its report, or why it cannot run.
+pub async fn hey(
+    tester: &LoadTester,
+    cmd: &str,
+    stop: &CancellationToken,
+) -> Result<(Report, Duration), hey::HeyError> {
+    let plan = hey::parse(cmd)?;
+    let report = Report::default();
+    let started = Instant::now();
+    run(&plan, target(&plan, tester.state.gateway), &tester.state, stop, Some(&report)).await;
+    Ok((report, started.elapsed()))
+}
+
+/// Where `host:port` of a URL typed in the load tester's pod goes (see [`target`]).
+pub fn address(tester: &LoadTester, host: &str, port: u16) -> SocketAddr {
+    match host {
+        "127.0.0.1" | "localhost" => SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        _ => tester.state.gateway,
+    }
+}
+
+/// Runs a plan to its end: `-z` elapsed or `-n` sent, the 10 minute cap, or `stop`.
+async fn run(plan: &Plan, target: SocketAddr, state: &Arc<State>, stop: &CancellationToken, report: Option<&Report>) {
     let deadline = Instant::now() + plan.duration.unwrap_or(MAX_DURATION).min(MAX_DURATION);
     let per_worker = plan.requests / plan.workers;
     let workers = (0..plan.workers).map(|w| {
@@ -214,29 +276,41 @@ async fn run(plan: &Plan, target: SocketAddr, state: &Arc<State>) {
             Some(_) => u64::MAX,
             None => per_worker + u64::from(w < plan.requests % plan.workers),
         };
-        worker(plan, target, state, deadline, quota)
+        worker(plan, target, state, Worker { deadline, quota, stop, report })
     });
     futures_util::future::join_all(workers).await;
 }
 
-async fn worker(plan: &Plan, target: SocketAddr, state: &Arc<State>, deadline: Instant, quota: u64) {
+/// One worker's bounds and where its results go.
+struct Worker<'a> {
+    deadline: Instant,
+    quota: u64,
+    stop: &'a CancellationToken,
+    report: Option<&'a Report>,
+}
+
+async fn worker(plan: &Plan, target: SocketAddr, state: &Arc<State>, w: Worker<'_>) {
     let period = Duration::from_secs_f64(1.0 / plan.qps.unwrap_or(UNTHROTTLED_QPS));
     // hey's throttle ticks first after one period.
     let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut conn: Option<SendRequest<Full<Bytes>>> = None;
-    for _ in 0..quota {
+    for _ in 0..w.quota {
         tokio::select! {
             _ = ticker.tick() => {}
-            () = tokio::time::sleep_until(deadline) => return,
-            () = state.stop.cancelled() => return,
+            () = tokio::time::sleep_until(w.deadline) => return,
+            () = w.stop.cancelled() => return,
         }
-        let limit = plan.timeout.min(deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1));
+        let limit = plan.timeout.min(w.deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1));
+        let sent_at = Instant::now();
         let sent = tokio::select! {
             r = tokio::time::timeout(limit, send(&mut conn, plan, target)) => r.unwrap_or(Err(SendError::Timeout)),
-            () = state.stop.cancelled() => return,
+            () = w.stop.cancelled() => return,
         };
         state.sent.fetch_add(1, Ordering::Relaxed);
+        if let Some(report) = w.report {
+            lock(&report.results).push((*sent.as_ref().unwrap_or(&0), sent_at.elapsed()));
+        }
         if sent.is_err() || !plan.keepalive {
             conn = None;
         }

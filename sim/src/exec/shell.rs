@@ -1,0 +1,517 @@
+//! The load tester's container, as far as `kubectl exec` reaches it: a shell (`sh`,
+//! `bash`, `ash`; `-c SCRIPT`, or commands read from stdin with a prompt on a terminal)
+//! that knows `hey` (the load tester's own), `curl`, `echo`, `exit`, `true` and `false`.
+//! Anything else is not in the image: `sh: NAME: not found` (127) in a shell, and a
+//! failed exec when run directly. Cluster host names go to the gateway, as from a pod.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::{Input, Output};
+use crate::loadtest::{self, LoadTester};
+
+/// The prompt of the image's busybox `ash` for its user in its home directory.
+pub const PROMPT: &str = "~ $ ";
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    /// Run directly (not in a shell), the binary is not in the image.
+    NotFound(String),
+}
+
+pub struct Shell<'a> {
+    pub tester: &'a LoadTester,
+    pub out: Output,
+    pub tty: bool,
+}
+
+/// One command of a script and what joins it to the next.
+#[derive(Debug, Clone, PartialEq)]
+enum Joined {
+    Then,
+    And,
+    Or,
+}
+
+/// Splits a shell line into commands (by `;`, `&&`, `||`), each into words (quotes and
+/// backslashes as POSIX sh reads them; `#` starts a comment). Pipes and redirections
+/// are refused.
+fn parse(line: &str) -> Result<Vec<(Vec<String>, Joined)>, String> {
+    let mut commands = Vec::new();
+    let (mut words, mut word, mut in_word) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    let end = |words: &mut Vec<String>, joined: Joined, commands: &mut Vec<(Vec<String>, Joined)>| {
+        if !words.is_empty() {
+            commands.push((std::mem::take(words), joined));
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err("syntax error: unterminated quoted string".to_owned()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') if matches!(chars.peek(), Some('"' | '\\' | '$' | '`')) => word.extend(chars.next()),
+                        Some(c) => word.push(c),
+                        None => return Err("syntax error: unterminated quoted string".to_owned()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                word.extend(chars.next());
+            }
+            '#' if !in_word => break,
+            ';' | '&' | '|' | '<' | '>' | '\n' => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+                let joined = match (c, chars.peek()) {
+                    (';' | '\n', _) => Joined::Then,
+                    ('&', Some('&')) => Joined::And,
+                    ('|', Some('|')) => Joined::Or,
+                    ('|', _) => return Err("pipes are not supported in the simulated container".to_owned()),
+                    _ => return Err(format!("{c:?} is not supported in the simulated container")),
+                };
+                if joined != Joined::Then {
+                    chars.next();
+                }
+                end(&mut words, joined, &mut commands);
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    end(&mut words, Joined::Then, &mut commands);
+    Ok(commands)
+}
+
+fn program(argv: &[String]) -> &str {
+    argv.first().map(|p| p.rsplit('/').next().unwrap_or(p)).unwrap_or_default()
+}
+
+impl Shell<'_> {
+    /// Runs `argv` as the container's entry of `kubectl exec`.
+    pub async fn exec(&mut self, argv: &[String], input: &mut Input, cancel: &CancellationToken) -> Exit {
+        match program(argv) {
+            "sh" | "bash" | "ash" => Exit::Code(self.shell(&argv[1..], input, cancel).await),
+            _ => match self.builtin(argv, input, cancel).await {
+                Some(code) => Exit::Code(code),
+                None => Exit::NotFound(argv.first().cloned().unwrap_or_default()),
+            },
+        }
+    }
+
+    async fn shell(&mut self, args: &[String], input: &mut Input, cancel: &CancellationToken) -> i32 {
+        match args {
+            [c, script, ..] if c == "-c" => self.script(script, input, cancel).await.unwrap_or_else(|code| code),
+            [c] if c == "-c" => {
+                self.out.err("sh: -c requires an argument\n").await;
+                2
+            }
+            _ => self.interactive(input, cancel).await,
+        }
+    }
+
+    /// Commands read from stdin until `exit` or its end; on a terminal with a prompt and
+    /// Ctrl-C interrupting the command that runs.
+    async fn interactive(&mut self, input: &mut Input, cancel: &CancellationToken) -> i32 {
+        let mut last = 0;
+        loop {
+            if self.tty {
+                self.out.out(PROMPT).await;
+            }
+            let Some(line) = input.line(&self.out, self.tty).await else {
+                if self.tty {
+                    self.out.out("exit\n").await;
+                }
+                return last;
+            };
+            // A command runs until it ends, Ctrl-C (a child of `cancel`) or the session ends.
+            let interrupt = input.interrupt();
+            match self.script(&line, input, &interrupt).await {
+                _ if cancel.is_cancelled() => return 130,
+                Ok(code) => last = code,
+                Err(code) => return code,
+            }
+        }
+    }
+
+    /// A line of commands; `Err` when it said `exit`.
+    async fn script(&mut self, line: &str, input: &mut Input, cancel: &CancellationToken) -> Result<i32, i32> {
+        let commands = match parse(line) {
+            Ok(c) => c,
+            Err(why) => {
+                self.out.err(&format!("sh: {why}\n")).await;
+                return Ok(2);
+            }
+        };
+        let (mut last, mut joined) = (0, Joined::Then);
+        for (argv, next) in commands {
+            let skip = match joined {
+                Joined::Then => false,
+                Joined::And => last != 0,
+                Joined::Or => last == 0,
+            };
+            joined = next;
+            if skip {
+                continue;
+            }
+            if program(&argv) == "exit" {
+                return Err(match argv.get(1).map(|n| n.parse::<i32>()) {
+                    Some(Ok(n)) => n & 0xff,
+                    Some(Err(_)) => {
+                        self.out.err(&format!("sh: exit: Illegal number: {}\n", argv[1])).await;
+                        2
+                    }
+                    None => last,
+                });
+            }
+            last = match program(&argv) {
+                "sh" | "bash" | "ash" => Box::pin(self.shell(&argv[1..], input, cancel)).await,
+                _ => match self.builtin(&argv, input, cancel).await {
+                    Some(code) => code,
+                    None => {
+                        self.out.err(&format!("sh: {}: not found\n", argv[0])).await;
+                        127
+                    }
+                },
+            };
+            if cancel.is_cancelled() {
+                break;
+            }
+        }
+        Ok(last)
+    }
+
+    /// The image's programs; `None` for one it does not have.
+    async fn builtin(&mut self, argv: &[String], _input: &mut Input, cancel: &CancellationToken) -> Option<i32> {
+        Some(match program(argv) {
+            "true" => 0,
+            "false" => 1,
+            "echo" => {
+                let (newline, words) = match argv.get(1).map(String::as_str) {
+                    Some("-n") => (false, &argv[2..]),
+                    _ => (true, &argv[1..]),
+                };
+                let text = words.join(" ") + if newline { "\n" } else { "" };
+                self.out.out(&text).await;
+                0
+            }
+            "hey" => self.hey(argv, cancel).await,
+            "curl" => self.curl(&argv[1..], cancel).await,
+            _ => return None,
+        })
+    }
+
+    async fn hey(&mut self, argv: &[String], cancel: &CancellationToken) -> i32 {
+        // hey's own parser reads the command line: quote each word back.
+        let line = argv.iter().map(|w| format!("'{}'", w.replace('\'', r"'\''"))).collect::<Vec<_>>().join(" ");
+        match loadtest::hey(self.tester, &line, cancel).await {
+            Ok((report, took)) => {
+                self.out.out(&report.summary(took)).await;
+                0
+            }
+            Err(e) => {
+                self.out.err(&format!("{e}\n")).await;
+                1
+            }
+        }
+    }
+
+    async fn curl(&mut self, args: &[String], cancel: &CancellationToken) -> i32 {
+        let request = match Curl::parse(args) {
+            Ok(r) => r,
+            Err(why) => {
+                self.out.err(&format!("curl: {why}\ncurl: try 'curl --help' for more information\n")).await;
+                return 2;
+            }
+        };
+        let started = Instant::now();
+        let answer = tokio::select! {
+            a = tokio::time::timeout(request.max_time, request.send(self.tester)) => a,
+            () = cancel.cancelled() => return 130,
+        };
+        let elapsed = started.elapsed();
+        let (status, head, body) = match answer {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(CurlError::Connect)) => {
+                if !request.silent || request.show_error {
+                    let (host, port) = (&request.host, request.port);
+                    let ms = elapsed.as_millis();
+                    self.out
+                        .err(&format!(
+                            "curl: (7) Failed to connect to {host} port {port} after {ms} ms: Couldn't connect to server\n"
+                        ))
+                        .await;
+                }
+                return 7;
+            }
+            Ok(Err(CurlError::Protocol(why))) => {
+                if !request.silent || request.show_error {
+                    self.out.err(&format!("curl: (56) Recv failure: {why}\n")).await;
+                }
+                return 56;
+            }
+            Err(_) => {
+                if !request.silent || request.show_error {
+                    let ms = elapsed.as_millis();
+                    self.out.err(&format!("curl: (28) Operation timed out after {ms} milliseconds\n")).await;
+                }
+                return 28;
+            }
+        };
+        let mut shown = String::new();
+        if request.include {
+            shown += &head;
+        }
+        if request.output.is_none() {
+            shown += &String::from_utf8_lossy(&body);
+        }
+        if let Some(format) = &request.write_out {
+            shown += &format
+                .replace("%{http_code}", &status.to_string())
+                .replace("%{time_total}", &format!("{:.6}", elapsed.as_secs_f64()))
+                .replace("\\n", "\n");
+        }
+        self.out.out(&shown).await;
+        if request.fail && status >= 400 {
+            if request.show_error || !request.silent {
+                self.out.err(&format!("curl: (22) The requested URL returned error: {status}\n")).await;
+            }
+            return 22;
+        }
+        0
+    }
+}
+
+/// A `curl` command line: the options scripts use with a plain-HTTP URL.
+#[derive(Debug, Clone, PartialEq)]
+struct Curl {
+    method: Option<String>,
+    headers: Vec<(String, String)>,
+    data: Option<String>,
+    host: String,
+    port: u16,
+    path: String,
+    silent: bool,
+    show_error: bool,
+    include: bool,
+    fail: bool,
+    output: Option<String>,
+    write_out: Option<String>,
+    max_time: Duration,
+}
+
+#[derive(Debug)]
+enum CurlError {
+    Connect,
+    Protocol(String),
+}
+
+impl Curl {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut c = Curl {
+            method: None,
+            headers: Vec::new(),
+            data: None,
+            host: String::new(),
+            port: 80,
+            path: String::new(),
+            silent: false,
+            show_error: false,
+            include: false,
+            fail: false,
+            output: None,
+            write_out: None,
+            max_time: Duration::from_secs(300),
+        };
+        let mut url = None;
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("option {name}: requires parameter"));
+            match arg.as_str() {
+                "-H" | "--header" => {
+                    let h = value(arg)?;
+                    let (k, v) = h.split_once(':').ok_or_else(|| format!("option {arg}: bad header {h:?}"))?;
+                    c.headers.push((k.trim().to_owned(), v.trim().to_owned()));
+                }
+                "-X" | "--request" => c.method = Some(value(arg)?),
+                "-d" | "--data" | "--data-raw" | "--data-binary" => c.data = Some(value(arg)?),
+                "-o" | "--output" => c.output = Some(value(arg)?).filter(|o| o != "-"),
+                "-w" | "--write-out" => c.write_out = Some(value(arg)?),
+                "-m" | "--max-time" => {
+                    let v = value(arg)?;
+                    let secs: f64 =
+                        v.parse().map_err(|_| format!("option {arg}: expected a proper numerical parameter"))?;
+                    c.max_time = Duration::from_secs_f64(secs.max(0.001));
+                }
+                "-I" | "--head" => c.method = Some("HEAD".to_owned()),
+                "-L" | "--location" | "-k" | "--insecure" | "-v" | "--verbose" => {}
+                a if a.starts_with("--") => return Err(format!("option {a}: is unknown")),
+                a if a.starts_with('-') && a.len() > 1 => {
+                    for flag in a[1..].chars() {
+                        match flag {
+                            's' => c.silent = true,
+                            'S' => c.show_error = true,
+                            'i' => c.include = true,
+                            'f' => c.fail = true,
+                            'L' | 'k' | 'v' => {}
+                            _ => return Err(format!("option {a}: is unknown")),
+                        }
+                    }
+                }
+                a => url = Some(a.to_owned()),
+            }
+        }
+        let url = url.ok_or("no URL specified")?;
+        let full = if url.contains("://") { url.clone() } else { format!("http://{url}") };
+        let uri: http::Uri = full.parse().map_err(|e| format!("(3) URL using bad/illegal format: {e}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!(
+                "(1) Protocol \"{}\" not supported in the simulated container",
+                uri.scheme_str().unwrap_or("")
+            ));
+        }
+        c.host = uri.host().unwrap_or_default().to_owned();
+        c.port = uri.port_u16().unwrap_or(80);
+        c.path = uri.path_and_query().map_or("/".to_owned(), |p| p.to_string());
+        Ok(c)
+    }
+
+    /// The status, the head as curl `-i` shows it, and the body.
+    async fn send(&self, tester: &LoadTester) -> Result<(u16, String, Bytes), CurlError> {
+        let addr = loadtest::address(tester, &self.host, self.port);
+        let tcp = TcpStream::connect(addr).await.map_err(|_| CurlError::Connect)?;
+        let protocol = |e: hyper::Error| CurlError::Protocol(e.to_string());
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(protocol)?;
+        tokio::spawn(connection);
+        let method = self.method.clone().unwrap_or(if self.data.is_some() { "POST" } else { "GET" }.to_owned());
+        let authority = if self.port == 80 { self.host.clone() } else { format!("{}:{}", self.host, self.port) };
+        let mut req = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).map_err(|e| CurlError::Protocol(e.to_string()))?)
+            .uri(&self.path);
+        // A header given replaces curl's own of that name (`-H "Host: ..."` above all).
+        for (name, value) in [("Host", authority.as_str()), ("User-Agent", "curl/8.5.0"), ("Accept", "*/*")] {
+            if !self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+                req = req.header(name, value);
+            }
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        if self.data.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(self.data.clone().unwrap_or_default())))
+            .map_err(|e| CurlError::Protocol(e.to_string()))?;
+        let response = sender.send_request(req).await.map_err(protocol)?;
+        let status = response.status();
+        let mut head = format!("HTTP/1.1 {status}\r\n");
+        for (k, v) in response.headers() {
+            head += &format!("{k}: {}\r\n", String::from_utf8_lossy(v.as_bytes()));
+        }
+        head += "\r\n";
+        let body = response.into_body().collect().await.map_err(protocol)?.to_bytes();
+        Ok((status.as_u16(), head, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<(Vec<&str>, Joined)> {
+        let parsed = parse(line).unwrap();
+        let leaked: &'static [(Vec<String>, Joined)] = Box::leak(parsed.into_boxed_slice());
+        leaked.iter().map(|(w, j)| (w.iter().map(String::as_str).collect(), j.clone())).collect()
+    }
+
+    #[test]
+    fn lines_split_as_sh_reads_them() {
+        assert_eq!(
+            words(r#"hey -z 1m -host app.example.com "http://apisix-gateway.apisix/status/500"; echo 'done it'"#),
+            [
+                (
+                    vec!["hey", "-z", "1m", "-host", "app.example.com", "http://apisix-gateway.apisix/status/500"],
+                    Joined::Then
+                ),
+                (vec!["echo", "done it"], Joined::Then),
+            ]
+        );
+        assert_eq!(
+            words(r#"curl -H \"host: a\" x && true || false # comment"#),
+            [
+                (vec!["curl", "-H", "\"host:", "a\"", "x"], Joined::And),
+                (vec!["true"], Joined::Or),
+                (vec!["false"], Joined::Then)
+            ]
+        );
+        assert!(parse("curl x | grep y").unwrap_err().contains("pipes"));
+        assert!(parse("echo 'open").unwrap_err().contains("unterminated"));
+        assert!(parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn curl_reads_the_options_scripts_use() {
+        let args: Vec<String> = [
+            "-sS",
+            "-H",
+            "host: app.example.com",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://gw.apisix:9080/delay/1?x=1",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let c = Curl::parse(&args).unwrap();
+        assert_eq!((c.silent, c.show_error), (true, true));
+        assert_eq!(c.headers, [("host".to_owned(), "app.example.com".to_owned())]);
+        assert_eq!((c.host.as_str(), c.port, c.path.as_str()), ("gw.apisix", 9080, "/delay/1?x=1"));
+        assert_eq!(c.output.as_deref(), Some("/dev/null"));
+        for (bad, why) in [
+            (vec!["--frobnicate", "x"], "option --frobnicate: is unknown"),
+            (vec!["-H"], "option -H: requires parameter"),
+            (vec!["-s"], "no URL specified"),
+            (vec!["https://x/"], "Protocol \"https\" not supported"),
+        ] {
+            let args: Vec<String> = bad.iter().map(|s| (*s).to_owned()).collect();
+            assert!(Curl::parse(&args).unwrap_err().contains(why), "{bad:?}");
+        }
+    }
+}
