@@ -586,10 +586,10 @@ fn kubectl_exec_runs_hey_curl_and_a_shell_in_the_load_tester() {
         String::from_utf8_lossy(&out.stderr).contains(r#"exec: "bash2": executable file not found in $PATH"#),
         "{out:?}"
     );
-    let args: Vec<&str> = exec.iter().copied().chain(["sh", "-c", "watch -n 1 date"]).collect();
+    let args: Vec<&str> = exec.iter().copied().chain(["sh", "-c", "date"]).collect();
     let out = c.kubectl(&args);
     assert_eq!(out.status.code(), Some(127));
-    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().next(), Some("sh: watch: not found"));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().next(), Some("sh: date: not found"));
 
     // A shell reading a pipe: no prompt, no echo; `exit 4` is kubectl's exit code.
     let mut shell = Command::new(&c.kubectl)
@@ -617,7 +617,17 @@ fn kubectl_exec_runs_hey_curl_and_a_shell_in_the_load_tester() {
         .spawn()
         .unwrap();
     let mut keys = terminal.stdin.take().unwrap();
-    for typed in ["echo hi\r", "hey -z 30s -q 1 -c 1 http://apisix-gateway.apisix/\r", "\x03", "exit 6\r"] {
+    let watch = r#"watch -n 1 curl -s -H \"host: app.example.com\" http://apisix-gateway.apisix/status/202"#;
+    let typed = [
+        "echo hi\r",
+        "hey -z 30s -q 1 -c 1 http://apisix-gateway.apisix/\r",
+        "\x03",
+        &format!("{watch}\r"),
+        "",
+        "\x03",
+        "exit 6\r",
+    ];
+    for typed in typed {
         std::thread::sleep(Duration::from_millis(700));
         keys.write_all(typed.as_bytes()).unwrap();
         keys.flush().unwrap();
@@ -628,5 +638,12 @@ fn kubectl_exec_runs_hey_curl_and_a_shell_in_the_load_tester() {
     assert!(started.elapsed() < Duration::from_secs(20), "Ctrl-C stopped the 30 s hey");
     assert!(screen.contains("~ $ echo hi\r\nhi\r\n~ $ "), "{screen:?}");
     assert!(screen.contains("Summary:"), "hey's report after Ctrl-C: {screen:?}");
+    // The article's quotes, escaped: watch joins its words and sh reads them again.
+    let every = r#"Every 1.0s: curl -s -H "host: app.example.com" http://apisix-gateway.apisix/status/202"#;
+    assert!(screen.contains(every), "{screen:?}");
+    assert!(screen.contains("{\"status\":202}"), "{screen:?}");
+    assert!(screen.contains("/\r\n^C\r\n\r\nSummary:"), "Ctrl-C echoed once, then hey's report: {screen:?}");
+    assert!(!screen.contains("~ $ ^C"), "the interrupt is not input to the next prompt: {screen:?}");
+    assert!(screen.matches("\x1b[H\x1b[J").count() >= 2, "watch ran the command again: {screen:?}");
     assert_eq!(out.status.code(), Some(6), "{screen:?}");
 }

@@ -116,19 +116,34 @@ impl Output {
     }
 }
 
+/// Ctrl-C on a terminal: while a command of the interactive shell runs, it cancels the
+/// command's token (and is not input), as a tty sends SIGINT to the foreground process.
+#[derive(Debug, Default)]
+struct Interrupt {
+    token: CancellationToken,
+    running: bool,
+}
+
 /// What is typed or piped into the command: its bytes, their end, and (on a terminal)
-/// Ctrl-C, which cancels the token of the command that runs.
+/// Ctrl-C.
 #[derive(Debug)]
 pub struct Input {
     rx: mpsc::Receiver<Vec<u8>>,
     pending: VecDeque<u8>,
-    interrupt: Arc<Mutex<CancellationToken>>,
+    interrupt: Arc<Mutex<Interrupt>>,
 }
 
 impl Input {
-    /// The token Ctrl-C cancels next.
-    pub fn interrupt(&self) -> CancellationToken {
-        self.interrupt.lock().expect("interrupt lock").clone()
+    /// A command starts in the foreground: the token Ctrl-C cancels until [`Input::done`].
+    pub fn foreground(&self) -> CancellationToken {
+        let mut interrupt = self.interrupt.lock().expect("interrupt lock");
+        interrupt.running = true;
+        interrupt.token.clone()
+    }
+
+    /// The foreground command ended: Ctrl-C is input again.
+    pub fn done(&self) {
+        self.interrupt.lock().expect("interrupt lock").running = false;
     }
 
     async fn byte(&mut self) -> Option<u8> {
@@ -280,12 +295,13 @@ where
     let cancel = stop.child_token();
     let (out_tx, mut out_rx) = mpsc::channel::<(u8, Bytes)>(64);
     let (in_tx, in_rx) = mpsc::channel::<Vec<u8>>(64);
-    let interrupt = Arc::new(Mutex::new(cancel.child_token()));
+    let interrupt = Arc::new(Mutex::new(Interrupt { token: cancel.child_token(), running: false }));
+    let output = Output { tx: out_tx, tty: o.tty };
 
     // The client's messages: stdin, its close (v5), the terminal's size; its going away
     // ends the command.
     let reader = {
-        let (cancel, interrupt, tty) = (cancel.clone(), interrupt.clone(), o.tty);
+        let (cancel, interrupt, tty, echo) = (cancel.clone(), interrupt.clone(), o.tty, output.clone());
         tokio::spawn(async move {
             let mut stdin = Some(in_tx);
             while let Some(message) = stream.next().await {
@@ -296,13 +312,20 @@ where
                 };
                 match data.first() {
                     Some(&STDIN) => {
-                        let bytes = data[1..].to_vec();
-                        if tty && bytes.contains(&0x03) {
-                            let mut current = interrupt.lock().expect("interrupt lock");
-                            current.cancel();
-                            *current = cancel.child_token();
+                        let mut bytes = data[1..].to_vec();
+                        let interrupted = tty && bytes.contains(&0x03) && {
+                            let mut i = interrupt.lock().expect("interrupt lock");
+                            if i.running {
+                                i.token.cancel();
+                                i.token = cancel.child_token();
+                            }
+                            i.running
+                        };
+                        if interrupted {
+                            echo.echo(b"^C\r\n").await;
+                            bytes.retain(|b| *b != 0x03);
                         }
-                        if let Some(tx) = &stdin {
+                        if let Some(tx) = stdin.as_ref().filter(|_| !bytes.is_empty()) {
                             let _ = tx.send(bytes).await;
                         }
                     }
@@ -325,7 +348,6 @@ where
         sink
     });
 
-    let output = Output { tx: out_tx, tty: o.tty };
     let mut input = Input { rx: in_rx, pending: VecDeque::new(), interrupt };
     if !o.stdin {
         input.rx.close();
@@ -355,12 +377,15 @@ where
     let _ = output.tx.send((ERROR, Bytes::from(status.to_string()))).await;
     drop(output);
     drop(input);
+    // The reader holds an output too (the terminal's echo): it goes first, so the
+    // writer sees the last output and ends.
+    reader.abort();
+    let _ = reader.await;
     if let Ok(mut sink) = writer.await {
         // A normal closure ends every stream with EOF; a close without a code is an error to client-go.
         let close = CloseFrame { code: CloseCode::Normal, reason: "".into() };
         let _ = sink.send(Message::Close(Some(close))).await;
     }
-    reader.abort();
 }
 
 #[cfg(test)]

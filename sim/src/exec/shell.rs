@@ -1,6 +1,7 @@
 //! The load tester's container, as far as `kubectl exec` reaches it: a shell (`sh`,
 //! `bash`, `ash`; `-c SCRIPT`, or commands read from stdin with a prompt on a terminal)
-//! that knows `hey` (the load tester's own), `curl`, `echo`, `exit`, `true` and `false`.
+//! that knows `hey` (the load tester's own), `curl`, `watch`, `echo`, `exit`, `true` and
+//! `false`.
 //! Anything else is not in the image: `sh: NAME: not found` (127) in a shell, and a
 //! failed exec when run directly. Cluster host names go to the gateway, as from a pod.
 
@@ -159,8 +160,10 @@ impl Shell<'_> {
                 return last;
             };
             // A command runs until it ends, Ctrl-C (a child of `cancel`) or the session ends.
-            let interrupt = input.interrupt();
-            match self.script(&line, input, &interrupt).await {
+            let interrupt = input.foreground();
+            let ran = self.script(&line, input, &interrupt).await;
+            input.done();
+            match ran {
                 _ if cancel.is_cancelled() => return 130,
                 Ok(code) => last = code,
                 Err(code) => return code,
@@ -216,7 +219,7 @@ impl Shell<'_> {
     }
 
     /// The image's programs; `None` for one it does not have.
-    async fn builtin(&mut self, argv: &[String], _input: &mut Input, cancel: &CancellationToken) -> Option<i32> {
+    async fn builtin(&mut self, argv: &[String], input: &mut Input, cancel: &CancellationToken) -> Option<i32> {
         Some(match program(argv) {
             "true" => 0,
             "false" => 1,
@@ -230,9 +233,55 @@ impl Shell<'_> {
                 0
             }
             "hey" => self.hey(argv, cancel).await,
+            "watch" => Box::pin(self.watch(&argv[1..], input, cancel)).await,
             "curl" => self.curl(&argv[1..], cancel).await,
             _ => return None,
         })
+    }
+
+    /// busybox `watch [-n SECONDS] [-t] COMMAND...`: the command again every interval,
+    /// under a header (and on a cleared screen on a terminal), until Ctrl-C.
+    async fn watch(&mut self, args: &[String], input: &mut Input, cancel: &CancellationToken) -> i32 {
+        let (mut every, mut header, mut rest) = (Duration::from_secs(2), true, args);
+        loop {
+            match rest {
+                [n, secs, tail @ ..] if n == "-n" => {
+                    match secs.parse::<f64>().ok().filter(|s| s.is_finite() && *s > 0.0) {
+                        Some(s) => every = Duration::from_secs_f64(s.max(0.1)),
+                        None => {
+                            self.out.err(&format!("watch: invalid number '{secs}'\n")).await;
+                            return 1;
+                        }
+                    }
+                    rest = tail;
+                }
+                [t, tail @ ..] if t == "-t" => {
+                    header = false;
+                    rest = tail;
+                }
+                _ => break,
+            }
+        }
+        if rest.is_empty() {
+            self.out.err("Usage: watch [-n SEC] [-t] PROG ARGS\n").await;
+            return 1;
+        }
+        let command = rest.join(" ");
+        while !cancel.is_cancelled() {
+            if self.tty {
+                self.out.out("\x1b[H\x1b[J").await;
+            }
+            if header {
+                let now = k8s_openapi::jiff::Timestamp::now().strftime("%a %b %e %H:%M:%S %Y");
+                self.out.out(&format!("Every {:.1}s: {command}    {now}\n\n", every.as_secs_f64())).await;
+            }
+            let _ = Box::pin(self.script(&command, input, cancel)).await;
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = cancel.cancelled() => {}
+            }
+        }
+        0
     }
 
     async fn hey(&mut self, argv: &[String], cancel: &CancellationToken) -> i32 {
