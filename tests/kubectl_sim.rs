@@ -647,3 +647,48 @@ fn kubectl_exec_runs_hey_curl_and_a_shell_in_the_load_tester() {
     assert!(screen.matches("\x1b[H\x1b[J").count() >= 2, "watch ran the command again: {screen:?}");
     assert_eq!(out.status.code(), Some(6), "{screen:?}");
 }
+
+/// Server-side apply between two managers, as kube-apiserver has it: a field the other
+/// manager owns is a conflict (kubectl's message and exit status) until
+/// `--force-conflicts` takes it over; a field a manager stops applying is removed,
+/// unless another manager owns it.
+#[test]
+fn server_side_apply_conflicts_force_and_removes_what_is_no_longer_applied() {
+    let c = start();
+    let config = |data: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: default\ndata:\n{data}")
+    };
+    let team_a = dir_file("a.yaml", &config("  mode: canary\n  interval: 1m\n  owner: team-a\n"));
+    let (out, _) = c.ok(&["apply", "--server-side", "--field-manager=team-a", "-f", team_a.path()]);
+    assert_eq!(out.trim(), "configmap/settings serverside-applied");
+
+    let team_b = dir_file("b.yaml", &config("  mode: blue-green\n"));
+    let out = c.kubectl(&["apply", "--server-side", "--field-manager=team-b", "-f", team_b.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: Apply failed with 1 conflict: conflict with \"team-a\": .data.mode"), "{err}");
+    assert!(err.contains("--force-conflicts"), "kubectl's advice: {err}");
+    let data = |c: &Cluster| c.ok(&["get", "configmap", "settings", "-o", "jsonpath={.data}"]).0;
+    assert_eq!(data(&c), r#"{"interval":"1m","mode":"canary","owner":"team-a"}"#, "nothing written");
+
+    c.ok(&["apply", "--server-side", "--field-manager=team-b", "--force-conflicts", "-f", team_b.path()]);
+    assert_eq!(data(&c), r#"{"interval":"1m","mode":"blue-green","owner":"team-a"}"#);
+    let owners = c.ok(&["get", "configmap", "settings", "--show-managed-fields", "-o", "json"]).0;
+    let owners: serde_json::Value = serde_json::from_str(&owners).unwrap();
+    let fields_of = |manager: &str| {
+        owners["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["manager"] == manager)
+            .map(|e| e["fieldsV1"]["f:data"].as_object().unwrap().keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(fields_of("team-b"), [".", "f:mode"]);
+    assert_eq!(fields_of("team-a"), [".", "f:interval", "f:owner"], "mode taken over");
+
+    // team-a stops applying `interval` and `mode`: interval goes; mode is team-b's now.
+    let team_a = dir_file("a.yaml", &config("  owner: team-a\n"));
+    c.ok(&["apply", "--server-side", "--field-manager=team-a", "-f", team_a.path()]);
+    assert_eq!(data(&c), r#"{"mode":"blue-green","owner":"team-a"}"#);
+}

@@ -2,8 +2,9 @@
 //! manager and operation, with the fields it set (`FieldsV1`). A write takes the fields
 //! it changes away from every other manager, and a server-side apply that would change
 //! a field another manager owns is refused with a 409, as structured-merge-diff does,
-//! unless forced. Lists are atomic here (one leaf each), and fields dropped from an
-//! applied configuration are not removed from the object.
+//! unless forced. A field a manager applied before and leaves out of its next applied
+//! configuration is removed, unless another manager owns it too. Lists are atomic here
+//! (one leaf each, not one per merge key).
 
 use serde_json::{Map, Value, json};
 
@@ -186,6 +187,37 @@ pub fn conflicts(current: &Value, applied: &Value, manager: &str) -> Vec<(String
     found
 }
 
+/// What `manager` applied before and leaves out of `applied` now: removed from `doc`
+/// (the object after the apply), unless another manager owns it too, as
+/// structured-merge-diff removes what an applier stops applying. Maps it leaves empty go
+/// with it.
+pub fn remove_unapplied(current: &Value, doc: &mut Value, applied: &Value, manager: &str) {
+    let entries = current.pointer("/metadata/managedFields").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mine = |e: &Value| e["manager"] == manager && e["operation"] == "Apply" && e.get("subresource").is_none();
+    let Some(before) = entries.iter().find(|e| mine(e)) else { return };
+    let mut dropped = Vec::new();
+    leaves(&before["fieldsV1"], &mut Vec::new(), &mut dropped);
+    let now = leaves_of(applied);
+    dropped.retain(|path| !now.iter().any(|p| p.starts_with(path) || path.starts_with(p)));
+    for path in dropped {
+        if entries.iter().any(|e| !mine(e) && owns(&e["fieldsV1"], &path)) {
+            continue;
+        }
+        remove_at(doc, &path);
+    }
+}
+
+/// Removes the field at `path`, then each parent map it leaves empty (below the top).
+fn remove_at(doc: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let Some(parent) = parents.iter().try_fold(&mut *doc, |v, k| v.get_mut(k.as_str())) else { return };
+    let Some(map) = parent.as_object_mut() else { return };
+    map.remove(last);
+    if map.is_empty() && parents.len() > 1 {
+        remove_at(doc, parents);
+    }
+}
+
 /// The message and causes of a conflict, as `NewConflictError` words them.
 pub fn conflict_error(conflicts: &[(String, String)]) -> (String, Vec<(String, String)>) {
     let causes = conflicts.iter().map(|(who, field)| (field.clone(), format!("conflict with {who}"))).collect();
@@ -269,6 +301,29 @@ mod tests {
         assert!(conflicts(&held, &json!({"spec": {"holderIdentity": "a"}}), "b").is_empty());
         assert!(conflicts(&lease(None), &json!({"spec": {"holderIdentity": "b"}}), "b").is_empty());
         assert!(conflicts(&held, &json!({"spec": {"holderIdentity": "c"}}), "a").is_empty());
+    }
+
+    #[test]
+    fn a_field_left_out_of_the_next_apply_goes_unless_another_manager_owns_it() {
+        let mut o = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"team": "a"}},
+            "data": {"a": "1", "b": "2", "shared": "s"}});
+        let first = json!({"metadata": {"labels": {"team": "a"}}, "data": {"a": "1", "b": "2", "shared": "s"}});
+        record(&mut o, "a", "Apply", None, &first);
+        record(&mut o, "b", "Apply", None, &json!({"data": {"shared": "s"}}));
+        let next = json!({"data": {"a": "1", "c": "3"}});
+        let mut doc = o.clone();
+        doc["data"]["c"] = json!("3");
+        remove_unapplied(&o, &mut doc, &next, "a");
+        assert_eq!(doc["data"], json!({"a": "1", "c": "3", "shared": "s"}), "b went; shared is b's too");
+        assert_eq!(
+            doc["metadata"],
+            json!({"name": "c", "managedFields": o["metadata"]["managedFields"]}),
+            "labels went, empty"
+        );
+        // A manager that never applied removes nothing.
+        let mut untouched = o.clone();
+        remove_unapplied(&o, &mut untouched, &json!({}), "c");
+        assert_eq!(untouched, o);
     }
 
     #[test]

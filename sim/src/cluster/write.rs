@@ -82,6 +82,9 @@ impl Cluster {
                             ))
                         })?,
                     }
+                    if let Patch::Apply(applied) = patch {
+                        crate::managed::remove_unapplied(current, &mut doc, applied, &ctx.field_manager);
+                    }
                     Ok(doc)
                 })
                 .await;
