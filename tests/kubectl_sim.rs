@@ -692,3 +692,83 @@ fn server_side_apply_conflicts_force_and_removes_what_is_no_longer_applied() {
     c.ok(&["apply", "--server-side", "--field-manager=team-a", "-f", team_a.path()]);
     assert_eq!(data(&c), r#"{"mode":"blue-green","owner":"team-a"}"#);
 }
+
+/// `kubectl delete --cascade=orphan` leaves the ReplicaSets and pods running without an
+/// owner; the Deployment applied again adopts them, as kube-controller-manager does,
+/// instead of starting new ones.
+#[test]
+fn a_deployment_applied_again_adopts_the_replica_sets_it_orphaned() {
+    let c = start();
+    let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
+    c.ok(&["apply", "-f", &scenario("namespace.yaml"), "-f", &scenario("podinfo.yaml")]);
+    c.ok(&["-n", "test", "rollout", "status", "deploy/podinfo", "--timeout=30s"]);
+    let replica_sets = |c: &Cluster| {
+        let out = c.ok(&["-n", "test", "get", "rs", "-l", "app=podinfo", "-o", "json"]).0;
+        let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|rs| {
+                let owner = rs.pointer("/metadata/ownerReferences/0/uid").and_then(|u| u.as_str()).unwrap_or("");
+                (rs["metadata"]["name"].as_str().unwrap().to_owned(), owner.to_owned())
+            })
+            .collect::<Vec<_>>()
+    };
+    let pods = |c: &Cluster| c.ok(&["-n", "test", "get", "pods", "-l", "app=podinfo", "-o", "name"]).0;
+    let (before, pods_before) = (replica_sets(&c), pods(&c));
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    c.ok(&["-n", "test", "delete", "deploy", "podinfo", "--cascade=orphan"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(replica_sets(&c), [(before[0].0.clone(), String::new())], "orphaned, still there");
+
+    c.ok(&["apply", "-f", &scenario("podinfo.yaml")]);
+    c.ok(&["-n", "test", "rollout", "status", "deploy/podinfo", "--timeout=30s"]);
+    let uid = c.jsonpath("deploy/podinfo", "{.metadata.uid}");
+    assert_eq!(replica_sets(&c), [(before[0].0.clone(), uid)], "adopted, none new");
+    assert_eq!(pods(&c), pods_before, "the same pods serve");
+}
+
+/// A watch from a resourceVersion the cluster has not reached: kube-apiserver waits a
+/// moment for it, then answers 504 "Too large resource version" (clients relist); one
+/// reached meanwhile streams as any other.
+#[test]
+fn a_watch_from_a_future_resource_version_waits_then_times_out() {
+    use std::time::{Duration, Instant};
+    let c = start();
+    let version = |c: &Cluster| -> u64 {
+        let list: serde_json::Value = serde_json::from_str(&c.ok(&["get", "--raw", "/api/v1/configmaps"]).0).unwrap();
+        list["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()
+    };
+    let current = version(&c);
+    let future = (current + 1000).to_string();
+    let started = Instant::now();
+    let watch_from = |rv: &str| format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}");
+    let out = c.kubectl(&["get", "--raw", &watch_from(&future), "--request-timeout=20s"]);
+    let waited = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("Timeout: Too large resource version: {future}, current: ")), "{err}");
+    assert!(waited >= Duration::from_secs(3) && waited < Duration::from_secs(15), "{waited:?}");
+
+    // Two versions ahead: two writes reach it within the wait, the third is the first event.
+    let next = (version(&c) + 2).to_string();
+    let mut watch = Command::new(&c.kubectl)
+        .args(["get", "--raw", &watch_from(&next)])
+        .env("KUBECONFIG", &c.kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    c.ok(&["create", "configmap", "first", "-n", "default"]);
+    c.ok(&["create", "configmap", "second", "-n", "default"]);
+    c.ok(&["create", "configmap", "third", "-n", "default"]);
+    let mut line = String::new();
+    BufReader::new(watch.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["object"]["metadata"]["name"], "third", "events after the version asked for: {line}");
+}

@@ -360,7 +360,7 @@ impl ApiServer {
                     shape,
                 };
                 let cut = self.cut_token(&agent);
-                watch::stream(cluster.clone(), options, cut, self.stop.clone())
+                watch::stream(cluster.clone(), options, cut, self.stop.clone()).await
             }
             (Method::GET, None) => {
                 let (label, field) = selectors(&q)?;

@@ -38,6 +38,9 @@ pub enum ApiError {
     ServiceUnavailable(String),
     #[error("{0}")]
     Timeout(String),
+    /// A watch from a resourceVersion the store has not reached within the wait.
+    #[error("Timeout: Too large resource version: {requested}, current: {current}")]
+    TooLargeResourceVersion { requested: u64, current: u64 },
 }
 
 impl ApiError {
@@ -54,7 +57,7 @@ impl ApiError {
             ApiError::Internal(_) => 500,
             ApiError::TooManyRequests { .. } => 429,
             ApiError::ServiceUnavailable(_) => 503,
-            ApiError::Timeout(_) => 504,
+            ApiError::Timeout(_) | ApiError::TooLargeResourceVersion { .. } => 504,
         }
     }
 
@@ -72,7 +75,7 @@ impl ApiError {
             ApiError::Internal(_) => "InternalError",
             ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
-            ApiError::Timeout(_) => "Timeout",
+            ApiError::Timeout(_) | ApiError::TooLargeResourceVersion { .. } => "Timeout",
         }
     }
 
@@ -93,6 +96,12 @@ impl ApiError {
             }
             ApiError::Conflict { resource, name, .. } => status["details"] = json!({"name": name, "kind": resource}),
             ApiError::TooManyRequests { retry_after } => status["details"] = json!({"retryAfterSeconds": retry_after}),
+            ApiError::TooLargeResourceVersion { .. } => {
+                status["details"] = json!({
+                    "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                    "retryAfterSeconds": 1,
+                });
+            }
             ApiError::ApplyConflict { causes, .. } => {
                 let causes: Vec<Value> = causes
                     .iter()

@@ -97,8 +97,11 @@ fn bookmark(o: &Options, rv: u64, initial_done: bool) -> Bytes {
     )
 }
 
+/// How long a watch from a future resourceVersion waits for the store to reach it.
+const FRESHNESS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Starts a watch: the response streams until timeout, cut, stop or a lagging client.
-pub fn stream(
+pub async fn stream(
     cluster: Arc<Cluster>,
     o: Options,
     cut: CancellationToken,
@@ -108,6 +111,17 @@ pub fn stream(
         "" | "0" => None,
         rv => Some(rv.parse().map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion {rv:?}")))?),
     };
+    // A version from the future: kube-apiserver's watch cache waits up to 3 s for it,
+    // then answers 504 "Too large resource version" (clients relist).
+    if let Some(rv) = requested {
+        let deadline = tokio::time::Instant::now() + FRESHNESS_WAIT;
+        while cluster.store.current_rv() < rv {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::TooLargeResourceVersion { requested: rv, current: cluster.store.current_rv() });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
     // Without a version (or with sendInitialEvents) the current state comes first as ADDED.
     let (initial, from) = match requested {
         Some(rv) if !o.send_initial_events => (Vec::new(), rv),

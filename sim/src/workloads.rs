@@ -348,6 +348,30 @@ fn parse_time(s: &str) -> Option<Timestamp> {
 }
 
 impl Controllers {
+    /// `ControllerRefManager`'s adoption: objects of `r` in `owner`'s namespace that its
+    /// selector matches and that have no controller (orphaned by a `--cascade=orphan`
+    /// delete, or made by hand) get `owner` as their controller.
+    async fn adopt_orphans(&mut self, owner: &Value, r: &Resource) {
+        let selector = crate::selector::LabelSelector::from_object(&owner["spec"]["selector"]);
+        if is_deleting(owner) || selector.is_empty() {
+            return;
+        }
+        let namespace = str_at(owner, "/metadata/namespace");
+        let (items, _) = self.cluster.store.list(&r.group, &r.plural, Some(namespace));
+        let orphans =
+            items.iter().filter(|o| controller_of(o).is_none() && !is_deleting(o) && selector.matches_object(o));
+        for orphan in orphans.cloned().collect::<Vec<_>>() {
+            let mut refs =
+                orphan.pointer("/metadata/ownerReferences").and_then(Value::as_array).cloned().unwrap_or_default();
+            refs.push(controller_ref(owner));
+            // The uid is a precondition: a namesake made meanwhile is not adopted.
+            let patch = json!({"metadata": {"ownerReferences": refs, "uid": uid_of(&orphan)}});
+            if let Err(e) = self.merge_patch(r, namespace, str_at(&orphan, "/metadata/name"), patch).await {
+                e.log();
+            }
+        }
+    }
+
     /// The objects of `r` that `owner` controls, by the store's index of owners.
     fn owned(&self, owner: &Value, r: &Resource) -> Vec<Arc<Value>> {
         let uid = uid_of(owner);

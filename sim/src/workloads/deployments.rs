@@ -322,6 +322,7 @@ impl Controllers {
             // Events keep coming while a long pass runs: take them before they overflow.
             self.drain_events();
             let Some(d) = self.cluster.get_raw(&d_kind.group, &d_kind.plural, &ns, &name) else { continue };
+            self.adopt_orphans(&d, &rs_kind).await;
             let owned: Vec<(Arc<Value>, Vec<Arc<Value>>)> =
                 self.owned(&d, &rs_kind).into_iter().map(|rs| (rs.clone(), self.owned(&rs, &pod_kind))).collect();
             let mut wake: Option<Timestamp> = None;

@@ -154,6 +154,7 @@ impl Controllers {
             // Events keep coming while a long pass runs: take them before they overflow.
             self.drain_events();
             let Some(rs) = self.cluster.get_raw(&rs_kind.group, &rs_kind.plural, &ns, &name) else { continue };
+            self.adopt_orphans(&rs, &pod_kind).await;
             let owned = self.owned(&rs, &pod_kind);
             let pods: Vec<&Value> = owned.iter().map(|p| &**p).collect();
             if let Some(at) = available_at(&rs, &pods) {
