@@ -5,6 +5,7 @@
 //! it echoes what is typed, edits the line (backspace, Ctrl-U), interrupts the running
 //! command on Ctrl-C and ends on Ctrl-D. What runs is [`shell`]'s.
 
+pub mod curl;
 pub mod shell;
 
 use std::collections::VecDeque;
