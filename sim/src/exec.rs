@@ -228,16 +228,7 @@ pub fn respond(
 ) -> Result<Response<Body>, ApiError> {
     let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
     let o = Options::parse(req.uri().query().unwrap_or_default());
-    let containers: Vec<&str> = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
-    if let Some(c) = o.container.as_deref().filter(|c| !containers.contains(c)) {
-        return Err(ApiError::BadRequest(format!("container {c} is not valid for pod {name}")));
-    }
+    super::logs::container(pod, o.container.as_deref())?;
     if o.command.is_empty() {
         return Err(ApiError::BadRequest("you must specify at least 1 command".to_owned()));
     }

@@ -167,6 +167,28 @@ fn format(line: &Line, timestamps: bool) -> String {
     }
 }
 
+/// The container of `pod` a `log` or `exec` request addresses: the one it names, or
+/// the pod's only one.
+pub fn container(pod: &Value, asked: Option<&str>) -> Result<String, ApiError> {
+    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let containers: Vec<&str> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    match asked {
+        Some(c) if containers.contains(&c) => Ok(c.to_owned()),
+        Some(c) => Err(ApiError::BadRequest(format!("container {c} is not valid for pod {name}"))),
+        None if containers.len() == 1 => Ok(containers[0].to_owned()),
+        None => Err(ApiError::BadRequest(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            containers.join(" ")
+        ))),
+    }
+}
+
 /// Answers `GET .../pods/NAME/log` for `pod` (as stored): the lines asked for, then, with
 /// `follow`, each new one until the pod is deleted or the client goes.
 pub fn respond(
@@ -177,26 +199,7 @@ pub fn respond(
 ) -> Result<Response<Body>, ApiError> {
     let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
     let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let containers: Vec<&str> = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
-    let container = match &q.container {
-        Some(c) if containers.contains(&c.as_str()) => c.clone(),
-        Some(c) => {
-            return Err(ApiError::BadRequest(format!("container {c} is not valid for pod {name}")));
-        }
-        None if containers.len() == 1 => containers[0].to_owned(),
-        None => {
-            return Err(ApiError::BadRequest(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                containers.join(" ")
-            )));
-        }
-    };
+    let container = container(pod, q.container.as_deref())?;
     if q.previous {
         return Err(ApiError::BadRequest(format!(
             "previous terminated container \"{container}\" in pod \"{name}\" not found"

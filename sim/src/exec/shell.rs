@@ -113,6 +113,17 @@ fn parse(line: &str) -> Result<Vec<(Vec<String>, Joined)>, String> {
     Ok(commands)
 }
 
+/// The words of one command line, as sh splits them (for `hey`'s own parser): an
+/// error for an unterminated quote or more than one command.
+pub fn words(line: &str) -> Result<Vec<String>, String> {
+    let mut commands = parse(line)?;
+    match commands.len() {
+        0 => Ok(Vec::new()),
+        1 if commands[0].1 == Joined::Then => Ok(commands.remove(0).0),
+        _ => Err("one command only: no ;, && or ||".to_owned()),
+    }
+}
+
 fn program(argv: &[String]) -> &str {
     argv.first().map(|p| p.rsplit('/').next().unwrap_or(p)).unwrap_or_default()
 }

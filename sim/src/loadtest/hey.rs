@@ -45,8 +45,8 @@ pub enum HeyError {
     Empty,
     #[error("only hey commands are supported, not {0:?}")]
     NotHey(String),
-    #[error("unterminated quote in command")]
-    Quote,
+    #[error("{0}")]
+    Shell(String),
     #[error("flag provided but not defined: -{0}")]
     UnknownFlag(String),
     #[error("flag needs an argument: -{0}")]
@@ -67,51 +67,7 @@ pub enum HeyError {
 
 /// Splits like a POSIX shell: whitespace, single and double quotes, backslash.
 fn words(cmd: &str) -> Result<Vec<String>, HeyError> {
-    let (mut out, mut cur, mut in_word) = (Vec::new(), String::new(), false);
-    let mut chars = cmd.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => cur.push(c),
-                        None => return Err(HeyError::Quote),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => cur.push(chars.next().ok_or(HeyError::Quote)?),
-                        Some(c) => cur.push(c),
-                        None => return Err(HeyError::Quote),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                cur.extend(chars.next());
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    out.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        out.push(cur);
-    }
-    Ok(out)
+    crate::exec::shell::words(cmd).map_err(HeyError::Shell)
 }
 
 /// Go's `time.ParseDuration`: `1m`, `1m30s`, `1.5s`, `500ms`, `2h`.
@@ -322,7 +278,8 @@ mod tests {
         assert_eq!(err("hey -n 1 -c 2 http://x/"), "-n cannot be less than -c");
         assert!(err("hey https://x/").contains("only http://"));
         assert_eq!(err("hey -q"), "flag needs an argument: -q");
-        assert_eq!(err("hey 'unterminated"), "unterminated quote in command");
+        assert_eq!(err("hey 'unterminated"), "syntax error: unterminated quoted string");
+        assert_eq!(err("hey http://x/; rm -rf /"), "one command only: no ;, && or ||");
         assert_eq!(err("hey -x proxy:1 http://x/"), "flag -x is not supported by the sim's load tester");
     }
 }
