@@ -691,6 +691,39 @@ fn server_side_apply_conflicts_force_and_removes_what_is_no_longer_applied() {
     let team_a = dir_file("a.yaml", &config("  owner: team-a\n"));
     c.ok(&["apply", "--server-side", "--field-manager=team-a", "-f", team_a.path()]);
     assert_eq!(data(&c), r#"{"mode":"blue-green","owner":"team-a"}"#);
+
+    // Lists merged by a key are owned item by item: `kubectl set image` takes one
+    // container's image, and the conflict names that field of that item.
+    let deployment = |image: &str, env: &[&str]| {
+        let env: String = env.iter().map(|e| format!("\n            - {{name: {e}, value: \"1\"}}")).collect();
+        dir_file(
+            "web.yaml",
+            &format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: default\nspec:\n  \
+                 selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    \
+                 spec:\n      containers:\n        - name: app\n          image: {image}\n          env:{env}\n        \
+                 - name: proxy\n          image: envoy:1.30\n"
+            ),
+        )
+    };
+    let web = deployment("nginx:1.25", &["A", "B"]);
+    c.ok(&["apply", "--server-side", "--field-manager=team-a", "-f", web.path()]);
+    c.ok(&["set", "image", "deployment/web", "app=nginx:1.26"]);
+    let web = deployment("nginx:1.25", &["A", "B"]);
+    let out = c.kubectl(&["apply", "--server-side", "--field-manager=team-a", "-f", web.path()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: Apply failed with 1 conflict: conflict with \"kubectl-set\" using apps/v1: .spec.template.spec.containers[name=\"app\"].image"),
+        "{err}"
+    );
+    // Applying what runs now, without env B: B goes, the rest stays.
+    let web = deployment("nginx:1.26", &["A"]);
+    c.ok(&["apply", "--server-side", "--field-manager=team-a", "-f", web.path()]);
+    let containers = c.ok(&["get", "deployment", "web", "-o", "jsonpath={.spec.template.spec.containers}"]).0;
+    let containers: serde_json::Value = serde_json::from_str(&containers).unwrap();
+    assert_eq!(containers[0]["image"], "nginx:1.26");
+    assert_eq!(containers[0]["env"], serde_json::json!([{"name": "A", "value": "1"}]));
+    assert_eq!(containers[1]["name"], "proxy");
 }
 
 /// `kubectl delete --cascade=orphan` leaves the ReplicaSets and pods running without an

@@ -3,10 +3,13 @@
 //! it changes away from every other manager, and a server-side apply that would change
 //! a field another manager owns is refused with a 409, as structured-merge-diff does,
 //! unless forced. A field a manager applied before and leaves out of its next applied
-//! configuration is removed, unless another manager owns it too. Lists are atomic here
-//! (one leaf each, not one per merge key).
+//! configuration is removed, unless another manager owns it too. Lists merged by a key
+//! (containers by name, ...) are owned item by item (`k:{"name":"app"}`), sets of
+//! scalars value by value (`v:"x"`); other lists are atomic.
 
 use serde_json::{Map, Value, json};
+
+use super::strategic::{Strategy, strategy};
 
 /// Metadata fields the API server owns; never part of a manager's set.
 const SERVER_OWNED: &[&str] = &[
@@ -20,7 +23,21 @@ const SERVER_OWNED: &[&str] = &[
     "deletionTimestamp",
 ];
 
-fn fields(v: &Value, top: bool) -> Value {
+/// The FieldsV1 key of a list item: `k:{"name":"app"}` for a list merged by a key,
+/// `v:"value"` for a set of scalars; `None` for an atomic list.
+fn item_key(strategy: Strategy, item: &Value) -> Option<String> {
+    match strategy {
+        Strategy::Key(key) => {
+            let value = item.get(key)?;
+            Some(format!("k:{}", json!({ key: value })))
+        }
+        Strategy::Set => Some(format!("v:{item}")),
+        Strategy::Replace => None,
+    }
+}
+
+/// The set of `v`; `names` is its path in field names (for the lists' merge keys).
+fn fields(v: &Value, top: bool, names: &mut Vec<String>) -> Value {
     let Some(map) = v.as_object() else { return json!({}) };
     let mut out = Map::new();
     if !top {
@@ -39,7 +56,9 @@ fn fields(v: &Value, top: bool) -> Value {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             if !meta.is_empty() {
-                let mut set = fields(&Value::Object(meta), true);
+                names.push(k.clone());
+                let mut set = fields(&Value::Object(meta), true, names);
+                names.pop();
                 if let Some(m) = set.as_object_mut() {
                     m.remove(".");
                 }
@@ -47,10 +66,24 @@ fn fields(v: &Value, top: bool) -> Value {
             }
             continue;
         }
+        names.push(k.clone());
         let entry = match child {
-            Value::Object(_) => fields(child, false),
+            Value::Object(_) => fields(child, false, names),
+            Value::Array(items) => {
+                let strategy = strategy(names);
+                let keyed: Option<Map<String, Value>> = items
+                    .iter()
+                    .map(|item| {
+                        let key = item_key(strategy, item)?;
+                        let set = if item.is_object() { fields(item, false, names) } else { json!({}) };
+                        Some((key, set))
+                    })
+                    .collect();
+                keyed.filter(|m| !m.is_empty()).map_or_else(|| json!({}), Value::Object)
+            }
             _ => json!({}),
         };
+        names.pop();
         out.insert(format!("f:{k}"), entry);
     }
     Value::Object(out)
@@ -58,13 +91,55 @@ fn fields(v: &Value, top: bool) -> Value {
 
 /// The `FieldsV1` set of what a request wrote.
 pub fn fields_v1(written: &Value) -> Value {
-    fields(written, true)
+    fields(written, true, &mut Vec::new())
 }
 
-/// Records (or replaces) `manager`'s entry for `operation` on `object`.
+/// Records (or replaces) `manager`'s entry for `operation` on `object`: the fields of
+/// `written` (what it applied, or created).
 pub fn record(object: &mut Value, manager: &str, operation: &str, sub: Option<&str>, written: &Value) {
+    record_set(object, manager, operation, sub, fields_v1(written));
+}
+
+/// Records an update by `manager` that turned `before` into `object`: it owns what it
+/// owned, and the fields it changed (an update that changes nothing claims nothing).
+pub fn record_update(object: &mut Value, before: &Value, manager: &str, sub: Option<&str>) {
+    let mut changed = leaves_of(before);
+    for path in leaves_of(object) {
+        if !changed.contains(&path) {
+            changed.push(path);
+        }
+    }
+    changed.retain(|path| value_at(object, path).is_some() && value_at(before, path) != value_at(object, path));
+    let previous = before.pointer("/metadata/managedFields").and_then(Value::as_array).and_then(|entries| {
+        entries.iter().find(|e| {
+            e["manager"] == manager && e["operation"] == "Update" && e.get("subresource").and_then(Value::as_str) == sub
+        })
+    });
+    let mut set = json!({});
+    for path in &changed {
+        let mut node = &mut set;
+        for element in path {
+            node = node.as_object_mut().expect("sets are maps").entry(set_key(element)).or_insert_with(|| json!({}));
+        }
+    }
+    if let Some(previous) = previous {
+        union(&mut set, &previous["fieldsV1"]);
+    }
+    if set.as_object().is_some_and(|m| !m.is_empty()) {
+        record_set(object, manager, "Update", sub, set);
+    }
+}
+
+/// Adds the fields of `other` to `set`.
+fn union(set: &mut Value, other: &Value) {
+    let (Some(set), Some(other)) = (set.as_object_mut(), other.as_object()) else { return };
+    for (key, child) in other {
+        union(set.entry(key.clone()).or_insert_with(|| json!({})), child);
+    }
+}
+
+fn record_set(object: &mut Value, manager: &str, operation: &str, sub: Option<&str>, set: Value) {
     let api_version = object.get("apiVersion").cloned().unwrap_or_default();
-    let set = fields_v1(written);
     let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else { return };
     let entries = meta.entry("managedFields").or_insert_with(|| json!([]));
     let Some(list) = entries.as_array_mut() else { return };
@@ -85,8 +160,19 @@ pub fn record(object: &mut Value, manager: &str, operation: &str, sub: Option<&s
     list.push(entry);
 }
 
-/// A field's path from the object's root: the keys, without FieldsV1's `f:`.
+/// A field's path from the object's root: the field names, without FieldsV1's `f:`,
+/// and list items as FieldsV1 names them (`k:{"name":"app"}`, `v:"value"`).
 type Path = Vec<String>;
+
+/// Whether a path element is a list item rather than a field.
+fn is_item(element: &str) -> bool {
+    element.starts_with("k:") || element.starts_with("v:")
+}
+
+/// The FieldsV1 key of a path element.
+fn set_key(element: &str) -> String {
+    if is_item(element) { element.to_owned() } else { format!("f:{element}") }
+}
 
 /// The leaves of a FieldsV1 set: the fields owned as a whole (scalars, lists).
 fn leaves(set: &Value, prefix: &mut Path, out: &mut Vec<Path>) {
@@ -111,8 +197,24 @@ fn leaves_of(object: &Value) -> Vec<Path> {
     out
 }
 
+/// The item of `list` a path element names.
+fn item_index(list: &[Value], element: &str) -> Option<usize> {
+    if let Some(key) = element.strip_prefix("k:") {
+        let key: Map<String, Value> = serde_json::from_str(key).ok()?;
+        list.iter().position(|item| key.iter().all(|(k, v)| item.get(k) == Some(v)))
+    } else {
+        let value: Value = serde_json::from_str(element.strip_prefix("v:")?).ok()?;
+        list.iter().position(|item| *item == value)
+    }
+}
+
 fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(object, |v, key| v.get(key.as_str())).filter(|v| !v.is_null())
+    path.iter()
+        .try_fold(object, |v, key| match v {
+            Value::Array(list) if is_item(key) => list.get(item_index(list, key)?),
+            _ => v.get(key.as_str()),
+        })
+        .filter(|v| !v.is_null())
 }
 
 /// Whether `set` owns `path`: the field itself, or an ancestor owned as a whole.
@@ -120,7 +222,7 @@ fn owns(set: &Value, path: &[String]) -> bool {
     let mut node = set;
     for key in path {
         let has_children = node.as_object().is_some_and(|m| m.keys().any(|k| k != "."));
-        match node.get(format!("f:{key}").as_str()) {
+        match node.get(set_key(key).as_str()) {
             Some(child) => node = child,
             // An ancestor owned as a whole (a leaf, not the root) owns what is below it.
             None => return !has_children && node.as_object().is_some_and(|m| m.is_empty()) && !std::ptr::eq(node, set),
@@ -133,7 +235,7 @@ fn owns(set: &Value, path: &[String]) -> bool {
 fn disown(set: &mut Value, path: &[String]) {
     let Some((first, rest)) = path.split_first() else { return };
     let Some(map) = set.as_object_mut() else { return };
-    let key = format!("f:{first}");
+    let key = set_key(first);
     if rest.is_empty() {
         map.remove(&key);
         return;
@@ -152,17 +254,26 @@ fn describe(entry: &Value) -> String {
     if let Some(sub) = entry.get("subresource").and_then(Value::as_str) {
         name.push_str(&format!(" with subresource {sub:?}"));
     }
+    // The manager's identifier has no time (`BuildManagerIdentifier`), so neither has this.
     if entry["operation"] == "Update" {
         name.push_str(&format!(" using {}", entry["apiVersion"].as_str().unwrap_or_default()));
-        if let Some(time) = entry.get("time").and_then(Value::as_str) {
-            name.push_str(&format!(" at {time}"));
-        }
     }
     name
 }
 
+/// A path as kube-apiserver writes it in a conflict: `.spec.containers[name="app"].image`.
 fn dotted(path: &[String]) -> String {
-    path.iter().map(|k| format!(".{k}")).collect()
+    path.iter()
+        .map(|k| match (k.strip_prefix("k:"), k.strip_prefix("v:")) {
+            (Some(key), _) => {
+                let key: Map<String, Value> = serde_json::from_str(key).unwrap_or_default();
+                let parts: Vec<String> = key.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("[{}]", parts.join(","))
+            }
+            (_, Some(value)) => format!("[={value}]"),
+            _ => format!(".{k}"),
+        })
+        .collect()
 }
 
 /// The conflicts of `manager` applying `applied` to `current`: every field the apply
@@ -199,21 +310,57 @@ pub fn remove_unapplied(current: &Value, doc: &mut Value, applied: &Value, manag
     leaves(&before["fieldsV1"], &mut Vec::new(), &mut dropped);
     let now = leaves_of(applied);
     dropped.retain(|path| !now.iter().any(|p| p.starts_with(path) || path.starts_with(p)));
+    let others_own = |path: &[String]| entries.iter().any(|e| !mine(e) && owns(&e["fieldsV1"], path));
     for path in dropped {
-        if entries.iter().any(|e| !mine(e) && owns(&e["fieldsV1"], &path)) {
+        // A list item no longer applied at all goes whole, unless others own some of it.
+        let item = (0..path.len()).find(|&i| is_item(&path[i]) && !now.iter().any(|p| p.starts_with(&path[..=i])));
+        let target = match item {
+            Some(i) if !others_own(&path[..=i]) => &path[..=i],
+            _ => &path[..],
+        };
+        if others_own(target) || is_item_key(target) {
             continue;
         }
-        remove_at(doc, &path);
+        remove_at(doc, target);
     }
 }
 
-/// Removes the field at `path`, then each parent map it leaves empty (below the top).
+/// Whether `path` ends at the key field of a list item (`...[name="app"].name`): an
+/// item's identity, never removed alone.
+fn is_item_key(path: &[String]) -> bool {
+    let [.., item, field] = path else { return false };
+    item.strip_prefix("k:")
+        .and_then(|key| serde_json::from_str::<Map<String, Value>>(key).ok())
+        .is_some_and(|key| key.contains_key(field))
+}
+
+/// Removes the field or list item at `path`, then each parent map it leaves empty
+/// (below the top).
 fn remove_at(doc: &mut Value, path: &[String]) {
     let Some((last, parents)) = path.split_last() else { return };
-    let Some(parent) = parents.iter().try_fold(&mut *doc, |v, k| v.get_mut(k.as_str())) else { return };
-    let Some(map) = parent.as_object_mut() else { return };
-    map.remove(last);
-    if map.is_empty() && parents.len() > 1 {
+    let parent = parents.iter().try_fold(&mut *doc, |v, k| {
+        if is_item(k) {
+            let list = v.as_array_mut()?;
+            let i = item_index(list, k)?;
+            list.get_mut(i)
+        } else {
+            v.get_mut(k.as_str())
+        }
+    });
+    let empty = match parent {
+        Some(Value::Array(list)) if is_item(last) => {
+            if let Some(i) = item_index(list, last) {
+                list.remove(i);
+            }
+            false
+        }
+        Some(Value::Object(map)) => {
+            map.remove(last);
+            map.is_empty()
+        }
+        _ => return,
+    };
+    if empty && parents.len() > 1 && !parents.last().is_some_and(|p| is_item(p)) {
         remove_at(doc, parents);
     }
 }
@@ -324,6 +471,55 @@ mod tests {
         let mut untouched = o.clone();
         remove_unapplied(&o, &mut untouched, &json!({}), "c");
         assert_eq!(untouched, o);
+    }
+
+    fn deployment(image: &str, env: &[&str]) -> Value {
+        let env: Vec<Value> = env.iter().map(|name| json!({"name": name, "value": "1"})).collect();
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "finalizers": ["x"]},
+        "spec": {"template": {"spec": {"containers": [
+            {"name": "app", "image": image, "env": env},
+            {"name": "sidecar", "image": "envoy"},
+        ]}}}})
+    }
+
+    #[test]
+    fn keyed_lists_are_owned_item_by_item() {
+        let set = fields_v1(&deployment("v1", &["A"]));
+        let containers = &set["f:spec"]["f:template"]["f:spec"]["f:containers"];
+        let app = &containers[r#"k:{"name":"app"}"#];
+        assert_eq!(app["f:image"], json!({}), "{set}");
+        assert_eq!(app["f:env"][r#"k:{"name":"A"}"#]["f:value"], json!({}), "{set}");
+        assert!(containers.get(r#"k:{"name":"sidecar"}"#).is_some(), "{set}");
+        assert_eq!(set["f:metadata"]["f:finalizers"], json!({r#"v:"x""#: {}}), "a set, value by value");
+
+        // Another manager changed app's image: applying another one conflicts on that
+        // item's field alone, named as kube names it.
+        let mut o = deployment("v1", &["A", "B"]);
+        record(&mut o, "team", "Apply", None, &deployment("v1", &["A", "B"]));
+        let before = o.clone();
+        o["spec"]["template"]["spec"]["containers"][0]["image"] = json!("v2");
+        record(
+            &mut o,
+            "kubectl-set",
+            "Update",
+            None,
+            &json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "v2"}]}}}}),
+        );
+        transfer(&mut o, &before, "kubectl-set", "Update", None);
+        let found = conflicts(&o, &deployment("v3", &["A", "B"]), "team");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].0.starts_with("\"kubectl-set\" using apps/v1"), "{found:?}");
+        assert_eq!(found[0].1, r#".spec.template.spec.containers[name="app"].image"#);
+        assert!(conflicts(&o, &deployment("v2", &["A", "B"]), "team").is_empty(), "the same value");
+
+        // The team stops applying env B: that item goes, A and the image stay.
+        let next = deployment("v2", &["A"]);
+        let mut doc = o.clone();
+        remove_unapplied(&o, &mut doc, &next, "team");
+        let env = &doc["spec"]["template"]["spec"]["containers"][0]["env"];
+        assert_eq!(env, &json!([{"name": "A", "value": "1"}]));
+        assert_eq!(doc["spec"]["template"]["spec"]["containers"][0]["image"], "v2");
+        assert_eq!(doc["spec"]["template"]["spec"]["containers"][1]["name"], "sidecar");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 /// How a list field merges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Strategy {
+pub(crate) enum Strategy {
     Replace,
     /// Items are objects merged by this key.
     Key(&'static str),
@@ -17,7 +17,7 @@ enum Strategy {
 }
 
 /// The patch strategy of the list at `path` (field names from the object root).
-fn strategy(path: &[String]) -> Strategy {
+pub(crate) fn strategy(path: &[String]) -> Strategy {
     let last = path.last().map(String::as_str).unwrap_or_default();
     let parent = path.len().checked_sub(2).and_then(|i| path.get(i)).map(String::as_str).unwrap_or_default();
     match last {
