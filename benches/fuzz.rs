@@ -24,20 +24,10 @@ use std::time::{Duration, Instant};
 
 use fuzz::Target;
 
-/// An input is slow past this much of its thread's CPU time: CPU, not wall time, so that
-/// other work on the machine (a build, the other worker) never makes an input look slow.
-const SLOW: Duration = Duration::from_millis(100);
+use fuzz::{SLOW, thread_cpu};
+
 /// An input is hung past this much wall time.
 const HANG: Duration = Duration::from_secs(10);
-
-/// The CPU time the calling thread has used.
-fn thread_cpu() -> Duration {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime only writes the timespec it is handed.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID");
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-}
 
 struct Args {
     inputs: u64,

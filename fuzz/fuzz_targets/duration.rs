@@ -5,7 +5,7 @@
 mod fuzz;
 
 libfuzzer_sys::fuzz_target!(|input: &[u8]| {
-    if let Err(why) = fuzz::check(fuzz::Target::Duration, input) {
+    if let Err(why) = fuzz::check_timed(fuzz::Target::Duration, input) {
         panic!("duration: {why}");
     }
 });

@@ -5,7 +5,7 @@
 mod fuzz;
 
 libfuzzer_sys::fuzz_target!(|input: &[u8]| {
-    if let Err(why) = fuzz::check(fuzz::Target::ValidateCanaries, input) {
+    if let Err(why) = fuzz::check_timed(fuzz::Target::ValidateCanaries, input) {
         panic!("validate-canaries: {why}");
     }
 });

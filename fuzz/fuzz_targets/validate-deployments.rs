@@ -5,7 +5,7 @@
 mod fuzz;
 
 libfuzzer_sys::fuzz_target!(|input: &[u8]| {
-    if let Err(why) = fuzz::check(fuzz::Target::ValidateDeployments, input) {
+    if let Err(why) = fuzz::check_timed(fuzz::Target::ValidateDeployments, input) {
         panic!("validate-deployments: {why}");
     }
 });

@@ -107,6 +107,28 @@ pub fn regressions(target: Target) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     found
 }
 
+/// An input is slow past this much of its thread's CPU time: CPU, not wall time, so that
+/// other work on the machine (a build, another worker) never makes an input look slow.
+pub const SLOW: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The CPU time the calling thread has used.
+pub fn thread_cpu() -> std::time::Duration {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime only writes the timespec it is handed.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID");
+    std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// [`check`], and slower than [`SLOW`] is a failure too: for drivers that do not time
+/// inputs themselves (libFuzzer's timeout counts whole seconds).
+pub fn check_timed(target: Target, input: &[u8]) -> Result<(), String> {
+    let cpu = thread_cpu();
+    check(target, input)?;
+    let took = thread_cpu() - cpu;
+    ensure(took <= SLOW, || format!("took {took:?} of CPU, over {SLOW:?}"))
+}
+
 /// Runs one input through `target`; `Err` says which promise the answer broke.
 pub fn check(target: Target, input: &[u8]) -> Result<(), String> {
     match target {
