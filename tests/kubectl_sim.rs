@@ -805,3 +805,24 @@ fn a_watch_from_a_future_resource_version_waits_then_times_out() {
     let event: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(event["object"]["metadata"]["name"], "third", "events after the version asked for: {line}");
 }
+
+/// The node the pods name (`spec.nodeName: sim-node`) is there, Ready, and an admin
+/// kubeconfig may do anything: `kubectl get nodes` and `kubectl auth can-i` answer as on
+/// a one-node cluster.
+#[test]
+fn get_nodes_and_auth_can_i_answer_as_a_one_node_cluster() {
+    let c = start();
+    let (out, _) = c.ok(&["get", "nodes"]);
+    assert_eq!(header(&out), ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]);
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!((row[0], row[1], row[2], row[4]), ("sim-node", "Ready", "control-plane", "v1.33.0"), "{out}");
+    let (out, _) = c.ok(&["describe", "node", "sim-node"]);
+    assert!(!out.contains("Failed to get lease"), "{out}");
+    for args in [
+        &["auth", "can-i", "get", "pods"][..],
+        &["auth", "can-i", "*", "*", "--all-namespaces"],
+        &["auth", "can-i", "patch", "deployments", "-n", "test"],
+    ] {
+        assert_eq!(c.ok(args).0.trim(), "yes", "{args:?}");
+    }
+}

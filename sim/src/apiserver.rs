@@ -409,6 +409,13 @@ impl ApiServer {
                 };
                 Ok(json_response(StatusCode::OK, &object))
             }
+            (Method::POST, None) if r.plural == "selfsubjectaccessreviews" => {
+                // Answered, never stored: an admin kubeconfig may do everything.
+                let mut review = parse(&body)?;
+                review["status"] = json!({"allowed": true, "reason": "the simulated cluster allows every request"});
+                review["metadata"]["creationTimestamp"] = Value::Null;
+                Ok(json_response(StatusCode::CREATED, &review))
+            }
             (Method::POST, None) => {
                 let written = cluster.create(&ctx, &target, parse(&body)?).await?;
                 Ok(written_response(StatusCode::CREATED, written))

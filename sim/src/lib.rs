@@ -109,6 +109,32 @@ impl Default for Options {
     }
 }
 
+/// The one node the pods run on (`kubectl get nodes`), as a kubelet registers it.
+fn node() -> serde_json::Value {
+    let (major, minor) = apiserver::VERSION;
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": workloads::pods::NODE_NAME, "labels": {
+            "kubernetes.io/hostname": workloads::pods::NODE_NAME,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "node-role.kubernetes.io/control-plane": "",
+        }},
+        "spec": {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"]},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": workloads::pods::NODE_NAME}],
+            "capacity": {"cpu": "2", "memory": "24Gi", "pods": "110"},
+            "allocatable": {"cpu": "2", "memory": "24Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
+                "lastHeartbeatTime": defaults::now(), "lastTransitionTime": defaults::now()}],
+            "nodeInfo": {"kubeletVersion": format!("v{major}.{minor}.0"), "containerRuntimeVersion": "sim://1.0",
+                "operatingSystem": "linux", "architecture": "amd64", "kernelVersion": "", "osImage": "apisix-canary sim",
+                "kubeProxyVersion": "", "machineID": "", "systemUUID": "", "bootID": ""},
+        },
+    })
+}
+
 /// A running simulated cluster. Everything stops when it is dropped.
 #[derive(Debug)]
 pub struct Sim {
@@ -166,6 +192,12 @@ impl Sim {
         for ns in NAMESPACES {
             sim.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
         }
+        sim.create(node()).await?;
+        // The kubelet's heartbeat Lease, which `kubectl describe node` shows.
+        sim.create(json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": workloads::pods::NODE_NAME, "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": workloads::pods::NODE_NAME, "leaseDurationSeconds": 40}}))
+            .await?;
         sim.apply_yaml(APISIX_ROUTE_CRD).await?;
         guard.disarm();
         Ok(sim)

@@ -144,6 +144,7 @@ fn builtins() -> Vec<Resource> {
         R::builtin("", "v1", "Namespace", "namespaces", false).short(&["ns"]).with_status(),
         R::builtin("", "v1", "Service", "services", true).short(&["svc"]).with_status().all(),
         R::builtin("", "v1", "Pod", "pods", true).short(&["po"]).with_status().all(),
+        R::builtin("", "v1", "Node", "nodes", false).short(&["no"]).with_status(),
         R::builtin("", "v1", "Event", "events", true).short(&["ev"]),
         R::builtin("", "v1", "ConfigMap", "configmaps", true).short(&["cm"]),
         R::builtin("", "v1", "Secret", "secrets", true),
@@ -157,6 +158,8 @@ fn builtins() -> Vec<Resource> {
         // Stored and served only (no disruption controller, no authorization): what an
         // install such as a Helm chart's creates next to its workload.
         R::builtin("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true).short(&["pdb"]).with_status(),
+        // Answered, never stored: everything is allowed, as for an admin kubeconfig.
+        R::builtin("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", false),
         R::builtin("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false),
         R::builtin("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false),
         R::builtin("rbac.authorization.k8s.io", "v1", "Role", "roles", true),

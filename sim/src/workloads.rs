@@ -26,7 +26,7 @@
 mod deployments;
 pub use deployments::{equal_ignore_hash, pod_template_hash};
 mod endpointslices;
-mod pods;
+pub(crate) mod pods;
 mod progress;
 mod queue;
 mod replicasets;

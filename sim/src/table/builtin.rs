@@ -142,6 +142,36 @@ pub(super) fn builtin(kind: &str, o: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 ],
             )
         }
+        "Node" => {
+            let ready = o
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                .is_some_and(|c| c["status"] == "True");
+            let roles: Vec<&str> = o
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/"))
+                .collect();
+            (
+                vec![
+                    ("Name", "string", 0),
+                    ("Status", "string", 0),
+                    ("Roles", "string", 0),
+                    ("Age", "string", 0),
+                    ("Version", "string", 0),
+                ],
+                vec![
+                    name,
+                    json!(if ready { "Ready" } else { "NotReady" }),
+                    json!(if roles.is_empty() { "<none>".to_owned() } else { roles.join(",") }),
+                    json!(age(o)),
+                    json!(text(o.pointer("/status/nodeInfo/kubeletVersion"))),
+                ],
+            )
+        }
         "Namespace" => (
             vec![("Name", "string", 0), ("Status", "string", 0), ("Age", "string", 0)],
             vec![name, json!(text(o.pointer("/status/phase"))), json!(age(o))],
