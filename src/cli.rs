@@ -109,6 +109,7 @@ impl TargetArgs {
 
 #[derive(Debug, Args)]
 pub struct ManifestsArgs {
+    /// Directory for crds.yaml and webhooks.yaml (created when missing).
     #[arg(long, env = "APISIX_CANARY_MANIFESTS_OUT_DIR", default_value = "manifests")]
     pub out_dir: PathBuf,
     #[command(flatten)]
@@ -152,10 +153,24 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", said(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: many of our errors already
+/// say their cause in their message (`cannot read FILE: No such file ...`).
+fn said(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if line.is_empty() {
+            line = cause;
+        } else if !line.ends_with(&cause) {
+            line = format!("{line}: {cause}");
+        }
+    }
+    line
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -238,5 +253,20 @@ pub(crate) async fn terminated() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
+        let tls = crate::tls::TlsError::Read { path: "/nope".into(), source: io };
+        let e = anyhow::Error::new(tls).context("starting the webhook server");
+        assert_eq!(said(&e), "starting the webhook server: cannot read /nope: No such file or directory (os error 2)");
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(said(&plain), "outer: inner");
     }
 }
