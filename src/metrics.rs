@@ -2,12 +2,33 @@
 
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+/// A metric whose HELP and TYPE are listed even before it has a sample: prometheus-client
+/// leaves out an empty family, so dashboards and alerts written against `/metrics` of a
+/// fresh process would find nothing of it.
+#[derive(Debug, Clone)]
+pub struct Listed<M>(pub M);
+
+impl<M: EncodeMetric> EncodeMetric for Listed<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+
+    fn is_empty(&self) -> bool {
+        false
+    }
+}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -63,16 +84,16 @@ impl Metrics {
             latency_histogram as fn() -> Histogram,
         );
         let cert_reloads = Family::<ReloadLabels, Counter>::default();
-        registry.register("webhook_requests", "Webhook requests by path and outcome", requests.clone());
+        registry.register("webhook_requests", "Webhook requests by path and outcome", Listed(requests.clone()));
         registry.register(
             "webhook_request_duration_seconds",
             "Time to answer a webhook request, by path and outcome",
-            latency.clone(),
+            Listed(latency.clone()),
         );
         registry.register(
             "certificate_reloads",
             "Certificate reloads that changed (swapped) or were rejected (error)",
-            cert_reloads.clone(),
+            Listed(cert_reloads.clone()),
         );
         let in_flight = Gauge::default();
         registry.register(
@@ -98,5 +119,40 @@ impl Metrics {
 
     pub fn observe_cert_reload(&self, result: &str) {
         self.cert_reloads.get_or_create(&ReloadLabels { result: result.to_owned() }).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every family README documents is listed by a fresh process, before any sample:
+    /// HELP and TYPE, so a dashboard or an alert finds it from the start.
+    #[test]
+    fn every_documented_family_is_listed_before_its_first_sample() {
+        let mut registry = Registry::with_prefix("apisix_canary");
+        let _webhook = Metrics::register(&mut registry);
+        let _controller = crate::controller::Metrics::register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for (family, kind) in [
+            ("webhook_requests", "counter"),
+            ("webhook_request_duration_seconds", "histogram"),
+            ("certificate_reloads", "counter"),
+            ("webhook_requests_in_flight", "gauge"),
+            ("status", "gauge"),
+            ("weight", "gauge"),
+            ("duration_seconds", "histogram"),
+            ("metric_analysis", "gauge"),
+            ("successes", "counter"),
+            ("failures", "counter"),
+            ("tick_lag_seconds", "histogram"),
+            ("prometheus_queries", "counter"),
+            ("reconciles_skipped", "counter"),
+        ] {
+            let name = format!("apisix_canary_{family}");
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}:\n{text}");
+            assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name}:\n{text}");
+        }
     }
 }

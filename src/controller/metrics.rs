@@ -12,6 +12,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::api::canary::Phase;
+use crate::metrics::Listed;
 use crate::release::lifecycle::Status;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -105,18 +106,22 @@ impl Metrics {
         for kind in QUERY_KINDS {
             let _ = m.queries.get_or_create(&QueryKind { kind: kind.to_owned() });
         }
-        registry.register("status", "Release status: 0 progressing, 1 other phases, 2 failed", m.status.clone());
-        registry.register("weight", "Traffic weight of the stable and canary workloads", m.weight.clone());
-        registry.register("duration_seconds", "Time of one reconcile of a release", m.duration.clone());
-        registry.register("metric_analysis", "Last value of each analysis metric", m.analysis.clone());
-        registry.register("successes", "Releases promoted", m.successes.clone());
-        registry.register("failures", "Releases rolled back", m.failures.clone());
+        registry.register(
+            "status",
+            "Release status: 0 progressing, 1 other phases, 2 failed",
+            Listed(m.status.clone()),
+        );
+        registry.register("weight", "Traffic weight of the stable and canary workloads", Listed(m.weight.clone()));
+        registry.register("duration_seconds", "Time of one reconcile of a release", Listed(m.duration.clone()));
+        registry.register("metric_analysis", "Last value of each analysis metric", Listed(m.analysis.clone()));
+        registry.register("successes", "Releases promoted", Listed(m.successes.clone()));
+        registry.register("failures", "Releases rolled back", Listed(m.failures.clone()));
         registry.register(
             "tick_lag_seconds",
             "Time from the moment a release's next step fell due to the end of the writes it led to",
             m.tick_lag.clone(),
         );
-        registry.register("prometheus_queries", "HTTP queries sent to Prometheus, by kind", m.queries.clone());
+        registry.register("prometheus_queries", "HTTP queries sent to Prometheus, by kind", Listed(m.queries.clone()));
         registry.register(
             "reconciles_skipped",
             "Reconciles of a release skipped as the watch echo of the controller's own writes",
