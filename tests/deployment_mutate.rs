@@ -452,6 +452,21 @@ fn a_second_identical_write_is_a_no_op() {
     assert!(again.warnings.is_empty());
 }
 
+/// `kubectl replace` of the original manifest mid-release: the lock annotations go and
+/// the template is back at stable, so the release is cancelled and the lock goes with
+/// it. The warning says so, and not that the lock is kept.
+#[test]
+fn a_replace_back_to_the_stable_manifest_cancels_and_says_only_that() {
+    let r0 = rev(V0);
+    let r1 = rev(V1);
+    let locked: Vec<(&str, &str)> = vec![(ROUTE, "podinfo"), (STABLE_REVISION, &r0), (CANARY_REVISION, &r1)];
+    let m = run(Operation::Update, Some(&deploy(V1, &locked, true)), &deploy(V0, &[(ROUTE, "podinfo")], false));
+    assert_eq!(m.transition, Transition::Cancelled { stable: r(V0) });
+    assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+    assert!(m.warnings[0].contains("release of") && m.warnings[0].contains("cancelled"), "{:?}", m.warnings);
+    assert!(!m.warnings[0].contains("kept"), "the lock is dropped, not kept: {:?}", m.warnings);
+}
+
 #[test]
 fn pod_template_hash_label_is_not_a_release() {
     let old = deploy(V0, &[(ROUTE, "podinfo")], false);

@@ -246,7 +246,8 @@ pub fn on_update(u: &Update<'_>) -> Outcome {
         return untouched(&lock, u.paused);
     }
     let mut outcome = decide(u.name, &lock, u.old_revision, u.new_revision, changed);
-    if dropped {
+    // Kept, unless the write ended the release anyway (back at the stable template).
+    if dropped && outcome.lock.held() {
         let kept = format!(
             "this write removed the release lock; it is kept so no unanalysed template rolls out. To release \
              control remove only the lock: kubectl annotate deployment/{} {STABLE_REVISION}-",
