@@ -826,3 +826,30 @@ fn get_nodes_and_auth_can_i_answer_as_a_one_node_cluster() {
         assert_eq!(c.ok(args).0.trim(), "yes", "{args:?}");
     }
 }
+
+/// The README's sim block, pasted as one script (in a fresh directory, with this build
+/// for `target/release/apisix-canary`): it waits for the kubeconfig the sim writes once
+/// it serves, and its last line says the release was intercepted.
+#[test]
+fn the_readme_sim_block_runs_as_one_script() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start =
+        readme.find("rm -f sim.kubeconfig; target/release/apisix-canary sim --with-webhook").expect("the block");
+    let block = &readme[start..start + readme[start..].find("```").unwrap()];
+    let root = env!("CARGO_MANIFEST_DIR");
+    let script = block
+        .replace("target/release/apisix-canary", BIN)
+        .replace("tests/fixtures/", &format!("{root}/tests/fixtures/"));
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = binaries::require_binary("prometheus");
+    let out = Command::new("bash")
+        .args(["-c", &format!("set -e\n{script}\nkill $!; wait $! || true\n")])
+        .current_dir(dir.path())
+        .env("APISIX_CANARY_SIM_PROMETHEUS_BIN", &prometheus)
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.trim_end().ends_with("true"), "the last command's answer: {stdout}");
+}

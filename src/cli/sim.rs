@@ -72,8 +72,25 @@ pub fn parse_service(entry: &str) -> Result<ServiceAddr, String> {
     Ok(ServiceAddr { namespace: namespace.to_owned(), name: name.to_owned(), addr })
 }
 
-/// Runs the simulated cluster until Ctrl-C or SIGTERM.
+/// Writes `text` to `path` whole or not at all (a temporary file beside it, renamed):
+/// a script waiting for the kubeconfig never reads half of one.
+fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut file, text.as_bytes())?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Runs the simulated cluster until Ctrl-C or SIGTERM. The kubeconfig appears once the
+/// cluster serves (a stale one is removed first), so a script can wait for it.
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
+    match std::fs::remove_file(&args.kubeconfig_out) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing the stale {}", args.kubeconfig_out.display()));
+        }
+        _ => {}
+    }
     let options = Options {
         prometheus: true,
         prometheus_bin: args.prometheus_bin.clone(),
@@ -92,7 +109,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     for s in &args.services {
         sim.register_service(&s.namespace, &s.name, s.addr);
     }
-    std::fs::write(&args.kubeconfig_out, sim.kubeconfig())
+    write_atomically(&args.kubeconfig_out, &sim.kubeconfig())
         .with_context(|| format!("writing {}", args.kubeconfig_out.display()))?;
     let path = std::fs::canonicalize(&args.kubeconfig_out).unwrap_or(args.kubeconfig_out.clone());
     println!("kubeconfig: {}", path.display());
