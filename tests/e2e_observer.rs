@@ -7,6 +7,8 @@ mod e2e;
 
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
+
 use e2e::World;
 use e2e::observer::GRACE;
 
@@ -75,7 +77,20 @@ fn the_observer_names_each_broken_promise() {
 #[test]
 fn the_observer_names_double_steps_slipped_releases_and_two_writers() {
     let (w, observer) = observed();
-
+    // Each change the test makes is seen before the next: on a loaded machine the
+    // observer's watch may lag a sleep, and a step judged without its Canary's phase
+    // or its previous weight is not judged at all.
+    let seen = |kind: &str, key: &str, pointer: &str, want: Value| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = observer.object(kind, key).and_then(|o| o.pointer(pointer).cloned());
+            if got.as_ref() == Some(&want) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the observer saw {kind} {key} {pointer} = {got:?}, not {want}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
     w.ok(&["apply", "-f", &w.file("stepping.yaml", STEPPING)]);
     w.ok(&[
         "patch",
@@ -91,11 +106,12 @@ fn the_observer_names_double_steps_slipped_releases_and_two_writers() {
         PROGRESSING,
     ]);
     let uid = w.ok(&["get", "canary", "-n", "test", "podinfo", "-o", "jsonpath={.metadata.uid}"]);
-    // The observer must know the Canary before its route moves.
-    std::thread::sleep(Duration::from_millis(500));
+    // The observer must know the Canary, Progressing, before its route moves.
+    seen("Canary", "test/podinfo", "/status/phase", json!("Progressing"));
     for canary in [10, 30, 40, 60] {
         let yaml = ROUTE.replace("UID", &uid).replace("STABLE", &(100 - canary).to_string());
         w.ok(&["apply", "-f", &w.file("route.yaml", &yaml.replace("CANARY", &canary.to_string()))]);
+        seen("ApisixRoute", "test/podinfo-podinfo-canary", "/spec/http/0/backends/1/weight", json!(canary));
         std::thread::sleep(Duration::from_millis(300));
     }
     // Idle, last promoted another revision, and not a word of the one running.

@@ -300,6 +300,11 @@ impl Observer {
         self.state.lock().unwrap().violations.iter().cloned().collect()
     }
 
+    /// The object of `kind` at `namespace/name` as the observer last saw it.
+    pub fn object(&self, kind: &str, key: &str) -> Option<Value> {
+        self.state.lock().unwrap().objects.get(kind)?.get(key).cloned()
+    }
+
     /// How many changes the observer has seen: it is not blind.
     pub fn changes(&self) -> u64 {
         self.state.lock().unwrap().changes
