@@ -84,11 +84,6 @@ impl PodLogs {
         let lines: Vec<Line> = log.lines.iter().skip(skip).cloned().collect();
         (lines, log.first + log.lines.len() as u64)
     }
-
-    /// Forgets a deleted pod's output.
-    pub fn forget(&self, namespace: &str, pod: &str) {
-        self.pods.lock().expect("pod logs lock").remove(&(namespace.to_owned(), pod.to_owned()));
-    }
 }
 
 /// `kubectl logs` options: `?follow`, `?tailLines`, `?sinceSeconds`/`?sinceTime`,
@@ -291,7 +286,7 @@ impl Output {
         let key = ObjectKey::new("apps", "deployments", &self.namespace, &self.deployment);
         let Some(deployment) = self.cluster.store.get(&key) else { return };
         let selector = LabelSelector::from_object(&deployment["spec"]["selector"]);
-        for (namespace, pod) in running_pods(&self.cluster, &self.namespace, |p| selector.matches(&labels(p))) {
+        for (namespace, pod) in running_pods(&self.cluster, &self.namespace, |p| selector.matches_object(p)) {
             self.cluster.logs.write(&namespace, &pod, text);
         }
     }
@@ -314,13 +309,6 @@ impl std::io::Write for Output {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-fn labels(pod: &Value) -> std::collections::BTreeMap<String, String> {
-    pod.pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
-        .unwrap_or_default()
 }
 
 /// The Running pods of `namespace` (every namespace when empty) that `matches`, as
@@ -393,8 +381,6 @@ mod tests {
         logs.write("test", "p", "a\nb");
         let (lines, _) = logs.read("test", "p", next);
         assert_eq!(lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-        logs.forget("test", "p");
-        assert!(logs.read("test", "p", 0).0.is_empty());
         assert_eq!(cut_at("héllo", 2), "h", "never inside a character");
     }
 }

@@ -102,21 +102,16 @@ pub fn record(object: &mut Value, manager: &str, operation: &str, sub: Option<&s
 
 /// Records an update by `manager` that turned `before` into `object`: it owns what it
 /// owned, and the fields it changed (an update that changes nothing claims nothing).
-pub fn record_update(object: &mut Value, before: &Value, manager: &str, sub: Option<&str>) {
-    let mut changed = leaves_of(before);
-    for path in leaves_of(object) {
-        if !changed.contains(&path) {
-            changed.push(path);
-        }
-    }
-    changed.retain(|path| value_at(object, path).is_some() && value_at(before, path) != value_at(object, path));
+/// `changed` is [`changed`]'s list for this write.
+pub fn record_update(object: &mut Value, before: &Value, changed: &[Path], manager: &str, sub: Option<&str>) {
+    let changed: Vec<&Path> = changed.iter().filter(|path| value_at(object, path).is_some()).collect();
     let previous = before.pointer("/metadata/managedFields").and_then(Value::as_array).and_then(|entries| {
         entries.iter().find(|e| {
             e["manager"] == manager && e["operation"] == "Update" && e.get("subresource").and_then(Value::as_str) == sub
         })
     });
     let mut set = json!({});
-    for path in &changed {
+    for path in changed {
         let mut node = &mut set;
         for element in path {
             node = node.as_object_mut().expect("sets are maps").entry(set_key(element)).or_insert_with(|| json!({}));
@@ -162,7 +157,14 @@ fn record_set(object: &mut Value, manager: &str, operation: &str, sub: Option<&s
 
 /// A field's path from the object's root: the field names, without FieldsV1's `f:`,
 /// and list items as FieldsV1 names them (`k:{"name":"app"}`, `v:"value"`).
-type Path = Vec<String>;
+pub type Path = Vec<String>;
+
+/// The fields a write that turned `before` into `after` changed, added or removed:
+/// computed once per write for [`record_update`] and [`transfer`].
+pub fn changed(before: &Value, after: &Value) -> Vec<Path> {
+    let all: std::collections::BTreeSet<Path> = leaves_of(before).into_iter().chain(leaves_of(after)).collect();
+    all.into_iter().filter(|path| value_at(before, path) != value_at(after, path)).collect()
+}
 
 /// Whether a path element is a list item rather than a field.
 fn is_item(element: &str) -> bool {
@@ -388,15 +390,10 @@ pub fn conflict_error(conflicts: &[(String, String)]) -> (String, Vec<(String, S
 /// After a write by `manager` (`operation`, `sub`) turned `before` into `object`: the
 /// fields it changed belong to it alone now, and fields that are gone belong to nobody.
 /// Entries left empty are dropped.
-pub fn transfer(object: &mut Value, before: &Value, manager: &str, operation: &str, sub: Option<&str>) {
-    let mut changed = leaves_of(before);
-    for path in leaves_of(object) {
-        if !changed.contains(&path) {
-            changed.push(path);
-        }
-    }
-    changed.retain(|path| value_at(before, path) != value_at(object, path));
-    let gone: Vec<Path> = changed.iter().filter(|path| value_at(object, path).is_none()).cloned().collect();
+/// `changed` is [`changed`]'s list for this write.
+pub fn transfer(object: &mut Value, changed: &[Path], manager: &str, operation: &str, sub: Option<&str>) {
+    let gone: Vec<&Path> = changed.iter().filter(|path| value_at(object, path).is_none()).collect();
+    let changed: Vec<&Path> = changed.iter().collect();
     let Some(list) = object.pointer_mut("/metadata/managedFields").and_then(Value::as_array_mut) else { return };
     for entry in list.iter_mut() {
         let writer = entry["manager"] == manager
@@ -505,7 +502,8 @@ mod tests {
             None,
             &json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "v2"}]}}}}),
         );
-        transfer(&mut o, &before, "kubectl-set", "Update", None);
+        let changes = changed(&before, &o);
+        transfer(&mut o, &changes, "kubectl-set", "Update", None);
         let found = conflicts(&o, &deployment("v3", &["A", "B"]), "team");
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].0.starts_with("\"kubectl-set\" using apps/v1"), "{found:?}");
@@ -528,7 +526,8 @@ mod tests {
         let mut after = before.clone();
         after["spec"]["holderIdentity"] = json!("b");
         record(&mut after, "b", "Update", None, &json!({"spec": {"holderIdentity": "b"}}));
-        transfer(&mut after, &before, "b", "Update", None);
+        let changes = changed(&before, &after);
+        transfer(&mut after, &changes, "b", "Update", None);
         let managers: Vec<&str> = after["metadata"]["managedFields"]
             .as_array()
             .unwrap()
@@ -541,7 +540,8 @@ mod tests {
         let mut released = after.clone();
         released["spec"].as_object_mut().unwrap().remove("holderIdentity");
         record(&mut released, "b", "Update", None, &json!({"spec": {"holderIdentity": null}}));
-        transfer(&mut released, &after, "b", "Update", None);
+        let changes = changed(&after, &released);
+        transfer(&mut released, &changes, "b", "Update", None);
         assert!(released["metadata"].get("managedFields").unwrap().as_array().unwrap().is_empty());
         assert!(conflicts(&released, &json!({"spec": {"holderIdentity": "c"}}), "c").is_empty());
     }

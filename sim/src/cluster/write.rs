@@ -180,12 +180,13 @@ impl Cluster {
         warnings.splice(0..0, decode_warnings);
         let claimed = written.cloned().unwrap_or_else(|| object.clone());
         let entry_sub = sub.filter(|s| *s == "status");
+        let changed = crate::managed::changed(&current, &object);
         if operation == "Apply" {
             crate::managed::record(&mut object, &ctx.field_manager, operation, entry_sub, &claimed);
         } else {
-            crate::managed::record_update(&mut object, &current, &ctx.field_manager, entry_sub);
+            crate::managed::record_update(&mut object, &current, &changed, &ctx.field_manager, entry_sub);
         }
-        crate::managed::transfer(&mut object, &current, &ctx.field_manager, operation, entry_sub);
+        crate::managed::transfer(&mut object, &changed, &ctx.field_manager, operation, entry_sub);
         if super::tracks_generation(r) && spec_part(r, &object) != spec_part(r, &current) {
             let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             meta(&mut object).insert("generation".into(), json!(generation));
