@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::cluster::{Cluster, Ctx, Patch, Written};
+use super::cluster::{Cluster, Ctx, DeleteOptions, Patch, Written};
 use super::httpd::{Body, error_response, full, json_response};
 use super::resources::{Resource, Target};
 use super::selector::{FieldSelector, LabelSelector};
@@ -247,9 +247,8 @@ impl ApiServer {
             _ => {}
         }
         if let Some(gv) = path.strip_prefix("/openapi/v3/") {
-            return super::openapi::group_version(resources, gv)
-                .map(|doc| json_response(StatusCode::OK, &doc))
-                .ok_or_else(|| ApiError::NotFound { kind: "openapi".into(), name: gv.to_owned() });
+            let if_none_match = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+            return super::openapi::respond(resources, gv, query(&req).get("hash").map(String::as_str), if_none_match);
         }
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         match parts.as_slice() {
@@ -317,8 +316,13 @@ impl ApiServer {
             .await
             .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?
             .to_bytes();
+        let media = content_type.split(';').next().unwrap_or_default().trim();
+        // What is not protobuf or YAML is read as JSON (kubectl's `--raw` sends no type).
+        let json_body = media != super::protobuf::MEDIA_TYPE && !media.contains("yaml");
+        if ctx.field_validation != super::builtin::FieldValidation::Ignore && json_body {
+            ctx.duplicates = super::decode::duplicate_fields(&body);
+        }
         let parse = |body: &Bytes| -> Result<Value, ApiError> {
-            let media = content_type.split(';').next().unwrap_or_default().trim();
             let value: Value = if media == super::protobuf::MEDIA_TYPE {
                 super::protobuf::decode(body).map_err(|e| match e {
                     // As kube-apiserver answers a custom resource sent as protobuf.
@@ -425,7 +429,6 @@ impl ApiServer {
                 Ok(written_response(StatusCode::OK, written))
             }
             (Method::PATCH, Some(name)) => {
-                let media = content_type.split(';').next().unwrap_or_default().trim();
                 let patch = match media {
                     "application/merge-patch+json" => Patch::Merge(parse(&body)?),
                     "application/strategic-merge-patch+json" => Patch::Strategic(parse(&body)?),
@@ -457,20 +460,20 @@ impl ApiServer {
                 Ok(written_response(StatusCode::OK, written))
             }
             (Method::DELETE, Some(name)) => {
-                let propagation = delete_options(&body, &q, &mut ctx)?;
-                let written = cluster.delete(&ctx, &target, name, &propagation).await?;
+                let options = delete_options(&body, &q, &mut ctx)?;
+                let written = cluster.delete(&ctx, &target, name, &options).await?;
                 Ok(written_response(StatusCode::OK, written))
             }
             (Method::DELETE, None) => {
                 let (label, field) = selectors(&q)?;
-                let propagation = delete_options(&body, &q, &mut ctx)?;
+                let options = delete_options(&body, &q, &mut ctx)?;
                 let (items, _) = cluster.list(&target, all_namespaces, &label, &field).await?;
                 let mut deleted = Vec::new();
                 for item in items {
                     let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
                     let namespace = item.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
                     let here = Target { namespace, ..target.clone() };
-                    deleted.push(cluster.delete(&ctx, &here, &name, &propagation).await?.object);
+                    deleted.push(cluster.delete(&ctx, &here, &name, &options).await?.object);
                 }
                 Ok(json_response(
                     StatusCode::OK,
@@ -494,9 +497,9 @@ fn selectors(q: &HashMap<String, String>) -> Result<(LabelSelector, FieldSelecto
     Ok((label, field))
 }
 
-/// A DELETE's options (body `DeleteOptions` or query): the propagation policy, and a
-/// dry run marked on `ctx`.
-fn delete_options(body: &Bytes, q: &HashMap<String, String>, ctx: &mut Ctx) -> Result<String, ApiError> {
+/// A DELETE's options (body `DeleteOptions` or query): the propagation policy and the
+/// grace period, and a dry run marked on `ctx`.
+fn delete_options(body: &Bytes, q: &HashMap<String, String>, ctx: &mut Ctx) -> Result<DeleteOptions, ApiError> {
     let options: Value = if body.is_empty() {
         json!({})
     } else {
@@ -505,11 +508,20 @@ fn delete_options(body: &Bytes, q: &HashMap<String, String>, ctx: &mut Ctx) -> R
     if options.pointer("/dryRun/0") == Some(&json!("All")) {
         ctx.dry_run = true;
     }
-    Ok(options["propagationPolicy"]
+    let propagation = options["propagationPolicy"]
         .as_str()
         .or(q.get("propagationPolicy").map(String::as_str))
-        .unwrap_or("Background")
-        .to_owned())
+        .unwrap_or("Background");
+    let grace_period = match (options.get("gracePeriodSeconds"), q.get("gracePeriodSeconds")) {
+        (Some(v), _) if !v.is_null() => Some(v.as_i64().ok_or_else(|| {
+            ApiError::BadRequest(format!("invalid DeleteOptions: gracePeriodSeconds: not an integer: {v}"))
+        })?),
+        (_, Some(q)) => {
+            Some(q.parse().map_err(|_| ApiError::BadRequest(format!("invalid gracePeriodSeconds: {q:?}")))?)
+        }
+        _ => None,
+    };
+    Ok(DeleteOptions { propagation: propagation.to_owned(), grace_period })
 }
 
 fn discovery(list: Option<Value>) -> Result<Response<Body>, ApiError> {

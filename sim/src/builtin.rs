@@ -23,49 +23,74 @@ impl FieldValidation {
     }
 }
 
-fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(object: &Value) -> Result<Value, String> {
-    let typed: T = serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
-    serde_json::to_value(typed).map_err(|e| e.to_string())
+/// Something done with the typed form of a built-in kind, whichever it is.
+pub trait WithKind {
+    type Output;
+    fn with<T>(self) -> Self::Output
+    where
+        T: serde::de::DeserializeOwned + serde::Serialize + schemars::JsonSchema;
 }
 
-/// The canonical form of a built-in object, or why it does not decode. `None` for kinds
-/// without a typed form here (they are stored as written).
-pub fn decode(group: &str, kind: &str, object: &Value) -> Option<Result<Value, String>> {
+/// Runs `job` with the k8s-openapi type of built-in `group`'s `kind`; `None` for kinds
+/// without a typed form here (they are stored as written). The one table of the
+/// built-in kinds' types: decoding and the OpenAPI schemas both read it.
+pub fn with_kind<J: WithKind>(group: &str, kind: &str, job: J) -> Option<J::Output> {
     use k8s_openapi::api::admissionregistration::v1 as admissionregistration;
-    use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core};
-    use k8s_openapi::api::{discovery::v1 as discovery, events::v1 as events};
+    use k8s_openapi::api::{apps::v1 as apps, authorization::v1 as authorization, coordination::v1 as coordination};
+    use k8s_openapi::api::{core::v1 as core, discovery::v1 as discovery, events::v1 as events};
     use k8s_openapi::api::{policy::v1 as policy, rbac::v1 as rbac};
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
     Some(match (group, kind) {
-        ("", "Namespace") => round_trip::<core::Namespace>(object),
-        ("", "Service") => round_trip::<core::Service>(object),
-        ("", "Pod") => round_trip::<core::Pod>(object),
-        ("", "Event") => round_trip::<core::Event>(object),
-        ("", "ConfigMap") => round_trip::<core::ConfigMap>(object),
-        ("", "Secret") => round_trip::<core::Secret>(object),
-        ("", "ServiceAccount") => round_trip::<core::ServiceAccount>(object),
-        ("", "Endpoints") => round_trip::<core::Endpoints>(object),
-        ("apps", "Deployment") => round_trip::<apps::Deployment>(object),
-        ("apps", "ReplicaSet") => round_trip::<apps::ReplicaSet>(object),
-        ("discovery.k8s.io", "EndpointSlice") => round_trip::<discovery::EndpointSlice>(object),
-        ("coordination.k8s.io", "Lease") => round_trip::<coordination::Lease>(object),
-        ("events.k8s.io", "Event") => round_trip::<events::Event>(object),
-        ("policy", "PodDisruptionBudget") => round_trip::<policy::PodDisruptionBudget>(object),
-        ("rbac.authorization.k8s.io", "ClusterRole") => round_trip::<rbac::ClusterRole>(object),
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => round_trip::<rbac::ClusterRoleBinding>(object),
-        ("rbac.authorization.k8s.io", "Role") => round_trip::<rbac::Role>(object),
-        ("rbac.authorization.k8s.io", "RoleBinding") => round_trip::<rbac::RoleBinding>(object),
+        ("", "Namespace") => job.with::<core::Namespace>(),
+        ("", "Service") => job.with::<core::Service>(),
+        ("", "Pod") => job.with::<core::Pod>(),
+        ("", "Node") => job.with::<core::Node>(),
+        ("", "Event") => job.with::<core::Event>(),
+        ("", "ConfigMap") => job.with::<core::ConfigMap>(),
+        ("", "Secret") => job.with::<core::Secret>(),
+        ("", "ServiceAccount") => job.with::<core::ServiceAccount>(),
+        ("", "Endpoints") => job.with::<core::Endpoints>(),
+        ("apps", "Deployment") => job.with::<apps::Deployment>(),
+        ("apps", "ReplicaSet") => job.with::<apps::ReplicaSet>(),
+        ("discovery.k8s.io", "EndpointSlice") => job.with::<discovery::EndpointSlice>(),
+        ("coordination.k8s.io", "Lease") => job.with::<coordination::Lease>(),
+        ("events.k8s.io", "Event") => job.with::<events::Event>(),
+        ("policy", "PodDisruptionBudget") => job.with::<policy::PodDisruptionBudget>(),
+        ("authorization.k8s.io", "SelfSubjectAccessReview") => job.with::<authorization::SelfSubjectAccessReview>(),
+        ("rbac.authorization.k8s.io", "ClusterRole") => job.with::<rbac::ClusterRole>(),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => job.with::<rbac::ClusterRoleBinding>(),
+        ("rbac.authorization.k8s.io", "Role") => job.with::<rbac::Role>(),
+        ("rbac.authorization.k8s.io", "RoleBinding") => job.with::<rbac::RoleBinding>(),
         ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => {
-            round_trip::<admissionregistration::MutatingWebhookConfiguration>(object)
+            job.with::<admissionregistration::MutatingWebhookConfiguration>()
         }
         ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
-            round_trip::<admissionregistration::ValidatingWebhookConfiguration>(object)
+            job.with::<admissionregistration::ValidatingWebhookConfiguration>()
         }
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-            round_trip::<apiextensions::CustomResourceDefinition>(object)
-        }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => job.with::<apiextensions::CustomResourceDefinition>(),
         _ => return None,
     })
+}
+
+/// Decoding into the typed form and encoding again: the canonical JSON.
+struct RoundTrip<'a>(&'a Value);
+
+impl WithKind for RoundTrip<'_> {
+    type Output = Result<Value, String>;
+
+    fn with<T>(self) -> Result<Value, String>
+    where
+        T: serde::de::DeserializeOwned + serde::Serialize + schemars::JsonSchema,
+    {
+        let typed: T = super::decode::typed(self.0)?;
+        serde_json::to_value(typed).map_err(|e| e.to_string())
+    }
+}
+
+/// The canonical form of a built-in object, or why it does not decode (in kube's
+/// words). `None` for kinds without a typed form here (they are stored as written).
+pub fn decode(group: &str, kind: &str, object: &Value) -> Option<Result<Value, String>> {
+    with_kind(group, kind, RoundTrip(object))
 }
 
 /// The validation kube-apiserver applies to workloads: a selector that matches the

@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 mod delete;
 mod write;
 
+pub use delete::{DeleteOptions, pod_grace_period};
+
 use super::admission::{Call, Registered, Webhooks};
 use super::defaults;
 use super::resources::{Resource, Resources, Target};
@@ -37,6 +39,11 @@ pub struct Ctx {
     pub field_validation: super::builtin::FieldValidation,
     /// `?force=true`: a server-side apply takes conflicting fields from their managers.
     pub force: bool,
+    /// Fields the request body gives twice, judged by `field_validation` as unknown ones.
+    pub duplicates: Vec<String>,
+    /// A PATCH: kube-apiserver's patch handler words strict decoding errors without
+    /// naming the kind (its create and update handlers name it).
+    pub patching: bool,
 }
 
 impl Ctx {
@@ -61,6 +68,8 @@ impl Ctx {
             field_manager: "unknown".to_owned(),
             field_validation: Default::default(),
             force: false,
+            duplicates: Vec::new(),
+            patching: false,
         }
     }
 
@@ -73,6 +82,8 @@ impl Ctx {
             field_manager: "kube-controller-manager".to_owned(),
             field_validation: super::builtin::FieldValidation::Ignore,
             force: false,
+            duplicates: Vec::new(),
+            patching: false,
         }
     }
 }
@@ -219,6 +230,15 @@ impl Cluster {
         operation: &str,
     ) -> Result<Written, ApiError> {
         let r = t.resource;
+        // NamespaceLifecycle: nothing new in a namespace being deleted.
+        delete::creatable_in(r, self.get_raw("", "namespaces", "", t.namespace).as_deref(), &object)?;
+        // kube-apiserver's create strategies reset the status of kinds with a status
+        // subresource: only a write to `/status` sets it.
+        if r.status
+            && let Some(fields) = object.as_object_mut()
+        {
+            fields.remove("status");
+        }
         let written = object.clone();
         let m = meta(&mut object);
         if m.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
@@ -265,7 +285,14 @@ impl Cluster {
             return Ok(Written { object, warnings, created: true });
         }
         let saved = self.store.create(t.key(&name), stored).map_err(|e| match e {
-            StoreError::AlreadyExists => ApiError::AlreadyExists { kind: t.qualified(), name: name.clone() },
+            StoreError::AlreadyExists => ApiError::AlreadyExists {
+                kind: t.qualified(),
+                name: name.clone(),
+                being_deleted: self
+                    .store
+                    .get(&t.key(&name))
+                    .is_some_and(|o| o.pointer("/metadata/deletionTimestamp").is_some()),
+            },
             other => ApiError::Internal(other.to_string()),
         })?;
         self.on_written(r, &saved);
@@ -298,27 +325,45 @@ impl Cluster {
                 causes: problems,
             });
         }
-        let Some(decoded) = super::builtin::decode(&r.group, &r.kind, object) else { return Ok(()) };
-        let canonical = decoded.map_err(|e| {
+        let cannot_handle = |why: String| {
             ApiError::BadRequest(format!(
-                "{} in version \"{}\" cannot be handled as a {}: {e}",
+                "{} in version \"{}\" cannot be handled as a {}: {why}",
                 r.kind, t.version, r.kind
             ))
-        })?;
+        };
+        let schema = r.crd.as_ref().and_then(|crd| super::schema::of_version(crd, t.version));
+        let (canonical, unknown) = match super::builtin::decode(&r.group, &r.kind, object) {
+            Some(decoded) => {
+                let canonical = decoded.map_err(cannot_handle)?;
+                let unknown = super::builtin::unknown_fields(object, &canonical);
+                (Some(canonical), unknown)
+            }
+            // A custom resource's unknown fields are those its schema prunes (later).
+            None => match (schema, &report) {
+                (Some(schema), Some(_)) => (None, super::schema::unknown_fields(schema, object)),
+                _ => (None, Vec::new()),
+            },
+        };
         if let Some(warnings) = report {
-            let unknown = super::builtin::unknown_fields(object, &canonical);
+            // kube-apiserver's order: a built-in's decoder reports unknown fields, then
+            // duplicates; a custom resource's decoder the duplicates, then pruning the
+            // unknown fields.
+            let unknown = unknown.iter().map(|f| format!("unknown field \"{f}\""));
+            let duplicates = ctx.duplicates.iter().map(|f| format!("duplicate field \"{f}\""));
+            let problems: Vec<String> =
+                if r.crd.is_some() { duplicates.chain(unknown).collect() } else { unknown.chain(duplicates).collect() };
             match ctx.field_validation {
-                super::builtin::FieldValidation::Strict if !unknown.is_empty() => {
-                    let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
-                    return Err(ApiError::BadRequest(format!("strict decoding error: {}", list.join(", "))));
+                super::builtin::FieldValidation::Strict if !problems.is_empty() => {
+                    let error = format!("strict decoding error: {}", problems.join(", "));
+                    return Err(if ctx.patching { ApiError::BadRequest(error) } else { cannot_handle(error) });
                 }
-                super::builtin::FieldValidation::Warn => {
-                    warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
-                }
+                super::builtin::FieldValidation::Warn => warnings.extend(problems),
                 _ => {}
             }
         }
-        *object = canonical;
+        if let Some(canonical) = canonical {
+            *object = canonical;
+        }
         Ok(())
     }
 

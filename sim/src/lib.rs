@@ -22,6 +22,7 @@ pub mod apiserver;
 pub mod audit;
 pub mod builtin;
 pub mod cluster;
+pub mod decode;
 pub mod defaults;
 pub mod events;
 pub mod exec;
@@ -87,6 +88,9 @@ const NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-nod
 pub struct Options {
     /// How long a new pod takes to become ready.
     pub pod_ready_delay: std::time::Duration,
+    /// How long a deleted pod is Terminating: its containers' exit on SIGTERM (its
+    /// `terminationGracePeriodSeconds`, when shorter, bounds it).
+    pub pod_stop_delay: std::time::Duration,
     /// Start a real Prometheus scraping the gateway (needs the `prometheus` binary).
     pub prometheus: bool,
     /// The Prometheus binary; by default the Debian package's.
@@ -101,6 +105,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             pod_ready_delay: std::time::Duration::from_millis(200),
+            pod_stop_delay: std::time::Duration::from_secs(1),
             prometheus: false,
             prometheus_bin: None,
             scrape_interval: prometheus::SCRAPE_INTERVAL,
@@ -179,7 +184,8 @@ impl Sim {
             let api = api.clone();
             httpd::serve(listener, stop.clone(), move |req| api.clone().handle(req));
         }
-        workloads::spawn(cluster.clone(), options.pod_ready_delay, stop.clone());
+        let timing = workloads::Timing { ready_delay: options.pod_ready_delay, stop_delay: options.pod_stop_delay };
+        workloads::spawn(cluster.clone(), timing, stop.clone());
         let gateway = gateway::spawn(cluster.clone(), stop.clone()).await?;
         let loadtester = loadtest::spawn(cluster.clone(), gateway.addr, stop.clone()).await?;
         let _ = api.loadtester.set(loadtester.clone());
@@ -192,7 +198,10 @@ impl Sim {
         for ns in NAMESPACES {
             sim.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
         }
-        sim.create(node()).await?;
+        // A kubelet registers its Node, then reports its status (dropped on create).
+        let mut registered = sim.create(node()).await?;
+        registered["status"] = node()["status"].take();
+        sim.write_status(registered).await?;
         // The kubelet's heartbeat Lease, which `kubectl describe node` shows.
         sim.create(json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": workloads::pods::NODE_NAME, "namespace": "kube-node-lease"},
@@ -279,28 +288,44 @@ impl Sim {
         self.api.faults.set(faults)
     }
 
-    /// Creates an object as a user would (through admission), at its apiVersion.
-    pub async fn create(&self, object: Value) -> Result<Value, SimError> {
-        let api_version = object["apiVersion"].as_str().unwrap_or_default().to_owned();
-        let (group, version) = split_api_version(&api_version);
-        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+    /// The resource serving `object`'s apiVersion and kind, its version, namespace and name.
+    fn resolve(&self, object: &Value) -> Result<(Arc<resources::Resource>, String, String, String), SimError> {
+        let api_version = object["apiVersion"].as_str().unwrap_or_default();
+        let (group, version) = split_api_version(api_version);
+        let kind = object["kind"].as_str().unwrap_or_default();
         let resource = self
             .cluster
             .resources
-            .by_kind(group, &kind)
+            .by_kind(group, kind)
             .ok_or_else(|| SimError::Manifest(format!("no resource serves {group}/{version} {kind}")))?;
         let namespace = if resource.namespaced {
             object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_owned()
         } else {
             String::new()
         };
-        let target = Target { resource: &resource, version, namespace: &namespace };
         let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
-        self.cluster
-            .create(&Ctx::user("kubernetes-admin"), &target, object)
-            .await
-            .map(|w| w.object)
-            .map_err(|source| SimError::Api { context: format!("creating {kind} {namespace}/{name}"), source })
+        Ok((resource, version.to_owned(), namespace, name))
+    }
+
+    /// Creates an object as a user would (through admission), at its apiVersion.
+    pub async fn create(&self, object: Value) -> Result<Value, SimError> {
+        let (resource, version, namespace, name) = self.resolve(&object)?;
+        let target = Target { resource: &resource, version: &version, namespace: &namespace };
+        self.cluster.create(&Ctx::user("kubernetes-admin"), &target, object).await.map(|w| w.object).map_err(|source| {
+            SimError::Api { context: format!("creating {} {namespace}/{name}", resource.kind), source }
+        })
+    }
+
+    /// Writes an object's status through its status subresource, as its controller would.
+    pub async fn write_status(&self, object: Value) -> Result<Value, SimError> {
+        let (resource, version, namespace, name) = self.resolve(&object)?;
+        let target = Target { resource: &resource, version: &version, namespace: &namespace };
+        self.cluster.replace(&Ctx::internal(), &target, &name, Some("status"), object).await.map(|w| w.object).map_err(
+            |source| SimError::Api {
+                context: format!("writing the status of {} {namespace}/{name}", resource.kind),
+                source,
+            },
+        )
     }
 
     /// Creates every document of a YAML (or JSON) stream, in order.

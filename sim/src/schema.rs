@@ -11,9 +11,21 @@ pub fn of_version<'a>(crd: &'a Value, version: &str) -> Option<&'a Value> {
 
 /// Prunes `object` in place and returns every violation, `path: message` each.
 pub fn check(schema: &Value, object: &mut Value) -> Vec<String> {
+    check_and_prune(schema, object).0
+}
+
+/// The fields pruning would drop (`spec.analysiz`, `spec.http[0].bogus`): the unknown
+/// fields `fieldValidation` judges.
+pub fn unknown_fields(schema: &Value, object: &Value) -> Vec<String> {
+    check_and_prune(schema, &mut object.clone()).1
+}
+
+/// Prunes `object` in place: (violations, pruned field paths).
+fn check_and_prune(schema: &Value, object: &mut Value) -> (Vec<String>, Vec<String>) {
     let mut errors = Vec::new();
+    let mut pruned = Vec::new();
     let Some(map) = object.as_object_mut() else {
-        return vec!["<root>: must be an object".into()];
+        return (vec!["<root>: must be an object".into()], pruned);
     };
     // apiVersion, kind and metadata are the API server's own, whatever the schema says.
     let props = schema.get("properties").and_then(Value::as_object);
@@ -22,16 +34,27 @@ pub fn check(schema: &Value, object: &mut Value) -> Vec<String> {
             continue;
         }
         if let Some(s) = props.and_then(|p| p.get(key)) {
-            visit(s, value, key, &mut errors);
+            visit(s, value, key, &mut Found { errors: &mut errors, pruned: &mut pruned });
         }
     }
     if schema.get("x-kubernetes-preserve-unknown-fields") != Some(&Value::Bool(true)) {
         map.retain(|k, _| {
-            matches!(k.as_str(), "apiVersion" | "kind" | "metadata") || props.is_some_and(|p| p.contains_key(k))
+            let keep =
+                matches!(k.as_str(), "apiVersion" | "kind" | "metadata") || props.is_some_and(|p| p.contains_key(k));
+            if !keep {
+                pruned.push(k.clone());
+            }
+            keep
         });
     }
     required(schema, map, "", &mut errors);
-    errors
+    (errors, pruned)
+}
+
+/// What a walk finds: violations, and the fields it pruned.
+struct Found<'a> {
+    errors: &'a mut Vec<String>,
+    pruned: &'a mut Vec<String>,
 }
 
 fn required(schema: &Value, map: &Map<String, Value>, path: &str, errors: &mut Vec<String>) {
@@ -62,7 +85,8 @@ fn shown(v: &Value) -> String {
     }
 }
 
-fn visit(schema: &Value, value: &mut Value, path: &str, errors: &mut Vec<String>) {
+fn visit(schema: &Value, value: &mut Value, path: &str, found: &mut Found<'_>) {
+    let errors = &mut *found.errors;
     if value.is_null() {
         if schema.get("nullable") != Some(&Value::Bool(true)) {
             // kube-apiserver drops nulls of non-nullable fields when pruning.
@@ -145,7 +169,7 @@ fn visit(schema: &Value, value: &mut Value, path: &str, errors: &mut Vec<String>
             }
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter_mut().enumerate() {
-                    visit(item_schema, item, &format!("{path}[{i}]"), errors);
+                    visit(item_schema, item, &format!("{path}[{i}]"), found);
                 }
             }
         }
@@ -155,14 +179,20 @@ fn visit(schema: &Value, value: &mut Value, path: &str, errors: &mut Vec<String>
             for (key, child) in map.iter_mut() {
                 let child_path = format!("{path}.{key}");
                 match (props.and_then(|p| p.get(key)), additional) {
-                    (Some(s), _) | (None, Some(s)) => visit(s, child, &child_path, errors),
+                    (Some(s), _) | (None, Some(s)) => visit(s, child, &child_path, found),
                     (None, None) => {}
                 }
             }
             if !preserve && additional.is_none() && schema.get("additionalProperties") != Some(&Value::Bool(true)) {
-                map.retain(|k, _| props.is_some_and(|p| p.contains_key(k)));
+                map.retain(|k, _| {
+                    let keep = props.is_some_and(|p| p.contains_key(k));
+                    if !keep {
+                        found.pruned.push(format!("{path}.{k}"));
+                    }
+                    keep
+                });
             }
-            required(schema, map, path, errors);
+            required(schema, map, path, found.errors);
         }
         _ => {}
     }
@@ -192,6 +222,8 @@ mod tests {
                 "plugins": [{"name": "p", "config": {"anything": [1]}}]}]}});
         assert_eq!(check(&schema(), &mut o), Vec::<String>::new());
         assert!(o.get("extra").is_none() && o["spec"]["http"][0].get("bogus").is_none());
+        let sent = json!({"extra": 1, "spec": {"http": [{"name": "a", "bogus": true, "plugins": [{"any": 1}]}]}});
+        assert_eq!(unknown_fields(&schema(), &sent), ["spec.http[0].bogus", "extra"]);
         assert_eq!(o["spec"]["http"][0]["plugins"][0]["config"]["anything"][0], 1, "preserved");
         assert_eq!(o["metadata"]["name"], "a");
     }

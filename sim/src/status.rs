@@ -6,8 +6,9 @@ use serde_json::{Value, json};
 pub enum ApiError {
     #[error("{kind} \"{name}\" not found")]
     NotFound { kind: String, name: String },
-    #[error("{kind} \"{name}\" already exists")]
-    AlreadyExists { kind: String, name: String },
+    /// `being_deleted`: the existing object is terminating (kube says so first).
+    #[error("{}{kind} \"{name}\" already exists", if *being_deleted { "object is being deleted: " } else { "" })]
+    AlreadyExists { kind: String, name: String, being_deleted: bool },
     #[error("Operation cannot be fulfilled on {resource} \"{name}\": {message}")]
     Conflict { resource: String, name: String, message: String },
     /// A server-side apply that would change fields other managers own.
@@ -31,6 +32,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("Internal error occurred: {0}")]
     Internal(String),
+    /// What kube-apiserver answers as a plain Go error: 500 without a reason (a server-side
+    /// apply naming a field the schema lacks is one).
+    #[error("{0}")]
+    Unclassified(String),
     /// Throttled: the client should come back after `retry_after` seconds.
     #[error("the server has received too many requests and has asked us to try again later")]
     TooManyRequests { retry_after: u64 },
@@ -54,7 +59,7 @@ impl ApiError {
             ApiError::Gone(_) => 410,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::UnsupportedMediaType(_) => 415,
-            ApiError::Internal(_) => 500,
+            ApiError::Internal(_) | ApiError::Unclassified(_) => 500,
             ApiError::TooManyRequests { .. } => 429,
             ApiError::ServiceUnavailable(_) => 503,
             ApiError::Timeout(_) | ApiError::TooLargeResourceVersion { .. } => 504,
@@ -73,6 +78,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::Internal(_) => "InternalError",
+            ApiError::Unclassified(_) => "",
             ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
             ApiError::Timeout(_) | ApiError::TooLargeResourceVersion { .. } => "Timeout",
@@ -91,7 +97,7 @@ impl ApiError {
             "code": self.code(),
         });
         match self {
-            ApiError::NotFound { kind, name } | ApiError::AlreadyExists { kind, name } => {
+            ApiError::NotFound { kind, name } | ApiError::AlreadyExists { kind, name, .. } => {
                 status["details"] = json!({"name": name, "kind": kind});
             }
             ApiError::Conflict { resource, name, .. } => status["details"] = json!({"name": name, "kind": resource}),
@@ -115,6 +121,9 @@ impl ApiError {
                     .map(|(field, message)| json!({"reason": "FieldValueInvalid", "message": message, "field": field}))
                     .collect();
                 status["details"] = json!({"name": name, "group": group, "kind": kind, "causes": causes});
+            }
+            ApiError::Unclassified(_) => {
+                status.as_object_mut().map(|s| s.remove("reason"));
             }
             _ => {}
         }

@@ -8,6 +8,7 @@
 //!                         ──▶ replicasets (delete extra pods, then create missing ones; status)
 //!                         ──▶ deployments (new ReplicaSet, rolling/recreate scaling, status)
 //!                         ──▶ endpointslices (ready/serving/terminating endpoints per Service)
+//!                         ──▶ namespaces (a deleted one emptied, then gone)
 //! ```
 //!
 //! Every write goes through [`Cluster`] with [`Ctx::internal`] (no admission), so watches
@@ -22,17 +23,32 @@
 //! goes to a delayed queue keyed by object (`queue.rs`). A lagged event receiver or a
 //! panic in a pass marks everything dirty; so does a slow periodic resync
 //! ([`FULL_RESYNC`]), as a safety net.
+//!
+//! Termination takes time, as in a cluster: a deleted pod is Terminating (out of its
+//! Services' ready endpoints at once) until the kubelet has stopped its containers
+//! (`terminating.rs`); a deleted namespace until its content is gone (`namespaces.rs`).
+//! The controllers and the kubelet record the Events kube's do (`events.rs`), through a
+//! queue that never holds up a pass; its writer (`event_writer.rs`) stores them directly,
+//! the one exception to writing through [`Cluster`]'s API semantics.
 
 mod deployments;
 pub use deployments::{equal_ignore_hash, pod_template_hash};
+pub use writes::WriteError;
+mod containers;
 mod endpointslices;
+mod event_writer;
+pub mod events;
+mod namespaces;
 pub(crate) mod pods;
 mod progress;
 mod queue;
 mod replicasets;
 mod rollout;
+mod terminating;
 mod triggers;
+mod writes;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,9 +61,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use self::queue::{Dirty, Index, Kind, Timers};
-use super::cluster::{Cluster, Ctx, Patch};
-use super::resources::{Resource, Resources, Target};
-use super::status::ApiError;
+use super::cluster::{Cluster, DeleteOptions};
+use super::resources::{Resource, Resources};
 use super::store::Event;
 
 /// When a failed write is tried again, and how soon time-driven work is looked at again
@@ -61,29 +76,6 @@ pub const FULL_RESYNC: Duration = Duration::from_secs(300);
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 /// The revision of a Deployment and of each of its ReplicaSets.
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
-
-/// A write of one controller that did not go through.
-#[derive(Debug, thiserror::Error)]
-#[error("{verb} {kind} {namespace}/{name}: {source}")]
-pub struct WriteError {
-    verb: &'static str,
-    kind: String,
-    namespace: String,
-    name: String,
-    source: ApiError,
-}
-
-impl WriteError {
-    /// Logs it: conflicts and vanished objects are the normal life of a controller.
-    fn log(&self) {
-        match self.source {
-            ApiError::Conflict { .. } | ApiError::NotFound { .. } | ApiError::AlreadyExists { .. } => {
-                tracing::debug!(error = %self, "sim workloads: retrying at the next pass");
-            }
-            _ => tracing::warn!(error = %self, "sim workloads: write failed"),
-        }
-    }
-}
 
 /// The built-in resources the controllers read and write.
 #[derive(Debug, Clone)]
@@ -116,17 +108,30 @@ enum Wake {
     Timer,
 }
 
+/// How fast the simulated node's pods move.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// From scheduled to Running and Ready.
+    pub ready_delay: Duration,
+    /// From deleted to gone: the containers' exit on SIGTERM (the pod's grace period,
+    /// when shorter, bounds it).
+    pub stop_delay: Duration,
+}
+
 /// Starts the workload controllers; they stop when `stop` fires.
-pub fn spawn(cluster: Arc<Cluster>, pod_ready_delay: Duration, stop: CancellationToken) {
+pub fn spawn(cluster: Arc<Cluster>, timing: Timing, stop: CancellationToken) {
     let Some(kinds) = Kinds::lookup(&cluster.resources) else {
         tracing::error!("sim workloads: the built-in apps and core resources are missing; not starting");
         return;
     };
     let events = cluster.store.subscribe();
+    let recorder = events::spawn(cluster.clone(), stop.clone());
     let mut controllers = Controllers {
         cluster,
         kinds,
-        kubelet: pods::Kubelet::new(pod_ready_delay),
+        kubelet: pods::Kubelet::new(timing),
+        recorder,
+        terminating: HashSet::new(),
         events,
         lagged: false,
         dirty: Dirty::default(),
@@ -188,6 +193,10 @@ struct Controllers {
     cluster: Arc<Cluster>,
     kinds: Kinds,
     kubelet: pods::Kubelet,
+    /// Where the controllers' and the kubelet's Events go.
+    recorder: events::Recorder,
+    /// Namespaces being deleted: a deletion in one may be the last of its content.
+    terminating: HashSet<String>,
     events: broadcast::Receiver<Arc<Event>>,
     /// Events were missed: the indexes and the dirty keys may be wrong.
     lagged: bool,
@@ -215,6 +224,7 @@ impl Controllers {
         self.replica_sets(dirty.replica_sets).await;
         self.deployments(dirty.deployments).await;
         self.endpoint_slices(dirty.services).await;
+        self.namespaces(dirty.namespaces).await;
     }
 
     /// Syncs `name` again in [`RESYNC`] (a write failed).
@@ -228,68 +238,6 @@ impl Controllers {
         let wait = at.as_millisecond() - Timestamp::now().as_millisecond();
         let wait = u64::try_from(wait).ok().filter(|w| *w > 0).map_or(RESYNC, |w| Duration::from_millis(w + 50));
         self.timers.after(kind, (name.0.to_owned(), name.1.to_owned()), Instant::now() + wait);
-    }
-
-    async fn create(&mut self, r: &Resource, object: Value) -> Result<Value, WriteError> {
-        let namespace = str_at(&object, "/metadata/namespace").to_owned();
-        let t = Target { resource: r, version: &r.storage_version, namespace: &namespace };
-        let written = self.cluster.create(&Ctx::internal(), &t, object.clone()).await;
-        self.drain_events();
-        written.map(|w| w.object).map_err(|source| {
-            let name = match str_at(&object, "/metadata/name") {
-                "" => format!("{}*", str_at(&object, "/metadata/generateName")),
-                name => name.to_owned(),
-            };
-            WriteError { verb: "creating", kind: r.kind.clone(), namespace, name, source }
-        })
-    }
-
-    /// PUT with the object's resourceVersion: fails with a conflict if it moved since.
-    async fn replace(&mut self, r: &Resource, sub: Option<&str>, object: Value) -> Result<Value, WriteError> {
-        let (namespace, name) = (str_at(&object, "/metadata/namespace"), str_at(&object, "/metadata/name"));
-        let t = Target { resource: r, version: &r.storage_version, namespace };
-        let verb = if sub == Some("status") { "updating the status of" } else { "updating" };
-        let written = self.cluster.replace(&Ctx::internal(), &t, name, sub, object.clone()).await;
-        self.drain_events();
-        written.map(|w| w.object).map_err(|source| WriteError {
-            verb,
-            kind: r.kind.clone(),
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            source,
-        })
-    }
-
-    async fn merge_patch(
-        &mut self,
-        r: &Resource,
-        namespace: &str,
-        name: &str,
-        patch: Value,
-    ) -> Result<Value, WriteError> {
-        let t = Target { resource: r, version: &r.storage_version, namespace };
-        let written = self.cluster.patch(&Ctx::internal(), &t, name, None, &Patch::Merge(patch)).await;
-        self.drain_events();
-        written.map(|w| w.object).map_err(|source| WriteError {
-            verb: "patching",
-            kind: r.kind.clone(),
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            source,
-        })
-    }
-
-    async fn delete(&mut self, r: &Resource, namespace: &str, name: &str) -> Result<(), WriteError> {
-        let t = Target { resource: r, version: &r.storage_version, namespace };
-        let written = self.cluster.delete(&Ctx::internal(), &t, name, "Background").await;
-        self.drain_events();
-        written.map(|_| ()).map_err(|source| WriteError {
-            verb: "deleting",
-            kind: r.kind.clone(),
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            source,
-        })
     }
 }
 

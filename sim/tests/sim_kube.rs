@@ -294,10 +294,11 @@ async fn recorder_events_are_core_events_too() {
     // The same event again becomes a series (a merge patch on the same object).
     recorder.publish(&event, &reference).await.unwrap();
 
-    // kubectl describe reads core/v1 Events by involvedObject.
+    // kubectl describe reads core/v1 Events by involvedObject (the deployment
+    // controller's ScalingReplicaSet is about the Deployment too: this one by reason).
     let core: Api<CoreEvent> = Api::namespaced(client, "default");
     let selector = format!(
-        "involvedObject.name=podinfo,involvedObject.kind=Deployment,involvedObject.uid={}",
+        "involvedObject.name=podinfo,involvedObject.kind=Deployment,reason=Synced,involvedObject.uid={}",
         d.metadata.uid.unwrap()
     );
     let found = core.list(&ListParams::default().fields(&selector)).await.unwrap();

@@ -32,6 +32,24 @@ impl Cluster {
         sub: Option<&str>,
         patch: &Patch,
     ) -> Result<Written, ApiError> {
+        let ctx = &Ctx { patching: true, ..ctx.clone() };
+        if let Patch::Apply(applied) = patch
+            && let Some(field) = self.undeclared_field(t, applied)
+        {
+            // Server-side apply types the applied configuration by the schema first;
+            // kube-apiserver answers a field it lacks as a plain error, whatever the
+            // fieldValidation.
+            return Err(ApiError::Unclassified(format!(
+                "failed to create typed patch object ({}/{name}; {}, Kind={}): .{field}: field not declared in schema",
+                t.namespace,
+                if t.resource.group.is_empty() {
+                    format!("/{}", t.version)
+                } else {
+                    format!("{}/{}", t.resource.group, t.version)
+                },
+                t.resource.kind
+            )));
+        }
         for _ in 0..5 {
             if let Patch::Apply(applied) = patch
                 && self.store.get(&t.key(name)).is_none()
@@ -98,6 +116,22 @@ impl Cluster {
             name: name.into(),
             message: "too many concurrent writes".into(),
         })
+    }
+
+    /// The first field of an applied configuration that its kind's schema does not
+    /// declare (`spec.analysiz`).
+    fn undeclared_field(&self, t: &Target<'_>, applied: &Value) -> Option<String> {
+        let r = t.resource;
+        let unknown = match crate::builtin::decode(&r.group, &r.kind, applied) {
+            Some(Ok(canonical)) => crate::builtin::unknown_fields(applied, &canonical),
+            // A wrong type is the write's own error to report.
+            Some(Err(_)) => return None,
+            None => {
+                let schema = r.crd.as_ref().and_then(|crd| crate::schema::of_version(crd, t.version))?;
+                crate::schema::unknown_fields(schema, applied)
+            }
+        };
+        unknown.into_iter().next()
     }
 
     /// The common path of PUT and PATCH.
@@ -208,9 +242,7 @@ impl Cluster {
             other => ApiError::Internal(other.to_string()),
         })?;
         // The last finalizer of an object being deleted is gone: it goes now.
-        let finalizers_empty =
-            saved.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty);
-        if saved.pointer("/metadata/deletionTimestamp").is_some() && finalizers_empty {
+        if super::delete::deleted_by_update(&saved) {
             let _ = self.store.delete(&t.key(name));
             self.on_deleted(r, &saved, "Background");
         } else {

@@ -370,9 +370,16 @@ impl Controllers {
             } else {
                 Ok(())
             };
-            if let Err(e) = written {
-                e.log();
-                failed = true;
+            match written {
+                Ok(()) if !rs.delete => {
+                    let from = if rs.create { 0 } else { old.map_or(0, Rs::spec) };
+                    self.record_scaling(d, rs.name(), from, rs.spec());
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    e.log();
+                    failed = true;
+                }
             }
         }
         if failed {

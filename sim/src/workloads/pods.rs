@@ -1,6 +1,8 @@
 //! The kubelet of the one simulated node: binds new pods to it, gives them an IP from
 //! the pod CIDR (labels only: nothing ever connects to them) and, after the ready
-//! delay, reports them Running and Ready with container statuses.
+//! delay, reports them Running and Ready with container statuses; the scheduler's and
+//! the kubelet's Events on the way (`Scheduled`, `Pulled`, `Created`, `Started`).
+//! Stopping deleted pods is in `terminating.rs`.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
@@ -10,8 +12,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use super::events::{Record, SCHEDULER, reference};
 use super::queue::{Kind, Name};
-use super::{Controllers, is_deleting, parse_time, stamp, str_at, uid_of};
+use super::{Controllers, Timing, is_deleting, parse_time, stamp, str_at, uid_of};
 
 pub const NODE_NAME: &str = "sim-node";
 pub const HOST_IP: &str = "10.0.0.1";
@@ -59,11 +62,11 @@ fn normalized(image: &str) -> String {
     if last.contains(':') || last.contains('@') { named } else { format!("{named}:latest") }
 }
 
-fn hex_digest(s: &str) -> String {
+pub(super) fn hex_digest(s: &str) -> String {
     Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn containers(pod: &Value, list: &str) -> Vec<Value> {
+pub(super) fn containers(pod: &Value, list: &str) -> Vec<Value> {
     pod.pointer(&format!("/spec/{list}")).and_then(Value::as_array).cloned().unwrap_or_default()
 }
 
@@ -164,17 +167,28 @@ pub fn running_status(pod: &Value, now: &str) -> Value {
     status
 }
 
-/// What the kubelet remembers: the next IP and when each pod got one.
+/// What the kubelet remembers: the next IP, when each pod got one, when each deleted
+/// pod was told to stop, and the images on the node.
 #[derive(Debug)]
 pub struct Kubelet {
-    delay: Duration,
+    pub(super) delay: Duration,
+    pub(super) stop_delay: Duration,
     next_ip: u32,
     pending: HashMap<String, Instant>,
+    pub(super) stopping: HashMap<String, Instant>,
+    pub(super) images: HashSet<String>,
 }
 
 impl Kubelet {
-    pub fn new(delay: Duration) -> Self {
-        Self { delay, next_ip: 0, pending: HashMap::new() }
+    pub fn new(timing: Timing) -> Self {
+        Self {
+            delay: timing.ready_delay,
+            stop_delay: timing.stop_delay,
+            next_ip: 0,
+            pending: HashMap::new(),
+            stopping: HashMap::new(),
+            images: HashSet::new(),
+        }
     }
 
     /// The next unused address of 10.244.0.0/16; none when the range is used up.
@@ -190,12 +204,14 @@ impl Kubelet {
     /// A pod is gone.
     pub fn forget(&mut self, uid: &str) {
         self.pending.remove(uid);
+        self.stopping.remove(uid);
     }
 
     /// Only these pods are left.
     pub fn retain<'a>(&mut self, alive: impl IntoIterator<Item = &'a str>) {
         let alive: HashSet<&str> = alive.into_iter().collect();
         self.pending.retain(|uid, _| alive.contains(uid.as_str()));
+        self.stopping.retain(|uid, _| alive.contains(uid.as_str()));
     }
 }
 
@@ -208,6 +224,10 @@ impl Controllers {
             // Events keep coming while a long pass runs: take them before they overflow.
             self.drain_events();
             let Some(pod) = self.cluster.get_raw(&r.group, &r.plural, &ns, &name) else { continue };
+            if is_deleting(&pod) {
+                self.stop(&pod).await;
+                continue;
+            }
             if !is_active(&pod) {
                 continue;
             }
@@ -220,7 +240,15 @@ impl Controllers {
                 let mut bound = (*pod).clone();
                 if str_at(&pod, "/spec/nodeName").is_empty() {
                     match self.merge_patch(&r, &ns, &name, json!({"spec": {"nodeName": NODE_NAME}})).await {
-                        Ok(written) => bound = written,
+                        Ok(written) => {
+                            let message = format!("Successfully assigned {ns}/{name} to {NODE_NAME}");
+                            let scheduled = Record {
+                                action: Some("Binding"),
+                                ..Record::normal(SCHEDULER, reference(&written, None), "Scheduled", message)
+                            };
+                            self.recorder.record(scheduled);
+                            bound = written;
+                        }
                         Err(e) => {
                             e.log();
                             self.retry(Kind::Pod, (&ns, &name));
@@ -250,7 +278,13 @@ impl Controllers {
                 let mut running = (*pod).clone();
                 running["status"] = running_status(&pod, &now);
                 match self.replace(&r, Some("status"), running).await {
-                    Ok(_) => self.kubelet.forget(uid_of(&pod)),
+                    Ok(_) => {
+                        self.kubelet.forget(uid_of(&pod));
+                        let (images, took) = (&mut self.kubelet.images, self.kubelet.delay);
+                        for record in super::containers::start_events(&pod, images, took) {
+                            self.recorder.record(record);
+                        }
+                    }
                     Err(e) => {
                         e.log();
                         self.retry(Kind::Pod, (&ns, &name));
@@ -272,7 +306,7 @@ mod tests {
 
     #[test]
     fn ips_are_unique_and_in_the_pod_cidr() {
-        let mut k = Kubelet::new(Duration::ZERO);
+        let mut k = Kubelet::new(Timing { ready_delay: Duration::ZERO, stop_delay: Duration::ZERO });
         let ips: Vec<String> = (0..600).map_while(|_| k.allocate_ip()).collect();
         assert_eq!(ips[0], "10.244.0.1");
         assert_eq!(ips[253], "10.244.0.254");

@@ -20,6 +20,8 @@ pub enum Kind {
     ReplicaSet,
     Deployment,
     Service,
+    /// A namespace being deleted: keyed ("", name).
+    Namespace,
 }
 
 /// What the next pass syncs.
@@ -31,6 +33,7 @@ pub struct Dirty {
     pub replica_sets: BTreeSet<Name>,
     pub deployments: BTreeSet<Name>,
     pub services: BTreeSet<Name>,
+    pub namespaces: BTreeSet<Name>,
 }
 
 impl Dirty {
@@ -40,6 +43,7 @@ impl Dirty {
             && self.replica_sets.is_empty()
             && self.deployments.is_empty()
             && self.services.is_empty()
+            && self.namespaces.is_empty()
     }
 
     pub fn insert(&mut self, kind: Kind, name: Name) {
@@ -48,6 +52,7 @@ impl Dirty {
             Kind::ReplicaSet => self.replica_sets.insert(name),
             Kind::Deployment => self.deployments.insert(name),
             Kind::Service => self.services.insert(name),
+            Kind::Namespace => self.namespaces.insert(name),
         };
     }
 }

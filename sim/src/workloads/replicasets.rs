@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 /// Pods created for one ReplicaSet in one pass (kube-controller-manager's burst is 500).
 const MAX_CREATIONS_PER_PASS: usize = 500;
 
+use super::events::{REPLICASET_CONTROLLER, Record, reference};
 use super::pods::{is_active, is_available, is_ready, ready_since};
 use super::queue::{Kind, Name};
 use super::{Controllers, controller_ref, i32_at, is_deleting, parse_time, str_at};
@@ -166,17 +167,33 @@ impl Controllers {
         for (rs, plan) in &plans {
             let (ns, name) = (str_at(rs, "/metadata/namespace"), str_at(rs, "/metadata/name"));
             for pod in &plan.delete {
-                if let Err(e) = self.delete(&pod_kind, ns, pod).await {
-                    e.log();
-                    self.retry(Kind::ReplicaSet, (ns, name));
+                match self.delete(&pod_kind, ns, pod).await {
+                    Ok(()) => self.record(rs, "SuccessfulDelete", format!("Deleted pod: {pod}")),
+                    Err(e) => {
+                        e.log();
+                        if !e.is_not_found() {
+                            self.record_warning(rs, "FailedDelete", format!("Error deleting: {}", e.source));
+                        }
+                        self.retry(Kind::ReplicaSet, (ns, name));
+                    }
                 }
             }
         }
         for (rs, plan) in &plans {
             for pod in &plan.create {
-                if let Err(e) = self.create(&pod_kind, pod.clone()).await {
-                    e.log();
-                    self.retry(Kind::ReplicaSet, (str_at(rs, "/metadata/namespace"), str_at(rs, "/metadata/name")));
+                match self.create(&pod_kind, pod.clone()).await {
+                    Ok(created) => {
+                        let message = format!("Created pod: {}", str_at(&created, "/metadata/name"));
+                        self.record(rs, "SuccessfulCreate", message);
+                    }
+                    Err(e) => {
+                        e.log();
+                        // kube's ReplicaSet controller is silent when the namespace is going.
+                        if !e.is_namespace_terminating() {
+                            self.record_warning(rs, "FailedCreate", format!("Error creating: {}", e.source));
+                        }
+                        self.retry(Kind::ReplicaSet, (str_at(rs, "/metadata/namespace"), str_at(rs, "/metadata/name")));
+                    }
                 }
             }
         }
@@ -190,6 +207,16 @@ impl Controllers {
                 }
             }
         }
+    }
+}
+
+impl Controllers {
+    fn record(&self, rs: &Value, reason: &'static str, message: String) {
+        self.recorder.record(Record::normal(REPLICASET_CONTROLLER, reference(rs, None), reason, message));
+    }
+
+    fn record_warning(&self, rs: &Value, reason: &'static str, message: String) {
+        self.recorder.record(Record::warning(REPLICASET_CONTROLLER, reference(rs, None), reason, message));
     }
 }
 

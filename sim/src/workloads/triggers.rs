@@ -45,6 +45,10 @@ impl Controllers {
     /// Marks dirty what one change can affect, and keeps the indexes in step.
     pub(super) fn absorb(&mut self, event: &Event) {
         let key = &event.key;
+        if event.type_ == EventType::Deleted && self.terminating.contains(&key.namespace) {
+            // Maybe the last of a namespace being deleted.
+            self.dirty.namespaces.insert((String::new(), key.namespace.clone()));
+        }
         if !relevant(key) {
             return;
         }
@@ -79,6 +83,9 @@ impl Controllers {
             }
             ("apps", "deployments") => {
                 self.dirty.deployments.insert(name);
+            }
+            ("", "namespaces") => {
+                self.dirty.namespaces.insert(name);
             }
             ("", "services") => {
                 let pairs = current.as_deref().map(selector_pair).unwrap_or_default();
@@ -164,7 +171,9 @@ impl Controllers {
         {
             self.dirty.garbage.extend(objects.iter().map(|o| key(r, o)));
         }
+        let (namespaces, _) = self.cluster.store.list("", "namespaces", None);
         for (kind, objects) in [
+            (Kind::Namespace, &namespaces),
             (Kind::Pod, &pods),
             (Kind::ReplicaSet, &replica_sets),
             (Kind::Deployment, &deployments),
