@@ -416,6 +416,10 @@ fn pods_terminate_out_of_their_endpoints_first() {
         let grace = &marked["object"]["metadata"]["deletionGracePeriodSeconds"];
         assert_eq!(grace, 30, "the pod's own terminationGracePeriodSeconds (the default)");
         assert_eq!(gone["object"]["metadata"]["deletionGracePeriodSeconds"], 0, "the kubelet's last DELETE");
+        // Its containers exited on SIGTERM before it went, as the kubelet reports them.
+        let last = &gone["object"]["status"];
+        assert_eq!(last["phase"], "Succeeded", "{last}");
+        assert_eq!(last["containerStatuses"][0]["state"]["terminated"]["reason"], "Completed", "{last}");
         let (marked, gone) = (rv(marked), rv(gone));
         // While it terminates, the slice lists it not ready, or not at all; never ready again.
         let during: Vec<_> = slice_events.iter().filter(|e| rv(e) > marked && rv(e) < gone).collect();
@@ -428,13 +432,24 @@ fn pods_terminate_out_of_their_endpoints_first() {
         leaving.push(name);
     }
     // kubectl's table showed each one Terminating.
-    let status_of = |name: &str, lines: &[String]| -> Vec<String> {
+    // (READY, STATUS) of each row of `name`.
+    let status_of = |name: &str, lines: &[String]| -> Vec<(String, String)> {
         let rows = lines.iter().filter(|l| l.starts_with(&format!("{name} ")));
-        rows.map(|l| l.split_whitespace().nth(2).unwrap_or_default().to_owned()).collect()
+        rows.map(|l| {
+            let columns: Vec<&str> = l.split_whitespace().collect();
+            (columns[1].to_owned(), columns[2].to_owned())
+        })
+        .collect()
     };
-    within(10, "the table to show the pods Terminating", || {
+    within(10, "the table to show the pods Terminating, running then stopped", || {
         lines.extend(table_rx.try_iter());
-        leaving.iter().all(|p| status_of(p, &lines).contains(&"Terminating".to_owned())).then_some(())
+        leaving
+            .iter()
+            .all(|p| {
+                let rows = status_of(p, &lines);
+                ["1/1", "0/1"].iter().all(|ready| rows.contains(&((*ready).to_owned(), "Terminating".to_owned())))
+            })
+            .then_some(())
     });
     drop(table);
 

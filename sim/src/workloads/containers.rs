@@ -80,13 +80,9 @@ pub fn stop_events(pod: &Value) -> Vec<Record> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::pods::tests::pod;
     use super::*;
     use serde_json::json;
-
-    fn pod() -> Value {
-        json!({"metadata": {"name": "web-1", "uid": "u1"}, "spec": {"containers": [
-            {"name": "app", "image": "stefanprodan/podinfo:6.0.0"}, {"name": "side", "image": "envoy"}]}})
-    }
 
     #[test]
     fn images_are_pulled_unless_present() {

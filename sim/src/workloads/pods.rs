@@ -90,7 +90,7 @@ fn qos_class(pod: &Value) -> &'static str {
     if guaranteed { "Guaranteed" } else { "Burstable" }
 }
 
-fn pod_condition(type_: &str, ok: bool, since: &str, unready: &[String]) -> Value {
+pub(super) fn pod_condition(type_: &str, ok: bool, since: &str, unready: &[String]) -> Value {
     let mut c = json!({"type": type_, "status": if ok { "True" } else { "False" }, "lastProbeTime": null,
         "lastTransitionTime": since});
     if !ok {
@@ -296,10 +296,11 @@ impl Controllers {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn pod() -> Value {
+    /// A pod of two containers, for the kubelet's tests.
+    pub(in crate::workloads) fn pod() -> Value {
         json!({"metadata": {"name": "web-1", "uid": "u1"}, "spec": {"containers": [
             {"name": "app", "image": "stefanprodan/podinfo:6.0.0"}, {"name": "side", "image": "envoy"}]}})
     }

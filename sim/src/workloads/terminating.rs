@@ -6,10 +6,11 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::containers::stop_events;
+use super::pods::pod_condition;
 use super::queue::Kind;
 use super::{Controllers, DeleteOptions, int_at, str_at, uid_of};
 
@@ -44,6 +45,13 @@ impl Controllers {
             return;
         }
         let r = self.kinds.pod.clone();
+        // Its containers exited: the kubelet reports them terminated (`0/1 Terminating`
+        // in a watch), then deletes the pod. A failed report only loses that picture.
+        let mut stopped = pod.clone();
+        stopped["status"] = stopped_status(pod, &crate::defaults::now());
+        if let Err(e) = self.replace(&r, Some("status"), stopped).await {
+            e.log();
+        }
         match self.delete_with(&r, ns, name, &DeleteOptions::now()).await {
             Ok(()) => self.kubelet.forget(&uid),
             Err(e) => {
@@ -52,6 +60,32 @@ impl Controllers {
             }
         }
     }
+}
+
+/// The status of a deleted pod whose containers exited on SIGTERM, as the kubelet
+/// reports it before the pod goes: each container terminated (exit 0, `Completed`),
+/// not ready, and the pod in its terminal phase.
+pub fn stopped_status(pod: &Value, now: &str) -> Value {
+    let mut status = pod.get("status").cloned().unwrap_or_else(|| json!({}));
+    let mut names = Vec::new();
+    for c in status.get_mut("containerStatuses").and_then(Value::as_array_mut).into_iter().flatten() {
+        names.push(str_at(c, "/name").to_owned());
+        let started = c.pointer("/state/running/startedAt").cloned().unwrap_or_else(|| json!(now));
+        c["state"] = json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started,
+            "finishedAt": now, "containerID": c.get("containerID")}});
+        c["ready"] = json!(false);
+        c["started"] = json!(false);
+    }
+    if let Some(conditions) = status.get_mut("conditions").and_then(Value::as_array_mut) {
+        for c in conditions.iter_mut().filter(|c| c["type"] == "Ready" || c["type"] == "ContainersReady") {
+            let type_ = str_at(c, "/type").to_owned();
+            *c = pod_condition(&type_, false, now, &names);
+            c["reason"] = json!("PodCompleted");
+            c.as_object_mut().map(|m| m.remove("message"));
+        }
+    }
+    status["phase"] = json!("Succeeded");
+    status
 }
 
 #[cfg(test)]
@@ -64,5 +98,23 @@ mod tests {
         assert_eq!(stop_after(second, 30), second);
         assert_eq!(stop_after(Duration::from_secs(5), 2), Duration::from_secs(2));
         assert_eq!(stop_after(second, 0), Duration::ZERO);
+    }
+
+    #[test]
+    fn stopped_pods_report_their_containers_terminated() {
+        let pod = json!({"metadata": {"name": "web-1", "uid": "u1"}, "spec": {"containers": [{"name": "app"}]},
+            "status": {"phase": "Running", "conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": "t0"},
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": "t0"}],
+            "containerStatuses": [{"name": "app", "ready": true, "started": true, "containerID": "containerd://c",
+                "state": {"running": {"startedAt": "t0"}}}]}});
+        let status = stopped_status(&pod, "t1");
+        assert_eq!(status["phase"], "Succeeded");
+        let app = &status["containerStatuses"][0];
+        assert_eq!((app["ready"].clone(), app["state"]["terminated"]["exitCode"].clone()), (json!(false), json!(0)));
+        assert_eq!(app["state"]["terminated"]["startedAt"], "t0");
+        assert_eq!(status["conditions"][0]["status"], "False");
+        assert_eq!(status["conditions"][0]["reason"], "PodCompleted");
+        assert_eq!(status["conditions"][1]["status"], "True", "scheduled stays");
     }
 }
