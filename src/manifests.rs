@@ -9,8 +9,8 @@ use k8s_openapi::api::admissionregistration::v1::{
     ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceConversion, CustomResourceDefinition, ServiceReference as CrdServiceReference,
-    WebhookClientConfig as CrdClientConfig, WebhookConversion,
+    CustomResourceConversion, CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    ServiceReference as CrdServiceReference, WebhookClientConfig as CrdClientConfig, WebhookConversion,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
 use kube::CustomResourceExt;
@@ -155,7 +155,37 @@ pub fn crds(target: &Target) -> Vec<CustomResourceDefinition> {
             client_config: Some(target.conversion_client_config()),
         }),
     });
-    vec![canary, metric_template::MetricTemplate::crd(), alert_provider::AlertProvider::crd()]
+    let mut crds = vec![canary, metric_template::MetricTemplate::crd(), alert_provider::AlertProvider::crd()];
+    for version in crds.iter_mut().flat_map(|c| c.spec.versions.iter_mut()) {
+        if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            unwrap_descriptions(schema);
+        }
+    }
+    crds
+}
+
+/// Descriptions come from doc comments, wrapped at the source's width; `kubectl explain`
+/// wraps them itself, and a line break inside a paragraph shows as a ragged line. Each
+/// paragraph becomes one line, as in Kubernetes' own schemas; blank lines stay.
+fn unwrap_descriptions(schema: &mut JSONSchemaProps) {
+    if let Some(text) = &mut schema.description {
+        *text = text
+            .split("\n\n")
+            .map(|p| p.split('\n').map(str::trim).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+    }
+    for child in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        unwrap_descriptions(child);
+    }
+    match &mut schema.items {
+        Some(JSONSchemaPropsOrArray::Schema(items)) => unwrap_descriptions(items),
+        Some(JSONSchemaPropsOrArray::Schemas(list)) => list.iter_mut().for_each(unwrap_descriptions),
+        None => {}
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(additional)) = &mut schema.additional_properties {
+        unwrap_descriptions(additional);
+    }
 }
 
 fn outside_system_namespaces(target: &Target) -> LabelSelector {

@@ -1,5 +1,6 @@
 //! The generated cluster objects: manifests/ matches the code, every CRD schema is
-//! structural, and the webhook configurations say what DESIGN.md section 6 says.
+//! structural and describes every field, and the webhook configurations say what
+//! DESIGN.md section 6 says.
 
 use apisix_canary::manifests::{self, Target, WebhookUrl};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -116,6 +117,105 @@ fn every_crd_schema_is_structural() {
             assert!(problems.is_empty(), "{problems:#?}");
         }
     }
+}
+
+/// How k8s-openapi documents its `Time` type: a property that shows it says nothing of
+/// what the field holds.
+const GENERIC_DESCRIPTIONS: &[&str] = &["Time is a wrapper around time.Time"];
+
+/// Calls `f` with the path and the schema of every property under `node` (its own
+/// `properties`, those of its `items` and of its `additionalProperties`), at any depth.
+fn each_property(node: &Value, path: &str, f: &mut impl FnMut(&str, &Value)) {
+    if let Some(Value::Object(props)) = node.get("properties") {
+        for (name, child) in props {
+            let child_path = format!("{path}.{name}");
+            f(&child_path, child);
+            each_property(child, &child_path, f);
+        }
+    }
+    if let Some(items) = node.get("items") {
+        each_property(items, &format!("{path}[]"), f);
+    }
+    if let Some(additional @ Value::Object(_)) = node.get("additionalProperties") {
+        each_property(additional, &format!("{path}{{}}"), f);
+    }
+}
+
+/// What is wrong with a schema's description as `kubectl explain` shows it, if anything.
+fn description_problem(schema: &Value) -> Option<&'static str> {
+    let description = schema.get("description").and_then(Value::as_str).unwrap_or_default().trim();
+    if description.is_empty() {
+        Some("no description")
+    } else if GENERIC_DESCRIPTIONS.iter().any(|g| description.starts_with(g)) {
+        Some("its type's generic description, not the field's")
+    } else if description.split("\n\n").any(|paragraph| paragraph.contains('\n')) {
+        // kubectl wraps descriptions itself: a line break of ours shows as a ragged line.
+        Some("a line break inside a paragraph")
+    } else {
+        None
+    }
+}
+
+/// Every described node under `root`, root included, with what is wrong with it.
+fn description_problems(root: &Value, at: &str) -> Vec<String> {
+    let mut problems: Vec<String> = description_problem(root).map(|p| format!("{at}: {p}")).into_iter().collect();
+    each_property(root, at, &mut |path, schema| {
+        problems.extend(description_problem(schema).map(|p| format!("{path}: {p}")));
+    });
+    problems
+}
+
+/// `kubectl explain` shows each field's description: every field of every served
+/// version says what it does, in paragraphs that kubectl can wrap.
+#[test]
+fn every_crd_field_has_a_description() {
+    let mut problems = Vec::new();
+    let mut versions = 0;
+    for crd in manifests::crds(&Target::default()) {
+        for version in crd.spec.versions.iter().filter(|v| v.served) {
+            versions += 1;
+            let schema = serde_json::to_value(&version.schema.as_ref().unwrap().open_api_v3_schema).unwrap();
+            problems.extend(description_problems(&schema, &format!("{}/{}", crd.spec.names.kind, version.name)));
+        }
+    }
+    assert_eq!(versions, 4, "Canary v1beta1 and v1alpha1, MetricTemplate, AlertProvider");
+    assert!(problems.is_empty(), "CRD fields to describe (with a doc comment): {problems:#?}");
+}
+
+#[test]
+fn description_problems_are_found_at_every_depth() {
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "described": {"type": "string", "description": "Says what it is.\n\nAnd more."},
+            "blank": {"type": "string", "description": "  "},
+            "time": {"type": "string", "description": "Time is a wrapper around time.Time which ..."},
+            "ragged": {"type": "string", "description": "Wrapped at the\nsource's width."},
+            "list": {
+                "type": "array",
+                "description": "A list.",
+                "items": {"type": "object", "properties": {"inner": {"type": "integer"}}}
+            },
+            "map": {
+                "type": "object",
+                "additionalProperties": {"type": "object", "properties": {"value": {"type": "string"}}}
+            }
+        }
+    });
+    let mut problems = description_problems(&schema, "X");
+    problems.sort();
+    assert_eq!(
+        problems,
+        [
+            "X.blank: no description",
+            "X.list[].inner: no description",
+            "X.map: no description",
+            "X.map{}.value: no description",
+            "X.ragged: a line break inside a paragraph",
+            "X.time: its type's generic description, not the field's",
+            "X: no description",
+        ]
+    );
 }
 
 #[test]

@@ -47,6 +47,7 @@ impl std::fmt::Display for Kind {
     }
 }
 
+/// Where a Canary's `alerts` post the release's events, and as whom.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "apisix-canary.dev",
@@ -62,7 +63,8 @@ pub struct AlertProviderSpec {
     /// `slack`, `msteams`, `discord`, or `webhook` (a generic JSON POST).
     #[serde(rename = "type")]
     pub type_: String,
-    /// The incoming-webhook URL; or set `secretRef` to a Secret with key `address`.
+    /// The incoming-webhook URL, an absolute http or https URL; or set `secretRef` to a
+    /// Secret with key `address`. One of the two is required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
     /// A Secret in the AlertProvider's namespace with key `address` (which wins over
@@ -70,8 +72,12 @@ pub struct AlertProviderSpec {
     /// a bearer token by type `webhook`). Read at every alert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<LocalRef>,
+    /// Sent as the message's `channel` by types `slack` and `discord` (Slack posts there
+    /// instead of in the webhook's own channel); ignored by `msteams` and `webhook`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
+    /// The name messages are posted as by types `slack` and `discord` (default
+    /// `apisix-canary`); ignored by `msteams` and `webhook`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// An HTTP(S) proxy to post through (an absolute URL); or the Secret's key `proxy`.

@@ -38,16 +38,23 @@ pub enum Phase {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryCondition {
+    /// The condition's type: always `Promoted`, as in Flagger.
     #[serde(rename = "type")]
     pub type_: String,
-    /// `True`, `False` or `Unknown`.
+    /// `True` once the Canary is initialized or a release succeeded, `False` after a
+    /// rollback, `Unknown` while a release is in progress.
     pub status: String,
+    /// When the controller last wrote this condition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_update_time: Option<Time>,
+    /// When `status` last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
+    /// The phase the condition was written in (`Progressing`, `Succeeded`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What the release is doing or waiting for, in Flagger's words where Flagger has
+    /// them ("New revision detected, progressing canary analysis.").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -56,26 +63,38 @@ pub struct CanaryCondition {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStatus {
+    /// Where the release is, in Flagger's phase names: `Initialized` (stable revision
+    /// recorded), `Waiting` (held by a confirm-rollout webhook), `Progressing` (the
+    /// canary gets traffic step by step), `WaitingPromotion` (held by a
+    /// confirm-promotion webhook), `Promoting` (the Deployment rolls out the new
+    /// revision), `Finalising` (traffic back to the Deployment, the generated objects
+    /// deleted), then `Succeeded`, or `Failed` (rolled back; the Deployment stays paused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
-    /// Percent of traffic on the canary.
+    /// Percent of traffic on the canary (0-100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_weight: Option<i32>,
+    /// Failed checks of the current analysis; at `analysis.threshold` the release is
+    /// rolled back. Reset to 0 when a release starts or ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_checks: Option<i32>,
+    /// Weight steps taken, plus failed checks at a non-zero weight, in the current
+    /// analysis. Reset to 0 when a release starts or ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iterations: Option<i32>,
     /// Revision (pod-template hash) of the release under analysis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_spec: Option<Revision>,
-    /// Revision last promoted.
+    /// Revision last promoted, or adopted as stable when the Canary was initialized.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_promoted_spec: Option<Revision>,
     /// Revision that failed its analysis last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_revision: Option<Revision>,
+    /// When the status last changed: intervals and deadlines are counted from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
+    /// The `Promoted` condition, as Flagger writes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<CanaryCondition>>,
     /// Since when the weight has held for lack of canary traffic (a metric's
@@ -88,15 +107,22 @@ pub struct CanaryStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectRef {
+    /// `apps/v1` for targetRef, `apisix.apache.org/v2` for routeRef; nothing else is
+    /// accepted.
     pub api_version: String,
+    /// `Deployment` for targetRef, `ApisixRoute` for routeRef; nothing else is accepted.
     pub kind: String,
+    /// Name of the Deployment (targetRef) or the ApisixRoute (routeRef), in the Canary's
+    /// namespace.
     pub name: String,
 }
 
 /// A reference to an object that may live in another namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct NamespacedRef {
+    /// Name of the MetricTemplate (templateRef) or the AlertProvider (providerRef).
     pub name: String,
+    /// Its namespace (default: the Canary's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }

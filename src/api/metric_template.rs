@@ -16,6 +16,8 @@ pub const PROMETHEUS: &str = "prometheus";
 /// `templateVariables`.
 pub const VARIABLES: &[&str] = &["namespace", "name", "target", "service", "route", "interval", "canary_nodes"];
 
+/// A PromQL query and the Prometheus that answers it, for the Canary metrics that name
+/// this template in `templateRef`.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "apisix-canary.dev",
@@ -29,25 +31,34 @@ pub const VARIABLES: &[&str] = &["namespace", "name", "target", "service", "rout
 #[serde(rename_all = "camelCase")]
 pub struct MetricTemplateSpec {
     pub provider: MetricProvider,
-    /// PromQL with `{{ namespace }}`, `{{ target }}`, `{{ route }}`, `{{ interval }}`, ...
+    /// The PromQL query whose value is judged against the metric's thresholdRange (an
+    /// empty result or NaN is "no values found"). Variables: `{{ namespace }}`,
+    /// `{{ name }}` (the Canary), `{{ target }}` (the Deployment), `{{ service }}`,
+    /// `{{ route }}` (the generated ApisixRoute), `{{ interval }}` (the metric's),
+    /// `{{ canary_nodes }}` (the canary's upstream nodes, for `node=~"..."`) and
+    /// `{{ variables.<key> }}` (the metric's templateVariables); any other is rejected.
     pub query: String,
 }
 
+/// The Prometheus a template's query is sent to, and how.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricProvider {
-    /// `prometheus`.
+    /// `prometheus`, the only type: Prometheus, or any server with its HTTP API.
     #[serde(rename = "type")]
     pub type_: String,
-    /// Base URL of the Prometheus HTTP API.
+    /// Required: base URL of the Prometheus HTTP API, an absolute http or https URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// A Secret with `token` (bearer) or `username` and `password` (basic auth).
+    /// A Secret in the MetricTemplate's namespace with `token` (a bearer token) or
+    /// `username` and `password` (basic auth), read at every check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<LocalRef>,
+    /// Do not verify the server's TLS certificate (a self-signed one). Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure_skip_verify: Option<bool>,
-    /// Headers sent with every query (a tenant ID, for example).
+    /// HTTP headers sent with every query (a tenant ID, for example); no
+    /// `Authorization` beside secretRef.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, String>>,
 }
@@ -55,6 +66,7 @@ pub struct MetricProvider {
 /// A reference to an object in the same namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct LocalRef {
+    /// The Secret's name, in the namespace of the object that names it.
     pub name: String,
 }
 

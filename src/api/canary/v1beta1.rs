@@ -33,40 +33,58 @@ use super::{CanaryStatus, NamespacedRef, ObjectRef};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CanarySpec {
-    /// `apisix` when set (Flagger's mesh provider field); nothing else is supported.
+    /// Flagger's mesh provider: `apisix` or unset; any other value is rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
-    /// The Deployment released: `apps/v1`, kind `Deployment`.
+    /// The Deployment released, in the Canary's namespace: apiVersion `apps/v1`, kind
+    /// `Deployment`.
     pub target_ref: ObjectRef,
-    /// The ApisixRoute whose rule serves the target: `apisix.apache.org/v2`, `ApisixRoute`.
+    /// Required: the ApisixRoute (apiVersion `apisix.apache.org/v2`, kind `ApisixRoute`)
+    /// with the one http rule whose only backend is the Service; a copy of that rule,
+    /// `<route>-<target>-canary`, splits the traffic during a release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route_ref: Option<ObjectRef>,
-    /// The Service of the route's backend; by default the one the route names.
+    /// The Service in front of the target (Flagger's `service`); only `name` is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<CanaryService>,
     #[serde(default, skip_serializing_if = "Analysis::is_empty")]
     pub analysis: Analysis,
-    /// Seconds the canary may take to become ready before the release fails (default 600).
+    /// Seconds (1-86400, default 600) the canary may take to become ready before its
+    /// first step, and the longest a metric's `minRequests` may hold the weight; past
+    /// it the release is rolled back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress_deadline_seconds: Option<i32>,
-    /// Promote without analysis.
+    /// Promote each new revision at once, without a canary or an analysis
+    /// (confirm-rollout webhooks still gate it). Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_analysis: Option<bool>,
-    /// Stop acting on this Canary, keeping its state.
+    /// Stop acting on this Canary, keeping its state: a release in progress holds where
+    /// it is until this is false again. Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
 }
 
+/// The Service in front of the target, in Flagger's shape; only `name` is used: the
+/// canary Service copies that Service's ports.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryService {
+    /// The Service that is the only backend of the routeRef's rule, in the Canary's
+    /// namespace (default: the targetRef's name). Its copy `<name>-canary` selects the
+    /// canary pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Flagger's Service port. Checked (1-65535) but not used: the canary Service copies
+    /// the Service's ports, and the generated route keeps the rule's backend port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i32>,
+    /// Flagger's container port (a number or a name). Accepted and ignored: the canary
+    /// Service copies the Service's ports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "int_or_string")]
     pub target_port: Option<serde_json::Value>,
+    /// Flagger's port name. Accepted and ignored: the canary Service copies the
+    /// Service's ports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
 }
@@ -86,24 +104,40 @@ impl Analysis {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Analysis {
-    /// Time between steps, a duration such as `1m` (default 1m).
+    /// Time between two steps, each running the checks: a duration such as `30s` or
+    /// `1m`, from 1s to 24h (default 1m; under 10s gets a warning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
-    /// Failed checks before a rollback (default 5).
+    /// Failed checks, counted over the whole analysis, that roll the release back: 1 to
+    /// 1000 (default 5; 1 gets a warning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<i32>,
+    /// Canary weight in percent (1-100) whose step, once its checks pass, promotes the
+    /// release (default 50; with stepWeights and no maxWeight, their last entry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_weight: Option<i32>,
+    /// Percent of traffic added to the canary at each step, 1-100 and at most maxWeight
+    /// (default 10, or maxWeight when smaller); the last step lands on maxWeight.
+    /// Ignored, with a warning, when stepWeights is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_weight: Option<i32>,
+    /// The canary weights to visit in order, in percent: each 1-100, strictly
+    /// increasing, the last at most maxWeight. Takes precedence over stepWeight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_weights: Option<Vec<i32>>,
+    /// Once the promoted revision has rolled out, percent of traffic moved from the
+    /// canary to the Deployment at each interval (1-100); unset, all at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_weight_promotion: Option<i32>,
+    /// Checks run at every interval: a failing one halts the advancement and counts a
+    /// failed check. Names are unique; none: no metric is checked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<Metric>,
+    /// HTTP calls made at points of the release: gates, load tests, checks and
+    /// notifications (Flagger's webhooks). Names are unique.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<Webhook>,
+    /// AlertProviders that receive the release's events. Names are unique.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<Alert>,
     /// Flagger's A/B testing. Not supported with APISIX: accepted only to be rejected.
@@ -116,6 +150,8 @@ pub struct Analysis {
     /// Flagger's traffic mirroring. Not supported with APISIX: accepted only to be rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<bool>,
+    /// Flagger's percentage of mirrored traffic. Not supported with APISIX: accepted only
+    /// to be rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror_weight: Option<i32>,
     /// Flagger's session affinity. Not supported with APISIX: accepted only to be rejected.
@@ -123,11 +159,14 @@ pub struct Analysis {
     pub session_affinity: Option<SessionAffinity>,
 }
 
+/// Flagger's session affinity settings; refused as a whole.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionAffinity {
+    /// Flagger's affinity cookie name. Rejected with sessionAffinity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cookie_name: Option<String>,
+    /// Flagger's affinity cookie lifetime, in seconds. Rejected with sessionAffinity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<i32>,
 }
@@ -136,14 +175,23 @@ pub struct SessionAffinity {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Metric {
+    /// Unique among the metrics. Without templateRef, a built-in metric:
+    /// `request-success-rate` (percent of the canary's responses that are not 5xx) or
+    /// `request-duration` (the canary's P99 request duration, in milliseconds); with
+    /// templateRef, any name.
     pub name: String,
+    /// The bounds the value must stay within, in the metric's unit: min, max or both.
+    /// Required unless `compare` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold_range: Option<ThresholdRange>,
-    /// The range of the query, a duration such as `1m`.
+    /// The range of the query (`{{ interval }}` in a template), a duration from 1s to
+    /// 24h (default 1m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
+    /// The MetricTemplate whose query gives the value; unset for a built-in metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_ref: Option<NamespacedRef>,
+    /// Values of `{{ variables.<key> }}` in the template's query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_variables: Option<BTreeMap<String, String>>,
     /// Built-in metrics: `canary` (the default) counts the canary's own traffic; `route`
@@ -154,24 +202,32 @@ pub struct Metric {
     /// rule: a failed check) or `pass` (for low-traffic services).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_no_data: Option<String>,
-    /// Built-in metrics: `baseline` judges the canary against the stable version over
-    /// the same window and route, within `maxDelta`, instead of against fixed bounds.
+    /// Built-in metrics only, not with `scope: route`: `baseline` judges the canary
+    /// against the stable version, over the same window and route, within `maxDelta`;
+    /// thresholdRange is then optional, an absolute bound when written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compare: Option<String>,
-    /// With `compare: baseline`: how much worse than the stable version the canary may
-    /// be, in the metric's unit (success-rate percentage points, milliseconds of P99).
+    /// Required with `compare: baseline`, and only there: how much worse than the
+    /// stable version the canary may be, in the metric's unit (success-rate percentage
+    /// points, 0-100, or milliseconds of P99, at least 0).
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "super::go_number::serialize")]
     pub max_delta: Option<f64>,
     /// Requests the canary must have served in the metric's interval before the metric
     /// is judged; until then the weight holds (bounded by progressDeadlineSeconds).
+    /// At least 0 (default 0: judged at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_requests: Option<i64>,
 }
 
+/// Inclusive bounds of a metric's value.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct ThresholdRange {
+    /// The lowest value that passes, not above max (`request-success-rate`: percent,
+    /// 0-100).
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "super::go_number::serialize")]
     pub min: Option<f64>,
+    /// The highest value that passes (`request-duration`: milliseconds, 1 to 600000;
+    /// `request-success-rate`: percent, 0-100).
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "super::go_number::serialize")]
     pub max: Option<f64>,
 }
@@ -180,19 +236,23 @@ pub struct ThresholdRange {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Webhook {
+    /// Names the webhook in events and messages; unique among the webhooks.
     pub name: String,
-    /// confirm-rollout, pre-rollout, rollout (the default), confirm-traffic-increase,
-    /// confirm-promotion, post-rollout, rollback or event.
+    /// When it is called: confirm-rollout, pre-rollout, rollout (the default),
+    /// confirm-traffic-increase, confirm-promotion, post-rollout, rollback or event.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,
+    /// Where the JSON `{name, namespace, phase, checksum, metadata}` is POSTed: an
+    /// absolute http or https URL. A status of 202 or less passes.
     pub url: String,
-    /// A duration such as `10s` (default 10s).
+    /// How long one call may take, a duration from 1s to 10m (default 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Strings sent as the body's `metadata` (Flagger's load tester reads `cmd`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
-    /// Attempts after the first when a call fails to connect or gets a 5xx or 429
-    /// (default 0).
+    /// Attempts after the first, 0-10 (default 0), when a call fails to connect, times
+    /// out, or gets a 429 or a 5xx other than 501.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<i32>,
 }
@@ -201,9 +261,12 @@ pub struct Webhook {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Alert {
+    /// Names the alert; unique among the alerts.
     pub name: String,
-    /// `info`, `warn` or `error` (default `info`).
+    /// The least severe events posted: `info` (all), `warn` (warnings and errors) or
+    /// `error` (errors only); default `info`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
+    /// The AlertProvider to post to.
     pub provider_ref: NamespacedRef,
 }
