@@ -5,25 +5,29 @@
 //! facts come from serde (where it failed, what it found) and the kind's schema (the Go
 //! struct and type at that place: k8s-openapi's schemas name kube's definitions).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// Paths of the fields a JSON body gives more than once (`spec.replicas`,
 /// `spec.template.spec.containers[0].name`), as strict decoding reports them. Empty for
-/// a body that is not JSON (its parse says so elsewhere).
+/// a body that is not JSON (its parse says so elsewhere). Every write's body is walked:
+/// keys are borrowed from it where they can be, and a path is written out only for a
+/// field found twice.
 pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
+    let (mut path, mut found) = (String::new(), Vec::new());
     let mut reader = serde_json::Deserializer::from_slice(body);
-    let _ = Walk { path: String::new(), found: &mut found }.deserialize(&mut reader);
+    let _ = Walk { path: &mut path, found: &mut found }.deserialize(&mut reader);
     found
 }
 
-/// One value of the body being walked, at `path`.
+/// One value of the body being walked, at `path` (the walk's one buffer, each level
+/// appending its part and truncating it again).
 struct Walk<'a> {
-    path: String,
+    path: &'a mut String,
     found: &'a mut Vec<String>,
 }
 
@@ -35,6 +39,33 @@ impl<'de> DeserializeSeed<'de> for Walk<'_> {
     }
 }
 
+/// A key as the body has it: borrowed unless it has escapes.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(key))
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(key.to_owned()))
+    }
+}
+
 impl<'de> Visitor<'de> for Walk<'_> {
     type Value = ();
 
@@ -43,21 +74,31 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let base = self.path.len();
         let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let path = if self.path.is_empty() { key.clone() } else { format!("{}.{key}", self.path) };
-            if !seen.insert(key) && !self.found.contains(&path) {
-                self.found.push(path.clone());
+        while let Some(key) = map.next_key_seed(Key)? {
+            if base > 0 {
+                self.path.push('.');
             }
-            map.next_value_seed(Walk { path, found: &mut *self.found })?;
+            self.path.push_str(&key);
+            if !seen.insert(key) && !self.found.contains(self.path) {
+                self.found.push(self.path.clone());
+            }
+            map.next_value_seed(Walk { path: &mut *self.path, found: &mut *self.found })?;
+            self.path.truncate(base);
         }
         Ok(())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut i = 0;
-        while seq.next_element_seed(Walk { path: format!("{}[{i}]", self.path), found: &mut *self.found })?.is_some() {
-            i += 1;
+        let base = self.path.len();
+        for i in 0.. {
+            let _ = write!(self.path, "[{i}]");
+            let more = seq.next_element_seed(Walk { path: &mut *self.path, found: &mut *self.found })?.is_some();
+            self.path.truncate(base);
+            if !more {
+                break;
+            }
         }
         Ok(())
     }
@@ -256,5 +297,7 @@ mod tests {
         assert_eq!(duplicate_fields(body), ["spec.replicas", "spec.template.spec.containers[0].name"]);
         assert!(duplicate_fields(br#"{"a": {"b": 1}, "c": {"b": 1}}"#).is_empty());
         assert!(duplicate_fields(b"not json").is_empty());
+        // A key written with an escape is the same key.
+        assert_eq!(duplicate_fields(br#"{"m": {"a\u0062": 1, "ab": 2}}"#), ["m.ab"]);
     }
 }
