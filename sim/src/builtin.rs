@@ -31,16 +31,22 @@ pub trait WithKind {
         T: serde::de::DeserializeOwned + serde::Serialize + schemars::JsonSchema;
 }
 
-/// Runs `job` with the k8s-openapi type of built-in `group`'s `kind`; `None` for kinds
-/// without a typed form here (they are stored as written). The one table of the
-/// built-in kinds' types: decoding and the OpenAPI schemas both read it.
-pub fn with_kind<J: WithKind>(group: &str, kind: &str, job: J) -> Option<J::Output> {
+/// Runs `job` with the k8s-openapi type of built-in `group`'s `kind` at `version`; `None`
+/// for kinds without a typed form here (they are stored as written). The one table of
+/// the built-in kinds' types: decoding and the OpenAPI schemas both read it.
+pub fn with_kind<J: WithKind>(group: &str, version: &str, kind: &str, job: J) -> Option<J::Output> {
     use k8s_openapi::api::admissionregistration::v1 as admissionregistration;
+    use k8s_openapi::api::autoscaling::{v1 as autoscaling_v1, v2 as autoscaling_v2};
     use k8s_openapi::api::{apps::v1 as apps, authorization::v1 as authorization, coordination::v1 as coordination};
     use k8s_openapi::api::{core::v1 as core, discovery::v1 as discovery, events::v1 as events};
     use k8s_openapi::api::{policy::v1 as policy, rbac::v1 as rbac};
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+    // Every kind but the autoscaler is served at one version.
     Some(match (group, kind) {
+        ("autoscaling", "HorizontalPodAutoscaler") if version == "v1" => {
+            job.with::<autoscaling_v1::HorizontalPodAutoscaler>()
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => job.with::<autoscaling_v2::HorizontalPodAutoscaler>(),
         ("", "Namespace") => job.with::<core::Namespace>(),
         ("", "Service") => job.with::<core::Service>(),
         ("", "Pod") => job.with::<core::Pod>(),
@@ -87,16 +93,20 @@ impl WithKind for RoundTrip<'_> {
     }
 }
 
-/// The canonical form of a built-in object, or why it does not decode (in kube's
-/// words). `None` for kinds without a typed form here (they are stored as written).
-pub fn decode(group: &str, kind: &str, object: &Value) -> Option<Result<Value, String>> {
-    with_kind(group, kind, RoundTrip(object))
+/// The canonical form of a built-in object at `version`, or why it does not decode (in
+/// kube's words). `None` for kinds without a typed form here (stored as written).
+pub fn decode(group: &str, version: &str, kind: &str, object: &Value) -> Option<Result<Value, String>> {
+    with_kind(group, version, kind, RoundTrip(object))
 }
 
-/// The validation kube-apiserver applies to workloads: a selector that matches the
-/// template's labels, replicas not negative. `(field, message)` per problem.
+/// The validation kube-apiserver applies to workloads (a selector that matches the
+/// template's labels, replicas not negative) and autoscalers (`autoscaling.rs`).
+/// `(field, message)` per problem.
 pub fn validate(group: &str, kind: &str, object: &Value) -> Vec<(String, String)> {
     let mut problems = Vec::new();
+    if super::autoscaling::is_autoscaler(group, kind) {
+        return super::autoscaling::validate(object);
+    }
     if group != "apps" || !matches!(kind, "Deployment" | "ReplicaSet") {
         return problems;
     }
@@ -164,27 +174,30 @@ mod tests {
         let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
             "spec": {"replicaz": 4, "selector": {"matchLabels": {"app": "x"}},
                 "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i", "colour": 1}]}}}});
-        let canonical = decode("apps", "Deployment", &d).unwrap().unwrap();
+        let canonical = decode("apps", "v1", "Deployment", &d).unwrap().unwrap();
         assert!(canonical["spec"].get("replicaz").is_none());
         assert_eq!(unknown_fields(&d, &canonical), ["spec.replicaz", "spec.template.spec.containers[0].colour"]);
         let bad = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
             "spec": {"template": {"metadata": "x"}}});
-        assert!(decode("apps", "Deployment", &bad).unwrap().is_err());
-        assert!(decode("example.com", "Widget", &d).is_none());
+        assert!(decode("apps", "v1", "Deployment", &bad).unwrap().is_err());
+        assert!(decode("example.com", "v1", "Widget", &d).is_none());
     }
 
     #[test]
     fn rbac_and_disruption_budgets_decode_typed() {
         let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "r"},
             "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"], "verb": "x"}]});
-        let canonical = decode("rbac.authorization.k8s.io", "ClusterRole", &role).unwrap().unwrap();
+        let canonical = decode("rbac.authorization.k8s.io", "v1", "ClusterRole", &role).unwrap().unwrap();
         assert_eq!(unknown_fields(&role, &canonical), ["rules[0].verb"]);
         let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
             "metadata": {"name": "b", "namespace": "ns"}, "subjects": "sa"});
-        assert!(decode("rbac.authorization.k8s.io", "RoleBinding", &binding).unwrap().is_err(), "subjects is a list");
+        assert!(
+            decode("rbac.authorization.k8s.io", "v1", "RoleBinding", &binding).unwrap().is_err(),
+            "subjects is a list"
+        );
         let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "p"},
             "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "x"}}}});
-        let canonical = decode("policy", "PodDisruptionBudget", &pdb).unwrap().unwrap();
+        let canonical = decode("policy", "v1", "PodDisruptionBudget", &pdb).unwrap().unwrap();
         assert_eq!(canonical["spec"]["minAvailable"], 1);
     }
 

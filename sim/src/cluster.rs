@@ -175,6 +175,11 @@ impl Cluster {
         if object.get("apiVersion").and_then(Value::as_str) == Some(want.as_str()) {
             return Ok(object);
         }
+        if super::autoscaling::is_autoscaler(&r.group, &r.kind)
+            && let Some(converted) = super::autoscaling::convert(&object, &want)
+        {
+            return Ok(converted);
+        }
         let webhook = r.crd.as_ref().and_then(|crd| {
             let conversion = crd.pointer("/spec/conversion")?;
             (conversion.get("strategy").and_then(Value::as_str) == Some("Webhook"))
@@ -332,7 +337,7 @@ impl Cluster {
             ))
         };
         let schema = r.crd.as_ref().and_then(|crd| super::schema::of_version(crd, t.version));
-        let (canonical, unknown) = match super::builtin::decode(&r.group, &r.kind, object) {
+        let (canonical, unknown) = match super::builtin::decode(&r.group, t.version, &r.kind, object) {
             Some(decoded) => {
                 let canonical = decoded.map_err(cannot_handle)?;
                 let unknown = super::builtin::unknown_fields(object, &canonical);

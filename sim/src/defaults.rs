@@ -137,6 +137,7 @@ pub fn apply(group: &str, kind: &str, object: &mut Value, cluster_ip: impl FnOnc
         ("", "Pod") => pod_spec(obj(object).entry("spec").or_insert_with(|| json!({}))),
         ("", "Service") => service(object, cluster_ip),
         ("", "Secret") => secret(object),
+        (crate::autoscaling::GROUP, crate::autoscaling::KIND) => crate::autoscaling::defaults(object),
         ("", "Namespace") => {
             let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
             let meta = obj(obj(object).entry("metadata").or_insert_with(|| json!({})));

@@ -20,6 +20,7 @@
 pub mod admission;
 pub mod apiserver;
 pub mod audit;
+pub mod autoscaling;
 pub mod builtin;
 pub mod cluster;
 pub mod decode;

@@ -94,6 +94,13 @@ impl Resource {
         self
     }
 
+    /// Served at several versions: the first preferred and stored.
+    fn versions(mut self, versions: &[&str]) -> Self {
+        self.versions = versions.iter().map(|v| (*v).to_owned()).collect();
+        self.storage_version = self.versions[0].clone();
+        self
+    }
+
     /// `v1` for the core group, `group/version` otherwise.
     pub fn api_version(&self, version: &str) -> String {
         if self.group.is_empty() { version.to_owned() } else { format!("{}/{version}", self.group) }
@@ -152,6 +159,12 @@ fn builtins() -> Vec<Resource> {
         R::builtin("", "v1", "Endpoints", "endpoints", true).short(&["ep"]),
         R::builtin("apps", "v1", "Deployment", "deployments", true).short(&["deploy"]).with_status().with_scale().all(),
         R::builtin("apps", "v1", "ReplicaSet", "replicasets", true).short(&["rs"]).with_status().with_scale().all(),
+        // Stored as v2, served as v1 too by conversion (`autoscaling.rs`).
+        R::builtin("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true)
+            .versions(&["v2", "v1"])
+            .short(&["hpa"])
+            .with_status()
+            .all(),
         R::builtin("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true),
         R::builtin("coordination.k8s.io", "v1", "Lease", "leases", true),
         R::builtin("events.k8s.io", "v1", "Event", "events", true).short(&["ev"]),

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 mod builtin;
+mod hpa;
 
 use self::builtin::builtin;
 use super::resources::Resource;

@@ -122,7 +122,7 @@ impl Cluster {
     /// declare (`spec.analysiz`).
     fn undeclared_field(&self, t: &Target<'_>, applied: &Value) -> Option<String> {
         let r = t.resource;
-        let unknown = match crate::builtin::decode(&r.group, &r.kind, applied) {
+        let unknown = match crate::builtin::decode(&r.group, t.version, &r.kind, applied) {
             Some(Ok(canonical)) => crate::builtin::unknown_fields(applied, &canonical),
             // A wrong type is the write's own error to report.
             Some(Err(_)) => return None,
@@ -225,7 +225,17 @@ impl Cluster {
             let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             meta(&mut object).insert("generation".into(), json!(generation));
         }
-        let stored_new = super::storage_form(r, self.to_version(r, object, &r.storage_version).await?);
+        let mut stored_new = super::storage_form(r, self.to_version(r, object, &r.storage_version).await?);
+        if r.status && r.crd.is_none() {
+            // kube's update strategies keep the stored status of a write to the main
+            // resource (or scale), and the stored spec of a status write, whatever a
+            // request version that cannot say all of it (autoscaling/v1) brought back.
+            let kept = if sub == Some("status") { "spec" } else { "status" };
+            match stored.get(kept) {
+                Some(v) => stored_new[kept] = v.clone(),
+                None => _ = stored_new.as_object_mut().map(|m| m.remove(kept)),
+            }
+        }
         let stored_new = self.after_admission(r, stored_new, Some(&stored));
         if ctx.dry_run {
             let object = self.to_version(r, stored_new, t.version).await?;

@@ -34,10 +34,10 @@ impl crate::builtin::WithKind for Add<'_> {
     }
 }
 
-/// The schema name of built-in `group`'s `kind` after adding it to `generator`; `None`
-/// for a kind without a typed form here.
-fn add_kind(generator: &mut SchemaGenerator, group: &str, kind: &str) -> Option<String> {
-    crate::builtin::with_kind(group, kind, Add(generator))
+/// The schema name of built-in `group`'s `kind` at `version` after adding it to
+/// `generator`; `None` for a kind without a typed form here.
+fn add_kind(generator: &mut SchemaGenerator, group: &str, version: &str, kind: &str) -> Option<String> {
+    crate::builtin::with_kind(group, version, kind, Add(generator))
 }
 
 /// Draft 2020-12 without transforms: schemars' plain output (`#/$defs/` refs, `$ref`
@@ -64,7 +64,7 @@ pub type Gvk<'a> = (&'a str, &'a str, &'a str);
 /// (`None` for a kind without a typed form here).
 pub fn components(kinds: &[Gvk<'_>]) -> (Map<String, Value>, Vec<Option<String>>) {
     let mut generator = generator();
-    let names: Vec<Option<String>> = kinds.iter().map(|(g, _, k)| add_kind(&mut generator, g, k)).collect();
+    let names: Vec<Option<String>> = kinds.iter().map(|(g, v, k)| add_kind(&mut generator, g, v, k)).collect();
     let mut components = take_components(generator);
     for ((group, version, kind), name) in kinds.iter().zip(&names) {
         let Some(schema) = name.as_ref().and_then(|n| components.get_mut(n)) else { continue };
@@ -350,7 +350,10 @@ mod tests {
     #[test]
     fn every_builtin_has_a_schema() {
         for r in crate::resources::Resources::default().snapshot() {
-            assert!(add_kind(&mut generator(), &r.group, &r.kind).is_some(), "{}/{}", r.group, r.kind);
+            for v in &r.versions {
+                let name = add_kind(&mut generator(), &r.group, v, &r.kind);
+                assert!(name.is_some_and(|n| n.contains(&format!(".{v}."))), "{}/{v} {}", r.group, r.kind);
+            }
         }
     }
 }

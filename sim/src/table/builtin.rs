@@ -172,6 +172,7 @@ pub(super) fn builtin(kind: &str, o: &Value) -> Option<(Vec<Column>, Vec<Value>)
                 ],
             )
         }
+        "HorizontalPodAutoscaler" => (super::hpa::columns(), super::hpa::cells(o)),
         "Namespace" => (
             vec![("Name", "string", 0), ("Status", "string", 0), ("Age", "string", 0)],
             vec![name, json!(text(o.pointer("/status/phase"))), json!(age(o))],
