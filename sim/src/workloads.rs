@@ -9,6 +9,7 @@
 //!                         ──▶ deployments (new ReplicaSet, rolling/recreate scaling, status)
 //!                         ──▶ endpointslices (ready/serving/terminating endpoints per Service)
 //!                         ──▶ namespaces (a deleted one emptied, then gone)
+//!                         ──▶ autoscalers (targets' replicas within bounds and metrics)
 //! ```
 //!
 //! Every write goes through [`Cluster`] with [`Ctx::internal`] (no admission), so watches
@@ -38,6 +39,7 @@ mod containers;
 mod endpointslices;
 mod event_writer;
 pub mod events;
+pub mod hpa;
 mod namespaces;
 pub(crate) mod pods;
 mod progress;
@@ -85,6 +87,7 @@ struct Kinds {
     pod: Arc<Resource>,
     service: Arc<Resource>,
     endpoint_slice: Arc<Resource>,
+    autoscaler: Arc<Resource>,
 }
 
 impl Kinds {
@@ -95,6 +98,7 @@ impl Kinds {
             pod: resources.by_kind("", "Pod")?,
             service: resources.by_kind("", "Service")?,
             endpoint_slice: resources.by_kind("discovery.k8s.io", "EndpointSlice")?,
+            autoscaler: resources.by_kind(crate::autoscaling::GROUP, crate::autoscaling::KIND)?,
         })
     }
 }
@@ -139,6 +143,7 @@ pub fn spawn(cluster: Arc<Cluster>, timing: Timing, stop: CancellationToken) {
         pods_by_label: Index::default(),
         services_by_selector: Index::default(),
         slices_by_service: Index::default(),
+        autoscaler_history: Default::default(),
     };
     tokio::spawn(async move {
         let mut full = tokio::time::interval_at(Instant::now() + FULL_RESYNC, FULL_RESYNC);
@@ -208,6 +213,8 @@ struct Controllers {
     services_by_selector: Index,
     /// EndpointSlices of the EndpointSlice controller by (namespace, "", Service name).
     slices_by_service: Index,
+    /// What the autoscaler controller remembers of each autoscaler between syncs.
+    autoscaler_history: std::collections::HashMap<queue::Name, hpa::History>,
 }
 
 impl Controllers {
@@ -225,6 +232,7 @@ impl Controllers {
         self.deployments(dirty.deployments).await;
         self.endpoint_slices(dirty.services).await;
         self.namespaces(dirty.namespaces).await;
+        self.autoscalers(dirty.autoscalers).await;
     }
 
     /// Syncs `name` again in [`RESYNC`] (a write failed).

@@ -38,6 +38,7 @@ pub struct Source {
 
 pub const DEPLOYMENT_CONTROLLER: Source = Source { component: "deployment-controller", host: "" };
 pub const REPLICASET_CONTROLLER: Source = Source { component: "replicaset-controller", host: "" };
+pub const AUTOSCALER: Source = Source { component: "horizontal-pod-autoscaler", host: "" };
 pub const KUBELET: Source = Source { component: "kubelet", host: NODE_NAME };
 /// kube-scheduler writes through `events.k8s.io/v1` (see [`Record::action`]).
 pub const SCHEDULER: Source = Source { component: "default-scheduler", host: "" };

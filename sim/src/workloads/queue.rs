@@ -22,6 +22,8 @@ pub enum Kind {
     Service,
     /// A namespace being deleted: keyed ("", name).
     Namespace,
+    /// A HorizontalPodAutoscaler.
+    Autoscaler,
 }
 
 /// What the next pass syncs.
@@ -34,6 +36,7 @@ pub struct Dirty {
     pub deployments: BTreeSet<Name>,
     pub services: BTreeSet<Name>,
     pub namespaces: BTreeSet<Name>,
+    pub autoscalers: BTreeSet<Name>,
 }
 
 impl Dirty {
@@ -44,6 +47,7 @@ impl Dirty {
             && self.deployments.is_empty()
             && self.services.is_empty()
             && self.namespaces.is_empty()
+            && self.autoscalers.is_empty()
     }
 
     pub fn insert(&mut self, kind: Kind, name: Name) {
@@ -53,6 +57,7 @@ impl Dirty {
             Kind::Deployment => self.deployments.insert(name),
             Kind::Service => self.services.insert(name),
             Kind::Namespace => self.namespaces.insert(name),
+            Kind::Autoscaler => self.autoscalers.insert(name),
         };
     }
 }

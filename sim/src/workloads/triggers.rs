@@ -21,7 +21,14 @@ pub(super) fn relevant(key: &ObjectKey) -> bool {
         ("", "pods" | "services" | "namespaces")
             | ("apps", "deployments" | "replicasets")
             | ("discovery.k8s.io", "endpointslices")
+            | ("autoscaling", "horizontalpodautoscalers")
     )
+}
+
+/// Whether a change of an autoscaler is more than its status: its spec, or its
+/// annotations (where the stand-in utilization is).
+fn autoscaler_changed(old: &Value, new: &Value) -> bool {
+    old.get("spec") != new.get("spec") || old.pointer("/metadata/annotations") != new.pointer("/metadata/annotations")
 }
 
 /// The name of the controller of `object` when it is of `kind`.
@@ -79,11 +86,23 @@ impl Controllers {
                         self.dirty.deployments.insert((key.namespace.clone(), d.to_owned()));
                     }
                 }
+                if event.type_ == EventType::Added {
+                    self.autoscalers_targeting(&key.namespace, "ReplicaSet", &key.name);
+                }
                 self.dirty.replica_sets.insert(name);
             }
             ("apps", "deployments") => {
+                if event.type_ == EventType::Added {
+                    self.autoscalers_targeting(&key.namespace, "Deployment", &key.name);
+                }
                 self.dirty.deployments.insert(name);
             }
+            ("autoscaling", "horizontalpodautoscalers") => match event.type_ {
+                EventType::Deleted => _ = self.autoscaler_history.remove(&name),
+                // The controller's own status writes wait for the next period.
+                _ if event.old.as_deref().is_some_and(|old| !autoscaler_changed(old, &event.object)) => {}
+                _ => _ = self.dirty.autoscalers.insert(name),
+            },
             ("", "namespaces") => {
                 self.dirty.namespaces.insert(name);
             }
@@ -109,6 +128,18 @@ impl Controllers {
             // Dependents created after their owner was collected.
             let uid = str_at(&event.object, "/metadata/uid");
             self.dirty.garbage.extend(self.cluster.store.dependents(uid));
+        }
+    }
+
+    /// The autoscalers of `namespace` whose target is the `kind` `name` just created: a
+    /// target that comes after its autoscaler is scaled at once, not a period later.
+    fn autoscalers_targeting(&mut self, namespace: &str, kind: &str, name: &str) {
+        let r = self.kinds.autoscaler.clone();
+        let (autoscalers, _) = self.cluster.store.list(&r.group, &r.plural, Some(namespace));
+        for hpa in autoscalers {
+            if str_at(&hpa, "/spec/scaleTargetRef/kind") == kind && str_at(&hpa, "/spec/scaleTargetRef/name") == name {
+                self.dirty.autoscalers.insert((namespace.to_owned(), str_at(&hpa, "/metadata/name").to_owned()));
+            }
         }
     }
 
@@ -145,6 +176,7 @@ impl Controllers {
         let (pods, replica_sets, deployments) =
             (list(&self.kinds.pod), list(&self.kinds.replica_set), list(&self.kinds.deployment));
         let (services, slices) = (list(&self.kinds.service), list(&self.kinds.endpoint_slice));
+        let autoscalers = list(&self.kinds.autoscaler);
         let name =
             |o: &Arc<Value>| (str_at(o, "/metadata/namespace").to_owned(), str_at(o, "/metadata/name").to_owned());
         if reindex {
@@ -178,6 +210,7 @@ impl Controllers {
             (Kind::ReplicaSet, &replica_sets),
             (Kind::Deployment, &deployments),
             (Kind::Service, &services),
+            (Kind::Autoscaler, &autoscalers),
         ] {
             for o in objects {
                 self.dirty.insert(kind, name(o));

@@ -204,6 +204,35 @@ fn a_paused_deployment_only_resizes_until_resumed() {
 }
 
 #[test]
+fn a_paused_deployment_mid_rollout_is_resized_proportionally_without_rolling() {
+    // What an autoscaler does to a paused Deployment: a new `spec.replicas` (via /scale).
+    let mut m = Model::new(deployment(4, rolling(json!(1), json!(0))));
+    m.settle();
+    m.set_image("app:2");
+    m.sync_step();
+    m.pods_step();
+    m.edit(|spec| spec["paused"] = json!(true));
+    m.sync_step();
+    let before = m.sizes();
+    assert_eq!(before.len(), 2);
+    assert!(before.iter().all(|(_, s)| *s > 0), "two active ReplicaSets: {before:?}");
+    m.edit(|spec| spec["replicas"] = json!(8));
+    for _ in 0..5 {
+        m.sync_step();
+        m.pods_step();
+    }
+    let after = m.sizes();
+    assert_eq!(after.len(), 2, "no ReplicaSet made or removed: {after:?}");
+    assert_eq!(after.iter().map(|(_, s)| s).sum::<i32>(), 8 + 1, "replicas + maxSurge: {before:?} -> {after:?}");
+    for ((_, b), (_, a)) in before.iter().zip(&after) {
+        assert!(a > b, "each grows in proportion: {before:?} -> {after:?}");
+    }
+    m.edit(|spec| spec["paused"] = json!(false));
+    m.settle();
+    assert_eq!(m.sizes().into_iter().map(|(_, s)| s).collect::<Vec<_>>(), [0, 8]);
+}
+
+#[test]
 fn a_rollback_reuses_the_old_replica_set_with_a_new_revision() {
     let mut m = Model::new(deployment(2, rolling(json!(1), json!(0))));
     m.settle();
