@@ -114,6 +114,17 @@ impl<'a> Source<'a> {
     }
 }
 
+/// The Prometheus a release sends its own built-in and inline-query metrics to: its
+/// Canary's `metricsServer`, else serve's `--prometheus-url`; `None` when the shared
+/// batch (`batched`, which queries serve's Prometheus only) answers them instead.
+pub fn own_prometheus<'a>(metrics_server: Option<&'a str>, serve: &'a str, batched: bool) -> Option<&'a str> {
+    match metrics_server {
+        Some(url) => Some(url),
+        None if batched => None,
+        None => Some(serve),
+    }
+}
+
 /// Evaluates every built-in metric of `plan`, in order, their queries concurrently.
 /// Template metrics are left out: they are not evaluated here.
 pub async fn run<'a>(plan: &Plan, target: &Target, source: impl Into<Source<'a>>) -> Vec<(String, Verdict)> {

@@ -64,12 +64,12 @@ fn each_rejection_names_the_field() {
         ),
         (
             json!({"analysis": {"metrics": [{"name": "request-success-rate"}]}}),
-            "spec.analysis.metrics[0].thresholdRange: Required value: set min, max or both",
+            "spec.analysis.metrics[0].thresholdRange: Required value: set min, max or both, or threshold",
         ),
         (
             json!({"analysis": {"metrics": [{"name": "error-rate", "thresholdRange": {"max": 1}}]}}),
             "spec.analysis.metrics[0].name: Invalid value: \"error-rate\": must be a built-in metric \
-             (request-success-rate, request-duration) or set templateRef",
+             (request-success-rate, request-duration) or set templateRef or query",
         ),
         (
             json!({"analysis": {"metrics": [rate(json!({})), rate(json!({"interval": "1m"}))]}}),
@@ -173,14 +173,14 @@ fn templates_and_providers() {
     assert_eq!(
         e.errors.to_string(),
         "spec.query: Invalid value: \"sum(x{ns=\\\"{{ nmespace }}\\\"})\": unknown template variable \"nmespace\"; \
-         known: namespace, name, target, service, route, interval, canary_nodes, variables.<key>"
+         known: namespace, name, target, service, route, ingress, interval, generated_route, canary_nodes, variables.<key>"
     );
     let e = validate_metric_template(&template("up", None));
     assert_eq!(e.errors.to_string(), "spec.provider.address: Required value: the URL of the Prometheus API");
     let mut headers = template("up", Some("http://prom:9090"));
     headers.provider.headers = Some(
         [("X-Scope-OrgID", "tenant-1"), ("X Tenant", "a"), ("X-Token", "a\nb"), ("Authorization", "Bearer x")]
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .map(|(k, v)| (k.to_owned(), v.into()))
             .into(),
     );
     headers.provider.secret_ref = Some(apisix_canary::api::metric_template::LocalRef { name: "prom-auth".into() });
@@ -428,7 +428,7 @@ fn no_data_baseline_and_min_requests_rules() {
         (
             // Without compare, a bound is still required.
             json!({"name": "request-duration", "onNoData": "pass", "minRequests": 10}),
-            vec![format!("{m}.thresholdRange: Required value: set min, max or both")],
+            vec![format!("{m}.thresholdRange: Required value: set min, max or both, or threshold")],
         ),
     ];
     for (metric, want) in cases {

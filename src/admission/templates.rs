@@ -1,7 +1,7 @@
 //! Validation of `MetricTemplate` and `AlertProvider` specs.
 
 use super::Findings;
-use crate::analysis::template::AUTHORIZATION_CONFLICT;
+use crate::analysis::template::custom_headers;
 use crate::api::field::{FieldError, Path};
 use crate::api::metric_template::{self, MetricTemplateSpec, PROMETHEUS};
 use crate::api::{alert_provider, rules};
@@ -10,8 +10,16 @@ pub fn validate_metric_template(spec: &MetricTemplateSpec) -> Findings {
     let mut f = Findings::default();
     let p = Path::new("spec");
     let provider = p.child("provider");
+    if let Some(region) = &spec.provider.region {
+        let why =
+            format!("{region:?} is a region of CloudWatch, which is not supported: the only type is {PROMETHEUS}");
+        f.errors.push(FieldError::forbidden(&provider.child("region"), why));
+    }
     if spec.provider.type_ != PROMETHEUS {
+        // Flagger's other providers (datadog, cloudwatch, ...): their address and query
+        // are not a Prometheus' and not PromQL, so nothing else is worth reporting.
         f.errors.push(FieldError::not_supported(&provider.child("type"), &spec.provider.type_, &[PROMETHEUS]));
+        return f;
     }
     match &spec.provider.address {
         Some(address) => f.push(rules::http_url(&provider.child("address"), address)),
@@ -20,15 +28,8 @@ pub fn validate_metric_template(spec: &MetricTemplateSpec) -> Findings {
     if let Some(secret) = &spec.provider.secret_ref {
         f.push(rules::object_name(&provider.child("secretRef").child("name"), &secret.name));
     }
-    for (name, value) in spec.provider.headers.iter().flatten() {
-        let path = provider.child("headers").key(name);
-        match rules::http_header(&path, name, value) {
-            Ok((key, _)) if key == http::header::AUTHORIZATION && spec.provider.secret_ref.is_some() => {
-                f.errors.push(FieldError::forbidden(&path, AUTHORIZATION_CONFLICT));
-            }
-            Ok(_) => {}
-            Err(e) => f.errors.push(e),
-        }
+    for e in custom_headers(&spec.provider).1 {
+        f.errors.push(e);
     }
     if spec.query.trim().is_empty() {
         f.errors.push(FieldError::required(&p.child("query"), "a PromQL query"));

@@ -36,12 +36,12 @@ pub struct BuiltinMetric<'a> {
 }
 
 impl<'a> BuiltinMetric<'a> {
-    /// `None` for a template metric.
+    /// `None` for a template or an inline-query metric.
     pub fn new(m: &'a Metric) -> Option<Self> {
         let kind = match m.source {
             MetricSource::RequestSuccessRate => Builtin::SuccessRate,
             MetricSource::RequestDuration => Builtin::Duration,
-            MetricSource::Template { .. } => return None,
+            MetricSource::Template { .. } | MetricSource::Query { .. } => return None,
         };
         let (min, max, interval) = (m.min, m.max, m.interval);
         let (on_no_data, baseline, min_requests) = (m.on_no_data, m.baseline, m.min_requests);

@@ -107,19 +107,28 @@ pub struct CanaryStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectRef {
-    /// `apps/v1` for targetRef, `apisix.apache.org/v2` for routeRef; nothing else is
-    /// accepted.
+    /// `apps/v1` for targetRef, `apisix.apache.org/v2` for routeRef, nothing else; any
+    /// for ingressRef (as in Flagger).
     pub api_version: String,
-    /// `Deployment` for targetRef, `ApisixRoute` for routeRef; nothing else is accepted.
+    /// `Deployment` for targetRef, `ApisixRoute` for routeRef, `Ingress` for ingressRef;
+    /// nothing else is accepted.
     pub kind: String,
-    /// Name of the Deployment (targetRef) or the ApisixRoute (routeRef), in the Canary's
-    /// namespace.
+    /// Name of the Deployment (targetRef), the ApisixRoute (routeRef) or the Ingress
+    /// (ingressRef), in the Canary's namespace.
     pub name: String,
 }
 
 /// A reference to an object that may live in another namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct NamespacedRef {
+    /// `apisix-canary.dev/v1beta1`, or Flagger's `flagger.app/v1beta1` (read as ours);
+    /// unset means ours. Anything else is rejected.
+    #[serde(default, rename = "apiVersion", skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// `MetricTemplate` (templateRef) or `AlertProvider` (providerRef), or unset;
+    /// anything else is rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     /// Name of the MetricTemplate (templateRef) or the AlertProvider (providerRef).
     pub name: String,
     /// Its namespace (default: the Canary's).

@@ -146,7 +146,7 @@ fn analysis(plan: &Plan) -> Analysis {
             let name = match m.source {
                 MetricSource::RequestSuccessRate => REQUEST_SUCCESS_RATE,
                 MetricSource::RequestDuration => REQUEST_DURATION,
-                MetricSource::Template { .. } => return None,
+                MetricSource::Template { .. } | MetricSource::Query { .. } => return None,
             };
             Some(Metric {
                 name: name.to_owned(),

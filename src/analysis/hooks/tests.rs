@@ -16,6 +16,8 @@ fn hook(url: &str) -> Webhook {
         timeout: Duration::from_secs(10),
         metadata: BTreeMap::new(),
         retries: 0,
+        mute_alert: false,
+        disable_tls: false,
     }
 }
 
@@ -229,4 +231,25 @@ fn what_is_retried() {
     }
     assert!(HookError::Timeout { url: "u".into(), timeout: Duration::from_secs(1) }.retryable());
     assert!(HookError::Transport { url: "u".into(), cause: "refused".into() }.retryable());
+}
+
+#[tokio::test]
+async fn disable_tls_calls_a_hook_with_a_self_signed_certificate() {
+    use crate::analysis::http::recorder;
+    let server = Server::start_tls(recorder::self_signed(), |_, _| Reply::new(200, "")).await;
+    let mut h = hook(&format!("https://localhost:{}/gate/check", server.addr.port()));
+    let strict = caller().call(&h, &payload()).await.unwrap_err();
+    assert!(matches!(strict, HookError::Transport { .. }), "{strict:?}");
+    assert!(strict.to_string().to_lowercase().contains("certificate"), "{strict}");
+    assert!(server.received().is_empty(), "never past the handshake");
+
+    h.disable_tls = true;
+    caller().call(&h, &payload()).await.unwrap();
+    assert_eq!(server.received().len(), 1);
+    // The same caller keeps verifying the hooks that do not ask otherwise.
+    let c = caller();
+    h.disable_tls = false;
+    assert!(c.call(&h, &payload()).await.is_err());
+    h.disable_tls = true;
+    assert!(c.call(&h, &payload()).await.is_ok());
 }

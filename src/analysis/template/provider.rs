@@ -9,8 +9,8 @@ use http::header::{AUTHORIZATION, HeaderValue};
 use k8s_openapi::ByteString;
 
 use crate::analysis::http::{Options, Resolver};
-use crate::api::field::{FieldError, Path};
-use crate::api::metric_template::MetricProvider;
+use crate::api::field::{FieldError, Path, Shown};
+use crate::api::metric_template::{HEADER_VALUES, MetricProvider};
 use crate::api::rules;
 
 /// Why a template cannot set its own `Authorization` along with a `secretRef`.
@@ -46,15 +46,9 @@ pub fn options<'a>(
     secret: Option<&BTreeMap<String, ByteString>>,
     resolver: &'a Resolver,
 ) -> Result<Options<'a>, ProviderError> {
-    let mut headers = http::HeaderMap::new();
-    let path = Path::new("spec").child("provider").child("headers");
-    for (name, value) in provider.headers.iter().flatten() {
-        let path = path.key(name);
-        let (key, value) = rules::http_header(&path, name, value).map_err(ProviderError::Header)?;
-        if key == AUTHORIZATION && provider.secret_ref.is_some() {
-            return Err(ProviderError::Header(FieldError::forbidden(&path, AUTHORIZATION_CONFLICT)));
-        }
-        headers.insert(key, value);
+    let (mut headers, errors) = custom_headers(provider);
+    if let Some(e) = errors.into_iter().next() {
+        return Err(ProviderError::Header(e));
     }
     if let Some(secret_ref) = &provider.secret_ref {
         let bad = |reason: &str| ProviderError::Secret { secret: secret_ref.name.clone(), reason: reason.to_owned() };
@@ -67,6 +61,38 @@ pub fn options<'a>(
         resolver: Some(resolver),
         ..Options::default()
     })
+}
+
+/// The provider's `headers`, every value of each (Flagger's lists send them all), and
+/// what is wrong with any: not HTTP, neither a string nor a list of strings, or an
+/// `Authorization` that secretRef would replace. The admission webhook reports the same.
+pub fn custom_headers(provider: &MetricProvider) -> (http::HeaderMap, Vec<FieldError>) {
+    let mut headers = http::HeaderMap::new();
+    let mut errors = Vec::new();
+    let path = Path::new("spec").child("provider").child("headers");
+    for (name, values) in provider.headers.iter().flatten() {
+        let path = path.key(name);
+        let values = match values.values() {
+            Ok(values) => values,
+            Err(written) => {
+                errors.push(FieldError::invalid(&path, Shown::bare(written), HEADER_VALUES));
+                continue;
+            }
+        };
+        for value in values {
+            match rules::http_header(&path, name, value) {
+                Ok((key, _)) if key == AUTHORIZATION && provider.secret_ref.is_some() => {
+                    errors.push(FieldError::forbidden(&path, AUTHORIZATION_CONFLICT));
+                    break;
+                }
+                Ok((key, value)) => {
+                    headers.append(key, value);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    (headers, errors)
 }
 
 /// `Bearer <token>` when the Secret has a `token`, else `Basic` from `username` and

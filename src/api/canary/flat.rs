@@ -191,7 +191,7 @@ mod tests {
     fn metric(name: &str, template: Option<&str>) -> v1beta1::Metric {
         v1beta1::Metric {
             name: name.to_owned(),
-            template_ref: template.map(|t| super::super::NamespacedRef { name: t.to_owned(), namespace: None }),
+            template_ref: template.map(|t| super::super::NamespacedRef { name: t.to_owned(), ..Default::default() }),
             ..Default::default()
         }
     }

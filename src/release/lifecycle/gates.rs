@@ -86,16 +86,20 @@ pub(super) fn wait_for_approval(o: &Observed, plan: &Plan, now: Timestamp, hook:
         ..o.status.clone()
     };
     let message = format!("Halt {} advancement waiting for approval {hook}", o.id);
-    Decision::Act {
-        actions: vec![
-            Action::RouteToStable,
-            Action::DeleteGenerated,
-            Action::SetStatus(status),
-            Action::Event { warning: true, message, once: None },
-            alert(Severity::Warn, "Canary is waiting for approval."),
-        ],
-        requeue: Some(plan.interval),
-    }
+    let mut actions = vec![
+        Action::RouteToStable,
+        Action::DeleteGenerated,
+        Action::SetStatus(status),
+        Action::Event { warning: true, message, once: None },
+    ];
+    actions.extend(waiting_alert(plan, hook, "Canary is waiting for approval."));
+    Decision::Act { actions, requeue: Some(plan.interval) }
+}
+
+/// A gate's waiting alert, unless its hook says `muteAlert` (Flagger's).
+fn waiting_alert(plan: &Plan, hook: &str, text: &str) -> Option<Action> {
+    let muted = plan.webhooks.iter().any(|w| w.name == hook && w.mute_alert);
+    (!muted).then(|| alert(Severity::Warn, text))
 }
 
 /// confirm-traffic-increase said no: the weight holds, the analysis goes on. Said once
@@ -107,7 +111,7 @@ pub(super) fn hold_traffic(o: &Observed, plan: &Plan, now: Timestamp, hook: &str
     if o.status.message.as_deref() != Some(WAITING_TRAFFIC) {
         let message = format!("Halt {} advancement waiting for traffic increase approval {hook}", o.id);
         actions.push(Action::Event { warning: true, message, once: None });
-        actions.push(alert(Severity::Warn, "Canary traffic increase is waiting for approval."));
+        actions.extend(waiting_alert(plan, hook, "Canary traffic increase is waiting for approval."));
     }
     Decision::Act { actions, requeue: Some(plan.interval) }
 }
@@ -126,7 +130,7 @@ pub(super) fn hold_promotion(o: &Observed, plan: &Plan, now: Timestamp, hook: &s
     if o.status.phase != Some(Phase::WaitingPromotion) {
         let message = format!("Halt {} advancement waiting for promotion approval {hook}", o.id);
         actions.push(Action::Event { warning: true, message, once: None });
-        actions.push(alert(Severity::Warn, "Canary promotion is waiting for approval."));
+        actions.extend(waiting_alert(plan, hook, "Canary promotion is waiting for approval."));
     }
     Decision::Act { actions, requeue: Some(plan.interval) }
 }

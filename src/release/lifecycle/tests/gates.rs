@@ -16,6 +16,8 @@ fn hooked(kinds: &[HookKind]) -> Plan {
             timeout: Duration::from_secs(10),
             metadata: BTreeMap::new(),
             retries: 0,
+            mute_alert: false,
+            disable_tls: false,
         })
         .collect();
     plan

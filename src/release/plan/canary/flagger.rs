@@ -1,0 +1,158 @@
+//! Flagger's Canary fields beyond the release's steps: those we implement in Flagger's
+//! meaning (`metricsServer`, `ingressRef`, `canaryReadyThreshold`), those accepted and
+//! ignored with a warning that says why (`autoscalerRef`, `primaryReadyThreshold`, the
+//! other meshes' `spec.service` settings), and those refused with the reason, never
+//! approximated (`canaryAnalysis`, `upstreamRef`, A/B, blue/green, mirroring, ...).
+
+use super::super::defaults;
+use crate::api::canary::{NamespacedRef, V1BETA1, v1beta1};
+use crate::api::field::{FieldError, Findings, Path, Shown};
+use crate::api::rules;
+
+/// Flagger's group and version: its objects port by their apiVersion alone, so a
+/// reference that still names Flagger's kinds means ours.
+pub const FLAGGER_V1BETA1: &str = "flagger.app/v1beta1";
+/// The kinds `autoscalerRef` may name (Flagger's).
+const AUTOSCALERS: &[&str] = &["HorizontalPodAutoscaler", "ScaledObject"];
+/// The kind `ingressRef` names (Flagger's).
+const INGRESS: &str = "Ingress";
+
+/// What these fields give the plan.
+pub(super) struct Settings {
+    pub metrics_server: Option<String>,
+    pub ingress: Option<String>,
+    pub canary_ready_threshold: u32,
+}
+
+/// Checks every field of this module's kind; the settings of those we implement.
+pub(super) fn settings(spec: &v1beta1::CanarySpec, p: &Path, f: &mut Findings) -> Settings {
+    let metrics_server = spec.metrics_server.as_ref().and_then(|url| {
+        rules::http_url(&p.child("metricsServer"), url).map_err(|e| f.errors.push(e)).ok().map(|_| url.clone())
+    });
+    if spec.canary_analysis.is_some() {
+        let why = "Flagger's deprecated name of analysis: rename it to analysis";
+        f.errors.push(FieldError::forbidden(&p.child("canaryAnalysis"), why));
+    }
+    if spec.upstream_ref.is_some() {
+        let why = "a Gloo Upstream: APISIX routes to the Service of the routeRef's rule, there is no upstream to name";
+        f.errors.push(FieldError::forbidden(&p.child("upstreamRef"), why));
+    }
+    if let Some(a) = &spec.autoscaler_ref {
+        autoscaler(a, &p.child("autoscalerRef"), f);
+    }
+    let ingress = spec.ingress_ref.as_ref().map(|r| {
+        let ip = p.child("ingressRef");
+        if r.kind != INGRESS {
+            f.errors.push(FieldError::not_supported(&ip.child("kind"), &r.kind, &[INGRESS]));
+        }
+        f.push(rules::object_name(&ip.child("name"), &r.name));
+        r.name.clone()
+    });
+    if let Some(s) = &spec.service {
+        service(s, &p.child("service"), f);
+    }
+    let ap = p.child("analysis");
+    let mut percent = |key: &str, v: Option<i32>| {
+        let v = v?;
+        let path = ap.child(key);
+        match u32::try_from(v).ok().filter(|v| *v <= 100) {
+            Some(v) => Some((v, path)),
+            None => {
+                f.errors.push(FieldError::invalid(&path, Shown::bare(v), "must be between 0 and 100, inclusive"));
+                None
+            }
+        }
+    };
+    let canary_ready_threshold = percent("canaryReadyThreshold", spec.analysis.canary_ready_threshold);
+    if let Some((_, path)) = percent("primaryReadyThreshold", spec.analysis.primary_ready_threshold) {
+        let why = "ignored: there is no primary Deployment; the promotion waits until the Deployment's rolling \
+                   update has every replica updated and available";
+        f.warnings.push((path, why.to_owned()));
+    }
+    unsupported(&spec.analysis, &ap, f);
+    Settings {
+        metrics_server,
+        ingress,
+        canary_ready_threshold: canary_ready_threshold.map_or(defaults::CANARY_READY_THRESHOLD, |(v, _)| v),
+    }
+}
+
+fn autoscaler(a: &v1beta1::AutoscalerRef, p: &Path, f: &mut Findings) {
+    if !AUTOSCALERS.contains(&a.kind.as_str()) {
+        f.errors.push(FieldError::not_supported(&p.child("kind"), &a.kind, AUTOSCALERS));
+    }
+    f.push(rules::object_name(&p.child("name"), &a.name));
+    let why = "not needed: the Deployment's own autoscaler keeps scaling it during a release (no primary copy is \
+               made), and the canary copy is sized from the Deployment's current replicas";
+    f.warnings.push((p.clone(), why.to_owned()));
+    for (key, written) in [
+        ("primaryScalerQueries", a.primary_scaler_queries.is_some()),
+        ("primaryScalerReplicas", a.primary_scaler_replicas.is_some()),
+    ] {
+        if written {
+            f.warnings.push((p.child(key), "ignored: there is no primary copy to scale".to_owned()));
+        }
+    }
+}
+
+/// `spec.service`'s Flagger fields outside the Service it describes.
+fn service(s: &v1beta1::CanaryService, p: &Path, f: &mut Findings) {
+    if s.primary.is_some() {
+        let why = "there is no <service>-primary Service: the Deployment's own pods serve as the stable version \
+                   through the Service; label the Service itself (or set apex when the Canary generates it)";
+        f.errors.push(FieldError::forbidden(&p.child("primary"), why));
+    }
+    if s.canary.is_some() {
+        let why = "the <service>-canary Service is a copy of the Service, with its labels and annotations; label \
+                   the Service itself";
+        f.errors.push(FieldError::forbidden(&p.child("canary"), why));
+    }
+    for (key, mesh) in s.mesh.written() {
+        let why = format!(
+            "ignored: a setting of {mesh}, which Flagger's APISIX provider ignores too: the routeRef's ApisixRoute \
+             routes the traffic"
+        );
+        f.warnings.push((p.child(key), why));
+    }
+}
+
+/// Flagger features APISIX's weighted backends cannot do: refused, never approximated.
+fn unsupported(a: &v1beta1::Analysis, p: &Path, f: &mut Findings) {
+    let refusals = [
+        (
+            "match",
+            a.match_.is_some(),
+            "A/B testing by request match is not supported with APISIX: the generated route splits traffic \
+             by weight only; use stepWeight or stepWeights",
+        ),
+        (
+            "iterations",
+            a.iterations.is_some(),
+            "blue/green analysis (iterations) is not supported: use stepWeight or stepWeights",
+        ),
+        ("mirror", a.mirror.is_some(), "traffic mirroring is not supported with APISIX weighted backends"),
+        ("mirrorWeight", a.mirror_weight.is_some(), "traffic mirroring is not supported with APISIX weighted backends"),
+        (
+            "sessionAffinity",
+            a.session_affinity.is_some(),
+            "session affinity is not supported with APISIX weighted backends: requests are split by weight",
+        ),
+    ];
+    for (key, present, why) in refusals {
+        if present {
+            f.errors.push(FieldError::forbidden(&p.child(key), why));
+        }
+    }
+}
+
+/// A templateRef or providerRef's `apiVersion` and `kind`: ours, Flagger's (which
+/// port as ours), or unset; anything else names an object we cannot read.
+pub(super) fn reference(r: &NamespacedRef, kind: &str, p: &Path, f: &mut Findings) {
+    if let Some(v) = r.api_version.as_deref().filter(|v| ![V1BETA1, FLAGGER_V1BETA1].contains(v)) {
+        f.errors.push(FieldError::not_supported(&p.child("apiVersion"), v, &[V1BETA1, FLAGGER_V1BETA1]));
+    }
+    if let Some(k) = r.kind.as_deref().filter(|k| *k != kind) {
+        f.errors.push(FieldError::not_supported(&p.child("kind"), k, &[kind]));
+    }
+    f.push(rules::object_name(&p.child("name"), &r.name));
+}
