@@ -22,6 +22,7 @@ mod checks;
 mod echoes;
 mod events;
 mod hooks;
+mod index;
 mod metrics;
 mod observe;
 mod status;
@@ -40,6 +41,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use self::cached::Meta;
 pub use self::canaries::annotation_mode;
+use self::index::Named;
 pub use self::metrics::Metrics;
 use crate::api::apisix_route::ApisixRoute;
 use crate::api::canary::v1beta1::Canary;
@@ -101,6 +103,8 @@ pub struct Context {
     pub ticks: Ticks,
     /// The watch events of our own writes, recognized so they need no reconcile.
     pub echoes: echoes::Echoes,
+    /// Which Canaries name which Deployments, Services and routes.
+    pub index: index::Index,
 }
 
 /// When each release (by `namespace/name`) is due next, to measure how late its
@@ -152,8 +156,19 @@ pub fn spawn(runtime: &Runtime, client: Client, watches: Client, config: Config,
     let metrics = runtime.register(Metrics::register);
     let (ticks, batcher) = (Ticks::default(), batcher(&config, &metrics));
     let echoes = echoes::Echoes::default();
-    let ctx =
-        Arc::new(Context { client: client.clone(), events, config, metrics, leader, hooks, batcher, ticks, echoes });
+    let index = index::Index::default();
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        events,
+        config,
+        metrics,
+        leader,
+        hooks,
+        batcher,
+        ticks,
+        echoes,
+        index,
+    });
     let gate = runtime.gate(CACHES_GATE);
     let stop = runtime.stopping();
 
@@ -162,15 +177,29 @@ pub fn spawn(runtime: &Runtime, client: Client, watches: Client, config: Config,
     let canaries: Api<Meta<Canary>> = Api::all(watches.clone());
     let deployments: Api<Meta<Deployment>> = Api::all(watches.clone());
     let cfg = watcher::Config::default();
+    // A change maps to the Canaries that own the object, or name it (`index`).
+    let (by_target, by_service, by_route) = (ctx.clone(), ctx.clone(), ctx.clone());
     let releases = Controller::new(canaries, cfg.clone())
         .watches(
             deployments.clone(),
             cfg.clone(),
-            noted(&ctx, |d| canaries::canary_of_deployment(d).into_iter().collect()),
+            noted(&ctx, move |d: &Meta<Deployment>| {
+                let mut found: Vec<_> = canaries::canary_of_deployment(d).into_iter().collect();
+                found.extend(by_target.index.readers(Named::Deployment, d.meta().namespace.as_deref(), &d.name_any()));
+                found
+            }),
         )
         .watches(Api::<Meta<Deployment>>::all(watches.clone()), cfg.clone(), noted(&ctx, owners))
-        .watches(Api::<Meta<Service>>::all(watches.clone()), cfg.clone(), noted(&ctx, owners))
-        .watches(Api::<Meta<ApisixRoute>>::all(watches.clone()), cfg.clone(), noted(&ctx, owners))
+        .watches(
+            Api::<Meta<Service>>::all(watches.clone()),
+            cfg.clone(),
+            noted(&ctx, move |s: &Meta<Service>| named(&by_service, Named::Service, s)),
+        )
+        .watches(
+            Api::<Meta<ApisixRoute>>::all(watches.clone()),
+            cfg.clone(),
+            noted(&ctx, move |r: &Meta<ApisixRoute>| named(&by_route, Named::Route, r)),
+        )
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .trigger_backoff(backoff::WatchBackoff::default())
         .graceful_shutdown_on(stop.clone().cancelled_owned());
@@ -234,6 +263,14 @@ fn key(namespace: Option<&str>, name: &str) -> String {
 fn owners<C: Resource>(child: &C) -> Vec<ObjectRef<Meta<Canary>>> {
     let ns = child.meta().namespace.as_deref();
     child.owner_references().iter().filter_map(|o| ObjectRef::from_owner_ref(ns, o, ())).collect()
+}
+
+/// The Canaries that own `object` or name it as their `kind`.
+fn named<C: Resource>(ctx: &Context, kind: Named, object: &C) -> Vec<ObjectRef<Meta<Canary>>> {
+    let mut found = owners(object);
+    let name = object.meta().name.as_deref().unwrap_or_default();
+    found.extend(ctx.index.readers(kind, object.meta().namespace.as_deref(), name));
+    found
 }
 
 /// `map` (the Canaries a change of a child concerns), each told of the change so the
@@ -319,8 +356,7 @@ async fn reconcile(canary: Arc<Meta<Canary>>, ctx: Arc<Context>) -> Result<Reque
     })
     .await
     .map_err(|e| Error::Finalizer(e.to_string()));
-    let id = format!("{}.{}", canary.spec.target_ref.name, canary.namespace().unwrap_or_default());
-    ctx.metrics.observe_duration(&id, started.elapsed());
+    ctx.metrics.observe_duration(&canary.name_any(), &canary.namespace().unwrap_or_default(), started.elapsed());
     result
 }
 

@@ -179,18 +179,24 @@ pub async fn run(settings: Settings) -> Result<Vec<show::Outcome>, DemoError> {
 }
 
 async fn play(world: &World, settings: &Settings) -> Result<Vec<show::Outcome>, DemoError> {
-    println!("\n$ kubectl apply -f tests/fixtures/scenario/   # podinfo in Canary mode, its Service, route and Canary");
+    println!("\n$ kubectl create namespace test");
     println!(
-        "  (the article's Canary, compressed: interval {}, threshold {}, maxWeight {}, stepWeight {}, metrics over {})",
+        "$ kubectl apply -k tests/fixtures/flagger/podinfo/   # Flagger's podinfo: Deployment and HPA, nothing of ours"
+    );
+    println!(
+        "$ kubectl apply -f route.yaml -f canary.yaml          # the article's ApisixRoute and Canary, as written"
+    );
+    println!(
+        "  (timings compressed: interval {}, metrics over {}; threshold {}, maxWeight {}, stepWeight {} as written)",
         scenario::INTERVAL,
+        scenario::METRIC_INTERVAL,
         scenario::THRESHOLD,
         scenario::MAX_WEIGHT,
         scenario::STEP_WEIGHT,
-        scenario::METRIC_INTERVAL
     );
     world.create(scenario::cast()?).await?;
     observe::wait_initialized(world, INSTALL_TIMEOUT).await?;
-    println!("  Canary podinfo.test Initialized");
+    println!("  Canary podinfo.test Initialized: it took deployment/podinfo over and generated service/podinfo");
     let acts: Vec<Act> = match settings.act {
         Some(act) => vec![act],
         None => Act::ALL.to_vec(),

@@ -159,18 +159,21 @@ prop_compose! {
         on_no_data in opt(prop_oneof![Just("fail".to_owned()), Just("pass".to_owned())]),
         baseline in opt((Just("baseline".to_owned()), opt(prop_oneof![0.0..5.0f64, Just(1.0)]))),
         min_requests in opt(0..100i64),
+        flagger in (opt(prop_oneof![0.0..100.0f64, Just(99.0)]), opt(Just("sum(up{ns=\"{{ namespace }}\"})".to_owned()))),
     ) -> v1beta1::Metric {
         v1beta1::Metric {
             name,
             threshold_range: (min.is_some() || max.is_some()).then_some(v1beta1::ThresholdRange { min, max }),
             interval,
-            template_ref: template.map(|name| apisix_canary::api::canary::NamespacedRef { name, namespace: None }),
+            template_ref: template.map(|name| apisix_canary::api::canary::NamespacedRef { name, ..Default::default() }),
             template_variables: vars,
             scope,
             on_no_data,
             max_delta: baseline.as_ref().and_then(|(_, d)| *d),
             compare: baseline.map(|(c, _)| c),
             min_requests,
+            threshold: flagger.0,
+            query: flagger.1,
         }
     }
 }
@@ -182,6 +185,7 @@ prop_compose! {
         timeout in opt(Just("5s".to_owned())),
         cmd in opt("[a-z -]{0,20}"),
         retries in opt(0..5i32),
+        flags in (opt(any::<bool>()), opt(any::<bool>())),
     ) -> v1beta1::Webhook {
         v1beta1::Webhook {
             name,
@@ -190,6 +194,8 @@ prop_compose! {
             timeout,
             metadata: cmd.map(|c| BTreeMap::from([("cmd".to_owned(), c)])),
             retries,
+            mute_alert: flags.0,
+            disable_tls: flags.1,
         }
     }
 }
@@ -207,8 +213,9 @@ prop_compose! {
         metrics in proptest::collection::vec(arb_metric(), 0..4),
         webhooks in proptest::collection::vec(arb_webhook(), 0..3),
         top in (opt(1..600i32), opt(any::<bool>()), opt(any::<bool>()), opt(Just("apisix".to_owned()))),
-        unsupported in (opt(1..10i32), opt(any::<bool>())),
+        unsupported in (opt(1..10i32), opt(any::<bool>()), arb_flagger()),
     ) -> v1beta1::CanarySpec {
+        let flagger = unsupported.2;
         v1beta1::CanarySpec {
             provider: top.3,
             target_ref: ObjectRef { api_version: "apps/v1".to_owned(), kind: target_kind, name: target },
@@ -217,7 +224,9 @@ prop_compose! {
                 name,
                 port,
                 target_port: target_port.map(serde_json::Value::from),
-                port_name: None,
+                mesh: v1beta1::MeshSettings { timeout: flagger.mesh_timeout.clone(), ..Default::default() },
+                primary: flagger.primary.clone(),
+                ..v1beta1::CanaryService::default()
             }),
             analysis: v1beta1::Analysis {
                 interval,
@@ -230,11 +239,66 @@ prop_compose! {
                 webhooks,
                 iterations: unsupported.0,
                 mirror: unsupported.1,
+                canary_ready_threshold: flagger.ready.0,
+                primary_ready_threshold: flagger.ready.1,
                 ..Default::default()
             },
             progress_deadline_seconds: top.0,
             skip_analysis: top.1,
             suspend: top.2,
+            metrics_server: flagger.metrics_server,
+            autoscaler_ref: flagger.autoscaler_ref,
+            ingress_ref: flagger.ingress,
+            upstream_ref: None,
+            canary_analysis: flagger.canary_analysis,
+            revert_on_deletion: flagger.revert_on_deletion,
+        }
+    }
+}
+
+/// Flagger's fields besides the release's steps, for [`arb_spec`].
+#[derive(Debug, Clone)]
+struct FlaggerFields {
+    metrics_server: Option<String>,
+    autoscaler_ref: Option<v1beta1::AutoscalerRef>,
+    ingress: Option<ObjectRef>,
+    canary_analysis: Option<serde_json::Value>,
+    revert_on_deletion: Option<bool>,
+    ready: (Option<i32>, Option<i32>),
+    mesh_timeout: Option<String>,
+    primary: Option<v1beta1::CustomMetadata>,
+}
+
+prop_compose! {
+    fn arb_flagger()(
+        metrics_server in opt(Just("http://prometheus.apisix:9090".to_owned())),
+        hpa in opt((Just("podinfo".to_owned()), opt(Just(BTreeMap::from([("q".to_owned(), "up".to_owned())]))))),
+        ingress in opt("[a-z]{1,8}"),
+        canary_analysis in opt(Just(serde_json::json!({"interval": "1m", "threshold": 5}))),
+        revert_on_deletion in opt(any::<bool>()),
+        ready in (opt(0..=100i32), opt(0..=100i32)),
+        mesh_timeout in opt(Just("30s".to_owned())),
+        primary in opt(Just(BTreeMap::from([("team".to_owned(), "a".to_owned())]))),
+    ) -> FlaggerFields {
+        FlaggerFields {
+            metrics_server,
+            autoscaler_ref: hpa.map(|(name, queries)| v1beta1::AutoscalerRef {
+                api_version: "autoscaling/v2".to_owned(),
+                kind: "HorizontalPodAutoscaler".to_owned(),
+                name,
+                primary_scaler_queries: queries,
+                primary_scaler_replicas: None,
+            }),
+            ingress: ingress.map(|name| ObjectRef {
+                api_version: "networking.k8s.io/v1".to_owned(),
+                kind: "Ingress".to_owned(),
+                name,
+            }),
+            canary_analysis,
+            revert_on_deletion,
+            ready,
+            mesh_timeout,
+            primary: primary.map(|labels| v1beta1::CustomMetadata { labels: Some(labels), annotations: None }),
         }
     }
 }

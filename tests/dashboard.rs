@@ -77,7 +77,15 @@ fn panels_query_metrics_that_exist() {
     let dashboard: serde_json::Value = serde_json::from_str(DASHBOARD).unwrap();
     let vars: Vec<&str> =
         dashboard["templating"]["list"].as_array().unwrap().iter().filter_map(|v| v["name"].as_str()).collect();
-    assert_eq!(vars, ["datasource", "namespace", "name"]);
+    assert_eq!(vars, ["datasource", "namespace", "name", "target", "route"]);
+    // The release's Deployment and route come from its Canary's info series.
+    for var in &dashboard["templating"]["list"].as_array().unwrap()[3..] {
+        let query = var["query"]["query"].as_str().unwrap();
+        assert!(
+            query.starts_with("label_values(apisix_canary_info{namespace=\"$namespace\",name=\"$name\"}"),
+            "{query}"
+        );
+    }
     assert_eq!(dashboard["templating"]["list"][0]["query"], "prometheus");
     let known = known();
     let panels = dashboard["panels"].as_array().unwrap();
@@ -91,6 +99,15 @@ fn panels_query_metrics_that_exist() {
         assert!(!targets.is_empty(), "{title}: no target");
         for target in targets {
             let expr = target["expr"].as_str().unwrap_or_default();
+            // Every variable a query names is defined.
+            for (i, _) in expr.match_indices('$') {
+                let name: String = expr[i + 1..]
+                    .trim_start_matches('{')
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(name.starts_with("__") || vars.contains(&name.as_str()), "{title}: ${name} is not a variable");
+            }
             let names = metric_names(expr);
             assert!(!names.is_empty(), "{title}: no metric in {expr:?}");
             for name in names {

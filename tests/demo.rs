@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_apisix-canary");
 /// The demo's budget is two minutes; the test machine is shared, so a little more.
 const BUDGET: Duration = Duration::from_secs(150);
-const MAX_WEIGHT: u32 = 30;
+/// The article's Canary as written.
+const MAX_WEIGHT: u32 = 50;
 
 /// The `N` of every `weight N%` of the live lines.
 fn live_weights(out: &str) -> Vec<u32> {
@@ -40,6 +41,8 @@ fn the_demo_plays_the_three_acts_as_the_scenario_says() {
     assert!(!out.contains('\r') && !out.contains('█'), "no redrawn lines off a terminal:\n{out}");
 
     for said in [
+        "$ kubectl apply -k tests/fixtures/flagger/podinfo/",
+        "took deployment/podinfo over and generated service/podinfo",
         "== Act 1: ",
         "$ kubectl -n test set image deployment/podinfo podinfod=stefanprodan/podinfo:6.0.1",
         "Advance podinfo.test canary weight 10",
@@ -47,7 +50,7 @@ fn the_demo_plays_the_three_acts_as_the_scenario_says() {
         "== Act 2: ",
         "$ kubectl -n test set image deployment/podinfo podinfod=stefanprodan/podinfo:6.0.2",
         "http://apisix-gateway.apisix/status/500",
-        "Rolling back podinfo.test failed checks threshold reached",
+        "Rolling back podinfo.test failed checks threshold reached 10",
         "Canary failed! Scaling down podinfo.test",
         "== Act 3: ",
         "podinfod=stefanprodan/podinfo:6.0.3",
@@ -68,7 +71,10 @@ fn the_demo_plays_the_three_acts_as_the_scenario_says() {
 
     let table = &out[at("act  expected")..];
     let rows: Vec<&str> = table.lines().skip(1).take(3).collect();
-    assert!(rows[0].starts_with("1    Succeeded           Succeeded ") && rows[0].ends_with("10 20 30"), "{table}");
+    assert!(
+        rows[0].starts_with("1    Succeeded           Succeeded ") && rows[0].ends_with("10 20 30 40 50"),
+        "{table}"
+    );
     assert!(rows[1].starts_with("2    Failed (threshold)  Failed (threshold) "), "{table}");
     assert!(rows[2].starts_with("3    Failed (404s)       Failed (404s) "), "{table}");
 }
@@ -91,7 +97,7 @@ fn one_act_runs_alone_and_a_bad_act_number_is_refused() {
     assert!(output.status.success(), "{out}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(!out.contains("== Act 1: ") && !out.contains("== Act 3: "), "{out}");
     // From a freshly initialized Canary: 6.0.0 to 6.0.2, rolled back.
-    assert!(out.contains("podinfod=stefanprodan/podinfo:6.0.2") && out.contains("threshold reached 4"), "{out}");
+    assert!(out.contains("podinfod=stefanprodan/podinfo:6.0.2") && out.contains("threshold reached 10"), "{out}");
     let table = &out[out.find("act  expected").unwrap()..];
     assert_eq!(table.lines().filter(|l| !l.trim().is_empty()).count(), 3, "header, act 2, the verdict: {table}");
     // --report: the act's release as `report` draws it, its rollback marked.
@@ -99,5 +105,5 @@ fn one_act_runs_alone_and_a_bad_act_number_is_refused() {
     let doc = roxmltree::Document::parse(&svg).expect("the SVG parses as XML");
     assert!(doc.descendants().any(|n| n.attribute("class") == Some("marker-rollback")), "no rollback marker");
     let html = std::fs::read_to_string(reports.path().join("act-2.html")).unwrap();
-    assert!(html.contains("<svg") && html.contains("Rolling back podinfo.test failed checks threshold reached 4"));
+    assert!(html.contains("<svg") && html.contains("Rolling back podinfo.test failed checks threshold reached 10"));
 }

@@ -532,3 +532,42 @@ fn the_controllers_rollback_keeps_the_deployment_paused_and_refuses_the_same_tem
     // A failed lock cannot be promoted.
     assert_eq!(Lock::from_annotations(&annotations_of(&stored)).promote(), None);
 }
+
+/// A Canary's opt-in (`apisix-canary.dev/canary`, which the controller writes on the
+/// Deployment it targets) outlives a write that drops it while changing the template:
+/// a `kubectl replace` of a manifest that never had it is still a release. Removing it
+/// alone is honoured; so is a write that opts in by annotations instead.
+#[test]
+fn a_write_that_drops_a_canarys_opt_in_while_changing_the_template_keeps_it() {
+    use apisix_canary::api::annotations::CANARY;
+    let opted: &[(&str, &str)] = &[(CANARY, "web")];
+    let mut bare = deploy(V1, &[], false);
+    bare["metadata"].as_object_mut().unwrap().remove("annotations");
+    for (name, new) in [("no annotations at all", bare), ("other annotations", deploy(V1, &[("team", "a")], false))] {
+        let old = deploy(V0, opted, false);
+        let m = run(Operation::Update, Some(&old), &new);
+        assert_eq!(m.transition, Transition::Started { stable: r(V0), canary: r(V1) }, "{name}");
+        let after = apply(&new, &m);
+        assert_eq!(after["metadata"]["annotations"][CANARY], "web", "{name}");
+        assert_eq!(lock_of(&after), [s(V0), s(V1), None, None], "{name}");
+        assert_eq!(after["spec"]["paused"], true, "{name}");
+        assert!(
+            m.warnings.iter().any(|w| w.contains("the annotation is kept") && w.contains("Canary web")),
+            "{name}: {:?}",
+            m.warnings
+        );
+        // The same answer through the AdmissionReview path.
+        let body = review_body(&Operation::Update, Some(&old), &new, false);
+        let (_, summary) = admission::review(Hook::MutateDeployments, &body);
+        assert_eq!(summary.transition, Some(Transition::Started { stable: r(V0), canary: r(V1) }), "{name}");
+    }
+    // Removed alone (`kubectl annotate deployment/podinfo apisix-canary.dev/canary-`).
+    let m = run(Operation::Update, Some(&deploy(V0, opted, false)), &deploy(V0, &[], false));
+    assert_eq!(m.transition, Transition::Untouched);
+    assert!(m.patch.0.is_empty() && m.warnings.is_empty(), "{m:?}");
+    // Moved to annotation mode in the same write: that opt-in stands.
+    let m = run(Operation::Update, Some(&deploy(V0, opted, false)), &deploy(V1, &[(ROUTE, "podinfo")], false));
+    let after = apply(&deploy(V1, &[(ROUTE, "podinfo")], false), &m);
+    assert_eq!(after["metadata"]["annotations"].get(CANARY), None);
+    assert_eq!(m.transition, Transition::Started { stable: r(V0), canary: r(V1) });
+}

@@ -212,8 +212,8 @@ spec:
     type: prometheus
     address: {prometheus}
   query: |
-    sum(rate(apisix_http_status{{route=~"{{{{ namespace }}}}_{{{{ route }}}}_.+",node=~"{{{{ canary_nodes }}}}",code=~"4.."}}[{{{{ interval }}}}]))
-    / sum(rate(apisix_http_status{{route=~"{{{{ namespace }}}}_{{{{ route }}}}_.+",node=~"{{{{ canary_nodes }}}}"}}[{{{{ interval }}}}])) * 100
+    sum(rate(apisix_http_status{{route=~"{{{{ namespace }}}}_{{{{ route }}}}-{{{{ target }}}}-canary_.+",node=~"{{{{ canary_nodes }}}}",code=~"4.."}}[{{{{ interval }}}}]))
+    / sum(rate(apisix_http_status{{route=~"{{{{ namespace }}}}_{{{{ generated_route }}}}_.+",node=~"{{{{ canary_nodes }}}}"}}[{{{{ interval }}}}])) * 100
 ---
 apiVersion: apisix-canary.dev/v1beta1
 kind: Canary

@@ -106,7 +106,18 @@ pub fn mutate<O: Object>(review: &Review<'_, O>) -> Mutation {
     if new.owned_by_canary() {
         return Mutation::untouched();
     }
-    let new_ann = new.annotations();
+    let mut new_ann = new.annotations();
+    // A write that drops a Canary's opt-in while changing the pod template (a `kubectl
+    // replace` or sync of a manifest without it) keeps it: the Canary still targets the
+    // Deployment, and the change is a release. Dropping it alone is honoured.
+    let kept = kept_opt_in(review);
+    let with_opt_in;
+    if let Some((_, canary)) = &kept {
+        let mut annotations = new_ann.clone();
+        annotations.insert(annotations::CANARY.to_owned(), canary.clone());
+        with_opt_in = annotations;
+        new_ann = &with_opt_in;
+    }
     if !annotations::opted_in(new_ann) {
         let mut m = Mutation::untouched();
         let was_held = review.old.is_some_and(|o| Lock::from_annotations(o.annotations()).held());
@@ -141,16 +152,46 @@ pub fn mutate<O: Object>(review: &Review<'_, O>) -> Mutation {
         old_paused: old.paused(),
     };
     let outcome = lock::on_update(&update);
-    if outcome.transition == Transition::Untouched {
+    if outcome.transition == Transition::Untouched && kept.is_none() {
         return Mutation::untouched();
     }
     let mut ops = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    if let Some((op, canary)) = kept {
+        ops.push(op);
+        warnings.push(format!(
+            "apisix-canary: this write removed {CANARY} and changed the pod template; the annotation is kept, as \
+             Canary {canary} still targets this Deployment (delete the Canary to stop its releases)",
+            CANARY = annotations::CANARY
+        ));
+    }
     outcome.lock.json_patch(new_ann, &mut ops);
     if outcome.paused != update.paused {
         let path = PointerBuf::from_tokens(["spec", "paused"]);
         ops.push(PatchOperation::Add(AddOperation { path, value: Value::Bool(outcome.paused) }));
     }
-    Mutation { transition: outcome.transition, patch: Patch(ops), warnings: outcome.warning.into_iter().collect() }
+    warnings.extend(outcome.warning);
+    Mutation { transition: outcome.transition, patch: Patch(ops), warnings }
+}
+
+/// The Canary opt-in an update drops while it changes the pod template, with the patch
+/// operation that puts it back: what the stored object named, if the new one names
+/// nothing and does not opt in by annotations either.
+fn kept_opt_in<O: Object>(review: &Review<'_, O>) -> Option<(PatchOperation, String)> {
+    let (Operation::Update, Some(old), Some(new)) = (review.operation, review.old, review.new) else { return None };
+    let canary = old.annotations().get(annotations::CANARY)?;
+    if annotations::opted_in(new.annotations()) || old.template() == new.template() {
+        return None;
+    }
+    // A write without annotations has no map to add a key to.
+    let op = if new.annotations().is_empty() {
+        let path = PointerBuf::from_tokens(["metadata", "annotations"]);
+        AddOperation { path, value: serde_json::json!({ annotations::CANARY: canary }) }
+    } else {
+        let path = PointerBuf::from_tokens(["metadata", "annotations", annotations::CANARY]);
+        AddOperation { path, value: Value::from(canary.clone()) }
+    };
+    Some((PatchOperation::Add(op), canary.clone()))
 }
 
 /// Checks every annotation under `apisix-canary.dev/`. Updates that leave our

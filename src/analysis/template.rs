@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 
+mod inline;
 mod provider;
 
-pub use self::provider::{AUTHORIZATION_CONFLICT, ProviderError, options};
+pub use self::inline::{evaluate_query, judge_query, render_query};
+pub use self::provider::{AUTHORIZATION_CONFLICT, ProviderError, custom_headers, options};
 use super::check::Verdict;
 use super::http;
 use super::prometheus::{Prometheus, QueryError};
@@ -18,17 +20,26 @@ use super::query::{range, regex_escape};
 use crate::api::metric_template::{self, MetricTemplateSpec};
 use crate::release::plan::Metric;
 
-/// What a template's `{{ ... }}` can say about the release.
+/// What a template's `{{ ... }}` can say about the release: Flagger's variables in
+/// Flagger's meaning, and ours under names Flagger does not use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vars {
     pub namespace: String,
-    /// The Canary.
+    /// `{{ name }}`: the Canary's name.
     pub name: String,
-    /// The Deployment released.
+    /// `{{ target }}`: the targetRef's name, the Deployment released. Also Flagger's
+    /// `{{ ingress }}` without an ingressRef.
     pub target: String,
+    /// `{{ ingress }}`: the ingressRef's name, when the Canary has one.
+    pub ingress: Option<String>,
+    /// `{{ service }}`: `spec.service.name`, or the target's name.
     pub service: String,
-    /// The generated ApisixRoute, whose series carry the canary's traffic.
+    /// `{{ route }}`: the routeRef's name, the user's ApisixRoute (so Flagger's
+    /// `{{ route }}-{{ target }}-canary` names the generated route).
     pub route: String,
+    /// `{{ generated_route }}`: the generated ApisixRoute, `<route>-<target>-canary`,
+    /// whose series carry the release's traffic.
+    pub generated_route: String,
     /// The canary's upstream nodes, for `node=~"{{ canary_nodes }}"` (an escaped
     /// alternation, ready to stand inside a double-quoted PromQL string).
     pub canary_nodes: Vec<String>,
@@ -41,8 +52,10 @@ impl Vars {
             "namespace" => self.namespace.clone(),
             "name" => self.name.clone(),
             "target" => self.target.clone(),
+            "ingress" => self.ingress.clone().unwrap_or_else(|| self.target.clone()),
             "service" => self.service.clone(),
             "route" => self.route.clone(),
+            "generated_route" => self.generated_route.clone(),
             "interval" => range(metric.interval),
             "canary_nodes" => {
                 let mut nodes: Vec<String> = self.canary_nodes.iter().map(|n| regex_escape(n)).collect();
@@ -158,17 +171,61 @@ mod tests {
             name: "podinfo".into(),
             target: "podinfo".into(),
             service: "podinfo".into(),
-            route: "podinfo-podinfo-canary".into(),
+            ingress: None,
+            route: "podinfo".into(),
+            generated_route: "podinfo-podinfo-canary".into(),
             canary_nodes: vec!["10.244.0.9".into(), "10.244.0.8".into()],
         }
     }
 
+    fn spec(query: &str) -> MetricTemplateSpec {
+        MetricTemplateSpec { query: query.into(), ..MetricTemplateSpec::default() }
+    }
+
+    /// The article's `not-found-percentage`, its `code!~"4.."` fixed.
+    const ARTICLE: &str = r#"sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ route }}-{{ target }}-canary_.+",code=~"4.."}[{{ interval }}])) / sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ route }}-{{ target }}-canary_.+"}[{{ interval }}])) * 100"#;
+
     #[test]
-    fn renders_the_scenarios_404_query() {
-        let spec = MetricTemplateSpec {
-            query: r#"sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ route }}_.+",node=~"{{ canary_nodes }}",code=~"4.."}[{{ interval }}])) / sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ route }}_.+"}[{{ interval }}])) * {{ variables.scale }}"#.into(),
-            ..MetricTemplateSpec::default()
+    fn the_articles_template_names_the_generated_route_as_in_flagger() {
+        let q = render(&spec(ARTICLE), &metric(None, Some(5.0)), &BTreeMap::new(), &vars()).unwrap();
+        assert_eq!(
+            q,
+            r#"sum(rate(apisix_http_status{route=~"test_podinfo-podinfo-canary_.+",code=~"4.."}[1m])) / sum(rate(apisix_http_status{route=~"test_podinfo-podinfo-canary_.+"}[1m])) * 100"#
+        );
+    }
+
+    #[test]
+    fn each_variable_means_what_it_means_in_flagger() {
+        // A Canary `checkout` of the Deployment `web.v2`, behind the route `shop` and the
+        // Service `web-svc`: no variable is read back from another.
+        let vars = Vars {
+            namespace: "prod".into(),
+            name: "checkout".into(),
+            target: "web.v2".into(),
+            service: "web-svc".into(),
+            ingress: None,
+            route: "shop".into(),
+            generated_route: "shop-web.v2-canary".into(),
+            canary_nodes: vec!["10.0.0.1".into()],
         };
+        let q = "{{ name }} {{ namespace }} {{ target }} {{ service }} {{ route }} {{ ingress }} {{ interval }} \
+                 {{ generated_route }} {{ canary_nodes }} {{ variables.team }}";
+        let variables = BTreeMap::from([("team".to_owned(), "payments".to_owned())]);
+        let metric = Metric { interval: Duration::from_secs(30), ..metric(None, Some(5.0)) };
+        assert_eq!(
+            render(&spec(q), &metric, &variables, &vars).unwrap(),
+            r"checkout prod web.v2 web-svc shop web.v2 30s shop-web.v2-canary 10\\.0\\.0\\.1 payments"
+        );
+        // Flagger's route shape names the generated route here too.
+        let q = render(&spec(ARTICLE), &metric, &BTreeMap::new(), &vars).unwrap();
+        assert!(q.contains(r#"route=~"prod_shop-web.v2-canary_.+""#), "{q}");
+    }
+
+    #[test]
+    fn renders_our_own_variables() {
+        let spec = spec(
+            r#"sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ generated_route }}_.+",node=~"{{ canary_nodes }}",code=~"4.."}[{{ interval }}])) / sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ generated_route }}_.+"}[{{ interval }}])) * {{ variables.scale }}"#,
+        );
         let variables = BTreeMap::from([("scale".to_owned(), "100".to_owned())]);
         let q = render(&spec, &metric(None, Some(5.0)), &variables, &vars()).unwrap();
         assert_eq!(

@@ -14,7 +14,10 @@ pub const PROMETHEUS: &str = "prometheus";
 
 /// Variables a query may use, as `{{ name }}`; `{{ variables.x }}` reads the metric's
 /// `templateVariables`.
-pub const VARIABLES: &[&str] = &["namespace", "name", "target", "service", "route", "interval", "canary_nodes"];
+/// Flagger's first (`ingress` is the target's name, as in Flagger without an
+/// ingressRef), then ours.
+pub const VARIABLES: &[&str] =
+    &["namespace", "name", "target", "service", "route", "ingress", "interval", "generated_route", "canary_nodes"];
 
 /// A PromQL query and the Prometheus that answers it, for the Canary metrics that name
 /// this template in `templateRef`.
@@ -32,11 +35,14 @@ pub const VARIABLES: &[&str] = &["namespace", "name", "target", "service", "rout
 pub struct MetricTemplateSpec {
     pub provider: MetricProvider,
     /// The PromQL query whose value is judged against the metric's thresholdRange (an
-    /// empty result or NaN is "no values found"). Variables: `{{ namespace }}`,
-    /// `{{ name }}` (the Canary), `{{ target }}` (the Deployment), `{{ service }}`,
-    /// `{{ route }}` (the generated ApisixRoute), `{{ interval }}` (the metric's),
-    /// `{{ canary_nodes }}` (the canary's upstream nodes, for `node=~"..."`) and
-    /// `{{ variables.<key> }}` (the metric's templateVariables); any other is rejected.
+    /// empty result or NaN is "no values found"). Flagger's variables, in Flagger's
+    /// meaning: `{{ namespace }}`, `{{ name }}` (the Canary), `{{ target }}` (the
+    /// targetRef's Deployment), `{{ service }}` (spec.service.name, or the target),
+    /// `{{ route }}` (the routeRef's ApisixRoute, so `{{ route }}-{{ target }}-canary`
+    /// names the generated route), `{{ ingress }}` (the target), `{{ interval }}` (the
+    /// metric's) and `{{ variables.<key> }}` (the metric's templateVariables); ours:
+    /// `{{ generated_route }}` (the generated ApisixRoute) and `{{ canary_nodes }}` (the
+    /// canary's upstream nodes, for `node=~"..."`). Any other is rejected.
     pub query: String,
 }
 
@@ -57,10 +63,57 @@ pub struct MetricProvider {
     /// Do not verify the server's TLS certificate (a self-signed one). Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure_skip_verify: Option<bool>,
-    /// HTTP headers sent with every query (a tenant ID, for example); no
+    /// HTTP headers sent with every query (a tenant ID, for example): each a string, or
+    /// a list of strings as in Flagger (Go's `http.Header`), every one sent. No
     /// `Authorization` beside secretRef.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub headers: Option<BTreeMap<String, String>>,
+    #[schemars(schema_with = "header_map")]
+    pub headers: Option<BTreeMap<String, HeaderValues>>,
+    /// Flagger's CloudWatch region. Rejected: only for type `cloudwatch`, which is not
+    /// supported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+/// The values of one header: one string, or Flagger's list (each sent, in order).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum HeaderValues {
+    One(String),
+    Many(Vec<String>),
+    /// Anything else (a number, an object): kept as written so the object still reads,
+    /// and refused by the admission webhook and by every query.
+    Invalid(serde_json::Value),
+}
+
+impl HeaderValues {
+    /// Every value, in order; `Err` with what was written when it is neither a string
+    /// nor a list of strings.
+    pub fn values(&self) -> Result<Vec<&str>, &serde_json::Value> {
+        match self {
+            HeaderValues::One(v) => Ok(vec![v.as_str()]),
+            HeaderValues::Many(list) => Ok(list.iter().map(String::as_str).collect()),
+            HeaderValues::Invalid(v) => Err(v),
+        }
+    }
+}
+
+/// Why a header's value was refused.
+pub const HEADER_VALUES: &str = "must be a string or a list of strings";
+
+impl From<&str> for HeaderValues {
+    fn from(v: &str) -> Self {
+        HeaderValues::One(v.to_owned())
+    }
+}
+
+/// A map whose values are a string or a list of strings: structural schemas cannot say
+/// "one of two types", so the values keep their JSON and the admission webhook checks them.
+fn header_map(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": {"x-kubernetes-preserve-unknown-fields": true}
+    })
 }
 
 /// A reference to an object in the same namespace.

@@ -205,12 +205,60 @@ pub fn object_name(path: &Path, name: &str) -> Result<(), FieldError> {
     if ok { Ok(()) } else { Err(FieldError::invalid(path, name, DETAIL)) }
 }
 
+/// A Service port name: a DNS-1123 label (apimachinery's words).
+pub fn port_name(path: &Path, name: &str) -> Result<(), FieldError> {
+    const DETAIL: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', \
+        and must start and end with an alphanumeric character";
+    let b = name.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if b.len() > 63 {
+        return Err(FieldError::invalid(path, name, "must be no more than 63 characters"));
+    }
+    let ok = !b.is_empty() && alnum(b[0]) && alnum(b[b.len() - 1]) && b.iter().all(|&c| alnum(c) || c == b'-');
+    if ok { Ok(()) } else { Err(FieldError::invalid(path, name, DETAIL)) }
+}
+
+/// A container port named in a Service's `targetPort`: an IANA service name, as kube
+/// checks it (at most 15 characters, lowercase letters, digits and single inner '-',
+/// at least one letter).
+pub fn container_port_name(path: &Path, name: &str) -> Result<(), FieldError> {
+    let b = name.as_bytes();
+    let detail = if b.is_empty() || b.len() > 15 {
+        Some("must be no more than 15 characters")
+    } else if !b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
+        Some("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    } else if name.contains("--") {
+        Some("must not contain consecutive hyphens")
+    } else if b[0] == b'-' || b[b.len() - 1] == b'-' {
+        Some("must not begin or end with a hyphen")
+    } else if !b.iter().any(u8::is_ascii_lowercase) {
+        Some("must contain at least one letter (a-z)")
+    } else {
+        None
+    };
+    match detail {
+        Some(d) => Err(FieldError::invalid(path, name, d)),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn p() -> Path {
         Path::new("x")
+    }
+
+    #[test]
+    fn port_names_as_kube_checks_them() {
+        assert_eq!(port_name(&p(), "http-metrics"), Ok(()));
+        assert!(port_name(&p(), "HTTP").unwrap_err().to_string().contains("RFC 1123 label"));
+        assert_eq!(container_port_name(&p(), "http"), Ok(()));
+        let e = container_port_name(&p(), "a-very-long-port-name").unwrap_err();
+        assert_eq!(e.to_string(), "x: Invalid value: \"a-very-long-port-name\": must be no more than 15 characters");
+        assert!(container_port_name(&p(), "9898").unwrap_err().to_string().contains("at least one letter"));
+        assert!(container_port_name(&p(), "a--b").unwrap_err().to_string().contains("consecutive"));
     }
 
     #[test]

@@ -17,10 +17,10 @@ use super::{Context, Error, MANAGER, checks::checks, status};
 use crate::api::apisix_route::ApisixRoute;
 use crate::api::canary::Phase;
 use crate::api::canary::v1beta1::Canary;
-use crate::release::copies;
 use crate::release::lifecycle::{Action, Decision, Observed, decide};
 use crate::release::lock::Lock;
 use crate::release::plan::{HookKind, Plan};
+use crate::release::{claim, copies};
 use crate::route;
 
 /// How long to wait when nothing is due: watches wake us earlier on any change.
@@ -38,6 +38,9 @@ pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error>
     let phase = canary.status.as_ref().and_then(|s| s.phase);
     let endpoints = due.is_some() && matches!(phase, Some(Phase::Progressing | Phase::WaitingPromotion));
     let (mut observed, objects) = observe(canary, ctx, endpoints).await?;
+    if let Ok(plan) = &observed.plan {
+        ctx.metrics.observe_info(&observed.id, &plan.route);
+    }
     tracing::debug!(canary = %canary.name_any(), elapsed_us = started.elapsed().as_micros() as u64, "observed");
     let mut now = Timestamp::now();
     let who = Subject::of(&canary.name_any(), &objects.namespace, &observed);
@@ -107,6 +110,11 @@ pub async fn cleanup(canary: &Canary, ctx: &Context) -> Result<Requeue, Error> {
     let mut run = Run::new(canary, ctx, objects, &observed, who);
     run.act(&Action::RouteToStable).await?;
     run.act(&Action::DeleteGenerated).await?;
+    if !super::canaries::annotation_mode(canary) {
+        run.unclaim().await?;
+        run.keep_apex().await?;
+    }
+    ctx.index.forget(&run.objects.namespace, &canary.name_any());
     if busy {
         let message = if super::canaries::annotation_mode(canary) {
             format!(
@@ -177,6 +185,8 @@ impl<'a> Run<'a> {
 
     async fn act(&mut self, action: &Action) -> Result<(), Error> {
         match action {
+            Action::Claim => self.claim().await,
+            Action::ApplyApex => self.apply_apex().await,
             Action::ApplyCanary { replicas } => self.apply_canary(*replicas).await,
             Action::SetWeight(weight) => self.set_weight(*weight, true).await,
             Action::RouteToStable => self.set_weight(0, false).await,
@@ -227,6 +237,82 @@ impl<'a> Run<'a> {
                 Ok(())
             }
         }
+    }
+
+    /// Opts the target in for this Canary: its `canary` annotation, by server-side apply
+    /// under the claim's own field manager (forced: a stale opt-in naming a Canary that
+    /// is gone is taken over).
+    async fn claim(&mut self) -> Result<(), Error> {
+        let Some(target) = &self.objects.target else { return Err(Error::Invalid("the target is gone".into())) };
+        let name = target.name_any();
+        let body = claim::claim(self.ns(), &name, &self.canary.name_any());
+        let deployments: Api<Deployment> = self.api();
+        let written = deployments
+            .patch(&name, &PatchParams::apply(claim::FIELD_MANAGER).force(), &Patch::Apply(&body))
+            .await
+            .map_err(Error::kube(format!("opting Deployment {}/{name} in", self.ns())))?;
+        self.objects.target = Some(written);
+        Ok(())
+    }
+
+    /// Gives the claim on the target up (the Canary is going): an empty apply under the
+    /// claim's field manager removes the opt-in, unless someone else wrote it too.
+    async fn unclaim(&mut self) -> Result<(), Error> {
+        let Some(target) = &self.objects.target else { return Ok(()) };
+        let name = target.name_any();
+        if target.annotations().get(crate::api::annotations::CANARY) != Some(&self.canary.name_any()) {
+            return Ok(());
+        }
+        let deployments: Api<Deployment> = self.api();
+        let body = claim::release(self.ns(), &name);
+        deployments
+            .patch(&name, &PatchParams::apply(claim::FIELD_MANAGER), &Patch::Apply(&body))
+            .await
+            .map_err(Error::kube(format!("giving up the opt-in of Deployment {}/{name}", self.ns())))?;
+        Ok(())
+    }
+
+    /// The apex Service this Canary generated outlives it: the user's route still sends
+    /// to it. Our owner reference goes, so the garbage collector leaves it.
+    async fn keep_apex(&mut self) -> Result<(), Error> {
+        let uid = self.canary.metadata.uid.clone().unwrap_or_default();
+        let Some(svc) = &self.objects.service else { return Ok(()) };
+        let owners = svc.metadata.owner_references.clone().unwrap_or_default();
+        if !owners.iter().any(|o| o.uid == uid) {
+            return Ok(());
+        }
+        let rest: Vec<_> = owners.into_iter().filter(|o| o.uid != uid).collect();
+        let patch = serde_json::json!({"metadata": {
+            "ownerReferences": if rest.is_empty() { serde_json::Value::Null } else { serde_json::json!(rest) },
+            "resourceVersion": svc.resource_version(),
+        }});
+        let name = svc.name_any();
+        let services: Api<Service> = self.api();
+        services
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(Error::kube(format!("keeping Service {}/{name}", self.ns())))?;
+        let message = format!(
+            "Service {name}.{} kept: the route still sends to it; it is no longer owned by Canary {}",
+            self.ns(),
+            self.observed.id
+        );
+        tracing::info!(canary = %self.observed.id, msg = message.as_str(), "{message}");
+        Ok(())
+    }
+
+    /// Creates or updates the apex Service from `spec.service` (server-side apply,
+    /// forced: it is ours).
+    async fn apply_apex(&mut self) -> Result<(), Error> {
+        let Some(apex) = &self.objects.apex else { return Err(Error::Invalid("no spec.service to apply".into())) };
+        let name = apex.name_any();
+        let services: Api<Service> = self.api();
+        let written = services
+            .patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(apex))
+            .await
+            .map_err(Error::kube(format!("applying Service {}/{name}", self.ns())))?;
+        self.objects.service = Some(written);
+        Ok(())
     }
 
     /// Creates or resizes `<svc>-canary` and `<d>-canary` (server-side apply, forced:

@@ -8,7 +8,7 @@ use kube::Api;
 use super::observe::Objects;
 use super::{Context, metrics};
 use crate::analysis::prometheus::{Prometheus, QUERY_TIMEOUT};
-use crate::analysis::{Scope, Source, Verdict, http, template, upstream_nodes, wait_for_traffic};
+use crate::analysis::{Scope, Source, Verdict, http, own_prometheus, template, upstream_nodes, wait_for_traffic};
 use crate::api::metric_template::MetricTemplate;
 use crate::release::copies;
 use crate::release::lifecycle::{Check, Observed};
@@ -45,13 +45,16 @@ pub(super) async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &C
             return failed("endpoints", format!("Halt {} advancement: cannot read the stable's endpoints: {e}", o.id));
         }
     };
-    // Each release's own queries only without the batcher.
+    // Each release's own queries only without the batcher, or with its own Prometheus
+    // (`spec.metricsServer`), which the batcher does not query.
     let own;
-    let source = match &ctx.batcher {
-        Some(batcher) => Source::Batched(batcher),
-        None => {
+    let url = own_prometheus(plan.metrics_server.as_deref(), &ctx.config.prometheus_url, ctx.batcher.is_some());
+    let source = match (&ctx.batcher, url) {
+        (Some(batcher), None) => Source::Batched(batcher),
+        (_, url) => {
             let client = http::Options { resolver: Some(&ctx.config.resolver), ..http::Options::default() };
-            own = match Prometheus::with(&ctx.config.prometheus_url, QUERY_TIMEOUT, &client) {
+            let url = url.unwrap_or(&ctx.config.prometheus_url);
+            own = match Prometheus::with(url, QUERY_TIMEOUT, &client) {
                 Ok(p) => p.counted(ctx.metrics.prometheus_queries(metrics::BUILTIN)),
                 Err(e) => return failed("prometheus", format!("Prometheus query failed: {e}")),
             };
@@ -60,8 +63,8 @@ pub(super) async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &C
     };
     let target = crate::analysis::Target {
         namespace: objects.namespace.clone(),
-        canary: o.id.split('.').next().unwrap_or_default().to_owned(),
-        deployment: plan.target.clone(),
+        canary: o.id.canary.clone(),
+        deployment: o.id.target.clone(),
         generated_route: route::generated_name(&plan.route, &plan.target),
         canary_nodes: nodes.clone(),
         stable_nodes,
@@ -79,14 +82,32 @@ pub(super) async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &C
         verdicts.extend(crate::analysis::run(&scoped, &target, source).await);
     }
     // Then the MetricTemplates, as Flagger runs them: after the built-in metrics.
+    // Flagger's meaning of each variable (its `toMetricModel`), ours beside them.
     let vars = template::Vars {
         namespace: objects.namespace.clone(),
-        name: target.canary.clone(),
-        target: plan.target.clone(),
+        name: o.id.canary.clone(),
+        target: o.id.target.clone(),
         service: objects.service_name.clone(),
-        route: target.generated_route.clone(),
+        ingress: plan.ingress.clone(),
+        route: plan.route.clone(),
+        generated_route: target.generated_route.clone(),
         canary_nodes: nodes,
     };
+    // Inline queries first, as Flagger runs them with the built-in metrics, on the same
+    // Prometheus.
+    let prometheus = match source {
+        Source::PerRelease(p) => p,
+        Source::Batched(b) => b.prometheus(),
+    };
+    for metric in &plan.metrics {
+        let MetricSource::Query { query, variables } = &metric.source else { continue };
+        let waiting = wait_for_traffic(&metric.name, metric.min_requests, metric.interval, &target, source);
+        let verdict = match waiting.await {
+            Some(wait) => wait,
+            None => template::evaluate_query(query, metric, variables, &vars, prometheus).await,
+        };
+        verdicts.push((metric.name.clone(), verdict));
+    }
     for metric in &plan.metrics {
         let MetricSource::Template { name, namespace, variables } = &metric.source else { continue };
         let waiting = wait_for_traffic(&metric.name, metric.min_requests, metric.interval, &target, source);

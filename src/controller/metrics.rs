@@ -13,12 +13,22 @@ use prometheus_client::registry::Registry;
 
 use crate::api::canary::Phase;
 use crate::metrics::Listed;
-use crate::release::lifecycle::Status;
+use crate::release::lifecycle::{self, Status};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Release {
     pub name: String,
     pub namespace: String,
+}
+
+/// What a Canary releases and through which route, for dashboards that select a
+/// release by its Canary: Flagger's route shape is `<namespace>_<route>-<target>-canary_`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Info {
+    pub name: String,
+    pub namespace: String,
+    pub target: String,
+    pub route: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,6 +75,9 @@ const LAG_BUCKETS: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 
 #[derive(Debug)]
 pub struct Metrics {
     status: Family<Release, Gauge>,
+    info: Family<Info, Gauge>,
+    /// The labels each Canary's `info` series has now, to drop the old one on a change.
+    infos: std::sync::Mutex<std::collections::HashMap<(String, String), Info>>,
     weight: Family<Workload, Gauge>,
     duration: Family<Release, Histogram, fn() -> Histogram>,
     analysis: Family<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -85,15 +98,12 @@ pub fn status_value(phase: Option<Phase>) -> i64 {
     }
 }
 
-fn split(id: &str) -> (String, String) {
-    let (name, ns) = id.split_once('.').unwrap_or((id, ""));
-    (name.to_owned(), ns.to_owned())
-}
-
 impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self {
             status: Family::default(),
+            info: Family::default(),
+            infos: Default::default(),
             weight: Family::default(),
             duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
             analysis: Family::default(),
@@ -110,6 +120,11 @@ impl Metrics {
             "status",
             "Release status: 0 progressing, 1 other phases, 2 failed",
             Listed(m.status.clone()),
+        );
+        registry.register(
+            "info",
+            "1 for each Canary, labelled with its target Deployment and its route",
+            Listed(m.info.clone()),
         );
         registry.register("weight", "Traffic weight of the stable and canary workloads", Listed(m.weight.clone()));
         registry.register("duration_seconds", "Time of one reconcile of a release", Listed(m.duration.clone()));
@@ -136,9 +151,29 @@ impl Metrics {
         self.queries.get_or_create(&QueryKind { kind: kind.to_owned() }).clone()
     }
 
-    pub fn observe_duration(&self, id: &str, elapsed: Duration) {
-        let (name, namespace) = split(id);
-        self.duration.get_or_create(&Release { name, namespace }).observe(elapsed.as_secs_f64());
+    /// One reconcile of the Canary `name` in `namespace`.
+    pub fn observe_duration(&self, name: &str, namespace: &str, elapsed: Duration) {
+        let release = Release { name: name.to_owned(), namespace: namespace.to_owned() };
+        self.duration.get_or_create(&release).observe(elapsed.as_secs_f64());
+    }
+
+    /// The Canary `id` releases its target through `route`.
+    pub fn observe_info(&self, id: &lifecycle::Release, route: &str) {
+        let info = Info {
+            name: id.canary.clone(),
+            namespace: id.namespace.clone(),
+            target: id.target.clone(),
+            route: route.to_owned(),
+        };
+        let mut infos = self.infos.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (id.namespace.clone(), id.canary.clone());
+        if infos.get(&key) == Some(&info) {
+            return;
+        }
+        if let Some(old) = infos.insert(key, info.clone()) {
+            self.info.remove(&old);
+        }
+        self.info.get_or_create(&info).set(1);
     }
 
     pub fn skipped_reconcile(&self) {
@@ -149,24 +184,24 @@ impl Metrics {
         self.tick_lag.observe(lag.as_secs_f64());
     }
 
-    pub fn observe_metric(&self, id: &str, metric: &str, value: Option<f64>) {
-        let (name, namespace) = split(id);
+    pub fn observe_metric(&self, id: &lifecycle::Release, metric: &str, value: Option<f64>) {
+        let (name, namespace) = (id.canary.clone(), id.namespace.clone());
         if let Some(v) = value {
             self.analysis.get_or_create(&MetricLabels { name, namespace, metric: metric.to_owned() }).set(v);
         }
     }
 
     /// The gauges from a status just written, and the totals when it ended a release.
-    pub fn observe_status(&self, id: &str, old: &Status, new: &Status, skipped: bool) {
-        let (name, namespace) = split(id);
+    pub fn observe_status(&self, id: &lifecycle::Release, old: &Status, new: &Status, skipped: bool) {
+        let (name, namespace, target) = (id.canary.clone(), id.namespace.clone(), &id.target);
         self.status
             .get_or_create(&Release { name: name.clone(), namespace: namespace.clone() })
             .set(status_value(new.phase));
         let w = i64::from(new.weight);
         self.weight
-            .get_or_create(&Workload { workload: format!("{name}-canary"), namespace: namespace.clone() })
+            .get_or_create(&Workload { workload: format!("{target}-canary"), namespace: namespace.clone() })
             .set(w);
-        self.weight.get_or_create(&Workload { workload: name.clone(), namespace: namespace.clone() }).set(100 - w);
+        self.weight.get_or_create(&Workload { workload: target.clone(), namespace: namespace.clone() }).set(100 - w);
         if old.phase == new.phase {
             return;
         }

@@ -6,17 +6,18 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::ListParams;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 
+use super::index::Named;
 use super::{Context, Error, canaries, status};
 use crate::api::annotations::{ABORT, PROMOTE, PROMOTE_NOW, PROMOTED_REVISION};
 use crate::api::apisix_route::ApisixRoute;
 use crate::api::canary::v1beta1::Canary;
-use crate::release::copies;
-use crate::release::lifecycle::{CanaryPods, Observed, Requests, Target};
+use crate::release::lifecycle::{Apex, CanaryPods, Observed, Protection, Release, Requests, Target};
 use crate::release::lock::Lock;
 use crate::release::plan::{OptIn, Plan};
 use crate::release::revision::Revision;
+use crate::release::{apex, claim, copies};
 use crate::route;
 
 /// On the canary Deployment: the revision its template copies.
@@ -34,6 +35,8 @@ pub struct Objects {
     pub generated: Option<ApisixRoute>,
     /// The canary Service's ready endpoints, when listed beside the reads (`endpoints`).
     pub canary_nodes: Option<Result<Vec<String>, String>>,
+    /// The apex Service as `spec.service` describes it, when the Canary may generate it.
+    pub apex: Option<Service>,
 }
 
 /// Reads the objects and builds the observation; with `endpoints`, also lists the canary
@@ -103,11 +106,24 @@ pub async fn observe(c: &Canary, ctx: &Context, endpoints: bool) -> Result<(Obse
     let (names, service, user_route, generated, canary_nodes) =
         if names == read.0 { read } else { reads(names).await? };
     let Names { route: route_name, service: service_name, .. } = names;
+    // A change to any of these wakes this Canary, owned by it or not.
+    let named = [(Named::Deployment, name.as_str()), (Named::Service, &service_name), (Named::Route, &route_name)];
+    ctx.index.set(&ns, &c.name_any(), &named);
     let status = status::from_canary(c.status.as_ref());
     let target_view = match &target {
         Some(d) => Some(target_of(d, &ctx.client, &ns, status.applied.as_ref()).await?),
         None => None,
     };
+
+    // The apex Service a Canary's `spec.service` may generate.
+    let apex_service = match (&plan, &target) {
+        (Ok(Plan { apex: Some(apex), .. }), Some(d)) => {
+            apex::service(&service_name, apex, d, c.controller_owner_ref(&()).unwrap_or_default()).ok()
+        }
+        _ => None,
+    };
+    let uid = c.metadata.uid.clone().unwrap_or_default();
+    let apex = apex_service.as_ref().map_or(Apex::Kept, |desired| apex::state(service.as_ref(), desired, &uid));
 
     let mut refusal = None;
     let rule = match &user_route {
@@ -117,8 +133,10 @@ pub async fn observe(c: &Canary, ctx: &Context, endpoints: bool) -> Result<(Obse
         }
         Some(r) => route::find_rule(r, &service_name).map_err(|e| refusal = Some(e.to_string())).ok(),
     };
-    if service.is_none() && refusal.is_none() {
-        refusal = Some(format!("Service {ns}/{service_name} not found"));
+    // A missing apex Service is generated before anything else is decided.
+    if service.is_none() && apex_service.is_none() && refusal.is_none() {
+        let hint = if canaries::annotation_mode(c) { "" } else { " (set spec.service.port to have it generated)" };
+        refusal = Some(format!("Service {ns}/{service_name} not found{hint}"));
     }
     match &target {
         None => {
@@ -137,8 +155,11 @@ pub async fn observe(c: &Canary, ctx: &Context, endpoints: bool) -> Result<(Obse
         }
     }
     let canary_service = copies::canary_service_name(&service_name);
+    let protection = protection(c, ctx, &ns, target.as_ref()).await?;
     let observed = Observed {
-        id: format!("{name}.{ns}"),
+        id: Release { canary: c.name_any(), namespace: ns.clone(), target: name.clone() },
+        protection,
+        apex,
         plan,
         status,
         target: target_view.unwrap_or_else(missing_target),
@@ -159,8 +180,34 @@ pub async fn observe(c: &Canary, ctx: &Context, endpoints: bool) -> Result<(Obse
         canary,
         generated,
         canary_nodes,
+        apex: apex_service,
     };
     Ok((observed, objects))
+}
+
+/// Whether the target's releases reach this Canary; reads the Canary its opt-in names
+/// only when that is another one.
+async fn protection(c: &Canary, ctx: &Context, ns: &str, target: Option<&Deployment>) -> Result<Protection, Error> {
+    let name = c.name_any();
+    let annotations = target.map(|d| d.annotations());
+    let other_exists = match claim::other_canary(&name, annotations) {
+        Some(other) => {
+            let canaries: Api<Canary> = Api::namespaced(ctx.client.clone(), ns);
+            let found =
+                canaries.get_metadata_opt(other).await.map_err(Error::kube(format!("reading Canary {ns}/{other}")))?;
+            Some(found.is_some_and(|o| o.metadata.deletion_timestamp.is_none()))
+        }
+        None => None,
+    };
+    Ok(claim::protection(&claim::Target {
+        canary: &name,
+        namespace: ns,
+        deployment: &c.spec.target_ref.name,
+        annotation_mode: canaries::annotation_mode(c),
+        annotations,
+        excluded: ctx.config.excluded_namespaces.iter().any(|e| e == ns),
+        other_exists,
+    }))
 }
 
 /// The objects a release reads by the names its plan gives.

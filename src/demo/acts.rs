@@ -91,14 +91,15 @@ async fn generate(world: &World, cmd: &str) -> Result<(), DemoError> {
 
 /// Act 3's setup: the scenario's MetricTemplate, and the metric in the Canary.
 async fn add_template_metric(world: &World) -> Result<(), DemoError> {
-    println!("$ kubectl apply -f not-found-percentage.yaml   # MetricTemplate: share of 4xx of the canary's nodes");
+    println!(
+        "$ kubectl apply -f not-found-percentage.yaml   # the article's MetricTemplate, code=~\"4..\": the 4xx share"
+    );
     world.create(vec![scenario::metric_template(&world.prometheus_url)]).await?;
-    println!("$ kubectl -n test patch canary/podinfo --type merge -p '{}'", scenario::with_template_metric());
+    let patch = scenario::with_template_metric()?;
+    println!("$ kubectl -n test patch canary/podinfo --type merge -p '{patch}'");
     let api: Api<Canary> = Api::namespaced(world.client.clone(), NAMESPACE);
     let params = PatchParams { field_manager: Some(KUBECTL.to_owned()), ..PatchParams::default() };
-    api.patch(NAME, &params, &Patch::Merge(scenario::with_template_metric()))
-        .await
-        .map_err(DemoError::kube("kubectl patch canary/podinfo"))?;
+    api.patch(NAME, &params, &Patch::Merge(patch)).await.map_err(DemoError::kube("kubectl patch canary/podinfo"))?;
     Ok(())
 }
 

@@ -1,10 +1,10 @@
-//! SCENARIO.md as data: the cast's manifests (the scenario fixtures, the Deployment in
-//! Canary mode, the article's Canary with its intervals compressed to 2 s), the three
-//! acts with their kubectl commands, and how each must end.
+//! SCENARIO.md as data: the article's cast as a Flagger user applies it (Flagger's
+//! podinfo Deployment and HorizontalPodAutoscaler, no annotation of ours, no Service:
+//! the Canary takes the Deployment over and generates the Service from `spec.service`),
+//! the article's route and Canary as written with only their timings compressed, the
+//! three acts with their kubectl commands, and how each must end.
 
 use serde_json::{Value, json};
-
-use crate::api::annotations;
 
 pub const NAMESPACE: &str = "test";
 pub const NAME: &str = "podinfo";
@@ -15,26 +15,26 @@ pub const IMAGE: &str = "stefanprodan/podinfo";
 /// Where the article's webhooks and load tests are sent.
 pub const LOADTESTER: &str = "http://flagger-loadtester.test/";
 
-/// The analysis, compressed: SCENARIO.md's 10 s intervals are 2 s here.
+/// The article's analysis, as written: only the intervals are compressed, its 10 s
+/// steps to 2 s and the metrics' windows alike (1m and 30s to 12 s and 6 s).
 pub const INTERVAL: &str = "2s";
-pub const THRESHOLD: u32 = 4;
-pub const MAX_WEIGHT: u32 = 30;
+pub const THRESHOLD: u32 = 10;
+pub const MAX_WEIGHT: u32 = 50;
 pub const STEP_WEIGHT: u32 = 10;
-/// The metrics' window: the article's 1m and 30s, compressed.
-pub const METRIC_INTERVAL: &str = "10s";
-pub const METRIC_INTERVAL_SECS: u64 = 10;
-/// A check judges the canary once it has served this many requests in the window
-/// (before that the weight holds): a young canary's first checks come before
-/// Prometheus has its series.
-pub const MIN_REQUESTS: u32 = 5;
-/// How long the errors of acts 2 and 3 last: the article's `hey -z 1m` compressed like
-/// the intervals, so the errors of act 2 end before act 3 starts.
-pub const ERRORS_SECS: u64 = 12;
+/// The success rate's window (the article's 1m) and the P99's (its 30s), compressed.
+pub const METRIC_INTERVAL: &str = "12s";
+pub const METRIC_INTERVAL_SECS: u64 = 12;
+const DURATION_INTERVAL: &str = "6s";
+/// Flagger's podinfo waits 5 s before a ready pod counts as available; compressed too.
+const MIN_READY_SECONDS: u32 = 1;
+/// How long the errors of acts 2 and 3 last (the article's `hey -z 1m`, compressed):
+/// past the ten failed checks of the threshold, and over before the next act.
+pub const ERRORS_SECS: u64 = 30;
 
 const NAMESPACE_YAML: &str = include_str!("../../tests/fixtures/scenario/namespace.yaml");
-const SERVICE_YAML: &str = include_str!("../../tests/fixtures/scenario/service.yaml");
 const ROUTE_YAML: &str = include_str!("../../tests/fixtures/scenario/route.yaml");
-const PODINFO_YAML: &str = include_str!("../../tests/fixtures/scenario/podinfo.yaml");
+const DEPLOYMENT_YAML: &str = include_str!("../../tests/fixtures/flagger/podinfo/deployment.yaml");
+const HPA_YAML: &str = include_str!("../../tests/fixtures/flagger/podinfo/hpa.yaml");
 const CANARY_YAML: &str = include_str!("../../tests/fixtures/canaries/scenario.yaml");
 
 #[derive(Debug, thiserror::Error)]
@@ -48,52 +48,51 @@ fn parse(what: &'static str, yaml: &str) -> Result<Value, ManifestError> {
     serde_saphyr::from_str(yaml).map_err(|e| ManifestError { what, reason: e.to_string() })
 }
 
-/// The cast, in the order a user applies it: namespace, Deployment, Service, route,
-/// Canary.
+/// The cast, in the order a user applies it: namespace, Flagger's podinfo (`kubectl
+/// apply -k`: its HPA and Deployment), the route, the Canary.
 pub fn cast() -> Result<Vec<Value>, ManifestError> {
-    let mut podinfo = parse("podinfo.yaml", PODINFO_YAML)?;
-    // Canary mode: the Deployment names the Canary that holds the analysis.
-    podinfo["metadata"]["annotations"] = json!({ annotations::CANARY: NAME });
-    Ok(vec![
-        parse("namespace.yaml", NAMESPACE_YAML)?,
-        podinfo,
-        parse("service.yaml", SERVICE_YAML)?,
-        parse("route.yaml", ROUTE_YAML)?,
-        canary()?,
-    ])
+    let mut deployment = parse("flagger/podinfo/deployment.yaml", DEPLOYMENT_YAML)?;
+    deployment["metadata"]["namespace"] = json!(NAMESPACE);
+    deployment["spec"]["minReadySeconds"] = json!(MIN_READY_SECONDS);
+    let mut hpa = parse("flagger/podinfo/hpa.yaml", HPA_YAML)?;
+    hpa["metadata"]["namespace"] = json!(NAMESPACE);
+    Ok(vec![parse("namespace.yaml", NAMESPACE_YAML)?, hpa, deployment, parse("route.yaml", ROUTE_YAML)?, canary()?])
 }
 
-fn metric(name: &str, range: Value) -> Value {
-    json!({"name": name, "thresholdRange": range, "interval": METRIC_INTERVAL, "minRequests": MIN_REQUESTS})
-}
-
-/// The article's Canary (its `load-test` rollout hook included), intervals compressed.
+/// The article's Canary (its `load-test` rollout hook included), timings compressed.
 pub fn canary() -> Result<Value, ManifestError> {
     let mut canary = parse("canaries/scenario.yaml", CANARY_YAML)?;
     let analysis = &mut canary["spec"]["analysis"];
     analysis["interval"] = json!(INTERVAL);
-    analysis["threshold"] = json!(THRESHOLD);
-    analysis["maxWeight"] = json!(MAX_WEIGHT);
-    analysis["stepWeight"] = json!(STEP_WEIGHT);
-    analysis["metrics"] = json!(builtin_metrics());
+    for metric in analysis["metrics"].as_array_mut().into_iter().flatten() {
+        let window = if metric["name"] == "request-duration" { DURATION_INTERVAL } else { METRIC_INTERVAL };
+        metric["interval"] = json!(window);
+    }
     Ok(canary)
 }
 
-fn builtin_metrics() -> [Value; 2] {
-    [metric("request-success-rate", json!({"min": 99})), metric("request-duration", json!({"max": 500}))]
-}
-
-/// Act 3's metric: the scenario's MetricTemplate, with `code=~"4.."` (the article's
-/// `code!~"4.."` would fail every release), the canary's own nodes, and `or on()
-/// vector(0)` so a canary without a single 4xx reads 0, not "no values found".
+/// Act 3's metric: the article's MetricTemplate, with `code=~"4.."` (its `code!~"4.."`
+/// is the share of requests that are NOT 4xx, which fails every release) and the
+/// demo's Prometheus as its address.
 pub const TEMPLATE: &str = "not-found-percentage";
 pub const TEMPLATE_METRIC: &str = "404s percentage";
-const TEMPLATE_QUERY: &str = concat!(
-    r#"(sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ route }}_.+",node=~"{{ canary_nodes }}",code=~"4.."}[{{ interval }}])) or on() vector(0))"#,
-    "\n",
-    r#"/ sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ route }}_.+",node=~"{{ canary_nodes }}"}[{{ interval }}])) * 100"#,
-    "\n"
-);
+const TEMPLATE_QUERY: &str = r#"sum(
+  rate(
+    apisix_http_status{
+      route=~"{{ namespace }}_{{ route }}-{{ target }}-canary_.+",
+      code=~"4.."
+    }[{{ interval }}]
+  )
+)
+/
+sum(
+  rate(
+    apisix_http_status{
+      route=~"{{ namespace }}_{{ route }}-{{ target }}-canary_.+"
+    }[{{ interval }}]
+  )
+) * 100
+"#;
 
 pub fn metric_template(prometheus_url: &str) -> Value {
     json!({
@@ -104,13 +103,17 @@ pub fn metric_template(prometheus_url: &str) -> Value {
     })
 }
 
-/// The merge patch adding "404s percentage" (max 5) to the Canary's metrics.
-pub fn with_template_metric() -> Value {
-    let mut metrics = builtin_metrics().to_vec();
-    let mut not_found = metric(TEMPLATE_METRIC, json!({"max": 5}));
-    not_found["templateRef"] = json!({"name": TEMPLATE});
-    metrics.push(not_found);
-    json!({"spec": {"analysis": {"metrics": metrics}}})
+/// The merge patch adding the article's "404s percentage" (max 5, over its 1m,
+/// compressed) to the Canary's metrics.
+pub fn with_template_metric() -> Result<Value, ManifestError> {
+    let mut metrics = canary()?["spec"]["analysis"]["metrics"].as_array().cloned().unwrap_or_default();
+    metrics.push(json!({
+        "name": TEMPLATE_METRIC,
+        "templateRef": {"name": TEMPLATE},
+        "thresholdRange": {"max": 5},
+        "interval": METRIC_INTERVAL,
+    }));
+    Ok(json!({"spec": {"analysis": {"metrics": metrics}}}))
 }
 
 /// The three acts of SCENARIO.md.
@@ -215,14 +218,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_cast_is_the_scenario_in_canary_mode_with_compressed_intervals() {
+    fn the_cast_is_the_articles_as_written_with_its_timings_compressed() {
         let cast = cast().unwrap();
         let kinds: Vec<&str> = cast.iter().map(|o| o["kind"].as_str().unwrap()).collect();
-        assert_eq!(kinds, ["Namespace", "Deployment", "Service", "ApisixRoute", "Canary"]);
-        assert_eq!(cast[1]["metadata"]["annotations"], json!({"apisix-canary.dev/canary": "podinfo"}));
-        assert_eq!(cast[1]["spec"]["template"]["spec"]["containers"][0]["image"], "stefanprodan/podinfo:6.0.0");
+        assert_eq!(kinds, ["Namespace", "HorizontalPodAutoscaler", "Deployment", "ApisixRoute", "Canary"]);
+        // Flagger's podinfo as Flagger users have it: nothing of ours on it, no Service.
+        assert_eq!(cast[2]["metadata"].get("annotations"), None);
+        assert_eq!(cast[2]["spec"]["template"]["spec"]["containers"][0]["image"], "ghcr.io/stefanprodan/podinfo:6.0.0");
+        assert_eq!(
+            (cast[1]["spec"]["minReplicas"].as_u64(), cast[1]["spec"]["maxReplicas"].as_u64()),
+            (Some(2), Some(4))
+        );
         let analysis = &cast[4]["spec"]["analysis"];
-        assert_eq!((analysis["interval"].as_str(), analysis["maxWeight"].as_u64()), (Some("2s"), Some(30)));
+        let steps = (analysis["threshold"].as_u64(), analysis["maxWeight"].as_u64(), analysis["stepWeight"].as_u64());
+        assert_eq!(steps, (Some(10), Some(50), Some(10)), "the article's steps and threshold");
+        assert_eq!(analysis["interval"], "2s");
+        let windows: Vec<&str> =
+            analysis["metrics"].as_array().unwrap().iter().map(|m| m["interval"].as_str().unwrap()).collect();
+        assert_eq!(windows, ["12s", "6s"]);
+        assert!(
+            analysis["metrics"].as_array().unwrap().iter().all(|m| m.get("minRequests").is_none()),
+            "nothing added"
+        );
+        assert_eq!(cast[4]["spec"]["service"], json!({"port": 80, "targetPort": 9898}));
         let hook = &analysis["webhooks"][0];
         assert_eq!((hook["name"].as_str(), hook["url"].as_str()), (Some("load-test"), Some(LOADTESTER)));
         assert!(hook["metadata"]["cmd"].as_str().unwrap().contains("/api/info"));
@@ -232,18 +250,19 @@ mod tests {
     fn the_canary_is_accepted_by_our_own_parser() {
         let canary: crate::api::canary::v1beta1::Canary = serde_json::from_value(canary().unwrap()).unwrap();
         let mut with = serde_json::to_value(&canary).unwrap();
-        with["spec"]["analysis"]["metrics"] = with_template_metric()["spec"]["analysis"]["metrics"].clone();
+        with["spec"]["analysis"]["metrics"] = with_template_metric().unwrap()["spec"]["analysis"]["metrics"].clone();
         let with: crate::api::canary::v1beta1::Canary = serde_json::from_value(with).unwrap();
         let names: Vec<&str> = with.spec.analysis.metrics.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["request-success-rate", "request-duration", "404s percentage"]);
+        crate::release::plan::Plan::from_canary(&with.spec).unwrap();
     }
 
     #[test]
-    fn the_template_counts_4xx_of_the_canary_nodes() {
+    fn the_template_is_the_articles_with_the_4xx_fix() {
         let t = metric_template("http://127.0.0.1:9090");
         let query = t["spec"]["query"].as_str().unwrap();
         assert!(query.contains(r#"code=~"4..""#) && !query.contains(r#"code!~"4..""#), "{query}");
-        assert_eq!(query.matches(r#"node=~"{{ canary_nodes }}""#).count(), 2);
+        assert_eq!(query.matches(r#"route=~"{{ namespace }}_{{ route }}-{{ target }}-canary_.+""#).count(), 2);
     }
 
     #[test]
@@ -266,8 +285,10 @@ mod tests {
         let promoted = ["Advance podinfo.test canary weight 10", "Promotion completed! Scaling down podinfo.test"];
         assert_eq!(Act::Promotion.judge("Succeeded", &promoted), Ok("Succeeded".into()));
         assert_eq!(Act::Promotion.judge("Failed", &promoted), Err("ended Failed, not Succeeded".into()));
-        let rolled_back =
-            ["Rolling back podinfo.test failed checks threshold reached 4", "Canary failed! Scaling down podinfo.test"];
+        let rolled_back = [
+            "Rolling back podinfo.test failed checks threshold reached 10",
+            "Canary failed! Scaling down podinfo.test",
+        ];
         assert!(Act::Rollback.judge("Failed", &rolled_back).is_ok());
         let err = Act::Rollback.judge("Failed", &rolled_back[1..]).unwrap_err();
         assert!(err.contains("threshold reached"), "{err}");

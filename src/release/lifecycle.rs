@@ -34,6 +34,7 @@ macro_rules! heard {
 
 mod endings;
 mod gates;
+mod initial;
 mod messages;
 mod steps;
 #[cfg(test)]
@@ -46,6 +47,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use self::endings::*;
 use self::gates::*;
+use self::initial::*;
 pub use self::messages::*;
 use self::steps::*;
 pub use super::copies::canary_replicas;
@@ -82,11 +84,64 @@ pub struct CanaryPods {
     pub current: bool,
 }
 
+/// Who a release is: its Canary, whose `name.namespace` every message says as
+/// Flagger's do, and the Deployment it releases. Kept apart, never split from a string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub canary: String,
+    pub namespace: String,
+    /// The targetRef's Deployment.
+    pub target: String,
+}
+
+impl Release {
+    /// The Deployment as Flagger's messages name one: `<name>.<namespace>`.
+    pub fn deployment(&self) -> String {
+        format!("{}.{}", self.target, self.namespace)
+    }
+}
+
+impl std::fmt::Display for Release {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.canary, self.namespace)
+    }
+}
+
+/// Whether the webhook intercepts the target's releases for this Canary: what the
+/// Deployment's opt-in annotations say (see `release::claim`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protection {
+    /// Its opt-in names this Canary (or, in annotation mode, is the annotations').
+    Protected,
+    /// Nothing opts the Deployment in: the Canary takes it over, as Flagger's does, by
+    /// writing `apisix-canary.dev/canary` under our field manager.
+    Claim,
+    /// No release of it could be intercepted for this Canary; why, in the status' words.
+    Unprotected(String),
+}
+
+/// The Service in front of the target, when the Canary may generate it (Flagger's apex
+/// Service, from `spec.service`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Apex {
+    /// The Service exists and is not ours to change, or nothing asks to generate it.
+    Kept,
+    /// Ours, as `spec.service` says.
+    Current,
+    /// Missing, or ours but no longer as `spec.service` says: (re)written.
+    Stale,
+}
+
 /// What was read of one release.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observed {
-    /// `<deployment>.<namespace>`, as Flagger's messages name a release.
-    pub id: String,
+    /// The Canary and its Deployment; shown as `<canary>.<namespace>`, as Flagger's
+    /// messages name a release.
+    pub id: Release,
+    /// Whether the target's releases reach this Canary.
+    pub protection: Protection,
+    /// The apex Service, when `spec.service` asks for it.
+    pub apex: Apex,
     /// The analysis, or why it cannot be read (invalid stored settings).
     pub plan: Result<Plan, String>,
     pub status: Status,
@@ -155,6 +210,10 @@ pub struct Check {
 /// One thing to do, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// Opt the target in for this Canary: `apisix-canary.dev/canary` on the Deployment.
+    Claim,
+    /// Create or update the apex Service from `spec.service`.
+    ApplyApex,
     /// Create or update `<d>-canary` and `<svc>-canary` at this size.
     ApplyCanary { replicas: i32 },
     /// Create or update the generated route with this canary weight; read it back.
@@ -213,6 +272,9 @@ impl Decision {
 
 /// The next step of one release. Pure.
 pub fn decide(o: &Observed, now: Timestamp) -> Decision {
+    if let Some(first) = prepare(o) {
+        return first;
+    }
     let phase = o.status.phase;
     let lock = &o.target.lock;
     let busy =
@@ -228,11 +290,14 @@ pub fn decide(o: &Observed, now: Timestamp) -> Decision {
     }
     match phase {
         Some(Phase::Promoting | Phase::Finalising) => return promoting(o, now),
-        None => return initialize(o, now),
+        None | Some(Phase::Initializing) => return initialize(o, now),
         _ => {}
     }
     // Waiting for approval holds a release, though nothing of it runs yet.
     let waiting = phase == Some(Phase::Waiting);
+    if let Some(d) = protect(o, now, busy || waiting) {
+        return d;
+    }
     if !lock.held() {
         if busy || waiting {
             return ended_outside(o, now);
@@ -283,24 +348,6 @@ pub fn decide(o: &Observed, now: Timestamp) -> Decision {
     progress(o, plan, now)
 }
 
-/// A Canary seen for the first time: record the stable revision and wait for releases.
-fn initialize(o: &Observed, now: Timestamp) -> Decision {
-    let stable = o.target.lock.stable.clone().unwrap_or_else(|| o.target.revision.clone());
-    let status = Status {
-        phase: Some(Phase::Initialized),
-        promoted: Some(stable),
-        failed: o.target.lock.failed.clone(),
-        since: Some(now),
-        message: Some(INITIALIZED.to_owned()),
-        ..Status::default()
-    };
-    Decision::act(vec![
-        Action::SetStatus(status),
-        Action::Event { warning: false, message: format!("Initialization done! {}", o.id), once: None },
-        alert(Severity::Info, "New Deployment detected, initialization completed."),
-    ])
-}
-
 /// A new revision under the lock: refuse with a reason, or create the canary at weight 0.
 fn start(o: &Observed, plan: &Plan, canary: &Revision, now: Timestamp) -> Decision {
     if let Some(why) = &o.refusal {
@@ -310,7 +357,8 @@ fn start(o: &Observed, plan: &Plan, canary: &Revision, now: Timestamp) -> Decisi
         let why = format!(
             "{} has {} active ReplicaSets: a rollout was already in progress when the release began; let it finish \
              (kubectl rollout status) and apply the change again",
-            o.id, o.target.active_replica_sets
+            o.id.deployment(),
+            o.target.active_replica_sets
         );
         return refuse(o, now, &why);
     }
@@ -375,7 +423,7 @@ fn start(o: &Observed, plan: &Plan, canary: &Revision, now: Timestamp) -> Decisi
 fn release_fields(o: &Observed, plan: &Plan) -> Vec<(String, String)> {
     let step = plan.steps.first().copied().unwrap_or(plan.max_weight);
     vec![
-        ("Target".to_owned(), format!("Deployment/{}", o.id)),
+        ("Target".to_owned(), format!("Deployment/{}", o.id.deployment())),
         ("Failed checks threshold".to_owned(), plan.threshold.to_string()),
         ("Progress deadline".to_owned(), format!("{}s", plan.progress_deadline.as_secs())),
         ("Traffic routing".to_owned(), format!("Weight step: {step} max: {}", plan.max_weight)),

@@ -35,6 +35,8 @@ pub mod defaults {
     pub const METRIC_INTERVAL: Duration = Duration::from_secs(60);
     /// How long a webhook call may take when it names no timeout (Flagger's default).
     pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Percent of the canary's pods available before it is judged ready (Flagger's).
+    pub const CANARY_READY_THRESHOLD: u32 = 100;
 }
 
 /// A legal but risky value, with the path it is about; sent as an admission warning.
@@ -50,6 +52,9 @@ pub struct Plan {
     /// The route backend's Service, when it is not the one the route names.
     pub service: Option<String>,
     pub port: Option<u16>,
+    /// How to generate that Service when it does not exist (a Canary's `spec.service`
+    /// with a port, as Flagger generates its apex Service).
+    pub apex: Option<super::apex::ApexService>,
     /// Time between two steps.
     pub interval: Duration,
     /// Failed checks, counted over the whole release, that roll it back.
@@ -65,6 +70,13 @@ pub struct Plan {
     pub metrics: Vec<Metric>,
     pub webhooks: Vec<Webhook>,
     pub alerts: Vec<Alert>,
+    /// `spec.metricsServer`: the Prometheus of the built-in and inline-query metrics,
+    /// instead of serve's `--prometheus-url`.
+    pub metrics_server: Option<String>,
+    /// `spec.ingressRef`'s name, which `{{ ingress }}` renders (else the target's name).
+    pub ingress: Option<String>,
+    /// Percent (0-100) of the canary's pods that must be available before it is ready.
+    pub canary_ready_threshold: u32,
 }
 
 /// A check run at every step.
@@ -99,6 +111,9 @@ pub enum MetricSource {
     RequestDuration,
     /// A `MetricTemplate` (in the Canary's namespace unless named).
     Template { name: String, namespace: Option<String>, variables: BTreeMap<String, String> },
+    /// Flagger's inline `query`: PromQL with a template's variables, sent to the
+    /// release's Prometheus (`metricsServer`, else serve's).
+    Query { query: String, variables: BTreeMap<String, String> },
 }
 
 /// A call made at a point of the release.
@@ -112,6 +127,10 @@ pub struct Webhook {
     /// Attempts after the first when a call fails to connect, times out, or gets a 429
     /// or a 5xx other than 501.
     pub retries: u32,
+    /// A gate's "waiting for approval" alert is not sent (Flagger's `muteAlert`).
+    pub mute_alert: bool,
+    /// The hook's TLS certificate is not verified (Flagger's `disableTLS`).
+    pub disable_tls: bool,
 }
 
 macro_rules! named_enum {

@@ -110,6 +110,7 @@ pub fn plan(
         route: "podinfo".into(),
         service: None,
         port: None,
+        apex: None,
         interval,
         threshold: 10,
         steps: vec![10, 20, 30, 40, 50],
@@ -121,5 +122,8 @@ pub fn plan(
         metrics,
         webhooks: vec![],
         alerts: vec![],
+        metrics_server: None,
+        ingress: None,
+        canary_ready_threshold: 100,
     }
 }

@@ -266,6 +266,15 @@ impl Observer {
             .map(|c| (c.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned(), phase(c)))
             .filter(|(_, p)| ENDED.contains(&p.as_str()))
             .collect();
+        // The apex Service a Canary generates from `spec.service` lives as long as it.
+        let apex: BTreeSet<(String, String)> = canaries
+            .values()
+            .map(|c| {
+                let text = |p: &str| c.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
+                let name = Some(text("/spec/service/name")).filter(|n| !n.is_empty());
+                (text("/metadata/uid"), name.unwrap_or_else(|| text("/spec/targetRef/name")))
+            })
+            .collect();
         let mut left = BTreeMap::new();
         for (kind, objects) in &state.objects {
             for (key, o) in objects {
@@ -275,7 +284,9 @@ impl Observer {
                     ended.get(uid).map(|p| (uid, p))
                 });
                 let going = o.pointer("/metadata/deletionTimestamp").is_some();
-                if let Some((uid, p)) = owner.filter(|_| !going) {
+                let name = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+                let kept = |uid: &str| *kind == "Service" && apex.contains(&(uid.to_owned(), name.to_owned()));
+                if let Some((uid, p)) = owner.filter(|(uid, _)| !going && !kept(uid)) {
                     let since = state.left.get(&(uid.to_owned(), format!("{kind} {key}"))).copied().unwrap_or(now);
                     left.insert((uid.to_owned(), format!("{kind} {key}")), (since, p.clone()));
                 }

@@ -10,6 +10,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod flagger;
+
+pub use self::flagger::{AutoscalerRef, MeshSettings, ScalerReplicas, SessionAffinity, UnmanagedMetadata};
 use super::{CanaryStatus, NamespacedRef, ObjectRef};
 
 /// The desired release process of one Deployment behind one ApisixRoute.
@@ -36,19 +39,41 @@ pub struct CanarySpec {
     /// Flagger's mesh provider: `apisix` or unset; any other value is rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    /// The Prometheus (an absolute http or https URL) that this Canary's built-in metrics
+    /// and inline `query` metrics are sent to, instead of serve's `--prometheus-url`.
+    /// MetricTemplates keep their own address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_server: Option<String>,
     /// The Deployment released, in the Canary's namespace: apiVersion `apps/v1`, kind
     /// `Deployment`.
     pub target_ref: ObjectRef,
+    /// Flagger's autoscaler of the target. Accepted with a warning and not needed: the
+    /// Deployment's own autoscaler keeps scaling it, and the canary copy is sized from
+    /// the Deployment's current replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaler_ref: Option<AutoscalerRef>,
+    /// An Ingress (kind `Ingress`) whose name `{{ ingress }}` renders in queries, as in
+    /// Flagger; nothing else reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_ref: Option<ObjectRef>,
     /// Required: the ApisixRoute (apiVersion `apisix.apache.org/v2`, kind `ApisixRoute`)
     /// with the one http rule whose only backend is the Service; a copy of that rule,
     /// `<route>-<target>-canary`, splits the traffic during a release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route_ref: Option<ObjectRef>,
+    /// Flagger's Gloo Upstream. Rejected: APISIX's route backends are Services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub upstream_ref: Option<serde_json::Value>,
     /// The Service in front of the target (Flagger's `service`); only `name` is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<CanaryService>,
     #[serde(default, skip_serializing_if = "Analysis::is_empty")]
     pub analysis: Analysis,
+    /// Flagger's deprecated name of `analysis`. Rejected: rename it to analysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub canary_analysis: Option<serde_json::Value>,
     /// Seconds (1-86400, default 600) the canary may take to become ready before its
     /// first step, and the longest a metric's `minRequests` may hold the weight; past
     /// it the release is rolled back.
@@ -58,14 +83,19 @@ pub struct CanarySpec {
     /// (confirm-rollout webhooks still gate it). Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_analysis: Option<bool>,
+    /// Flagger's revert on deletion. Accepted either way: deleting a Canary always sends
+    /// the traffic back to the Deployment's own pods and deletes the generated objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert_on_deletion: Option<bool>,
     /// Stop acting on this Canary, keeping its state: a release in progress holds where
     /// it is until this is false again. Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
 }
 
-/// The Service in front of the target, in Flagger's shape; only `name` is used: the
-/// canary Service copies that Service's ports.
+/// The Service in front of the target, in Flagger's shape. When it does not exist and
+/// `port` is set, the Canary generates it as Flagger generates its apex Service; a
+/// Service that exists is used as it is.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryService {
@@ -74,23 +104,70 @@ pub struct CanaryService {
     /// canary pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Flagger's Service port. Checked (1-65535) but not used: the canary Service copies
-    /// the Service's ports, and the generated route keeps the rule's backend port.
+    /// The Service's port, 1-65535. With it, a missing Service is generated (owned by
+    /// the Canary, selecting the Deployment's own pods, never the canary's); an existing
+    /// Service keeps its own ports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i32>,
-    /// Flagger's container port (a number or a name). Accepted and ignored: the canary
-    /// Service copies the Service's ports.
+    /// The container port a generated Service sends to: a number (1-65535) or a port
+    /// name (default: `port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "int_or_string")]
     pub target_port: Option<serde_json::Value>,
-    /// Flagger's port name. Accepted and ignored: the canary Service copies the
-    /// Service's ports.
+    /// The name of a generated Service's port (default `http`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
+    /// The application protocol of a generated Service's port (`appProtocol`, such as
+    /// `http` or `kubernetes.io/h2c`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_protocol: Option<String>,
+    /// A generated Service also exposes every other named port of the target's
+    /// containers, each on its container port. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_discovery: Option<bool>,
+    /// A generated Service is headless (`clusterIP: None`). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headless: Option<bool>,
+    /// `trafficDistribution` of a generated Service (`PreferClose`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_distribution: Option<String>,
+    /// Labels and annotations of a generated Service (Flagger's apex Service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apex: Option<CustomMetadata>,
+    /// Flagger's labels and annotations of `<service>-primary`. Rejected: there is no
+    /// primary Service, the Deployment's own pods serve through the Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<CustomMetadata>,
+    /// Flagger's labels and annotations of `<service>-canary`. Rejected: the canary
+    /// Service is a copy of the Service, its labels and annotations included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CustomMetadata>,
+    /// Flagger's labels and annotations left to other controllers. Accepted and not
+    /// needed: generated Services never lose what another manager wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmanaged_metadata: Option<UnmanagedMetadata>,
+    /// Other meshes' routing settings, accepted and ignored with a warning each.
+    #[serde(flatten)]
+    pub mesh: MeshSettings,
+}
+
+/// Labels and annotations for an object we generate.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct CustomMetadata {
+    /// Labels added to the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Annotations added to the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
 }
 
 fn int_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"x-kubernetes-int-or-string": true})
+}
+
+fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
 }
 
 impl Analysis {
@@ -117,18 +194,26 @@ pub struct Analysis {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_weight: Option<i32>,
     /// Percent of traffic added to the canary at each step, 1-100 and at most maxWeight
-    /// (default 10, or maxWeight when smaller); the last step lands on maxWeight.
-    /// Ignored, with a warning, when stepWeights is set.
+    /// (default 10, or maxWeight when smaller); the last step lands on maxWeight. Not
+    /// with stepWeights (rejected: Flagger would mix the two).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_weight: Option<i32>,
     /// The canary weights to visit in order, in percent: each 1-100, strictly
-    /// increasing, the last at most maxWeight. Takes precedence over stepWeight.
+    /// increasing, the last at most maxWeight. Not with stepWeight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_weights: Option<Vec<i32>>,
     /// Once the promoted revision has rolled out, percent of traffic moved from the
     /// canary to the Deployment at each interval (1-100); unset, all at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_weight_promotion: Option<i32>,
+    /// Percent (0-100, default 100) of the canary's pods that must be available before
+    /// its analysis starts and before each step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_ready_threshold: Option<i32>,
+    /// Flagger's readiness percent of the primary. Accepted (0-100) with a warning and
+    /// ignored: the promotion waits for the Deployment's whole rolling update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_ready_threshold: Option<i32>,
     /// Checks run at every interval: a failing one halts the advancement and counts a
     /// failed check. Names are unique; none: no metric is checked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -159,36 +244,33 @@ pub struct Analysis {
     pub session_affinity: Option<SessionAffinity>,
 }
 
-/// Flagger's session affinity settings; refused as a whole.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionAffinity {
-    /// Flagger's affinity cookie name. Rejected with sessionAffinity.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cookie_name: Option<String>,
-    /// Flagger's affinity cookie lifetime, in seconds. Rejected with sessionAffinity.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_age: Option<i32>,
-}
-
 /// A check run at every step: built-in by name, or a MetricTemplate.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Metric {
-    /// Unique among the metrics. Without templateRef, a built-in metric:
+    /// Unique among the metrics. Without templateRef or query, a built-in metric:
     /// `request-success-rate` (percent of the canary's responses that are not 5xx) or
     /// `request-duration` (the canary's P99 request duration, in milliseconds); with
-    /// templateRef, any name.
+    /// either, any other name.
     pub name: String,
     /// The bounds the value must stay within, in the metric's unit: min, max or both.
-    /// Required unless `compare` is set.
+    /// Required unless `threshold` or `compare` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold_range: Option<ThresholdRange>,
+    /// Flagger's single bound, used when thresholdRange is absent: the lowest value that
+    /// passes for `request-success-rate`, the highest for every other metric.
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "super::go_number::serialize")]
+    pub threshold: Option<f64>,
+    /// A PromQL query giving the value (instead of templateRef), with a MetricTemplate's
+    /// variables, sent to metricsServer or serve's `--prometheus-url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
     /// The range of the query (`{{ interval }}` in a template), a duration from 1s to
     /// 24h (default 1m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
-    /// The MetricTemplate whose query gives the value; unset for a built-in metric.
+    /// The MetricTemplate whose query gives the value; unset for a built-in metric or
+    /// an inline query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_ref: Option<NamespacedRef>,
     /// Values of `{{ variables.<key> }}` in the template's query.
@@ -255,6 +337,12 @@ pub struct Webhook {
     /// out, or gets a 429 or a 5xx other than 501.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<i32>,
+    /// Gates only: their "waiting for approval" alert is not sent. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mute_alert: Option<bool>,
+    /// Do not verify the hook's TLS certificate (a self-signed one). Default false.
+    #[serde(default, rename = "disableTLS", skip_serializing_if = "Option::is_none")]
+    pub disable_tls: Option<bool>,
 }
 
 /// Where to post the release's events, and from which severity on.

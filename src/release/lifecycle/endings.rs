@@ -241,7 +241,8 @@ pub(super) fn adopt_untracked(o: &Observed, now: Timestamp) -> Decision {
     let why = format!(
         "revision {} of {} rolled out without analysis: the release was not intercepted (was the webhook down? \
          its failurePolicy is Ignore)",
-        o.target.revision, o.id
+        o.target.revision,
+        o.id.deployment()
     );
     let status = Status {
         phase: Some(Phase::Failed),
@@ -270,7 +271,8 @@ pub(super) fn resumed_outside(o: &Observed, outcome: Outcome, now: Timestamp) ->
     let why = format!(
         "revision {} of {} rolled out without analysis: the Deployment was resumed under the release lock while \
          the webhook was down (its failurePolicy is Ignore){ended}",
-        o.target.revision, o.id
+        o.target.revision,
+        o.id.deployment()
     );
     let status = Status {
         phase: Some(Phase::Failed),
@@ -303,7 +305,8 @@ pub(super) fn intercept_late(o: &Observed, outcome: Outcome) -> Decision {
     let message = format!(
         "{NOT_INTERCEPTED} revision {} of {} was written while the webhook was down (its failurePolicy is Ignore); \
          the Deployment stayed paused, nothing rolled out, and {what}",
-        o.target.revision, o.id
+        o.target.revision,
+        o.id.deployment()
     );
     Decision::act(vec![Action::WriteLock(outcome), Action::Event { warning: true, message, once: None }])
 }

@@ -17,6 +17,8 @@ pub const WAITING_TRAFFIC: &str = "Waiting for approval to increase the canary w
 pub const WAITING_FOR_TRAFFIC: &str = "Waiting for canary traffic: too few requests to judge the metrics.";
 pub const SUSPENDED: &str = "Canary is suspended: nothing is acted on until spec.suspend is false.";
 pub const REFUSED: &str = "Release refused:";
+/// Initializing, and why not yet: no release of the target could be intercepted or run.
+pub const NOT_INITIALIZED: &str = "Not initialized:";
 pub const CANCELLED: &str = "Release cancelled: the template is back at the stable revision.";
 pub const RELEASED: &str = "Release ended: the lock was removed; the Deployment stays paused until resumed.";
 pub const NOT_INTERCEPTED: &str = "Release not intercepted:";

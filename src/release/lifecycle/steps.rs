@@ -18,10 +18,11 @@ pub(super) fn progress(o: &Observed, plan: &Plan, now: Timestamp) -> Decision {
         return rollback(o, now, Some(why.clone()));
     }
     let waited = elapsed(o.status.since, now);
-    let ready = o.canary.is_some_and(|c| c.current && c.ready >= c.replicas && c.replicas > 0);
+    let threshold = plan.canary_ready_threshold;
+    let ready = o.canary.is_some_and(|c| c.current && c.replicas > 0 && c.ready >= ready_needed(c.replicas, threshold));
     let weight = o.route_weight.unwrap_or(o.status.weight);
     if !ready {
-        let why = not_ready(o);
+        let why = not_ready(o, threshold);
         if o.status.weight == 0 && o.status.iterations == 0 && waited >= plan.progress_deadline {
             return rollback(o, now, Some(format!("progress deadline exceeded {why}")));
         }
@@ -242,14 +243,22 @@ pub(super) fn advanced(o: &Observed, weight: u32) -> Action {
     }
 }
 
-/// Flagger's readiness message for the canary Deployment.
-fn not_ready(o: &Observed) -> String {
+/// Flagger's readiness message for the canary Deployment: the pods it needs are the
+/// `canaryReadyThreshold` share of its replicas.
+fn not_ready(o: &Observed, threshold: u32) -> String {
     let (ready, replicas) = o.canary.map_or((0, 1), |c| (c.ready, c.replicas.max(1)));
-    let (name, ns) = o.id.split_once('.').unwrap_or((&o.id, ""));
+    let needed = ready_needed(replicas, threshold);
+    let (name, ns) = (&o.id.target, &o.id.namespace);
     format!(
-        "canary deployment {name}-canary.{ns} not ready: waiting for rollout to finish: {ready} of {replicas} \
-         (readyThreshold 100%) updated replicas are available"
+        "canary deployment {name}-canary.{ns} not ready: waiting for rollout to finish: {ready} of {needed} \
+         (readyThreshold {threshold}%) updated replicas are available"
     )
+}
+
+/// Available pods a Deployment of `replicas` needs at `threshold` percent, rounded down
+/// as Flagger rounds (`canaryReadyThreshold: 50` of 3 replicas: 1).
+fn ready_needed(replicas: i32, threshold: u32) -> i32 {
+    i32::try_from(i64::from(replicas) * i64::from(threshold) / 100).unwrap_or(replicas)
 }
 
 pub(super) fn elapsed(since: Option<Timestamp>, now: Timestamp) -> Duration {

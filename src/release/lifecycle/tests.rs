@@ -11,7 +11,9 @@ use super::*;
 use crate::release::lock::Transition;
 use crate::release::plan::{HookKind, OptIn};
 
+mod flagger;
 mod gates;
+mod initial;
 mod operator;
 
 const ID: &str = "podinfo.test";
@@ -61,7 +63,9 @@ struct World {
 impl World {
     fn new(plan: Plan) -> Self {
         let o = Observed {
-            id: ID.to_owned(),
+            id: Release { canary: "podinfo".into(), namespace: "test".into(), target: "podinfo".into() },
+            protection: Protection::Protected,
+            apex: Apex::Kept,
             plan: Ok(plan),
             status: Status::default(),
             target: Target {
@@ -118,6 +122,8 @@ impl World {
     fn apply(&mut self, action: &Action) {
         self.log.push(action.clone());
         match action {
+            Action::Claim => self.o.protection = Protection::Protected,
+            Action::ApplyApex => self.o.apex = Apex::Current,
             Action::ApplyCanary { replicas } => {
                 let ready = self.o.canary.filter(|c| c.current).map_or(0, |c| c.ready.min(*replicas));
                 self.o.canary = Some(CanaryPods { replicas: *replicas, ready, current: true });

@@ -13,6 +13,9 @@ use crate::api::rules;
 use crate::release::revision::Revision;
 
 /// How a Deployment opted in, as its annotations say.
+// A Plan is parsed, matched and moved on once per review or reconcile, never kept in
+// bulk: boxing it would cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum OptIn {
     /// Neither `route` nor `canary` is set: not ours.
@@ -71,6 +74,7 @@ impl Plan {
                 route,
                 service: None,
                 port: None,
+                apex: None,
                 interval: w.interval.unwrap_or(defaults::INTERVAL),
                 threshold: w.threshold.unwrap_or(defaults::THRESHOLD),
                 steps,
@@ -84,6 +88,9 @@ impl Plan {
                 metrics,
                 webhooks: Vec::new(),
                 alerts: Vec::new(),
+                metrics_server: None,
+                ingress: None,
+                canary_ready_threshold: defaults::CANARY_READY_THRESHOLD,
             }),
             (None, Some(canary)) => OptIn::Canary(canary),
             (None, None) => OptIn::Out,

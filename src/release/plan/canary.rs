@@ -5,24 +5,30 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::{Alert, HookKind, Parsed, Plan, Severity, StepSettings, Webhook, defaults, finish};
+use super::{Parsed, Plan, StepSettings, defaults, finish};
 use crate::api::canary::{flat, v1alpha1, v1beta1};
 use crate::api::field::{FieldError, Findings, Path, Shown};
 use crate::api::{apisix_route, rules};
 use crate::conversion;
+use crate::release::apex::{ApexService, DEFAULT_PORT_NAME};
 
+mod flagger;
+mod hooks;
 mod metrics;
 
+use self::hooks::{alerts, webhooks};
 use self::metrics::metrics;
 
 /// The only mesh provider: Flagger users may leave `provider: apisix` in place.
 pub const PROVIDER: &str = "apisix";
+/// The `trafficDistribution` a Service takes (Kubernetes 1.31 and later).
+const TRAFFIC_DISTRIBUTION: &str = "PreferClose";
 
 impl Plan {
     /// Parses a v1beta1 spec: every field checked, every problem reported at once.
     pub fn from_canary(spec: &v1beta1::CanarySpec) -> Parsed<Plan> {
         let mut f = Findings::default();
-        let plan = parse_v1beta1(spec, &mut f);
+        let plan = parse_v1beta1(spec, Form::Flagger, &mut f);
         finish(f, plan)
     }
 
@@ -55,7 +61,7 @@ impl Plan {
         // The bounds of the built-in metrics written flat were checked at the flat fields.
         let checked_flat = flat::flat_bound_paths(&c.spec, &beta.analysis.metrics);
         let mut inner = Findings::default();
-        let plan = parse_v1beta1(&beta, &mut inner);
+        let plan = parse_v1beta1(&beta, Form::Flat, &mut inner);
         for e in inner.errors.iter().filter(|e| !checked_flat.iter().any(|p| p == e.path.as_str())) {
             f.errors.push(match flat::v1alpha1_path(e.path.as_str()) {
                 Some(alpha) => FieldError { path: Path::new(&alpha), kind: e.kind.clone() },
@@ -70,7 +76,15 @@ impl Plan {
     }
 }
 
-fn parse_v1beta1(spec: &v1beta1::CanarySpec, f: &mut Findings) -> Plan {
+/// Which names the spec was written with: Flagger's (v1beta1), or the flat ones of
+/// v1alpha1 and the annotations, where stepWeights wins over stepWeight.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Flagger,
+    Flat,
+}
+
+fn parse_v1beta1(spec: &v1beta1::CanarySpec, form: Form, f: &mut Findings) -> Plan {
     let p = Path::new("spec");
     if let Some(provider) = spec.provider.as_deref().filter(|v| *v != PROVIDER) {
         f.errors.push(FieldError::not_supported(&p.child("provider"), provider, &[PROVIDER]));
@@ -108,6 +122,7 @@ fn parse_v1beta1(spec: &v1beta1::CanarySpec, f: &mut Findings) -> Plan {
     let port = spec.service.as_ref().and_then(|s| s.port).and_then(|port| {
         rules::port(&p.child("service").child("port"), port.into()).map_err(|e| f.errors.push(e)).ok()
     });
+    let apex = spec.service.as_ref().and_then(|s| apex(s, port, &p.child("service"), f));
     let progress_deadline = match spec.progress_deadline_seconds {
         Some(v) => {
             let path = p.child("progressDeadlineSeconds");
@@ -156,6 +171,17 @@ fn parse_v1beta1(spec: &v1beta1::CanarySpec, f: &mut Findings) -> Plan {
         let values: Vec<Option<i64>> = list.iter().map(|w| Some(i64::from(*w))).collect();
         rules::step_weights(&ap.child("stepWeights"), &shown, &values).map_err(|e| f.errors.push(e)).ok()
     });
+    // Flagger advances by stepWeight up to the last stepWeights entry when both are set:
+    // a mix of the two that no other reading gives.
+    let step_weight = match (form, a.step_weight, &a.step_weights) {
+        (Form::Flagger, Some(_), Some(_)) => {
+            let why = "set stepWeight or stepWeights, not both: Flagger would advance by stepWeight up to the last \
+                       stepWeights entry";
+            f.errors.push(FieldError::forbidden(&ap.child("stepWeight"), why));
+            None
+        }
+        _ => step_weight,
+    };
     let (steps, max_weight) = StepSettings {
         step_weight: step_weight.map(|s| (s, Shown::bare(s))),
         step_weights: step_weights.as_deref().map(|w| (w, Shown::bare(format!("{w:?}")))),
@@ -166,12 +192,13 @@ fn parse_v1beta1(spec: &v1beta1::CanarySpec, f: &mut Findings) -> Plan {
         names: ("stepWeights", "maxWeight"),
     }
     .resolve(f);
-    unsupported(a, &ap, f);
+    let flagger = flagger::settings(spec, &p, f);
     Plan {
         target: spec.target_ref.name.clone(),
         route,
         service,
         port,
+        apex,
         interval: interval.unwrap_or(defaults::INTERVAL),
         threshold: threshold.unwrap_or(defaults::THRESHOLD),
         steps,
@@ -183,36 +210,61 @@ fn parse_v1beta1(spec: &v1beta1::CanarySpec, f: &mut Findings) -> Plan {
         metrics: metrics(&a.metrics, &ap.child("metrics"), f),
         webhooks: webhooks(&a.webhooks, &ap.child("webhooks"), f),
         alerts: alerts(&a.alerts, &ap.child("alerts"), f),
+        metrics_server: flagger.metrics_server,
+        ingress: flagger.ingress,
+        canary_ready_threshold: flagger.canary_ready_threshold,
     }
 }
 
-/// Flagger features APISIX's weighted backends cannot do: refused, never approximated.
-fn unsupported(a: &v1beta1::Analysis, p: &Path, f: &mut Findings) {
-    let refusals = [
-        (
-            "match",
-            a.match_.is_some(),
-            "A/B testing by request match is not supported with APISIX: the generated route splits traffic \
-             by weight only; use stepWeight or stepWeights",
-        ),
-        (
-            "iterations",
-            a.iterations.is_some(),
-            "blue/green analysis (iterations) is not supported: use stepWeight or stepWeights",
-        ),
-        ("mirror", a.mirror.is_some(), "traffic mirroring is not supported with APISIX weighted backends"),
-        ("mirrorWeight", a.mirror_weight.is_some(), "traffic mirroring is not supported with APISIX weighted backends"),
-        (
-            "sessionAffinity",
-            a.session_affinity.is_some(),
-            "session affinity is not supported with APISIX weighted backends: requests are split by weight",
-        ),
-    ];
-    for (key, present, why) in refusals {
-        if present {
-            f.errors.push(FieldError::forbidden(&p.child(key), why));
+/// The apex Service `spec.service` describes; `None` without a valid port (nothing to
+/// generate: the Service must exist).
+fn apex(s: &v1beta1::CanaryService, port: Option<u16>, p: &Path, f: &mut Findings) -> Option<ApexService> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let target_port = match &s.target_port {
+        None => port.map(|p| IntOrString::Int(p.into())),
+        Some(serde_json::Value::Number(n)) => {
+            let tp = p.child("targetPort");
+            let number = n
+                .as_i64()
+                .ok_or_else(|| FieldError::invalid(&tp, Shown::bare(n), "must be between 1 and 65535, inclusive"));
+            number
+                .and_then(|n| rules::port(&tp, n))
+                .map(|n| IntOrString::Int(n.into()))
+                .map_err(|e| f.errors.push(e))
+                .ok()
         }
+        Some(serde_json::Value::String(name)) => {
+            rules::container_port_name(&p.child("targetPort"), name).map_err(|e| f.errors.push(e)).ok()?;
+            Some(IntOrString::String(name.clone()))
+        }
+        Some(other) => {
+            f.errors.push(FieldError::invalid(
+                &p.child("targetPort"),
+                Shown::bare(other),
+                "must be a port number or a port name",
+            ));
+            None
+        }
+    };
+    let port_name = s.port_name.clone().unwrap_or_else(|| DEFAULT_PORT_NAME.to_owned());
+    if let Err(e) = rules::port_name(&p.child("portName"), &port_name) {
+        f.errors.push(e);
     }
+    if let Some(td) = s.traffic_distribution.as_deref().filter(|td| *td != TRAFFIC_DISTRIBUTION) {
+        f.errors.push(FieldError::not_supported(&p.child("trafficDistribution"), td, &[TRAFFIC_DISTRIBUTION]));
+    }
+    let metadata = s.apex.clone().unwrap_or_default();
+    Some(ApexService {
+        port: port?,
+        target_port: target_port?,
+        port_name,
+        app_protocol: s.app_protocol.clone(),
+        port_discovery: s.port_discovery.unwrap_or(false),
+        headless: s.headless.unwrap_or(false),
+        traffic_distribution: s.traffic_distribution.clone(),
+        labels: metadata.labels.unwrap_or_default(),
+        annotations: metadata.annotations.unwrap_or_default(),
+    })
 }
 
 /// A name that must be present and unique in its list.
@@ -222,60 +274,4 @@ fn unique_name<'a>(name: &'a str, what: &str, path: &Path, seen: &mut BTreeSet<&
     } else if !seen.insert(name) {
         f.errors.push(FieldError::duplicate(&path.child("name"), name));
     }
-}
-
-fn webhooks(list: &[v1beta1::Webhook], p: &Path, f: &mut Findings) -> Vec<Webhook> {
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::with_capacity(list.len());
-    for (i, w) in list.iter().enumerate() {
-        let wp = p.index(i);
-        unique_name(&w.name, "a webhook", &wp, &mut seen, f);
-        let kind = match w.type_.as_deref() {
-            None => Some(HookKind::Rollout),
-            Some(t) => HookKind::parse(t).or_else(|| {
-                f.errors.push(FieldError::not_supported(&wp.child("type"), t, HookKind::NAMES));
-                None
-            }),
-        };
-        let url = rules::http_url(&wp.child("url"), &w.url).map_err(|e| f.errors.push(e)).ok();
-        let timeout = match &w.timeout {
-            Some(raw) => rules::webhook_timeout(&wp.child("timeout"), raw).map_err(|e| f.errors.push(e)).ok(),
-            None => Some(defaults::WEBHOOK_TIMEOUT),
-        };
-        let retries = match w.retries {
-            Some(n) => rules::webhook_retries(&wp.child("retries"), n.into()).map_err(|e| f.errors.push(e)).ok(),
-            None => Some(0),
-        };
-        if let (Some(kind), Some(url), Some(timeout), Some(retries)) = (kind, url, timeout, retries) {
-            let metadata = w.metadata.clone().unwrap_or_default();
-            out.push(Webhook { name: w.name.clone(), kind, url, timeout, metadata, retries });
-        }
-    }
-    out
-}
-
-fn alerts(list: &[v1beta1::Alert], p: &Path, f: &mut Findings) -> Vec<Alert> {
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::with_capacity(list.len());
-    for (i, a) in list.iter().enumerate() {
-        let ap = p.index(i);
-        unique_name(&a.name, "an alert", &ap, &mut seen, f);
-        let severity = match a.severity.as_deref() {
-            None => Some(Severity::Info),
-            Some(s) => Severity::parse(s).or_else(|| {
-                f.errors.push(FieldError::not_supported(&ap.child("severity"), s, Severity::NAMES));
-                None
-            }),
-        };
-        f.push(rules::object_name(&ap.child("providerRef").child("name"), &a.provider_ref.name));
-        if let Some(severity) = severity {
-            out.push(Alert {
-                name: a.name.clone(),
-                severity,
-                provider: a.provider_ref.name.clone(),
-                provider_namespace: a.provider_ref.namespace.clone(),
-            });
-        }
-    }
-    out
 }

@@ -20,8 +20,8 @@ fn provider(secret: Option<&str>, headers: &[(&str, &str)]) -> MetricProvider {
         address: Some("http://prometheus.monitoring:9090".into()),
         secret_ref: secret.map(|name| LocalRef { name: name.into() }),
         insecure_skip_verify: None,
-        headers: (!headers.is_empty())
-            .then(|| headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
+        headers: (!headers.is_empty()).then(|| headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).into())).collect()),
+        region: None,
     }
 }
 
@@ -122,7 +122,9 @@ fn vars() -> Vars {
         name: "podinfo".into(),
         target: "podinfo".into(),
         service: "podinfo".into(),
-        route: "podinfo-podinfo-canary".into(),
+        ingress: None,
+        route: "podinfo".into(),
+        generated_route: "podinfo-podinfo-canary".into(),
         canary_nodes: vec!["10.244.0.8".into()],
     }
 }
@@ -152,7 +154,7 @@ async fn queries_carry_the_credentials_and_headers() {
     let resolver = Resolver::new([("prometheus.monitoring".to_owned(), server.addr)]);
     let mut spec = MetricTemplateSpec {
         provider: provider(Some("prom-auth"), &[("X-Scope-OrgID", "tenant-1")]),
-        query: r#"sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ route }}_.+"}[{{ interval }}]))"#.into(),
+        query: r#"sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ route }}-{{ target }}-canary_.+"}[{{ interval }}]))"#.into(),
     };
     spec.provider.address = Some("http://prometheus.monitoring.svc".into());
     let bearer = options(&spec.provider, Some(&data(&[("token", "s3cr3t")])), &resolver).unwrap();
