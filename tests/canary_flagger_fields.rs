@@ -28,10 +28,34 @@ fn errors(spec: &v1beta1::CanarySpec) -> Vec<String> {
     validate_v1beta1(spec).errors.iter().map(ToString::to_string).collect()
 }
 
+/// The warnings about what `spec` says; those about the defaults it leaves out (see
+/// `leaving_out_a_flagger_default_is_said`) are left aside.
 fn warnings(spec: &v1beta1::CanarySpec) -> Vec<String> {
     let f = validate_v1beta1(spec);
     assert!(f.errors.is_empty(), "{}", f.errors);
-    f.warnings()
+    f.warnings().into_iter().filter(|w| !w.contains(": not set: ")).collect()
+}
+
+/// maxWeight and threshold have other defaults than Flagger's (50 and 5, where Flagger
+/// takes 100 and 1): a Canary that leaves them out is told at admission.
+#[test]
+fn leaving_out_a_flagger_default_is_said() {
+    assert_eq!(
+        validate_v1beta1(&with(json!({}))).warnings(),
+        [
+            "spec.analysis.maxWeight: not set: the canary goes up to 50% before its promotion here, where Flagger's \
+             default is 100%; set it to say which",
+            "spec.analysis.threshold: not set: 5 failed checks roll the release back here, where Flagger's default is \
+             1; set it to say which",
+        ]
+    );
+    // With stepWeights, the maximum is their last entry, as in Flagger.
+    let written = with(json!({"analysis": {"stepWeights": [10, 30], "threshold": 5}}));
+    assert!(validate_v1beta1(&written).warnings().is_empty(), "{:?}", validate_v1beta1(&written).warnings());
+    // The article's Canary sets both.
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/canaries/scenario.yaml"));
+    let article: v1beta1::Canary = serde_saphyr::from_str(&text.unwrap()).unwrap();
+    assert!(validate_v1beta1(&article.spec).warnings().is_empty());
 }
 
 fn plan(spec: &v1beta1::CanarySpec) -> Plan {
@@ -294,14 +318,13 @@ fn step_weight_and_step_weights_together_are_refused() {
         ["spec.analysis.stepWeight: Forbidden: set stepWeight or stepWeights, not both: Flagger would advance by \
           stepWeight up to the last stepWeights entry"]
     );
-    // The flat v1alpha1 form keeps the annotations' rule: stepWeights wins, with a warning.
+    // The same in v1alpha1, which is stored as v1beta1 and read as it by the controller.
     let alpha: apisix_canary::api::canary::v1alpha1::Canary = serde_json::from_value(json!({
         "apiVersion": "apisix-canary.dev/v1alpha1", "kind": "Canary",
         "metadata": {"name": "podinfo", "namespace": "test"},
         "spec": {"target": "podinfo", "route": "podinfo", "stepWeight": 10, "stepWeights": [5, 50]}
     }))
     .unwrap();
-    let (plan, warnings) = Plan::from_v1alpha1(&alpha).unwrap();
-    assert_eq!(plan.steps, [5, 50]);
-    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let refused = Plan::from_v1alpha1(&alpha).unwrap_err().to_string();
+    assert!(refused.starts_with("spec.stepWeight: Forbidden: set stepWeight or stepWeights, not both"), "{refused}");
 }

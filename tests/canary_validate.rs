@@ -147,7 +147,7 @@ fn each_rejection_names_the_field() {
 
 #[test]
 fn warnings_for_legal_but_risky_values() {
-    let f = validate_v1beta1(&with(json!({"analysis": {"interval": "5s", "threshold": 1}})));
+    let f = validate_v1beta1(&with(json!({"analysis": {"interval": "5s", "threshold": 1, "maxWeight": 50}})));
     assert!(f.errors.is_empty());
     assert_eq!(
         f.warnings(),
@@ -439,7 +439,7 @@ fn no_data_baseline_and_min_requests_rules() {
 #[test]
 fn no_data_baseline_and_min_requests_parse_into_the_plan() {
     use apisix_canary::release::plan::{NoData, Plan};
-    let spec = with(json!({"analysis": {"metrics": [
+    let spec = with(json!({"analysis": {"threshold": 5, "maxWeight": 50, "metrics": [
         {"name": "request-success-rate", "compare": "baseline", "maxDelta": 1.5, "minRequests": 20},
         {"name": "request-duration", "thresholdRange": {"max": 2000}, "compare": "baseline", "maxDelta": 100,
          "onNoData": "pass"},

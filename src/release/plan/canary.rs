@@ -28,7 +28,8 @@ impl Plan {
     /// Parses a v1beta1 spec: every field checked, every problem reported at once.
     pub fn from_canary(spec: &v1beta1::CanarySpec) -> Parsed<Plan> {
         let mut f = Findings::default();
-        let plan = parse_v1beta1(spec, Form::Flagger, &mut f);
+        let plan = parse_v1beta1(spec, &mut f);
+        defaults_apart(&spec.analysis, &mut f);
         finish(f, plan)
     }
 
@@ -61,7 +62,7 @@ impl Plan {
         // The bounds of the built-in metrics written flat were checked at the flat fields.
         let checked_flat = flat::flat_bound_paths(&c.spec, &beta.analysis.metrics);
         let mut inner = Findings::default();
-        let plan = parse_v1beta1(&beta, Form::Flat, &mut inner);
+        let plan = parse_v1beta1(&beta, &mut inner);
         for e in inner.errors.iter().filter(|e| !checked_flat.iter().any(|p| p == e.path.as_str())) {
             f.errors.push(match flat::v1alpha1_path(e.path.as_str()) {
                 Some(alpha) => FieldError { path: Path::new(&alpha), kind: e.kind.clone() },
@@ -76,15 +77,28 @@ impl Plan {
     }
 }
 
-/// Which names the spec was written with: Flagger's (v1beta1), or the flat ones of
-/// v1alpha1 and the annotations, where stepWeights wins over stepWeight.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Form {
-    Flagger,
-    Flat,
+/// Where a Flagger Canary that leaves a setting out would get Flagger's default and gets
+/// ours: said at admission, so a ported object's meaning is never changed silently.
+fn defaults_apart(a: &v1beta1::Analysis, f: &mut Findings) {
+    let ap = Path::new("spec").child("analysis");
+    if a.max_weight.is_none() && a.step_weights.is_none() {
+        let why = format!(
+            "not set: the canary goes up to {}% before its promotion here, where Flagger's default is 100%; set it \
+             to say which",
+            defaults::MAX_WEIGHT
+        );
+        f.warnings.push((ap.child("maxWeight"), why));
+    }
+    if a.threshold.is_none() {
+        let why = format!(
+            "not set: {} failed checks roll the release back here, where Flagger's default is 1; set it to say which",
+            defaults::THRESHOLD
+        );
+        f.warnings.push((ap.child("threshold"), why));
+    }
 }
 
-fn parse_v1beta1(spec: &v1beta1::CanarySpec, form: Form, f: &mut Findings) -> Plan {
+fn parse_v1beta1(spec: &v1beta1::CanarySpec, f: &mut Findings) -> Plan {
     let p = Path::new("spec");
     if let Some(provider) = spec.provider.as_deref().filter(|v| *v != PROVIDER) {
         f.errors.push(FieldError::not_supported(&p.child("provider"), provider, &[PROVIDER]));
@@ -173,8 +187,9 @@ fn parse_v1beta1(spec: &v1beta1::CanarySpec, form: Form, f: &mut Findings) -> Pl
     });
     // Flagger advances by stepWeight up to the last stepWeights entry when both are set:
     // a mix of the two that no other reading gives.
-    let step_weight = match (form, a.step_weight, &a.step_weights) {
-        (Form::Flagger, Some(_), Some(_)) => {
+    // Refused in v1alpha1 too: it is stored as v1beta1, which the controller reads.
+    let step_weight = match (a.step_weight, &a.step_weights) {
+        (Some(_), Some(_)) => {
             let why = "set stepWeight or stepWeights, not both: Flagger would advance by stepWeight up to the last \
                        stepWeights entry";
             f.errors.push(FieldError::forbidden(&ap.child("stepWeight"), why));
