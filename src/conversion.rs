@@ -1,24 +1,21 @@
-//! CRD conversion: the ConversionReview v1 handler around the pure per-kind converters.
+//! CRD conversion: the ConversionReview v1 handler. Request in, converted objects out;
+//! the conversion itself is the API types' ([`crate::api::canary::convert`]).
 //!
 //! Every answer is HTTP 200 with a ConversionReview echoing the uid: `Success` with the
 //! objects in the same number and order, each at the desired apiVersion, or `Failure`
 //! with a message naming the object that could not be converted.
 
-pub mod canary;
-
 use kube::core::conversion::{ConversionRequest, ConversionResponse, ConversionReview};
 use kube::core::{Status, TypeMeta};
 use serde_json::Value;
 
-use crate::api::canary::{KIND, V1ALPHA1, V1BETA1};
+use crate::api::canary::{KIND, convert as canary};
 
 pub const PATH: &str = "/convert";
 pub const API_VERSION: &str = "apiextensions.k8s.io/v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("unsupported apiVersion {0:?}: Canary is served as {V1BETA1} and {V1ALPHA1}")]
-    UnknownVersion(String),
     #[error("unsupported kind {0:?}: only {KIND} has several versions")]
     UnknownKind(String),
     #[error(transparent)]
@@ -27,20 +24,11 @@ pub enum Error {
 
 /// Converts one object to `desired`; an object already there is returned unchanged.
 pub fn convert(object: Value, desired: &str) -> Result<Value, Error> {
-    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
     if kind != KIND {
         return Err(Error::UnknownKind(kind.to_owned()));
     }
-    for version in [&api_version, desired] {
-        if version != V1BETA1 && version != V1ALPHA1 {
-            return Err(Error::UnknownVersion(version.to_owned()));
-        }
-    }
-    if api_version == desired {
-        return Ok(object);
-    }
-    Ok(if desired == V1ALPHA1 { canary::object_to_v1alpha1(object)? } else { canary::object_to_v1beta1(object)? })
+    Ok(canary::object_to(object, desired)?)
 }
 
 /// Answers one ConversionReview body. Pure: no I/O.

@@ -28,8 +28,9 @@
 //! - [`analysis`]: the built-in metrics (success rate, P99) from APISIX's series in
 //!   Prometheus, canary-only by default, judged in Flagger's words.
 //! - [`admission`]: the AdmissionReview protocol and thin per-kind handlers over
-//!   `release`; [`conversion`]: Canary v1beta1 <-> v1alpha1.
-//! - [`api`]: the resource types, annotation keys, the rules of each setting, field errors.
+//!   `release`; [`conversion`]: the ConversionReview handler.
+//! - [`api`]: the resource types, annotation keys, the rules of each setting, field errors;
+//!   [`api::canary::convert`] Canary v1beta1 <-> v1alpha1, pure.
 //! - [`runtime`]: one metrics registry, cancellation, readiness gates and the admin port
 //!   for every component; [`lease`] leader election (only the holder writes);
 //!   [`server`] the HTTPS webhook component; [`web`] the HTTP plumbing of every port; [`tls`] the reloading

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use apisix_canary::admission::canary::{validate_v1alpha1, validate_v1beta1};
 use apisix_canary::admission::templates::validate_metric_template;
+use apisix_canary::api::canary::convert::{to_v1alpha1, to_v1beta1};
 use apisix_canary::api::canary::v1alpha1::SPILL_ANNOTATION;
 use apisix_canary::api::canary::{ObjectRef, Phase, v1alpha1, v1beta1};
 use apisix_canary::api::metric_template::MetricTemplate;
-use apisix_canary::conversion::canary::{to_v1alpha1, to_v1beta1};
 use proptest::prelude::*;
 
 fn read<T: serde::de::DeserializeOwned>(name: &str) -> T {

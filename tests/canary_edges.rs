@@ -2,9 +2,9 @@
 //! status, malformed spill annotations, edits at v1alpha1, bounds in both forms.
 
 use apisix_canary::admission::canary::{validate_v1alpha1, validate_v1beta1};
+use apisix_canary::api::canary::convert::{SPELLING_ANNOTATION, to_v1alpha1};
 use apisix_canary::api::canary::v1alpha1::SPILL_ANNOTATION;
 use apisix_canary::api::canary::{v1alpha1, v1beta1};
-use apisix_canary::conversion::canary::{SPELLING_ANNOTATION, to_v1alpha1};
 use apisix_canary::conversion::convert;
 use serde_json::{Value, json};
 

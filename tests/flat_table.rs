@@ -2,9 +2,9 @@
 //! v1alpha1 spec has a row, and every row, set alone, goes to v1beta1 at the place the
 //! table names and comes back unchanged with nothing spilled.
 
+use apisix_canary::api::canary::convert::{to_v1alpha1, to_v1beta1};
 use apisix_canary::api::canary::flat::{FLAT_FIELDS, METRICS, Place, Unit, v1alpha1_path};
 use apisix_canary::api::canary::v1alpha1;
-use apisix_canary::conversion::canary::{to_v1alpha1, to_v1beta1};
 use serde_json::{Map, Value, json};
 
 /// Every field set. No `..Default::default()`: a field added to v1alpha1 must be added

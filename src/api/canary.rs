@@ -2,6 +2,7 @@
 //! field names) and `v1alpha1` (the flat shape of the Deployment annotations). The
 //! status is the same in both versions: it is the single record of a release.
 
+pub mod convert;
 pub mod flat;
 pub mod v1alpha1;
 pub mod v1beta1;

@@ -6,10 +6,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::{Parsed, Plan, StepSettings, defaults, finish};
-use crate::api::canary::{flat, v1alpha1, v1beta1};
+use crate::api::canary::{convert, flat, v1alpha1, v1beta1};
 use crate::api::field::{FieldError, Findings, Path, Shown};
 use crate::api::{apisix_route, rules};
-use crate::conversion;
 use crate::release::apex::{ApexService, DEFAULT_PORT_NAME};
 
 mod flagger;
@@ -52,7 +51,7 @@ impl Plan {
         }
         let spill_path = || Path::new("metadata").child("annotations").key(v1alpha1::SPILL_ANNOTATION);
         let spill = c.metadata.annotations.as_ref().and_then(|a| a.get(v1alpha1::SPILL_ANNOTATION));
-        let beta = match conversion::canary::spec_to_v1beta1(&expandable, spill.map(String::as_str)) {
+        let beta = match convert::spec_to_v1beta1(&expandable, spill.map(String::as_str)) {
             Ok((beta, _)) => beta,
             Err(e) => {
                 f.errors.push(FieldError::invalid(&spill_path(), "(json)", e.to_string()));

@@ -1,4 +1,6 @@
-//! Canary v1beta1 <-> v1alpha1, losslessly.
+//! Canary v1beta1 <-> v1alpha1, losslessly: the pure conversion of the two shapes, used
+//! by the conversion webhook ([`crate::conversion`]) and by the release plan, which reads
+//! a v1alpha1 Canary through its v1beta1 expansion.
 //!
 //! v1alpha1 holds the flat fields it can express exactly. The rest of the v1beta1 spec
 //! (the "residual") rides as JSON in the annotation [`SPILL_ANNOTATION`]; on the way
@@ -8,9 +10,9 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::api::canary::flat::{self, FLAT_FIELDS, FlatField, METRICS, Place, Unit};
-use crate::api::canary::v1alpha1::{self, SPILL_ANNOTATION};
-use crate::api::canary::{V1ALPHA1, V1BETA1, v1beta1};
+use super::flat::{self, FLAT_FIELDS, FlatField, METRICS, Place, Unit};
+use super::v1alpha1::{self, SPILL_ANNOTATION};
+use super::{V1ALPHA1, V1BETA1, v1beta1};
 use crate::api::duration;
 
 /// On a v1beta1 object: how its v1alpha1 form spelled `maxRequestDuration` when that
@@ -19,6 +21,8 @@ pub const SPELLING_ANNOTATION: &str = "apisix-canary.dev/v1alpha1-max-request-du
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("unsupported apiVersion {0:?}: Canary is served as {V1BETA1} and {V1ALPHA1}")]
+    UnknownVersion(String),
     #[error("annotation {SPILL_ANNOTATION} is not a v1beta1 spec: {0}")]
     Spill(String),
     #[error("cannot express the v1alpha1 spec as v1beta1: {0}")]
@@ -27,6 +31,21 @@ pub enum Error {
     Bound { field: &'static str, value: String, expected: &'static str },
     #[error("malformed {api_version} Canary: {source}")]
     Malformed { api_version: &'static str, source: serde_json::Error },
+}
+
+/// A whole Canary object (either served version) at `desired`; one already there is
+/// returned unchanged.
+pub fn object_to(object: Value, desired: &str) -> Result<Value, Error> {
+    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    for version in [api_version, desired] {
+        if version != V1BETA1 && version != V1ALPHA1 {
+            return Err(Error::UnknownVersion(version.to_owned()));
+        }
+    }
+    if api_version == desired {
+        return Ok(object);
+    }
+    if desired == V1ALPHA1 { object_to_v1alpha1(object) } else { object_to_v1beta1(object) }
 }
 
 /// A v1beta1 spec as v1alpha1: the flat spec and the residual JSON, if any. `spelling`
