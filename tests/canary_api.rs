@@ -11,6 +11,9 @@ use apisix_canary::api::canary::{ObjectRef, Phase, v1alpha1, v1beta1};
 use apisix_canary::api::metric_template::MetricTemplate;
 use proptest::prelude::*;
 
+#[path = "support/seed.rs"]
+mod seed;
+
 fn read<T: serde::de::DeserializeOwned>(name: &str) -> T {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/canaries").join(name);
     let text = std::fs::read_to_string(&path).unwrap();
@@ -310,7 +313,12 @@ fn canary(spec: v1beta1::CanarySpec) -> v1beta1::Canary {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        rng_seed: seed::proptest(),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn v1beta1_to_v1alpha1_and_back_is_identity(spec in arb_spec()) {

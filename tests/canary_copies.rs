@@ -3,6 +3,8 @@
 
 #[path = "support/release.rs"]
 mod release;
+#[path = "support/seed.rs"]
+mod seed;
 use release::{fixture, owner};
 
 use std::collections::BTreeMap;
@@ -248,6 +250,7 @@ fn canary_label_values() {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig { rng_seed: seed::proptest(), ..ProptestConfig::default() })]
     #[test]
     fn canary_label_values_are_valid_distinct_and_never_the_original(
         a in "[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,61}[a-zA-Z0-9])?",

@@ -4,13 +4,17 @@
 //! once failed (`tests/fixtures/fuzz/<target>/`) are replayed. No timing is asserted
 //! here: `cargo bench --bench fuzz` runs the long, timed version (RELIABILITY.md).
 //!
-//! A failure names its seed: `FUZZ_SEED=<seed> cargo test --test fuzz` replays it
-//! (`FUZZ_INPUTS` sets the count, 2,000 per target by default).
+//! The seed is fixed (`support/seed.rs`), so CI fails for the change and not for a draw;
+//! `FUZZ_SEED=random` draws one (printed), for a run that explores. A failure names its
+//! seed: `FUZZ_SEED=<seed> cargo test --test fuzz` replays it (`FUZZ_INPUTS` sets the
+//! count, 2,000 per target by default).
 
 #[path = "support/fuzz.rs"]
 mod fuzz;
 #[path = "support/fuzz_input.rs"]
 mod fuzz_input;
+#[path = "support/seed.rs"]
+mod seed;
 
 use fuzz::Target;
 
@@ -19,7 +23,7 @@ fn env(name: &str) -> Option<u64> {
 }
 
 fn smoke(target: Target) {
-    let seed = env("FUZZ_SEED").unwrap_or_else(|| fastrand::u64(..));
+    let seed = seed::seed("FUZZ_SEED", seed::FIXED);
     let inputs = env("FUZZ_INPUTS").unwrap_or(2_000);
     let mut mutator = fuzz_input::Mutator::new(target, seed);
     let mut input = Vec::new();
