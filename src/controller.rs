@@ -136,6 +136,9 @@ pub enum Error {
     Invalid(String),
     #[error("{0}")]
     Finalizer(String),
+    /// The leadership the reconcile decided under ended: nothing more is written.
+    #[error("the leadership this reconcile decided under has ended; its writes are dropped")]
+    Fenced,
 }
 
 impl Error {
@@ -322,11 +325,11 @@ where
 async fn reconcile(canary: Arc<Meta<Canary>>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     tracing::debug!(canary = %canary.name_any(), "reconcile");
     let key = key(canary.namespace().as_deref(), &canary.name_any());
-    if !ctx.leader.is_leader() {
+    let Some(fence) = ctx.leader.fence() else {
         // Another replica may write meanwhile: nothing we wrote is known to be the last.
         ctx.echoes.forget(&key);
         return Ok(Requeue::requeue(Duration::from_secs(2)));
-    }
+    };
     let started = std::time::Instant::now();
     // The watch echo of our own last writes, nothing due before the next step: no read.
     if let Some(due) = ctx.ticks.peek(&key).filter(|due| *due > started)
@@ -350,8 +353,8 @@ async fn reconcile(canary: Arc<Meta<Canary>>, ctx: Arc<Context>) -> Result<Reque
     let canary = Arc::new(canary);
     let result = finalizer(&api, FINALIZER, canary.clone(), |event| async {
         match event {
-            FinalizerEvent::Apply(c) => act::reconcile(&c, &ctx).await,
-            FinalizerEvent::Cleanup(c) => act::cleanup(&c, &ctx).await,
+            FinalizerEvent::Apply(c) => act::reconcile(&c, &ctx, &fence).await,
+            FinalizerEvent::Cleanup(c) => act::cleanup(&c, &ctx, &fence).await,
         }
     })
     .await

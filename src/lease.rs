@@ -104,12 +104,15 @@ pub enum LeaseError {
     },
 }
 
-/// What the election task publishes: whether we hold the Lease, and until when we may
-/// act on it.
+/// What the election task publishes: whether we hold the Lease, until when we may act
+/// on it, and which of our terms of leadership this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Standing {
     holding: bool,
     until: Option<Instant>,
+    /// Counts the times this replica started leading: a decision made in one term is
+    /// never carried out in the next, when another replica may have led in between.
+    term: u64,
 }
 
 impl Standing {
@@ -131,6 +134,13 @@ impl Watcher {
     /// election task is late.
     pub fn is_leader(&self) -> bool {
         self.rx.borrow().leading(Instant::now())
+    }
+
+    /// The fence of this term of leadership, `None` when not leading: what a reconcile
+    /// decides under it may be written only while [`Fence::holds`].
+    pub fn fence(&self) -> Option<Fence> {
+        let standing = *self.rx.borrow();
+        standing.leading(Instant::now()).then(|| Fence { rx: self.rx.clone(), term: standing.term })
     }
 
     /// Waits until [`is_leader`](Self::is_leader) differs from what this watcher last
@@ -155,6 +165,25 @@ impl Watcher {
                 () = sleep_until(expiry) => {}
             }
         }
+    }
+}
+
+/// The leadership a decision was made under. It trips, for good, when that term ends:
+/// the cut-off `grace` before the Lease could expire for another replica, whether or not
+/// the election task has run since (a process stopped and resumed finds its clock past
+/// the cut-off), or a new term began.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    rx: watch::Receiver<Standing>,
+    term: u64,
+}
+
+impl Fence {
+    /// Whether a write decided under this fence may still be made: checked right before
+    /// each write and after each slow call.
+    pub fn holds(&self) -> bool {
+        let standing = *self.rx.borrow();
+        standing.term == self.term && standing.leading(Instant::now())
     }
 }
 
@@ -300,10 +329,31 @@ mod tests {
     fn leading_needs_the_lease_and_a_recent_renewal() {
         let now = Instant::now();
         let later = now + Duration::from_secs(1);
-        assert!(Standing { holding: true, until: Some(later) }.leading(now));
-        assert!(!Standing { holding: true, until: Some(later) }.leading(later), "the cut-off itself is too late");
-        assert!(!Standing { holding: false, until: Some(later) }.leading(now), "the manager lost it");
-        assert!(!Standing { holding: true, until: None }.leading(now), "no renewal seen yet");
+        assert!(Standing { holding: true, until: Some(later), term: 1 }.leading(now));
+        assert!(
+            !Standing { holding: true, until: Some(later), term: 1 }.leading(later),
+            "the cut-off itself is too late"
+        );
+        assert!(!Standing { holding: false, until: Some(later), term: 1 }.leading(now), "the manager lost it");
+        assert!(!Standing { holding: true, until: None, term: 1 }.leading(now), "no renewal seen yet");
+    }
+
+    #[test]
+    fn a_fence_trips_at_the_cut_off_and_with_a_new_term() {
+        let now = Instant::now();
+        let (tx, rx) = watch::channel(Standing { holding: true, until: Some(now + Duration::from_secs(60)), term: 1 });
+        let watcher = Watcher { rx, seen: false };
+        let fence = watcher.fence().expect("leading");
+        assert!(fence.holds());
+        // Lost, then led again: the first term's decisions are void.
+        tx.send_replace(Standing { holding: false, until: None, term: 1 });
+        assert!(!fence.holds() && watcher.fence().is_none());
+        tx.send_replace(Standing { holding: true, until: Some(now + Duration::from_secs(60)), term: 2 });
+        assert!(!fence.holds(), "a new term");
+        assert!(watcher.fence().is_some_and(|f| f.holds()));
+        // The cut-off passes with no word from the election task (a stopped process).
+        tx.send_replace(Standing { holding: true, until: Some(Instant::now()), term: 2 });
+        assert!(watcher.fence().is_none());
     }
 
     #[test]

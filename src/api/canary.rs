@@ -102,6 +102,10 @@ pub struct CanaryStatus {
     /// `minRequests`); the hold is bounded by progressDeadlineSeconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_since: Option<Time>,
+    /// When the analysis of lastAppliedSpec started ("Starting canary analysis"): the
+    /// record that it is said once per analysis, whatever became of the Event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis_started: Option<Time>,
 }
 
 /// A reference to another object, by apiVersion, kind and name.

@@ -17,6 +17,7 @@ use super::{Context, Error, MANAGER, checks::checks, status};
 use crate::api::apisix_route::ApisixRoute;
 use crate::api::canary::Phase;
 use crate::api::canary::v1beta1::Canary;
+use crate::lease::Fence;
 use crate::release::lifecycle::{Action, Decision, Observed, decide};
 use crate::release::lock::Lock;
 use crate::release::plan::{HookKind, Plan};
@@ -26,7 +27,7 @@ use crate::route;
 /// How long to wait when nothing is due: watches wake us earlier on any change.
 const IDLE: Duration = Duration::from_secs(300);
 
-pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error> {
+pub async fn reconcile(canary: &Canary, ctx: &Context, fence: &Fence) -> Result<Requeue, Error> {
     let started = std::time::Instant::now();
     let key = tick_key(canary);
     // Due before this reconcile began: a tick (not a watch event ahead of time).
@@ -56,11 +57,15 @@ pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error>
                 observed.checks = Some(checks(&plan, &observed, &objects, ctx).await);
             }
             Decision::Call(kind, phase) if !observed.hooks.contains_key(&kind) => {
+                fenced(fence)?;
                 let answers = hooks::call(ctx, &plan, &who, kind, phase).await;
                 observed.hooks.insert(kind, answers);
             }
             asked => return Err(Error::Invalid(format!("the lifecycle asked twice for {asked:?}"))),
         }
+        // A slow answer (a hung hook, Prometheus) may come after another replica took
+        // over: nothing decided on it is carried out then.
+        fenced(fence)?;
         // The clock of the step starts when it is written, not before its checks ran
         // (they may take seconds): the next step comes a whole interval after this one.
         now = Timestamp::now();
@@ -69,7 +74,7 @@ pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error>
     let Decision::Act { actions, requeue } = decision else {
         return Err(Error::Invalid("the lifecycle kept asking for answers".into()));
     };
-    let mut run = Run::new(canary, ctx, objects, &observed, who);
+    let mut run = Run::new(canary, ctx, fence, objects, &observed, who);
     let skipped = observed.plan.as_ref().is_ok_and(|p| p.skip_analysis);
     for action in &actions {
         run.act(action).await?;
@@ -91,6 +96,11 @@ pub async fn reconcile(canary: &Canary, ctx: &Context) -> Result<Requeue, Error>
     Ok(Requeue::requeue(requeue.unwrap_or(IDLE)))
 }
 
+/// `Err(Fenced)` once the leadership this reconcile decided under has ended.
+fn fenced(fence: &Fence) -> Result<(), Error> {
+    if fence.holds() { Ok(()) } else { Err(Error::Fenced) }
+}
+
 /// The Canary's `namespace/name`, under which its next step is scheduled.
 fn tick_key(canary: &Canary) -> String {
     super::key(canary.namespace().as_deref(), &canary.name_any())
@@ -99,7 +109,7 @@ fn tick_key(canary: &Canary) -> String {
 /// The Canary is being deleted: a running release ends safely (traffic back to stable
 /// first, then the generated objects go); the Deployment stays as it is, paused if a
 /// release held it, with an Event that says how to resume.
-pub async fn cleanup(canary: &Canary, ctx: &Context) -> Result<Requeue, Error> {
+pub async fn cleanup(canary: &Canary, ctx: &Context, fence: &Fence) -> Result<Requeue, Error> {
     // No step falls due any more.
     let key = tick_key(canary);
     ctx.ticks.take(&key);
@@ -107,7 +117,7 @@ pub async fn cleanup(canary: &Canary, ctx: &Context) -> Result<Requeue, Error> {
     let (observed, objects) = observe(canary, ctx, false).await?;
     let busy = objects.generated.is_some() || objects.canary.is_some();
     let who = Subject::of(&canary.name_any(), &objects.namespace, &observed);
-    let mut run = Run::new(canary, ctx, objects, &observed, who);
+    let mut run = Run::new(canary, ctx, fence, objects, &observed, who);
     run.act(&Action::RouteToStable).await?;
     run.act(&Action::DeleteGenerated).await?;
     if !super::canaries::annotation_mode(canary) {
@@ -132,7 +142,7 @@ pub async fn cleanup(canary: &Canary, ctx: &Context) -> Result<Requeue, Error> {
         // On the Deployment: the Canary and its Events are going away.
         let target = run.objects.target.as_ref().map(|d| d.object_ref(&()));
         let object = target.unwrap_or_else(|| canary.object_ref(&()));
-        if let Err(e) = ctx.events.publish(&object, true, &message, None).await {
+        if let Err(e) = ctx.events.publish(&object, true, &message).await {
             tracing::warn!(canary = %observed.id, error = %e, "could not record the event");
         }
         tracing::warn!(canary = %observed.id, msg = message.as_str(), "{message}");
@@ -143,6 +153,8 @@ pub async fn cleanup(canary: &Canary, ctx: &Context) -> Result<Requeue, Error> {
 struct Run<'a> {
     canary: &'a Canary,
     ctx: &'a Context,
+    /// Checked before every write: a replica whose term ended writes nothing more.
+    fence: &'a Fence,
     objects: Objects,
     observed: &'a Observed,
     /// Whom webhook payloads and alerts name.
@@ -154,9 +166,22 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(canary: &'a Canary, ctx: &'a Context, objects: Objects, observed: &'a Observed, who: Subject) -> Self {
+    fn new(
+        canary: &'a Canary,
+        ctx: &'a Context,
+        fence: &'a Fence,
+        objects: Objects,
+        observed: &'a Observed,
+        who: Subject,
+    ) -> Self {
         let phase = observed.status.phase.unwrap_or(Phase::Initializing);
-        Self { canary, ctx, objects, observed, who, phase, written: None }
+        Self { canary, ctx, fence, objects, observed, who, phase, written: None }
+    }
+
+    /// The Canary as this reconcile last read or wrote it: the version its writes are
+    /// preconditioned on.
+    fn canary_version(&self) -> Option<String> {
+        self.written.as_ref().unwrap_or(self.canary).resource_version()
     }
 
     fn plan(&self) -> Option<&Plan> {
@@ -184,6 +209,7 @@ impl<'a> Run<'a> {
     }
 
     async fn act(&mut self, action: &Action) -> Result<(), Error> {
+        fenced(self.fence)?;
         match action {
             Action::Claim => self.claim().await,
             Action::ApplyApex => self.apply_apex().await,
@@ -194,36 +220,43 @@ impl<'a> Run<'a> {
             Action::WriteLock(outcome) => self.write_lock(outcome).await,
             Action::SetStatus(s) => {
                 let mut patch = serde_json::json!({"status": status::to_canary(s, self.canary.status.as_ref())});
+                // A merge patch removes a field only when it says null.
                 if s.held_since.is_none() {
-                    // A merge patch removes a field only when it says null.
                     patch["status"]["heldSince"] = serde_json::Value::Null;
                 }
+                if s.started.is_none() {
+                    patch["status"]["analysisStarted"] = serde_json::Value::Null;
+                }
+                // Written over the status it was decided on, or not at all: a decision on
+                // an older status (a replica that lost its term) gets a conflict.
+                patch["metadata"] = serde_json::json!({"resourceVersion": self.canary_version()});
                 let api: Api<Canary> = self.api();
                 let written = api
-                    .patch_status(&self.canary.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .patch_status(&self.canary.name_any(), &params(), &Patch::Merge(&patch))
                     .await
                     .map_err(Error::kube(format!("writing the status of Canary {}", self.observed.id)))?;
                 self.written = Some(written);
                 self.phase = s.phase.unwrap_or(self.phase);
                 Ok(())
             }
-            Action::Event { warning, message, once } => {
-                self.event(*warning, message, once.as_deref()).await?;
+            Action::Event { warning, message } => {
+                self.event(*warning, message).await;
                 Ok(())
             }
             Action::RunHooks(kind, phase) => {
                 let Some(plan) = self.plan() else { return Ok(()) };
                 let answers = hooks::call(self.ctx, plan, &self.who, *kind, *phase).await;
                 for (warning, message) in hooks::reported(*kind, &answers) {
-                    self.event(warning, &message, None).await?;
+                    self.event(warning, &message).await;
                 }
                 Ok(())
             }
             Action::Consume(key) => {
-                let patch = serde_json::json!({"metadata": {"annotations": {*key: null}}});
+                let version = self.canary_version();
+                let patch = serde_json::json!({"metadata": {"annotations": {*key: null}, "resourceVersion": version}});
                 let api: Api<Canary> = self.api();
                 let written = api
-                    .patch(&self.canary.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .patch(&self.canary.name_any(), &params(), &Patch::Merge(&patch))
                     .await
                     .map_err(Error::kube(format!("removing {key} from Canary {}", self.observed.id)))?;
                 self.written = Some(written);
@@ -289,7 +322,7 @@ impl<'a> Run<'a> {
         let name = svc.name_any();
         let services: Api<Service> = self.api();
         services
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(&name, &params(), &Patch::Merge(&patch))
             .await
             .map_err(Error::kube(format!("keeping Service {}/{name}", self.ns())))?;
         let message = format!(
@@ -360,7 +393,7 @@ impl<'a> Run<'a> {
                 let name = generated.name_any();
                 let patch = route::weight_patch(generated, &canary_service, weight);
                 routes
-                    .patch(&name, &PatchParams::apply(MANAGER), &Patch::Merge(&patch))
+                    .patch(&name, &params(), &Patch::Merge(&patch))
                     .await
                     .map_err(Error::kube(format!("setting the weights of ApisixRoute {}/{name}", self.ns())))?
             }
@@ -477,33 +510,38 @@ impl<'a> Run<'a> {
         let deployments: Api<Deployment> = self.api();
         let name = target.name_any();
         let written = deployments
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(&name, &params(), &Patch::Merge(&patch))
             .await
             .map_err(Error::kube(format!("writing the release lock of Deployment {}/{name}", self.ns())))?;
         self.objects.target = Some(written);
         Ok(())
     }
 
-    /// A Kubernetes Event on the Canary and a JSON log line, in Flagger's words.
-    async fn event(&self, warning: bool, message: &str, once: Option<&str>) -> Result<(), Error> {
-        match self.ctx.events.publish(&self.canary.object_ref(&()), warning, message, once).await {
-            Ok(false) => return Ok(()),
-            Ok(true) => {
-                if let Some(plan) = self.plan() {
-                    hooks::post_event(self.ctx, plan, &self.who, self.phase, warning, message);
-                }
-            }
-            // A step's Event must exist before the status records the step.
-            Err(e) if once.is_some() => return Err(Error::kube("recording the event")(e)),
-            Err(e) => tracing::warn!(canary = %self.observed.id, error = %e, "could not record the event"),
-        }
+    /// A Kubernetes Event on the Canary and a JSON log line, in Flagger's words: a
+    /// report, so a failure to record it is logged and changes nothing.
+    async fn event(&self, warning: bool, message: &str) {
         if warning {
             tracing::warn!(canary = %self.observed.id, msg = message, "{message}");
         } else {
             tracing::info!(canary = %self.observed.id, msg = message, "{message}");
         }
-        Ok(())
+        if !self.fence.holds() {
+            return;
+        }
+        match self.ctx.events.publish(&self.canary.object_ref(&()), warning, message).await {
+            Ok(()) => {
+                if let Some(plan) = self.plan() {
+                    hooks::post_event(self.ctx, plan, &self.who, self.phase, warning, message);
+                }
+            }
+            Err(e) => tracing::warn!(canary = %self.observed.id, error = %e, "could not record the event"),
+        }
     }
+}
+
+/// The field manager of every write.
+fn params() -> PatchParams {
+    PatchParams { field_manager: Some(MANAGER.to_owned()), ..PatchParams::default() }
 }
 
 fn ignore_gone<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {

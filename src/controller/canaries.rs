@@ -42,9 +42,11 @@ pub fn canary_of_deployment(d: &Meta<Deployment>) -> Option<ObjectRef<Meta<Canar
 
 /// Keeps the Canary of an annotation-mode Deployment.
 pub async fn reconcile_deployment(d: Arc<Meta<Deployment>>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    if !ctx.leader.is_leader() {
+    let Some(fence) = ctx.leader.fence() else {
         return Ok(Requeue::requeue(Duration::from_secs(2)));
-    }
+    };
+    // Checked again right before each write: the read below may outlast the term.
+    let fenced = || if fence.holds() { Ok(()) } else { Err(Error::Fenced) };
     let (Some(ns), name) = (d.namespace(), d.name_any()) else { return Ok(Requeue::await_change()) };
     if ctx.config.excluded_namespaces.contains(&ns) {
         tracing::debug!(deployment = %format!("{name}.{ns}"), "opted in where our webhooks never look; no Canary");
@@ -64,6 +66,7 @@ pub async fn reconcile_deployment(d: Arc<Meta<Deployment>>, ctx: Arc<Context>) -
             if busy {
                 return Ok(Requeue::requeue(Duration::from_secs(2)));
             }
+            fenced()?;
             let _ = canaries.delete(&name, &DeleteParams::background()).await;
         }
         return Ok(Requeue::await_change());
@@ -80,8 +83,10 @@ pub async fn reconcile_deployment(d: Arc<Meta<Deployment>>, ctx: Arc<Context>) -
             if spec.suspend.is_none() {
                 patch["spec"]["suspend"] = serde_json::Value::Null;
             }
+            fenced()?;
+            let params = PatchParams { field_manager: Some(MANAGER.to_owned()), ..PatchParams::default() };
             canaries
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch(&name, &params, &Patch::Merge(&patch))
                 .await
                 .map_err(Error::kube(format!("updating Canary {ns}/{name}")))?;
         }
@@ -99,6 +104,7 @@ pub async fn reconcile_deployment(d: Arc<Meta<Deployment>>, ctx: Arc<Context>) -
                 status: None,
             };
             let params = PostParams { field_manager: Some(MANAGER.to_owned()), ..PostParams::default() };
+            fenced()?;
             canaries.create(&params, &canary).await.map_err(Error::kube(format!("creating Canary {ns}/{name}")))?;
             tracing::info!(canary = %format!("{name}.{ns}"), msg = "Canary created from the annotations", "Canary created from the annotations");
         }

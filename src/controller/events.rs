@@ -39,33 +39,13 @@ impl Events {
         Self { client, component: component.to_owned(), instance: instance.to_owned(), seen: Mutex::default() }
     }
 
-    /// Records `message` on `object`; a repeat within the window bumps the count. With
-    /// `once`, the Event's name comes from the key and a second one is never made:
-    /// `Ok(false)` says it already existed (a replay after a crash, or another replica).
-    pub async fn publish(
-        &self,
-        object: &ObjectReference,
-        warning: bool,
-        message: &str,
-        once: Option<&str>,
-    ) -> Result<bool, kube::Error> {
+    /// Records `message` on `object`; a repeat within the window bumps the count.
+    /// Events are reports: nothing the controller decides depends on them.
+    pub async fn publish(&self, object: &ObjectReference, warning: bool, message: &str) -> Result<(), kube::Error> {
         let ns = object.namespace.clone().unwrap_or_default();
         let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
         let now = Timestamp::now();
         let key = (object.uid.clone().unwrap_or_default(), warning, message.to_owned());
-        if let Some(key) = once {
-            let uid = object.uid.as_deref().unwrap_or_default();
-            let name = format!(
-                "{}.{}",
-                object.name.as_deref().unwrap_or("canary"),
-                crate::release::copies::short_hash(&format!("{uid}/{key}"))
-            );
-            return match api.create(&PostParams::default(), &self.event(object, &name, warning, message, now)).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-                Err(e) => Err(e),
-            };
-        }
         // The lock is never held across a request: every release's Events would queue
         // behind one another. Two publishes of one key at once cannot happen, since a
         // Canary has one reconcile at a time; at worst they would make two Events.
@@ -76,16 +56,21 @@ impl Events {
         };
         if let Some((name, count)) = repeat {
             let patch = serde_json::json!({"count": count, "lastTimestamp": Time(now)});
-            if api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.is_ok() {
+            if api.patch(&name, &self.patch_params(), &Patch::Merge(&patch)).await.is_ok() {
                 self.remember(key, (name, count, now));
-                return Ok(true);
+                return Ok(());
             }
         }
         let name = format!("{}.{:x}", object.name.as_deref().unwrap_or("canary"), now.as_nanosecond());
         let event = self.event(object, &name, warning, message, now);
-        api.create(&PostParams::default(), &event).await?;
+        let params = PostParams { field_manager: Some(self.component.clone()), ..PostParams::default() };
+        api.create(&params, &event).await?;
         self.remember(key, (name, 1, now));
-        Ok(true)
+        Ok(())
+    }
+
+    fn patch_params(&self) -> PatchParams {
+        PatchParams { field_manager: Some(self.component.clone()), ..PatchParams::default() }
     }
 
     fn remember(&self, key: Key, series: Series) {

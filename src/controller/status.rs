@@ -30,6 +30,7 @@ pub fn from_canary(s: Option<&CanaryStatus>) -> Status {
         failed: s.failed_revision.clone(),
         since: s.last_transition_time.as_ref().map(|t| t.0),
         held_since: s.held_since.as_ref().map(|t| t.0),
+        started: s.analysis_started.as_ref().map(|t| t.0),
         message,
     }
 }
@@ -60,6 +61,7 @@ pub fn to_canary(s: &Status, previous: Option<&CanaryStatus>) -> CanaryStatus {
         last_applied_spec: s.applied.clone(),
         last_promoted_spec: s.promoted.clone(),
         held_since: s.held_since.map(Time),
+        analysis_started: s.started.map(Time),
         failed_revision: s.failed.clone(),
         last_transition_time: now,
         conditions: Some(vec![condition]),

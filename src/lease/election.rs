@@ -52,11 +52,20 @@ impl Election {
         let mut retry = RETRY_MIN;
         let mut next: Step<'_, _> = Box::pin(manager.changed());
         let mut read: Step<'_, _> = Box::pin(self.read(Duration::ZERO));
+        let mut term = 0;
         loop {
-            let standing = Standing { holding, until: until.map(instant_of) };
-            let was = self.tx.borrow().leading(Instant::now());
+            let now = Instant::now();
+            let mut standing = Standing { holding, until: until.map(instant_of), term };
+            // What was published, judged now: a lapse this task did not see (the process
+            // was stopped past the cut-off) counts as one.
+            let was = self.tx.borrow().leading(now);
+            let is = standing.leading(now);
+            // Each start of leading is a new term: fences of the last one stay tripped.
+            if is && !was {
+                term += 1;
+                standing.term = term;
+            }
             self.tx.send_if_modified(|s| std::mem::replace(s, standing) != standing);
-            let is = standing.leading(Instant::now());
             if was != is {
                 tracing::info!(identity, leader = is, "{}", if is { "leadership acquired" } else { "leadership lost" });
             }

@@ -191,6 +191,8 @@ pub struct Status {
     pub since: Option<Timestamp>,
     /// Since when the weight has held waiting for canary traffic (`minRequests`).
     pub held_since: Option<Timestamp>,
+    /// When the analysis of `applied` started (its first step announced).
+    pub started: Option<Timestamp>,
     /// The message of the current condition, so a refusal is reported once.
     pub message: Option<String>,
 }
@@ -226,10 +228,9 @@ pub enum Action {
     WriteLock(Outcome),
     /// Write the status, with this condition message.
     SetStatus(Status),
-    /// A Kubernetes Event; with `once`, recorded at most once for that key, so a step
-    /// replayed after a crash is not announced twice. Every Event recorded is also
-    /// posted to the `event` webhooks.
-    Event { warning: bool, message: String, once: Option<String> },
+    /// A Kubernetes Event on the Canary, also posted to the `event` webhooks: a report
+    /// of what the writes before it did, best effort. Nothing depends on it.
+    Event { warning: bool, message: String },
     /// Call the webhooks of this kind with this phase, reporting each answer as an
     /// Event (`post-rollout`); what they say changes nothing.
     RunHooks(HookKind, Phase),
@@ -270,8 +271,28 @@ impl Decision {
     }
 }
 
-/// The next step of one release. Pure.
+/// The next step of one release. Pure. Its actions write first and report after: an
+/// Event, a hook told of it or an alert says what the writes before it made durable,
+/// so nothing is said of a step that did not land.
 pub fn decide(o: &Observed, now: Timestamp) -> Decision {
+    match decide_step(o, now) {
+        Decision::Act { actions, requeue } => {
+            let (mut writes, reports): (Vec<_>, Vec<_>) = actions.into_iter().partition(|a| !a.is_report());
+            writes.extend(reports);
+            Decision::Act { actions: writes, requeue }
+        }
+        asking => asking,
+    }
+}
+
+impl Action {
+    /// An Event, a post-rollout hook or an alert: what tells of the writes.
+    pub fn is_report(&self) -> bool {
+        matches!(self, Action::Event { .. } | Action::RunHooks(..) | Action::Alert { .. })
+    }
+}
+
+fn decide_step(o: &Observed, now: Timestamp) -> Decision {
     if let Some(first) = prepare(o) {
         return first;
     }
@@ -396,6 +417,7 @@ fn start(o: &Observed, plan: &Plan, canary: &Revision, now: Timestamp) -> Decisi
         applied: Some(canary.clone()),
         since: Some(now),
         held_since: None,
+        started: None,
         message: Some(PROGRESSING.to_owned()),
         ..o.status.clone()
     };
@@ -408,7 +430,7 @@ fn start(o: &Observed, plan: &Plan, canary: &Revision, now: Timestamp) -> Decisi
     // Then the status, so the paused Deployment is explained at once even when a write
     // below fails: the analysis loop makes the canary and the route it finds missing.
     actions.push(Action::SetStatus(status));
-    actions.push(Action::Event { warning: false, message, once: None });
+    actions.push(Action::Event { warning: false, message });
     actions.push(Action::Alert {
         severity: Severity::Info,
         message: PROGRESSING.to_owned(),

@@ -24,7 +24,7 @@ pub(super) fn promote(o: &Observed, canary: &Revision, now: Timestamp, message: 
     Decision::act(vec![
         Action::WriteLock(outcome),
         Action::SetStatus(status),
-        Action::Event { warning: false, message, once: None },
+        Action::Event { warning: false, message },
     ])
 }
 
@@ -95,11 +95,7 @@ fn promotion_step(o: &Observed, now: Timestamp) -> Option<Decision> {
     let status = Status { weight: next, since: Some(now), ..o.status.clone() };
     let message = format!("Advance {} primary weight {}", o.id, 100 - next);
     Some(Decision::Act {
-        actions: vec![
-            Action::SetWeight(next),
-            Action::Event { warning: false, message, once: None },
-            Action::SetStatus(status),
-        ],
+        actions: vec![Action::SetWeight(next), Action::Event { warning: false, message }, Action::SetStatus(status)],
         requeue: Some(plan.interval),
     })
 }
@@ -116,11 +112,8 @@ pub(super) fn rollback(o: &Observed, now: Timestamp, why: Option<String>) -> Dec
         ),
         (None, Err(_)) => (format!("Rolling back {}", o.id), "Rolling back".to_owned()),
     };
-    let mut actions = vec![
-        Action::Event { warning: true, message: reason, once: None },
-        Action::RouteToStable,
-        Action::DeleteGenerated,
-    ];
+    let mut actions =
+        vec![Action::Event { warning: true, message: reason }, Action::RouteToStable, Action::DeleteGenerated];
     actions.extend(o.target.lock.fail().map(Action::WriteLock));
     actions.extend(failed_status(o, now, why));
     actions.push(alert(Severity::Error, alert_message));
@@ -155,7 +148,7 @@ pub(super) fn failed_status(o: &Observed, now: Timestamp, why: Option<String>) -
     };
     [
         Action::SetStatus(status),
-        Action::Event { warning: true, message: format!("Canary failed! Scaling down {}", o.id), once: None },
+        Action::Event { warning: true, message: format!("Canary failed! Scaling down {}", o.id) },
         Action::RunHooks(HookKind::PostRollout, Phase::Failed),
     ]
 }
@@ -175,11 +168,7 @@ pub(super) fn refuse(o: &Observed, now: Timestamp, why: &str) -> Decision {
             ..o.status.clone()
         };
         actions.push(Action::SetStatus(status));
-        actions.push(Action::Event {
-            warning: true,
-            message: format!("Halt {} release refused: {why}", o.id),
-            once: None,
-        });
+        actions.push(Action::Event { warning: true, message: format!("Halt {} release refused: {why}", o.id) });
     }
     Decision::Act { actions, requeue: Some(Duration::from_secs(10)) }
 }
@@ -192,11 +181,7 @@ pub(super) fn suspended(o: &Observed, now: Timestamp) -> Decision {
     Decision::Act {
         actions: vec![
             Action::SetStatus(status),
-            Action::Event {
-                warning: false,
-                message: "skipping canary run as object is suspended".to_owned(),
-                once: None,
-            },
+            Action::Event { warning: false, message: "skipping canary run as object is suspended".to_owned() },
         ],
         requeue: None,
     }
@@ -252,7 +237,7 @@ pub(super) fn adopt_untracked(o: &Observed, now: Timestamp) -> Decision {
         ..o.status.clone()
     };
     Decision::Act {
-        actions: vec![Action::SetStatus(status), Action::Event { warning: true, message: why, once: None }],
+        actions: vec![Action::SetStatus(status), Action::Event { warning: true, message: why }],
         requeue: None,
     }
 }
@@ -308,7 +293,7 @@ pub(super) fn intercept_late(o: &Observed, outcome: Outcome) -> Decision {
         o.target.revision,
         o.id.deployment()
     );
-    Decision::act(vec![Action::WriteLock(outcome), Action::Event { warning: true, message, once: None }])
+    Decision::act(vec![Action::WriteLock(outcome), Action::Event { warning: true, message }])
 }
 
 /// The end of a release: traffic to stable first, the generated objects gone, then the
@@ -319,7 +304,7 @@ fn wind_up(status: Status, warning: bool, message: String) -> Decision {
             Action::RouteToStable,
             Action::DeleteGenerated,
             Action::SetStatus(status),
-            Action::Event { warning, message, once: None },
+            Action::Event { warning, message },
         ],
         requeue: None,
     }

@@ -46,13 +46,13 @@ pub(super) fn manual_rollback<'a>(o: &'a Observed, plan: &Plan, phase: Phase) ->
 pub(super) fn passed(hooks: &[HookResult], what: &str) -> Vec<Action> {
     hooks
         .iter()
-        .map(|(name, _)| Action::Event { warning: false, message: format!("{what} check {name} passed"), once: None })
+        .map(|(name, _)| Action::Event { warning: false, message: format!("{what} check {name} passed") })
         .collect()
 }
 
 /// A rollback hook said so: the release fails now, in any phase that holds it.
 pub(super) fn rollback_by_hand(o: &Observed, now: Timestamp, hook: &str) -> Decision {
-    let first = Action::Event { warning: true, message: format!("Rollback check {hook} passed"), once: None };
+    let first = Action::Event { warning: true, message: format!("Rollback check {hook} passed") };
     asked_rollback(o, now, "manual webhook invoked", Some(first))
 }
 
@@ -90,7 +90,7 @@ pub(super) fn wait_for_approval(o: &Observed, plan: &Plan, now: Timestamp, hook:
         Action::RouteToStable,
         Action::DeleteGenerated,
         Action::SetStatus(status),
-        Action::Event { warning: true, message, once: None },
+        Action::Event { warning: true, message },
     ];
     actions.extend(waiting_alert(plan, hook, "Canary is waiting for approval."));
     Decision::Act { actions, requeue: Some(plan.interval) }
@@ -110,7 +110,7 @@ pub(super) fn hold_traffic(o: &Observed, plan: &Plan, now: Timestamp, hook: &str
     let mut actions = vec![Action::SetStatus(status)];
     if o.status.message.as_deref() != Some(WAITING_TRAFFIC) {
         let message = format!("Halt {} advancement waiting for traffic increase approval {hook}", o.id);
-        actions.push(Action::Event { warning: true, message, once: None });
+        actions.push(Action::Event { warning: true, message });
         actions.extend(waiting_alert(plan, hook, "Canary traffic increase is waiting for approval."));
     }
     Decision::Act { actions, requeue: Some(plan.interval) }
@@ -129,7 +129,7 @@ pub(super) fn hold_promotion(o: &Observed, plan: &Plan, now: Timestamp, hook: &s
     let mut actions = vec![Action::SetStatus(status)];
     if o.status.phase != Some(Phase::WaitingPromotion) {
         let message = format!("Halt {} advancement waiting for promotion approval {hook}", o.id);
-        actions.push(Action::Event { warning: true, message, once: None });
+        actions.push(Action::Event { warning: true, message });
         actions.extend(waiting_alert(plan, hook, "Canary promotion is waiting for approval."));
     }
     Decision::Act { actions, requeue: Some(plan.interval) }

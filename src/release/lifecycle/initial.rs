@@ -22,13 +22,13 @@ pub(super) fn prepare(o: &Observed) -> Option<Decision> {
             o.id.deployment(),
             o.id.canary
         );
-        return Some(Decision::act(vec![Action::Claim, Action::Event { warning: false, message, once: None }]));
+        return Some(Decision::act(vec![Action::Claim, Action::Event { warning: false, message }]));
     }
     // Only a protected target's Service is ours to make.
     if o.apex == Apex::Stale && o.protection == Protection::Protected {
         let service = o.plan.as_ref().ok().and_then(|p| p.service.clone()).unwrap_or_else(|| o.id.target.clone());
         let message = format!("Service {service}.{} applied from spec.service", o.id.namespace);
-        return Some(Decision::act(vec![Action::ApplyApex, Action::Event { warning: false, message, once: None }]));
+        return Some(Decision::act(vec![Action::ApplyApex, Action::Event { warning: false, message }]));
     }
     None
 }
@@ -50,7 +50,7 @@ pub(super) fn initialize(o: &Observed, now: Timestamp) -> Decision {
     };
     Decision::act(vec![
         Action::SetStatus(status),
-        Action::Event { warning: false, message: format!("Initialization done! {}", o.id), once: None },
+        Action::Event { warning: false, message: format!("Initialization done! {}", o.id) },
         alert(Severity::Info, "New Deployment detected, initialization completed."),
     ])
 }
@@ -91,7 +91,7 @@ fn uninitialized(o: &Observed, now: Timestamp, why: &str) -> Decision {
     };
     let event = format!("Halt {} initialization: {why}", o.id);
     Decision::Act {
-        actions: vec![Action::SetStatus(status), Action::Event { warning: true, message: event, once: None }],
+        actions: vec![Action::SetStatus(status), Action::Event { warning: true, message: event }],
         requeue: Some(RETRY_INIT),
     }
 }

@@ -29,7 +29,7 @@ pub(super) fn progress(o: &Observed, plan: &Plan, now: Timestamp) -> Decision {
         // Said while the release waits to start; a scale-up between steps waits quietly.
         let mut actions = Vec::new();
         if o.status.weight == 0 {
-            actions.push(Action::Event { warning: true, message: why, once: None });
+            actions.push(Action::Event { warning: true, message: why });
         }
         if o.canary.is_none() || o.canary.is_some_and(|c| !c.current) {
             let next = plan.next_weight(weight).unwrap_or(plan.max_weight);
@@ -108,35 +108,45 @@ pub(super) fn progress(o: &Observed, plan: &Plan, now: Timestamp) -> Decision {
     }
 }
 
-/// The first step needs no metrics (there is no canary traffic yet): it is announced
-/// once, the traffic gate is asked, then the pre-rollout hooks run, once per analysis
-/// unless they fail (Flagger runs them, and announces the start, at every tick, #1248).
+/// The first step needs no metrics (there is no canary traffic yet): the start of the
+/// analysis is recorded in the status (`started`) and announced with it, the traffic
+/// gate is asked, then the pre-rollout hooks run, once per analysis unless they fail
+/// (Flagger runs them, and announces the start, at every tick, #1248).
 fn first_step(o: &Observed, plan: &Plan, waited: Duration, now: Timestamp) -> Decision {
     // After a failed pre-rollout check, the next try comes an interval later.
     if o.status.failed_checks > 0 && waited < plan.interval {
         return Decision::wait(plan.interval - waited);
     }
-    let revision = o.status.applied.as_ref().map(Revision::as_str).unwrap_or_default();
-    let start = Action::Event {
-        warning: false,
-        message: format!("Starting canary analysis for {}", o.id),
-        once: Some(format!("start-{revision}")),
-    };
+    if o.status.started.is_none() {
+        // Decided as if started, so every status this decision writes says so.
+        let started = Observed { status: Status { started: Some(now), ..o.status.clone() }, ..o.clone() };
+        let announce = Action::Event { warning: false, message: format!("Starting canary analysis for {}", o.id) };
+        return match first_step(&started, plan, waited, now) {
+            Decision::Act { mut actions, requeue } => {
+                if !actions.iter().any(|a| matches!(a, Action::SetStatus(_))) {
+                    actions.insert(0, Action::SetStatus(started.status.clone()));
+                }
+                // The first report of the decision (reports go after its writes).
+                actions.insert(0, announce);
+                Decision::Act { actions, requeue }
+            }
+            asking => asking,
+        };
+    }
     if let Some(scale) = plan.next_weight(0).and_then(|next| scale_for(o, next)) {
-        return prepend(vec![start], scale);
+        return scale;
     }
     let approved = match heard!(hear(o, plan, HookKind::ConfirmTrafficIncrease, Phase::Progressing)) {
-        Heard::Failed { hook, .. } => return prepend(vec![start], hold_traffic(o, plan, now, hook)),
+        Heard::Failed { hook, .. } => return hold_traffic(o, plan, now, hook),
         Heard::Passed(hooks) => passed(hooks, "Confirm-traffic-increase"),
     };
     match heard!(hear(o, plan, HookKind::PreRollout, Phase::Progressing)) {
         Heard::Failed { hook, error } => {
             let halt = format!("Halt {} advancement pre-rollout check {hook} failed {error}", o.id);
-            prepend(vec![start], failed_check(o, now, vec![halt]))
+            failed_check(o, now, vec![halt])
         }
         Heard::Passed(hooks) => {
-            let mut actions = vec![start];
-            actions.extend(passed(hooks, "Pre-rollout"));
+            let mut actions = passed(hooks, "Pre-rollout");
             actions.extend(approved);
             prepend(actions, advance(o, plan, 0, now))
         }
@@ -165,7 +175,7 @@ fn failed_check(o: &Observed, now: Timestamp, halts: Vec<String>) -> Decision {
         ..o.status.clone()
     };
     let mut actions = vec![Action::SetStatus(status)];
-    actions.extend(halts.into_iter().map(|message| Action::Event { warning: true, message, once: None }));
+    actions.extend(halts.into_iter().map(|message| Action::Event { warning: true, message }));
     // Looked at again at once: reaching the threshold rolls back without an interval.
     Decision::act(actions)
 }
@@ -186,7 +196,7 @@ fn hold_for_traffic(o: &Observed, plan: &Plan, now: Timestamp, waits: &[&str]) -
         ..o.status.clone()
     };
     let mut actions = vec![Action::SetStatus(status)];
-    actions.extend(waits.iter().map(|w| Action::Event { warning: true, message: (*w).to_owned(), once: None }));
+    actions.extend(waits.iter().map(|w| Action::Event { warning: true, message: (*w).to_owned() }));
     Decision::Act { actions, requeue: Some(plan.interval) }
 }
 
@@ -214,10 +224,9 @@ fn advance(o: &Observed, plan: &Plan, weight: u32, now: Timestamp) -> Decision {
         message: Some(PROGRESSING.to_owned()),
         ..o.status.clone()
     };
-    // Announced before the status records it: a replay after a crash in between finds
-    // the Event already there (`once`), so each step is announced exactly once.
+    // The status records the step once its weight is read back; the Event reports it.
     Decision::Act {
-        actions: vec![Action::SetWeight(next), advanced(o, next), Action::SetStatus(status)],
+        actions: vec![Action::SetWeight(next), Action::SetStatus(status), advanced(o, next)],
         requeue: Some(plan.interval),
     }
 }
@@ -233,14 +242,9 @@ fn prepend(mut actions: Vec<Action>, decision: Decision) -> Decision {
     }
 }
 
-/// "Advance podinfo.test canary weight 20", once per revision and weight.
+/// "Advance podinfo.test canary weight 20": the report of a step the status records.
 pub(super) fn advanced(o: &Observed, weight: u32) -> Action {
-    let revision = o.status.applied.as_ref().map(Revision::as_str).unwrap_or_default();
-    Action::Event {
-        warning: false,
-        message: format!("Advance {} canary weight {weight}", o.id),
-        once: Some(format!("advance-{revision}-{weight}")),
-    }
+    Action::Event { warning: false, message: format!("Advance {} canary weight {weight}", o.id) }
 }
 
 /// Flagger's readiness message for the canary Deployment: the pods it needs are the
