@@ -5,6 +5,10 @@
 //! The sim knows nothing of us: this glue only uses its product-neutral API.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
 
 use serde_json::{Value, json};
 use sim::Sim;
@@ -25,7 +29,15 @@ pub enum InstallError {
     Encode { what: String, source: serde_json::Error },
     #[error("registering with the simulated cluster: {0}")]
     Sim(#[from] sim::SimError),
+    #[error("reading the server's Deployment: {0}")]
+    Read(#[from] kube::Error),
+    #[error("the server's pod did not run within {0:?}")]
+    NotRunning(Duration),
 }
+
+/// How long the server's pod may take to run: the sim readies pods in a fraction of a second.
+const RUNNING_TIMEOUT: Duration = Duration::from_secs(10);
+const RUNNING_POLL: Duration = Duration::from_millis(50);
 
 /// The webhook server running for a sim, and where its certificate files are.
 #[derive(Debug)]
@@ -79,6 +91,23 @@ pub async fn install(sim: &Sim) -> Result<Installed, InstallError> {
     }
     let cert_dir = dir.path().to_owned();
     Ok(Installed { server, certs, _dir: dir, cert_dir })
+}
+
+/// Waits until the pod of the server's Deployment runs (one available replica), so its
+/// log can be read at once (`kubectl logs deploy/apisix-canary`).
+pub async fn running(sim: &Sim) -> Result<(), InstallError> {
+    let deployments: Api<Deployment> = Api::namespaced(sim.client()?, DEFAULT_NAMESPACE);
+    let deadline = Instant::now() + RUNNING_TIMEOUT;
+    loop {
+        let deployment = deployments.get(DEFAULT_SERVICE).await?;
+        if deployment.status.and_then(|s| s.available_replicas).unwrap_or(0) >= 1 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(InstallError::NotRunning(RUNNING_TIMEOUT));
+        }
+        tokio::time::sleep(RUNNING_POLL).await;
+    }
 }
 
 /// The one call into the server's start-up, serving the certificate files of `cert_dir`.

@@ -322,13 +322,19 @@ fn load_test(c: &Cluster, cmd: &str) {
 /// The article's way of watching: `kubectl logs deploy/NAME -f`. The load tester's pods
 /// (Flagger's image) show each command it runs, followed as the lines are written, cut
 /// by `--tail` and `--since`; the server `sim --with-webhook` runs in-process logs as the
-/// pod of `deploy/apisix-canary`, one JSON object a line.
+/// pod of `deploy/apisix-canary`, one JSON object a line, from its first line on.
 #[test]
 fn kubectl_logs_tails_and_follows_the_output_of_pods() {
     use std::sync::mpsc;
     use std::time::{Duration, Instant};
 
     let c = start();
+    // Right after the start, before any review: the server's first lines, written
+    // before its pod ran, are the start of the pod's log, as a container's would be.
+    let (out, _) = c.ok(&["-n", "apisix-canary", "logs", "deploy/apisix-canary"]);
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap_or_default()).unwrap();
+    assert_eq!(first["message"], "serving webhooks", "{out}");
+    assert!(!out.contains("admission review"), "no review made yet: {out}");
     let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
     c.ok(&["apply", "-f", &scenario("namespace.yaml"), "-f", &scenario("loadtester.yaml")]);
     c.ok(&["-n", "test", "rollout", "status", "deploy/flagger-loadtester", "--timeout=30s"]);

@@ -4,7 +4,9 @@
 //!
 //! What writes them: the products a test runs in-process, through [`Output`] (the lines
 //! go to the running pods of a Deployment, as its replicas' output), and the sim's own
-//! load tester, whose pods are those of Flagger's load tester image.
+//! load tester, whose pods are those of Flagger's load tester image. An in-process
+//! product starts before its Deployment's pod does: what it writes until then is held
+//! and given to the first pod that starts, as a container's output from its start.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -50,24 +52,31 @@ pub struct PodLogs {
     pods: Mutex<HashMap<(String, String), PodLog>>,
     /// Bumped on every write, to wake followers.
     written: watch::Sender<u64>,
+    /// What an [`Output`] wrote while its Deployment had no running pod, keyed by
+    /// namespace and Deployment name. Taken under this lock by whoever hands it to a pod
+    /// (the kubelet starting one, or the next write finding one), so no line is given
+    /// twice or after a later one.
+    held: Mutex<HashMap<(String, String), VecDeque<Line>>>,
 }
 
 impl Default for PodLogs {
     fn default() -> Self {
-        Self { pods: Mutex::default(), written: watch::channel(0).0 }
+        Self { pods: Mutex::default(), written: watch::channel(0).0, held: Mutex::default() }
     }
 }
 
 impl PodLogs {
     /// Appends `text` (one or more lines) to the output of pod `namespace/pod`.
     pub fn write(&self, namespace: &str, pod: &str, text: &str) {
-        let at = Timestamp::now();
+        self.append(namespace, pod, lines(text));
+    }
+
+    /// Appends lines written earlier (held), with the time each was written.
+    fn append(&self, namespace: &str, pod: &str, lines: impl IntoIterator<Item = Line>) {
         {
             let mut pods = self.pods.lock().expect("pod logs lock");
             let log = pods.entry((namespace.to_owned(), pod.to_owned())).or_default();
-            for line in text.lines() {
-                log.lines.push_back(Line { at, text: line.to_owned() });
-            }
+            log.lines.extend(lines);
             while log.lines.len() > KEPT {
                 log.lines.pop_front();
                 log.first += 1;
@@ -84,6 +93,12 @@ impl PodLogs {
         let lines: Vec<Line> = log.lines.iter().skip(skip).cloned().collect();
         (lines, log.first + log.lines.len() as u64)
     }
+}
+
+/// The lines of `text`, written now.
+fn lines(text: &str) -> impl Iterator<Item = Line> + '_ {
+    let at = Timestamp::now();
+    text.lines().map(move |line| Line { at, text: line.to_owned() })
 }
 
 /// `kubectl logs` options: `?follow`, `?tailLines`, `?sinceSeconds`/`?sinceTime`,
@@ -282,12 +297,52 @@ impl Output {
         Self { cluster, namespace: namespace.to_owned(), deployment: deployment.to_owned(), pending: Arc::default() }
     }
 
+    /// Writes `text` to the Deployment's running pods, after what was held for them;
+    /// with none running (or no Deployment yet), holds it for the first one to start.
     fn emit(&self, text: &str) {
-        let key = ObjectKey::new("apps", "deployments", &self.namespace, &self.deployment);
-        let Some(deployment) = self.cluster.store.get(&key) else { return };
-        let selector = LabelSelector::from_object(&deployment["spec"]["selector"]);
-        for (namespace, pod) in running_pods(&self.cluster, &self.namespace, |p| selector.matches_object(p)) {
-            self.cluster.logs.write(&namespace, &pod, text);
+        let logs = &self.cluster.logs;
+        let mut held = logs.held.lock().expect("held output lock");
+        let key = (self.namespace.clone(), self.deployment.clone());
+        let pods = deployment_selector(&self.cluster, &self.namespace, &self.deployment)
+            .map(|selector| running_pods(&self.cluster, &self.namespace, |p| selector.matches_object(p)))
+            .unwrap_or_default();
+        if pods.is_empty() {
+            let lines = held.entry(key).or_default();
+            lines.extend(self::lines(text));
+            while lines.len() > KEPT {
+                lines.pop_front();
+            }
+            return;
+        }
+        let earlier = held.remove(&key).unwrap_or_default();
+        for (namespace, pod) in pods {
+            logs.append(&namespace, &pod, earlier.iter().cloned().chain(self::lines(text)));
+        }
+    }
+}
+
+/// The label selector of Deployment `namespace/name`, if it exists.
+fn deployment_selector(cluster: &Cluster, namespace: &str, name: &str) -> Option<LabelSelector> {
+    let deployment = cluster.store.get(&ObjectKey::new("apps", "deployments", namespace, name))?;
+    Some(LabelSelector::from_object(&deployment["spec"]["selector"]))
+}
+
+/// The kubelet has started `pod`'s containers: the output held for a Deployment that
+/// selects it is the start of its log.
+pub fn started(cluster: &Cluster, pod: &Value) {
+    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let mut held = cluster.logs.held.lock().expect("held output lock");
+    let selecting: Vec<(String, String)> = held
+        .keys()
+        .filter(|(ns, deployment)| {
+            ns == namespace && deployment_selector(cluster, ns, deployment).is_some_and(|s| s.matches_object(pod))
+        })
+        .cloned()
+        .collect();
+    for key in selecting {
+        if let Some(lines) = held.remove(&key) {
+            cluster.logs.append(namespace, name, lines);
         }
     }
 }

@@ -99,13 +99,18 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         ..Options::default()
     };
     let sim = Sim::start_with(options).await.context("starting the simulated cluster")?;
-    let webhook =
-        if args.with_webhook { Some(testbed::install(&sim).await.context("installing the webhook")?) } else { None };
-    if webhook.is_some() {
-        // The in-process server's log is its pod's output, as on a cluster.
+    let webhook = if args.with_webhook {
+        // The in-process server's log is its pod's output, as on a cluster, from its
+        // first line: set before the server starts (the sim holds what comes before the
+        // pod runs), and the kubeconfig only once the pod runs, as `helm install --wait`.
         let (namespace, name) = (crate::manifests::DEFAULT_NAMESPACE, crate::manifests::DEFAULT_SERVICE);
         crate::telemetry::also_log_to(sim.deployment_output(namespace, name));
-    }
+        let installed = testbed::install(&sim).await.context("installing the webhook")?;
+        testbed::running(&sim).await.context("waiting for the webhook's pod")?;
+        Some(installed)
+    } else {
+        None
+    };
     for s in &args.services {
         sim.register_service(&s.namespace, &s.name, s.addr);
     }

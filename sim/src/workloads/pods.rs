@@ -280,6 +280,7 @@ impl Controllers {
                 match self.replace(&r, Some("status"), running).await {
                     Ok(_) => {
                         self.kubelet.forget(uid_of(&pod));
+                        crate::logs::started(&self.cluster, &pod);
                         let (images, took) = (&mut self.kubelet.images, self.kubelet.delay);
                         for record in super::containers::start_events(&pod, images, took) {
                             self.recorder.record(record);
