@@ -25,7 +25,6 @@ mod hooks;
 mod index;
 mod metrics;
 mod observe;
-mod status;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,7 +8,10 @@ pub mod claim;
 pub mod copies;
 pub mod lifecycle;
 pub mod lock;
+pub mod mirror;
+pub mod observe;
 pub mod plan;
+pub mod status;
 
 /// Revisions are part of the API (annotations, the Canary status); the release core
 /// works in them.

@@ -13,7 +13,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::hooks::{self, Subject};
 use super::observe::{COPY_OF, Objects, observe};
-use super::{Context, Error, MANAGER, checks::checks, status};
+use super::{Context, Error, MANAGER, checks::checks};
 use crate::api::apisix_route::ApisixRoute;
 use crate::api::canary::Phase;
 use crate::api::canary::v1beta1::Canary;
@@ -21,6 +21,7 @@ use crate::lease::Fence;
 use crate::release::lifecycle::{Action, Decision, Observed, decide};
 use crate::release::lock::Lock;
 use crate::release::plan::{HookKind, Plan};
+use crate::release::status;
 use crate::release::{claim, copies};
 use crate::route;
 
@@ -106,47 +107,19 @@ fn tick_key(canary: &Canary) -> String {
     super::key(canary.namespace().as_deref(), &canary.name_any())
 }
 
-/// The Canary is being deleted: a running release ends safely (traffic back to stable
-/// first, then the generated objects go); the Deployment stays as it is, paused if a
-/// release held it, with an Event that says how to resume.
+/// The Canary is being deleted: what `lifecycle::deleted` says, then it is forgotten.
 pub async fn cleanup(canary: &Canary, ctx: &Context, fence: &Fence) -> Result<Requeue, Error> {
     // No step falls due any more.
     let key = tick_key(canary);
     ctx.ticks.take(&key);
     ctx.echoes.forget(&key);
     let (observed, objects) = observe(canary, ctx, false).await?;
-    let busy = objects.generated.is_some() || objects.canary.is_some();
     let who = Subject::of(&canary.name_any(), &objects.namespace, &observed);
     let mut run = Run::new(canary, ctx, fence, objects, &observed, who);
-    run.act(&Action::RouteToStable).await?;
-    run.act(&Action::DeleteGenerated).await?;
-    if !super::canaries::annotation_mode(canary) {
-        run.unclaim().await?;
-        run.keep_apex().await?;
+    for action in crate::release::lifecycle::deleted(&observed) {
+        run.act(&action).await?;
     }
     ctx.index.forget(&run.objects.namespace, &canary.name_any());
-    if busy {
-        let message = if super::canaries::annotation_mode(canary) {
-            format!(
-                "Release of {} stopped: its Canary was deleted; traffic is back on the stable version, and the \
-                 release starts over with the Canary made again from the annotations",
-                observed.id
-            )
-        } else {
-            format!(
-                "Release of {} ended: the Canary was deleted; traffic is back on the stable version. The \
-                 Deployment stays paused until you resume it (kubectl rollout resume)",
-                observed.id
-            )
-        };
-        // On the Deployment: the Canary and its Events are going away.
-        let target = run.objects.target.as_ref().map(|d| d.object_ref(&()));
-        let object = target.unwrap_or_else(|| canary.object_ref(&()));
-        if let Err(e) = ctx.events.publish(&object, true, &message).await {
-            tracing::warn!(canary = %observed.id, error = %e, "could not record the event");
-        }
-        tracing::warn!(canary = %observed.id, msg = message.as_str(), "{message}");
-    }
     Ok(Requeue::await_change())
 }
 
@@ -212,7 +185,19 @@ impl<'a> Run<'a> {
         fenced(self.fence)?;
         match action {
             Action::Claim => self.claim().await,
+            Action::Unclaim => self.unclaim().await,
+            Action::KeepApex => self.keep_apex().await,
             Action::ApplyApex => self.apply_apex().await,
+            Action::TargetEvent { message } => {
+                // On the Deployment: the Canary and its Events are going away.
+                let target = self.objects.target.as_ref().map(|d| d.object_ref(&()));
+                let object = target.unwrap_or_else(|| self.canary.object_ref(&()));
+                tracing::warn!(canary = %self.observed.id, msg = message.as_str(), "{message}");
+                if let Err(e) = self.ctx.events.publish(&object, true, message).await {
+                    tracing::warn!(canary = %self.observed.id, error = %e, "could not record the event");
+                }
+                Ok(())
+            }
             Action::ApplyCanary { replicas } => self.apply_canary(*replicas).await,
             Action::SetWeight(weight) => self.set_weight(*weight, true).await,
             Action::RouteToStable => self.set_weight(0, false).await,
@@ -293,9 +278,6 @@ impl<'a> Run<'a> {
     async fn unclaim(&mut self) -> Result<(), Error> {
         let Some(target) = &self.objects.target else { return Ok(()) };
         let name = target.name_any();
-        if target.annotations().get(crate::api::annotations::CANARY) != Some(&self.canary.name_any()) {
-            return Ok(());
-        }
         let deployments: Api<Deployment> = self.api();
         let body = claim::release(self.ns(), &name);
         deployments

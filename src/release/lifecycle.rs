@@ -45,6 +45,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
+pub use self::endings::deleted;
 use self::endings::*;
 use self::gates::*;
 use self::initial::*;
@@ -140,6 +141,8 @@ pub struct Observed {
     pub id: Release,
     /// Whether the target's releases reach this Canary.
     pub protection: Protection,
+    /// The Canary was made from the Deployment's annotations (annotation mode).
+    pub from_annotations: bool,
     /// The apex Service, when `spec.service` asks for it.
     pub apex: Apex,
     /// The analysis, or why it cannot be read (invalid stored settings).
@@ -214,6 +217,10 @@ pub struct Check {
 pub enum Action {
     /// Opt the target in for this Canary: `apisix-canary.dev/canary` on the Deployment.
     Claim,
+    /// Give the claim up: the opt-in goes unless someone else wrote it too.
+    Unclaim,
+    /// Remove our owner reference from the apex Service, so it outlives the Canary.
+    KeepApex,
     /// Create or update the apex Service from `spec.service`.
     ApplyApex,
     /// Create or update `<d>-canary` and `<svc>-canary` at this size.
@@ -231,6 +238,8 @@ pub enum Action {
     /// A Kubernetes Event on the Canary, also posted to the `event` webhooks: a report
     /// of what the writes before it did, best effort. Nothing depends on it.
     Event { warning: bool, message: String },
+    /// A warning Event on the Deployment, for when the Canary and its Events are going.
+    TargetEvent { message: String },
     /// Call the webhooks of this kind with this phase, reporting each answer as an
     /// Event (`post-rollout`); what they say changes nothing.
     RunHooks(HookKind, Phase),
@@ -271,6 +280,15 @@ impl Decision {
     }
 }
 
+/// Whether a release holds the Deployment in this phase: it is analysed, held at a gate,
+/// or promoted. The one list of them.
+pub fn holds_release(phase: Option<Phase>) -> bool {
+    matches!(
+        phase,
+        Some(Phase::Progressing | Phase::Waiting | Phase::WaitingPromotion | Phase::Promoting | Phase::Finalising)
+    )
+}
+
 /// The next step of one release. Pure. Its actions write first and report after: an
 /// Event, a hook told of it or an alert says what the writes before it made durable,
 /// so nothing is said of a step that did not land.
@@ -288,7 +306,7 @@ pub fn decide(o: &Observed, now: Timestamp) -> Decision {
 impl Action {
     /// An Event, a post-rollout hook or an alert: what tells of the writes.
     pub fn is_report(&self) -> bool {
-        matches!(self, Action::Event { .. } | Action::RunHooks(..) | Action::Alert { .. })
+        matches!(self, Action::Event { .. } | Action::TargetEvent { .. } | Action::RunHooks(..) | Action::Alert { .. })
     }
 }
 
@@ -298,8 +316,9 @@ fn decide_step(o: &Observed, now: Timestamp) -> Decision {
     }
     let phase = o.status.phase;
     let lock = &o.target.lock;
-    let busy =
-        matches!(phase, Some(Phase::Progressing | Phase::Promoting | Phase::Finalising | Phase::WaitingPromotion));
+    // Waiting for approval holds a release too, though nothing of it runs yet: said apart.
+    let waiting = phase == Some(Phase::Waiting);
+    let busy = holds_release(phase) && !waiting;
 
     // A promotion this controller wrote: the lock is gone, the revision is named.
     if phase == Some(Phase::Progressing)
@@ -314,13 +333,11 @@ fn decide_step(o: &Observed, now: Timestamp) -> Decision {
         None | Some(Phase::Initializing) => return initialize(o, now),
         _ => {}
     }
-    // Waiting for approval holds a release, though nothing of it runs yet.
-    let waiting = phase == Some(Phase::Waiting);
-    if let Some(d) = protect(o, now, busy || waiting) {
+    if let Some(d) = protect(o, now, holds_release(phase)) {
         return d;
     }
     if !lock.held() {
-        if busy || waiting {
+        if holds_release(phase) {
             return ended_outside(o, now);
         }
         return adopt_untracked(o, now);
@@ -347,7 +364,7 @@ fn decide_step(o: &Observed, now: Timestamp) -> Decision {
         return Decision::idle();
     }
     // An operator's word goes before the analysis, a suspension included.
-    if busy || waiting {
+    if holds_release(phase) {
         if o.requests.abort.as_ref() == Some(&canary) {
             return aborted(o, now);
         }

@@ -3,8 +3,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::lifecycle::{Status, promoted_condition};
 use crate::api::canary::{CanaryCondition, CanaryStatus, Phase};
-use crate::release::lifecycle::{Status, promoted_condition};
 
 pub const PROMOTED: &str = "Promoted";
 

@@ -296,6 +296,37 @@ pub(super) fn intercept_late(o: &Observed, outcome: Outcome) -> Decision {
     Decision::act(vec![Action::WriteLock(outcome), Action::Event { warning: true, message }])
 }
 
+/// The Canary is being deleted: a running release ends safely (traffic back to stable
+/// first, then the generated objects go); the Deployment stays as it is, paused if a
+/// release held it, with an Event on it that says how to resume (the Canary's Events go
+/// with it). A Canary of its own gives its claim up and leaves its apex Service behind.
+pub fn deleted(o: &Observed) -> Vec<Action> {
+    let mut actions = vec![Action::RouteToStable, Action::DeleteGenerated];
+    if !o.from_annotations {
+        if o.protection == Protection::Protected {
+            actions.push(Action::Unclaim);
+        }
+        actions.push(Action::KeepApex);
+    }
+    if o.route_weight.is_some() || o.canary.is_some() {
+        let message = if o.from_annotations {
+            format!(
+                "Release of {} stopped: its Canary was deleted; traffic is back on the stable version, and the \
+                 release starts over with the Canary made again from the annotations",
+                o.id
+            )
+        } else {
+            format!(
+                "Release of {} ended: the Canary was deleted; traffic is back on the stable version. The \
+                 Deployment stays paused until you resume it (kubectl rollout resume)",
+                o.id
+            )
+        };
+        actions.push(Action::TargetEvent { message });
+    }
+    actions
+}
+
 /// The end of a release: traffic to stable first, the generated objects gone, then the
 /// status and the word; nothing to look at again.
 fn wind_up(status: Status, warning: bool, message: String) -> Decision {

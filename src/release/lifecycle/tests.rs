@@ -66,6 +66,7 @@ impl World {
         let o = Observed {
             id: Release { canary: "podinfo".into(), namespace: "test".into(), target: "podinfo".into() },
             protection: Protection::Protected,
+            from_annotations: true,
             apex: Apex::Kept,
             plan: Ok(plan),
             status: Status::default(),
@@ -124,6 +125,9 @@ impl World {
         self.log.push(action.clone());
         match action {
             Action::Claim => self.o.protection = Protection::Protected,
+            Action::Unclaim => self.o.protection = Protection::Claim,
+            Action::KeepApex => self.o.apex = Apex::Kept,
+            Action::TargetEvent { message } => self.events.push(message.clone()),
             Action::ApplyApex => self.o.apex = Apex::Current,
             Action::ApplyCanary { replicas } => {
                 let ready = self.o.canary.filter(|c| c.current).map_or(0, |c| c.ready.min(*replicas));
