@@ -16,7 +16,6 @@
 
 mod act;
 mod backoff;
-mod cached;
 mod canaries;
 mod checks;
 mod echoes;
@@ -25,6 +24,7 @@ mod hooks;
 mod index;
 mod metrics;
 mod observe;
+mod watches;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,13 +35,11 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::controller::{self, Action as Requeue, Controller};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 
-use self::cached::Meta;
 pub use self::canaries::annotation_mode;
-use self::index::Named;
 pub use self::metrics::Metrics;
+pub use self::watches::Cached;
 use crate::api::apisix_route::ApisixRoute;
 use crate::api::canary::v1beta1::Canary;
 use crate::lease::Watcher;
@@ -174,47 +172,62 @@ pub fn spawn(runtime: &Runtime, client: Client, watches: Client, config: Config,
     let gate = runtime.gate(CACHES_GATE);
     let stop = runtime.stopping();
 
-    // The caches keep metadata only (`cached::Meta`): each reconcile reads what it
-    // decides on from the API.
-    let canaries: Api<Meta<Canary>> = Api::all(watches.clone());
-    let deployments: Api<Meta<Deployment>> = Api::all(watches.clone());
-    let cfg = watcher::Config::default();
-    // A change maps to the Canaries that own the object, or name it (`index`).
-    let (by_target, by_service, by_route) = (ctx.clone(), ctx.clone(), ctx.clone());
-    let releases = Controller::new(canaries, cfg.clone())
-        .watches(
-            deployments.clone(),
-            cfg.clone(),
-            noted(&ctx, move |d: &Meta<Deployment>| {
+    // One watch of each kind both loops read, shared (see `watches`).
+    let canaries = watches::shared::<Canary>(Api::all(watches.clone()), 2);
+    let deployments = watches::shared::<Deployment>(Api::all(watches.clone()), 2);
+    let (canary_store, deployment_store) = (canaries.store, deployments.store);
+    let (mut canary_feeds, mut deployment_feeds) = (canaries.feeds, deployments.feeds);
+    let (Some(canaries_for_releases), Some(canaries_for_opt_ins)) = (canary_feeds.pop(), canary_feeds.pop()) else {
+        return Err(Error::Invalid("the Canary store gave no subscription".into()));
+    };
+    let (Some(deployments_for_releases), Some(deployments_for_opt_ins)) =
+        (deployment_feeds.pop(), deployment_feeds.pop())
+    else {
+        return Err(Error::Invalid("the Deployment store gave no subscription".into()));
+    };
+    let (stop_canaries, stop_deployments) = (runtime.stopping(), runtime.stopping());
+    runtime.spawn(async move {
+        tokio::select! {
+            () = canaries.watch => {}
+            () = stop_canaries.cancelled() => {}
+        }
+    });
+    runtime.spawn(async move {
+        tokio::select! {
+            () = deployments.watch => {}
+            () = stop_deployments.cancelled() => {}
+        }
+    });
+
+    // A Deployment's change concerns the Canary it opts in by annotation, the Canaries
+    // that name it as their target (`index`), and the one that owns it (a canary copy).
+    let by_target = ctx.clone();
+    let generated = watches::generated();
+    let releases = Controller::for_shared_stream(canaries_for_releases, canary_store.clone())
+        .watches_shared_stream(
+            deployments_for_releases,
+            noted(&ctx, move |d: &Cached<Deployment>| {
                 let mut found: Vec<_> = canaries::canary_of_deployment(d).into_iter().collect();
-                found.extend(by_target.index.readers(Named::Deployment, d.meta().namespace.as_deref(), &d.name_any()));
+                found.extend(by_target.index.readers(d.meta().namespace.as_deref(), &d.name_any()));
+                found.extend(owners(d));
                 found
             }),
         )
-        .watches(Api::<Meta<Deployment>>::all(watches.clone()), cfg.clone(), noted(&ctx, owners))
-        .watches(
-            Api::<Meta<Service>>::all(watches.clone()),
-            cfg.clone(),
-            noted(&ctx, move |s: &Meta<Service>| named(&by_service, Named::Service, s)),
-        )
-        .watches(
-            Api::<Meta<ApisixRoute>>::all(watches.clone()),
-            cfg.clone(),
-            noted(&ctx, move |r: &Meta<ApisixRoute>| named(&by_route, Named::Route, r)),
-        )
+        // Our generated Services and routes, by their owner.
+        .watches(Api::<Cached<Service>>::all(watches.clone()), generated.clone(), noted(&ctx, owners))
+        .watches(Api::<Cached<ApisixRoute>>::all(watches.clone()), generated, noted(&ctx, owners))
         .with_config(controller::Config::default().concurrency(ctx.config.concurrency))
         .trigger_backoff(backoff::WatchBackoff::default())
         .graceful_shutdown_on(stop.clone().cancelled_owned());
-    let releases_store = releases.store();
     let releases = releases.run(reconcile, error_policy, ctx.clone());
 
     // A deleted annotation-mode Canary is made again: it is owned by its Deployment.
-    let opt_ins = Controller::new(deployments, cfg.clone())
-        .owns(Api::<Meta<Canary>>::all(watches.clone()), cfg)
+    let opt_ins = Controller::for_shared_stream(deployments_for_opt_ins, deployment_store.clone())
+        .owns_shared_stream(canaries_for_opt_ins)
         .trigger_backoff(backoff::WatchBackoff::default())
         .graceful_shutdown_on(stop.cancelled_owned());
-    let opt_ins_store = opt_ins.store();
     let opt_ins = opt_ins.run(canaries::reconcile_deployment, canaries::error_policy, ctx);
+    let (releases_store, opt_ins_store) = (canary_store, deployment_store);
 
     let (stopping, stopping_loops) = (runtime.stopping(), runtime.stopping());
     runtime.spawn(async move {
@@ -262,28 +275,22 @@ fn key(namespace: Option<&str>, name: &str) -> String {
 }
 
 /// The Canaries that own `child` (what `Controller::owns` maps).
-fn owners<C: Resource>(child: &C) -> Vec<ObjectRef<Meta<Canary>>> {
+fn owners<C: Resource>(child: &C) -> Vec<ObjectRef<Cached<Canary>>> {
     let ns = child.meta().namespace.as_deref();
     child.owner_references().iter().filter_map(|o| ObjectRef::from_owner_ref(ns, o, ())).collect()
 }
 
-/// The Canaries that own `object` or name it as their `kind`.
-fn named<C: Resource>(ctx: &Context, kind: Named, object: &C) -> Vec<ObjectRef<Meta<Canary>>> {
-    let mut found = owners(object);
-    let name = object.meta().name.as_deref().unwrap_or_default();
-    found.extend(ctx.index.readers(kind, object.meta().namespace.as_deref(), name));
-    found
-}
-
 /// `map` (the Canaries a change of a child concerns), each told of the change so the
-/// echo of our own writes is known from others' (see `echoes`).
-fn noted<C: Resource>(
+/// echo of our own writes is known from others' (see `echoes`). Takes the object as
+/// a watch or a shared store hands it over.
+fn noted<C: Resource, O: std::borrow::Borrow<C>>(
     ctx: &Arc<Context>,
-    map: impl Fn(&C) -> Vec<ObjectRef<Meta<Canary>>> + Send + Sync + 'static,
-) -> impl Fn(C) -> Vec<ObjectRef<Meta<Canary>>> + Send + Sync + 'static {
+    map: impl Fn(&C) -> Vec<ObjectRef<Cached<Canary>>> + Send + Sync + 'static,
+) -> impl Fn(O) -> Vec<ObjectRef<Cached<Canary>>> + Send + Sync + 'static {
     let ctx = ctx.clone();
     move |child| {
-        let canaries = map(&child);
+        let child = child.borrow();
+        let canaries = map(child);
         let (uid, rv) = (child.meta().uid.as_deref(), child.meta().resource_version.as_deref());
         for canary in &canaries {
             ctx.echoes.seen(&key(canary.namespace.as_deref(), &canary.name), uid, rv);
@@ -321,7 +328,7 @@ where
 }
 
 /// One release: observe, decide, act; again at once when the analysis is due.
-async fn reconcile(canary: Arc<Meta<Canary>>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+async fn reconcile(canary: Arc<Cached<Canary>>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     tracing::debug!(canary = %canary.name_any(), "reconcile");
     let key = key(canary.namespace().as_deref(), &canary.name_any());
     let Some(fence) = ctx.leader.fence() else {
@@ -362,7 +369,7 @@ async fn reconcile(canary: Arc<Meta<Canary>>, ctx: Arc<Context>) -> Result<Reque
     result
 }
 
-fn error_policy(canary: Arc<Meta<Canary>>, error: &Error, _: Arc<Context>) -> Requeue {
+fn error_policy(canary: Arc<Cached<Canary>>, error: &Error, _: Arc<Context>) -> Requeue {
     tracing::warn!(canary = %format!("{}.{}", canary.name_any(), canary.namespace().unwrap_or_default()), error = %error, "reconcile failed; retrying");
     Requeue::requeue(Duration::from_secs(2))
 }

@@ -255,7 +255,8 @@ mod tests {
     }
 
     /// The kinds written as `Api<Kind>` or `Api::<Kind>`, also through the controller's
-    /// cached metadata (`Api<Meta<Kind>>`); one-letter generics skipped.
+    /// cached metadata (`Api<Cached<Kind>>`, `Api<PartialObjectMeta<Kind>>`); one-letter
+    /// generics skipped.
     fn kinds_used(source: &str) -> BTreeSet<String> {
         let mut kinds = BTreeSet::new();
         for opener in ["Api<", "Api::<"] {
@@ -265,7 +266,7 @@ mod tests {
                     continue;
                 }
                 let rest = &source[at + opener.len()..];
-                let rest = rest.strip_prefix("Meta<").unwrap_or(rest);
+                let rest = ["Cached<", "PartialObjectMeta<"].iter().find_map(|p| rest.strip_prefix(p)).unwrap_or(rest);
                 let kind: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
                 if kind.len() > 1 {
                     kinds.insert(kind);
@@ -300,7 +301,7 @@ mod tests {
     #[test]
     fn the_scan_sees_the_forms_the_code_writes() {
         let source = "let a: Api<Canary> = x; Api::<Secret>::namespaced(c, n); fn api<K>() -> Api<K>; MyApi<Nope>; \
-                      Api::<Meta<Service>>::all(c)";
+                      Api::<Cached<Service>>::all(c)";
         let kinds = ["Canary", "Secret", "Service"].map(str::to_owned);
         assert_eq!(kinds_used(source), BTreeSet::from(kinds));
     }

@@ -11,7 +11,7 @@ use kube::runtime::controller::Action as Requeue;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 
-use super::cached::Meta;
+use super::Cached;
 use super::{Context, Error, MANAGER};
 use crate::api::annotations::{CANARY, PREFIX};
 use crate::api::canary::v1beta1::Canary;
@@ -22,7 +22,7 @@ pub use crate::release::observe::annotation_mode;
 
 /// The Canary a Deployment's change concerns: its own (annotation mode or a lock left
 /// behind), or the one its `canary` annotation names.
-pub fn canary_of_deployment(d: &Meta<Deployment>) -> Option<ObjectRef<Meta<Canary>>> {
+pub fn canary_of_deployment(d: &Cached<Deployment>) -> Option<ObjectRef<Cached<Canary>>> {
     let ns = d.namespace()?;
     let a = d.annotations();
     let name = match a.get(CANARY) {
@@ -35,7 +35,7 @@ pub fn canary_of_deployment(d: &Meta<Deployment>) -> Option<ObjectRef<Meta<Canar
 }
 
 /// Keeps the Canary of an annotation-mode Deployment.
-pub async fn reconcile_deployment(d: Arc<Meta<Deployment>>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+pub async fn reconcile_deployment(d: Arc<Cached<Deployment>>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let Some(fence) = ctx.leader.fence() else {
         return Ok(Requeue::requeue(Duration::from_secs(2)));
     };
@@ -94,12 +94,12 @@ pub async fn reconcile_deployment(d: Arc<Meta<Deployment>>, ctx: Arc<Context>) -
     Ok(Requeue::await_change())
 }
 
-pub fn error_policy(d: Arc<Meta<Deployment>>, error: &Error, _: Arc<Context>) -> Requeue {
+pub fn error_policy(d: Arc<Cached<Deployment>>, error: &Error, _: Arc<Context>) -> Requeue {
     tracing::warn!(deployment = %d.name_any(), error = %error, "keeping the Canary failed; retrying");
     Requeue::requeue(Duration::from_secs(2))
 }
 
-fn owned_by(c: &Canary, d: &Meta<Deployment>) -> bool {
+fn owned_by(c: &Canary, d: &Cached<Deployment>) -> bool {
     c.owner_references().iter().any(|o| Some(&o.uid) == d.metadata.uid.as_ref())
 }
 
@@ -107,13 +107,15 @@ fn owned_by(c: &Canary, d: &Meta<Deployment>) -> bool {
 mod tests {
     use super::*;
 
-    fn deployment(name: &str, annotations: &[(&str, &str)]) -> Meta<Deployment> {
-        Meta::new(ObjectMeta {
+    fn deployment(name: &str, annotations: &[(&str, &str)]) -> Cached<Deployment> {
+        use kube::core::PartialObjectMetaExt;
+        ObjectMeta {
             name: Some(name.into()),
             namespace: Some("test".into()),
             annotations: Some(annotations.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()),
             ..ObjectMeta::default()
-        })
+        }
+        .into_request_partial::<Deployment>()
     }
 
     #[test]

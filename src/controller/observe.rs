@@ -8,7 +8,6 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
-use super::index::Named;
 use super::{Context, Error};
 use crate::api::apisix_route::ApisixRoute;
 use crate::api::canary::v1beta1::Canary;
@@ -73,10 +72,8 @@ async fn snapshot(c: &Canary, ctx: &Context, endpoints: bool) -> Result<Snapshot
     )?;
     let names = observe::names(c, &observe::plan_of(c, target.as_ref()));
     let read = if names == read.names { read } else { reads(ctx, &ns, names, endpoints).await? };
-    // A change to any of these wakes this Canary, owned by it or not.
-    let named =
-        [(Named::Deployment, name.as_str()), (Named::Service, &read.names.service), (Named::Route, &read.names.route)];
-    ctx.index.set(&ns, &c.name_any(), &named);
+    // A change of the target wakes this Canary, opted in or not.
+    ctx.index.set(&ns, &c.name_any(), &name);
     let other = claim::other_canary(&c.name_any(), target.as_ref().map(|d| d.annotations()));
     let other_canary = match other {
         Some(other) => {

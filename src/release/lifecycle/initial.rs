@@ -8,9 +8,9 @@ use k8s_openapi::jiff::Timestamp;
 use super::*;
 use crate::api::annotations::CANARY;
 
-/// How soon a Canary that cannot initialize looks again; watches on its Deployment,
-/// route and Service wake it sooner when one of them changes.
-pub(super) const RETRY_INIT: Duration = Duration::from_secs(30);
+/// How soon a Canary that cannot initialize looks again: a change of its Deployment
+/// wakes it at once, one of the user's route or Service (not watched) at the next look.
+pub(super) const RETRY_INIT: Duration = Duration::from_secs(10);
 
 /// What comes before every decision: the target opted in for this Canary, and the
 /// apex Service as `spec.service` says. `None` when both already hold.
