@@ -1,5 +1,6 @@
 //! The command line: `serve`, `certs`, `sim`, `demo` and the manifests. Every flag is also an `APISIX_CANARY_*`
-//! environment variable; defaults live here, once.
+//! environment variable; defaults live here, once. `sim` and `demo` run the testbed: they
+//! exist with the `testbed` feature only (not in the shipped build).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,11 +12,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::tls::generate;
 
 mod cluster;
+#[cfg(feature = "testbed")]
 mod demo;
 mod operate;
 mod report;
 mod revision;
 mod serve;
+#[cfg(feature = "testbed")]
 mod sim;
 mod status;
 
@@ -53,9 +56,11 @@ pub enum Command {
     /// Print the RBAC rules `serve` needs (the chart's files/rbac.yaml) as YAML.
     Rbac,
     /// Run the simulated cluster (API server, workloads, gateway) for kubectl; Ctrl-C stops it.
+    #[cfg(feature = "testbed")]
     Sim(sim::SimArgs),
     /// Play SCENARIO.md's three acts on the simulated cluster with our webhooks and
     /// controller, in process: promotion, rollback, custom metric.
+    #[cfg(feature = "testbed")]
     Demo(demo::DemoArgs),
     /// Show the releases: phase, weight, failed checks, last event; --wait-for for CI.
     Status(status::StatusArgs),
@@ -145,7 +150,10 @@ pub(crate) fn parse_positive_duration(s: &str) -> Result<Duration, String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo speaks on stdout; its logs only when RUST_LOG asks for them.
+    #[cfg(feature = "testbed")]
     let default_filter = if matches!(cli.command, Command::Demo(_)) { "off" } else { "info" };
+    #[cfg(not(feature = "testbed"))]
+    let default_filter = "info";
     let logs = crate::telemetry::init(matches!(cli.log_format, LogFormat::Json), default_filter);
     let result = run(cli);
     // The queued log lines first, then the error, in the order they happened.
@@ -188,8 +196,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", crate::rbac::yaml()?);
             Ok(())
         }
+        #[cfg(feature = "testbed")]
         Command::Sim(args) => runtime()?.block_on(sim::run(args)),
         Command::Serve(args) => runtime()?.block_on(serve::run(*args)),
+        #[cfg(feature = "testbed")]
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::Status(args) => return runtime()?.block_on(status::run(&args)),
         Command::Promote(args) => verb(operate::Verb::Promote { force: args.force }, &args.verb),

@@ -180,11 +180,10 @@ pub async fn run(settings: Settings) -> Result<Vec<show::Outcome>, DemoError> {
 
 async fn play(world: &World, settings: &Settings) -> Result<Vec<show::Outcome>, DemoError> {
     println!("\n$ kubectl create namespace test");
+    let cast = scenario::CAST_DIR;
+    println!("$ kubectl apply -k {cast}/podinfo/   # Flagger's podinfo: Deployment and HPA, nothing of ours");
     println!(
-        "$ kubectl apply -k tests/fixtures/flagger/podinfo/   # Flagger's podinfo: Deployment and HPA, nothing of ours"
-    );
-    println!(
-        "$ kubectl apply -f route.yaml -f canary.yaml          # the article's ApisixRoute and Canary, as written"
+        "$ kubectl apply -f {cast}/route.yaml -f {cast}/canary.yaml   # the article's ApisixRoute and Canary, as written"
     );
     println!(
         "  (timings compressed: interval {}, metrics over {}; threshold {}, maxWeight {}, stepWeight {} as written)",

@@ -37,10 +37,11 @@
 //!   certificate store and dev certificates; [`admin`] `/live`, `/ready`, `/metrics`;
 //!   [`metrics`]; [`telemetry`] logs.
 //! - [`cli`] the commands; [`manifests`] the generated CRDs and webhook configurations;
-//!   [`rbac`] the permissions of `serve`, which the chart renders;
-//!   [`testbed`] our webhook server installed into the simulated cluster (the `sim`
-//!   crate, which knows nothing of this one) for `apisix-canary sim` and the tests;
-//!   [`demo`] SCENARIO.md's three acts played on it, with our controller, in process.
+//!   [`rbac`] the permissions of `serve`, which the chart renders.
+//! - Behind the `testbed` feature (on by default, off in the shipped build): `testbed`,
+//!   our webhook server installed into the simulated cluster (the `sim` crate, which
+//!   knows nothing of this one) for `apisix-canary sim` and the tests; `demo`,
+//!   SCENARIO.md's three acts played on it, with our controller, in process.
 
 pub mod admin;
 pub mod admission;
@@ -49,6 +50,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod conversion;
+#[cfg(feature = "testbed")]
 pub mod demo;
 pub mod lease;
 pub mod manifests;
@@ -60,6 +62,7 @@ pub mod route;
 pub mod runtime;
 pub mod server;
 pub mod telemetry;
+#[cfg(feature = "testbed")]
 pub mod testbed;
 pub mod tls;
 pub mod web;

@@ -8,11 +8,8 @@
 
 use std::io::{IsTerminal as _, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use tracing::Level;
-use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::{self, MakeWriter};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -45,52 +42,79 @@ pub fn init(json: bool, default_filter: &str) -> Flush {
         (false, Some(q)) => fmt::layer().with_ansi(ansi).with_writer(q).boxed(),
         (false, None) => fmt::layer().with_ansi(ansi).with_writer(std::io::stderr).boxed(),
     };
-    // Our own events, as JSON, to the output set by `also_log_to` (none until then).
-    let pods = fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_writer(|| PodLine(Vec::new()))
-        .with_filter(filter_fn(|m| {
-            POD_OUTPUT.get().is_some()
-                && *m.level() <= Level::INFO
-                && m.target().starts_with("apisix_canary")
-                && !m.target().starts_with("apisix_canary::cli::sim")
-        }))
-        .boxed();
-    let installed = tracing_subscriber::registry().with(vec![main.with_filter(filter).boxed(), pods]).try_init();
+    #[allow(unused_mut)] // without the testbed, the one layer
+    let mut layers = vec![main.with_filter(filter).boxed()];
+    #[cfg(feature = "testbed")]
+    layers.push(pod::layer());
+    let installed = tracing_subscriber::registry().with(layers).try_init();
     // Not installed (a second call): dropping the last sender ends the writer thread.
     Flush(installed.is_ok().then_some(tx))
 }
 
-/// Where our own events (`apisix_canary::*`, info and above) also go, as JSON lines:
-/// the output of the pods `apisix-canary sim --with-webhook` makes for the server it
-/// runs in-process (`kubectl logs deploy/apisix-canary`). Set once; later calls are
-/// ignored.
-pub fn also_log_to(output: impl Write + Send + 'static) {
-    let _ = POD_OUTPUT.set(Mutex::new(Box::new(output)));
-}
+#[cfg(feature = "testbed")]
+pub use self::pod::also_log_to;
 
-static POD_OUTPUT: OnceLock<Mutex<Box<dyn Write + Send>>> = OnceLock::new();
+/// The testbed's pod output: our events as the log of the pod the sim runs for the
+/// server it runs in-process.
+#[cfg(feature = "testbed")]
+mod pod {
+    use std::io::Write;
+    use std::sync::{Mutex, OnceLock};
 
-/// One event's JSON line, written to `POD_OUTPUT` when the formatter is done with it.
-struct PodLine(Vec<u8>);
+    use tracing::{Level, Subscriber};
+    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::fmt;
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::registry::LookupSpan;
 
-impl Write for PodLine {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
-        Ok(buf.len())
+    /// Where our own events (`apisix_canary::*`, info and above) also go, as JSON lines:
+    /// the output of the pods `apisix-canary sim --with-webhook` makes for the server it
+    /// runs in-process (`kubectl logs deploy/apisix-canary`). Set once; later calls are
+    /// ignored.
+    pub fn also_log_to(output: impl Write + Send + 'static) {
+        let _ = POD_OUTPUT.set(Mutex::new(Box::new(output)));
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+    static POD_OUTPUT: OnceLock<Mutex<Box<dyn Write + Send>>> = OnceLock::new();
 
-impl Drop for PodLine {
-    fn drop(&mut self) {
-        if let Some(output) = POD_OUTPUT.get() {
-            let mut output = output.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = output.write_all(&self.0);
+    /// Our own events, as JSON, to the output set by `also_log_to` (none until then).
+    pub(super) fn layer<S>() -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(|| PodLine(Vec::new()))
+            .with_filter(filter_fn(|m| {
+                POD_OUTPUT.get().is_some()
+                    && *m.level() <= Level::INFO
+                    && m.target().starts_with("apisix_canary")
+                    && !m.target().starts_with("apisix_canary::cli::sim")
+            }))
+            .boxed()
+    }
+
+    /// One event's JSON line, written to `POD_OUTPUT` when the formatter is done with it.
+    struct PodLine(Vec<u8>);
+
+    impl Write for PodLine {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Drop for PodLine {
+        fn drop(&mut self) {
+            if let Some(output) = POD_OUTPUT.get() {
+                let mut output = output.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = output.write_all(&self.0);
+            }
         }
     }
 }

@@ -41,7 +41,7 @@ fn the_demo_plays_the_three_acts_as_the_scenario_says() {
     assert!(!out.contains('\r') && !out.contains('█'), "no redrawn lines off a terminal:\n{out}");
 
     for said in [
-        "$ kubectl apply -k tests/fixtures/flagger/podinfo/",
+        "$ kubectl apply -k src/demo/cast/podinfo/",
         "took deployment/podinfo over and generated service/podinfo",
         "== Act 1: ",
         "$ kubectl -n test set image deployment/podinfo podinfod=stefanprodan/podinfo:6.0.1",

@@ -31,11 +31,15 @@ const MIN_READY_SECONDS: u32 = 1;
 /// past the ten failed checks of the threshold, and over before the next act.
 pub const ERRORS_SECS: u64 = 30;
 
-const NAMESPACE_YAML: &str = include_str!("../../tests/fixtures/scenario/namespace.yaml");
-const ROUTE_YAML: &str = include_str!("../../tests/fixtures/scenario/route.yaml");
-const DEPLOYMENT_YAML: &str = include_str!("../../tests/fixtures/flagger/podinfo/deployment.yaml");
-const HPA_YAML: &str = include_str!("../../tests/fixtures/flagger/podinfo/hpa.yaml");
-const CANARY_YAML: &str = include_str!("../../tests/fixtures/canaries/scenario.yaml");
+/// Where the cast's manifests live, as the demo tells the user to apply them. The
+/// fixtures of the same documents under tests/fixtures/ are copies of these, kept
+/// byte-identical by a test (tests/demo_cast.rs), so the tests play the demo's cast.
+pub const CAST_DIR: &str = "src/demo/cast";
+const NAMESPACE_YAML: &str = include_str!("cast/namespace.yaml");
+const ROUTE_YAML: &str = include_str!("cast/route.yaml");
+const DEPLOYMENT_YAML: &str = include_str!("cast/podinfo/deployment.yaml");
+const HPA_YAML: &str = include_str!("cast/podinfo/hpa.yaml");
+const CANARY_YAML: &str = include_str!("cast/canary.yaml");
 
 #[derive(Debug, thiserror::Error)]
 #[error("the embedded scenario manifest {what} does not parse: {reason}")]
@@ -51,17 +55,17 @@ fn parse(what: &'static str, yaml: &str) -> Result<Value, ManifestError> {
 /// The cast, in the order a user applies it: namespace, Flagger's podinfo (`kubectl
 /// apply -k`: its HPA and Deployment), the route, the Canary.
 pub fn cast() -> Result<Vec<Value>, ManifestError> {
-    let mut deployment = parse("flagger/podinfo/deployment.yaml", DEPLOYMENT_YAML)?;
+    let mut deployment = parse("podinfo/deployment.yaml", DEPLOYMENT_YAML)?;
     deployment["metadata"]["namespace"] = json!(NAMESPACE);
     deployment["spec"]["minReadySeconds"] = json!(MIN_READY_SECONDS);
-    let mut hpa = parse("flagger/podinfo/hpa.yaml", HPA_YAML)?;
+    let mut hpa = parse("podinfo/hpa.yaml", HPA_YAML)?;
     hpa["metadata"]["namespace"] = json!(NAMESPACE);
     Ok(vec![parse("namespace.yaml", NAMESPACE_YAML)?, hpa, deployment, parse("route.yaml", ROUTE_YAML)?, canary()?])
 }
 
 /// The article's Canary (its `load-test` rollout hook included), timings compressed.
 pub fn canary() -> Result<Value, ManifestError> {
-    let mut canary = parse("canaries/scenario.yaml", CANARY_YAML)?;
+    let mut canary = parse("canary.yaml", CANARY_YAML)?;
     let analysis = &mut canary["spec"]["analysis"];
     analysis["interval"] = json!(INTERVAL);
     for metric in analysis["metrics"].as_array_mut().into_iter().flatten() {
