@@ -3,6 +3,10 @@
 //! `cargo bench --bench admission`: answers the fixture reviews many times through the
 //! router (body in, JSON out, no socket) and prints p50/p99/max per fixture; then a
 //! review of a Deployment with 10,000 annotations (bounded: p99 under 50 ms).
+//!
+//! `cargo bench --bench admission -- --count PATH FIXTURE N`: only `admission::review` of
+//! one fixture, N times, nothing timed or printed; for counting instructions per review
+//! under `valgrind --tool=callgrind` (BENCHMARKS.md, "The second admission parse").
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,12 +17,27 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 
+/// The allocator of the binary (`src/main.rs`), so a review costs here what it costs in `serve`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ITERATIONS: usize = 20_000;
 const BUDGET_P99: Duration = Duration::from_millis(1);
 /// The bound on a review of bad input at the edge (10,000 annotations).
 const EDGE_P99: Duration = Duration::from_millis(50);
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--count") {
+        let [path, file, n] = [1, 2, 3].map(|k| args.get(i + k).cloned().unwrap_or_default());
+        let hook = apisix_canary::admission::Hook::from_path(&path).expect("--count PATH: a webhook path");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission");
+        let body = std::fs::read(dir.join(&file)).expect("--count FIXTURE: a file of tests/fixtures/admission");
+        for _ in 0..n.parse::<usize>().expect("--count N: a number") {
+            std::hint::black_box(apisix_canary::admission::review(hook, std::hint::black_box(&body)));
+        }
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let router = Router::new(Arc::new(Metrics::new()));
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission");
