@@ -9,10 +9,13 @@ pub mod deployment;
 pub mod request;
 pub mod templates;
 
-use k8s_openapi::ByteString;
+use std::collections::HashMap;
+
+/// An answer is kube's; [`Answer`] writes it on the wire.
+pub use kube::core::admission::AdmissionResponse;
 use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use kube::core::{DynamicObject, Status};
-use serde::{Deserialize, Serialize};
+use serde::{Serialize, Serializer};
 
 use self::deployment::{Object, Review};
 pub use crate::api::field::Findings;
@@ -66,57 +69,95 @@ impl Outcome {
             Outcome::Malformed => "malformed",
         }
     }
-}
 
-/// The `response` of an AdmissionReview as kube-apiserver reads it (`patch` in base64).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Response {
-    pub uid: String,
-    pub allowed: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Status>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub patch: Option<ByteString>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub patch_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-}
-
-/// A whole AdmissionReview carrying a [`Response`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReviewResponse {
-    pub api_version: String,
-    pub kind: String,
-    pub response: Response,
-}
-
-impl From<Response> for ReviewResponse {
-    fn from(response: Response) -> Self {
-        Self { api_version: API_VERSION.to_owned(), kind: KIND.to_owned(), response }
-    }
-}
-
-impl Response {
-    fn allow(uid: &str) -> Self {
-        Self { uid: uid.to_owned(), allowed: true, ..Self::default() }
-    }
-
-    fn deny(uid: &str, code: u16, reason: &str, message: String) -> Self {
-        let status = Status::failure(&message, reason).with_code(code);
-        Self { uid: uid.to_owned(), allowed: false, status: Some(status), ..Self::default() }
-    }
-
-    pub fn outcome(&self) -> Outcome {
-        match (&self.status, self.allowed, &self.patch) {
-            (_, true, Some(_)) => Outcome::Patched,
-            (_, true, None) => Outcome::Allowed,
-            (Some(s), false, _) if s.code == 400 => Outcome::Malformed,
-            _ => Outcome::Invalid,
+    /// How `response` ended.
+    pub fn of(response: &AdmissionResponse) -> Self {
+        match (response.allowed, &response.patch) {
+            (true, Some(_)) => Outcome::Patched,
+            (true, None) => Outcome::Allowed,
+            (false, _) if response.result.code == 400 => Outcome::Malformed,
+            (false, _) => Outcome::Invalid,
         }
     }
+}
+
+/// The AdmissionReview v1 that carries an answer, as written on the wire.
+///
+/// Ours, not kube's `AdmissionResponse::into_review`: kube serializes the patch
+/// (`Option<Vec<u8>>`) as a JSON array of numbers, where Kubernetes' API has a base64
+/// string (a Go `[]byte` in JSON; the sim's API server reads nothing else), and writes
+/// a `status` into every allowed answer. This writes the patch in base64 and the status
+/// only in a denial, the bytes kube-apiserver has always had from us.
+pub struct Answer<'a>(pub &'a AdmissionResponse);
+
+impl Serialize for Answer<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Review<'a> {
+            api_version: &'static str,
+            kind: &'static str,
+            response: Response<'a>,
+        }
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Response<'a> {
+            uid: &'a str,
+            allowed: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            status: Option<&'a Status>,
+            #[serde(skip_serializing_if = "Option::is_none", serialize_with = "base64")]
+            patch: Option<&'a [u8]>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            patch_type: Option<&'static str>,
+            #[serde(skip_serializing_if = "HashMap::is_empty")]
+            audit_annotations: &'a HashMap<String, String>,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            warnings: &'a [String],
+        }
+        fn base64<S: Serializer>(bytes: &Option<&[u8]>, serializer: S) -> Result<S::Ok, S::Error> {
+            use base64::Engine;
+            let bytes = bytes.unwrap_or_default();
+            serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+        }
+        let r = self.0;
+        let response = Response {
+            uid: &r.uid,
+            allowed: r.allowed,
+            status: (!r.allowed).then_some(&r.result),
+            patch: r.patch.as_deref(),
+            // kube keeps the patch type private; `with_patch` sets it with the patch, always JSONPatch.
+            patch_type: r.patch.as_ref().map(|_| "JSONPatch"),
+            audit_annotations: &r.audit_annotations,
+            warnings: r.warnings.as_deref().unwrap_or_default(),
+        };
+        Review { api_version: API_VERSION, kind: KIND, response }.serialize(serializer)
+    }
+}
+
+/// An allowed answer to the request `uid`. kube builds one from a whole
+/// `AdmissionRequest` (`From`), which the Deployment hooks' parse does not build, or
+/// without a uid (`invalid`): the same one is built here for both parses, so they answer
+/// alike.
+fn allow(uid: &str) -> AdmissionResponse {
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = uid.to_owned();
+    response.allowed = true;
+    response.result = Status::default();
+    response
+}
+
+/// A denial; kube's `deny` sets the message only, kube-apiserver also reads the code and
+/// reason (400 BadRequest for a body that is no review, 403 Forbidden for field errors).
+fn deny(uid: &str, code: u16, reason: &str, message: String) -> AdmissionResponse {
+    let mut response = allow(uid).deny(&message);
+    response.result = Status::failure(&message, reason).with_code(code);
+    response
+}
+
+fn with_warnings(mut response: AdmissionResponse, warnings: Vec<String>) -> AdmissionResponse {
+    response.warnings = (!warnings.is_empty()).then_some(warnings);
+    response
 }
 
 /// The facts about a review worth a log line.
@@ -132,7 +173,7 @@ pub struct Summary {
 }
 
 /// Answers one review body. Pure: no I/O, no API calls.
-pub fn review(hook: Hook, body: &[u8]) -> (Response, Summary) {
+pub fn review(hook: Hook, body: &[u8]) -> (AdmissionResponse, Summary) {
     // The Deployment hooks read a few fields: parse only those, skipping the rest.
     if matches!(hook, Hook::MutateDeployments | Hook::ValidateDeployments)
         && let Some(request) = request::parse(body)
@@ -153,12 +194,12 @@ pub fn review(hook: Hook, body: &[u8]) -> (Response, Summary) {
 /// [`review`] over the whole `AdmissionRequest`: the Canary hook, and any body the
 /// Deployment hooks' parse refuses (it says why). Public as the reference the fuzz
 /// targets hold [`review`]'s fast path to: both answer alike whenever this one parses.
-pub fn full_review(hook: Hook, body: &[u8]) -> (Response, Summary) {
+pub fn full_review(hook: Hook, body: &[u8]) -> (AdmissionResponse, Summary) {
     let request = match parse(body) {
         Ok(r) => r,
         Err((uid, message)) => {
             let summary = Summary { uid: uid.clone(), ..Summary::default() };
-            return (Response::deny(&uid, 400, "BadRequest", message), summary);
+            return (deny(&uid, 400, "BadRequest", message), summary);
         }
     };
     let mut summary = Summary::of(&request.uid, &request.kind.group, &request.kind.kind, &request.name);
@@ -212,36 +253,36 @@ struct Asked<'a> {
 
 /// The two Deployment hooks. `/scale` and `/status` writes arrive as other kinds or
 /// with a subresource: never a release, never checked.
-fn deployment_review<O: Object>(asked: &Asked<'_>, review: &Review<'_, O>, summary: &mut Summary) -> Response {
+fn deployment_review<O: Object>(asked: &Asked<'_>, review: &Review<'_, O>, summary: &mut Summary) -> AdmissionResponse {
     if !asked.is_deployment || asked.sub_resource {
-        return Response::allow(asked.uid);
+        return allow(asked.uid);
     }
     if asked.hook == Hook::ValidateDeployments {
         return answer(asked.uid, deployment::validate(review));
     }
     let mutation = deployment::mutate(review);
     summary.transition = Some(mutation.transition);
-    let mut response = Response::allow(asked.uid);
-    if !mutation.patch.0.is_empty() {
-        match serde_json::to_vec(&mutation.patch) {
-            Ok(bytes) => {
-                response.patch = Some(ByteString(bytes));
-                response.patch_type = Some("JSONPatch".to_owned());
+    let response = if mutation.patch.0.is_empty() {
+        allow(asked.uid)
+    } else {
+        match allow(asked.uid).with_patch(mutation.patch) {
+            Ok(patched) => patched,
+            Err(e) => {
+                // Cannot happen for our own operations; fail open like failurePolicy Ignore.
+                tracing::error!(error = %e, "could not serialize patch");
+                allow(asked.uid)
             }
-            // Cannot happen for our own operations; fail open like failurePolicy Ignore.
-            Err(e) => tracing::error!(error = %e, "could not serialize patch"),
         }
-    }
-    response.warnings = mutation.warnings;
-    response
+    };
+    with_warnings(response, mutation.warnings)
 }
 
 /// Allowed with warnings, or denied with every field error in one message.
-fn answer(uid: &str, findings: Findings) -> Response {
+fn answer(uid: &str, findings: Findings) -> AdmissionResponse {
     if findings.errors.is_empty() {
-        Response { warnings: findings.warnings(), ..Response::allow(uid) }
+        with_warnings(allow(uid), findings.warnings())
     } else {
-        Response::deny(uid, 403, "Forbidden", findings.errors.to_string())
+        deny(uid, 403, "Forbidden", findings.errors.to_string())
     }
 }
 
@@ -321,6 +362,26 @@ mod tests {
         assert!(fast >= 10, "the fast parse took only {fast} fixtures");
     }
 
+    /// [`Answer`] is ours because kube writes the patch as an array of numbers: when
+    /// kube writes base64, this fails, and `AdmissionResponse::into_review` can replace it.
+    #[test]
+    fn kube_writes_the_patch_as_numbers_the_answer_in_base64() {
+        let response = allow("u1").with_patch(json_patch::Patch(Vec::new())).unwrap();
+        let kube = serde_json::to_value(response.clone().into_review()).unwrap();
+        assert!(kube["response"]["patch"].is_array(), "{kube}");
+        let ours = serde_json::to_value(Answer(&response)).unwrap();
+        let expected = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {"uid": "u1", "allowed": true, "patch": "W10=", "patchType": "JSONPatch"}
+        });
+        assert_eq!(ours, expected, "base64 of `[]`, no status in an allowed answer");
+        let denied = serde_json::to_value(Answer(&deny("u2", 403, "Forbidden", "no".into()))).unwrap();
+        let status = serde_json::json!({"status": "Failure", "code": 403, "reason": "Forbidden", "message": "no"});
+        assert_eq!(denied["response"]["status"], status, "{denied}");
+        assert_eq!(denied["response"]["allowed"], false);
+    }
+
     #[test]
     fn bodies_the_fast_parse_refuses_get_the_full_diagnosis() {
         let cases: [&[u8]; 4] = [
@@ -333,7 +394,7 @@ mod tests {
             assert!(request::parse(body).is_none());
             let (answer, _) = review(Hook::MutateDeployments, body);
             assert_eq!(answer, full_review(Hook::MutateDeployments, body).0);
-            assert_eq!(answer.outcome(), Outcome::Malformed, "{}", String::from_utf8_lossy(body));
+            assert_eq!(Outcome::of(&answer), Outcome::Malformed, "{}", String::from_utf8_lossy(body));
         }
     }
 }

@@ -11,7 +11,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
 
-use crate::admission::{self, Hook, ReviewResponse};
+use crate::admission::{self, Answer, Hook, Outcome};
 use crate::conversion;
 use crate::metrics::Metrics;
 use crate::release::lock::Transition;
@@ -80,13 +80,13 @@ impl Router {
     fn admission(&self, hook: Hook, body: &[u8], start: Instant) -> Response<Full<Bytes>> {
         let path = hook.path();
         let (response, summary) = admission::review(hook, body);
-        let outcome = response.outcome();
+        let outcome = Outcome::of(&response);
         let elapsed = start.elapsed();
         self.metrics.observe_request(path, outcome.as_str(), elapsed);
         // Releases, denials, warnings and errors are worth a line at info; the many
         // reviews that change nothing are at debug, counted by `webhook_requests`.
         let notable = !response.allowed
-            || !response.warnings.is_empty()
+            || response.warnings.as_ref().is_some_and(|w| !w.is_empty())
             || summary.transition.as_ref().is_some_and(|t| *t != Transition::Untouched);
         macro_rules! log_review {
             ($level:expr) => {
@@ -102,7 +102,7 @@ impl Router {
                     allowed = response.allowed,
                     outcome = outcome.as_str(),
                     transition = summary.transition.as_ref().map(Transition::name).unwrap_or_default(),
-                    denial = response.status.as_ref().map(|s| s.message.as_str()).unwrap_or_default(),
+                    denial = if response.allowed { "" } else { response.result.message.as_str() },
                     elapsed_us = elapsed.as_micros() as u64,
                     "admission review"
                 )
@@ -113,7 +113,7 @@ impl Router {
         } else {
             log_review!(tracing::Level::DEBUG);
         }
-        json_response(StatusCode::OK, &ReviewResponse::from(response))
+        json_response(StatusCode::OK, &Answer(&response))
     }
 
     fn conversion(&self, body: &[u8], start: Instant) -> Response<Full<Bytes>> {

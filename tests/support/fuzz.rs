@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use apisix_canary::admission::{self, Hook, Response, ReviewResponse};
+use apisix_canary::admission::{self, AdmissionResponse, Answer, Hook};
 use apisix_canary::api::{annotations, duration, metric_template};
 use apisix_canary::conversion;
 use apisix_canary::release::lock::Lock;
@@ -175,8 +175,12 @@ fn admission_review(hook: Hook, input: &[u8]) -> Result<(), String> {
 
 /// Whether `response` is a right answer to the review `input`, as kube-apiserver reads
 /// it; `full`, the full parse's answer, must be the same whenever that parse read the body.
-pub fn judge_review(input: &[u8], response: &Response, full: Option<&Response>) -> Result<(), String> {
-    let body = serde_json::to_vec(&ReviewResponse::from(response.clone())).map_err(|e| format!("answer: {e}"))?;
+pub fn judge_review(
+    input: &[u8],
+    response: &AdmissionResponse,
+    full: Option<&AdmissionResponse>,
+) -> Result<(), String> {
+    let body = serde_json::to_vec(&Answer(response)).map_err(|e| format!("answer: {e}"))?;
     // What kube-apiserver reads back.
     let answer: Value = serde_json::from_slice(&body).map_err(|e| format!("answer is not JSON: {e}"))?;
     ensure(answer["apiVersion"] == "admission.k8s.io/v1" && answer["kind"] == "AdmissionReview", || {
@@ -214,7 +218,7 @@ pub fn judge_review(input: &[u8], response: &Response, full: Option<&Response>) 
             .map_err(|e| format!("patch {} does not apply to the object sent: {e}", String::from_utf8_lossy(&bytes)))?;
     }
     if let Some(full) = full {
-        let unparsed = full.status.as_ref().is_some_and(|s| s.code == 400);
+        let unparsed = !full.allowed && full.result.code == 400;
         ensure(unparsed || full == response, || format!("fast parse answered {response:?}, full parse {full:?}"))?;
     }
     Ok(())
