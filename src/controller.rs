@@ -86,7 +86,8 @@ impl Config {
 /// Shared by every reconcile.
 pub struct Context {
     pub client: Client,
-    pub events: events::Events,
+    /// Queues the releases' Events (reports: never waited on).
+    pub events: events::Reporter,
     pub config: Config,
     pub metrics: Metrics,
     /// Whether this replica may write: it holds the Lease, recently renewed.
@@ -152,7 +153,14 @@ impl Error {
 pub fn spawn(runtime: &Runtime, client: Client, watches: Client, config: Config, leader: Watcher) -> Result<(), Error> {
     let hooks = crate::analysis::hooks::Caller::new(&config.resolver)
         .map_err(|e| Error::Invalid(format!("building the webhook client: {e}")))?;
-    let events = events::Events::new(client.clone(), MANAGER, &config.identity);
+    let (recorder, events, queue) = events::Events::new(client.clone(), MANAGER, &config.identity);
+    let stop_events = runtime.stopping();
+    runtime.spawn(async move {
+        tokio::select! {
+            () = recorder.run(queue) => {}
+            () = stop_events.cancelled() => {}
+        }
+    });
     let metrics = runtime.register(Metrics::register);
     let (ticks, batcher) = (Ticks::default(), batcher(&config, &metrics));
     let echoes = echoes::Echoes::default();

@@ -193,9 +193,7 @@ impl<'a> Run<'a> {
                 let target = self.objects.target.as_ref().map(|d| d.object_ref(&()));
                 let object = target.unwrap_or_else(|| self.canary.object_ref(&()));
                 tracing::warn!(canary = %self.observed.id, msg = message.as_str(), "{message}");
-                if let Err(e) = self.ctx.events.publish(&object, true, message).await {
-                    tracing::warn!(canary = %self.observed.id, error = %e, "could not record the event");
-                }
+                self.ctx.events.report(object, true, message, self.fence);
                 Ok(())
             }
             Action::ApplyCanary { replicas } => self.apply_canary(*replicas).await,
@@ -499,24 +497,17 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// A Kubernetes Event on the Canary and a JSON log line, in Flagger's words: a
-    /// report, so a failure to record it is logged and changes nothing.
+    /// A Kubernetes Event on the Canary (queued: a report never holds a release back), a
+    /// JSON log line and the `event` webhooks, in Flagger's words.
     async fn event(&self, warning: bool, message: &str) {
         if warning {
             tracing::warn!(canary = %self.observed.id, msg = message, "{message}");
         } else {
             tracing::info!(canary = %self.observed.id, msg = message, "{message}");
         }
-        if !self.fence.holds() {
-            return;
-        }
-        match self.ctx.events.publish(&self.canary.object_ref(&()), warning, message).await {
-            Ok(()) => {
-                if let Some(plan) = self.plan() {
-                    hooks::post_event(self.ctx, plan, &self.who, self.phase, warning, message);
-                }
-            }
-            Err(e) => tracing::warn!(canary = %self.observed.id, error = %e, "could not record the event"),
+        self.ctx.events.report(self.canary.object_ref(&()), warning, message, self.fence);
+        if let Some(plan) = self.plan() {
+            hooks::post_event(self.ctx, plan, &self.who, self.phase, warning, message);
         }
     }
 }

@@ -5,6 +5,12 @@
 //! kube-runtime's `Recorder` keys its series by reason and action, not by note, so it
 //! would fold "Advance ... weight 20" into "Advance ... weight 10": every distinct
 //! message here gets its own Event.
+//!
+//! Events are reports, best effort in Kubernetes (dropped, rate-limited, expired after
+//! an hour): a reconcile never waits on one. [`Reporter::report`] queues it; one task
+//! records them in order ([`Events::run`]), each bounded by [`PUBLISH_TIMEOUT`] (the
+//! client retries a 429 for a long while), and only while the term of leadership it was
+//! decided under lasts.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,11 +26,42 @@ use std::sync::Mutex;
 pub const REASON: &str = "Synced";
 /// A repeat older than this starts a new Event.
 const SERIES_WINDOW: Duration = Duration::from_secs(600);
+/// How long recording one Event may take before it is given up.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Events waiting to be recorded; past that, new ones are dropped (and logged).
+const QUEUE: usize = 4096;
+
+/// One Event to record, and the term it was decided under.
+struct Report {
+    object: ObjectReference,
+    warning: bool,
+    message: String,
+    fence: crate::lease::Fence,
+}
+
+/// Queues Events for [`Events::run`]: cheap to call, never waits.
+#[derive(Clone)]
+pub struct Reporter {
+    tx: tokio::sync::mpsc::Sender<Report>,
+}
+
+impl Reporter {
+    /// Queues `message` on `object`, to be recorded while `fence` holds.
+    pub fn report(&self, object: ObjectReference, warning: bool, message: &str, fence: &crate::lease::Fence) {
+        let report = Report { object, warning, message: message.to_owned(), fence: fence.clone() };
+        if let Err(e) = self.tx.try_send(report) {
+            tracing::warn!(error = %e, msg = message, "event dropped: the queue of events to record is full");
+        }
+    }
+}
 
 /// (object uid, warning, message): what makes two Events the same.
 type Key = (String, bool, String);
 /// The Event a key was recorded as: its name, count, and when it was last seen.
 type Series = (String, i32, Timestamp);
+
+/// The receiving end of the queue of a [`Reporter`].
+pub struct Queue(tokio::sync::mpsc::Receiver<Report>);
 
 pub struct Events {
     client: Client,
@@ -35,8 +72,27 @@ pub struct Events {
 }
 
 impl Events {
-    pub fn new(client: Client, component: &str, instance: &str) -> Self {
-        Self { client, component: component.to_owned(), instance: instance.to_owned(), seen: Mutex::default() }
+    /// The recorder, and the queue that feeds [`Events::run`].
+    pub fn new(client: Client, component: &str, instance: &str) -> (Self, Reporter, Queue) {
+        let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+        let events =
+            Self { client, component: component.to_owned(), instance: instance.to_owned(), seen: Mutex::default() };
+        (events, Reporter { tx }, Queue(rx))
+    }
+
+    /// Records the queued Events in order until the queue closes; one that cannot be
+    /// recorded in time is logged and skipped.
+    pub async fn run(self, Queue(mut rx): Queue) {
+        while let Some(r) = rx.recv().await {
+            if !r.fence.holds() {
+                continue;
+            }
+            match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish(&r.object, r.warning, &r.message)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, msg = r.message.as_str(), "could not record the event"),
+                Err(_) => tracing::debug!(msg = r.message.as_str(), "recording the event timed out"),
+            }
+        }
     }
 
     /// Records `message` on `object`; a repeat within the window bumps the count.
