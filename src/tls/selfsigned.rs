@@ -193,8 +193,8 @@ impl SelfSigned {
     ) -> Result<Option<Secret>, CertError> {
         let secret = secret_of(&self.config.secret, existing, material);
         let written = match existing {
-            None => self.secrets.create(&PostParams::default(), &secret).await,
-            Some(_) => self.secrets.replace(&self.config.secret, &PostParams::default(), &secret).await,
+            None => self.secrets.create(&post_params(), &secret).await,
+            Some(_) => self.secrets.replace(&self.config.secret, &post_params(), &secret).await,
         };
         let written = match written {
             Ok(written) => written,
@@ -228,9 +228,7 @@ impl SelfSigned {
         for crd_name in &self.config.crds {
             let Some(crd) = crds.get_opt(crd_name).await.map_err(|e| patch(crd_name, e))? else { continue };
             if let Some(body) = conversion_patch(&crd, ca_pem, &self.config) {
-                crds.patch(crd_name, &PatchParams::default(), &Patch::Merge(body))
-                    .await
-                    .map_err(|e| patch(crd_name, e))?;
+                crds.patch(crd_name, &patch_params(), &Patch::Merge(body)).await.map_err(|e| patch(crd_name, e))?;
                 tracing::info!(crd = %crd_name, "caBundle written into the CRD conversion webhook");
             }
         }
@@ -259,7 +257,7 @@ impl SelfSigned {
         let Some(config) = api.get_opt(name).await.map_err(failed)? else { return Ok(()) };
         let bundles = webhooks(&config);
         if let Some(ops) = bundle_ops(bundles.iter().map(|(n, b)| (n, b.as_ref())), ca_pem) {
-            api.patch(name, &PatchParams::default(), &Patch::Json::<()>(ops)).await.map_err(failed)?;
+            api.patch(name, &patch_params(), &Patch::Json::<()>(ops)).await.map_err(failed)?;
             tracing::info!(%name, %kind, "caBundle written");
         }
         Ok(())
@@ -351,4 +349,12 @@ fn conversion_patch(crd: &CustomResourceDefinition, ca_pem: &str, config: &Confi
         client_config["service"] = json!({"namespace": config.namespace, "name": config.service});
     }
     Some(json!({"spec": {"conversion": {"webhook": {"clientConfig": client_config}}}}))
+}
+/// Our field manager on the certificate's writes, as on every other.
+fn patch_params() -> PatchParams {
+    PatchParams { field_manager: Some(crate::controller::MANAGER.to_owned()), ..PatchParams::default() }
+}
+
+fn post_params() -> PostParams {
+    PostParams { field_manager: Some(crate::controller::MANAGER.to_owned()), ..PostParams::default() }
 }
