@@ -378,6 +378,11 @@ async fn reconcile(canary: Arc<Cached<Canary>>, ctx: Arc<Context>) -> Result<Req
 }
 
 fn error_policy(canary: Arc<Cached<Canary>>, error: &Error, _: Arc<Context>) -> Requeue {
-    tracing::warn!(canary = %format!("{}.{}", canary.name_any(), canary.namespace().unwrap_or_default()), error = %error, "reconcile failed; retrying");
+    let id = format!("{}.{}", canary.name_any(), canary.namespace().unwrap_or_default());
+    match error {
+        // Not a failure: another replica leads now, or will.
+        Error::Fenced => tracing::info!(canary = %id, "{error}"),
+        _ => tracing::warn!(canary = %id, error = %error, "reconcile failed; retrying"),
+    }
     Requeue::requeue(Duration::from_secs(2))
 }
