@@ -522,6 +522,20 @@ impl World {
         self.events_of("Canary").into_iter().filter(|(m, _)| m.starts_with("Advance")).collect()
     }
 
+    /// Every step up to `max` was taken, each once, as the routes show (the observer
+    /// sees each weight once and checks, on drop, that none was taken twice); each
+    /// step's Event, a report that an API server failing writes may drop, said at most
+    /// once.
+    pub fn assert_steps_taken_once(&self, max: u32) {
+        let want: Vec<String> =
+            (1..=max / 10).map(|i| format!("Advance podinfo.test canary weight {}", i * 10)).collect();
+        for (message, count) in self.advances() {
+            assert!(want.contains(&message) && count == "1", "{message} (x{count}): {:#?}", self.events());
+        }
+        let top = self.observer.as_ref().map(observer::Observer::top_weight);
+        assert_eq!(top, Some(u64::from(max)), "the routes reached the top step");
+    }
+
     /// Every step up to `max` was advanced exactly once: one Event, counted once.
     pub fn assert_each_step_once(&self, max: u32) {
         let mut advances = self.advances();
