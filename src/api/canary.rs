@@ -76,7 +76,8 @@ pub struct CanaryStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_weight: Option<i32>,
     /// Failed checks of the current analysis; at `analysis.threshold` the release is
-    /// rolled back. Reset to 0 when a release starts or ends.
+    /// rolled back. Reset to 0 when a release starts; kept after it ends, as Flagger
+    /// keeps it (the count that explains a rollback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_checks: Option<i32>,
     /// Weight steps taken, plus failed checks at a non-zero weight, in the current
@@ -106,6 +107,48 @@ pub struct CanaryStatus {
     /// record that it is said once per analysis, whatever became of the Event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis_started: Option<Time>,
+    /// The metric checks of the current (or last) release, oldest first, as the analysis
+    /// judged them: the numbers the Events, `apisix-canary status` and `report` show.
+    /// Reset when a release starts; the last [`MAX_CHECKS`] are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Vec<CheckRecord>>,
+    /// The Prometheus the checks queried (`analysis.metricsServer` or the controller's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_server: Option<String>,
+}
+
+/// How many checks `status.checks` keeps: a release of 20 steps, 10 failed checks and
+/// 3 metrics fits.
+pub const MAX_CHECKS: usize = 100;
+
+/// One metric checked at one interval.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckRecord {
+    /// When the check was judged.
+    pub time: Time,
+    /// The metric's name in the analysis.
+    pub metric: String,
+    /// What was measured on the canary: a success rate in percent, a duration in
+    /// milliseconds, a template's value as its query returned it; absent when there
+    /// was none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    pub result: CheckResult,
+    /// Why it failed or was not judged: the Event's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The verdict of one [`CheckRecord`].
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CheckResult {
+    /// Within its bounds (or no data, with `onNoData: pass`).
+    Passed,
+    /// A failed check: out of bounds, no values, or the query failed.
+    Failed,
+    /// Not judged: the canary has not served `minRequests` yet.
+    Waiting,
 }
 
 /// A reference to another object, by apiVersion, kind and name.

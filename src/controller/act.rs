@@ -38,6 +38,10 @@ pub async fn reconcile(canary: &Canary, ctx: &Context, fence: &Fence) -> Result<
     let phase = canary.status.as_ref().and_then(|s| s.phase);
     let endpoints = due.is_some() && matches!(phase, Some(Phase::Progressing | Phase::WaitingPromotion));
     let (mut observed, objects) = observe(canary, ctx, endpoints).await?;
+    // The Prometheus the checks query, recorded beside their values.
+    let serve_prometheus = || ctx.config.prometheus_url.clone();
+    observed.metrics_server =
+        observed.plan.as_ref().ok().map(|p| p.metrics_server.clone().unwrap_or_else(serve_prometheus));
     if let Ok(plan) = &observed.plan {
         ctx.metrics.observe_info(&observed.id, &plan.route);
     }

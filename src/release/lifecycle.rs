@@ -156,6 +156,8 @@ pub struct Observed {
     pub refusal: Option<String>,
     /// The analysis of this interval, when the executor was asked to run it.
     pub checks: Option<Vec<Check>>,
+    /// The Prometheus the checks query (`analysis.metricsServer` or the controller's).
+    pub metrics_server: Option<String>,
     /// What the webhooks of each kind answered, when the executor was asked to call them.
     pub hooks: BTreeMap<HookKind, Vec<HookResult>>,
     /// What an operator asked of the release (annotations on the Canary).
@@ -198,6 +200,18 @@ pub struct Status {
     pub started: Option<Timestamp>,
     /// The message of the current condition, so a refusal is reported once.
     pub message: Option<String>,
+    /// The metric checks of this release (or the last), oldest first: the record every
+    /// view reads. At most `MAX_CHECKS`.
+    pub checks: Vec<Measured>,
+    /// The Prometheus the checks queried.
+    pub metrics_server: Option<String>,
+}
+
+/// A check as the status records it: when it was judged, and what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    pub at: Timestamp,
+    pub check: Check,
 }
 
 /// The result of one metric check.
@@ -292,14 +306,43 @@ pub fn holds_release(phase: Option<Phase>) -> bool {
 /// The next step of one release. Pure. Its actions write first and report after: an
 /// Event, a hook told of it or an alert says what the writes before it made durable,
 /// so nothing is said of a step that did not land.
+///
+/// The checks it was given are recorded in every status it writes (one is written if
+/// none was): what each view of the release shows is what was judged.
 pub fn decide(o: &Observed, now: Timestamp) -> Decision {
     match decide_step(o, now) {
         Decision::Act { actions, requeue } => {
             let (mut writes, reports): (Vec<_>, Vec<_>) = actions.into_iter().partition(|a| !a.is_report());
+            if let Some(checks) = &o.checks {
+                record(o, checks, now, &mut writes);
+            }
             writes.extend(reports);
             Decision::Act { actions: writes, requeue }
         }
         asking => asking,
+    }
+}
+
+/// Appends `checks`, judged at `now`, to the status each of `writes` sets, or to the
+/// status as read in a write of its own.
+fn record(o: &Observed, checks: &[Check], now: Timestamp, writes: &mut Vec<Action>) {
+    let add = |status: &mut Status| {
+        status.checks.extend(checks.iter().map(|c| Measured { at: now, check: c.clone() }));
+        let over = status.checks.len().saturating_sub(crate::api::canary::MAX_CHECKS);
+        status.checks.drain(..over);
+        status.metrics_server.clone_from(&o.metrics_server);
+    };
+    let mut wrote = false;
+    for action in writes.iter_mut() {
+        if let Action::SetStatus(status) = action {
+            add(status);
+            wrote = true;
+        }
+    }
+    if !wrote {
+        let mut status = o.status.clone();
+        add(&mut status);
+        writes.push(Action::SetStatus(status));
     }
 }
 
@@ -436,6 +479,7 @@ fn start(o: &Observed, plan: &Plan, canary: &Revision, now: Timestamp) -> Decisi
         held_since: None,
         started: None,
         message: Some(PROGRESSING.to_owned()),
+        checks: Vec::new(),
         ..o.status.clone()
     };
     let mut actions = approved;

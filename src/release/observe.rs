@@ -20,7 +20,7 @@ use super::lifecycle::{Apex, CanaryPods, Observed, Release, Requests, Target};
 use super::lock::Lock;
 use super::plan::{OptIn, Plan};
 use super::revision::Revision;
-use super::{apex, claim, copies, status};
+use super::{apex, claim, copies, mirror, status};
 use crate::api::annotations::{ABORT, PROMOTE, PROMOTE_NOW, PROMOTED_REVISION, ROUTE};
 use crate::api::apisix_route::ApisixRoute;
 use crate::api::canary::v1beta1::Canary;
@@ -76,9 +76,11 @@ pub struct Names {
     pub generated: String,
 }
 
-/// Whether the controller made this Canary from a Deployment's annotations.
+/// Whether this Canary is the one the controller made from a Deployment's annotations,
+/// as it wrote it (`mirror::origin`): its release reads the annotations. A mirror whose
+/// spec someone else changed is read as a Canary of theirs.
 pub fn annotation_mode(c: &Canary) -> bool {
-    c.labels().get(copies::MANAGED_BY_LABEL).is_some_and(|v| v == copies::MANAGED_BY)
+    matches!(mirror::origin(c), mirror::Origin::Mirror | mirror::Origin::Unstamped)
 }
 
 /// The analysis: the Canary's spec, or in annotation mode the Deployment's annotations
@@ -150,6 +152,7 @@ pub fn observe(s: &Snapshot) -> Seen {
         route_weight: s.generated.as_ref().and_then(|g| route::weights(g, &canary_service)).map(|(_, w)| w),
         refusal,
         checks: None,
+        metrics_server: None,
         hooks: Default::default(),
         requests: requests(c.annotations()),
     };

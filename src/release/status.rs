@@ -3,8 +3,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::lifecycle::{Status, promoted_condition};
-use crate::api::canary::{CanaryCondition, CanaryStatus, Phase};
+use super::lifecycle::{Check, Measured, Status, promoted_condition};
+use crate::api::canary::{CanaryCondition, CanaryStatus, CheckRecord, CheckResult, Phase};
 
 pub const PROMOTED: &str = "Promoted";
 
@@ -31,6 +31,35 @@ pub fn from_canary(s: Option<&CanaryStatus>) -> Status {
         since: s.last_transition_time.as_ref().map(|t| t.0),
         held_since: s.held_since.as_ref().map(|t| t.0),
         started: s.analysis_started.as_ref().map(|t| t.0),
+        message,
+        checks: s.checks.iter().flatten().map(measured).collect(),
+        metrics_server: s.metrics_server.clone(),
+    }
+}
+
+fn measured(r: &CheckRecord) -> Measured {
+    let (halt, wait) = match r.result {
+        CheckResult::Passed => (None, None),
+        CheckResult::Failed => (Some(r.message.clone().unwrap_or_default()), None),
+        CheckResult::Waiting => (None, Some(r.message.clone().unwrap_or_default())),
+    };
+    Measured { at: r.time.0, check: Check { metric: r.metric.clone(), value: r.value, halt, wait } }
+}
+
+/// A check as `status.checks` records it; a value JSON cannot carry (NaN, infinite) is
+/// recorded as none.
+pub fn record(m: &Measured) -> CheckRecord {
+    let c = &m.check;
+    let (result, message) = match (&c.halt, &c.wait) {
+        (Some(halt), _) => (CheckResult::Failed, Some(halt.clone())),
+        (None, Some(wait)) => (CheckResult::Waiting, Some(wait.clone())),
+        (None, None) => (CheckResult::Passed, None),
+    };
+    CheckRecord {
+        time: Time(m.at),
+        metric: c.metric.clone(),
+        value: c.value.filter(|v| v.is_finite()),
+        result,
         message,
     }
 }
@@ -65,6 +94,8 @@ pub fn to_canary(s: &Status, previous: Option<&CanaryStatus>) -> CanaryStatus {
         failed_revision: s.failed.clone(),
         last_transition_time: now,
         conditions: Some(vec![condition]),
+        checks: (!s.checks.is_empty()).then(|| s.checks.iter().map(record).collect()),
+        metrics_server: s.metrics_server.clone(),
     }
 }
 

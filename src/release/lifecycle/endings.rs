@@ -55,7 +55,7 @@ pub(super) fn promoting(o: &Observed, now: Timestamp) -> Decision {
     let status = Status {
         phase: Some(Phase::Succeeded),
         weight: 0,
-        failed_checks: 0,
+        // Kept, as Flagger keeps it: the count that explains the ending.
         iterations: 0,
         promoted,
         since: Some(now),
@@ -137,7 +137,7 @@ pub(super) fn failed_status(o: &Observed, now: Timestamp, why: Option<String>) -
     let status = Status {
         phase: Some(Phase::Failed),
         weight: 0,
-        failed_checks: 0,
+        // Kept, as Flagger keeps it: the count that explains the ending.
         iterations: 0,
         // The revision of the release: one held at its gate never became `applied`.
         failed: o.target.lock.canary.clone().or_else(|| o.status.applied.clone()),
@@ -263,7 +263,7 @@ pub(super) fn resumed_outside(o: &Observed, outcome: Outcome, now: Timestamp) ->
         phase: Some(Phase::Failed),
         promoted: Some(o.target.revision.clone()),
         weight: 0,
-        failed_checks: 0,
+        // Kept, as Flagger keeps it: the count that explains the ending.
         iterations: 0,
         applied: None,
         since: Some(now),

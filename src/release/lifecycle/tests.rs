@@ -15,6 +15,7 @@ mod flagger;
 mod gates;
 mod initial;
 mod operator;
+mod records;
 
 const ID: &str = "podinfo.test";
 
@@ -83,6 +84,7 @@ impl World {
             route_weight: None,
             refusal: None,
             checks: None,
+            metrics_server: Some("http://prometheus:9090".into()),
             hooks: Default::default(),
             requests: Default::default(),
         };
