@@ -70,7 +70,8 @@ fn releases() -> Vec<Release> {
             stable_env: env(0, 20),
             canary_env: env(0, 700),
         },
-        // Every answer of the canary a 500: no non-5xx series, so no success rate (not 0%).
+        // Every answer of the canary a 500: no non-5xx series, yet a success rate of 0%
+        // (not "no values found", which is for no request at all).
         Release {
             name: "vault",
             host: "vault.example.com",
@@ -137,6 +138,7 @@ async fn batched_analysis_against_a_real_prometheus() {
     let started = Instant::now();
     batched_values_equal_each_releases_own_query(&releases, &prometheus).await;
     releases_analysed_together_send_one_query_per_family_and_window(&releases, &prometheus).await;
+    a_canary_failing_every_request_is_judged_at_0_percent(&releases, &prometheus).await;
     eprintln!("took {:?} after the traffic was in", started.elapsed());
 }
 
@@ -184,8 +186,55 @@ async fn batched_values_equal_each_releases_own_query(releases: &[Release], prom
     }
     assert_eq!(compared, 20);
     let vault = Series::new("test", "vault-vault-canary", Scope::Canary, &nodes(releases[3].canary)).unwrap();
-    assert_eq!(status.success_rate(vault.selection()), None, "only 5xx series");
+    assert_eq!(status.success_rate(vault.selection()), Some(0.0), "only 5xx series: 0%");
+    let own = prometheus.scalar_at(&vault.success_rate(WINDOW), at).await.unwrap();
+    assert_eq!(own, Some(0.0), "its own query: 0%, as batched");
     assert!(status.requests(vault.selection(), WINDOW).is_some_and(|n| n > 0.0));
+    // Its stable, in the same batched rows, keeps its own value.
+    let stable = Series::of_nodes("test", "vault-vault-canary", &nodes(releases[3].stable)).unwrap();
+    assert_eq!(status.success_rate(stable.selection()), Some(100.0));
+}
+
+/// The canary of `vault` answers every request with a 500: its check is a success rate
+/// of 0% below the bound, in Flagger's words, from its own query and from the batch.
+async fn a_canary_failing_every_request_is_judged_at_0_percent(releases: &[Release], prometheus: &Prometheus) {
+    let vault = &releases[3];
+    let metric = Metric {
+        name: "request-success-rate".into(),
+        source: MetricSource::RequestSuccessRate,
+        min: Some(99.0),
+        max: None,
+        interval: WINDOW,
+        scope: MetricScope::Canary,
+        on_no_data: NoData::Fail,
+        baseline: None,
+        min_requests: 0,
+    };
+    let plan = gateway::plan(WINDOW, vec![metric]);
+    let target = |canary_nodes: &[&str]| Target {
+        namespace: "test".into(),
+        canary: vault.name.into(),
+        deployment: vault.name.into(),
+        generated_route: vault.generated(),
+        canary_nodes: nodes(canary_nodes),
+        stable_nodes: nodes(vault.stable),
+        scope: Scope::Canary,
+    };
+    let batcher = Batcher::new(prometheus.clone(), Duration::from_secs(1));
+    let halt =
+        Verdict::Halt { message: "Halt vault.test advancement success rate 0.00% < 99%".into(), value: Some(0.0) };
+    let own = analysis::run(&plan, &target(vault.canary), prometheus).await;
+    assert_eq!(own, [("request-success-rate".to_owned(), halt.clone())]);
+    let batched = analysis::run(&plan, &target(vault.canary), &batcher).await;
+    assert_eq!(batched, [("request-success-rate".to_owned(), halt)]);
+    // Nodes that served no request: still "no values found", both ways.
+    for verdicts in [
+        analysis::run(&plan, &target(&["10.244.99.9"]), prometheus).await,
+        analysis::run(&plan, &target(&["10.244.99.9"]), &batcher).await,
+    ] {
+        let [(_, Verdict::Halt { message, value: None })] = &verdicts[..] else { panic!("{verdicts:?}") };
+        assert!(message.starts_with("Halt advancement no values found for apisix metric request-success-rate"));
+    }
 }
 
 fn plan() -> Plan {

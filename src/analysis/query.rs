@@ -19,7 +19,9 @@ pub enum Scope {
     /// Only requests the canary's upstream nodes answered (the default).
     #[default]
     Canary,
-    /// Every request of the generated route, stable and canary blended (Flagger's query).
+    /// Every request of the generated route, stable and canary blended (Flagger's query,
+    /// but for a success rate of 0 where Flagger finds no values: see
+    /// [`Series::success_rate`]).
     Route,
 }
 
@@ -118,11 +120,18 @@ impl Series {
         format!("sum( increase( {STATUS}{{ {m} }}[{r}] ) )")
     }
 
-    /// Percent of responses that are not 5xx over `interval`: NaN (no values) when
-    /// there was no request.
+    /// Percent of responses that are not 5xx over `interval`: 0 when every request was
+    /// answered with a 5xx, no values (no series, or NaN) only when there was no request.
+    ///
+    /// Flagger's query, the numerator made `or on() vector(0)`: where every answer was a
+    /// 5xx there is no non-5xx series to sum, and Flagger's query has no value, which it
+    /// reads as "not receiving traffic" of a canary that failed all its traffic. The
+    /// denominator still has no series (or sums to 0, giving NaN) without a request.
     pub fn success_rate(&self, interval: Duration) -> String {
         let (m, r) = (&self.matchers, range(interval));
-        format!("sum( rate( {STATUS}{{ {m}, code!~\"5..\" }}[{r}] ) ) / sum( rate( {STATUS}{{ {m} }}[{r}] ) ) * 100")
+        let ok = format!("sum( rate( {STATUS}{{ {m}, code!~\"5..\" }}[{r}] ) )");
+        let all = format!("sum( rate( {STATUS}{{ {m} }}[{r}] ) )");
+        format!("( {ok} or on() vector(0) ) / {all} * 100")
     }
 
     /// P99 of the request latency over `interval`, in milliseconds (APISIX's buckets).
@@ -216,12 +225,23 @@ mod tests {
         ips.iter().map(|s| (*s).to_owned()).collect()
     }
 
+    /// Flagger's query with the numerator's `or on() vector(0)` taken out again.
+    fn flaggers(ours: &str) -> String {
+        let rest = ours.strip_prefix("( ").expect(ours);
+        rest.replacen(" or on() vector(0) )", "", 1)
+    }
+
     #[test]
-    fn route_scope_is_flaggers_query_byte_for_byte() {
+    fn route_scope_is_flaggers_query_but_for_the_zero() {
         // From Flagger's pkg/metrics/observers/apisix_test.go (whitespace collapsed).
         let s = Series::new("default", "podinfo-podinfo-canary", Scope::Route, &nodes(&["10.0.0.1"])).unwrap();
+        let rate = s.success_rate(Duration::from_secs(60));
         assert_eq!(
-            s.success_rate(Duration::from_secs(60)),
+            rate,
+            r#"( sum( rate( apisix_http_status{ route=~"default_podinfo-podinfo-canary_.+", code!~"5.." }[1m] ) ) or on() vector(0) ) / sum( rate( apisix_http_status{ route=~"default_podinfo-podinfo-canary_.+" }[1m] ) ) * 100"#
+        );
+        assert_eq!(
+            flaggers(&rate),
             r#"sum( rate( apisix_http_status{ route=~"default_podinfo-podinfo-canary_.+", code!~"5.." }[1m] ) ) / sum( rate( apisix_http_status{ route=~"default_podinfo-podinfo-canary_.+" }[1m] ) ) * 100"#
         );
         assert_eq!(
@@ -236,7 +256,7 @@ mod tests {
         let s = Series::new("test", "podinfo-podinfo-canary", Scope::Canary, &ips).unwrap();
         assert_eq!(
             s.success_rate(Duration::from_secs(30)),
-            r#"sum( rate( apisix_http_status{ route=~"test_podinfo-podinfo-canary_.+", node=~"10\\.244\\.0\\.20|10\\.244\\.0\\.21", code!~"5.." }[30s] ) ) / sum( rate( apisix_http_status{ route=~"test_podinfo-podinfo-canary_.+", node=~"10\\.244\\.0\\.20|10\\.244\\.0\\.21" }[30s] ) ) * 100"#
+            r#"( sum( rate( apisix_http_status{ route=~"test_podinfo-podinfo-canary_.+", node=~"10\\.244\\.0\\.20|10\\.244\\.0\\.21", code!~"5.." }[30s] ) ) or on() vector(0) ) / sum( rate( apisix_http_status{ route=~"test_podinfo-podinfo-canary_.+", node=~"10\\.244\\.0\\.20|10\\.244\\.0\\.21" }[30s] ) ) * 100"#
         );
         assert_eq!(
             s.request_duration(Duration::from_secs(90)),
@@ -250,7 +270,7 @@ mod tests {
         let stable = stable.unwrap();
         assert_eq!(
             stable.success_rate(Duration::from_secs(60)),
-            r#"sum( rate( apisix_http_status{ route=~"test_podinfo-podinfo-canary_.+", node=~"10\\.244\\.0\\.10|10\\.244\\.0\\.11", code!~"5.." }[1m] ) ) / sum( rate( apisix_http_status{ route=~"test_podinfo-podinfo-canary_.+", node=~"10\\.244\\.0\\.10|10\\.244\\.0\\.11" }[1m] ) ) * 100"#
+            r#"( sum( rate( apisix_http_status{ route=~"test_podinfo-podinfo-canary_.+", node=~"10\\.244\\.0\\.10|10\\.244\\.0\\.11", code!~"5.." }[1m] ) ) or on() vector(0) ) / sum( rate( apisix_http_status{ route=~"test_podinfo-podinfo-canary_.+", node=~"10\\.244\\.0\\.10|10\\.244\\.0\\.11" }[1m] ) ) * 100"#
         );
         assert_eq!(
             stable.request_duration(Duration::from_secs(10)),

@@ -86,17 +86,18 @@ impl Table {
         (!count.is_nan()).then_some(count)
     }
 
-    /// `sum(rate(...{code!~"5.."})) / sum(rate(...)) * 100`: `None` when either side has
-    /// no series (every answer a 5xx, or none) or the ratio is NaN (0/0).
+    /// `(sum(rate(...{code!~"5.."})) or on() vector(0)) / sum(rate(...)) * 100`: 0 when
+    /// every series is a 5xx; `None` when the release has no series (no request) or the
+    /// ratio is NaN (0/0: series, but no request in the window).
     pub fn success_rate(&self, selection: &Selection) -> Option<f64> {
-        let (mut ok, mut all) = (None::<f64>, None::<f64>);
+        let (mut ok, mut all) = (0.0, None::<f64>);
         for row in self.rows(selection) {
             *all.get_or_insert(0.0) += row.value;
             if !is_5xx(&row.tag) {
-                *ok.get_or_insert(0.0) += row.value;
+                ok += row.value;
             }
         }
-        let v = ok? / all? * 100.0;
+        let v = ok / all? * 100.0;
         (!v.is_nan()).then_some(v)
     }
 
@@ -168,17 +169,27 @@ mod tests {
             ("t_r-canary_x", "n1", "503", 0.1),
             ("t_r-canary_x", "n2", "500", 0.5),
             ("t_r-canary_x", "n3", "200", 0.0),
+            ("t_r-canary_x", "n5", "503", 0.0),
+            ("t_other-canary_x", "n2", "200", 0.5),
         ]);
         let w = Duration::from_secs(60);
         assert_eq!(t.requests(&selection("t_r-canary_", Some(&["n1"])), w), Some(60.0));
         assert_eq!(t.success_rate(&selection("t_r-canary_", Some(&["n1"]))), Some(90.0));
-        // Only 5xx series: the numerator has none, so no values (not 0%).
-        assert_eq!(t.success_rate(&selection("t_r-canary_", Some(&["n2"]))), None);
+        // Only 5xx series: requests and no success, 0% (not "no values").
+        assert_eq!(t.success_rate(&selection("t_r-canary_", Some(&["n2"]))), Some(0.0));
         assert_eq!(t.requests(&selection("t_r-canary_", Some(&["n2"])), w), Some(30.0));
-        // Series without traffic in the window: 0/0.
+        // Series without traffic in the window: 0/0, no values.
         assert_eq!(t.success_rate(&selection("t_r-canary_", Some(&["n3"]))), None);
         assert_eq!(t.requests(&selection("t_r-canary_", Some(&["n3"])), w), Some(0.0));
+        // 5xx series without traffic in the window: 0/0 too, not 0%.
+        assert_eq!(t.success_rate(&selection("t_r-canary_", Some(&["n3", "n5"]))), None);
+        // No series at all: no values.
         assert_eq!(t.requests(&selection("t_r-canary_", Some(&["n4"])), w), None);
+        assert_eq!(t.success_rate(&selection("t_r-canary_", Some(&["n4"]))), None);
+        // Each release its own value: one failing all, the other none.
+        let other = selection("t_other-canary_", None);
+        assert_eq!(t.success_rate(&other), Some(100.0));
+        assert_eq!(t.success_rate(&selection("t_r-canary_", Some(&["n2", "n4"]))), Some(0.0));
         let all = t.success_rate(&selection("t_r-canary_", None)).unwrap();
         assert!((all - 0.9 / 1.5 * 100.0).abs() < 1e-12, "{all}");
     }
