@@ -79,18 +79,41 @@ pub fn render(
     metric_template::render(&spec.query, |name| vars.value(metric, variables, name))
 }
 
-/// Judges what the query gave: empty or NaN is "no values found", a failed check
-/// unless the metric passes without data (`onNoData: pass`).
-pub fn judge(metric: &Metric, canary: &str, namespace: &str, result: Result<Option<f64>, &QueryError>) -> Verdict {
+/// Judges what `query` (as rendered and sent) gave: empty or NaN is "no values found",
+/// a failed check unless the metric passes without data (`onNoData: pass`). Its
+/// message is Flagger's (`... custom metric: NAME: no values found`) with the query
+/// it was for, so the user sees which series were missing.
+pub fn judge(
+    metric: &Metric,
+    canary: &str,
+    namespace: &str,
+    query: &str,
+    result: Result<Option<f64>, &QueryError>,
+) -> Verdict {
     let name = &metric.name;
     let value = match result {
         Err(e) => return Verdict::Halt { message: format!("Metric query failed for {name}: {e}"), value: None },
         Ok(None) => {
-            let message = format!("Halt advancement no values found for custom metric: {name}");
+            let message = format!(
+                "Halt advancement no values found for custom metric: {name}: no values found for query: {}",
+                one_line(query)
+            );
             return super::check::no_data(metric.on_no_data, message, None);
         }
         Ok(Some(v)) => v,
     };
+    within_bounds(metric, canary, namespace, value)
+}
+
+/// A query as one line of an Event: each line's indentation and the line breaks of a
+/// YAML block (`query: |`) become single spaces.
+fn one_line(query: &str) -> String {
+    query.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// Judges a value against the metric's `thresholdRange`, in Flagger's words.
+fn within_bounds(metric: &Metric, canary: &str, namespace: &str, value: f64) -> Verdict {
+    let name = &metric.name;
     let out = match (metric.min, metric.max) {
         (Some(min), _) if value < min => Some(format!("< {min}")),
         (_, Some(max)) if value > max => Some(format!("> {max}")),
@@ -139,7 +162,7 @@ pub async fn evaluate(
         Err(e) => return halt(format!("Metric query failed for {}: {e}", metric.name)),
     };
     let result = prometheus.scalar(&query).await;
-    judge(metric, &vars.name, &vars.namespace, result.as_ref().copied())
+    judge(metric, &vars.name, &vars.namespace, &query, result.as_ref().copied())
 }
 
 #[cfg(test)]
@@ -234,12 +257,16 @@ mod tests {
         );
     }
 
+    /// What the article's template renders to for [`metric`] and [`vars`].
+    const RENDERED: &str = r#"sum(rate(apisix_http_status{route=~"test_podinfo-podinfo-canary_.+",code=~"4.."}[1m])) / sum(rate(apisix_http_status{route=~"test_podinfo-podinfo-canary_.+"}[1m])) * 100"#;
+
     #[test]
     fn judges_in_flaggers_words() {
         let m = metric(None, Some(5.0));
-        assert_eq!(judge(&m, "podinfo", "test", Ok(Some(3.0))), Verdict::Pass { value: Some(3.0) });
+        let judge = |m: &Metric, result| judge(m, "podinfo", "test", RENDERED, result);
+        assert_eq!(judge(&m, Ok(Some(3.0))), Verdict::Pass { value: Some(3.0) });
         assert_eq!(
-            judge(&m, "podinfo", "test", Ok(Some(12.0))),
+            judge(&m, Ok(Some(12.0))),
             Verdict::Halt {
                 message: "Halt podinfo.test advancement 404s percentage 12.00 > 5".into(),
                 value: Some(12.0)
@@ -247,34 +274,98 @@ mod tests {
         );
         let m = metric(Some(90.0), None);
         assert_eq!(
-            judge(&m, "podinfo", "test", Ok(Some(50.5))),
+            judge(&m, Ok(Some(50.5))),
             Verdict::Halt {
                 message: "Halt podinfo.test advancement 404s percentage 50.50 < 90".into(),
                 value: Some(50.5)
             }
         );
+        // Flagger's "...: NAME: no values found", and the query that found none.
         assert_eq!(
-            judge(&m, "podinfo", "test", Ok(None)),
+            judge(&m, Ok(None)),
             Verdict::Halt {
-                message: "Halt advancement no values found for custom metric: 404s percentage".into(),
+                message: format!(
+                    "Halt advancement no values found for custom metric: 404s percentage: no values found for \
+                     query: {RENDERED}"
+                ),
                 value: None
             }
         );
     }
 
     #[test]
+    fn a_query_written_over_lines_is_shown_on_one() {
+        let query = "  sum(rate(a{code=~\"4..\"}[1m]))\n\n      / sum(rate(a[1m])) * 100\n";
+        assert_eq!(one_line(query), r#"sum(rate(a{code=~"4.."}[1m])) / sum(rate(a[1m])) * 100"#);
+        let Verdict::Halt { message, .. } = judge(&metric(None, Some(5.0)), "podinfo", "test", query, Ok(None)) else {
+            panic!("no values must halt");
+        };
+        assert!(message.ends_with(r#"query: sum(rate(a{code=~"4.."}[1m])) / sum(rate(a[1m])) * 100"#), "{message}");
+        assert_eq!(one_line("vector(1)"), "vector(1)");
+    }
+
+    #[test]
     fn no_values_pass_only_when_asked() {
         let m = Metric { on_no_data: NoData::Pass, ..metric(Some(90.0), None) };
-        assert_eq!(judge(&m, "podinfo", "test", Ok(None)), Verdict::Pass { value: None });
+        let judge = |m: &Metric, result| judge(m, "podinfo", "test", RENDERED, result);
+        assert_eq!(judge(&m, Ok(None)), Verdict::Pass { value: None });
         // A value out of bounds, or a failed query, still halts.
-        assert!(!judge(&m, "podinfo", "test", Ok(Some(50.0))).passed());
+        assert!(!judge(&m, Ok(Some(50.0))).passed());
         let e = QueryError::ManySeries(2);
         assert_eq!(
-            judge(&m, "podinfo", "test", Err(&e)),
+            judge(&m, Err(&e)),
             Verdict::Halt {
                 message: "Metric query failed for 404s percentage: query returned 2 series, not one".into(),
                 value: None
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_template_that_finds_no_values_says_the_query_it_sent() {
+        use crate::analysis::http::recorder::{Received, Reply, Server};
+        let empty = serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": []}});
+        let server = Server::start(move |_: usize, _: &Received| Reply::json(200, &empty)).await;
+        let mut spec = spec(ARTICLE);
+        spec.provider.address = Some(server.url(""));
+        let m = metric(None, Some(5.0));
+        let verdict =
+            evaluate(&spec, &m, &BTreeMap::new(), &vars(), Duration::from_secs(5), &http::Options::default(), None)
+                .await;
+        let message = format!(
+            "Halt advancement no values found for custom metric: 404s percentage: no values found for query: {RENDERED}"
+        );
+        assert_eq!(verdict, Verdict::Halt { message, value: None });
+        // What the message shows is what was sent: the rendered query, not the template.
+        let got = server.received();
+        assert_eq!(got.len(), 1);
+        let sent = format!("{}&{}", got[0].path, String::from_utf8_lossy(&got[0].body));
+        let sent: Vec<(String, String)> = sent
+            .split(['?', '&'])
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let query = sent.iter().find(|(k, _)| k == "query").map(|(_, v)| v.replace('+', " "));
+        let query = query.map(|q| percent_decode(&q));
+        assert_eq!(query.as_deref(), Some(RENDERED), "{sent:?}");
+    }
+
+    /// `%XX` escapes decoded (form encoding, `+` already made a space).
+    fn percent_decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%'
+                && let Some(b) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        String::from_utf8(out).unwrap()
     }
 }

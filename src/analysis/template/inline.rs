@@ -1,12 +1,12 @@
 //! Flagger's inline metric `query`: PromQL written in the Canary itself, rendered with a
 //! MetricTemplate's variables and sent to the release's Prometheus (its
 //! `metricsServer`, else serve's `--prometheus-url`), judged in Flagger's words for it
-//! ("Halt advancement no values found for metric: NAME", "Prometheus query failed for
-//! NAME: ...").
+//! ("Halt advancement no values found for metric: NAME", with the query it was for;
+//! "Prometheus query failed for NAME: ...").
 
 use std::collections::BTreeMap;
 
-use super::{Vars, judge};
+use super::{Vars, one_line, within_bounds};
 use crate::analysis::check::{Verdict, no_data};
 use crate::analysis::prometheus::{Prometheus, QueryError};
 use crate::api::metric_template::{self, TemplateError};
@@ -22,19 +22,27 @@ pub fn render_query(
     metric_template::render(query, |name| vars.value(metric, variables, name))
 }
 
-/// Judges what an inline query gave, as Flagger's scheduler does for one: its own
-/// words for an empty result and a failed query, a template's for the bounds.
+/// Judges what an inline `query` (as rendered and sent) gave, as Flagger's scheduler
+/// does for one: its own words for an empty result (with the query it was for, as for
+/// a template) and a failed query, a template's for the bounds.
 pub fn judge_query(
     metric: &Metric,
     canary: &str,
     namespace: &str,
+    query: &str,
     result: Result<Option<f64>, &QueryError>,
 ) -> Verdict {
     let name = &metric.name;
     match result {
         Err(e) => Verdict::Halt { message: format!("Prometheus query failed for {name}: {e}"), value: None },
-        Ok(None) => no_data(metric.on_no_data, format!("Halt advancement no values found for metric: {name}"), None),
-        Ok(Some(v)) => judge(metric, canary, namespace, Ok(Some(v))),
+        Ok(None) => {
+            let message = format!(
+                "Halt advancement no values found for metric: {name}: no values found for query: {}",
+                one_line(query)
+            );
+            no_data(metric.on_no_data, message, None)
+        }
+        Ok(Some(v)) => within_bounds(metric, canary, namespace, v),
     }
 }
 
@@ -54,7 +62,7 @@ pub async fn evaluate_query(
         }
     };
     let result = prometheus.scalar(&query).await;
-    judge_query(metric, &vars.name, &vars.namespace, result.as_ref().copied())
+    judge_query(metric, &vars.name, &vars.namespace, &query, result.as_ref().copied())
 }
 
 #[cfg(test)]
@@ -114,33 +122,40 @@ mod tests {
         assert_eq!(render(&vars(Some("podinfo-public"))), "podinfo-public/podinfo");
     }
 
+    /// What [`QUERY`] renders to with `codes: 4..`.
+    const RENDERED: &str = r#"sum(rate(apisix_http_status{route=~"test_podinfo-podinfo-canary_.+",code=~"4.."}[30s])) / sum(rate(apisix_http_status{route=~"test_podinfo-podinfo-canary_.+"}[30s])) * 100"#;
+
     #[test]
     fn an_inline_query_is_judged_in_flaggers_words() {
         let m = metric(Some(5.0));
-        assert_eq!(judge_query(&m, "podinfo", "test", Ok(Some(2.0))), Verdict::Pass { value: Some(2.0) });
+        let judge = |m: &Metric, result| judge_query(m, "podinfo", "test", RENDERED, result);
+        assert_eq!(judge(&m, Ok(Some(2.0))), Verdict::Pass { value: Some(2.0) });
         assert_eq!(
-            judge_query(&m, "podinfo", "test", Ok(Some(7.5))),
+            judge(&m, Ok(Some(7.5))),
             Verdict::Halt {
                 message: "Halt podinfo.test advancement 404s percentage 7.50 > 5".into(),
                 value: Some(7.5)
             }
         );
         assert_eq!(
-            judge_query(&m, "podinfo", "test", Ok(None)),
+            judge(&m, Ok(None)),
             Verdict::Halt {
-                message: "Halt advancement no values found for metric: 404s percentage".into(),
+                message: format!(
+                    "Halt advancement no values found for metric: 404s percentage: no values found for query: \
+                     {RENDERED}"
+                ),
                 value: None
             }
         );
         assert_eq!(
-            judge_query(&m, "podinfo", "test", Err(&QueryError::ManySeries(3))),
+            judge(&m, Err(&QueryError::ManySeries(3))),
             Verdict::Halt {
                 message: "Prometheus query failed for 404s percentage: query returned 3 series, not one".into(),
                 value: None
             }
         );
         let pass = Metric { on_no_data: NoData::Pass, ..m };
-        assert_eq!(judge_query(&pass, "podinfo", "test", Ok(None)), Verdict::Pass { value: None });
+        assert_eq!(judge(&pass, Ok(None)), Verdict::Pass { value: None });
     }
 
     #[test]
@@ -177,8 +192,10 @@ mod tests {
             }
         );
         let verdict = evaluate_query(QUERY, &m, &variables, &vars(None), &prometheus).await;
-        let message = "Halt advancement no values found for metric: 404s percentage";
-        assert_eq!(verdict, Verdict::Halt { message: message.into(), value: None });
+        let message = format!(
+            "Halt advancement no values found for metric: 404s percentage: no values found for query: {RENDERED}"
+        );
+        assert_eq!(verdict, Verdict::Halt { message, value: None });
         let got = server.received();
         assert!(got[0].path.starts_with("/api/v1/query"), "{}", got[0].path);
         let sent = format!("{}{}", got[0].path, String::from_utf8_lossy(&got[0].body));
