@@ -306,8 +306,9 @@ impl ApiServer {
         ctx.force = q.get("force").is_some_and(|v| v == "true");
         ctx.field_validation = super::builtin::FieldValidation::parse(q.get("fieldValidation").map(String::as_str));
         let method = req.method().clone();
+        let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
         let shape =
-            super::table::wanted(req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default());
+            super::table::wanted(accept, q.get("includeObject").map(String::as_str)).map_err(ApiError::BadRequest)?;
         let content_type =
             req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         // kube-apiserver's limit on a request body.
@@ -370,8 +371,8 @@ impl ApiServer {
                 let (label, field) = selectors(&q)?;
                 let (items, rv) = cluster.list(&target, all_namespaces, &label, &field).await?;
                 match shape {
-                    Shape::Table => {
-                        let table = super::table::table(&r, &p.version, &items, &rv.to_string());
+                    Shape::Table(include) => {
+                        let table = super::table::table(&r, &p.version, &items, &rv.to_string(), include);
                         return Ok(json_response(StatusCode::OK, &table));
                     }
                     Shape::Metadata => {
@@ -397,13 +398,15 @@ impl ApiServer {
                 }
                 let object = match p.sub.as_deref() {
                     Some("scale") if r.scale.is_some() => super::cluster::scale_of(&r, &object),
-                    Some("status") | None if shape == Shape::Table => {
-                        let rv =
-                            object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
-                        super::table::table(&r, &p.version, std::slice::from_ref(&object), rv)
-                    }
-                    Some("status") | None if shape == Shape::Metadata => super::table::partial(&object),
-                    Some("status") | None => object,
+                    Some("status") | None => match shape {
+                        Shape::Table(include) => {
+                            let rv =
+                                object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
+                            super::table::table(&r, &p.version, std::slice::from_ref(&object), rv, include)
+                        }
+                        Shape::Metadata => super::table::partial(&object),
+                        Shape::Object => object,
+                    },
                     Some(other) => {
                         return Err(ApiError::NotFound {
                             kind: format!("{}/{other}", target.qualified()),

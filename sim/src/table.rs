@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 mod builtin;
+mod event;
 mod hpa;
 
 use self::builtin::builtin;
@@ -15,27 +16,73 @@ use super::resources::Resource;
 pub enum Shape {
     /// The objects themselves.
     Object,
-    /// A `Table` of printer columns (`kubectl get`).
-    Table,
+    /// A `Table` of printer columns (`kubectl get`), each row carrying what it says.
+    Table(Include),
     /// Their metadata only (`PartialObjectMetadata`, as metadata informers ask).
     Metadata,
 }
 
-/// The shape an `Accept` header asks for: its first media type decides.
-pub fn wanted(accept: &str) -> Shape {
+/// What each row of a Table carries as its `object` (`?includeObject=`, kube's
+/// `TableOptions`): kubectl asks for `Object` to sort by a field (`--sort-by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Include {
+    /// No object (`null`).
+    None,
+    /// The object's `PartialObjectMetadata`, kube-apiserver's default.
+    #[default]
+    Metadata,
+    /// The whole object, with its apiVersion and kind.
+    Object,
+}
+
+impl Include {
+    /// `?includeObject=`: absent or empty is `Metadata`; an unknown value is refused in
+    /// kube-apiserver's words (a 400).
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value.unwrap_or_default() {
+            "None" => Ok(Include::None),
+            "" | "Metadata" => Ok(Include::Metadata),
+            "Object" => Ok(Include::Object),
+            other => Err(format!("unrecognized includeObject value: {other:?}")),
+        }
+    }
+}
+
+/// The shape an `Accept` header asks for (its first media type decides), with what a
+/// Table's rows carry from `?includeObject=`, read only when a Table is asked for (as
+/// kube-apiserver reads it).
+pub fn wanted(accept: &str, include: Option<&str>) -> Result<Shape, String> {
     let first = accept.split(',').next().unwrap_or_default();
-    if first.contains("as=Table") {
-        Shape::Table
+    Ok(if first.contains("as=Table") {
+        Shape::Table(Include::parse(include)?)
     } else if first.contains("as=PartialObjectMetadata") {
         Shape::Metadata
     } else {
         Shape::Object
-    }
+    })
 }
 
 /// `o` as a `meta.k8s.io/v1 PartialObjectMetadata`.
 pub fn partial(o: &Value) -> Value {
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o.get("metadata").cloned().unwrap_or_default()})
+}
+
+/// A row's `object`: what `include` asks for of `o`, an object of resource `r` at `version`.
+fn row_object(r: &Resource, version: &str, o: &Value, include: Include) -> Value {
+    match include {
+        Include::None => Value::Null,
+        Include::Metadata => partial(o),
+        Include::Object => {
+            // As kube-apiserver converts each row's object to the version asked for: a
+            // client decodes it by its kind (kubectl's --sort-by reads it as unstructured).
+            let mut full = o.clone();
+            if let Some(fields) = full.as_object_mut() {
+                fields.insert("apiVersion".into(), json!(r.api_version(version)));
+                fields.insert("kind".into(), json!(r.kind));
+            }
+            full
+        }
+    }
 }
 
 /// `items` as a `PartialObjectMetadataList`.
@@ -155,8 +202,8 @@ fn cell(o: &Value, path: &str, type_: &str) -> Value {
     }
 }
 
-/// The Table of `objects` of resource `r` at `version`.
-pub fn table(r: &Resource, version: &str, objects: &[Value], resource_version: &str) -> Value {
+/// The Table of `objects` of resource `r` at `version`, each row with what `include` asks.
+pub fn table(r: &Resource, version: &str, objects: &[Value], resource_version: &str, include: Include) -> Value {
     let (columns, rows): (Vec<Value>, Vec<Value>) = if r.crd.is_some() {
         let custom = crd_columns(r, version);
         let mut columns = vec![
@@ -176,7 +223,7 @@ pub fn table(r: &Resource, version: &str, objects: &[Value], resource_version: &
                     cells.push(json!(age(o)));
                 }
                 cells.extend(custom.iter().map(|(_, type_, _, path)| cell(o, path, type_)));
-                json!({"cells": cells, "object": partial(o)})
+                json!({"cells": cells, "object": row_object(r, version, o, include)})
             })
             .collect();
         (columns, rows)
@@ -199,7 +246,7 @@ pub fn table(r: &Resource, version: &str, objects: &[Value], resource_version: &
                     })
                     .collect();
             }
-            rows.push(json!({"cells": cells, "object": partial(o)}));
+            rows.push(json!({"cells": cells, "object": row_object(r, version, o, include)}));
         }
         if columns.is_empty() {
             let cols = builtin(&r.kind, &json!({}))
@@ -238,11 +285,51 @@ mod tests {
         ] {
             assert_eq!(human_age(s), want);
         }
-        assert_eq!(wanted("application/json;as=Table;v=v1;g=meta.k8s.io,application/json"), Shape::Table);
+    }
+
+    #[test]
+    fn the_first_media_type_decides_the_shape_and_include_object_the_rows() {
+        let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+        assert_eq!(wanted(table, None), Ok(Shape::Table(Include::Metadata)));
+        assert_eq!(wanted(table, Some("")), Ok(Shape::Table(Include::Metadata)));
+        assert_eq!(wanted(table, Some("Object")), Ok(Shape::Table(Include::Object)));
+        assert_eq!(wanted(table, Some("None")), Ok(Shape::Table(Include::None)));
+        assert_eq!(wanted(table, Some("object")), Err("unrecognized includeObject value: \"object\"".into()));
         let metadata = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
-        assert_eq!(wanted(metadata), Shape::Metadata);
-        assert_eq!(wanted("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"), Shape::Metadata);
-        assert_eq!(wanted("application/json"), Shape::Object);
-        assert_eq!(wanted(""), Shape::Object);
+        assert_eq!(wanted(metadata, None), Ok(Shape::Metadata));
+        assert_eq!(wanted("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1", None), Ok(Shape::Metadata));
+        // Read only for a Table, as kube-apiserver reads TableOptions.
+        assert_eq!(wanted("application/json", Some("bogus")), Ok(Shape::Object));
+        assert_eq!(wanted("", None), Ok(Shape::Object));
+    }
+
+    #[test]
+    fn rows_carry_the_whole_object_only_when_asked() {
+        let pods = Resource {
+            group: String::new(),
+            versions: vec!["v1".into()],
+            storage_version: "v1".into(),
+            kind: "Pod".into(),
+            plural: "pods".into(),
+            singular: "pod".into(),
+            short_names: Vec::new(),
+            categories: Vec::new(),
+            namespaced: true,
+            status: true,
+            scale: None,
+            crd: None,
+        };
+        // A list's items as stored: no apiVersion or kind of their own.
+        let pod = json!({"metadata": {"name": "web-1", "namespace": "test"},
+            "status": {"phase": "Running", "startTime": "2026-01-01T00:00:00Z"}});
+        let row = |include| table(&pods, "v1", std::slice::from_ref(&pod), "7", include)["rows"][0]["object"].clone();
+        let full = row(Include::Object);
+        assert_eq!((&full["apiVersion"], &full["kind"]), (&json!("v1"), &json!("Pod")));
+        assert_eq!(full["status"]["startTime"], "2026-01-01T00:00:00Z", "the field kubectl sorts by");
+        let metadata = row(Include::Metadata);
+        assert_eq!(metadata["kind"], "PartialObjectMetadata");
+        assert_eq!(metadata["metadata"]["name"], "web-1");
+        assert!(metadata.get("status").is_none());
+        assert_eq!(row(Include::None), Value::Null);
     }
 }

@@ -72,9 +72,9 @@ fn shown(o: &Options, object: &Value) -> Value {
     use super::table::{Shape, partial, table};
     match o.shape {
         Shape::Object => object.clone(),
-        Shape::Table => {
+        Shape::Table(include) => {
             let rv = object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
-            table(&o.resource, &o.version, std::slice::from_ref(object), rv)
+            table(&o.resource, &o.version, std::slice::from_ref(object), rv, include)
         }
         Shape::Metadata => partial(object),
     }

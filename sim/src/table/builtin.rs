@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{age, human_age, int, text};
+use super::{age, int, text};
 
 /// One column: name, type, priority (1 = only with `-o wide`).
 pub(super) type Column = (&'static str, &'static str, u8);
@@ -177,31 +177,7 @@ pub(super) fn builtin(kind: &str, o: &Value) -> Option<(Vec<Column>, Vec<Value>)
             vec![("Name", "string", 0), ("Status", "string", 0), ("Age", "string", 0)],
             vec![name, json!(text(o.pointer("/status/phase"))), json!(age(o))],
         ),
-        "Event" => {
-            let involved = o.get("involvedObject").or_else(|| o.get("regarding")).cloned().unwrap_or_default();
-            let last = o.get("lastTimestamp").or_else(|| o.get("eventTime")).and_then(Value::as_str);
-            let seen = last
-                .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
-                .map_or_else(|| age(o), |t| human_age(k8s_openapi::jiff::Timestamp::now().as_second() - t.as_second()));
-            let object = format!("{}/{}", text(involved.get("kind")).to_lowercase(), text(involved.get("name")));
-            let message = o.get("message").or_else(|| o.get("note"));
-            (
-                vec![
-                    ("Last Seen", "string", 0),
-                    ("Type", "string", 0),
-                    ("Reason", "string", 0),
-                    ("Object", "string", 0),
-                    ("Message", "string", 0),
-                ],
-                vec![
-                    json!(seen),
-                    json!(text(o.get("type"))),
-                    json!(text(o.get("reason"))),
-                    json!(object),
-                    json!(text(message)),
-                ],
-            )
-        }
+        "Event" => (super::event::columns(), super::event::cells(o)),
         "ConfigMap" | "Secret" => {
             let data = o.get("data").and_then(Value::as_object).map_or(0, serde_json::Map::len);
             (
