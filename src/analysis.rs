@@ -215,24 +215,3 @@ pub async fn upstream_nodes(client: &kube::Client, namespace: &str, service: &st
         .flat_map(|e| e.addresses.iter().cloned())
         .collect())
 }
-
-/// The canary's own success rate (%) and P99 (ms) over `window`, as the analysis counts
-/// them: the canary Service's ready pods on the generated route. `None` for what has
-/// no value, or could not be read.
-pub async fn canary_now(
-    client: &kube::Client,
-    prometheus: &Prometheus,
-    namespace: &str,
-    service: &str,
-    generated_route: &str,
-    window: Duration,
-) -> (Option<f64>, Option<f64>) {
-    let canary_service = crate::release::copies::canary_service_name(service);
-    let Ok(nodes) = upstream_nodes(client, namespace, &canary_service).await else { return (None, None) };
-    let Some(series) = query::Series::new(namespace, generated_route, Scope::Canary, &nodes) else {
-        return (None, None);
-    };
-    let (rate, p99) = (series.success_rate(window), series.request_duration(window));
-    let (rate, p99) = futures_util::join!(prometheus.scalar(&rate), prometheus.scalar(&p99));
-    (rate.ok().flatten(), p99.ok().flatten())
-}

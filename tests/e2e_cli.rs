@@ -37,9 +37,10 @@ fn pause_promote_abort_retry_and_wait_for() {
     w.install(50);
     let traffic = w.traffic();
 
-    // pause: the weight holds across intervals; resume, then promote skips the rest.
+    // pause (after a passing check): the weight holds across intervals; resume, then
+    // promote skips the rest.
     w.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1"]);
-    w.wait_weight(10, Duration::from_secs(60));
+    w.wait_weight(20, Duration::from_secs(60));
     let out = w.cli_ok(&["pause", "podinfo", "-n", "test"]);
     assert!(
         out.contains("$ kubectl -n test annotate deployment/podinfo --overwrite apisix-canary.dev/suspend=true"),
@@ -51,18 +52,32 @@ fn pause_promote_abort_retry_and_wait_for() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let held = w.canary_weight();
-    // Meanwhile `status` measures the canary's own traffic in Prometheus.
+    // Meanwhile `status` shows it paused (the annotation-mode Canary mirrors the
+    // suspension), with the values the last checks measured: the status' own record,
+    // the numbers of its Events, in annotation mode as in Canary mode.
     let deadline = Instant::now() + Duration::from_secs(15);
-    let measured = loop {
-        let args = ["status", "podinfo", "-n", "test", "-o", "json", "--prometheus-url", &w.prometheus_url];
-        let json: serde_json::Value = serde_json::from_str(&w.cli_ok(&args)).unwrap();
-        if let Some(rate) = json[0]["successRate"].as_f64() {
-            break (rate, json[0]["p99Ms"].as_f64());
+    let json = loop {
+        let json: serde_json::Value =
+            serde_json::from_str(&w.cli_ok(&["status", "podinfo", "-n", "test", "-o", "json"])).unwrap();
+        if json[0]["paused"] == true {
+            break json;
         }
-        assert!(Instant::now() < deadline, "no success rate measured: {json}");
-        std::thread::sleep(Duration::from_millis(500));
+        assert!(Instant::now() < deadline, "not shown paused: {json}");
+        std::thread::sleep(Duration::from_millis(300));
     };
-    assert!(measured.0 > 99.0 && measured.1.is_some_and(|p99| p99 < 500.0), "{measured:?}");
+    let recorded: serde_json::Value = serde_json::from_str(&w.jsonpath("canary/podinfo", "{.status.checks}")).unwrap();
+    let newest = |metric: &str| {
+        recorded.as_array().unwrap().iter().rev().find(|c| c["metric"] == metric).and_then(|c| c["value"].as_f64())
+    };
+    let (rate, p99) = (json[0]["successRate"].as_f64(), json[0]["p99Ms"].as_f64());
+    assert!(rate.is_some_and(|r| r > 99.0) && p99.is_some_and(|p| p < 500.0), "{json}");
+    assert_eq!(rate, newest("request-success-rate"), "{recorded}");
+    assert_eq!(p99, newest("request-duration"), "{recorded}");
+    let table = w.cli_ok(&["status", "podinfo", "-n", "test"]);
+    assert!(
+        table.lines().nth(1).is_some_and(|l| l.contains("Paused") && l.contains(&format!("{:.2}%", rate.unwrap()))),
+        "{table}"
+    );
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(w.canary_weight(), held, "paused for more than two 2 s intervals");
     assert!(held < 50, "{held}");
@@ -70,7 +85,16 @@ fn pause_promote_abort_retry_and_wait_for() {
     let out = w.cli_ok(&["promote", "podinfo", "-n", "test"]);
     assert!(out.contains("annotate canary/podinfo --overwrite apisix-canary.dev/promote="), "{out}");
     let waited = w.cli(&["status", "podinfo", "-n", "test", "--wait-for", "Succeeded", "--timeout", "60s"]);
-    assert_eq!(waited.status.code(), Some(0), "{}", String::from_utf8_lossy(&waited.stderr));
+    let said = String::from_utf8_lossy(&waited.stderr);
+    assert_eq!(waited.status.code(), Some(0), "{said}");
+    // It says the way there, with the checks' values, not only where it ends.
+    let said: Vec<&str> = said.lines().collect();
+    assert!(
+        said[0].starts_with("podinfo.test: Progressing, weight ")
+            && said[0].contains("request-success-rate 100.00 (Passed)"),
+        "{said:?}"
+    );
+    assert!(said.iter().any(|l| l.starts_with("podinfo.test: Succeeded, failed checks ")), "{said:?}");
     let events = w.events();
     assert!(events.iter().any(|e| e.starts_with("Promoting podinfo.test on request (apisix-canary.dev/promote)")));
     assert!(!events.contains(&"Advance podinfo.test canary weight 50".to_owned()), "steps skipped: {events:#?}");

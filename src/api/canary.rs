@@ -117,6 +117,22 @@ pub struct CanaryStatus {
     pub metrics_server: Option<String>,
 }
 
+impl CanaryStatus {
+    /// The value the newest check of `metric` measured: what `status` and the demo show
+    /// beside the Events that said it. `None` when that check had none.
+    pub fn last_value(&self, metric: &str) -> Option<f64> {
+        self.checks.iter().flatten().rev().find(|c| c.metric == metric).and_then(|c| c.value)
+    }
+
+    /// The checks of the newest interval judged.
+    pub fn last_checks(&self) -> &[CheckRecord] {
+        let checks = self.checks.as_deref().unwrap_or_default();
+        let Some(newest) = checks.last() else { return checks };
+        let first = checks.iter().rposition(|c| c.time != newest.time).map_or(0, |i| i + 1);
+        &checks[first..]
+    }
+}
+
 /// How many checks `status.checks` keeps: a release of 20 steps, 10 failed checks and
 /// 3 metrics fits.
 pub const MAX_CHECKS: usize = 100;

@@ -1,7 +1,11 @@
-//! `apisix-canary status`: the releases at a glance (phase, weight as a bar, failed
-//! checks, the age of the last transition, the last Event), `--watch` to follow them,
-//! `-o json` for machines, and `--wait-for PHASE` for CI: exit 0 when the phase is
-//! reached, 1 when the release fails instead, 2 at `--timeout`.
+//! `apisix-canary status`: the releases at a glance (phase, weight as a bar, the values
+//! the last checks measured, failed checks, the age of the last transition, the last
+//! Event), `--watch` to follow them, `-o json` for machines, and `--wait-for PHASE` for
+//! CI: exit 0 when the phase is reached, 1 when the release fails instead, 2 at
+//! `--timeout`, saying each step on the way.
+//!
+//! Every number is the Canary status' own (`status.checks`): what the checks judged
+//! and the Events said, never a second reading of Prometheus with another window.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -17,9 +21,9 @@ use serde::Serialize;
 
 use super::cluster::{ClusterArgs, connect};
 use super::parse_positive_duration;
-use crate::analysis::prometheus::{Prometheus, QUERY_TIMEOUT};
 use crate::api::canary::v1beta1::Canary;
-use crate::route;
+use crate::api::canary::{CanaryStatus, CheckRecord, REQUEST_DURATION, REQUEST_SUCCESS_RATE};
+use crate::release::lifecycle::holds_release;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -41,10 +45,6 @@ pub struct StatusArgs {
     pub wait_for: Option<String>,
     #[arg(long, default_value = "10m", value_parser = parse_positive_duration)]
     pub timeout: Duration,
-    /// The Prometheus that scrapes APISIX: adds the canary's own success rate and P99
-    /// over the last 30 s to each running release.
-    #[arg(long, env = "APISIX_CANARY_PROMETHEUS_URL")]
-    pub prometheus_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -59,22 +59,25 @@ pub enum Output {
 pub struct Row {
     pub namespace: String,
     pub name: String,
+    /// The status' phase, as Flagger names it.
     pub phase: String,
+    /// `spec.suspend`: the controller does not act on the release (`pause`).
+    pub paused: bool,
     pub weight: u32,
     pub max_weight: Option<u32>,
     pub failed_checks: u32,
-    /// The canary's own success rate (%) over the last 30 s, with --prometheus-url.
+    /// The canary's success rate (%) as the newest check of request-success-rate measured it.
     pub success_rate: Option<f64>,
-    /// The canary's own P99 (ms) over the last 30 s, with --prometheus-url.
+    /// The canary's P99 (ms) as the newest check of request-duration measured it.
     pub p99_ms: Option<f64>,
+    /// Every metric of the newest interval judged: value, result, message.
+    pub last_checks: Vec<CheckRecord>,
     pub last_transition: Option<String>,
     pub message: Option<String>,
     pub last_event: Option<String>,
 }
 
 const POLL: Duration = Duration::from_millis(500);
-/// The range of the success rate and P99 shown.
-const WINDOW: Duration = Duration::from_secs(30);
 
 pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let (client, ns) = connect(&args.cluster).await?;
@@ -83,18 +86,9 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         return wait_for(&client, scope.unwrap_or(&ns), args.name.as_deref().unwrap_or_default(), want, args.timeout)
             .await;
     }
-    let prometheus = match &args.prometheus_url {
-        Some(url) => Some(Prometheus::new(url, QUERY_TIMEOUT)?),
-        None => None,
-    };
     let mut shown = None;
     loop {
-        let mut rows = rows(&client, scope, args.name.as_deref()).await?;
-        if let Some(p) = &prometheus {
-            for row in rows.iter_mut().filter(|r| matches!(r.phase.as_str(), "Progressing" | "WaitingPromotion")) {
-                measure(&client, p, row).await;
-            }
-        }
+        let rows = rows(&client, scope, args.name.as_deref()).await?;
         if shown.as_ref() != Some(&rows) {
             match args.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
@@ -109,24 +103,26 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `--wait-for`: polls NAME's phase.
+/// `--wait-for`: polls NAME's status, saying each change on the way (phase, weight,
+/// failed checks, the last checks' values) on stderr.
 async fn wait_for(client: &Client, ns: &str, name: &str, want: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
     let deadline = Instant::now() + timeout;
     let api: Api<Canary> = Api::namespaced(client.clone(), ns);
     let mut last = String::new();
     loop {
         let canary = api.get_opt(name).await?.with_context(|| format!("Canary {ns}/{name} not found"))?;
-        let phase = canary.status.as_ref().and_then(|s| s.phase).map(|p| format!("{p:?}")).unwrap_or_default();
-        if phase != last {
-            eprintln!("{name}.{ns}: {}", if phase.is_empty() { "no status yet" } else { &phase });
-            last.clone_from(&phase);
+        let status = canary.status.clone().unwrap_or_default();
+        let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
+        let progress = progress(&status, canary.spec.suspend == Some(true));
+        if progress != last {
+            eprintln!("{name}.{ns}: {progress}");
+            last = progress;
         }
         if phase.eq_ignore_ascii_case(want) {
             return Ok(ExitCode::SUCCESS);
         }
         if phase == "Failed" {
-            let message =
-                canary.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|c| c.first()?.message.clone());
+            let message = status.conditions.as_ref().and_then(|c| c.first()?.message.clone());
             eprintln!("{name}.{ns} failed: {}", message.unwrap_or_default());
             return Ok(ExitCode::from(1));
         }
@@ -138,17 +134,28 @@ async fn wait_for(client: &Client, ns: &str, name: &str, want: &str, timeout: Du
     }
 }
 
-/// The canary's own traffic, as the analysis counts it: its ready pods on the
-/// generated route. A query that fails leaves the cells empty.
-async fn measure(client: &Client, prometheus: &Prometheus, row: &mut Row) {
-    let canaries: Api<Canary> = Api::namespaced(client.clone(), &row.namespace);
-    let Ok(Some(canary)) = canaries.get_opt(&row.name).await else { return };
-    let target = &canary.spec.target_ref.name;
-    let service = canary.spec.service.as_ref().and_then(|s| s.name.clone()).unwrap_or_else(|| target.clone());
-    let route = canary.spec.route_ref.as_ref().map(|r| r.name.clone()).unwrap_or_default();
-    let generated = route::generated_name(&route, target);
-    (row.success_rate, row.p99_ms) =
-        crate::analysis::canary_now(client, prometheus, &row.namespace, &service, &generated, WINDOW).await;
+/// One line of `--wait-for`'s progress: `Progressing, weight 20%, failed checks 1,
+/// request-success-rate 99.50 (Passed), request-duration 12 (Passed)`.
+pub fn progress(status: &CanaryStatus, paused: bool) -> String {
+    let Some(phase) = status.phase else { return "no status yet".to_owned() };
+    let mut line = shown_phase(&format!("{phase:?}"), paused);
+    if holds_release(Some(phase)) || status.canary_weight.unwrap_or(0) > 0 {
+        line.push_str(&format!(", weight {}%", status.canary_weight.unwrap_or(0)));
+    }
+    line.push_str(&format!(", failed checks {}", status.failed_checks.unwrap_or(0)));
+    for c in status.last_checks() {
+        let value = c.value.map_or_else(|| "no value".to_owned(), |v| format!("{v:.2}"));
+        line.push_str(&format!(", {} {value} ({:?})", c.metric, c.result));
+    }
+    line
+}
+
+/// The phase as the table shows it: `Paused` for a release the controller was asked
+/// not to act on.
+fn shown_phase(phase: &str, paused: bool) -> String {
+    let parsed = serde_json::from_value::<crate::api::canary::Phase>(serde_json::Value::from(phase)).ok();
+    let running = parsed.is_some_and(|p| holds_release(Some(p)));
+    if paused && running { "Paused".to_owned() } else { phase.to_owned() }
 }
 
 async fn rows(client: &Client, ns: Option<&str>, name: Option<&str>) -> anyhow::Result<Vec<Row>> {
@@ -183,11 +190,13 @@ async fn rows(client: &Client, ns: Option<&str>, name: Option<&str>) -> anyhow::
             let last_event = last.get(&(namespace.clone(), name.clone())).map(|(_, m)| m.clone());
             Row {
                 phase: status.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
+                paused: c.spec.suspend == Some(true),
                 weight: status.canary_weight.and_then(|w| u32::try_from(w).ok()).unwrap_or(0),
                 max_weight: c.spec.analysis.max_weight.and_then(|w| u32::try_from(w).ok()),
                 failed_checks: status.failed_checks.and_then(|w| u32::try_from(w).ok()).unwrap_or(0),
-                success_rate: None,
-                p99_ms: None,
+                success_rate: status.last_value(REQUEST_SUCCESS_RATE),
+                p99_ms: status.last_value(REQUEST_DURATION),
+                last_checks: status.last_checks().to_vec(),
                 last_transition: status.last_transition_time.map(|t| t.0.to_string()),
                 message: status.conditions.and_then(|c| c.first()?.message.clone()),
                 last_event,
@@ -228,7 +237,7 @@ pub fn table(rows: &[Row], now: Timestamp, namespaces: bool) -> String {
         lines.push(vec![
             r.namespace.clone(),
             r.name.clone(),
-            if r.phase.is_empty() { "-".to_owned() } else { r.phase.clone() },
+            if r.phase.is_empty() { "-".to_owned() } else { shown_phase(&r.phase, r.paused) },
             bar(r.weight),
             r.success_rate.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}%")),
             r.p99_ms.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}ms")),
@@ -261,6 +270,8 @@ pub fn table(rows: &[Row], now: Timestamp, namespaces: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::canary::{CheckResult, Phase};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     #[test]
     fn bars_have_ten_cells() {
@@ -286,17 +297,19 @@ mod tests {
             namespace: "test".into(),
             name: "podinfo".into(),
             phase: "Progressing".into(),
+            paused: false,
             weight: 20,
             max_weight: Some(50),
             failed_checks: 1,
             success_rate: Some(99.5),
             p99_ms: None,
+            last_checks: Vec::new(),
             last_transition: Some("2026-11-30T09:59:50Z".into()),
             message: None,
             last_event: Some("Advance podinfo.test canary weight 20".into()),
         };
         let now: Timestamp = "2026-11-30T10:00:00Z".parse().unwrap();
-        let out = table(&[row], now, true);
+        let out = table(std::slice::from_ref(&row), now, true);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
             lines[0],
@@ -308,5 +321,39 @@ mod tests {
              canary weight 20"
         );
         assert!(!table(&[], now, false).contains("NAMESPACE"));
+        let paused = Row { paused: true, ..row.clone() };
+        assert!(table(std::slice::from_ref(&paused), now, false).contains("Paused "), "a suspended release");
+        let ended = Row { phase: "Succeeded".into(), ..paused };
+        assert!(table(&[ended], now, false).contains("Succeeded"), "paused means nothing once it ended");
+    }
+
+    fn check(at: &str, metric: &str, value: Option<f64>, result: CheckResult) -> CheckRecord {
+        CheckRecord { time: Time(at.parse().unwrap()), metric: metric.into(), value, result, message: None }
+    }
+
+    #[test]
+    fn the_values_shown_are_the_newest_checks() {
+        let status = CanaryStatus {
+            phase: Some(Phase::Progressing),
+            canary_weight: Some(10),
+            failed_checks: Some(2),
+            checks: Some(vec![
+                check("2026-11-30T10:00:00Z", REQUEST_SUCCESS_RATE, Some(100.0), CheckResult::Passed),
+                check("2026-11-30T10:00:00Z", REQUEST_DURATION, Some(3.0), CheckResult::Passed),
+                check("2026-11-30T10:00:02Z", REQUEST_SUCCESS_RATE, Some(41.7649), CheckResult::Failed),
+                check("2026-11-30T10:00:02Z", REQUEST_DURATION, None, CheckResult::Failed),
+            ]),
+            ..CanaryStatus::default()
+        };
+        assert_eq!(status.last_value(REQUEST_SUCCESS_RATE), Some(41.7649));
+        assert_eq!(status.last_value(REQUEST_DURATION), None, "the newest had no value: not an older one");
+        assert_eq!(status.last_checks().len(), 2);
+        assert_eq!(
+            progress(&status, false),
+            "Progressing, weight 10%, failed checks 2, request-success-rate 41.76 (Failed), request-duration no \
+             value (Failed)"
+        );
+        assert!(progress(&status, true).starts_with("Paused, weight 10%"));
+        assert_eq!(progress(&CanaryStatus::default(), false), "no status yet");
     }
 }

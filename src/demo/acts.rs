@@ -16,8 +16,6 @@ use crate::api::canary::v1beta1::Canary;
 
 /// The field manager of the demo's writes: the user's kubectl.
 const KUBECTL: &str = "kubectl";
-/// Metrics are queried every this many polls (once a second).
-const METRICS_EVERY: u32 = 4;
 /// Phases in which no release runs.
 const AT_REST: &[&str] = &["-", "Initialized", "Succeeded", "Failed"];
 
@@ -106,16 +104,11 @@ async fn add_template_metric(world: &World) -> Result<(), DemoError> {
 /// Follows the release until it ends: the phase it ended in (`None` after the act's
 /// timeout) and the weights it visited. Prints the live line as it goes.
 async fn follow(world: &World, log: &mut EventLog, started: Instant) -> Result<(Option<String>, Vec<u32>), DemoError> {
-    let (mut weights, mut running, mut last_key, mut metrics) = (Vec::new(), false, None, (None, None));
-    let mut ticks = 0u32;
+    let (mut weights, mut running, mut last_key) = (Vec::new(), false, None);
     let ended = loop {
         let status = observe::status(world).await?;
         log.observe(&observe::events(world).await?);
-        if ticks.is_multiple_of(METRICS_EVERY) {
-            metrics = observe::canary_metrics(world).await;
-        }
-        ticks += 1;
-        let snapshot = observe::snapshot(&status, metrics);
+        let snapshot = observe::snapshot(&status);
         show::visit(&mut weights, snapshot.weight);
         let at_rest = AT_REST.contains(&snapshot.phase.as_str());
         // A release always passes through a phase of its own (an interval at least).

@@ -1,6 +1,5 @@
 //! What the demo reads while a release runs, as a user's tools would: the Canary's
-//! status, its Events, the Deployment's rollout, and the canary's own success rate and
-//! P99 from Prometheus (the canary-only series of [`crate::analysis::query`]).
+//! status (with the values its checks measured), its Events and the Deployment's rollout.
 
 use std::time::{Duration, Instant};
 
@@ -9,11 +8,11 @@ use k8s_openapi::api::core::v1::Event;
 use kube::Api;
 use kube::api::ListParams;
 
-use super::scenario::{self, NAME, NAMESPACE};
+use super::scenario::{NAME, NAMESPACE};
 use super::show::{SeenEvent, Snapshot};
 use super::{DemoError, POLL, World};
-use crate::api::canary::CanaryStatus;
 use crate::api::canary::v1beta1::Canary;
+use crate::api::canary::{CanaryStatus, REQUEST_DURATION, REQUEST_SUCCESS_RATE};
 
 /// The Canary's status (empty before the controller wrote one).
 pub async fn status(world: &World) -> Result<CanaryStatus, DemoError> {
@@ -48,23 +47,16 @@ pub async fn events(world: &World) -> Result<Vec<SeenEvent>, DemoError> {
         .collect())
 }
 
-/// The canary's success rate and P99 over the metrics' window, from its own upstream
-/// nodes' series; `None` for what has no value yet (no canary pod, no request).
-pub async fn canary_metrics(world: &World) -> (Option<f64>, Option<f64>) {
-    let route = crate::route::generated_name(NAME, NAME);
-    let window = Duration::from_secs(scenario::METRIC_INTERVAL_SECS);
-    crate::analysis::canary_now(&world.client, &world.prometheus, NAMESPACE, NAME, &route, window).await
-}
-
-/// A snapshot for the live line.
-pub fn snapshot(status: &CanaryStatus, metrics: (Option<f64>, Option<f64>)) -> Snapshot {
+/// A snapshot for the live line: the values are the last checks' (`status.checks`),
+/// the numbers the Events say, never a second reading.
+pub fn snapshot(status: &CanaryStatus) -> Snapshot {
     let count = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
     Snapshot {
         phase: phase(status),
         weight: count(status.canary_weight),
         failed_checks: count(status.failed_checks),
-        success_rate: metrics.0,
-        p99_ms: metrics.1,
+        success_rate: status.last_value(REQUEST_SUCCESS_RATE),
+        p99_ms: status.last_value(REQUEST_DURATION),
     }
 }
 
