@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::api::core::v1::{Event, EventSeries, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
@@ -111,7 +111,10 @@ impl Events {
             seen.get(&key).map(|(name, count, _)| (name.clone(), *count + 1))
         };
         if let Some((name, count)) = repeat {
-            let patch = serde_json::json!({"count": count, "lastTimestamp": Time(now)});
+            // `series` says when, to the microsecond, as the events API does: the second
+            // of `lastTimestamp` cannot order a repeat among the Events of its second.
+            let series = EventSeries { count: Some(count), last_observed_time: Some(MicroTime(now)) };
+            let patch = serde_json::json!({"count": count, "lastTimestamp": Time(now), "series": series});
             if api.patch(&name, &self.patch_params(), &Patch::Merge(&patch)).await.is_ok() {
                 self.remember(key, (name, count, now));
                 return Ok(());
@@ -154,5 +157,46 @@ impl Events {
             reporting_instance: Some(self.instance.clone()),
             ..Event::default()
         }
+    }
+}
+
+#[cfg(all(test, feature = "testbed"))]
+mod tests {
+    use super::*;
+
+    /// The Canary's Events as `kubectl describe` lists them: (message, count), oldest first.
+    async fn listed(client: &Client) -> Vec<(String, i32)> {
+        let api: Api<Event> = Api::namespaced(client.clone(), "test");
+        let mut events = api.list(&Default::default()).await.unwrap().items;
+        events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+        events.into_iter().map(|e| (e.message.unwrap_or_default(), e.count.unwrap_or(0))).collect()
+    }
+
+    #[tokio::test]
+    async fn each_measurement_is_its_own_event_and_only_a_repeat_is_counted() {
+        let sim = sim::Sim::start().await.unwrap();
+        sim.create(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "test"}}))
+            .await
+            .unwrap();
+        let client = sim.client().unwrap();
+        let (events, _reporter, _queue) = Events::new(client.clone(), "apisix-canary", "serve-0");
+        let canary = ObjectReference {
+            api_version: Some("apisix-canary.dev/v1beta1".into()),
+            kind: Some("Canary".into()),
+            name: Some("podinfo".into()),
+            namespace: Some("test".into()),
+            uid: Some("u-1".into()),
+            ..ObjectReference::default()
+        };
+        let halt = |v: &str| format!("Halt podinfo.test advancement success rate {v}% < 99%");
+        for v in ["44.44", "28.57", "34.78", "28.57"] {
+            events.publish(&canary, true, &halt(v)).await.unwrap();
+        }
+        assert_eq!(listed(&client).await, [(halt("44.44"), 1), (halt("28.57"), 2), (halt("34.78"), 1)]);
+        let api: Api<Event> = Api::namespaced(client.clone(), "test");
+        let repeated = api.list(&Default::default()).await.unwrap().items.into_iter().find(|e| e.count == Some(2));
+        let series = repeated.and_then(|e| e.series).expect("a repeat says when it last happened");
+        assert_eq!(series.count, Some(2));
+        assert!(series.last_observed_time.is_some());
     }
 }

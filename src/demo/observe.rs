@@ -35,8 +35,10 @@ pub async fn events(world: &World) -> Result<Vec<SeenEvent>, DemoError> {
         .items
         .into_iter()
         .map(|e| {
+            // The newest occurrence: a repeat's `series` has it to the microsecond.
             let last = e.last_timestamp.map(|t| t.0.as_microsecond());
-            let at = e.event_time.map(|t| t.0.as_microsecond()).max(last).unwrap_or_default();
+            let repeated = e.series.and_then(|s| s.last_observed_time).map(|t| t.0.as_microsecond());
+            let at = e.event_time.map(|t| t.0.as_microsecond()).max(last).max(repeated).unwrap_or_default();
             SeenEvent {
                 name: e.metadata.name.unwrap_or_default(),
                 count: e.count.and_then(|c| u32::try_from(c).ok()).unwrap_or(1),
