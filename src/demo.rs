@@ -31,6 +31,9 @@ use crate::testbed;
 
 /// Where the leader-election Lease lives, as `serve` defaults it.
 const CONTROLLER_NAMESPACE: &str = crate::manifests::DEFAULT_NAMESPACE;
+/// The Deployment the sim runs (in the controller's namespace) for our in-process server
+/// and controller: its pod's log is theirs.
+const SERVER_DEPLOYMENT: &str = crate::manifests::DEFAULT_SERVICE;
 /// How long the cast may take to roll out and its Canary to initialize.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one act may run before it counts as differing.
@@ -117,6 +120,11 @@ impl World {
             sim::SimError::Prometheus(e) => DemoError::NoPrometheus(e),
             other => DemoError::Sim(other),
         })?;
+        // Our server's and controller's log is the output of the pod the sim runs for
+        // them, as `sim --with-webhook` has it (`kubectl -n apisix-canary logs
+        // deploy/apisix-canary` under --keep), from the server's first line on: set
+        // before the server starts (the sim holds what comes before the pod runs).
+        crate::telemetry::also_log_to(sim.deployment_output(CONTROLLER_NAMESPACE, SERVER_DEPLOYMENT));
         let webhook = testbed::install(&sim).await?;
         let client = sim.client()?;
         let prometheus_url = sim.prometheus_url().unwrap_or_default();
@@ -248,6 +256,9 @@ async fn keep(world: &World) -> Result<(), DemoError> {
     println!("The cluster and the controller keep running (Ctrl-C stops them):");
     println!("export KUBECONFIG={}", path.display());
     println!("kubectl get canaries -A; kubectl -n test describe canary/podinfo");
+    println!(
+        "kubectl -n {CONTROLLER_NAMESPACE} logs deploy/{SERVER_DEPLOYMENT}   # our webhooks' and controller's log"
+    );
     crate::cli::terminated().await;
     Ok(())
 }

@@ -68,9 +68,10 @@ mod pod {
     use tracing_subscriber::registry::LookupSpan;
 
     /// Where our own events (`apisix_canary::*`, info and above) also go, as JSON lines:
-    /// the output of the pods `apisix-canary sim --with-webhook` makes for the server it
-    /// runs in-process (`kubectl logs deploy/apisix-canary`). Set once; later calls are
-    /// ignored.
+    /// the output of the pods the testbed makes for what it runs in-process (`sim
+    /// --with-webhook` the server, `demo` the server and the controller; `kubectl logs
+    /// deploy/apisix-canary`), whatever RUST_LOG lets through to stderr. Set once; later
+    /// calls are ignored.
     pub fn also_log_to(output: impl Write + Send + 'static) {
         let _ = POD_OUTPUT.set(Mutex::new(Box::new(output)));
     }

@@ -107,3 +107,77 @@ fn one_act_runs_alone_and_a_bad_act_number_is_refused() {
     let html = std::fs::read_to_string(reports.path().join("act-2.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("Rolling back podinfo.test failed checks threshold reached 10"));
 }
+
+/// `demo --keep` leaves the cluster running for kubectl: the pod the sim runs for our
+/// in-process server and controller logs what they wrote, from the server's first line
+/// (written before its pod ran) to the release the act played, in order.
+#[test]
+fn under_keep_the_servers_pod_logs_the_server_and_the_controller() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let prometheus = binaries::require_binary("prometheus");
+    let kubectl = binaries::require_binary("kubectl");
+    let child = Command::new(BIN)
+        .args(["demo", "--act", "1", "--keep"])
+        .env("APISIX_CANARY_SIM_PROMETHEUS_BIN", &prometheus)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut demo = binaries::Proc(child);
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = demo.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The keep lines end with how to read the log; then the demo waits for Ctrl-C.
+    let mut said = String::new();
+    let deadline = Instant::now() + BUDGET;
+    while !said.contains("logs deploy/apisix-canary") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => said.push_str(&(line + "\n")),
+            Err(e) => panic!("no keep lines from demo --keep ({e}):\n{said}"),
+        }
+    }
+    let kubeconfig = said
+        .lines()
+        .find_map(|l| l.strip_prefix("export KUBECONFIG="))
+        .unwrap_or_else(|| panic!("no kubeconfig from demo --keep:\n{said}"))
+        .to_owned();
+    assert!(said.contains("\nkubectl -n apisix-canary logs deploy/apisix-canary "), "{said}");
+    let out = Command::new(&kubectl)
+        .args(["-n", "apisix-canary", "logs", "deploy/apisix-canary", "--timestamps"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&kubeconfig);
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{log}\n{}", String::from_utf8_lossy(&out.stderr));
+    // `TIME {json}` a line.
+    let lines: Vec<(&str, serde_json::Value)> = log
+        .lines()
+        .map(|l| {
+            let (at, json) = l.split_once(' ').unwrap_or_else(|| panic!("no timestamp: {l}"));
+            (at, serde_json::from_str(json).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        })
+        .collect();
+    assert_eq!(lines.first().map(|(_, l)| &l["message"]), Some(&"serving webhooks".into()), "{log}");
+    assert!(lines.windows(2).all(|w| w[0].0 <= w[1].0), "in the order written:\n{log}");
+    let at = |message: &str| {
+        lines
+            .iter()
+            .position(|(_, l)| l["message"].as_str().is_some_and(|m| m.starts_with(message)))
+            .unwrap_or_else(|| panic!("no {message:?} in the log:\n{log}"))
+    };
+    let (synced, promoted) = (at("controller caches synced"), at("Promotion completed! Scaling down podinfo.test"));
+    assert!(synced < promoted, "{log}");
+    assert!(lines[promoted].1["target"].as_str().is_some_and(|t| t.starts_with("apisix_canary::controller")), "{log}");
+    assert!(lines.iter().any(|(_, l)| l["message"] == "admission review"), "the webhook's reviews too:\n{log}");
+    drop(demo);
+}
+
