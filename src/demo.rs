@@ -12,6 +12,7 @@
 //! the exit status say whether it did.
 
 mod acts;
+mod needs;
 mod observe;
 pub mod scenario;
 pub mod show;
@@ -49,11 +50,9 @@ const LOADTESTER_HOST: &str = "flagger-loadtester.test";
 pub enum DemoError {
     #[error("starting the simulated cluster: {0}")]
     Sim(#[from] sim::SimError),
-    #[error(
-        "starting the simulated cluster's Prometheus: {0}\nthe demo needs Prometheus: install it with \
-         `apt-get install -y prometheus`, or name its binary with --prometheus-bin"
-    )]
-    NoPrometheus(sim::prometheus::PrometheusError),
+    /// What is missing and the command that installs it ([`needs`]).
+    #[error("{0}")]
+    NoPrometheus(String),
     #[error("installing our webhooks: {0}")]
     Install(#[from] testbed::InstallError),
     #[error("starting leader election in namespace {CONTROLLER_NAMESPACE}: {0}")]
@@ -117,7 +116,12 @@ impl World {
         let options =
             Options { prometheus: true, prometheus_bin: settings.prometheus_bin.clone(), ..Options::default() };
         let sim = Sim::start_with(options).await.map_err(|e| match e {
-            sim::SimError::Prometheus(e) => DemoError::NoPrometheus(e),
+            sim::SimError::Prometheus(p) => {
+                match needs::missing(&p, settings.prometheus_bin.as_deref(), needs::Machine::this()) {
+                    Some(said) => DemoError::NoPrometheus(said),
+                    None => DemoError::Sim(sim::SimError::Prometheus(p)),
+                }
+            }
             other => DemoError::Sim(other),
         })?;
         // Our server's and controller's log is the output of the pod the sim runs for

@@ -181,3 +181,34 @@ fn under_keep_the_servers_pod_logs_the_server_and_the_controller() {
     drop(demo);
 }
 
+/// README's first command on a machine without Prometheus: the demo says what is
+/// missing and the command that installs it, on a line of its own, and starts nothing.
+#[test]
+fn a_missing_prometheus_is_told_with_the_command_that_installs_it() {
+    let started = Instant::now();
+    let output = Command::new(BIN)
+        .args(["demo", "--prometheus-bin", "/nonexistent/prometheus"])
+        .env_remove("APISIX_CANARY_SIM_PROMETHEUS_BIN")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "failed at once: {:?}", started.elapsed());
+    assert!(
+        err.starts_with(
+            "error: the demo needs Prometheus, and --prometheus-bin names /nonexistent/prometheus, which does not exist."
+        ),
+        "{err}"
+    );
+    if std::path::Path::new("/usr/bin/apt-get").is_file() {
+        let command = err.lines().nth(1).unwrap_or_default();
+        let command =
+            command.strip_prefix("    ").unwrap_or_else(|| panic!("the command on a line of its own:\n{err}"));
+        let command = command.replace("sudo ", "");
+        assert_eq!(command, "apt-get update && apt-get install -y prometheus", "{err}");
+        assert!(err.contains("or name a Prometheus binary with --prometheus-bin PATH"), "{err}");
+    } else {
+        assert!(err.contains("Download it from https://prometheus.io/download/"), "{err}");
+    }
+}
