@@ -83,6 +83,25 @@ fn act1_promotes_and_act2_rolls_back_at_the_threshold() {
     assert!(events.iter().any(|e| e.starts_with("Halt podinfo.test advancement success rate ")), "{events:#?}");
     assert!(events.contains(&"Rolling back podinfo.test failed checks threshold reached 4".to_owned()), "{events:#?}");
     assert!(events.contains(&"Canary failed! Scaling down podinfo.test".to_owned()), "{events:#?}");
+    // The count that explains the rollback is kept, as Flagger keeps it, and every
+    // Halt said is a check the status recorded, with the value it measured.
+    assert_eq!(w.jsonpath("canary/podinfo", "{.status.failedChecks}"), "4");
+    let checks: serde_json::Value = serde_json::from_str(&w.jsonpath("canary/podinfo", "{.status.checks}")).unwrap();
+    let recorded: Vec<&str> = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["result"] == "Failed")
+        .filter_map(|c| c["message"].as_str())
+        .collect();
+    for halt in events.iter().filter(|e| e.starts_with("Halt podinfo.test advancement success rate ")) {
+        assert!(recorded.contains(&halt.as_str()), "{halt} not in {checks}");
+        let said: f64 =
+            halt["Halt podinfo.test advancement success rate ".len()..].split('%').next().unwrap().parse().unwrap();
+        let value =
+            checks.as_array().unwrap().iter().find(|c| c["message"] == halt.as_str()).unwrap()["value"].as_f64();
+        assert!(value.is_some_and(|v| (v - said).abs() < 0.005), "{halt}: recorded {value:?}");
+    }
     assert_eq!(w.jsonpath("deployment/podinfo", "{.spec.paused}"), "true", "paused on the failed template");
     let failed = w.jsonpath("deployment/podinfo", "{.metadata.annotations.apisix-canary\\.dev/failed-revision}");
     assert_eq!(failed.len(), 10, "the failed revision is remembered");
