@@ -28,6 +28,7 @@ pub mod http;
 pub mod prometheus;
 pub mod quantile;
 pub mod query;
+pub mod sequential;
 pub mod template;
 
 pub use self::batch::Batcher;
