@@ -49,13 +49,17 @@ impl Counts {
         }
     }
 
-    pub fn add(self, more: Counts) -> Counts {
-        Counts { requests: self.requests + more.requests, failures: self.failures + more.failures }
-    }
-
     /// The observed failure share, `None` before any request.
     pub fn share(self) -> Option<f64> {
         (self.requests > 0).then(|| self.failures.min(self.requests) as f64 / self.requests as f64)
+    }
+}
+
+impl std::ops::Add for Counts {
+    type Output = Counts;
+
+    fn add(self, more: Counts) -> Counts {
+        Counts { requests: self.requests + more.requests, failures: self.failures + more.failures }
     }
 }
 

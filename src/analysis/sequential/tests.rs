@@ -67,7 +67,7 @@ fn counter_resets_add_nothing_and_counts_add_up() {
     assert_eq!(before.since(Counts { requests: 130, failures: 9 }), Counts { requests: 10, failures: 2 });
     // A restarted gateway reads lower: nothing is added, nothing is taken away.
     assert_eq!(before.since(Counts { requests: 3, failures: 0 }), Counts::default());
-    assert_eq!(before.add(Counts { requests: 1, failures: 1 }), Counts { requests: 121, failures: 8 });
+    assert_eq!(before + Counts { requests: 1, failures: 1 }, Counts { requests: 121, failures: 8 });
     assert_eq!(Counts::default().share(), None);
     assert_eq!(Counts { requests: 4, failures: 1 }.share(), Some(0.25));
     // More failures than requests (two counters read at different scrapes) is read as all.
