@@ -212,6 +212,10 @@ impl<'a> Run<'a> {
                 if s.started.is_none() {
                     patch["status"]["analysisStarted"] = serde_json::Value::Null;
                 }
+                // A release starts with no check: the last one's would stay otherwise.
+                if s.checks.is_empty() {
+                    patch["status"]["checks"] = serde_json::Value::Null;
+                }
                 // Written over the status it was decided on, or not at all: a decision on
                 // an older status (a replica that lost its term) gets a conflict.
                 patch["metadata"] = serde_json::json!({"resourceVersion": self.canary_version()});
