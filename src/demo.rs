@@ -231,10 +231,9 @@ async fn play(world: &World, settings: &Settings) -> Result<Vec<show::Outcome>, 
 async fn write_report(world: &World, act: u8, dir: &std::path::Path) -> Result<(), DemoError> {
     let failed = |source: Box<dyn std::error::Error + Send + Sync>| DemoError::Report { act, source };
     let now = k8s_openapi::jiff::Timestamp::now();
-    let report =
-        crate::report::gather(&world.client, &world.prometheus, scenario::NAMESPACE, scenario::NAME, None, now)
-            .await
-            .map_err(|e| failed(Box::new(e)))?;
+    let report = crate::report::gather(&world.client, &world.prometheus, scenario::NAMESPACE, scenario::NAME, now)
+        .await
+        .map_err(|e| failed(Box::new(e)))?;
     let svg = crate::report::svg::render(&report).map_err(|e| failed(Box::new(e)))?;
     let html = crate::report::html::render(&report, &svg);
     let write = |name: String, text: &str| {

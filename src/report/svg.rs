@@ -1,18 +1,34 @@
-//! The chart: three panels on one time axis (the canary weight with the Events'
-//! markers, the success rates, the P99s), drawn with plotters' SVG backend.
+//! The chart: panels on one time axis, the canary weight with the Events' markers, then
+//! one panel per metric of the analysis with the values its checks judged, drawn with
+//! plotters' SVG backend.
 //!
-//! Each series has its own colour, and every element drawn in it gets the series'
-//! `class` (`canary-success-rate`, `marker-halt`, ...), so the page can style it and a
-//! test can find it.
+//! Each panel is drawn on its own and placed in the chart as a group
+//! (`<g class="panel" data-metric="...">`). Plotters draws the axes, the bounds and the
+//! weight line; every element it draws in a series' colour gets the series' `class`
+//! (`canary-weight`, `threshold-min`, `marker-halt`, ...). The checks are drawn here, one
+//! element each, with their class (`check passed`, `check failed`, `stable-check`), time
+//! and value as data attributes and a tooltip, so the page can style them and a test can
+//! read every point back.
+
+mod metric;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use super::html::escape;
 use super::timeline::Kind;
-use super::{Points, Report, clock};
+use super::{Report, clock};
 
-const SIZE: (u32, u32) = (1200, 860);
+const WIDTH: u32 = 1200;
+const TITLE_HEIGHT: u32 = 40;
+const WEIGHT_HEIGHT: u32 = 230;
+const METRIC_HEIGHT: u32 = 240;
+/// Room on the right for half the last time label, which is centred on its tick.
+const MARGIN_RIGHT: u32 = 48;
+const MARGIN: u32 = 12;
+const Y_LABELS: u32 = 60;
+const X_LABELS: u32 = 28;
 const FONT: &str = "sans-serif";
 
 /// A series: its legend text, its class in the SVG, its colour (unique in the chart).
@@ -23,26 +39,32 @@ struct Style {
 }
 
 const WEIGHT: Style = Style { label: "canary weight %", class: "canary-weight", color: RGBColor(0x6A, 0x3D, 0x9A) };
-const CANARY_SUCCESS: Style =
-    Style { label: "canary success rate", class: "canary-success-rate", color: RGBColor(0xE6, 0x55, 0x0D) };
-const STABLE_SUCCESS: Style =
-    Style { label: "stable success rate", class: "stable-success-rate", color: RGBColor(0x31, 0x82, 0xBD) };
-const CANARY_P99: Style = Style { label: "canary P99", class: "canary-p99", color: RGBColor(0xD9, 0x48, 0x01) };
-const STABLE_P99: Style = Style { label: "stable P99", class: "stable-p99", color: RGBColor(0x08, 0x51, 0x9C) };
-const MIN_SUCCESS: Style =
-    Style { label: "min success rate", class: "threshold-success-rate", color: RGBColor(0xB0, 0x00, 0x20) };
-const MAX_P99: Style = Style { label: "max P99", class: "threshold-p99", color: RGBColor(0xB0, 0x00, 0x21) };
+const MIN: Style = Style { label: "min", class: "threshold-min", color: RGBColor(0xB0, 0x00, 0x20) };
+const MAX: Style = Style { label: "max", class: "threshold-max", color: RGBColor(0xB0, 0x00, 0x21) };
 const MARKERS: [(&str, Style); 4] = [
     ("Advance", Style { label: "Advance", class: "marker-advance", color: RGBColor(0x2C, 0xA0, 0x2C) }),
     ("Halt", Style { label: "Halt", class: "marker-halt", color: RGBColor(0xFF, 0x7F, 0x0E) }),
     ("Gate", Style { label: "Gate (waiting for approval)", class: "marker-gate", color: RGBColor(0x17, 0xBE, 0xCF) }),
     ("Rollback", Style { label: "Rolling back", class: "marker-rollback", color: RGBColor(0xD6, 0x27, 0x28) }),
 ];
+/// Drawn here, not by plotters: their elements carry their classes themselves.
+const CANARY: Style = Style { label: "canary, as checked", class: "canary-checks", color: RGBColor(0xE6, 0x55, 0x0D) };
+const FAILED: Style = Style { label: "failed check", class: "check failed", color: RGBColor(0xC0, 0x10, 0x10) };
+const WAITING: Style =
+    Style { label: "not judged (too few requests)", class: "check waiting", color: RGBColor(0x99, 0x99, 0x99) };
+const STABLE: Style = Style {
+    label: "stable, same PromQL and window at each check",
+    class: "stable-check",
+    color: RGBColor(0x31, 0x82, 0xBD),
+};
 
-/// Every series of the chart, for the page's legend and the tests.
+/// The series plotters draws, which [`classed`] tags by colour.
+const PLOTTED: [&Style; 3] = [&WEIGHT, &MIN, &MAX];
+
+/// Every class of the chart, for the page and the tests.
 pub fn classes() -> Vec<&'static str> {
-    let lines = [&WEIGHT, &CANARY_SUCCESS, &STABLE_SUCCESS, &CANARY_P99, &STABLE_P99, &MIN_SUCCESS, &MAX_P99];
-    lines.iter().map(|s| s.class).chain(MARKERS.iter().map(|(_, s)| s.class)).collect()
+    let drawn = [&CANARY, &FAILED, &WAITING, &STABLE];
+    PLOTTED.iter().chain(&drawn).map(|s| s.class).chain(MARKERS.iter().map(|(_, s)| s.class)).collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,34 +77,55 @@ fn err(e: impl std::fmt::Display) -> RenderError {
 
 /// The chart of `report`, an SVG document.
 pub fn render(report: &Report) -> Result<String, RenderError> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let state = if report.window.running { "running" } else { report.phase.as_str() };
-        let title = format!("{}.{} release, {} ({})", report.name, report.namespace, day(report.window.start), state);
-        let root = root.titled(&title, (FONT, 24)).map_err(err)?;
-        let panels = root.split_by_breakpoints::<i32, i32, _, _>([], [230, 530]);
-        weights(&panels[0], report)?;
-        let success =
-            [(&CANARY_SUCCESS, &report.lines.canary_success), (&STABLE_SUCCESS, &report.lines.stable_success)];
-        let min = report.thresholds.min_success_rate;
-        metric(&panels[1], report, "success rate %", &success, min.map(|m| (m, &MIN_SUCCESS)), Scale::Percent)?;
-        let p99 = [(&CANARY_P99, &report.lines.canary_p99), (&STABLE_P99, &report.lines.stable_p99)];
-        let max = report.thresholds.max_p99_ms;
-        metric(&panels[2], report, "P99 ms", &p99, max.map(|m| (m, &MAX_P99)), Scale::FromZero)?;
-        root.present().map_err(err)?;
+    let height = TITLE_HEIGHT + WEIGHT_HEIGHT + METRIC_HEIGHT * u32::try_from(report.metrics.len()).unwrap_or(0);
+    let state = if report.window.running { "running" } else { report.phase.as_str() };
+    let title = format!("{}.{} release, {} ({})", report.name, report.namespace, day(report.window.start), state);
+    let mut svg = format!(
+        "<svg width=\"{WIDTH}\" height=\"{height}\" viewBox=\"0 0 {WIDTH} {height}\" \
+         xmlns=\"http://www.w3.org/2000/svg\">\n<rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{height}\" \
+         fill=\"#FFFFFF\"/>\n<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-family=\"{FONT}\" \
+         font-size=\"19\">{}</text>\n",
+        WIDTH / 2,
+        TITLE_HEIGHT - 12,
+        escape(&title)
+    );
+    let mut top = TITLE_HEIGHT;
+    svg.push_str(&panel("weights", "", top, WEIGHT_HEIGHT, |area| weights(area, report))?);
+    top += WEIGHT_HEIGHT;
+    for m in &report.metrics {
+        svg.push_str(&panel("metric", &m.name, top, METRIC_HEIGHT, |area| metric::draw(area, report, m))?);
+        top += METRIC_HEIGHT;
     }
-    Ok(classed(svg))
+    svg.push_str("</svg>\n");
+    Ok(svg)
+}
+
+/// One panel drawn by `draw` on an area of its own, as a group at `top`: plotters'
+/// elements classed, then what `draw` returns (elements in panel coordinates).
+fn panel(
+    kind: &str,
+    metric: &str,
+    top: u32,
+    height: u32,
+    draw: impl FnOnce(&Area<'_>) -> Result<String, RenderError>,
+) -> Result<String, RenderError> {
+    let mut drawn = String::new();
+    let extra = {
+        let area = SVGBackend::with_string(&mut drawn, (WIDTH, height)).into_drawing_area();
+        let extra = draw(&area)?;
+        area.present().map_err(err)?;
+        extra
+    };
+    // Plotters' document without its own <svg> element.
+    let body = drawn.find('>').map_or(drawn.as_str(), |i| &drawn[i + 1..]);
+    let body = body.trim_end().strip_suffix("</svg>").unwrap_or(body);
+    let data = if metric.is_empty() { String::new() } else { format!(" data-metric=\"{}\"", escape(metric)) };
+    Ok(format!("<g class=\"panel {kind}\"{data} transform=\"translate(0,{top})\">{}{extra}</g>\n", classed(body)))
 }
 
 /// Seconds since the view's start: the x coordinate.
 fn x(report: &Report, at: Timestamp) -> f64 {
     at.duration_since(report.view().0).as_secs_f64()
-}
-
-fn x_of_unix(report: &Report, unix: f64) -> f64 {
-    unix - report.view().0.as_millisecond() as f64 / 1000.0
 }
 
 fn x_range(report: &Report) -> std::ops::Range<f64> {
@@ -91,8 +134,7 @@ fn x_range(report: &Report) -> std::ops::Range<f64> {
 }
 
 fn tick(report: &Report, x: f64) -> String {
-    let at = report.view().0 + SignedDuration::from_secs_f64(x);
-    clock(at)
+    clock(report.view().0 + SignedDuration::from_secs_f64(x))
 }
 
 fn day(at: Timestamp) -> String {
@@ -100,22 +142,40 @@ fn day(at: Timestamp) -> String {
 }
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
 
-fn weights(area: &Area<'_>, report: &Report) -> Result<(), RenderError> {
+/// A chart over the report's time axis and `y`, its mesh drawn.
+fn chart<'a, 'b>(
+    area: &'a Area<'b>,
+    report: &'a Report,
+    caption: &str,
+    y: std::ops::Range<f64>,
+    unit: &str,
+) -> Result<Chart<'a, 'b>, RenderError> {
     let mut chart = ChartBuilder::on(area)
-        .margin(12)
-        .x_label_area_size(28)
-        .y_label_area_size(60)
-        .caption("canary weight and events", (FONT, 16))
-        .build_cartesian_2d(x_range(report), 0f64..105f64)
+        .margin(MARGIN)
+        .margin_right(MARGIN_RIGHT)
+        .x_label_area_size(X_LABELS)
+        .y_label_area_size(Y_LABELS)
+        .caption(caption, (FONT, 16))
+        .build_cartesian_2d(x_range(report), y)
         .map_err(err)?;
     chart
         .configure_mesh()
         .x_label_formatter(&|v| tick(report, *v))
-        .y_desc("weight %")
+        .y_desc(unit)
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(err)?;
+    Ok(chart)
+}
+
+fn weights(area: &Area<'_>, report: &Report) -> Result<String, RenderError> {
+    let mut chart = chart(area, report, "canary weight and events", 0f64..105f64, "weight %")?;
     let mut stepped = Vec::new();
     for (i, (at, w)) in report.weights.iter().enumerate() {
         if let Some(prev) = i.checked_sub(1).map(|p| report.weights[p].1) {
@@ -151,71 +211,8 @@ fn weights(area: &Area<'_>, report: &Report) -> Result<(), RenderError> {
         .map_err(err)?;
         drawn.label(s.label).legend(swatch(s));
     }
-    legend(&mut chart)
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Scale {
-    /// Up to 100, down to a little under the lowest value or bound.
-    Percent,
-    /// From 0 to a little over the highest value or bound.
-    FromZero,
-}
-
-fn metric(
-    area: &Area<'_>,
-    report: &Report,
-    unit: &str,
-    lines: &[(&Style, &Points)],
-    bound: Option<(f64, &Style)>,
-    scale: Scale,
-) -> Result<(), RenderError> {
-    let values = lines.iter().flat_map(|(_, p)| p.iter().map(|(_, v)| *v)).filter(|v| v.is_finite());
-    let values: Vec<f64> = values.chain(bound.map(|(b, _)| b)).collect();
-    let y = match scale {
-        Scale::Percent => {
-            let low = values.iter().copied().fold(100.0, f64::min);
-            (low - (100.0 - low) * 0.1 - 0.5).clamp(0.0, 99.0).floor()..100.5
-        }
-        Scale::FromZero => 0.0..(values.iter().copied().fold(1.0, f64::max) * 1.15),
-    };
-    let caption = format!("{unit} ({} rate window)", crate::api::duration::Display(report.rate_window));
-    let mut chart = ChartBuilder::on(area)
-        .margin(12)
-        .x_label_area_size(28)
-        .y_label_area_size(60)
-        .caption(caption, (FONT, 16))
-        .build_cartesian_2d(x_range(report), y.clone())
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_label_formatter(&|v| tick(report, *v))
-        .y_desc(unit)
-        .light_line_style(WHITE.mix(0.0))
-        .draw()
-        .map_err(err)?;
-    // The events that stop a release, as thin lines through the panel.
-    for (name, s) in MARKERS.iter().filter(|(n, _)| *n != "Advance") {
-        let at = report.events.iter().filter(|o| o.kind.marker() == Some(name)).map(|o| x(report, o.at));
-        let rules = at.map(|x| PathElement::new(vec![(x, y.start), (x, y.end)], s.color.mix(0.5).stroke_width(1)));
-        chart.draw_series(rules).map_err(err)?;
-    }
-    if let Some((value, s)) = bound {
-        let r = x_range(report);
-        let line = LineSeries::new(vec![(r.start, value), (r.end, value)], s.color.stroke_width(1));
-        chart.draw_series(line).map_err(err)?.label(format!("{} {value}", s.label)).legend(swatch(s));
-    }
-    for (s, points) in lines {
-        let points: Vec<(f64, f64)> =
-            points.iter().filter(|(_, v)| v.is_finite()).map(|(t, v)| (x_of_unix(report, *t), *v)).collect();
-        let label = if points.is_empty() { format!("{} (no data)", s.label) } else { s.label.to_owned() };
-        chart
-            .draw_series(LineSeries::new(points, s.color.stroke_width(2)))
-            .map_err(err)?
-            .label(label)
-            .legend(swatch(s));
-    }
-    legend(&mut chart)
+    legend(&mut chart)?;
+    Ok(String::new())
 }
 
 fn swatch(s: &Style) -> impl Fn((i32, i32)) -> Rectangle<(i32, i32)> + use<> {
@@ -223,13 +220,7 @@ fn swatch(s: &Style) -> impl Fn((i32, i32)) -> Rectangle<(i32, i32)> + use<> {
     move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled())
 }
 
-fn legend<'a, DB: DrawingBackend + 'a>(
-    chart: &mut ChartContext<
-        'a,
-        DB,
-        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
-    >,
-) -> Result<(), RenderError> {
+fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<(), RenderError> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
@@ -240,13 +231,17 @@ fn legend<'a, DB: DrawingBackend + 'a>(
         .map_err(err)
 }
 
-/// Tags every element drawn in a series' colour (stroke or fill) with the series' class.
-fn classed(svg: String) -> String {
-    let all = [&WEIGHT, &CANARY_SUCCESS, &STABLE_SUCCESS, &CANARY_P99, &STABLE_P99, &MIN_SUCCESS, &MAX_P99];
-    let colours: Vec<(String, &str)> = all
+fn hex(c: RGBColor) -> String {
+    format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
+}
+
+/// Tags every element plotters drew in a series' colour (stroke or fill) with the
+/// series' class.
+fn classed(svg: &str) -> String {
+    let colours: Vec<(String, &str)> = PLOTTED
         .into_iter()
         .chain(MARKERS.iter().map(|(_, s)| s))
-        .map(|s| (format!("#{:02X}{:02X}{:02X}", s.color.0, s.color.1, s.color.2), s.class))
+        .map(|s| (format!("\"{}\"", hex(s.color)), s.class))
         .collect();
     let mut out = String::with_capacity(svg.len() + svg.len() / 8);
     for (i, piece) in svg.split('<').enumerate() {
@@ -256,7 +251,7 @@ fn classed(svg: String) -> String {
         let tag_end = piece.find('>').unwrap_or(piece.len());
         let class = colours.iter().find(|(hex, _)| {
             let tag = &piece[..tag_end];
-            tag.contains(&format!("stroke=\"{hex}\"")) || tag.contains(&format!("fill=\"{hex}\""))
+            tag.contains(&format!("stroke={hex}")) || tag.contains(&format!("fill={hex}"))
         });
         match (class, piece.find(' ')) {
             (Some((_, class)), Some(space)) if space < tag_end && !piece.starts_with("text") => {
@@ -271,29 +266,4 @@ fn classed(svg: String) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn series_colours_are_unique_so_classes_are_exact() {
-        let all = [&WEIGHT, &CANARY_SUCCESS, &STABLE_SUCCESS, &CANARY_P99, &STABLE_P99, &MIN_SUCCESS, &MAX_P99];
-        let mut colours: Vec<(u8, u8, u8)> = all
-            .iter()
-            .copied()
-            .chain(MARKERS.iter().map(|(_, s)| s))
-            .map(|s| (s.color.0, s.color.1, s.color.2))
-            .collect();
-        let n = colours.len();
-        colours.sort_unstable();
-        colours.dedup();
-        assert_eq!(colours.len(), n);
-        assert!(!colours.contains(&(0, 0, 0)) && !colours.contains(&(255, 255, 255)), "text and background");
-        let svg = classed(
-            r##"<polyline fill="none" opacity="1" stroke="#E6550D"/><rect fill="#2CA02C" stroke="#2CA02C"/>"##.into(),
-        );
-        assert_eq!(
-            svg,
-            r##"<polyline class="canary-success-rate" fill="none" opacity="1" stroke="#E6550D"/><rect class="marker-advance" fill="#2CA02C" stroke="#2CA02C"/>"##
-        );
-    }
-}
+mod tests;

@@ -156,6 +156,16 @@ pub fn window(occurrences: &[Occurrence], running: bool, now: Timestamp) -> Opti
     Some(Window { start, end, running })
 }
 
+/// The release as its recorded checks span it, for when its Events have expired (an
+/// hour, by default) but the status still holds them: from the first check to the last,
+/// or to `now` while `running`. `None` without a check.
+pub fn window_of_checks(checked: impl IntoIterator<Item = Timestamp>, running: bool, now: Timestamp) -> Option<Window> {
+    let (start, last) = checked.into_iter().fold(None, |span: Option<(Timestamp, Timestamp)>, at| {
+        Some(span.map_or((at, at), |(a, b)| (a.min(at), b.max(at))))
+    })?;
+    Some(Window { start, end: if running { now.max(last) } else { last }, running })
+}
+
 /// The canary's weight over the window, as a step line: 0 at the start, each Advance,
 /// 0 again at a rollback or the end of the canary, and the last weight held to the
 /// window's end.
@@ -236,6 +246,13 @@ mod tests {
         assert_eq!(window(&only_restart, false, at(9)).unwrap().start, at(7), "its earlier Events expired");
         assert_eq!(window(&[occ(1, "Advance podinfo.test canary weight 10")], false, at(9)), None);
         assert_eq!(window(&[], true, at(9)), None, "no release");
+        let checked = [at(30), at(12), at(20)];
+        assert_eq!(
+            window_of_checks(checked, false, at(99)),
+            Some(Window { start: at(12), end: at(30), running: false })
+        );
+        assert_eq!(window_of_checks(checked, true, at(99)).map(|w| w.end), Some(at(99)));
+        assert_eq!(window_of_checks([], false, at(99)), None);
     }
 
     #[test]
