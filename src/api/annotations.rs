@@ -35,6 +35,15 @@ pub const PROMOTE: &str = "apisix-canary.dev/promote";
 /// (`apisix-canary promote --force`).
 pub const PROMOTE_NOW: &str = "apisix-canary.dev/promote-now";
 
+/// On a Canary made from a Deployment's annotations (annotation mode): the digest of the
+/// spec the controller wrote (`release::mirror::digest`). A Canary whose spec no longer
+/// has it was written by someone else and is never the controller's to rewrite or delete.
+pub const MIRROR_DIGEST: &str = "apisix-canary.dev/mirror-digest";
+
+/// The annotation `kubectl apply` keeps its last applied configuration in: the whole
+/// object again, as a string.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// The lock: present while a release holds the Deployment. Removing it releases control.
 pub const STABLE_REVISION: &str = "apisix-canary.dev/stable-revision";
 /// The revision under analysis (equal to [`FAILED_REVISION`] after a rollback).

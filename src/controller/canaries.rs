@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ObjectMeta, PostParams, Preconditions};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
@@ -15,7 +15,6 @@ use super::Cached;
 use super::{Context, Error, MANAGER};
 use crate::api::annotations::{CANARY, PREFIX};
 use crate::api::canary::v1beta1::Canary;
-use crate::release::copies::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::release::mirror::{self, Keep};
 
 pub use crate::release::observe::annotation_mode;
@@ -48,43 +47,54 @@ pub async fn reconcile_deployment(d: Arc<Cached<Deployment>>, ctx: Arc<Context>)
     }
     let canaries: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
     let existing = canaries.get_opt(&name).await.map_err(Error::kube(format!("reading Canary {ns}/{name}")))?;
-    let ours = existing.as_ref().is_some_and(|c| annotation_mode(c) && owned_by(c, &d));
-    let params = PatchParams { field_manager: Some(MANAGER.to_owned()), ..PatchParams::default() };
-    match mirror::keep(&name, d.annotations(), existing.as_ref(), ours) {
+    let owned = existing.as_ref().is_some_and(|c| owned_by(c, &d));
+    match mirror::keep(&name, d.annotations(), existing.as_ref(), owned) {
         Keep::Nothing => {}
         Keep::Wait => return Ok(Requeue::requeue(Duration::from_secs(2))),
         Keep::Foreign => {
             tracing::warn!(deployment = %format!("{name}.{ns}"), "a Canary of this name exists and is not ours; leaving it");
         }
         Keep::Delete => {
+            // Only the object judged a mirror: one changed or made again since is not deleted.
+            let preconditions = existing.as_ref().map(|c| Preconditions {
+                uid: c.metadata.uid.clone(),
+                resource_version: c.metadata.resource_version.clone(),
+            });
             fenced()?;
-            let _ = canaries.delete(&name, &DeleteParams::background()).await;
+            let params = DeleteParams { preconditions, ..DeleteParams::background() };
+            match canaries.delete(&name, &params).await {
+                // Gone meanwhile: nothing left to do.
+                Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Requeue::await_change()),
+                other => other.map_err(Error::kube(format!("deleting Canary {ns}/{name}")))?,
+            };
+            tracing::info!(canary = %format!("{name}.{ns}"), msg = "Canary deleted: the Deployment opted out", "Canary deleted: the Deployment opted out");
         }
         Keep::Update(spec) => {
-            let mut patch = serde_json::json!({"spec": spec});
-            // A merge patch removes only what it says null: a resumed release.
-            if spec.suspend.is_none() {
-                patch["spec"]["suspend"] = serde_json::Value::Null;
-            }
+            let Some(mut canary) = existing else { return Ok(Requeue::await_change()) };
+            // The whole spec with its digest, over the version read: a merge patch would
+            // leave fields the annotations no longer say, and a change made meanwhile is
+            // a conflict, looked at again, not overwritten.
+            mirror::stamp(&mut canary.metadata, &spec);
+            canary.spec = spec;
+            // Left out, the API server keeps them; sent back, they would be taken as written.
+            canary.metadata.managed_fields = None;
+            let params = PostParams { field_manager: Some(MANAGER.to_owned()), ..PostParams::default() };
             fenced()?;
             canaries
-                .patch(&name, &params, &Patch::Merge(&patch))
+                .replace(&name, &params, &canary)
                 .await
                 .map_err(Error::kube(format!("updating Canary {ns}/{name}")))?;
         }
         Keep::Create(spec) => {
-            let canary = Canary {
-                metadata: ObjectMeta {
-                    name: Some(name.clone()),
-                    namespace: Some(ns.clone()),
-                    labels: Some([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())].into()),
-                    // The Deployment controls it: deleting one goes to the other.
-                    owner_references: d.controller_owner_ref(&()).map(|o| vec![o]),
-                    ..ObjectMeta::default()
-                },
-                spec,
-                status: None,
+            let mut metadata = ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                // The Deployment controls it: deleting one goes to the other.
+                owner_references: d.controller_owner_ref(&()).map(|o| vec![o]),
+                ..ObjectMeta::default()
             };
+            mirror::stamp(&mut metadata, &spec);
+            let canary = Canary { metadata, spec, status: None };
             let params = PostParams { field_manager: Some(MANAGER.to_owned()), ..PostParams::default() };
             fenced()?;
             canaries.create(&params, &canary).await.map_err(Error::kube(format!("creating Canary {ns}/{name}")))?;

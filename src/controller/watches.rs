@@ -22,14 +22,11 @@ use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
 use super::backoff::WatchBackoff;
+use crate::api::annotations::LAST_APPLIED;
 use crate::release::copies::{MANAGED_BY, MANAGED_BY_LABEL};
 
 /// What the caches keep of a `K`: its metadata.
 pub type Cached<K> = PartialObjectMeta<K>;
-
-/// The annotation `kubectl apply` keeps its last applied configuration in: the whole
-/// object again, as a string.
-pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Events a shared store holds for a subscriber that lags; the writer waits past that.
 const SHARED_BUFFER: usize = 1024;
