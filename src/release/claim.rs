@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::api::annotations::{CANARY, ROUTE};
+use crate::api::annotations::{ANALYSIS_KEYS, CANARY, ROUTE};
 use crate::release::lifecycle::Protection;
 
 /// The field manager of the claim, apart from the controller's other writes so that
@@ -70,13 +70,31 @@ pub fn protection(t: &Target<'_>) -> Protection {
             "Deployment {ns}/{d} is the target of Canary {ns}/{other} (its {CANARY} annotation names it); a \
              Deployment is released by one Canary: delete one of them"
         )),
-        None if annotations.contains_key(ROUTE) => Protection::Unprotected(format!(
-            "Deployment {ns}/{d} is opted in by its {ROUTE} annotation, and the Canary made from its annotations \
-             runs its releases; remove those annotations to let Canary {ns}/{} take it over",
-            t.canary
-        )),
+        None if annotations.contains_key(ROUTE) => Protection::Unprotected(annotation_mode(t, annotations)),
         None => Protection::Claim,
     }
+}
+
+/// Why a Deployment in annotation mode is not this Canary's, and the command that
+/// switches it to Canary mode: the opt-in and settings written on it, removed (the lock
+/// is left to the release that holds it).
+fn annotation_mode(t: &Target<'_>, annotations: &BTreeMap<String, String>) -> String {
+    let (ns, d, canary) = (t.namespace, t.deployment, t.canary);
+    let releaser = if canary == d {
+        "this Canary, of its name, is not the one the controller makes from them".to_owned()
+    } else {
+        format!("Canary {ns}/{d}, made from them, runs its releases")
+    };
+    let keys: Vec<String> = annotations
+        .keys()
+        .filter(|k| *k == ROUTE || ANALYSIS_KEYS.contains(&k.as_str()))
+        .map(|k| format!("{k}-"))
+        .collect();
+    format!(
+        "Deployment {ns}/{d} is in annotation mode (opted in by its {ROUTE} annotation) and {releaser}; for \
+         Canary {ns}/{canary} to take it over, remove those annotations: kubectl -n {ns} annotate deployment {d} {}",
+        keys.join(" ")
+    )
 }
 
 /// The server-side apply body of the claim: the annotation alone.
@@ -138,8 +156,19 @@ mod tests {
         assert!(w.starts_with("Deployment test/podinfo is the target of Canary test/other"), "{w}");
         // A stale opt-in naming a Canary that is gone is taken over.
         assert_eq!(protection(&Target { other_exists: Some(false), ..target(Some(&taken)) }), Protection::Claim);
-        let inline = ann(&[(ROUTE, "podinfo")]);
-        assert!(why(protection(&target(Some(&inline)))).contains("opted in by its apisix-canary.dev/route annotation"));
+        let inline = ann(&[(ROUTE, "podinfo"), ("apisix-canary.dev/max-weight", "30"), ("team", "a")]);
+        assert_eq!(
+            why(protection(&target(Some(&inline)))),
+            "Deployment test/podinfo is in annotation mode (opted in by its apisix-canary.dev/route annotation) and \
+             Canary test/podinfo, made from them, runs its releases; for Canary test/web to take it over, remove \
+             those annotations: kubectl -n test annotate deployment podinfo apisix-canary.dev/max-weight- \
+             apisix-canary.dev/route-"
+        );
+        // The lock stays: the release that holds the Deployment ends by its own rules.
+        let locked = ann(&[(ROUTE, "podinfo"), ("apisix-canary.dev/stable-revision", "5f7d9c8b6a")]);
+        let w = why(protection(&Target { canary: "podinfo", ..target(Some(&locked)) }));
+        assert!(w.contains("and this Canary, of its name, is not the one the controller makes from them;"), "{w}");
+        assert!(w.ends_with("annotate deployment podinfo apisix-canary.dev/route-"), "{w}");
         let none = BTreeMap::new();
         let w = why(protection(&Target { excluded: true, ..target(Some(&none)) }));
         assert!(w.starts_with("namespace test is excluded from our Deployment webhook"), "{w}");
