@@ -88,11 +88,13 @@ pub struct Occurrence {
 pub fn occurrences(events: &[Event]) -> Vec<Occurrence> {
     let mut out = Vec::new();
     for e in events {
-        // eventTime has microseconds, the other two whole seconds: steps a fraction of a
-        // second apart keep their order.
+        // eventTime and a repeat's series.lastObservedTime have microseconds, the other
+        // two whole seconds: steps a fraction of a second apart keep their order.
         let first = e.event_time.as_ref().map(|t| t.0).or(e.first_timestamp.as_ref().map(|t| t.0));
-        let last =
-            e.last_timestamp.as_ref().map(|t| t.0).filter(|l| first.is_none_or(|f| l.as_second() > f.as_second()));
+        let repeated = e.series.as_ref().and_then(|s| s.last_observed_time.as_ref()).map(|t| t.0);
+        let last = repeated.or_else(|| {
+            e.last_timestamp.as_ref().map(|t| t.0).filter(|l| first.is_none_or(|f| l.as_second() > f.as_second()))
+        });
         let last = last.or(first);
         let (Some(first), Some(last)) = (first, last) else { continue };
         let message = e.message.clone().unwrap_or_default();
@@ -196,6 +198,34 @@ mod tests {
 
     fn occ(s: u32, message: &str) -> Occurrence {
         Occurrence { at: at(s), type_: "Normal".into(), message: message.into(), count: 1, kind: Kind::of(message) }
+    }
+
+    #[test]
+    fn a_repeat_is_placed_at_its_microsecond_not_at_the_start_of_its_second() {
+        use k8s_openapi::api::core::v1::EventSeries;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+        // The release starts 0.8 s into the second the last one was promoted in: its
+        // "New revision detected!" repeats an earlier release's Event.
+        let promoted = at(10).checked_add(SignedDuration::from_millis(200)).unwrap();
+        let started = at(10).checked_add(SignedDuration::from_millis(800)).unwrap();
+        let event = |message: &str, first: Timestamp, last: Timestamp, count: i32| Event {
+            message: Some(message.into()),
+            event_time: Some(MicroTime(first)),
+            first_timestamp: Some(Time(first)),
+            last_timestamp: Some(Time(Timestamp::from_second(last.as_second()).unwrap())),
+            count: Some(count),
+            series: (count > 1).then(|| EventSeries { count: Some(count), last_observed_time: Some(MicroTime(last)) }),
+            ..Event::default()
+        };
+        let events = [
+            event(&format!("New revision detected! Scaling up {ID}"), at(0), started, 2),
+            event(&format!("Promotion completed! Scaling down {ID}"), promoted, promoted, 1),
+        ];
+        let occurrences = occurrences(&events);
+        let start = occurrences.iter().rfind(|o| matches!(o.kind, Kind::Start { .. })).unwrap();
+        assert_eq!(start.at, started);
+        let end = occurrences.iter().find(|o| o.kind == Kind::End).unwrap();
+        assert!(end.at < start.at, "the earlier release's end comes before this one's start");
     }
 
     #[test]
