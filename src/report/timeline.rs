@@ -214,7 +214,8 @@ mod tests {
             first_timestamp: Some(Time(first)),
             last_timestamp: Some(Time(Timestamp::from_second(last.as_second()).unwrap())),
             count: Some(count),
-            series: (count > 1).then(|| EventSeries { count: Some(count), last_observed_time: Some(MicroTime(last)) }),
+            series: (count > 1)
+                .then_some(EventSeries { count: Some(count), last_observed_time: Some(MicroTime(last)) }),
             ..Event::default()
         };
         let events = [
