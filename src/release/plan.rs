@@ -37,6 +37,9 @@ pub mod defaults {
     pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
     /// Percent of the canary's pods available before it is judged ready (Flagger's).
     pub const CANARY_READY_THRESHOLD: u32 = 100;
+    /// `judge: sequential`'s confidence, in percent: at most 1 % of healthy releases
+    /// rolled back by the test.
+    pub const CONFIDENCE: f64 = 99.0;
 }
 
 /// A legal but risky value, with the path it is about; sent as an admission warning.
@@ -77,6 +80,20 @@ pub struct Plan {
     pub ingress: Option<String>,
     /// Percent (0-100) of the canary's pods that must be available before it is ready.
     pub canary_ready_threshold: u32,
+    /// How the built-in metrics are judged.
+    pub judge: Judge,
+}
+
+/// How the built-in metrics are judged (`analysis.judge`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Judge {
+    /// Flagger's rule: each interval, each metric over its window; `threshold` failed
+    /// checks roll the release back.
+    Interval,
+    /// `analysis::sequential`'s test of the canary's requests since its first traffic,
+    /// looked at whenever Prometheus may have new counts: a rejection rolls back at once,
+    /// at most `100 - confidence` percent of healthy releases rolled back by it.
+    Sequential { confidence: f64 },
 }
 
 /// A check run at every step.

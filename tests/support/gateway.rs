@@ -125,5 +125,6 @@ pub fn plan(
         metrics_server: None,
         ingress: None,
         canary_ready_threshold: 100,
+        judge: apisix_canary::release::plan::Judge::Interval,
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Metric, MetricScope, MetricSource, NoData, Parsed, Plan, StepSettings, defaults, finish};
+use super::{Judge, Metric, MetricScope, MetricSource, NoData, Parsed, Plan, StepSettings, defaults, finish};
 use crate::api::annotations::*;
 use crate::api::canary::{REQUEST_DURATION, REQUEST_SUCCESS_RATE};
 use crate::api::field::{FieldError, Findings, Path, Shown};
@@ -91,6 +91,7 @@ impl Plan {
                 metrics_server: None,
                 ingress: None,
                 canary_ready_threshold: defaults::CANARY_READY_THRESHOLD,
+                judge: Judge::Interval,
             }),
             (None, Some(canary)) => OptIn::Canary(canary),
             (None, None) => OptIn::Out,

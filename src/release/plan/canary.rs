@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::{Parsed, Plan, StepSettings, defaults, finish};
+use super::{Judge, Parsed, Plan, StepSettings, defaults, finish};
 use crate::api::canary::{convert, flat, v1alpha1, v1beta1};
 use crate::api::field::{FieldError, Findings, Path, Shown};
 use crate::api::{apisix_route, rules};
@@ -227,6 +227,7 @@ fn parse_v1beta1(spec: &v1beta1::CanarySpec, f: &mut Findings) -> Plan {
         metrics_server: flagger.metrics_server,
         ingress: flagger.ingress,
         canary_ready_threshold: flagger.canary_ready_threshold,
+        judge: Judge::Interval,
     }
 }
 
