@@ -25,6 +25,7 @@ pub mod batch;
 pub mod check;
 pub mod hooks;
 pub mod http;
+pub mod judge;
 pub mod prometheus;
 pub mod quantile;
 pub mod query;

@@ -141,6 +141,59 @@ impl Series {
     }
 }
 
+impl Series {
+    /// Requests counted since `since` (Unix seconds), for the sequential judge: each
+    /// series' value now less its value at `since`. A series born after `since` counts
+    /// whole; one that went down (a counter reset, a restarted gateway) counts its value
+    /// now. `narrow` adds matchers (`code=~"5.."`). Exact counts of this release's
+    /// requests, not a rate over a window: `rate()` misses a new series' first
+    /// increments, and a window may reach back before the release.
+    pub fn counted_since(&self, family: Family, narrow: &str, since: i64) -> String {
+        let m = &self.matchers;
+        let (name, type_) = match family {
+            Family::Status => (STATUS, ""),
+            Family::Latency => (LATENCY_BUCKET, "type=~\"request\", "),
+        };
+        let narrow = if narrow.is_empty() { String::new() } else { format!(", {narrow}") };
+        let x = format!("{name}{{ {type_}{m}{narrow} }}");
+        // Arithmetic drops the metric name on both sides, so `or` matches label sets alike.
+        format!("sum( ( {x} - {x} @ {since} ) >= 0 or ( {x} - 0 ) )")
+    }
+
+    /// (requests, 5xx answers) since `since`: request-success-rate's counts.
+    pub fn errors_since(&self, since: i64) -> (String, String) {
+        (self.counted_since(Family::Status, "", since), self.counted_since(Family::Status, "code=~\"5..\"", since))
+    }
+
+    /// (requests, requests slower than `bucket_ms`) since `since`: request-duration's
+    /// counts, from the latency histogram's `+Inf` and `bucket_ms` buckets. APISIX writes
+    /// `le` zero-padded (`00500.0`).
+    pub fn slow_since(&self, bucket_ms: u64, since: i64) -> (String, String) {
+        let all = self.counted_since(Family::Latency, "le=\"+Inf\"", since);
+        let fast = self.counted_since(Family::Latency, &format!("le=~\"0*{bucket_ms}(\\\\.0*)?\""), since);
+        (all.clone(), format!("{all} - {fast}"))
+    }
+}
+
+/// A metric family of APISIX's, for [`Series::counted_since`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `apisix_http_status`: requests by answer code.
+    Status,
+    /// `apisix_http_latency_bucket{type="request"}`: requests by latency bucket.
+    Latency,
+}
+
+/// APISIX's default latency buckets, in milliseconds.
+pub const LATENCY_BUCKETS_MS: [u64; 15] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000];
+
+/// The bucket a duration bound is counted at: the smallest of APISIX's buckets at least
+/// `max_ms` (a request within it is within the bound, or slower by less than a bucket),
+/// `None` beyond the last.
+pub fn bucket_for(max_ms: f64) -> Option<u64> {
+    LATENCY_BUCKETS_MS.iter().copied().find(|b| *b as f64 >= max_ms)
+}
+
 /// The `node` values that answered some request of `route`'s rules (any ApisixRoute
 /// of `namespace`: the generated one, or the target's own) over `interval`: one series
 /// per node. A series whose counter did not move is left out, so the nodes of an
@@ -324,6 +377,24 @@ mod tests {
     fn strings_escape_quotes_and_backslashes() {
         assert_eq!(promql_string(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(regex_escape("1.2+3(x)|y$"), r"1\.2\+3\(x\)\|y\$");
+    }
+
+    #[test]
+    fn counts_since_a_time_subtract_the_value_then_and_keep_new_and_reset_series() {
+        let s = Series::new("test", "podinfo-podinfo-canary", Scope::Canary, &nodes(&["10.0.0.7"])).unwrap();
+        let (all, errors) = s.errors_since(1_700_000_000);
+        let x = r#"apisix_http_status{ route=~"test_podinfo-podinfo-canary_.+", node=~"10\\.0\\.0\\.7" }"#;
+        assert_eq!(all, format!("sum( ( {x} - {x} @ 1700000000 ) >= 0 or ( {x} - 0 ) )"));
+        assert!(errors.contains(r#"node=~"10\\.0\\.0\\.7", code=~"5.." } @ 1700000000"#), "{errors}");
+        let (total, slow) = s.slow_since(500, 1_700_000_000);
+        assert!(
+            total.contains(r#"apisix_http_latency_bucket{ type=~"request", route=~"#) && total.contains(r#"le="+Inf""#)
+        );
+        assert!(slow.starts_with(&format!("{total} - sum(")) && slow.contains(r#"le=~"0*500(\\.0*)?""#), "{slow}");
+        assert_eq!(
+            [bucket_for(500.0), bucket_for(300.0), bucket_for(0.5), bucket_for(70_000.0)],
+            [Some(500), Some(500), Some(1), None]
+        );
     }
 
     #[test]

@@ -13,7 +13,10 @@ mod writes;
 
 use super::hooks::{self, Subject};
 use super::observe::{COPY_OF, Objects, observe};
-use super::{Context, Error, MANAGER, checks::checks};
+use super::{
+    Context, Error, MANAGER,
+    checks::{checks, sequential},
+};
 use crate::api::canary::Phase;
 use crate::api::canary::v1beta1::Canary;
 use crate::lease::Fence;
@@ -50,7 +53,7 @@ pub async fn reconcile(canary: &Canary, ctx: &Context, fence: &Fence) -> Result<
     let who = Subject::of(&canary.name_any(), &objects.namespace, &observed);
     let mut decision = decide(&observed, now);
     // Each answer is asked for once: a decision that asks again is a bug, not a loop.
-    for _ in 0..=HookKind::ALL.len() {
+    for _ in 0..=HookKind::ALL.len() + 1 {
         let plan = match &decision {
             Decision::Act { .. } => break,
             _ => observed.plan.clone().map_err(Error::Invalid)?,
@@ -58,6 +61,9 @@ pub async fn reconcile(canary: &Canary, ctx: &Context, fence: &Fence) -> Result<
         match decision {
             Decision::RunChecks if observed.checks.is_none() => {
                 observed.checks = Some(checks(&plan, &observed, &objects, ctx).await);
+            }
+            Decision::RunTest if observed.tested.is_none() => {
+                observed.tested = Some(sequential(&plan, &observed, &objects, ctx).await);
             }
             Decision::Call(kind, phase) if !observed.hooks.contains_key(&kind) => {
                 fenced(fence)?;
@@ -298,6 +304,7 @@ impl<'a> Run<'a> {
             status: status.unwrap_or_else(|| self.observed.status.clone()),
             route_weight: weight.map(|(_, w)| w),
             checks: None,
+            tested: None,
             hooks: Default::default(),
             ..self.observed.clone()
         };

@@ -8,11 +8,14 @@ use kube::Api;
 use super::observe::Objects;
 use super::{Context, metrics};
 use crate::analysis::prometheus::{Prometheus, QUERY_TIMEOUT};
-use crate::analysis::{Scope, Source, Verdict, http, own_prometheus, template, upstream_nodes, wait_for_traffic};
+use crate::analysis::query::Series;
+use crate::analysis::{
+    Scope, Source, Verdict, http, judge, own_prometheus, template, upstream_nodes, wait_for_traffic,
+};
 use crate::api::metric_template::MetricTemplate;
 use crate::release::copies;
-use crate::release::lifecycle::{Check, Observed};
-use crate::release::plan::{MetricScope, MetricSource, Plan};
+use crate::release::lifecycle::{Check, Observed, Tested};
+use crate::release::plan::{Judge, MetricScope, MetricSource, Plan};
 use crate::route;
 
 /// The analysis of this interval: every metric of the plan on the canary's traffic.
@@ -139,6 +142,44 @@ pub(super) async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &C
             Check { metric, value, halt, wait }
         })
         .collect()
+}
+
+/// The sequential test of the plan's built-in metrics on the canary's requests since
+/// its analysis started (`judge: sequential`). A test that cannot be read (endpoints,
+/// Prometheus) says nothing: the interval's checks report such failures.
+pub(super) async fn sequential(plan: &Plan, o: &Observed, objects: &Objects, ctx: &Context) -> Vec<Tested> {
+    let (Judge::Sequential { confidence }, Some(started)) = (plan.judge, o.status.started) else { return Vec::new() };
+    let canary_service = copies::canary_service_name(&objects.service_name);
+    let nodes = match &objects.canary_nodes {
+        Some(listed) => listed.clone(),
+        None => upstream_nodes(&ctx.client, &objects.namespace, &canary_service).await.map_err(|e| e.to_string()),
+    };
+    let generated = route::generated_name(&plan.route, &plan.target);
+    let Some(series) = nodes.ok().and_then(|n| Series::new(&objects.namespace, &generated, Scope::Canary, &n)) else {
+        return Vec::new();
+    };
+    let url = plan.metrics_server.as_deref().unwrap_or(&ctx.config.prometheus_url);
+    let client = http::Options { resolver: Some(&ctx.config.resolver), ..http::Options::default() };
+    let prometheus = match Prometheus::with(url, QUERY_TIMEOUT, &client) {
+        Ok(p) => p.counted(ctx.metrics.prometheus_queries(metrics::BUILTIN)),
+        Err(e) => {
+            tracing::warn!(canary = %o.id, error = %e, "sequential test: no Prometheus");
+            return Vec::new();
+        }
+    };
+    let tallies = judge::tallies(plan, &series, started.as_second());
+    match judge::judge(&tallies, confidence, &prometheus).await {
+        Ok(tested) => {
+            for t in &tested {
+                tracing::debug!(canary = %o.id, metric = t.metric.as_str(), share = ?t.share, requests = t.requests, log_e = t.log_e, "sequential test");
+            }
+            tested
+        }
+        Err(e) => {
+            tracing::warn!(canary = %o.id, error = %e, "sequential test: Prometheus query failed");
+            Vec::new()
+        }
+    }
 }
 
 /// One template metric of [`checks`], with the template's name for its messages.

@@ -158,6 +158,8 @@ pub struct Observed {
     pub checks: Option<Vec<Check>>,
     /// The Prometheus the checks query (`analysis.metricsServer` or the controller's).
     pub metrics_server: Option<String>,
+    /// The sequential test, when the executor was asked to run it.
+    pub tested: Option<Vec<Tested>>,
     /// What the webhooks of each kind answered, when the executor was asked to call them.
     pub hooks: BTreeMap<HookKind, Vec<HookResult>>,
     /// What an operator asked of the release (annotations on the Canary).
@@ -226,6 +228,21 @@ pub struct Check {
     pub wait: Option<String>,
 }
 
+/// The sequential test of one built-in metric (`judge: sequential`) on the canary's
+/// requests since its first traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tested {
+    pub metric: String,
+    /// The canary's share of failures (5xx, or slower than the bound), in percent;
+    /// `None` before any request.
+    pub share: Option<f64>,
+    pub requests: u64,
+    /// The log of the test's evidence against a healthy canary.
+    pub log_e: f64,
+    /// The test rejected a healthy canary: the rollback's reason, with the evidence.
+    pub rejected: Option<String>,
+}
+
 /// One thing to do, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -272,6 +289,8 @@ pub enum Decision {
     Act { actions: Vec<Action>, requeue: Option<Duration> },
     /// Run the plan's checks and decide again with `Observed::checks` filled in.
     RunChecks,
+    /// Run the sequential test and decide again with `Observed::tested` filled in.
+    RunTest,
     /// Call every webhook of this kind with this phase, and decide again with
     /// `Observed::hooks` holding their answers.
     Call(HookKind, Phase),
@@ -313,8 +332,14 @@ pub fn decide(o: &Observed, now: Timestamp) -> Decision {
     match decide_step(o, now) {
         Decision::Act { actions, requeue } => {
             let (mut writes, reports): (Vec<_>, Vec<_>) = actions.into_iter().partition(|a| !a.is_report());
-            if let Some(checks) = &o.checks {
-                record(o, checks, now, &mut writes);
+            let rejections = o.tested.iter().flatten().filter_map(|t| {
+                let halt = t.rejected.as_ref()?;
+                let halt = Some(format!("Rolling back {}: {}", o.id, halt));
+                Some(Check { metric: t.metric.clone(), value: t.share, halt, wait: None })
+            });
+            let checks: Vec<Check> = o.checks.iter().flatten().cloned().chain(rejections).collect();
+            if o.checks.is_some() || !checks.is_empty() {
+                record(o, &checks, now, &mut writes);
             }
             writes.extend(reports);
             Decision::Act { actions: writes, requeue }

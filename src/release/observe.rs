@@ -153,6 +153,7 @@ pub fn observe(s: &Snapshot) -> Seen {
         refusal,
         checks: None,
         metrics_server: None,
+        tested: None,
         hooks: Default::default(),
         requests: requests(c.annotations()),
     };

@@ -105,7 +105,12 @@ fn promotion_step(o: &Observed, now: Timestamp) -> Option<Decision> {
 /// post-rollout hooks and an alert (Flagger sends none for a deadline, #1663).
 pub(super) fn rollback(o: &Observed, now: Timestamp, why: Option<String>) -> Decision {
     let (reason, alert_message) = match (&why, &o.plan) {
-        (Some(why), _) => (format!("Rolling back {} {why}", o.id), capitalized(why)),
+        // ": canary 5xx share ..." (the sequential judge) follows the name, as Flagger
+        // writes "Rolling back podinfo.test: ..."; other reasons after a space.
+        (Some(why), _) => match why.strip_prefix(": ") {
+            Some(said) => (format!("Rolling back {}{why}", o.id), capitalized(said)),
+            None => (format!("Rolling back {} {why}", o.id), capitalized(why)),
+        },
         (None, Ok(plan)) => (
             format!("Rolling back {} failed checks threshold reached {}", o.id, plan.threshold),
             format!("Failed checks threshold reached {}", plan.threshold),
@@ -115,6 +120,7 @@ pub(super) fn rollback(o: &Observed, now: Timestamp, why: Option<String>) -> Dec
     let mut actions =
         vec![Action::Event { warning: true, message: reason }, Action::RouteToStable, Action::DeleteGenerated];
     actions.extend(o.target.lock.fail().map(Action::WriteLock));
+    let why = why.map(|w| w.strip_prefix(": ").map_or_else(|| w.clone(), str::to_owned));
     actions.extend(failed_status(o, now, why));
     actions.push(alert(Severity::Error, alert_message));
     Decision::Act { actions, requeue: None }

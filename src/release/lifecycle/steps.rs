@@ -3,6 +3,8 @@
 //! ```text
 //!  canary ready? ─no─▶ wait (deadline only before the first step)
 //!  threshold reached ─▶ rollback
+//!  judge: sequential ─▶ the test on the canary's requests so far ─rejects─▶ rollback now
+//!                       (looked at every SEQUENTIAL_EVERY between the intervals)
 //!  first step:  Starting canary analysis ▶ confirm-traffic-increase ▶ pre-rollout ▶ weight 1st step
 //!  each interval: rollback hook ▶ rollout hooks + metrics ─halt─▶ failedChecks+1
 //!                 all pass ▶ at max: confirm-promotion ▶ promote
@@ -12,6 +14,11 @@
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::*;
+use crate::release::plan::Judge;
+
+/// How often the sequential judge looks between two intervals: Prometheus may have new
+/// counts at each scrape.
+pub const SEQUENTIAL_EVERY: Duration = Duration::from_secs(5);
 
 pub(super) fn progress(o: &Observed, plan: &Plan, now: Timestamp) -> Decision {
     if let Some(why) = &o.refusal {
@@ -60,6 +67,18 @@ pub(super) fn progress(o: &Observed, plan: &Plan, now: Timestamp) -> Decision {
     }
     if o.status.weight == 0 && o.status.iterations == 0 {
         return first_step(o, plan, waited, now);
+    }
+    // The sequential judge looks whenever Prometheus may have new counts, between the
+    // interval's checks too: a rejection rolls the release back at once, whatever the
+    // threshold.
+    if matches!(plan.judge, Judge::Sequential { .. }) && o.status.weight > 0 && o.status.started.is_some() {
+        let Some(tested) = &o.tested else { return Decision::RunTest };
+        if let Some(why) = tested.iter().find_map(|t| t.rejected.as_ref()) {
+            return rollback(o, now, Some(format!(": {why}")));
+        }
+        if waited < plan.interval {
+            return Decision::wait((plan.interval - waited).min(SEQUENTIAL_EVERY));
+        }
     }
     if waited < plan.interval {
         return Decision::wait(plan.interval - waited);

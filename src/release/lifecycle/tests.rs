@@ -16,6 +16,7 @@ mod gates;
 mod initial;
 mod operator;
 mod records;
+mod sequential;
 
 const ID: &str = "podinfo.test";
 
@@ -53,6 +54,8 @@ struct World {
     halt: fn(u32) -> Option<String>,
     /// The wait message of each interval's checks (too little traffic), by weight.
     wait: fn(u32) -> Option<String>,
+    /// The sequential test's rejection (`judge: sequential`), by weight.
+    reject: fn(u32) -> Option<String>,
     /// What the webhooks of a kind answer; by default success, and "no" from the
     /// rollback hooks (which roll back on success).
     answers: BTreeMap<HookKind, Result<(), String>>,
@@ -85,6 +88,7 @@ impl World {
             refusal: None,
             checks: None,
             metrics_server: Some("http://prometheus:9090".into()),
+            tested: None,
             hooks: Default::default(),
             requests: Default::default(),
         };
@@ -97,6 +101,7 @@ impl World {
             log: Vec::new(),
             halt: |_| None,
             wait: |_| None,
+            reject: |_| None,
             answers: BTreeMap::from([(HookKind::Rollback, Err("no".to_owned()))]),
             calls: Vec::new(),
             alerts: Vec::new(),
@@ -176,6 +181,7 @@ impl World {
     /// One reconcile that crashes after `keep` actions; checks are run when asked for.
     fn step_partial(&mut self, keep: usize) -> Option<Duration> {
         self.o.checks = None;
+        self.o.tested = None;
         self.o.hooks.clear();
         let mut decision = decide(&self.o, self.now);
         loop {
@@ -187,6 +193,13 @@ impl World {
                     let wait = (self.wait)(self.o.status.weight);
                     self.o.checks =
                         Some(vec![Check { metric: "request-success-rate".into(), value: Some(99.9), halt, wait }]);
+                }
+                Decision::RunTest => {
+                    assert!(self.o.tested.is_none(), "the test asked twice");
+                    let rejected = (self.reject)(self.o.status.weight);
+                    let share = Some(if rejected.is_some() { 30.0 } else { 0.4 });
+                    let metric = "request-success-rate".into();
+                    self.o.tested = Some(vec![Tested { metric, share, requests: 41, log_e: 1.0, rejected }]);
                 }
                 Decision::Call(kind, phase) => {
                     assert!(!self.o.hooks.contains_key(&kind), "{kind} asked twice");
