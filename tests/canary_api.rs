@@ -217,6 +217,10 @@ prop_compose! {
         webhooks in proptest::collection::vec(arb_webhook(), 0..3),
         top in (opt(1..600i32), opt(any::<bool>()), opt(any::<bool>()), opt(Just("apisix".to_owned()))),
         unsupported in (opt(1..10i32), opt(any::<bool>()), arb_flagger()),
+        judge in (
+            opt(prop_oneof![Just("interval".to_owned()), Just("sequential".to_owned()), "[a-z]{0,6}"]),
+            opt(prop_oneof![Just(99.0), Just(99.9), Just(100.0), 0.0..200.0f64]),
+        ),
     ) -> v1beta1::CanarySpec {
         let flagger = unsupported.2;
         v1beta1::CanarySpec {
@@ -239,6 +243,8 @@ prop_compose! {
                 step_weights: weights.2,
                 step_weight_promotion: weights.3,
                 metrics,
+                judge: judge.0,
+                confidence: judge.1,
                 webhooks,
                 iterations: unsupported.0,
                 mirror: unsupported.1,

@@ -23,6 +23,8 @@ fn full() -> v1alpha1::CanarySpec {
         threshold: Some(3),
         min_success_rate: Some(99.5),
         max_request_duration: Some("1.5s".to_owned()),
+        judge: Some("sequential".to_owned()),
+        confidence: Some(99.9),
         progress_deadline_seconds: Some(300),
         skip_analysis: Some(true),
         suspend: Some(false),

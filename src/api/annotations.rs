@@ -21,6 +21,11 @@ pub const INTERVAL: &str = "apisix-canary.dev/interval";
 pub const THRESHOLD: &str = "apisix-canary.dev/threshold";
 pub const MIN_SUCCESS_RATE: &str = "apisix-canary.dev/min-success-rate";
 pub const MAX_REQUEST_DURATION: &str = "apisix-canary.dev/max-request-duration";
+/// How the built-in metrics are judged: `interval` (Flagger's rule, the default) or
+/// `sequential` (the anytime-valid test).
+pub const JUDGE: &str = "apisix-canary.dev/judge";
+/// `sequential`'s confidence in percent (default 99).
+pub const CONFIDENCE: &str = "apisix-canary.dev/confidence";
 pub const PROGRESS_DEADLINE_SECONDS: &str = "apisix-canary.dev/progress-deadline-seconds";
 pub const SKIP_ANALYSIS: &str = "apisix-canary.dev/skip-analysis";
 /// `true`: stop acting on the release, keeping its state (`apisix-canary pause`).
@@ -66,6 +71,8 @@ pub const ANALYSIS_KEYS: &[&str] = &[
     THRESHOLD,
     MIN_SUCCESS_RATE,
     MAX_REQUEST_DURATION,
+    JUDGE,
+    CONFIDENCE,
     PROGRESS_DEADLINE_SECONDS,
     SKIP_ANALYSIS,
     SUSPEND,
@@ -83,6 +90,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     THRESHOLD,
     MIN_SUCCESS_RATE,
     MAX_REQUEST_DURATION,
+    JUDGE,
+    CONFIDENCE,
     PROGRESS_DEADLINE_SECONDS,
     SKIP_ANALYSIS,
     SUSPEND,

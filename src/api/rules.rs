@@ -49,6 +49,15 @@ pub fn success_rate(path: &Path, raw: &Shown, value: Option<f64>) -> Result<f64,
     }
 }
 
+/// `judge: sequential`'s confidence in percent, strictly between 50 and 100: at 50 or
+/// less the test would roll back a healthy release as often as not, at 100 never.
+pub fn confidence(path: &Path, raw: &Shown, value: Option<f64>) -> Result<f64, FieldError> {
+    match value {
+        Some(v) if v > 50.0 && v < 100.0 => Ok(v),
+        _ => Err(FieldError::invalid(path, raw, "must be a number strictly between 50 and 100, such as 99 or 99.9")),
+    }
+}
+
 /// How much worse than the stable version a canary may be (`maxDelta`): at least 0; in
 /// percentage points for a success rate, so at most 100 there.
 pub fn max_delta(path: &Path, value: f64, percent: bool) -> Result<f64, FieldError> {

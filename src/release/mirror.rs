@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::copies::{MANAGED_BY, MANAGED_BY_LABEL};
 use super::lifecycle::holds_release;
-use super::plan::{Compare, MetricScope, MetricSource, NoData, OptIn, Plan};
+use super::plan::{Compare, Judge, MetricScope, MetricSource, NoData, OptIn, Plan};
 use crate::api::annotations::{self, CANARY, MIRROR_DIGEST, ROUTE};
 use crate::api::canary::v1beta1::{Analysis, Canary, CanarySpec, Metric, ThresholdRange};
 use crate::api::canary::{ObjectRef as Ref, REQUEST_DURATION, REQUEST_SUCCESS_RATE};
@@ -161,6 +161,13 @@ fn analysis(plan: &Plan) -> Analysis {
         step_weights: Some(plan.steps.iter().filter_map(|w| i32::try_from(*w).ok()).collect()),
         step_weight_promotion: plan.step_weight_promotion.and_then(|w| i32::try_from(w).ok()),
         metrics,
+        // Left out for the default judge: every mirror written before judges existed
+        // stays as it is.
+        judge: (plan.judge != Judge::Interval).then(|| plan.judge.name().to_owned()),
+        confidence: match plan.judge {
+            Judge::Sequential { confidence } => Some(confidence),
+            Judge::Interval => None,
+        },
         ..Analysis::default()
     }
 }
@@ -203,6 +210,30 @@ mod tests {
         assert_eq!(keep("podinfo", &opted, Some(&theirs), true), Keep::Foreign, "owned, but not a mirror");
         // A mirror another Deployment of that name owned (deleted, made again): not ours.
         assert_eq!(keep("podinfo", &opted, Some(&ours), false), Keep::Foreign);
+    }
+
+    /// The mirror says the judge the release runs, and reads back as the same judge.
+    #[test]
+    fn the_mirror_writes_the_judge_of_the_annotations() {
+        use crate::api::annotations::{CONFIDENCE, JUDGE};
+        let cases = [
+            (vec![(JUDGE, "sequential"), (CONFIDENCE, "99.9")], Some("sequential"), Some(99.9)),
+            (vec![(JUDGE, "sequential")], Some("sequential"), Some(99.0)),
+            // The default judge is left out, as mirrors were written before it existed;
+            // a confidence it does not read too.
+            (vec![(JUDGE, "interval"), (CONFIDENCE, "95")], None, None),
+            (vec![], None, None),
+        ];
+        for (settings, judge, confidence) in cases {
+            let annotations = ann(&[&[(ROUTE, "podinfo")], settings.as_slice()].concat());
+            let spec = mirror("podinfo", &annotations);
+            assert_eq!((spec.analysis.judge.as_deref(), spec.analysis.confidence), (judge, confidence), "{settings:?}");
+            let Ok((OptIn::Inline(inline), _)) = Plan::from_annotations("podinfo", &annotations) else {
+                panic!("{settings:?}")
+            };
+            let (from_mirror, _) = Plan::from_canary(&spec).unwrap();
+            assert_eq!(from_mirror.judge, inline.judge, "{settings:?}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 mod annotations;
 mod canary;
+mod judge;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -18,7 +18,7 @@ use apisix_canary::admission::{self, AdmissionResponse, Answer, Hook};
 use apisix_canary::api::{annotations, duration, metric_template};
 use apisix_canary::conversion;
 use apisix_canary::release::lock::Lock;
-use apisix_canary::release::plan::{OptIn, Plan};
+use apisix_canary::release::plan::{Judge, OptIn, Plan};
 use base64::Engine;
 use serde_json::Value;
 
@@ -299,6 +299,9 @@ fn runnable(plan: &Plan) -> Result<(), String> {
     ensure(plan.step_weight_promotion.is_none_or(|p| (1..=100).contains(&p)), || {
         format!("stepWeightPromotion {:?}", plan.step_weight_promotion)
     })?;
+    if let Judge::Sequential { confidence } = plan.judge {
+        ensure(confidence > 50.0 && confidence < 100.0, || format!("confidence {confidence}"))?;
+    }
     ensure(!plan.interval.is_zero() && plan.threshold >= 1, || {
         format!("interval {:?}, threshold {}", plan.interval, plan.threshold)
     })

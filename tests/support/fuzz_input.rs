@@ -143,6 +143,9 @@ const STRINGS: &[&str] = &[
     "scale",
 ];
 
+/// The first [`KEYS`] are annotation keys (ours, then one we do not know).
+const ANNOTATION_KEYS: usize = 23;
+
 const KEYS: &[&str] = &[
     "apisix-canary.dev/route",
     "apisix-canary.dev/canary",
@@ -154,6 +157,8 @@ const KEYS: &[&str] = &[
     "apisix-canary.dev/threshold",
     "apisix-canary.dev/min-success-rate",
     "apisix-canary.dev/max-request-duration",
+    "apisix-canary.dev/judge",
+    "apisix-canary.dev/confidence",
     "apisix-canary.dev/progress-deadline-seconds",
     "apisix-canary.dev/skip-analysis",
     "apisix-canary.dev/suspend",
@@ -256,7 +261,7 @@ impl Mutator {
         let op = self.rng.u8(..10);
         if op == 0 {
             // An annotation where the hooks read them.
-            let key = KEYS[self.rng.usize(..21)].to_owned();
+            let key = KEYS[self.rng.usize(..ANNOTATION_KEYS)].to_owned();
             let value = self.string();
             let side = ["object", "oldObject"][self.rng.usize(..2)];
             if let Some(request) = root.get_mut("request").and_then(Value::as_object_mut)
@@ -360,7 +365,7 @@ impl Mutator {
             0 => {
                 let token = match self.target {
                     Target::Annotations => {
-                        let key = KEYS[self.rng.usize(..21)];
+                        let key = KEYS[self.rng.usize(..ANNOTATION_KEYS)];
                         format!("\n{key}={}\n", self.string())
                     }
                     Target::Duration => {

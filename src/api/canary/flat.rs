@@ -89,6 +89,8 @@ pub const FLAT_FIELDS: &[FlatField] = &[
     field("threshold", "/analysis", "threshold", Some(annotations::THRESHOLD)),
     bound("minSuccessRate", REQUEST_SUCCESS_RATE, "min", Unit::Number, annotations::MIN_SUCCESS_RATE),
     bound("maxRequestDuration", REQUEST_DURATION, "max", Unit::Millis, annotations::MAX_REQUEST_DURATION),
+    field("judge", "/analysis", "judge", Some(annotations::JUDGE)),
+    field("confidence", "/analysis", "confidence", Some(annotations::CONFIDENCE)),
     field("progressDeadlineSeconds", "", "progressDeadlineSeconds", Some(annotations::PROGRESS_DEADLINE_SECONDS)),
     field("skipAnalysis", "", "skipAnalysis", Some(annotations::SKIP_ANALYSIS)),
     field("suspend", "", "suspend", Some(annotations::SUSPEND)),
@@ -165,6 +167,8 @@ mod tests {
             ("spec.analysis.stepWeight", Some("spec.stepWeight")),
             ("spec.analysis.stepWeights", Some("spec.stepWeights")),
             ("spec.analysis.stepWeightPromotion", Some("spec.stepWeightPromotion")),
+            ("spec.analysis.judge", Some("spec.judge")),
+            ("spec.analysis.confidence", Some("spec.confidence")),
             ("spec.progressDeadlineSeconds", Some("spec.progressDeadlineSeconds")),
             ("spec.skipAnalysis", Some("spec.skipAnalysis")),
             ("spec.suspend", Some("spec.suspend")),
@@ -180,6 +184,7 @@ mod tests {
             // Prefixes and suffixes of a flat path are other fields.
             ("spec.routeRefs", None),
             ("spec.analysis.stepWeightsX", None),
+            ("spec.analysis.judges", None),
             ("spec.suspend.x", None),
             ("spec", None),
         ];

@@ -86,6 +86,17 @@ pub struct CanarySpec {
     /// `apisix-canary.dev/max-request-duration`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_duration: Option<String>,
+    /// How the built-in metrics are judged: `interval` (the default, Flagger's rule) or
+    /// `sequential` (in addition, an anytime-valid test of the canary's 5xx share and
+    /// slow-request share since its first traffic; a rejection rolls the release back at
+    /// once). Annotation `apisix-canary.dev/judge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<String>,
+    /// With `judge: sequential`, the test's confidence in percent, strictly between 50
+    /// and 100 (default 99): at most 100 - confidence percent of healthy releases are
+    /// rolled back by the test. Annotation `apisix-canary.dev/confidence`.
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "super::go_number::serialize")]
+    pub confidence: Option<f64>,
     /// Seconds (1-86400, default 600) the canary may take to become ready before its
     /// first step, and the longest a metric's `minRequests` may hold the weight; past
     /// it the release is rolled back. Annotation `apisix-canary.dev/progress-deadline-seconds`.

@@ -218,6 +218,19 @@ pub struct Analysis {
     /// failed check. Names are unique; none: no metric is checked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<Metric>,
+    /// How the built-in metrics are judged: `interval` (the default, Flagger's rule:
+    /// the checks of each interval, `threshold` failed checks roll the release back) or
+    /// `sequential`: in addition, an anytime-valid test of the canary's 5xx share and
+    /// slow-request share since its first traffic, checked at each Prometheus scrape; a
+    /// rejection rolls the release back at once, whatever the threshold. The interval
+    /// checks and the threshold keep running as in Flagger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<String>,
+    /// With `judge: sequential`, the test's confidence in percent, strictly between 50
+    /// and 100 (default 99): at most 100 - confidence percent of healthy releases are
+    /// rolled back by the test (1 % at 99). Without it, no effect (a warning says so).
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "super::go_number::serialize")]
+    pub confidence: Option<f64>,
     /// HTTP calls made at points of the release: gates, load tests, checks and
     /// notifications (Flagger's webhooks). Names are unique.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

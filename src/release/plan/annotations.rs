@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Judge, Metric, MetricScope, MetricSource, NoData, Parsed, Plan, StepSettings, defaults, finish};
+use super::judge::JudgeSettings;
+use super::{Metric, MetricScope, MetricSource, NoData, Parsed, Plan, StepSettings, defaults, finish};
 use crate::api::annotations::*;
 use crate::api::canary::{REQUEST_DURATION, REQUEST_SUCCESS_RATE};
 use crate::api::field::{FieldError, Findings, Path, Shown};
@@ -39,6 +40,10 @@ struct Written {
     threshold: Option<u32>,
     min_success_rate: Option<f64>,
     max_request_duration: Option<Duration>,
+    /// The judge's name as written, checked with the confidence.
+    judge: Option<String>,
+    /// The confidence as parsed (`None`: not a number), when the key is present.
+    confidence: Option<Option<f64>>,
     progress_deadline_seconds: Option<u32>,
     skip_analysis: Option<bool>,
     suspend: Option<bool>,
@@ -68,6 +73,14 @@ impl Plan {
         }
         .resolve(&mut f);
         let metrics = builtin_metrics(&w);
+        let judge = JudgeSettings {
+            judge: w.judge.as_deref(),
+            confidence: w.confidence.map(|c| (c, raw(CONFIDENCE))),
+            judge_path: path(JUDGE),
+            confidence_path: path(CONFIDENCE),
+            judge_name: JUDGE,
+        }
+        .resolve(&mut f);
         let opt_in = match (w.route, w.canary) {
             (Some(route), _) => OptIn::Inline(Plan {
                 target: name.to_owned(),
@@ -91,7 +104,7 @@ impl Plan {
                 metrics_server: None,
                 ingress: None,
                 canary_ready_threshold: defaults::CANARY_READY_THRESHOLD,
-                judge: Judge::Interval,
+                judge,
             }),
             (None, Some(canary)) => OptIn::Canary(canary),
             (None, None) => OptIn::Out,
@@ -154,6 +167,15 @@ fn parse_keys(annotations: &BTreeMap<String, String>, f: &mut Findings) -> Writt
                 rules::success_rate(&p, &shown, value).map(|v| w.min_success_rate = Some(v))
             }
             MAX_REQUEST_DURATION => rules::request_duration(&p, raw).map(|v| w.max_request_duration = Some(v)),
+            // Checked together, once all keys are read: a confidence depends on the judge.
+            JUDGE => {
+                w.judge = Some(raw.to_owned());
+                Ok(())
+            }
+            CONFIDENCE => {
+                w.confidence = Some(raw.trim().parse::<f64>().ok());
+                Ok(())
+            }
             PROGRESS_DEADLINE_SECONDS => {
                 rules::progress_deadline_seconds(&p, &shown, int(raw)).map(|v| w.progress_deadline_seconds = Some(v))
             }

@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::{Judge, Parsed, Plan, StepSettings, defaults, finish};
+use super::judge::JudgeSettings;
+use super::{Parsed, Plan, StepSettings, defaults, finish};
 use crate::api::canary::{convert, flat, v1alpha1, v1beta1};
 use crate::api::field::{FieldError, Findings, Path, Shown};
 use crate::api::{apisix_route, rules};
@@ -207,6 +208,14 @@ fn parse_v1beta1(spec: &v1beta1::CanarySpec, f: &mut Findings) -> Plan {
     }
     .resolve(f);
     let flagger = flagger::settings(spec, &p, f);
+    let judge = JudgeSettings {
+        judge: a.judge.as_deref(),
+        confidence: a.confidence.map(|c| (Some(c), Shown::bare(c))),
+        judge_path: ap.child("judge"),
+        confidence_path: ap.child("confidence"),
+        judge_name: "judge",
+    }
+    .resolve(f);
     Plan {
         target: spec.target_ref.name.clone(),
         route,
@@ -227,7 +236,7 @@ fn parse_v1beta1(spec: &v1beta1::CanarySpec, f: &mut Findings) -> Plan {
         metrics_server: flagger.metrics_server,
         ingress: flagger.ingress,
         canary_ready_threshold: flagger.canary_ready_threshold,
-        judge: Judge::Interval,
+        judge,
     }
 }
 
