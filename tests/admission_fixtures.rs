@@ -167,6 +167,33 @@ async fn invalid_annotations_are_denied_with_field_errors() {
 }
 
 #[tokio::test]
+async fn a_bad_judge_and_confidence_are_denied_naming_both() {
+    let (_, answer) = post(&router(), "/validate/deployments", fixture("invalid-judge.json")).await;
+    let r = &answer["response"];
+    assert_eq!((&r["allowed"], &r["uid"]), (&Value::from(false), &Value::from("a1f0c3e2-0016-4d6b-9f00-000000000016")));
+    assert_eq!(
+        r["status"]["message"],
+        "[metadata.annotations[apisix-canary.dev/confidence]: Invalid value: \"100\": must be a number strictly \
+         between 50 and 100, such as 99 or 99.9, metadata.annotations[apisix-canary.dev/judge]: Unsupported value: \
+         \"Sequential\": supported values: \"interval\", \"sequential\"]"
+    );
+}
+
+#[tokio::test]
+async fn a_confidence_without_the_sequential_judge_passes_with_a_warning() {
+    let (_, answer) = post(&router(), "/validate/deployments", fixture("confidence-without-judge.json")).await;
+    let r = &answer["response"];
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(
+        r["warnings"],
+        serde_json::json!([
+            "metadata.annotations[apisix-canary.dev/confidence]: confidence \"99.9\" has no effect without \
+             apisix-canary.dev/judge: sequential (the interval judge, the default, runs no test)"
+        ])
+    );
+}
+
+#[tokio::test]
 async fn valid_annotations_pass_validation() {
     // A CREATE: every annotation is checked (nothing to compare with).
     let (_, answer) = post(&router(), "/validate/deployments", fixture("create.json")).await;

@@ -128,3 +128,30 @@ async fn malformed_reviews_are_answered() {
         assert!(message.contains(want), "{message}");
     }
 }
+
+/// `judge` and `confidence` are flat fields: held flat at v1alpha1 (never spilled) and
+/// placed in `spec.analysis` at v1beta1, the number as the API server writes it.
+#[tokio::test]
+async fn the_judge_is_held_flat_both_ways() {
+    let fixture = |name: &str| {
+        std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/conversion/pass").join(name))
+            .unwrap()
+    };
+    let answer = convert(fixture("judge-to-v1alpha1.json")).await;
+    let alpha = &answer["response"]["convertedObjects"][0];
+    assert_eq!(
+        (&alpha["spec"]["judge"], &alpha["spec"]["confidence"]),
+        (&Value::from("sequential"), &Value::from(99.9))
+    );
+    let spill = alpha["metadata"]["annotations"][SPILL_ANNOTATION].as_str().unwrap();
+    assert!(
+        spill.contains("\"interval\":\"1m\"") && !spill.contains("judge") && !spill.contains("confidence"),
+        "{spill}"
+    );
+
+    let answer = convert(fixture("judge-to-v1beta1.json")).await;
+    let beta = &answer["response"]["convertedObjects"][0];
+    assert_eq!(beta["spec"]["analysis"]["judge"], "sequential");
+    assert_eq!(beta["spec"]["analysis"]["confidence"].to_string(), "95");
+    assert!(beta["metadata"]["annotations"].get(SPILL_ANNOTATION).is_none());
+}
