@@ -194,7 +194,21 @@ pub async fn wait_for_traffic(
     check::wait_for_traffic(metric, min_requests, interval, &target.subject(), count)
 }
 
-/// The PromQL of one built-in metric over `series`.
+/// `plan` with no metric window reaching back before the release: each metric's
+/// `interval` (a built-in metric's range, a MetricTemplate's `{{ interval }}`, the
+/// window of `minRequests`) is cut to the time since its analysis started, whole
+/// seconds, at least one. Before that the generated route may carry the previous
+/// release's canary traffic, which must not vouch for this one.
+pub fn inside_release(plan: &Plan, since_start: Option<Duration>) -> Plan {
+    let Some(since) = since_start else { return plan.clone() };
+    let since = Duration::from_secs(since.as_secs_f64().ceil().max(1.0) as u64);
+    let mut plan = plan.clone();
+    for m in &mut plan.metrics {
+        m.interval = m.interval.min(since);
+    }
+    plan
+}
+
 pub fn render(series: &query::Series, metric: &BuiltinMetric<'_>) -> String {
     match metric.kind {
         check::Builtin::SuccessRate => series.success_rate(metric.interval),
@@ -216,4 +230,35 @@ pub async fn upstream_nodes(client: &kube::Client, namespace: &str, service: &st
         .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
         .flat_map(|e| e.addresses.iter().cloned())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::release::plan::{Metric, MetricScope, MetricSource, NoData, OptIn};
+
+    #[test]
+    fn no_window_reaches_back_before_the_release() {
+        let metric = |interval: u64| Metric {
+            name: "m".into(),
+            source: MetricSource::RequestSuccessRate,
+            min: Some(99.0),
+            max: None,
+            interval: Duration::from_secs(interval),
+            scope: MetricScope::Canary,
+            on_no_data: NoData::Fail,
+            baseline: None,
+            min_requests: 0,
+        };
+        let annotations = [("apisix-canary.dev/route".to_owned(), "podinfo".to_owned())].into();
+        let Ok((OptIn::Inline(plan), _)) = Plan::from_annotations("podinfo", &annotations) else { unreachable!() };
+        let plan = Plan { metrics: vec![metric(60), metric(10)], ..plan };
+        let windows = |since: Option<Duration>| -> Vec<u64> {
+            inside_release(&plan, since).metrics.iter().map(|m| m.interval.as_secs()).collect()
+        };
+        assert_eq!(windows(Some(Duration::from_millis(12_300))), [13, 10], "cut to the release, whole seconds");
+        assert_eq!(windows(Some(Duration::from_secs(600))), [60, 10], "a whole window inside: as written");
+        assert_eq!(windows(Some(Duration::ZERO)), [1, 1]);
+        assert_eq!(windows(None), [60, 10], "no analysis yet: nothing to cut");
+    }
 }

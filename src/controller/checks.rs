@@ -3,6 +3,7 @@
 //! metrics on APISIX's series, then the MetricTemplates with their providers' settings.
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 
 use super::observe::Objects;
@@ -20,6 +21,9 @@ use crate::route;
 
 /// The analysis of this interval: every metric of the plan on the canary's traffic.
 pub(super) async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &Context) -> Vec<Check> {
+    // No window reaches back before this release's first traffic (its analysis start).
+    let since_start = o.status.started.map(|t| Timestamp::now().duration_since(t).unsigned_abs());
+    let plan = &crate::analysis::inside_release(plan, since_start);
     let failed =
         |metric: &str, halt: String| vec![Check { metric: metric.into(), value: None, halt: Some(halt), wait: None }];
     let (client, ns) = (&ctx.client, &objects.namespace);
