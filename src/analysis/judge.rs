@@ -91,7 +91,14 @@ pub fn verdict(t: &Tally, counts: Counts, test: Sequential, confidence: f64) -> 
             counts.requests
         )
     });
-    Tested { metric: t.metric.clone(), share, requests: counts.requests, log_e: evidence.log_e, rejected }
+    Tested {
+        metric: t.metric.clone(),
+        share,
+        requests: counts.requests,
+        log_e: evidence.log_e,
+        boundary: evidence.boundary,
+        rejected,
+    }
 }
 
 /// A percentage as people write it: `1`, `0.5`, `99.9`.

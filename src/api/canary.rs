@@ -154,6 +154,14 @@ pub struct CheckRecord {
     /// Why it failed or was not judged: the Event's message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// `judge: sequential`: the natural log of the test's evidence against a healthy
+    /// canary (its likelihood ratio `E`) at this check; the test rejects, and the release
+    /// is rolled back, once it reaches `boundary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<f64>,
+    /// `judge: sequential`: `ln(1 / alpha)`, the evidence at which the test rejects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boundary: Option<f64>,
 }
 
 /// The verdict of one [`CheckRecord`].

@@ -328,7 +328,15 @@ mod tests {
     }
 
     fn check(at: &str, metric: &str, value: Option<f64>, result: CheckResult) -> CheckRecord {
-        CheckRecord { time: Time(at.parse().unwrap()), metric: metric.into(), value, result, message: None }
+        CheckRecord {
+            time: Time(at.parse().unwrap()),
+            metric: metric.into(),
+            value,
+            result,
+            message: None,
+            evidence: None,
+            boundary: None,
+        }
     }
 
     #[test]

@@ -214,6 +214,8 @@ pub struct Status {
 pub struct Measured {
     pub at: Timestamp,
     pub check: Check,
+    /// The sequential test's evidence on this metric then: (ln E, ln 1/alpha).
+    pub evidence: Option<(f64, f64)>,
 }
 
 /// The result of one metric check.
@@ -239,6 +241,8 @@ pub struct Tested {
     pub requests: u64,
     /// The log of the test's evidence against a healthy canary.
     pub log_e: f64,
+    /// The log of the evidence at which it rejects: ln(1 / alpha).
+    pub boundary: f64,
     /// The test rejected a healthy canary: the rollback's reason, with the evidence.
     pub rejected: Option<String>,
 }
@@ -352,7 +356,13 @@ pub fn decide(o: &Observed, now: Timestamp) -> Decision {
 /// status as read in a write of its own.
 fn record(o: &Observed, checks: &[Check], now: Timestamp, writes: &mut Vec<Action>) {
     let add = |status: &mut Status| {
-        status.checks.extend(checks.iter().map(|c| Measured { at: now, check: c.clone() }));
+        let evidence =
+            |metric: &str| o.tested.iter().flatten().find(|t| t.metric == metric).map(|t| (t.log_e, t.boundary));
+        status.checks.extend(checks.iter().map(|c| Measured {
+            at: now,
+            check: c.clone(),
+            evidence: evidence(&c.metric),
+        }));
         let over = status.checks.len().saturating_sub(crate::api::canary::MAX_CHECKS);
         status.checks.drain(..over);
         status.metrics_server.clone_from(&o.metrics_server);

@@ -43,7 +43,8 @@ fn measured(r: &CheckRecord) -> Measured {
         CheckResult::Failed => (Some(r.message.clone().unwrap_or_default()), None),
         CheckResult::Waiting => (None, Some(r.message.clone().unwrap_or_default())),
     };
-    Measured { at: r.time.0, check: Check { metric: r.metric.clone(), value: r.value, halt, wait } }
+    let evidence = r.evidence.zip(r.boundary);
+    Measured { at: r.time.0, check: Check { metric: r.metric.clone(), value: r.value, halt, wait }, evidence }
 }
 
 /// A check as `status.checks` records it; a value JSON cannot carry (NaN, infinite) is
@@ -61,6 +62,8 @@ pub fn record(m: &Measured) -> CheckRecord {
         value: c.value.filter(|v| v.is_finite()),
         result,
         message,
+        evidence: m.evidence.map(|e| e.0).filter(|v| v.is_finite()),
+        boundary: m.evidence.map(|e| e.1).filter(|v| v.is_finite()),
     }
 }
 

@@ -259,7 +259,15 @@ mod tests {
     }
 
     fn record(s: i64, metric: &str, value: Option<f64>, result: CheckResult) -> CheckRecord {
-        CheckRecord { time: Time(at(s)), metric: metric.into(), value, result, message: None }
+        CheckRecord {
+            time: Time(at(s)),
+            metric: metric.into(),
+            value,
+            result,
+            message: None,
+            evidence: None,
+            boundary: None,
+        }
     }
 
     fn plan(metrics: &str) -> Plan {

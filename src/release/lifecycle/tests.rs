@@ -199,7 +199,8 @@ impl World {
                     let rejected = (self.reject)(self.o.status.weight);
                     let share = Some(if rejected.is_some() { 30.0 } else { 0.4 });
                     let metric = "request-success-rate".into();
-                    self.o.tested = Some(vec![Tested { metric, share, requests: 41, log_e: 1.0, rejected }]);
+                    self.o.tested =
+                        Some(vec![Tested { metric, share, requests: 41, log_e: 1.0, boundary: 5.3, rejected }]);
                 }
                 Decision::Call(kind, phase) => {
                     assert!(!self.o.hooks.contains_key(&kind), "{kind} asked twice");

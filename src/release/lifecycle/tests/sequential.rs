@@ -38,6 +38,9 @@ fn between_intervals_it_looks_every_few_seconds_and_a_healthy_canary_advances_as
     w.run(200);
     assert_eq!(w.o.status.phase, Some(Phase::Succeeded));
     assert!(w.events.contains(&"Advance podinfo.test canary weight 50".to_owned()));
+    // Each interval's check records the test's evidence beside its value.
+    assert!(!w.o.status.checks.is_empty());
+    assert!(w.o.status.checks.iter().all(|m| m.evidence == Some((1.0, 5.3))), "{:?}", w.o.status.checks);
 }
 
 #[test]
@@ -46,4 +49,5 @@ fn flaggers_rule_never_runs_the_test() {
     w.reject = |_| panic!("the test ran under judge: interval");
     w.run(100);
     assert_eq!(w.o.status.phase, Some(Phase::Succeeded));
+    assert!(w.o.status.checks.iter().all(|m| m.evidence.is_none()));
 }
