@@ -1,8 +1,9 @@
 //! Time to a safe verdict (issue 29, "The figures to reach"): a Monte Carlo run of
-//! Flagger's rule and ours (`judge: sequential`) on the same simulated canary traffic.
+//! Flagger's rule and ours (`judge: sequential`, as the controller runs it) on the same
+//! simulated canary traffic.
 //!
 //! `cargo bench --bench verdict` (`-- --releases N`, default 100,000 per cell): pure
-//! computation, no testbed, a fixed seed per cell. Prints BENCHMARKS.md's table, then a
+//! computation, no testbed, a fixed seed per cell. Prints BENCHMARKS.md's tables, then a
 //! line per goal of the issue: met, or missed by how much.
 //!
 //! The streams: the canary's requests arrive as a Poisson process of rate `r` req/s from
@@ -18,19 +19,24 @@
 //! less is a failed check (the weight stays), otherwise the weight advances 10 -> 50,
 //! and the fifth passing check (the one at weight 50) promotes.
 //!
-//! Ours: Prometheus scrapes the canary's counters every S s (5 s; a second run at 1 s),
-//! at a phase drawn per release (scrapes do not wait for the release). At each scrape
-//! the counts since the canary's first traffic feed `Sequential::new(0.01, 0.005)`:
-//! confidence 99 % split across the two built-in metrics (Bonferroni: alpha = 1 % / 2 for
-//! the 5xx share; the duration metric is not simulated). When it rejects, the release is
-//! rolled back at that scrape. Otherwise the ticks are Flagger's, but a check passes when
-//! the release's own cumulative failure share, as of the last scrape, is at most 1 % (no
-//! request yet is a failed check). Two other readings of that check (S = 5 s) are
-//! printed below it: the issue's item 4 ("while it has not rejected, each interval's
-//! check passes") and Flagger's window check; and, for the information bound, Wald's
-//! SPRT told the true share in advance.
+//! Ours, `judge: sequential` as `release::lifecycle` runs it: the same ticks and the
+//! same window checks, rollback at the tick of the 10th failed check (the controller
+//! decides again at once on that check's status, not a tick later); plus the sequential
+//! test, looked at every 5 s from the first step (`SEQUENTIAL_EVERY`, so at every tick
+//! too, before its check), on the counts since the first step as of Prometheus' last
+//! scrape (every S s, 5 s and 1 s, at a phase drawn per release). A rejection rolls the
+//! release back at that look. The test is `Sequential::new(0.01, alpha)`, alpha = (1 -
+//! 99 / 100) / 2, the confidence split across the two built-in metrics with a bound as
+//! `analysis::judge` splits it; only the 5xx metric is simulated.
+//!
+//! The information bound, for the goals a test cannot reach: Wald's SPRT told the true
+//! share in advance, at the same alpha, looking at every request.
+
+#[path = "verdict/report.rs"]
+mod report;
 
 use apisix_canary::analysis::sequential::{Counts, Sequential};
+use report::{Cell, Tally};
 
 const INTERVAL: f64 = 10.0;
 const THRESHOLD: u32 = 10;
@@ -40,13 +46,24 @@ const STEPS: u32 = 5;
 const WINDOW: f64 = 60.0;
 /// request-success-rate min 99: a failure share of at most 1 %.
 const BOUND: f64 = 0.01;
-/// 99 % confidence over two metrics.
-const ALPHA: f64 = 0.01 / 2.0;
+/// `confidence: 99` (the default).
+const CONFIDENCE: f64 = 99.0;
+/// The built-in metrics with a bound (request-success-rate and request-duration): the
+/// confidence is split across them.
+const METRICS: f64 = 2.0;
+/// The 5xx metric's share of `1 - confidence`, as `analysis::judge` computes it.
+const ALPHA: f64 = (1.0 - CONFIDENCE / 100.0) / METRICS;
+/// `release::lifecycle`'s `SEQUENTIAL_EVERY`: the test is looked at every 5 s, and each
+/// interval's tick is a look.
+const LOOK: f64 = 5.0;
+const LOOKS_PER_TICK: u32 = 2;
 /// The last tick any release can reach: 14 checks decide (5 passes or 10 failures),
-/// the tick after them rolls back.
+/// Flagger's tick after them rolls back.
 const HORIZON: f64 = (STEPS + THRESHOLD) as f64 * INTERVAL;
 const RATES: [f64; 3] = [1.0, 2.5, 10.0];
 const SHARES: [f64; 4] = [0.005, 0.02, 0.05, 0.30];
+/// Prometheus' scrape intervals of the two runs of ours.
+const SCRAPES: [f64; 2] = [5.0, 1.0];
 
 /// One release's canary traffic: arrival times, and failures among the first i requests.
 #[derive(Default)]
@@ -81,205 +98,130 @@ impl Stream {
 
 /// How a release ended, and when (seconds after its first step).
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum End {
+pub enum End {
     RolledBack { at: f64, by_test: bool },
     Promoted { at: f64 },
 }
 
-/// At most 1 % failed (a success rate of at least 99 %); false before any request.
-fn passes(c: Counts) -> bool {
+/// Flagger's check at t: the requests of the last minute, at most 1 % failed (a success
+/// rate of at least 99 %); no request is a failed check.
+fn window(s: &Stream, t: f64) -> bool {
+    let c = s.until(t - WINDOW).since(s.until(t));
     c.requests > 0 && 100 * c.failures <= c.requests
 }
 
-/// Flagger's check at t: the requests of the last minute.
-fn window(s: &Stream, t: f64) -> bool {
-    passes(s.until(t - WINDOW).since(s.until(t)))
-}
-
-/// The threshold and the schedule, common to both rules: `check(t)` judges the tick at
-/// t, or rolls back itself (`Err`) when the test rejected at or before it.
-fn schedule(mut check: impl FnMut(f64) -> Result<bool, End>) -> End {
+fn flagger(s: &Stream) -> End {
     let (mut failed, mut passed) = (0, 0);
     for k in 1.. {
         let t = f64::from(k) * INTERVAL;
-        // The scrapes up to t first: a rejection between two ticks ends the release there.
-        let pass = match check(t) {
-            Err(end) => return end,
-            Ok(pass) => pass,
-        };
         if failed >= THRESHOLD {
             return End::RolledBack { at: t, by_test: false };
         }
-        *if pass { &mut passed } else { &mut failed } += 1;
-        if passed == STEPS {
-            return End::Promoted { at: t };
+        if window(s, t) {
+            passed += 1;
+            if passed == STEPS {
+                return End::Promoted { at: t };
+            }
+        } else {
+            failed += 1;
         }
     }
     unreachable!("every release ends by {HORIZON} s")
 }
 
-fn flagger(s: &Stream) -> End {
-    schedule(|t| Ok(window(s, t)))
-}
-
-/// What a tick's check asks of ours while the test has not rejected.
-#[derive(Clone, Copy)]
-enum Checks {
-    /// The release's cumulative failure share at most the bound (the brief).
-    PointEstimate,
-    /// Some traffic seen (issue 29, item 4: a check passes while the test has not rejected).
-    UntilRejected,
-    /// Flagger's own check, over the window.
-    Window,
-}
-
-fn ours(s: &Stream, test: &Sequential, scrape: f64, phase: f64, checks: Checks) -> End {
-    let mut k = 0.0;
-    let mut last = Counts::default();
-    schedule(|t| {
-        // The scrapes up to this tick, each judged as it arrives.
-        while phase + k * scrape <= t {
-            let at = phase + k * scrape;
-            k += 1.0;
-            let now = s.until(at);
-            if now != last && test.evidence(now).rejects() {
-                return Err(End::RolledBack { at, by_test: true });
+/// `judge: sequential`: Flagger's ticks and window checks, the 10th failed check rolling
+/// back at once, and the test at every look on the counts of the last scrape (every
+/// `scrape` s from `phase`, in (0, scrape]).
+fn ours(s: &Stream, test: &Sequential, scrape: f64, phase: f64) -> End {
+    let (mut failed, mut passed) = (0, 0);
+    let mut judged = None;
+    for k in 1.. {
+        let at = f64::from(k) * LOOK;
+        let counts =
+            if at < phase { Counts::default() } else { s.until(phase + ((at - phase) / scrape).floor() * scrape) };
+        // The same counts give the same verdict: only a new scrape can reject.
+        if judged != Some(counts) {
+            if test.evidence(counts).rejects() {
+                return End::RolledBack { at, by_test: true };
             }
-            last = now;
+            judged = Some(counts);
         }
-        Ok(match checks {
-            Checks::PointEstimate => passes(last),
-            Checks::UntilRejected => last.requests > 0,
-            Checks::Window => window(s, t),
-        })
-    })
+        if k % LOOKS_PER_TICK != 0 {
+            continue;
+        }
+        if window(s, at) {
+            passed += 1;
+            if passed == STEPS {
+                return End::Promoted { at };
+            }
+        } else {
+            failed += 1;
+            if failed == THRESHOLD {
+                return End::RolledBack { at, by_test: false };
+            }
+        }
+    }
+    unreachable!("every release ends by {HORIZON} s")
 }
 
 /// Wald's SPRT told the true share `q` in advance (one arm, the best any test with this
-/// alpha can do against that alternative): the first scrape at which it rejects.
-fn oracle(s: &Stream, q: f64, scrape: f64, phase: f64) -> Option<f64> {
+/// alpha can do against that alternative), looking at every request: when it rejects.
+fn told(s: &Stream, q: f64) -> Option<f64> {
     let (fail, pass) = ((q / BOUND).ln(), ((1.0 - q) / (1.0 - BOUND)).ln());
-    let mut at = phase;
-    while at <= HORIZON {
-        let c = s.until(at);
-        if c.failures as f64 * fail + (c.requests - c.failures) as f64 * pass >= (1.0 / ALPHA).ln() {
-            return Some(at);
+    let boundary = (1.0 / ALPHA).ln();
+    let mut llr = 0.0;
+    for (i, t) in s.times.iter().enumerate() {
+        llr += if s.failed[i + 1] > s.failed[i] { fail } else { pass };
+        if llr >= boundary {
+            return Some(*t);
         }
-        at += scrape;
     }
     None
 }
 
-/// Our readings: the interval check, the scrape interval, the name in the tables.
-const READINGS: [(Checks, f64, &str); 4] = [
-    (Checks::PointEstimate, 5.0, "ours S = 5 s"),
-    (Checks::PointEstimate, 1.0, "ours S = 1 s"),
-    (Checks::UntilRejected, 5.0, "test + item 4, S = 5 s"),
-    (Checks::Window, 5.0, "test + window check, S = 5 s"),
-];
-
-/// The outcomes of one rule in one cell.
-#[derive(Default)]
-struct Tally {
-    releases: usize,
-    by_test: usize,
-    /// Times to rollback, sorted once the cell is done.
-    times: Vec<f64>,
-}
-
-impl Tally {
-    fn add(&mut self, end: End) {
-        self.releases += 1;
-        if let End::RolledBack { at, by_test } = end {
-            self.times.push(at);
-            self.by_test += usize::from(by_test);
-        }
+/// Ours differs from Flagger's rule only by the test's rollbacks, and by rolling back at
+/// the 10th failed check rather than a tick later: the same checks, on the same stream.
+fn same_checks(flagger: End, ours: End) {
+    let consistent = match (flagger, ours) {
+        (End::Promoted { at: f }, End::Promoted { at: o }) => f == o,
+        (End::RolledBack { at: f, by_test: false }, End::RolledBack { at: o, by_test: false }) => o == f - INTERVAL,
+        (End::Promoted { at: f }, End::RolledBack { at: o, by_test: true }) => o <= f,
+        (End::RolledBack { at: f, .. }, End::RolledBack { at: o, by_test: true }) => o <= f - INTERVAL,
+        _ => false,
+    };
+    assert!(consistent, "Flagger {flagger:?}, ours {ours:?}");
+    match flagger {
+        End::RolledBack { at, .. } => assert!((110.0..=HORIZON).contains(&at), "{flagger:?}"),
+        End::Promoted { at } => assert!((50.0..=140.0).contains(&at), "{flagger:?}"),
     }
-
-    fn share(&self) -> f64 {
-        self.times.len() as f64 / self.releases as f64
-    }
-
-    /// Nearest-rank percentile over `n` releases (the rolled-back ones, or all: then a
-    /// rank past them is a release never rolled back, `None`).
-    fn pct(&self, q: f64, n: usize) -> Option<f64> {
-        self.times.get(((q * n as f64).ceil() as usize).max(1) - 1).copied()
-    }
-
-    /// The table's three columns: share rolled back, p50 and p95 of those.
-    fn columns(&self) -> String {
-        let n = self.times.len();
-        format!("{} | {} | {}", percent(self.share()), secs(self.pct(0.5, n)), secs(self.pct(0.95, n)))
-    }
-}
-
-fn secs(t: Option<f64>) -> String {
-    secs_or(t, "-")
-}
-
-fn secs_or(t: Option<f64>, none: &str) -> String {
-    match t {
-        None => none.to_owned(),
-        Some(t) if t.fract() == 0.0 => format!("{t:.0} s"),
-        Some(t) => format!("{t:.1} s"),
-    }
-}
-
-fn percent(x: f64) -> String {
-    if x > 0.0 && x < 0.00005 { "< 0.01 %".to_owned() } else { format!("{:.2} %", 100.0 * x) }
-}
-
-struct Cell {
-    rate: f64,
-    p: f64,
-    flagger: Tally,
-    /// Per reading (READINGS).
-    ours: Vec<Tally>,
-    /// Wald's SPRT told p (S = 5 s); not rejecting by the horizon is "promoted".
-    oracle: Tally,
 }
 
 fn run(rate: f64, p: f64, releases: usize, seed: u64) -> Cell {
     let mut rng = fastrand::Rng::with_seed(seed);
     let test = Sequential::new(BOUND, ALPHA);
-    let mut cell = Cell {
-        rate,
-        p,
-        flagger: Tally::default(),
-        ours: READINGS.map(|_| Tally::default()).into(),
-        oracle: Tally::default(),
-    };
+    let mut cell =
+        Cell { rate, p, flagger: Tally::default(), ours: SCRAPES.map(|_| Tally::default()), told: Tally::default() };
     let mut s = Stream::default();
     for _ in 0..releases {
         s.draw(&mut rng, rate, p);
         // The scrapes' phase, in (0, S], as a share of S (the same for every S).
         let phase = 1.0 - rng.f64();
         let f = flagger(&s);
-        // Flagger's rule can neither roll back before ten failed checks nor promote
-        // before five passed ones; nor can ours, but by the test.
-        for (end, tally) in std::iter::once((f, &mut cell.flagger)).chain(
-            READINGS
-                .iter()
-                .zip(&mut cell.ours)
-                .map(|((checks, scrape, _), tally)| (ours(&s, &test, *scrape, phase * scrape, *checks), tally)),
-        ) {
-            match end {
-                End::RolledBack { at, by_test } => assert!(at <= HORIZON && (by_test || at >= 110.0), "{end:?}"),
-                End::Promoted { at } => assert!((50.0..=140.0).contains(&at), "{end:?}"),
-            }
-            tally.add(end);
+        cell.flagger.add(f, false);
+        for (scrape, tally) in SCRAPES.iter().zip(&mut cell.ours) {
+            let o = ours(&s, &test, *scrape, phase * scrape);
+            same_checks(f, o);
+            tally.add(o, matches!(f, End::Promoted { .. }));
         }
-        assert!(matches!(f, End::Promoted { .. } | End::RolledBack { by_test: false, .. }));
         if p > BOUND {
-            let scrape = READINGS[0].1;
-            let end = oracle(&s, p, scrape, phase * scrape);
-            cell.oracle.add(end.map_or(End::Promoted { at: HORIZON }, |at| End::RolledBack { at, by_test: true }));
+            let end = told(&s, p).map_or(End::Promoted { at: HORIZON }, |at| End::RolledBack { at, by_test: true });
+            cell.told.add(end, false);
         }
     }
-    for t in std::iter::once(&mut cell.flagger).chain(&mut cell.ours).chain([&mut cell.oracle]) {
+    for t in std::iter::once(&mut cell.flagger).chain(&mut cell.ours).chain([&mut cell.told]) {
         t.times.sort_by(f64::total_cmp);
     }
-    // The test's own false rollbacks of a healthy release stay under its alpha (3 standard
+    // The test's own rollbacks of a healthy release stay under its alpha (3 standard
     // errors of slack for the draw).
     if p <= BOUND {
         let slack = 3.0 * (ALPHA * (1.0 - ALPHA) / releases as f64).sqrt();
@@ -288,11 +230,6 @@ fn run(rate: f64, p: f64, releases: usize, seed: u64) -> Cell {
         }
     }
     cell
-}
-
-/// Expected log-likelihood ratio per request of a share `p` against the bound (nats).
-fn information(p: f64) -> f64 {
-    p * (p / BOUND).ln() + (1.0 - p) * ((1.0 - p) / (1.0 - BOUND)).ln()
 }
 
 fn main() {
@@ -309,106 +246,7 @@ fn main() {
             cells.push(run(rate, p, releases, 29_000 + 10 * i as u64 + j as u64));
         }
     }
-    println!(
-        "{releases} releases per cell, the same streams for every rule; times from the first step; p50 and p95 \
-         over the releases rolled back.\n"
-    );
-    println!(
-        "| req/s | 5xx | Flagger: rolled back | p50 | p95 | ours S = 5 s: rolled back | by the test | p50 | p95 \
-         | ours S = 1 s: rolled back | p50 | p95 |"
-    );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for c in &cells {
-        let o = &c.ours[0];
-        let by_test = percent(o.by_test as f64 / o.releases as f64);
-        let n = o.times.len();
-        let tail = format!("{} | {}", secs(o.pct(0.5, n)), secs(o.pct(0.95, n)));
-        println!(
-            "| {} | {} % | {} | {} | {by_test} | {tail} | {} |",
-            c.rate,
-            100.0 * c.p,
-            c.flagger.columns(),
-            percent(o.share()),
-            c.ours[1].columns()
-        );
-    }
-    println!(
-        "\nOther readings of the interval check, S = 5 s: a check passes while the test has not rejected (issue \
-         29, item 4), or Flagger's window check; and Wald's SPRT told the true share (one arm, alpha 0.5 %: the \
-         information bound), with its p50 and p95 over all releases:\n"
-    );
-    println!(
-        "| req/s | 5xx | item 4: rolled back | p50 | p95 | window: rolled back | p50 | p95 | told p: rejected by 150 s | p50 | p95 |"
-    );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for c in &cells {
-        let o = &c.oracle;
-        let told = if o.releases == 0 {
-            "- | - | -".to_owned()
-        } else {
-            let at = |q| secs_or(o.pct(q, o.releases), "> 150 s");
-            format!("{} | {} | {}", percent(o.share()), at(0.5), at(0.95))
-        };
-        println!("| {} | {} % | {} | {} | {told} |", c.rate, 100.0 * c.p, c.ours[2].columns(), c.ours[3].columns());
-    }
-    println!("\nGoals, the p95 over all releases of the cell (one promoted counts as never rolled back):\n");
-    for (i, (_, _, name)) in READINGS.iter().enumerate().filter(|(i, _)| *i != 1) {
-        goals(&cells, i, name);
-    }
+    report::tables(&cells, releases);
+    report::goals(&cells);
     println!("\n({:.1} s)", started.elapsed().as_secs_f64());
-}
-
-fn goals(cells: &[Cell], i: usize, name: &str) {
-    let cell = |rate: f64, p: f64| cells.iter().find(|c| c.rate == rate && c.p == p).expect("a cell");
-    for (p, goal) in [(0.30, 20.0), (0.05, 60.0)] {
-        let c = cell(2.5, p);
-        let o = &c.ours[i];
-        let p95 = o.pct(0.95, o.releases);
-        let verdict = match p95 {
-            Some(t) if t < goal => "met".to_owned(),
-            Some(t) => format!("missed by {}", secs(Some(t - goal))),
-            None => format!("missed: {} promoted", percent(1.0 - o.share())),
-        };
-        let f = &c.flagger;
-        println!(
-            "- {name}: {} % errors at 2.5 req/s rolled back in under {goal} s at p95: {verdict} (p95 {}, {} rolled \
-             back; Flagger's rule: first at {}, p95 {})",
-            100.0 * p,
-            secs_or(p95, "never"),
-            percent(o.share()),
-            secs(f.times.first().copied()),
-            secs(f.pct(0.95, f.releases)),
-        );
-        if p95.is_none_or(|t| t >= goal) {
-            let (per, bound) = (information(p), (1.0 / ALPHA).ln());
-            let told = secs_or(c.oracle.pct(0.95, c.oracle.releases), "> 150 s");
-            println!(
-                "  information: {per:.4} nats per request at {} % against 1 %; ln(1/alpha) = {bound:.2} takes {:.0} \
-                 requests on average even when p is known (Wald), {:.0} s at 2.5 req/s; told p, p95 {told}",
-                100.0 * p,
-                bound / per,
-                bound / per / 2.5
-            );
-        }
-    }
-    for rate in RATES {
-        let c = cell(rate, 0.005);
-        let (o, flagger) = (&c.ours[i], c.flagger.share());
-        let mut missed = Vec::new();
-        if o.share() > 0.01 {
-            missed.push(format!("{} over 1 %", percent(o.share() - 0.01)));
-        }
-        if o.share() > flagger {
-            let more = o.times.len() - c.flagger.times.len();
-            missed.push(format!("{} ({more} releases) over Flagger's rule", percent(o.share() - flagger)));
-        }
-        let verdict = if missed.is_empty() { "met".to_owned() } else { format!("missed by {}", missed.join(", ")) };
-        println!(
-            "- {name}: healthy (0.5 %) at {rate} req/s, at most 1 % rolled back and no more than Flagger's rule: \
-             {verdict} ({}, {} by the test; Flagger's rule {})",
-            percent(o.share()),
-            percent(o.by_test as f64 / o.releases as f64),
-            percent(flagger)
-        );
-    }
 }
