@@ -73,14 +73,15 @@ async fn counts_since_the_start_are_exact_and_a_failing_canary_is_rejected_in_se
             metric("request-duration", MetricSource::RequestDuration, None, Some(300.0)),
         ],
     );
-    let tallies = judge::tallies(&plan, &canary, since);
+    let tallies = judge::tallies(&plan, &canary, None, since);
     assert_eq!(tallies.len(), 2);
     assert_eq!(tallies[1].what, "share slower than 500ms", "300 ms is counted at APISIX's 500 ms bucket");
 
     // Until the test rejects: it looks every second, as the controller looks at each scrape.
     let first_traffic = Instant::now();
     let rejected = loop {
-        let tested = judge::judge(&tallies, 99.0, &prometheus).await.unwrap();
+        let window = judge::Window { since, now: unix_now(), step: Duration::from_secs(1) };
+        let tested = judge::judge(&tallies, 99.0, &prometheus, window).await.unwrap();
         if let Some(why) = tested[0].rejected.clone() {
             assert_eq!(tested[1].rejected, None, "the canary answers fast: {tested:?}");
             break (why, tested[0].requests);
@@ -95,6 +96,30 @@ async fn counts_since_the_start_are_exact_and_a_failing_canary_is_rejected_in_se
             && rejected.0.ends_with(&format!("(sequential test, 99 % confidence, {} requests)", rejected.1)),
         "{}",
         rejected.0
+    );
+
+    // compare: baseline: the same canary against its healthy stable over the same time.
+    let compared = gateway::plan(
+        Duration::from_secs(2),
+        vec![Metric {
+            baseline: Some(5.0),
+            ..metric("request-success-rate", MetricSource::RequestSuccessRate, None, None)
+        }],
+    );
+    let tallies = judge::tallies(&compared, &canary, Some(&stable), since);
+    assert!(tallies[0].stable.is_some(), "{tallies:?}");
+    let why = loop {
+        let window = judge::Window { since, now: unix_now(), step: Duration::from_secs(1) };
+        let tested = judge::judge(&tallies, 99.0, &prometheus, window).await.unwrap();
+        if let Some(why) = tested[0].rejected.clone() {
+            break why;
+        }
+        assert!(first_traffic.elapsed() < Duration::from_secs(30), "not rejected: {tested:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert!(
+        why.starts_with("canary 5xx share ") && why.contains("> stable's 0.0 % (sequential test against the stable"),
+        "{why}"
     );
 
     // Exact counts at one instant: the canary's series were born after `since`, so all

@@ -15,7 +15,7 @@ use crate::analysis::{
 };
 use crate::api::metric_template::MetricTemplate;
 use crate::release::copies;
-use crate::release::lifecycle::{Check, Observed, Tested};
+use crate::release::lifecycle::{Check, Observed, SEQUENTIAL_EVERY, Tested};
 use crate::release::plan::{Judge, MetricScope, MetricSource, Plan};
 use crate::route;
 
@@ -171,8 +171,18 @@ pub(super) async fn sequential(plan: &Plan, o: &Observed, objects: &Objects, ctx
             return Vec::new();
         }
     };
-    let tallies = judge::tallies(plan, &series, started.as_second());
-    match judge::judge(&tallies, confidence, &prometheus).await {
+    // The stable's series only when a metric compares with it: one list call fewer.
+    let stable = match plan.metrics.iter().any(|m| m.baseline.is_some()) {
+        true => upstream_nodes(&ctx.client, &objects.namespace, &objects.service_name)
+            .await
+            .ok()
+            .and_then(|n| Series::of_nodes(&objects.namespace, &generated, &n)),
+        false => None,
+    };
+    let tallies = judge::tallies(plan, &series, stable.as_ref(), started.as_second());
+    let window =
+        judge::Window { since: started.as_second(), now: Timestamp::now().as_second(), step: SEQUENTIAL_EVERY };
+    match judge::judge(&tallies, confidence, &prometheus, window).await {
         Ok(tested) => {
             for t in &tested {
                 tracing::debug!(canary = %o.id, metric = t.metric.as_str(), share = ?t.share, requests = t.requests, log_e = t.log_e, "sequential test");

@@ -50,6 +50,7 @@ use self::endings::*;
 use self::gates::*;
 use self::initial::*;
 pub use self::messages::*;
+pub use self::steps::SEQUENTIAL_EVERY;
 use self::steps::*;
 pub use super::copies::canary_replicas;
 use super::lock::{Lock, Outcome};
