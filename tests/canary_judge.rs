@@ -313,3 +313,37 @@ async fn the_canary_webhook_denies_and_warns_in_both_versions() {
         json!([format!("spec.analysis.confidence: confidence 99.9 {NO_EFFECT}")])
     );
 }
+
+#[test]
+fn a_duration_bound_between_latency_buckets_is_said_to_be_judged_at_the_next_one_up() {
+    let warned = |pairs: &[(&str, &str)]| inline(pairs).unwrap().1;
+    let seq300 =
+        warned(&[("apisix-canary.dev/judge", "sequential"), ("apisix-canary.dev/max-request-duration", "300ms")]);
+    assert_eq!(
+        seq300,
+        ["metadata.annotations[apisix-canary.dev/max-request-duration]: request-duration max 300ms is judged by the \
+          sequential test at APISIX's 500ms latency bucket, the next one up (the share of requests slower than 500ms \
+          against 1 %); its buckets are 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000 ms"]
+    );
+    assert!(
+        warned(&[("apisix-canary.dev/judge", "sequential"), ("apisix-canary.dev/max-request-duration", "500ms")])
+            .is_empty()
+    );
+    assert!(
+        warned(&[("apisix-canary.dev/max-request-duration", "300ms")]).is_empty(),
+        "the interval judge has no buckets"
+    );
+    let beyond =
+        warned(&[("apisix-canary.dev/judge", "sequential"), ("apisix-canary.dev/max-request-duration", "90s")]);
+    assert!(
+        beyond[0].contains("beyond APISIX's last latency bucket: the sequential test does not judge it"),
+        "{beyond:?}"
+    );
+    // In a Canary, at the metric's own bound.
+    let spec = beta(json!({"judge": "sequential", "metrics": [
+        {"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": "1m"},
+        {"name": "request-duration", "thresholdRange": {"max": 250}, "interval": "1m"}]}));
+    let (_, warnings) = Plan::from_canary(&spec).unwrap();
+    let paths: Vec<String> = warnings.iter().map(|(p, _)| p.to_string()).collect();
+    assert_eq!(paths, ["spec.analysis.metrics[1].thresholdRange.max"], "{warnings:?}");
+}

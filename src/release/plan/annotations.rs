@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::judge::JudgeSettings;
+use super::judge::{self, JudgeSettings};
 use super::{Metric, MetricScope, MetricSource, NoData, Parsed, Plan, StepSettings, defaults, finish};
 use crate::api::annotations::*;
 use crate::api::canary::{REQUEST_DURATION, REQUEST_SUCCESS_RATE};
@@ -109,6 +109,9 @@ impl Plan {
             (None, Some(canary)) => OptIn::Canary(canary),
             (None, None) => OptIn::Out,
         };
+        if let OptIn::Inline(plan) = &opt_in {
+            judge::bucket_warnings(plan, |_| Some(path(MAX_REQUEST_DURATION)), &mut f);
+        }
         finish(f, opt_in)
     }
 }

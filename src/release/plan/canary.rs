@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::judge::JudgeSettings;
+use super::judge::{self, JudgeSettings};
 use super::{Parsed, Plan, StepSettings, defaults, finish};
 use crate::api::canary::{convert, flat, v1alpha1, v1beta1};
 use crate::api::field::{FieldError, Findings, Path, Shown};
@@ -216,7 +216,7 @@ fn parse_v1beta1(spec: &v1beta1::CanarySpec, f: &mut Findings) -> Plan {
         judge_name: "judge",
     }
     .resolve(f);
-    Plan {
+    let plan = Plan {
         target: spec.target_ref.name.clone(),
         route,
         service,
@@ -237,7 +237,13 @@ fn parse_v1beta1(spec: &v1beta1::CanarySpec, f: &mut Findings) -> Plan {
         ingress: flagger.ingress,
         canary_ready_threshold: flagger.canary_ready_threshold,
         judge,
-    }
+    };
+    let max_of = |name: &str| {
+        let i = a.metrics.iter().position(|m| m.name == name)?;
+        Some(ap.child("metrics").index(i).child("thresholdRange").child("max"))
+    };
+    judge::bucket_warnings(&plan, max_of, f);
+    plan
 }
 
 /// The apex Service `spec.service` describes; `None` without a valid port (nothing to

@@ -1,7 +1,8 @@
 //! `judge` and `confidence`, whichever way they were written (a Canary's
 //! `spec.analysis` or a Deployment's annotations), as one [`Judge`].
 
-use super::{Judge, defaults};
+use super::{Judge, MetricSource, Plan, defaults};
+use crate::analysis::query::{LATENCY_BUCKETS_MS, bucket_for};
 use crate::api::field::{FieldError, Findings, Path, Shown};
 use crate::api::rules;
 
@@ -61,5 +62,32 @@ impl JudgeSettings<'_> {
                 Judge::Interval
             }
         }
+    }
+}
+
+/// Under the sequential judge a request-duration `max` is counted at one of APISIX's
+/// latency buckets: one between buckets at the next one up, one beyond the last not at
+/// all. Said at admission, at the `max` `path_of` finds for the metric's name.
+pub(super) fn bucket_warnings(plan: &Plan, path_of: impl Fn(&str) -> Option<Path>, f: &mut Findings) {
+    if !matches!(plan.judge, Judge::Sequential { .. }) {
+        return;
+    }
+    let buckets = LATENCY_BUCKETS_MS.map(|b| b.to_string()).join(", ");
+    for m in plan.metrics.iter().filter(|m| m.source == MetricSource::RequestDuration) {
+        let (Some(max), Some(path)) = (m.max, path_of(&m.name)) else { continue };
+        let why = match bucket_for(max) {
+            Some(b) if b as f64 == max => continue,
+            Some(b) => format!(
+                "{} max {max}ms is judged by the sequential test at APISIX's {b}ms latency bucket, the next one up \
+                 (the share of requests slower than {b}ms against 1 %); its buckets are {buckets} ms",
+                m.name
+            ),
+            None => format!(
+                "{} max {max}ms is beyond APISIX's last latency bucket: the sequential test does not judge it (its \
+                 buckets are {buckets} ms); the interval checks still do",
+                m.name
+            ),
+        };
+        f.warnings.push((path, why));
     }
 }
