@@ -102,7 +102,7 @@ fn whole(v: Option<f64>) -> u64 {
 }
 
 /// A cumulative count since the start, read every step: (Unix seconds, count).
-async fn cumulative(prometheus: &Prometheus, query: &str, w: Window) -> Result<Vec<(i64, u64)>, QueryError> {
+async fn cumulative(prometheus: &Prometheus, query: &str, w: Window) -> Result<Reading, QueryError> {
     let points = prometheus.range(query, w.since, w.now.max(w.since), w.step).await?;
     Ok(points.into_iter().map(|(t, v)| (t as i64, whole(Some(v)))).collect())
 }
@@ -146,9 +146,12 @@ pub fn against_stable(t: &Tally, steps: Readings, alpha: f64, confidence: f64) -
     }
 }
 
+/// A cumulative count read every step: (Unix seconds, count).
+pub type Reading = Vec<(i64, u64)>;
+
 /// Cumulative readings of (canary requests, canary failures, stable requests, stable
-/// failures), each (Unix seconds, count).
-pub type Readings = (Vec<(i64, u64)>, Vec<(i64, u64)>, Vec<(i64, u64)>, Vec<(i64, u64)>);
+/// failures).
+pub type Readings = (Reading, Reading, Reading, Reading);
 
 /// The test's verdict on `counts`, in words when it rejects: "canary 5xx share 28.1 %
 /// > 1 % (sequential test, 99 % confidence, 41 requests)".
@@ -191,7 +194,7 @@ mod tests {
     }
 
     /// Cumulative readings every 5 s: `n` steps of `per_step` requests, `fail` of them failed.
-    fn readings(n: u64, per_step: u64, fail: u64) -> (Vec<(i64, u64)>, Vec<(i64, u64)>) {
+    fn readings(n: u64, per_step: u64, fail: u64) -> (Reading, Reading) {
         let t = |i: u64| 1_700_000_000 + 5 * i as i64;
         ((1..=n).map(|i| (t(i), i * per_step)).collect(), (1..=n).map(|i| (t(i), i * fail)).collect())
     }
