@@ -1,9 +1,12 @@
-//! The generated ApisixRoute `<route>-<d>-canary`: a copy of the user's one rule that
-//! serves the Service, raised above it, splitting traffic stable `100-w` / canary `w`.
+//! The generated ApisixRoute `<route>-<d>-canary`: a copy of every rule of the user's
+//! route that serves the Service alone, each raised above its original, each splitting
+//! traffic stable `100-w` / canary `w` by the same weight.
 //!
 //! ```text
 //!  user's: podinfo                 rule method, priority p     podinfo:80
+//!                                  rule api,    priority q     podinfo:80
 //!  ours:   podinfo-podinfo-canary  rule method, priority p+1   podinfo:80 w=80, podinfo-canary:80 w=20
+//!                                  rule api,    priority q+1   podinfo:80 w=80, podinfo-canary:80 w=20
 //! ```
 //!
 //! The user's route is never modified, so it keeps serving if ours is deleted. Pure
@@ -24,11 +27,6 @@ pub const FULL: u32 = 100;
 pub enum RouteError {
     #[error("apisix route {route} has no http rule whose only backend is service {service}; found: {found}")]
     NoRule { route: String, service: String, found: String },
-    #[error(
-        "apisix route {route} has {} http rules whose only backend is service {service} ({}); a release can \
-         weight only one, so keep one rule per service", rules.len(), rules.join(", ")
-    )]
-    Ambiguous { route: String, service: String, rules: Vec<String> },
     #[error(
         "apisix route {route}: http rule {rule} already splits traffic between {found}; a release needs the \
          service {service} as the only backend of its rule"
@@ -72,10 +70,11 @@ fn int_or_string(p: &IntOrString) -> String {
     }
 }
 
-/// The index of the one http rule whose only backend is `service`. Refused when there is
-/// none, more than one, or `service` shares a rule with other backends anywhere in the
-/// route (its traffic there is already weighted, and a release would only cover part).
-pub fn find_rule(route: &ApisixRoute, service: &str) -> Result<usize, RouteError> {
+/// The indexes of the http rules whose only backend is `service`, in order: each is
+/// copied into the generated route and moved by the same weight. Refused when there is
+/// none, or `service` shares a rule with other backends anywhere in the route (its
+/// traffic there is already weighted, and a release would only cover part).
+pub fn find_rules(route: &ApisixRoute, service: &str) -> Result<Vec<usize>, RouteError> {
     let rules = route.spec.http.as_deref().unwrap_or_default();
     let names = |b: &HttpRule| backends(b).iter().any(|b| b.service_name == service);
     if let Some(rule) = rules.iter().find(|r| names(r) && targets(r).len() > 1) {
@@ -87,26 +86,19 @@ pub fn find_rule(route: &ApisixRoute, service: &str) -> Result<usize, RouteError
         });
     }
     let matching: Vec<usize> = (0..rules.len()).filter(|&i| names(&rules[i])).collect();
-    match matching[..] {
-        [one] => Ok(one),
-        [] => {
-            let found = if rules.is_empty() {
-                "no http rules".to_owned()
-            } else {
-                rules
-                    .iter()
-                    .map(|r| format!("rule {} -> [{}]", r.name, targets(r).join(", ")))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            };
-            Err(RouteError::NoRule { route: route_id(route), service: service.to_owned(), found })
-        }
-        _ => Err(RouteError::Ambiguous {
-            route: route_id(route),
-            service: service.to_owned(),
-            rules: matching.iter().map(|&i| rules[i].name.clone()).collect(),
-        }),
+    if matching.is_empty() {
+        let found = if rules.is_empty() {
+            "no http rules".to_owned()
+        } else {
+            rules
+                .iter()
+                .map(|r| format!("rule {} -> [{}]", r.name, targets(r).join(", ")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        return Err(RouteError::NoRule { route: route_id(route), service: service.to_owned(), found });
     }
+    Ok(matching)
 }
 
 /// `<route>-<d>-canary` (Flagger's naming, so its PromQL keeps working), at most 253
@@ -115,28 +107,34 @@ pub fn generated_name(route: &str, deployment: &str) -> String {
     bounded_canary_name(&format!("{route}-{deployment}"), NAME_MAX)
 }
 
-/// The weighted route of a release at canary weight `weight` (capped at 100): rule `rule`
-/// of `user` only, as written (match, plugins, name, timeouts...), priority one above it,
-/// backends `service` `100-w` and `canary_service` `w` on the user's port.
+/// The weighted route of a release at canary weight `weight` (capped at 100): the rules
+/// `rules` of `user` only, each as written (match, plugins, name, timeouts...), each at a
+/// priority one above its original, backends `service` `100-w` and `canary_service` `w`
+/// on the user's port.
 pub fn generated(
     user: &ApisixRoute,
-    rule: usize,
+    rules: &[usize],
     service: &str,
     canary_service: &str,
     deployment: &str,
     weight: u32,
     owner: OwnerReference,
 ) -> ApisixRoute {
-    let mut copy = user.spec.http.as_ref().and_then(|r| r.get(rule)).cloned().unwrap_or_default();
-    // APISIX picks the higher priority among routes that match the same request; an
-    // absent priority is 0.
-    copy.priority = Some(copy.priority.unwrap_or(0).saturating_add(1));
-    let template = backends(&copy).first().cloned().unwrap_or_default();
-    let stable = Backend { service_name: service.to_owned(), weight: None, ..template.clone() };
-    // A subset names pods of the user's ApisixUpstream, which the canary Service has none of.
-    let canary = Backend { service_name: canary_service.to_owned(), weight: None, subset: None, ..template };
-    copy.backends = Some(vec![stable, canary]);
-    set_weights(&mut copy, canary_service, weight);
+    let written = user.spec.http.as_deref().unwrap_or_default();
+    let copies = rules.iter().filter_map(|&i| written.get(i)).map(|rule| {
+        let mut copy = rule.clone();
+        // APISIX picks the higher priority among routes that match the same request; an
+        // absent priority is 0.
+        copy.priority = Some(copy.priority.unwrap_or(0).saturating_add(1));
+        let template = backends(&copy).first().cloned().unwrap_or_default();
+        let stable = Backend { service_name: service.to_owned(), weight: None, ..template.clone() };
+        // A subset names pods of the user's ApisixUpstream, which the canary Service has none of.
+        let canary = Backend { service_name: canary_service.to_owned(), weight: None, subset: None, ..template };
+        copy.backends = Some(vec![stable, canary]);
+        set_weights(&mut copy, canary_service, weight);
+        copy
+    });
+    let copies: Vec<HttpRule> = copies.collect();
 
     let user_name = user.metadata.name.as_deref().unwrap_or_default();
     ApisixRoute {
@@ -152,7 +150,7 @@ pub fn generated(
         // `stream` rules and anything else at the top are the user's route's alone.
         spec: ApisixRouteSpec {
             ingress_class_name: user.spec.ingress_class_name.clone(),
-            http: Some(vec![copy]),
+            http: Some(copies),
             other: Default::default(),
         },
     }
@@ -168,30 +166,31 @@ fn set_weights(rule: &mut HttpRule, canary_service: &str, weight: u32) {
     }
 }
 
-fn canary_rule(route: &ApisixRoute, canary_service: &str) -> Option<usize> {
-    let rules = route.spec.http.as_deref()?;
-    rules.iter().position(|r| backends(r).iter().any(|b| b.service_name == canary_service))
-}
-
-/// The (stable, canary) weights of the rule that holds `canary_service`, as written. `None`
-/// unless that rule has exactly two backends with explicit weights: any other shape is not
-/// ours, and the caller must not trust it.
+/// The (stable, canary) weights of the rules that hold `canary_service`, as written. `None`
+/// unless each has exactly two backends with explicit weights, all alike: any other shape
+/// is not ours, and the caller must not trust it.
 pub fn weights(route: &ApisixRoute, canary_service: &str) -> Option<(u32, u32)> {
-    let rule = &route.spec.http.as_deref()?[canary_rule(route, canary_service)?];
-    let [a, b] = backends(rule) else { return None };
-    let (stable, canary) = if b.service_name == canary_service { (a, b) } else { (b, a) };
-    let w = |b: &Backend| b.weight.and_then(|w| u32::try_from(w).ok());
-    Some((w(stable)?, w(canary)?))
+    let rules = route.spec.http.as_deref()?;
+    let holding = rules.iter().filter(|r| backends(r).iter().any(|b| b.service_name == canary_service));
+    let mut read = holding.map(|rule| {
+        let [a, b] = backends(rule) else { return None };
+        let (stable, canary) = if b.service_name == canary_service { (a, b) } else { (b, a) };
+        let w = |b: &Backend| b.weight.and_then(|w| u32::try_from(w).ok());
+        Some((w(stable)?, w(canary)?))
+    });
+    let first = read.next()??;
+    // Rules that disagree are not a weight this controller wrote.
+    read.all(|w| w == Some(first)).then_some(first)
 }
 
-/// `route` with the rule that holds `canary_service` at canary weight `weight`; a route
-/// without it comes back unchanged (and [`weights`] reads `None` from it).
+/// `route` with every rule that holds `canary_service` at canary weight `weight`; a route
+/// without one comes back unchanged (and [`weights`] reads `None` from it).
 pub fn with_weight(route: &ApisixRoute, canary_service: &str, weight: u32) -> ApisixRoute {
     let mut route = route.clone();
-    if let Some(i) = canary_rule(&route, canary_service)
-        && let Some(rule) = route.spec.http.as_mut().and_then(|r| r.get_mut(i))
-    {
-        set_weights(rule, canary_service, weight);
+    for rule in route.spec.http.iter_mut().flatten() {
+        if backends(rule).iter().any(|b| b.service_name == canary_service) {
+            set_weights(rule, canary_service, weight);
+        }
     }
     route
 }

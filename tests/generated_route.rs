@@ -25,15 +25,15 @@ fn json(v: &impl serde::Serialize) -> Value {
 
 #[test]
 fn find_rule_picks_the_one_rule_whose_only_backend_is_the_service() {
-    assert_eq!(route::find_rule(&scenario(), "podinfo"), Ok(0));
-    assert_eq!(route::find_rule(&fixture("apisix/podinfo-route.yaml"), "podinfo"), Ok(0));
-    assert_eq!(route::find_rule(&shop(), "podinfo"), Ok(1));
-    assert_eq!(route::find_rule(&shop(), "frontend"), Ok(0));
+    assert_eq!(route::find_rules(&scenario(), "podinfo"), Ok(vec![0]));
+    assert_eq!(route::find_rules(&fixture("apisix/podinfo-route.yaml"), "podinfo"), Ok(vec![0]));
+    assert_eq!(route::find_rules(&shop(), "podinfo"), Ok(vec![1]));
+    assert_eq!(route::find_rules(&shop(), "frontend"), Ok(vec![0]));
 }
 
 #[test]
 fn find_rule_without_a_match_names_what_it_found() {
-    let err = route::find_rule(&shop(), "checkout").unwrap_err();
+    let err = route::find_rules(&shop(), "checkout").unwrap_err();
     assert!(matches!(err, RouteError::NoRule { .. }));
     assert_eq!(
         err.to_string(),
@@ -43,32 +43,44 @@ fn find_rule_without_a_match_names_what_it_found() {
 
     let mut empty = scenario();
     empty.spec.http = None;
-    let err = route::find_rule(&empty, "podinfo").unwrap_err().to_string();
+    let err = route::find_rules(&empty, "podinfo").unwrap_err().to_string();
     assert!(err.ends_with("found: no http rules"), "{err}");
 }
 
 #[test]
-fn find_rule_refuses_two_rules_for_the_service() {
+fn every_rule_of_the_service_is_copied_and_moved_by_the_same_weight() {
     let mut route = shop();
     let mut second = route.spec.http.as_ref().unwrap()[1].clone();
     second.name = "api-v2".into();
+    second.priority = Some(7);
     route.spec.http.as_mut().unwrap().push(second);
-    let err = route::find_rule(&route, "podinfo").unwrap_err();
-    assert_eq!(
-        err,
-        RouteError::Ambiguous {
-            route: "shop.test".into(),
-            service: "podinfo".into(),
-            rules: vec!["api".into(), "api-v2".into()]
-        }
-    );
-    assert!(err.to_string().contains("has 2 http rules whose only backend is service podinfo (api, api-v2)"), "{err}");
+    let rules = route::find_rules(&route, "podinfo").unwrap();
+    assert_eq!(rules, [1, 2], "api and api-v2, not the frontend's");
+    let generated = route::generated(&route, &rules, "podinfo", "podinfo-canary", "podinfo", 20, owner());
+    let http = generated.spec.http.as_deref().unwrap();
+    let names: Vec<&str> = http.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["api", "api-v2"]);
+    let user = route.spec.http.as_deref().unwrap();
+    for (copy, original) in http.iter().zip([&user[1], &user[2]]) {
+        assert_eq!(copy.priority, Some(original.priority.unwrap_or(0) + 1), "each above its own original");
+        assert_eq!(copy.other, original.other, "match and plugins as written");
+        let weights: Vec<(String, Option<i64>)> =
+            copy.backends.iter().flatten().map(|b| (b.service_name.clone(), b.weight)).collect();
+        assert_eq!(weights, [("podinfo".into(), Some(80)), ("podinfo-canary".into(), Some(20))]);
+    }
+    assert_eq!(route::weights(&generated, "podinfo-canary"), Some((80, 20)));
+    let moved = route::with_weight(&generated, "podinfo-canary", 40);
+    assert_eq!(route::weights(&moved, "podinfo-canary"), Some((60, 40)), "all rules moved");
+    // Rules that disagree are not a weight we wrote.
+    let mut torn = moved.clone();
+    torn.spec.http.as_mut().unwrap()[1].backends.as_mut().unwrap()[1].weight = Some(10);
+    assert_eq!(route::weights(&torn, "podinfo-canary"), None);
 }
 
 #[test]
 fn find_rule_refuses_a_service_already_weighted() {
     let weighted: ApisixRoute = fixture("apisix/apisixroute-sample-weighted-v2.x.yaml");
-    let err = route::find_rule(&weighted, "httpbin-1").unwrap_err();
+    let err = route::find_rules(&weighted, "httpbin-1").unwrap_err();
     assert_eq!(
         err.to_string(),
         "apisix route httpbin.ingress-apisix: http rule httpbin already splits traffic between httpbin-1:80, \
@@ -83,19 +95,19 @@ fn find_rule_refuses_a_service_already_weighted() {
     other.service_name = "podinfo-v2".into();
     split.backends.as_mut().unwrap().push(other);
     both.spec.http.as_mut().unwrap().push(split);
-    assert!(matches!(route::find_rule(&both, "podinfo"), Err(RouteError::Weighted { rule, .. }) if rule == "split"));
+    assert!(matches!(route::find_rules(&both, "podinfo"), Err(RouteError::Weighted { rule, .. }) if rule == "split"));
 
     // An ApisixUpstream reference next to the backend takes a share of the traffic too.
     let mut upstream = scenario();
     upstream.spec.http.as_mut().unwrap()[0].other.insert("upstreams".into(), json!([{"name": "legacy", "weight": 10}]));
-    let err = route::find_rule(&upstream, "podinfo").unwrap_err().to_string();
+    let err = route::find_rules(&upstream, "podinfo").unwrap_err().to_string();
     assert!(err.contains("between podinfo:80, upstream legacy"), "{err}");
 }
 
 #[test]
 fn generated_route_of_the_scenario_is_exactly_the_expected_object() {
     let user = scenario();
-    let generated = route::generated(&user, 0, "podinfo", "podinfo-canary", "podinfo", 0, owner());
+    let generated = route::generated(&user, &[0], "podinfo", "podinfo-canary", "podinfo", 0, owner());
     let expected: Value = fixture("release/route-generated.yaml");
     assert_eq!(json(&generated), expected);
     // `weight: 0` is written, not left out (APISIX would read an absent weight as 100).
@@ -106,7 +118,7 @@ fn generated_route_of_the_scenario_is_exactly_the_expected_object() {
 #[test]
 fn generated_route_copies_only_the_matched_rule_with_all_its_settings() {
     let user = shop();
-    let generated = route::generated(&user, 1, "podinfo", "podinfo-canary", "podinfo", 20, owner());
+    let generated = route::generated(&user, &[1], "podinfo", "podinfo-canary", "podinfo", 20, owner());
     let meta = &generated.metadata;
     assert_eq!(meta.name.as_deref(), Some("shop-podinfo-canary"));
     assert_eq!(meta.namespace.as_deref(), Some("test"));
@@ -159,7 +171,7 @@ fn generated_routes_pass_the_apisix_crd_schema_unpruned() {
     let schema = sim::schema::of_version(&crd, "v2").unwrap();
     for (user, rule) in [(scenario(), 0), (shop(), 1), (fixture("apisix/podinfo-route.yaml"), 0)] {
         for weight in [0, 10, 50, 100] {
-            let generated = route::generated(&user, rule, "podinfo", "podinfo-canary", "podinfo", weight, owner());
+            let generated = route::generated(&user, &[rule], "podinfo", "podinfo-canary", "podinfo", weight, owner());
             let mut object = json(&generated);
             let errors = sim::schema::check(schema, &mut object);
             assert!(errors.is_empty(), "{errors:?}");
@@ -167,7 +179,7 @@ fn generated_routes_pass_the_apisix_crd_schema_unpruned() {
         }
     }
     // The check is not vacuous: a backend without its port is refused.
-    let mut broken = json(&route::generated(&scenario(), 0, "podinfo", "podinfo-canary", "podinfo", 0, owner()));
+    let mut broken = json(&route::generated(&scenario(), &[0], "podinfo", "podinfo-canary", "podinfo", 0, owner()));
     broken["spec"]["http"][0]["backends"][1].as_object_mut().unwrap().remove("servicePort");
     assert!(!sim::schema::check(schema, &mut broken).is_empty());
 }
@@ -176,18 +188,18 @@ fn generated_routes_pass_the_apisix_crd_schema_unpruned() {
 fn weights_read_back_what_was_written() {
     let user = scenario();
     for w in [0, 1, 10, 33, 50, 99, 100] {
-        let generated = route::generated(&user, 0, "podinfo", "podinfo-canary", "podinfo", w, owner());
+        let generated = route::generated(&user, &[0], "podinfo", "podinfo-canary", "podinfo", w, owner());
         assert_eq!(route::weights(&generated, "podinfo-canary"), Some((100 - w, w)));
         let moved = route::with_weight(&generated, "podinfo-canary", 100 - w);
         assert_eq!(route::weights(&moved, "podinfo-canary"), Some((w, 100 - w)));
     }
-    let over = route::generated(&user, 0, "podinfo", "podinfo-canary", "podinfo", 150, owner());
+    let over = route::generated(&user, &[0], "podinfo", "podinfo-canary", "podinfo", 150, owner());
     assert_eq!(route::weights(&over, "podinfo-canary"), Some((0, 100)), "capped at 100");
 }
 
 #[test]
 fn weights_refuse_shapes_that_are_not_ours() {
-    let generated = route::generated(&scenario(), 0, "podinfo", "podinfo-canary", "podinfo", 30, owner());
+    let generated = route::generated(&scenario(), &[0], "podinfo", "podinfo-canary", "podinfo", 30, owner());
     assert_eq!(route::weights(&scenario(), "podinfo-canary"), None, "the user's route has no canary");
 
     let mut swapped = generated.clone();
@@ -211,15 +223,15 @@ fn weights_refuse_shapes_that_are_not_ours() {
 #[test]
 fn with_weight_changes_the_weights_and_nothing_else() {
     let user = shop();
-    let at0 = route::generated(&user, 1, "podinfo", "podinfo-canary", "podinfo", 0, owner());
-    let at40 = route::generated(&user, 1, "podinfo", "podinfo-canary", "podinfo", 40, owner());
+    let at0 = route::generated(&user, &[1], "podinfo", "podinfo-canary", "podinfo", 0, owner());
+    let at40 = route::generated(&user, &[1], "podinfo", "podinfo-canary", "podinfo", 40, owner());
     assert_eq!(route::with_weight(&at0, "podinfo-canary", 40), at40);
     assert_eq!(route::with_weight(&user, "podinfo-canary", 40), user, "a route without the canary is left alone");
 }
 
 #[test]
 fn weight_patch_carries_the_whole_rule_list_and_the_resource_version() {
-    let mut stored = route::generated(&shop(), 1, "podinfo", "podinfo-canary", "podinfo", 10, owner());
+    let mut stored = route::generated(&shop(), &[1], "podinfo", "podinfo-canary", "podinfo", 10, owner());
     stored.metadata.resource_version = Some("5150".into());
     let patch = route::weight_patch(&stored, "podinfo-canary", 20);
     assert_eq!(patch["metadata"], json!({"resourceVersion": "5150"}));

@@ -23,7 +23,8 @@ pub struct Objects {
     pub target: Option<Deployment>,
     pub service: Option<Service>,
     pub route: Option<ApisixRoute>,
-    pub rule: Option<usize>,
+    /// The user's route's rules the generated route copies.
+    pub rules: Vec<usize>,
     pub service_name: String,
     pub canary: Option<Deployment>,
     pub generated: Option<ApisixRoute>,
@@ -44,7 +45,7 @@ pub async fn observe(c: &Canary, ctx: &Context, endpoints: bool) -> Result<(Obse
         target,
         service,
         route,
-        rule: seen.rule,
+        rules: seen.rules,
         service_name: seen.service_name,
         canary: copy,
         generated,

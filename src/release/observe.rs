@@ -60,8 +60,8 @@ pub struct Snapshot {
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub observed: Observed,
-    /// The index of the route's rule whose single backend is the Service.
-    pub rule: Option<usize>,
+    /// The indexes of the route's rules whose single backend is the Service.
+    pub rules: Vec<usize>,
     /// The Service the route's rule sends to.
     pub service_name: String,
     /// The apex Service as `spec.service` describes it, when the Canary may generate it.
@@ -130,7 +130,7 @@ pub fn observe(s: &Snapshot) -> Seen {
     };
     let uid = c.metadata.uid.clone().unwrap_or_default();
     let apex = apex_service.as_ref().map_or(Apex::Kept, |desired| apex::state(s.service.as_ref(), desired, &uid));
-    let (rule, refusal) = refusal(s, &ns, &route_name, &service_name, apex_service.is_some());
+    let (rules, refusal) = refusal(s, &ns, &route_name, &service_name, apex_service.is_some());
     let canary_service = copies::canary_service_name(&service_name);
     let observed = Observed {
         id: Release { canary: c.name_any(), namespace: ns.clone(), target: name.clone() },
@@ -157,21 +157,21 @@ pub fn observe(s: &Snapshot) -> Seen {
         hooks: Default::default(),
         requests: requests(c.annotations()),
     };
-    Seen { observed, rule, service_name, apex: apex_service }
+    Seen { observed, rules, service_name, apex: apex_service }
 }
 
 /// The route's rule for the Service, and why a release could not run, if so: the first
 /// of route missing, no rule for the Service, Service missing (unless the Canary
 /// generates it), Deployment missing, a Service that would select the canary pods, a
 /// selector that cannot set them apart.
-fn refusal(s: &Snapshot, ns: &str, route: &str, service: &str, generated: bool) -> (Option<usize>, Option<String>) {
+fn refusal(s: &Snapshot, ns: &str, route: &str, service: &str, generated: bool) -> (Vec<usize>, Option<String>) {
     let mut refusal = None;
-    let rule = match &s.route {
+    let rules = match &s.route {
         None => {
             refusal = Some(format!("ApisixRoute {ns}/{route} not found"));
-            None
+            Vec::new()
         }
-        Some(r) => route::find_rule(r, service).map_err(|e| refusal = Some(e.to_string())).ok(),
+        Some(r) => route::find_rules(r, service).map_err(|e| refusal = Some(e.to_string())).unwrap_or_default(),
     };
     // A missing apex Service is generated before anything else is decided.
     if s.service.is_none() && !generated && refusal.is_none() {
@@ -195,7 +195,7 @@ fn refusal(s: &Snapshot, ns: &str, route: &str, service: &str, generated: bool) 
             }
         }
     }
-    (rule, refusal)
+    (rules, refusal)
 }
 
 /// An operator's requests on the Canary; a value that is not a revision asks nothing.

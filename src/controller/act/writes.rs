@@ -137,13 +137,16 @@ impl Run<'_> {
             }
             None if !create => return Ok(()),
             None => {
-                let (Some(user), Some(rule)) = (&self.objects.route, self.objects.rule) else {
-                    return Err(Error::Invalid("no route rule to copy".into()));
+                let (Some(user), rules) = (&self.objects.route, &self.objects.rules) else {
+                    return Err(Error::Invalid("no route to copy".into()));
                 };
+                if rules.is_empty() {
+                    return Err(Error::Invalid("no route rule to copy".into()));
+                }
                 let deployment = self.canary.spec.target_ref.name.clone();
                 let generated = route::generated(
                     user,
-                    rule,
+                    rules,
                     &self.objects.service_name,
                     &canary_service,
                     &deployment,
