@@ -276,3 +276,65 @@ spec:
     traffic.store(false, Ordering::Relaxed);
     w.assert_rbac_covers_serve(None);
 }
+
+#[test]
+fn a_route_with_two_rules_for_the_service_moves_both_by_the_same_weight() {
+    let w = World::start();
+    let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
+    w.ok(&["apply", "-f", &scenario("namespace.yaml")]);
+    // The scenario's rule, and a second one for the API with its own match and priority.
+    let route = std::fs::read_to_string(fixture("scenario/route.yaml")).unwrap()
+        + r#"    - name: api
+      priority: 5
+      match:
+        hosts:
+          - api.example.com
+        paths:
+          - /api/*
+      backends:
+        - serviceName: podinfo
+          servicePort: 80
+      plugins:
+        - name: prometheus
+          enable: true
+          config:
+            prefer_name: true
+"#;
+    let files = [w.file("podinfo.yaml", &podinfo(30)), w.file("route.yaml", &route)];
+    w.ok(&["apply", "-f", &files[0], "-f", &scenario("service.yaml"), "-f", &files[1]]);
+    w.ok(&["-n", "test", "rollout", "status", "deployment/podinfo", "--timeout=60s"]);
+    assert_eq!(w.wait_phase(&["Initialized"], Duration::from_secs(30)), "Initialized");
+    let traffic = w.traffic();
+    w.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1"]);
+    // Each rule's weights, at every weight the release visits.
+    let weights = |w: &World| {
+        let path = "{range .spec.http[*]}{.name}={.priority}:{.backends[1].weight};{end}";
+        w.jsonpath("apisixroute/podinfo-podinfo-canary", path)
+    };
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !matches!(w.jsonpath("canary/podinfo", "{.status.phase}").as_str(), "Succeeded" | "Failed") {
+        let now = weights(&w);
+        if !now.is_empty() && seen.last() != Some(&now) {
+            seen.push(now);
+        }
+        assert!(Instant::now() < deadline, "{seen:?} {:#?}", w.events());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(w.jsonpath("canary/podinfo", "{.status.phase}"), "Succeeded", "{:#?}", w.events());
+    for step in [10, 20, 30] {
+        let both = format!("method=1:{step};api=6:{step};");
+        assert!(seen.contains(&both), "both rules at {step}: {seen:?}");
+    }
+    assert!(
+        seen.iter().all(|s| s
+            .split(';')
+            .filter(|r| !r.is_empty())
+            .map(|r| r.rsplit(':').next())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            == 1),
+        "never apart: {seen:?}"
+    );
+    traffic.store(false, Ordering::Relaxed);
+}
