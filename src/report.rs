@@ -8,6 +8,10 @@
 //!  Prometheus at each check's time (stable's nodes, the check's PromQL and window) ───┘
 //! ```
 //!
+//! With `judge: sequential`, each check of a built-in metric also recorded the test's
+//! evidence (ln E) and its boundary: that metric gets a second panel, the evidence over
+//! time against the boundary at which the release is rolled back.
+//!
 //! The values charted are the checks' own (`status.checks`: the values the Events and
 //! the verdicts used, at the times they were judged), never a second query with another
 //! window. [`gather`] is the only part that talks to the cluster and Prometheus; the rest
@@ -47,6 +51,8 @@ pub struct Report {
     pub prometheus: String,
     /// The status held as many checks as it keeps: older ones of this release are gone.
     pub truncated: bool,
+    /// `judge: sequential`'s confidence, in percent, when the analysis has it now.
+    pub confidence: Option<f64>,
 }
 
 impl Report {

@@ -49,6 +49,12 @@ fn a_failing_canary_is_rolled_back_within_seconds_with_the_evidence_and_a_health
     let last = checks.as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["message"], rollback.as_str(), "{checks}");
     assert!(last["value"].as_f64().is_some_and(|v| v > 20.0), "{last}");
+    // With the evidence that decided it, at or past its boundary (ln 200 at 99 % over two
+    // metrics); the interval checks before it, below.
+    let (evidence, boundary) = (last["evidence"].as_f64().unwrap(), last["boundary"].as_f64().unwrap());
+    assert!(evidence >= boundary && (boundary - 200f64.ln()).abs() < 1e-9, "{last}");
+    let mut before = checks.as_array().unwrap().iter().filter(|c| c["time"].as_str() < last["time"].as_str());
+    assert!(before.all(|c| c["evidence"].as_f64().is_some_and(|e| e < boundary)), "{checks}");
     traffic.store(false, Ordering::Relaxed);
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
+use crate::analysis::sequential::Evidence;
 use crate::api::canary::{CheckRecord, CheckResult};
 use crate::api::duration::Display;
 use crate::release::plan::{MetricScope, MetricSource, Plan};
@@ -72,7 +73,17 @@ pub struct Judged {
     /// The stable's value over the same window at `at`, with the check's PromQL
     /// (built-in metrics only, when the stable's nodes are known).
     pub stable: Option<f64>,
+    /// `judge: sequential`: the test's evidence at `at` and its boundary, as recorded.
+    pub evidence: Option<Evidence>,
+    /// The test's rejection between intervals: the share of failing requests it counted
+    /// since the release began, in percent, which the record holds as its value (so
+    /// `value` is `None`: it is no success rate or P99).
+    pub rejected_share: Option<f64>,
 }
+
+/// What a rejection of the sequential test says, within its message: "Rolling back
+/// podinfo.test: canary 5xx share 30.0 % > 1 % (sequential test, 99 % confidence, ...".
+const REJECTION: &str = "(sequential test, ";
 
 impl MetricChecks {
     /// A value with its unit, rounded as the Events round it.
@@ -89,6 +100,11 @@ impl MetricChecks {
     pub fn bounds(&self) -> String {
         let bound = |name: &str, v: Option<f64>| v.map(|v| format!("{name} {v}"));
         [bound("min", self.min), bound("max", self.max)].into_iter().flatten().collect::<Vec<_>>().join(" ")
+    }
+
+    /// The sequential test judged this metric: some check recorded its evidence.
+    pub fn tested(&self) -> bool {
+        self.checks.iter().any(|c| c.evidence.is_some())
     }
 }
 
@@ -115,12 +131,23 @@ pub fn metrics(plan: Option<&Plan>, records: &[CheckRecord]) -> Vec<MetricChecks
         })
         .collect();
     for r in records {
+        let evidence = r
+            .evidence
+            .zip(r.boundary)
+            .filter(|(e, b)| e.is_finite() && b.is_finite())
+            .map(|(log_e, boundary)| Evidence { log_e, boundary });
+        let value = r.value.filter(|v| !v.is_nan());
+        let rejection = r.result == CheckResult::Failed
+            && evidence.is_some_and(|e| e.rejects())
+            && r.message.as_deref().is_some_and(|m| m.contains(REJECTION));
         let judged = Judged {
             at: r.time.0,
-            value: r.value.filter(|v| !v.is_nan()),
+            value: if rejection { None } else { value },
             result: r.result,
             message: r.message.clone(),
             stable: None,
+            evidence,
+            rejected_share: if rejection { value } else { None },
         };
         match out.iter_mut().find(|m| m.name == r.metric) {
             Some(m) => m.checks.push(judged),
@@ -249,136 +276,4 @@ impl Alike {
 }
 
 #[cfg(test)]
-mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-    use super::*;
-
-    fn at(s: i64) -> Timestamp {
-        Timestamp::from_second(1_800_000_000 + s).unwrap()
-    }
-
-    fn record(s: i64, metric: &str, value: Option<f64>, result: CheckResult) -> CheckRecord {
-        CheckRecord {
-            time: Time(at(s)),
-            metric: metric.into(),
-            value,
-            result,
-            message: None,
-            evidence: None,
-            boundary: None,
-        }
-    }
-
-    fn plan(metrics: &str) -> Plan {
-        let spec = format!(
-            r#"{{"targetRef": {{"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"}},
-                "routeRef": {{"apiVersion": "apisix.apache.org/v2", "kind": "ApisixRoute", "name": "podinfo"}},
-                "analysis": {{"interval": "2s", "threshold": 3, "maxWeight": 30, "stepWeight": 10,
-                              "metrics": {metrics}}}}}"#
-        );
-        let spec = serde_json::from_str(&spec).unwrap();
-        Plan::from_canary(&spec).unwrap().0
-    }
-
-    const THREE: &str = r#"[
-        {"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": "10s"},
-        {"name": "request-duration", "thresholdRange": {"max": 500}, "interval": "5s"},
-        {"name": "404s percentage", "templateRef": {"name": "nf"}, "thresholdRange": {"max": 5}}]"#;
-
-    #[test]
-    fn every_metric_of_the_analysis_gets_its_checks_in_time_order() {
-        let plan = plan(THREE);
-        let records = [
-            record(4, "request-success-rate", Some(41.76), CheckResult::Failed),
-            record(2, "request-success-rate", Some(100.0), CheckResult::Passed),
-            record(2, "404s percentage", Some(0.0), CheckResult::Passed),
-            record(3, "endpoints", None, CheckResult::Failed),
-            record(2, "request-success-rate", Some(f64::NAN), CheckResult::Waiting),
-        ];
-        let got = metrics(Some(&plan), &records);
-        let names: Vec<(&str, Kind)> = got.iter().map(|m| (m.name.as_str(), m.kind)).collect();
-        assert_eq!(
-            names,
-            [
-                ("request-success-rate", Kind::SuccessRate),
-                ("request-duration", Kind::Duration),
-                ("404s percentage", Kind::Query),
-                ("endpoints", Kind::Other)
-            ]
-        );
-        let rate = &got[0];
-        assert_eq!((rate.min, rate.max, rate.interval), (Some(99.0), None, Some(Duration::from_secs(10))));
-        let values: Vec<(Timestamp, Option<f64>)> = rate.checks.iter().map(|c| (c.at, c.value)).collect();
-        assert_eq!(values, [(at(2), Some(100.0)), (at(2), None), (at(4), Some(41.76))], "NaN is no value");
-        assert!(got[1].checks.is_empty(), "never checked: no points");
-        assert_eq!((got[2].max, got[2].kind.unit()), (Some(5.0), ""));
-        assert_eq!(got[2].bounds(), "max 5");
-        assert_eq!(got[3].interval, None);
-        // Without an analysis that parses, every recorded metric still has its series.
-        assert_eq!(metrics(None, &records).len(), 3);
-        assert_eq!(rate.shown(41.7634), "41.76 %");
-        assert_eq!(got[1].shown(612.4), "612 ms");
-    }
-
-    fn with_stable(mut m: MetricChecks, stable: &[Option<f64>]) -> MetricChecks {
-        for (c, s) in m.checks.iter_mut().zip(stable) {
-            c.stable = *s;
-        }
-        m
-    }
-
-    #[test]
-    fn the_stable_failing_alike_is_said_with_the_margin_baseline_needs() {
-        let plan = plan(THREE);
-        let records = [
-            record(2, "request-success-rate", Some(100.0), CheckResult::Passed),
-            record(4, "request-success-rate", Some(41.76), CheckResult::Failed),
-            record(6, "request-success-rate", Some(44.0), CheckResult::Failed),
-        ];
-        let rate = metrics(Some(&plan), &records).remove(0);
-        let alike = failed_alike(&[with_stable(rate.clone(), &[Some(100.0), Some(45.02), Some(43.5)])]);
-        assert_eq!(alike.len(), 1);
-        let a = &alike[0];
-        assert_eq!((a.bound, a.failed.len(), a.whole_release), (99.0, 2, true));
-        assert!((a.max_delta - 3.26).abs() < 1e-9, "{}", a.max_delta);
-        let said = a.said();
-        assert!(
-            said.contains(
-                "the canary's success rate was 41.76 % and the stable answered 45.02 % in the same 10s window"
-            ),
-            "{said}"
-        );
-        assert!(said.contains("`compare: baseline` (maxDelta 3.26) in place of min 99 would have held this release"));
-
-        // A canary better than a failing stable: no margin needed.
-        let better = failed_alike(&[with_stable(rate.clone(), &[None, Some(40.0), Some(41.0)])]);
-        let said = better[0].said();
-        assert!(said.contains("(any maxDelta: the canary did no worse than the stable) in place of min 99"), "{said}");
-        // A stable that passed at one failed check: the canary's own failure, nothing said.
-        assert_eq!(failed_alike(&[with_stable(rate.clone(), &[None, Some(99.5), Some(43.0)])]), []);
-        // Without the stable's value at a failed check, nothing is claimed.
-        assert_eq!(failed_alike(&[with_stable(rate.clone(), &[None, Some(45.0), None])]), []);
-        // Already compared with the baseline, or blended: not said.
-        let compared = MetricChecks { baseline: Some(1.0), ..rate.clone() };
-        assert_eq!(failed_alike(&[with_stable(compared, &[None, Some(45.0), Some(43.0)])]), []);
-        let blended = MetricChecks { scope: MetricScope::Route, ..rate.clone() };
-        assert_eq!(failed_alike(&[with_stable(blended, &[None, Some(45.0), Some(43.0)])]), []);
-
-        // Another metric failed too: these checks, not the release.
-        let other = metrics(Some(&plan), &[record(5, "404s percentage", Some(12.0), CheckResult::Failed)]).remove(2);
-        let both = failed_alike(&[with_stable(rate, &[None, Some(45.0), Some(43.0)]), other]);
-        assert!(!both[0].whole_release && both[0].said().contains("would have passed these checks"), "{both:?}");
-    }
-
-    #[test]
-    fn a_slow_stable_is_said_for_the_duration() {
-        let plan = plan(THREE);
-        let records = [record(4, "request-duration", Some(812.0), CheckResult::Failed)];
-        let p99 = metrics(Some(&plan), &records).remove(1);
-        let alike = failed_alike(&[with_stable(p99, &[Some(790.0)])]);
-        let said = alike[0].said();
-        assert!(said.contains("P99 was 812 ms and the stable answered 790 ms in the same 5s window"), "{said}");
-        assert!(said.contains("(maxDelta 22) in place of max 500"), "{said}");
-    }
-}
+mod tests;

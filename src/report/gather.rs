@@ -11,7 +11,7 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 
 use super::checks::{self, Kind, MetricChecks};
-use super::nodes::{self, Evidence};
+use super::nodes::{self, Evidence, Nodes};
 use super::timeline::{self, Kind as Said};
 use super::{Report, clock};
 use crate::analysis::prometheus::{Prometheus, QueryError};
@@ -19,7 +19,7 @@ use crate::analysis::query::{self, Series};
 use crate::api::canary::v1beta1::Canary;
 use crate::api::canary::{MAX_CHECKS, Phase};
 use crate::release::copies;
-use crate::release::plan::Plan;
+use crate::release::plan::{Judge, Plan};
 use crate::route;
 
 /// How far before the release the target's own route is read for stable nodes.
@@ -88,18 +88,13 @@ impl Release {
         self.canary.status.as_ref().and_then(|s| s.metrics_server.as_deref()).filter(|u| !u.is_empty())
     }
 
-    /// The report of the release: its checks, and from `prometheus` its nodes and the
-    /// stable's value at each check.
-    pub async fn measure(
-        self,
-        client: &Client,
-        prometheus: &Prometheus,
-        now: Timestamp,
-    ) -> Result<Report, ReportError> {
-        let Release { canary, events } = self;
+    /// What the Canary and its Events say of the release, pure: its window, weights,
+    /// Events and checks; no node known yet and no stable value ([`Release::measure`]).
+    pub fn checked(&self, now: Timestamp) -> Result<Report, ReportError> {
+        let canary = &self.canary;
         let namespace = canary.metadata.namespace.clone().unwrap_or_default();
         let name = canary.metadata.name.clone().unwrap_or_default();
-        let occurrences = timeline::occurrences(&events);
+        let occurrences = timeline::occurrences(&self.events);
         let status = canary.status.as_ref();
         let phase = status.and_then(|s| s.phase);
         let running = matches!(
@@ -121,7 +116,38 @@ impl Release {
             None => timeline::window_of_checks(records.iter().map(|r| r.time.0), running, now)
                 .ok_or_else(|| ReportError::NoRelease { namespace: namespace.clone(), name: name.clone() })?,
         };
+        let weights = timeline::weight_steps(&occurrences, &window);
+        let events = occurrences.into_iter().filter(|o| window.contains(o.at)).collect();
+        Ok(Report {
+            namespace,
+            name,
+            phase: phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "-".to_owned()),
+            window,
+            events,
+            weights,
+            metrics,
+            nodes: Nodes::default(),
+            prometheus: String::new(),
+            truncated: records.len() >= MAX_CHECKS,
+            confidence: plan.and_then(|p| match p.judge {
+                Judge::Sequential { confidence } => Some(confidence),
+                Judge::Interval => None,
+            }),
+        })
+    }
 
+    /// The report of the release: its checks, and from `prometheus` its nodes and the
+    /// stable's value at each check.
+    pub async fn measure(
+        self,
+        client: &Client,
+        prometheus: &Prometheus,
+        now: Timestamp,
+    ) -> Result<Report, ReportError> {
+        let mut report = self.checked(now)?;
+        let canary = &self.canary;
+        let namespace = &report.namespace;
+        let window = &report.window;
         let target = &canary.spec.target_ref.name;
         let service = canary.spec.service.as_ref().and_then(|s| s.name.clone()).unwrap_or_else(|| target.clone());
         let own_route = canary.spec.route_ref.as_ref().map(|r| r.name.clone()).unwrap_or_default();
@@ -136,7 +162,7 @@ impl Release {
         let until = to.min(now).max(window.start);
         let span = until.duration_since(window.start);
         // At weight 0, until a second before the first step, only the stable was routed.
-        let first_step = occurrences.iter().find(|o| window.contains(o.at) && matches!(o.kind, Said::Advance(_)));
+        let first_step = report.events.iter().find(|o| matches!(o.kind, Said::Advance(_)));
         let weight_zero_end = first_step.map_or(window.end, |o| o.at - SignedDuration::from_secs(1)).max(window.start);
         let zero_span = weight_zero_end.duration_since(window.start) + SignedDuration::from_secs(1);
         let label = |q: String, at: Timestamp| async move { prometheus.label_values(&q, at.as_second(), "node").await };
@@ -145,40 +171,29 @@ impl Release {
         let (seen, at_zero, own, earlier) = tokio::try_join!(
             // What answered the generated route from the release's start on: the
             // route of an earlier release had the same name.
-            label(query::answering_nodes(&namespace, &generated, whole_secs(span)), until),
-            label(query::answering_nodes(&namespace, &generated, whole_secs(zero_span)), weight_zero_end),
+            label(query::answering_nodes(namespace, &generated, whole_secs(span)), until),
+            label(query::answering_nodes(namespace, &generated, whole_secs(zero_span)), weight_zero_end),
             // The target's own route served only the stable version until the release;
             // a series appears with its first request, but Prometheus may scrape it only
             // after the release has begun, so its existence up to the end is read.
-            label(query::exported_nodes(&namespace, &own_route, BEFORE_RELEASE + whole_secs(span)), until),
+            label(query::exported_nodes(namespace, &own_route, BEFORE_RELEASE + whole_secs(span)), until),
             label(
-                query::exported_nodes(&namespace, &generated, EARLIER_RELEASES),
+                query::exported_nodes(namespace, &generated, EARLIER_RELEASES),
                 window.start - SignedDuration::from_secs(1)
             ),
         )?;
         let before = [at_zero, own, earlier].concat();
-        let promoted = phase == Some(Phase::Succeeded);
+        let promoted = canary.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded);
         let nodes = nodes::classify(&Evidence { seen, canary_now, stable_now, before, promoted });
 
         if nodes.told_apart
-            && let Some(stable) = Series::of_nodes(&namespace, &generated, &nodes.stable)
+            && let Some(stable) = Series::of_nodes(namespace, &generated, &nodes.stable)
         {
-            stable_values(prometheus, &stable, &mut metrics).await?;
+            stable_values(prometheus, &stable, &mut report.metrics).await?;
         }
-        let weights = timeline::weight_steps(&occurrences, &window);
-        let events = occurrences.into_iter().filter(|o| window.contains(o.at)).collect();
-        Ok(Report {
-            namespace,
-            name,
-            phase: phase.map(|p| format!("{p:?}")).unwrap_or_else(|| "-".to_owned()),
-            window,
-            events,
-            weights,
-            metrics,
-            nodes,
-            prometheus: prometheus.url().to_owned(),
-            truncated: records.len() >= MAX_CHECKS,
-        })
+        report.nodes = nodes;
+        report.prometheus = prometheus.url().to_owned();
+        Ok(report)
     }
 }
 
@@ -235,5 +250,28 @@ impl Report {
             self.nodes.stable,
             self.prometheus
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::report::sample;
+
+    #[test]
+    fn a_sequentially_judged_release_is_read_from_its_canary_and_events() {
+        let report = sample::sequential();
+        assert_eq!((report.phase.as_str(), report.confidence), ("Failed", Some(99.0)));
+        assert_eq!(
+            report.window.start.to_string(),
+            "2026-12-07T16:45:18.250887Z",
+            "the last release, not the promoted one"
+        );
+        let names: Vec<(&str, usize, bool)> =
+            report.metrics.iter().map(|m| (m.name.as_str(), m.checks.len(), m.tested())).collect();
+        assert_eq!(names, [("request-success-rate", 4, true), ("request-duration", 3, true)]);
+        let rejection = report.metrics[0].checks.last().unwrap();
+        assert_eq!((rejection.value, rejection.rejected_share), (None, Some(15.0)));
+        assert!(rejection.evidence.is_some_and(|e| e.rejects()));
+        assert!(report.events.iter().any(|o| o.message.starts_with("Rolling back podinfo.test: canary 5xx share")));
     }
 }

@@ -59,6 +59,13 @@ pub fn render(report: &Report, svg: &str) -> String {
     } else {
         String::new()
     };
+    let sequential = if report.metrics.iter().any(MetricChecks::tested) {
+        "<p class=\"note\">Judged by the sequential test (<code>judge: sequential</code>): under each metric it \
+         tested, its evidence against a healthy canary (ln E, the log of its likelihood ratio) at each check, and \
+         the boundary ln(1/α) at or above which it rejects and the release is rolled back at once.</p>\n"
+    } else {
+        ""
+    };
     let alike: String = checks::failed_alike(&report.metrics)
         .iter()
         .map(|a| format!("<p class=\"alike\">{}</p>\n", escape(&a.said())))
@@ -68,7 +75,7 @@ pub fn render(report: &Report, svg: &str) -> String {
          <style>{STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n<p>Phase {phase}; from {start} to {end} UTC{running}. \
          Times are UTC. The values are those the analysis judged, at the times it judged them \
          (<code>status.checks</code>); the stable's are its values over the same window at those times.</p>\n\
-         {alike}{svg}\n<p class=\"nodes\">Canary nodes: {canary}. Stable nodes: {stable}.{apart} \
+         {alike}{sequential}{svg}\n<p class=\"nodes\">Canary nodes: {canary}. Stable nodes: {stable}.{apart} \
          Prometheus: {prometheus}.</p>\n{truncated}<h2>Checks</h2>\n{checks}<h2>Events</h2>\n\
          <table>\n<thead><tr><th>time</th><th>type</th><th>message</th></tr></thead>\n<tbody>\n{rows}</tbody>\n\
          </table>\n</body>\n</html>\n",
@@ -83,7 +90,8 @@ pub fn render(report: &Report, svg: &str) -> String {
     )
 }
 
-/// Every check, oldest first: its metric, the canary's value, the stable's, the verdict.
+/// Every check, oldest first: its metric, the canary's value, the stable's, the verdict,
+/// and with `judge: sequential` the test's evidence against its boundary.
 fn checks_table(report: &Report) -> String {
     let mut all: Vec<(&MetricChecks, &Judged)> =
         report.metrics.iter().flat_map(|m| m.checks.iter().map(move |c| (m, c))).collect();
@@ -91,24 +99,34 @@ fn checks_table(report: &Report) -> String {
         return "<p>No check recorded.</p>\n".to_owned();
     }
     all.sort_by_key(|(_, c)| c.at);
+    let tested = report.metrics.iter().any(MetricChecks::tested);
     let mut rows = String::new();
     for (m, c) in all {
         let value = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| m.shown(v));
         let result = format!("{:?}", c.result);
+        let evidence = match (tested, c.evidence) {
+            (false, _) => String::new(),
+            (true, None) => "<td></td>".to_owned(),
+            (true, Some(e)) => {
+                let against = if e.rejects() { "≥" } else { "&lt;" };
+                format!("<td>{:.2} {against} {:.2}</td>", e.log_e, e.boundary)
+            }
+        };
         rows.push_str(&format!(
-            "<tr class=\"{result}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr class=\"{result}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{evidence}<td>{}</td><td>{}</td></tr>\n",
             clock(c.at),
             escape(&m.name),
-            value(c.value),
+            c.rejected_share.map_or_else(|| value(c.value), |s| format!("share {s:.1} %")),
             if m.kind.builtin() { value(c.stable) } else { String::new() },
             escape(&m.bounds()),
             result,
             escape(c.message.as_deref().unwrap_or_default()),
         ));
     }
+    let evidence = if tested { "<th>sequential test: ln E against ln(1/α)</th>" } else { "" };
     format!(
         "<table class=\"checks\">\n<thead><tr><th>time</th><th>metric</th><th>canary</th><th>stable, same window</th>\
-         <th>bounds</th><th>result</th><th>message</th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>\n"
+         <th>bounds</th>{evidence}<th>result</th><th>message</th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>\n"
     )
 }
 
@@ -158,5 +176,29 @@ mod tests {
         let page = render(&apart, "<svg></svg>");
         assert!(page.contains("could not be told from the canary"), "{page}");
         assert!(page.contains("The status keeps the last 100 checks"), "{page}");
+    }
+
+    #[test]
+    fn the_sequential_tests_evidence_is_a_column_and_its_rejection_shows_the_share_it_counted() {
+        let page = render(&sample::sequential(), "<svg></svg>");
+        assert!(page.contains("<th>bounds</th><th>sequential test: ln E against ln(1/α)</th><th>result</th>"));
+        assert!(
+            page.contains(
+                "<td>16:45:24</td><td>request-success-rate</td><td>89.56 %</td><td>-</td><td>min 99</td>\
+                 <td>3.04 &lt; 5.30</td><td>Failed</td>"
+            ),
+            "{page}"
+        );
+        assert!(
+            page.contains(
+                "<td>16:45:26</td><td>request-success-rate</td><td>share 15.0 %</td><td>-</td><td>min 99</td>\
+                 <td>8.78 ≥ 5.30</td><td>Failed</td><td>Rolling back podinfo.test: canary 5xx share 15.0 % &gt; 1 %"
+            ),
+            "{page}"
+        );
+        assert!(page.contains("Judged by the sequential test"), "{page}");
+        // Flagger's rule: no such column, no such note.
+        let page = render(&sample::report(), "<svg></svg>");
+        assert!(!page.contains("sequential test") && !page.contains("ln E"), "{page}");
     }
 }

@@ -1,6 +1,7 @@
 //! A failed release as the tests of the page and the chart see it: three metrics (two
 //! built-in, a template), a check that waited, failed checks with the stable failing
-//! alike, the Events that tell it.
+//! alike, the Events that tell it. And [`sequential`]: a release the sequential test
+//! rolled back on the sim, as its Canary and Events were read.
 
 use std::time::Duration;
 
@@ -21,7 +22,15 @@ pub fn at(s: i64) -> Timestamp {
 }
 
 fn check(s: i64, value: Option<f64>, result: CheckResult, message: Option<&str>, stable: Option<f64>) -> Judged {
-    Judged { at: at(s), value, result, message: message.map(str::to_owned), stable }
+    Judged {
+        at: at(s),
+        value,
+        result,
+        message: message.map(str::to_owned),
+        stable,
+        evidence: None,
+        rejected_share: None,
+    }
 }
 
 fn metric(name: &str, kind: Kind, bounds: (Option<f64>, Option<f64>), secs: u64, checks: Vec<Judged>) -> MetricChecks {
@@ -106,5 +115,20 @@ pub fn report() -> Report {
         },
         prometheus: "http://127.0.0.1:9090".into(),
         truncated: false,
+        confidence: None,
     }
+}
+
+/// A release judged by `judge: sequential` on the sim (tests/e2e_sequential.rs with 15 %
+/// of the canary's answers 500s), its Canary and Events as kubectl read them: interval
+/// checks of both built-in metrics with their evidence, one failed, then the test's
+/// rejection between intervals (ln E 8.78 >= ln 200 = 5.30).
+pub fn sequential() -> Report {
+    let canary = serde_json::from_str(include_str!("../../tests/fixtures/report/sequential-canary.json")).unwrap();
+    // As `kubectl get events -o json` lists them: a List of Events.
+    let mut list: serde_json::Value =
+        serde_json::from_str(include_str!("../../tests/fixtures/report/sequential-events.json")).unwrap();
+    let events = serde_json::from_value(list["items"].take()).unwrap();
+    let now = "2026-12-07T16:46:00Z".parse().unwrap();
+    super::Release { canary, events }.checked(now).unwrap()
 }

@@ -2,6 +2,9 @@
 //! one panel per metric of the analysis with the values its checks judged, drawn with
 //! plotters' SVG backend.
 //!
+//! A metric the sequential test judged (`judge: sequential`) gets a second panel under
+//! its own: the test's evidence at each check against the boundary it rejects at.
+//!
 //! Each panel is drawn on its own and placed in the chart as a group
 //! (`<g class="panel" data-metric="...">`). Plotters draws the axes, the bounds and the
 //! weight line; every element it draws in a series' colour gets the series' `class`
@@ -11,6 +14,7 @@
 //! read every point back.
 
 mod metric;
+mod sequential;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use plotters::coord::Shift;
@@ -24,6 +28,7 @@ const WIDTH: u32 = 1200;
 const TITLE_HEIGHT: u32 = 40;
 const WEIGHT_HEIGHT: u32 = 230;
 const METRIC_HEIGHT: u32 = 240;
+const SEQUENTIAL_HEIGHT: u32 = 220;
 /// Room on the right for half the last time label, which is centred on its tick.
 const MARGIN_RIGHT: u32 = 48;
 const MARGIN: u32 = 12;
@@ -58,12 +63,21 @@ const STABLE: Style = Style {
     color: RGBColor(0x31, 0x82, 0xBD),
 };
 
+/// The sequential test's boundary, `ln(1/α)`: its label says the value and confidence.
+const BOUNDARY: Style = Style { label: "rejects at", class: "sequential-boundary", color: RGBColor(0x99, 0x34, 0x04) };
+/// Its evidence at each check, and the check at which it rejected.
+const EVIDENCE: Style = Style { label: "ln E at each check", class: "evidence", color: RGBColor(0x2F, 0x4F, 0x4F) };
+const REJECTED: Style =
+    Style { label: "rejected: rolled back", class: "evidence rejected", color: RGBColor(0xA5, 0x00, 0x26) };
+
 /// The series plotters draws, which [`classed`] tags by colour.
-const PLOTTED: [&Style; 3] = [&WEIGHT, &MIN, &MAX];
+const PLOTTED: [&Style; 4] = [&WEIGHT, &MIN, &MAX, &BOUNDARY];
+/// The series drawn here, each element with its class.
+const DRAWN: [&Style; 6] = [&CANARY, &FAILED, &WAITING, &STABLE, &EVIDENCE, &REJECTED];
 
 /// Every class of the chart, for the page and the tests.
 pub fn classes() -> Vec<&'static str> {
-    let drawn = [&CANARY, &FAILED, &WAITING, &STABLE];
+    let drawn = DRAWN;
     PLOTTED.iter().chain(&drawn).map(|s| s.class).chain(MARKERS.iter().map(|(_, s)| s.class)).collect()
 }
 
@@ -77,7 +91,10 @@ fn err(e: impl std::fmt::Display) -> RenderError {
 
 /// The chart of `report`, an SVG document.
 pub fn render(report: &Report) -> Result<String, RenderError> {
-    let height = TITLE_HEIGHT + WEIGHT_HEIGHT + METRIC_HEIGHT * u32::try_from(report.metrics.len()).unwrap_or(0);
+    let count = |n: usize| u32::try_from(n).unwrap_or(0);
+    let tested = report.metrics.iter().filter(|m| m.tested()).count();
+    let height =
+        TITLE_HEIGHT + WEIGHT_HEIGHT + METRIC_HEIGHT * count(report.metrics.len()) + SEQUENTIAL_HEIGHT * count(tested);
     let state = if report.window.running { "running" } else { report.phase.as_str() };
     let title = format!("{}.{} release, {} ({})", report.name, report.namespace, day(report.window.start), state);
     let mut svg = format!(
@@ -95,6 +112,11 @@ pub fn render(report: &Report) -> Result<String, RenderError> {
     for m in &report.metrics {
         svg.push_str(&panel("metric", &m.name, top, METRIC_HEIGHT, |area| metric::draw(area, report, m))?);
         top += METRIC_HEIGHT;
+        if m.tested() {
+            let draw = |area: &Area<'_>| sequential::draw(area, report, m);
+            svg.push_str(&panel("sequential", &m.name, top, SEQUENTIAL_HEIGHT, draw)?);
+            top += SEQUENTIAL_HEIGHT;
+        }
     }
     svg.push_str("</svg>\n");
     Ok(svg)

@@ -27,12 +27,7 @@ pub(super) fn draw(area: &super::Area<'_>, report: &Report, m: &MetricChecks) ->
     let window = m.interval.map(|i| format!(", {} window", Display(i))).unwrap_or_default();
     let caption = format!("{}: {what}{window}", m.name);
     let mut chart = chart(area, report, &caption, y.clone(), unit)?;
-    // The Events that stop a release, as thin rules through the panel.
-    for (name, s) in MARKERS.iter().filter(|(n, _)| *n != "Advance") {
-        let at = report.events.iter().filter(|o| o.kind.marker() == Some(name)).map(|o| x(report, o.at));
-        let rules = at.map(|x| PathElement::new(vec![(x, y.start), (x, y.end)], s.color.mix(0.5).stroke_width(1)));
-        chart.draw_series(rules).map_err(err)?;
-    }
+    stops(&mut chart, report, &y)?;
     let r = x_range(report);
     for (bound, s) in [(m.min, &MIN), (m.max, &MAX)] {
         if let Some(v) = bound {
@@ -58,6 +53,16 @@ pub(super) fn draw(area: &super::Area<'_>, report: &Report, m: &MetricChecks) ->
     }
     legend(&mut chart)?;
     Ok(points(&chart, report, m, &y))
+}
+
+/// The Events that stop a release, as thin rules through the panel.
+pub(super) fn stops(chart: &mut Chart<'_, '_>, report: &Report, y: &std::ops::Range<f64>) -> Result<(), RenderError> {
+    for (name, s) in MARKERS.iter().filter(|(n, _)| *n != "Advance") {
+        let at = report.events.iter().filter(|o| o.kind.marker() == Some(name)).map(|o| x(report, o.at));
+        let rules = at.map(|x| PathElement::new(vec![(x, y.start), (x, y.end)], s.color.mix(0.5).stroke_width(1)));
+        chart.draw_series(rules).map_err(err)?;
+    }
+    Ok(())
 }
 
 /// The y axis: a success rate up to 100 and down to a little under its lowest value or
@@ -113,7 +118,11 @@ fn points(chart: &Chart<'_, '_>, report: &Report, m: &MetricChecks, y: &std::ops
             CheckResult::Failed => (&FAILED, "failed"),
             CheckResult::Waiting => (&WAITING, "waiting"),
         };
-        let value = c.value.map_or_else(|| "no value".to_owned(), |v| m.shown(v));
+        let value = match (c.value, c.rejected_share) {
+            (Some(v), _) => m.shown(v),
+            (None, Some(_)) => "rejected by the sequential test".to_owned(),
+            (None, None) => "no value".to_owned(),
+        };
         let why = c.message.as_deref().map(|w| format!(": {w}")).unwrap_or_default();
         let title = format!("{} {} {value}, {result}{why}", clock(c.at), m.name);
         let data = c.value.map(|v| format!(" data-value=\"{v}\"")).unwrap_or_default();

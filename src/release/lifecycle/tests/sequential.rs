@@ -21,6 +21,7 @@ fn a_rejection_rolls_back_at_once_with_the_evidence_and_is_recorded() {
     assert!(!w.events.iter().any(|e| e.starts_with("Advance podinfo.test canary weight 20")), "{:?}", w.events);
     let recorded = w.o.status.checks.last().unwrap();
     assert_eq!((recorded.check.halt.as_deref(), recorded.check.value), (Some(said.as_str()), Some(30.0)));
+    assert_eq!(recorded.evidence, Some((1.0, 5.3)), "the rejection carries the test's evidence, for the report");
     let failed = w.o.status.message.as_deref().unwrap_or_default();
     assert!(failed.ends_with(REJECTED) && !failed.contains(" : "), "{failed}");
     assert_eq!(
