@@ -144,6 +144,8 @@ mod tests {
             ("weight", "gauge"),
             ("duration_seconds", "histogram"),
             ("metric_analysis", "gauge"),
+            ("sequential_evidence", "gauge"),
+            ("sequential_boundary", "gauge"),
             ("successes", "counter"),
             ("failures", "counter"),
             ("tick_lag_seconds", "histogram"),

@@ -122,6 +122,8 @@ fn panels_query_metrics_that_exist() {
         "apisix_canary_failures_total",
         "apisix_canary_successes_total",
         "apisix_canary_metric_analysis",
+        "apisix_canary_sequential_evidence",
+        "apisix_canary_sequential_boundary",
         "apisix_canary_webhook_requests_total",
         "apisix_canary_webhook_request_duration_seconds_bucket",
         "apisix_http_status",
@@ -137,4 +139,36 @@ fn metric_names_are_read_from_promql() {
     assert_eq!(metric_names(expr), ["apisix_http_latency_bucket", "apisix_canary_weight"]);
     assert!(!known().contains("apisix_canary_nope"));
     assert!(known().contains("apisix_canary_webhook_requests_total") && known().contains("apisix_http_latency_bucket"));
+}
+
+/// The sequential test's evidence and its boundary in one panel, for the selected release.
+#[test]
+fn the_sequential_test_is_drawn_against_its_boundary() {
+    let dashboard: serde_json::Value = serde_json::from_str(DASHBOARD).unwrap();
+    let exprs = |panel: &serde_json::Value| -> Vec<String> {
+        let targets = panel["targets"].as_array().map(Vec::as_slice).unwrap_or_default();
+        targets.iter().filter_map(|t| t["expr"].as_str()).map(str::to_owned).collect()
+    };
+    let panels = dashboard["panels"].as_array().unwrap();
+    let panel = panels
+        .iter()
+        .find(|p| exprs(p).iter().any(|e| e.starts_with("apisix_canary_sequential_evidence")))
+        .expect("a panel of the sequential test");
+    let selected = "{namespace=\"$namespace\",name=\"$name\"}";
+    assert_eq!(
+        exprs(panel),
+        [
+            format!("apisix_canary_sequential_evidence{selected}"),
+            format!("apisix_canary_sequential_boundary{selected}")
+        ]
+    );
+    // The boundary is told apart from the evidence it is a bound of.
+    let overrides = panel["fieldConfig"]["overrides"].to_string();
+    assert!(overrides.contains("\"byFrameRefID\"") && overrides.contains("\"dash\""), "{overrides}");
+}
+
+/// The chart ships the same dashboard.
+#[test]
+fn the_charts_dashboard_is_this_one() {
+    assert_eq!(include_str!("../charts/apisix-canary/files/dashboard.json"), DASHBOARD);
 }

@@ -55,6 +55,16 @@ fn a_failing_canary_is_rolled_back_within_seconds_with_the_evidence_and_a_health
     assert!(evidence >= boundary && (boundary - 200f64.ln()).abs() < 1e-9, "{last}");
     let mut before = checks.as_array().unwrap().iter().filter(|c| c["time"].as_str() < last["time"].as_str());
     assert!(before.all(|c| c["evidence"].as_f64().is_some_and(|e| e < boundary)), "{checks}");
+    // The dashboard's gauges hold the test that rolled back: the same evidence.
+    let metrics = w.admin("serve-0", "/metrics").1;
+    let gauge = |family: &str| {
+        let series = format!(
+            r#"apisix_canary_sequential_{family}{{name="podinfo",namespace="test",metric="request-success-rate"}} "#
+        );
+        let value = metrics.lines().find_map(|l| l.strip_prefix(series.as_str()));
+        value.and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+    };
+    assert!((gauge("evidence") - evidence).abs() < 1e-9 && (gauge("boundary") - boundary).abs() < 1e-9, "{last}");
     traffic.store(false, Ordering::Relaxed);
 }
 

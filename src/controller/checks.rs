@@ -184,6 +184,7 @@ pub(super) async fn sequential(plan: &Plan, o: &Observed, objects: &Objects, ctx
         judge::Window { since: started.as_second(), now: Timestamp::now().as_second(), step: SEQUENTIAL_EVERY };
     match judge::judge(&tallies, confidence, &prometheus, window).await {
         Ok(tested) => {
+            ctx.metrics.observe_sequential(&o.id, &tested);
             for t in &tested {
                 tracing::debug!(canary = %o.id, metric = t.metric.as_str(), share = ?t.share, requests = t.requests, log_e = t.log_e, "sequential test");
             }

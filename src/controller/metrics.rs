@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 
 use crate::api::canary::Phase;
 use crate::metrics::Listed;
-use crate::release::lifecycle::{self, Status};
+use crate::release::lifecycle::{self, Status, Tested};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Release {
@@ -81,6 +81,9 @@ pub struct Metrics {
     weight: Family<Workload, Gauge>,
     duration: Family<Release, Histogram, fn() -> Histogram>,
     analysis: Family<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// `judge: sequential`: the test's ln E and its boundary ln(1/alpha), as last tested.
+    evidence: Family<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    boundary: Family<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     successes: Family<Outcome, Counter>,
     failures: Family<Outcome, Counter>,
     /// One histogram for every release: its series do not grow with the canaries.
@@ -107,6 +110,8 @@ impl Metrics {
             weight: Family::default(),
             duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
             analysis: Family::default(),
+            evidence: Family::default(),
+            boundary: Family::default(),
             successes: Family::default(),
             failures: Family::default(),
             tick_lag: Histogram::new(LAG_BUCKETS),
@@ -129,6 +134,16 @@ impl Metrics {
         registry.register("weight", "Traffic weight of the stable and canary workloads", Listed(m.weight.clone()));
         registry.register("duration_seconds", "Time of one reconcile of a release", Listed(m.duration.clone()));
         registry.register("metric_analysis", "Last value of each analysis metric", Listed(m.analysis.clone()));
+        registry.register(
+            "sequential_evidence",
+            "judge: sequential: ln E, the log of the test's evidence against a healthy canary, as last tested",
+            Listed(m.evidence.clone()),
+        );
+        registry.register(
+            "sequential_boundary",
+            "judge: sequential: ln(1/alpha), the evidence at which the test rejects and the release is rolled back",
+            Listed(m.boundary.clone()),
+        );
         registry.register("successes", "Releases promoted", Listed(m.successes.clone()));
         registry.register("failures", "Releases rolled back", Listed(m.failures.clone()));
         registry.register(
@@ -191,6 +206,16 @@ impl Metrics {
         }
     }
 
+    /// The sequential test of each metric of the release `id`, as just run.
+    pub fn observe_sequential(&self, id: &lifecycle::Release, tested: &[Tested]) {
+        for t in tested.iter().filter(|t| t.log_e.is_finite() && t.boundary.is_finite()) {
+            let labels =
+                MetricLabels { name: id.canary.clone(), namespace: id.namespace.clone(), metric: t.metric.clone() };
+            self.evidence.get_or_create(&labels).set(t.log_e);
+            self.boundary.get_or_create(&labels).set(t.boundary);
+        }
+    }
+
     /// The gauges from a status just written, and the totals when it ended a release.
     pub fn observe_status(&self, id: &lifecycle::Release, old: &Status, new: &Status, skipped: bool) {
         let (name, namespace, target) = (id.canary.clone(), id.namespace.clone(), &id.target);
@@ -220,5 +245,34 @@ impl Metrics {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tested(metric: &str, log_e: f64) -> Tested {
+        let metric = metric.to_owned();
+        Tested { metric, share: Some(15.0), requests: 40, log_e, boundary: 200f64.ln(), rejected: None }
+    }
+
+    #[test]
+    fn the_sequential_test_is_a_gauge_per_release_and_metric_the_last_one_kept() {
+        let mut registry = Registry::with_prefix("apisix_canary");
+        let metrics = Metrics::register(&mut registry);
+        let id = lifecycle::Release { canary: "podinfo".into(), namespace: "test".into(), target: "podinfo".into() };
+        metrics.observe_sequential(&id, &[tested("request-success-rate", 3.04), tested("request-duration", -2.2)]);
+        metrics.observe_sequential(&id, &[tested("request-success-rate", 8.78), tested("request-duration", f64::NAN)]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let series = |family: &str, metric: &str| {
+            let head = format!("apisix_canary_{family}{{name=\"podinfo\",namespace=\"test\",metric=\"{metric}\"}} ");
+            let line = text.lines().find_map(|l| l.strip_prefix(head.as_str()));
+            line.map(|v| v.parse::<f64>().unwrap()).unwrap_or_else(|| panic!("no {head}in\n{text}"))
+        };
+        assert_eq!(series("sequential_evidence", "request-success-rate"), 8.78);
+        assert_eq!(series("sequential_evidence", "request-duration"), -2.2, "a test without a number keeps the last");
+        assert!((series("sequential_boundary", "request-success-rate") - 5.298317366548035).abs() < 1e-12);
     }
 }
