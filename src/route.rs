@@ -19,6 +19,7 @@ use thiserror::Error;
 
 use crate::api::apisix_route::{ApisixRoute, ApisixRouteSpec, Backend, HttpRule};
 use crate::release::copies::{self, NAME_MAX, bounded_canary_name};
+use crate::release::plan::{AbTest, MatchExpr};
 
 /// The full weight; the stable backend gets what the canary does not.
 pub const FULL: u32 = 100;
@@ -120,8 +121,34 @@ pub fn generated(
     weight: u32,
     owner: OwnerReference,
 ) -> ApisixRoute {
+    generated_for(user, rules, None, (service, canary_service), deployment, weight, owner)
+}
+
+/// [`generated`], or with `ab` an A/B release's: each copied rule once per `match`
+/// entry, its exprs after the user's own, so only the matching requests take it (and the
+/// weight, 100 for an A/B release, sends all of them to the canary); the others fall
+/// through to the user's rule and the stable.
+pub fn generated_for(
+    user: &ApisixRoute,
+    rules: &[usize],
+    ab: Option<&AbTest>,
+    (service, canary_service): (&str, &str),
+    deployment: &str,
+    weight: u32,
+    owner: OwnerReference,
+) -> ApisixRoute {
     let written = user.spec.http.as_deref().unwrap_or_default();
-    let copies = rules.iter().filter_map(|&i| written.get(i)).map(|rule| {
+    let matched: Vec<HttpRule> = rules
+        .iter()
+        .filter_map(|&i| written.get(i))
+        .flat_map(|rule| match ab {
+            None => vec![rule.clone()],
+            Some(ab) => {
+                ab.rules.iter().enumerate().map(|(j, exprs)| matching(rule, j, ab.rules.len(), exprs)).collect()
+            }
+        })
+        .collect();
+    let copies = matched.iter().map(|rule| {
         let mut copy = rule.clone();
         // APISIX picks the higher priority among routes that match the same request; an
         // absent priority is 0.
@@ -154,6 +181,19 @@ pub fn generated(
             other: Default::default(),
         },
     }
+}
+
+/// `rule` taking only the requests `exprs` match, named apart when there are several
+/// entries (`<rule>-ab-<j>`): rule names are unique in a route.
+fn matching(rule: &HttpRule, j: usize, entries: usize, exprs: &[MatchExpr]) -> HttpRule {
+    let mut copy = rule.clone();
+    if entries > 1 {
+        copy.name = format!("{}-ab-{j}", rule.name);
+    }
+    let mut m = copy.match_.take().unwrap_or_default();
+    m.exprs.get_or_insert_with(Vec::new).extend(exprs.iter().map(MatchExpr::to_json));
+    copy.match_ = Some(m);
+    copy
 }
 
 /// Sets `weight` on the `canary_service` backend and `100-weight` on the others, with

@@ -267,8 +267,8 @@ fn refused_fields_say_why() {
              generates it)",
             "spec.service.canary: Forbidden: the <service>-canary Service is a copy of the Service, with its labels \
              and annotations; label the Service itself",
-            "spec.analysis.sessionAffinity: Forbidden: session affinity is not supported with APISIX weighted \
-             backends: requests are split by weight",
+            "spec.analysis.sessionAffinity: Forbidden: session affinity is not supported yet with APISIX: requests \
+             are split by weight",
         ]
     );
 }

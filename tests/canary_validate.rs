@@ -104,22 +104,27 @@ fn each_rejection_names_the_field() {
         ),
         (
             json!({"analysis": {"match": [{"headers": {"x-canary": {"exact": "insider"}}}]}}),
-            "spec.analysis.match: Forbidden: A/B testing by request match is not supported with APISIX: the \
-             generated route splits traffic by weight only; use stepWeight or stepWeights",
+            "spec.analysis.iterations: Required value: an A/B release needs iterations: the number of intervals the \
+             canary is analysed on the matching requests before promotion",
+        ),
+        (
+            json!({"analysis": {"match": [{"sourceLabels": {"app": "web"}}], "iterations": 5}}),
+            "spec.analysis.match[0].sourceLabels: Forbidden: APISIX does not know the calling pod's labels",
         ),
         (
             json!({"analysis": {"mirror": true}}),
-            "spec.analysis.mirror: Forbidden: traffic mirroring is not supported with APISIX weighted backends",
+            "spec.analysis.mirror: Forbidden: traffic mirroring is not supported: APISIX's proxy-mirror requests are \
+             not counted in its metrics, so the built-in analysis could not judge the canary on them",
         ),
         (
             json!({"analysis": {"sessionAffinity": {"cookieName": "flagger-cookie"}}}),
-            "spec.analysis.sessionAffinity: Forbidden: session affinity is not supported with APISIX weighted \
-             backends: requests are split by weight",
+            "spec.analysis.sessionAffinity: Forbidden: session affinity is not supported yet with APISIX: requests \
+             are split by weight",
         ),
         (
             json!({"analysis": {"iterations": 10}}),
-            "spec.analysis.iterations: Forbidden: blue/green analysis (iterations) is not supported: use stepWeight \
-             or stepWeights",
+            "spec.analysis.iterations: Forbidden: blue/green (iterations without match) is not supported: through \
+             APISIX the canary would get no traffic to be analysed on; add match for an A/B release, or use stepWeight",
         ),
         (
             json!({"targetRef": {"kind": "StatefulSet"}}),

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use self::annotations::OptIn;
+pub use self::canary::matches::MatchExpr;
 use crate::api::field::{ErrorList, FieldError, Findings, Path, Shown};
 
 /// Defaults for settings left out, in one place. They follow Flagger's documented
@@ -83,6 +84,18 @@ pub struct Plan {
     pub canary_ready_threshold: u32,
     /// How the built-in metrics are judged.
     pub judge: Judge,
+    /// An A/B release (`match` with `iterations`): the matching requests go to the
+    /// canary alone (its weight is 100 % of them), for `iterations` intervals.
+    pub ab: Option<AbTest>,
+}
+
+/// An A/B release, as Flagger's `match` and `iterations`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AbTest {
+    /// One rule of the generated route per `match` entry: the APISIX exprs that all hold.
+    pub rules: Vec<Vec<MatchExpr>>,
+    /// Intervals of checks on the matching requests before promotion.
+    pub iterations: u32,
 }
 
 /// How the built-in metrics are judged (`analysis.judge`).

@@ -126,5 +126,6 @@ pub fn plan(
         ingress: None,
         canary_ready_threshold: 100,
         judge: apisix_canary::release::plan::Judge::Interval,
+        ab: None,
     }
 }

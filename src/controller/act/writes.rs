@@ -144,11 +144,12 @@ impl Run<'_> {
                     return Err(Error::Invalid("no route rule to copy".into()));
                 }
                 let deployment = self.canary.spec.target_ref.name.clone();
-                let generated = route::generated(
+                let ab = self.plan().and_then(|p| p.ab.as_ref());
+                let generated = route::generated_for(
                     user,
                     rules,
-                    &self.objects.service_name,
-                    &canary_service,
+                    ab,
+                    (&self.objects.service_name, &canary_service),
                     &deployment,
                     weight,
                     self.owner(),

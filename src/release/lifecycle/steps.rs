@@ -111,6 +111,10 @@ pub(super) fn progress(o: &Observed, plan: &Plan, now: Timestamp) -> Decision {
         let message = format!("Promoting {} on request ({PROMOTE}) at canary weight {weight}", o.id);
         return consuming(promote(o, &canary, now, message), PROMOTE);
     }
+    // An A/B release stays on the matching requests for its iterations.
+    if let Some(ab) = plan.ab.as_ref().filter(|ab| o.status.iterations < ab.iterations) {
+        return iterate(o, plan, ab.iterations, now);
+    }
     if plan.at_max(weight) {
         return match heard!(hear(o, plan, HookKind::ConfirmPromotion, Phase::Progressing)) {
             Heard::Failed { hook, .. } => hold_promotion(o, plan, now, hook),
@@ -184,11 +188,16 @@ fn external_failures(o: &Observed) -> Vec<String> {
         .collect()
 }
 
+fn ab(o: &Observed) -> bool {
+    o.plan.as_ref().is_ok_and(|p| p.ab.is_some())
+}
+
 /// One failed check for this interval, whatever failed in it, each halt said.
 fn failed_check(o: &Observed, now: Timestamp, halts: Vec<String>) -> Decision {
     let status = Status {
         failed_checks: o.status.failed_checks + 1,
-        iterations: o.status.iterations + u32::from(o.status.weight > 0),
+        // An A/B release counts only the intervals that passed, as Flagger's.
+        iterations: o.status.iterations + u32::from(o.status.weight > 0 && !ab(o)),
         since: Some(now),
         held_since: None,
         ..o.status.clone()
@@ -244,10 +253,26 @@ fn advance(o: &Observed, plan: &Plan, weight: u32, now: Timestamp) -> Decision {
         ..o.status.clone()
     };
     // The status records the step once its weight is read back; the Event reports it.
+    let said = match &plan.ab {
+        Some(ab) => iterated(o, status.iterations, ab.iterations),
+        None => advanced(o, next),
+    };
     Decision::Act {
-        actions: vec![Action::SetWeight(next), Action::SetStatus(status), advanced(o, next)],
+        actions: vec![Action::SetWeight(next), Action::SetStatus(status), said],
         requeue: Some(plan.interval),
     }
+}
+
+/// An A/B release's next interval on the matching requests: "Advance podinfo.test
+/// canary iteration 2/5", as Flagger says it.
+fn iterate(o: &Observed, plan: &Plan, of: u32, now: Timestamp) -> Decision {
+    let status = Status { iterations: o.status.iterations + 1, since: Some(now), held_since: None, ..o.status.clone() };
+    let said = iterated(o, status.iterations, of);
+    Decision::Act { actions: vec![Action::SetStatus(status), said], requeue: Some(plan.interval) }
+}
+
+fn iterated(o: &Observed, iteration: u32, of: u32) -> Action {
+    Action::Event { warning: false, message: format!("Advance {} canary iteration {iteration}/{of}", o.id) }
 }
 
 /// `actions` before those of `decision`.

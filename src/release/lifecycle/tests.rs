@@ -14,6 +14,7 @@ use crate::release::plan::{HookKind, OptIn};
 mod flagger;
 mod gates;
 mod initial;
+mod ab;
 mod operator;
 mod records;
 mod sequential;

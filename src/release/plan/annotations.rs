@@ -105,6 +105,7 @@ impl Plan {
                 ingress: None,
                 canary_ready_threshold: defaults::CANARY_READY_THRESHOLD,
                 judge,
+                ab: None,
             }),
             (None, Some(canary)) => OptIn::Canary(canary),
             (None, None) => OptIn::Out,

@@ -14,6 +14,7 @@ use crate::release::apex::{ApexService, DEFAULT_PORT_NAME};
 
 mod flagger;
 mod hooks;
+pub mod matches;
 mod metrics;
 
 use self::hooks::{alerts, webhooks};
@@ -208,6 +209,9 @@ fn parse_v1beta1(spec: &v1beta1::CanarySpec, f: &mut Findings) -> Plan {
     }
     .resolve(f);
     let flagger = flagger::settings(spec, &p, f);
+    let ab = flagger::ab(a, &ap, f);
+    // An A/B release has one step: all of the matching requests.
+    let (steps, max_weight) = if ab.is_some() { (vec![100], 100) } else { (steps, max_weight) };
     let judge = JudgeSettings {
         judge: a.judge.as_deref(),
         confidence: a.confidence.map(|c| (Some(c), Shown::bare(c))),
@@ -237,6 +241,7 @@ fn parse_v1beta1(spec: &v1beta1::CanarySpec, f: &mut Findings) -> Plan {
         ingress: flagger.ingress,
         canary_ready_threshold: flagger.canary_ready_threshold,
         judge,
+        ab,
     };
     let max_of = |name: &str| {
         let i = a.metrics.iter().position(|m| m.name == name)?;

@@ -4,7 +4,8 @@
 //! other meshes' `spec.service` settings), and those refused with the reason, never
 //! approximated (`canaryAnalysis`, `upstreamRef`, A/B, blue/green, mirroring, ...).
 
-use super::super::defaults;
+use super::super::{AbTest, defaults};
+use super::matches;
 use crate::api::canary::{NamespacedRef, V1BETA1, v1beta1};
 use crate::api::field::{FieldError, Findings, Path, Shown};
 use crate::api::rules;
@@ -116,26 +117,18 @@ fn service(s: &v1beta1::CanaryService, p: &Path, f: &mut Findings) {
     }
 }
 
-/// Flagger features APISIX's weighted backends cannot do: refused, never approximated.
+/// Flagger features APISIX cannot do as Flagger means them: refused, never approximated.
+/// `match` with `iterations` is an A/B release ([`ab`]).
 fn unsupported(a: &v1beta1::Analysis, p: &Path, f: &mut Findings) {
+    let mirror = "traffic mirroring is not supported: APISIX's proxy-mirror requests are not counted in its \
+                  metrics, so the built-in analysis could not judge the canary on them";
     let refusals = [
-        (
-            "match",
-            a.match_.is_some(),
-            "A/B testing by request match is not supported with APISIX: the generated route splits traffic \
-             by weight only; use stepWeight or stepWeights",
-        ),
-        (
-            "iterations",
-            a.iterations.is_some(),
-            "blue/green analysis (iterations) is not supported: use stepWeight or stepWeights",
-        ),
-        ("mirror", a.mirror.is_some(), "traffic mirroring is not supported with APISIX weighted backends"),
-        ("mirrorWeight", a.mirror_weight.is_some(), "traffic mirroring is not supported with APISIX weighted backends"),
+        ("mirror", a.mirror.is_some(), mirror),
+        ("mirrorWeight", a.mirror_weight.is_some(), mirror),
         (
             "sessionAffinity",
             a.session_affinity.is_some(),
-            "session affinity is not supported with APISIX weighted backends: requests are split by weight",
+            "session affinity is not supported yet with APISIX: requests are split by weight",
         ),
     ];
     for (key, present, why) in refusals {
@@ -143,6 +136,45 @@ fn unsupported(a: &v1beta1::Analysis, p: &Path, f: &mut Findings) {
             f.errors.push(FieldError::forbidden(&p.child(key), why));
         }
     }
+}
+
+/// `match` and `iterations`: an A/B release, as Flagger's. Each `match` entry becomes a
+/// rule of the generated route that sends what it matches to the canary alone, for
+/// `iterations` intervals of checks; what does not match never reaches the canary.
+pub(super) fn ab(a: &v1beta1::Analysis, p: &Path, f: &mut Findings) -> Option<AbTest> {
+    let entries = a.match_.as_deref().filter(|m| !m.is_empty());
+    let iterations = a.iterations.and_then(|n| {
+        let path = p.child("iterations");
+        match u32::try_from(n).ok().filter(|n| (1..=1000).contains(n)) {
+            Some(n) => Some(n),
+            None => {
+                f.errors.push(FieldError::invalid(&path, Shown::bare(n), "must be an integer from 1 to 1000"));
+                None
+            }
+        }
+    });
+    match (entries, a.iterations) {
+        (None, None) => return None,
+        (Some(_), None) => {
+            let why = "an A/B release needs iterations: the number of intervals the canary is analysed on the \
+                       matching requests before promotion";
+            f.errors.push(FieldError::required(&p.child("iterations"), why));
+        }
+        (None, Some(_)) => {
+            let why = "blue/green (iterations without match) is not supported: through APISIX the canary would get \
+                       no traffic to be analysed on; add match for an A/B release, or use stepWeight";
+            f.errors.push(FieldError::forbidden(&p.child("iterations"), why));
+        }
+        (Some(_), Some(_)) => {}
+    }
+    let rules = matches::translate(entries.unwrap_or_default(), &p.child("match"), f);
+    for (key, present) in [("stepWeight", a.step_weight.is_some()), ("stepWeights", a.step_weights.is_some())] {
+        if present && entries.is_some() {
+            let why = "ignored in an A/B release: the matching requests all go to the canary, for iterations intervals";
+            f.warnings.push((p.child(key), why.to_owned()));
+        }
+    }
+    Some(AbTest { rules, iterations: iterations? })
 }
 
 /// A templateRef or providerRef's `apiVersion` and `kind`: ours, Flagger's (which
