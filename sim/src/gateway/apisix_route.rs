@@ -88,11 +88,23 @@ pub struct Backend {
     pub subset: Option<String>,
 }
 
-/// `spec.http[].plugins[]`: `name` and `enable` are required by the CRD.
+/// `null` or absent read as `true`: the CRD's `default: true`, which kube-apiserver
+/// writes into a stored object and the sim's API server does not.
+fn or_true<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(true))
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `spec.http[].plugins[]`: `name` and `enable` (default `true`) are required by the
+/// CRD. The ingress controller passes `config` to APISIX as is, under the plugin's
+/// name, for each entry enabled (the last of a name wins) and leaves out the others.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Plugin {
     pub name: String,
-    #[serde(default, deserialize_with = "or_default")]
+    #[serde(default = "yes", deserialize_with = "or_true")]
     pub enable: bool,
     #[serde(default)]
     pub config: Option<Value>,
