@@ -6,7 +6,7 @@
 //! ```text
 //!  request ─▶ routes::Table::find ─▶ Rule::pick (weights) ─▶ upstream::resolve ─▶ podinfo::reply
 //!                 (cached by route rv)                      (EndpointSlice, Pod)      │
-//!                                                 metrics::Registry::observe ◀────────┘
+//!                         metrics::Registry::observe ◀── response_rewrite::apply ◀────┘
 //! ```
 
 pub mod apisix_route;
@@ -14,6 +14,7 @@ pub mod exprs;
 pub mod metrics;
 pub mod patterns;
 pub mod podinfo;
+pub mod response_rewrite;
 pub mod routes;
 pub mod upstream;
 
@@ -134,6 +135,24 @@ fn host_of(parts: &Parts) -> String {
     host.to_ascii_lowercase()
 }
 
+/// lua-resty-cookie's reading of a `Cookie` header, as APISIX's `cookie_<name>` does:
+/// `name=value` pairs split at `;`, a value ending at `;`, space or tab, the last of a
+/// name winning.
+fn cookie(header: &str, wanted: &str) -> Option<String> {
+    let mut found = None;
+    let mut rest = header;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t']);
+        // A key runs to the next `=`, even across a `;`, as lua-resty-cookie reads it.
+        let Some((key, after)) = rest.split_once('=') else { return found };
+        let end = after.find([';', ' ', '\t']).unwrap_or(after.len());
+        if key == wanted {
+            found = Some(after[..end].to_owned());
+        }
+        rest = after.get(end + 1..).unwrap_or("");
+    }
+}
+
 /// The nginx variables `exprs` read: `http_*`, `arg_*`, `cookie_*`, `uri` and a few more.
 fn nginx_var(parts: &Parts, name: &str) -> Option<String> {
     if let Some(h) = name.strip_prefix("http_") {
@@ -146,17 +165,17 @@ fn nginx_var(parts: &Parts, name: &str) -> Option<String> {
             k.eq_ignore_ascii_case(arg).then(|| v.to_owned())
         });
     }
-    if let Some(cookie) = name.strip_prefix("cookie_") {
-        return parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|line| {
-            line.split(';')
-                .find_map(|c| c.trim().split_once('=').filter(|(k, _)| *k == cookie).map(|(_, v)| v.to_owned()))
-        });
+    if let Some(name) = name.strip_prefix("cookie_") {
+        // `$http_cookie`: several Cookie headers (HTTP/2 sends one per pair) joined by "; ".
+        let lines: Vec<&str> = parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
+        return cookie(&lines.join("; "), name);
     }
     match name {
         "uri" => Some(parts.uri.path().to_owned()),
         "request_uri" => Some(parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned()),
         "host" => Some(host_of(parts)),
         "request_method" => Some(parts.method.to_string()),
+        "args" | "query_string" => parts.uri.query().map(str::to_owned),
         "remote_addr" => Some(Ipv4Addr::LOCALHOST.to_string()),
         "scheme" => Some("http".to_owned()),
         _ => None,
@@ -269,20 +288,26 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
     let namespace = matched.rule.namespace.clone();
     let labels = (matched.uri.clone(), matched.host.clone());
     let backend = matched.rule.pick().cloned();
+    let rewrite = matched.rule.response_rewrite.clone();
+    let route_ids = (matched.rule.id(), matched.rule.name());
     drop(matched);
 
     let node = match backend {
-        None => Err((503, String::new(), "no backend to send to: none listed, or every weight is 0".to_owned())),
+        None => Err((503, String::new(), None, "no backend to send to: none listed, or every weight is 0".to_owned())),
         Some(b) => {
             upstream::resolve(&state.cluster.store, &state.endpoints(&namespace, &b.service_name), &namespace, &b)
                 .map_err(|e| {
                     let (status, node) = e.status();
-                    (status, node.to_owned(), e.to_string())
+                    (status, node.to_owned(), e.addr().map(str::to_owned), e.to_string())
                 })
         }
     };
-    let (response, node_label, upstream_ms) = match node {
-        Err((status, node, reason)) => (error_page(status, &reason), node, None),
+    // `$upstream_addr` and `$upstream_status` once the balancer chose a node.
+    let (mut response, node_label, upstream, upstream_ms) = match node {
+        Err((status, node, addr, reason)) => {
+            let upstream = addr.map(|a| (a, status));
+            (error_page(status, &reason), node, upstream, None)
+        }
         Ok(node) => {
             let upstream_started = Instant::now();
             let fail = state.fails(&node.pod);
@@ -291,9 +316,23 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
             let body = serde_json::to_vec(&reply.body).unwrap_or_default();
             let mut response = respond(reply.status, "application/json; charset=utf-8", body);
             response.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-            (response, node.ip, Some(upstream_started.elapsed().as_secs_f64() * 1000.0))
+            let upstream = Some((node.addr, reply.status));
+            (response, node.ip, upstream, Some(upstream_started.elapsed().as_secs_f64() * 1000.0))
         }
     };
+    // The header and body filters run on APISIX's own error pages too.
+    if let Some(rewrite) = rewrite {
+        let var = |name: &str| match name {
+            "upstream_addr" => upstream.as_ref().map(|(addr, _)| addr.clone()),
+            "upstream_status" => upstream.as_ref().map(|(_, status)| status.to_string()),
+            "balancer_ip" => upstream.as_ref().and_then(|(a, _)| a.rsplit_once(':')).map(|(ip, _)| ip.to_owned()),
+            "balancer_port" => upstream.as_ref().and_then(|(a, _)| a.rsplit_once(':')).map(|(_, p)| p.to_owned()),
+            "route_id" => Some(route_ids.0.clone()),
+            "route_name" => Some(route_ids.1.clone()),
+            _ => nginx_var(&parts, name),
+        };
+        rewrite.apply(&mut response, &var);
+    }
     if let Some(route) = metric_route {
         state.metrics.observe(&Observation {
             code: response.status().as_u16(),
@@ -327,4 +366,55 @@ pub async fn spawn(cluster: Arc<Cluster>, stop: CancellationToken) -> Result<Gat
         super::httpd::serve(listener, stop, move |req| handle(state.clone(), req));
     }
     Ok(Gateway { addr, state })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(headers: &[(&str, &str)]) -> Parts {
+        let mut req = Request::builder().uri("/a/b?x=1&y=%20");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn cookies_read_as_lua_resty_cookie() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("canary-affinity=10.96.0.12:80", "canary-affinity", Some("10.96.0.12:80")),
+            ("a=1; canary-affinity=10.96.0.12:80; b=2", "canary-affinity", Some("10.96.0.12:80")),
+            ("a=1;b=2", "b", Some("2")),
+            ("a=1 b=2", "b", Some("2")),
+            ("a=1; a=2", "a", Some("2")),
+            ("a=", "a", Some("")),
+            ("a=x=y", "a", Some("x=y")),
+            ("A=1", "a", None),
+            ("a", "a", None),
+            ("", "a", None),
+        ];
+        for (header, name, want) in cases {
+            assert_eq!(cookie(header, name).as_deref(), *want, "{header:?} {name}");
+        }
+        // Several Cookie headers (HTTP/2) are one `$http_cookie`.
+        let p = parts(&[("cookie", "a=1"), ("cookie", "b=2")]);
+        assert_eq!((nginx_var(&p, "cookie_a"), nginx_var(&p, "cookie_b")), (Some("1".into()), Some("2".into())));
+        assert_eq!(nginx_var(&parts(&[]), "cookie_a"), None);
+    }
+
+    #[test]
+    fn request_variables() {
+        let p = parts(&[("host", "App.Example.com:8080"), ("x-canary-id", "7")]);
+        let var = |n: &str| nginx_var(&p, n);
+        assert_eq!(var("host").as_deref(), Some("app.example.com"));
+        assert_eq!(var("http_x_canary_id").as_deref(), Some("7"));
+        assert_eq!(var("uri").as_deref(), Some("/a/b"));
+        assert_eq!(var("request_uri").as_deref(), Some("/a/b?x=1&y=%20"));
+        assert_eq!(var("args").as_deref(), Some("x=1&y=%20"));
+        assert_eq!(var("arg_x").as_deref(), Some("1"));
+        assert_eq!(var("request_method").as_deref(), Some("GET"));
+        assert_eq!(var("remote_addr").as_deref(), Some("127.0.0.1"));
+        assert_eq!(var("no_such_variable"), None);
+    }
 }

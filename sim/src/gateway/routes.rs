@@ -5,13 +5,14 @@
 //! the rules of one path the highest `priority`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
 use super::apisix_route::{ApisixRoute, Backend, HttpRule};
 use super::exprs::Expr;
 use super::patterns::{Host, PathRule};
+use super::response_rewrite::{self, ResponseRewrite};
 
 /// The weight of a backend that names none (the ingress controller's default).
 pub const DEFAULT_WEIGHT: i64 = 100;
@@ -32,6 +33,8 @@ pub struct Rule {
     pub backends: Vec<Backend>,
     /// `Some(prefer_name)` when the `prometheus` plugin is enabled on the rule.
     pub prometheus: Option<bool>,
+    /// The `response-rewrite` plugin, when enabled on the rule.
+    pub response_rewrite: Option<Arc<ResponseRewrite>>,
     /// Smooth weighted round robin state, one per backend.
     current: Mutex<Vec<i64>>,
 }
@@ -151,6 +154,13 @@ fn compile_rule(ns: &str, route: &str, http: &HttpRule) -> Result<Rule, String> 
         .iter()
         .find(|p| p.name == "prometheus" && p.enable)
         .map(|p| p.config.as_ref().and_then(|c| c.get("prefer_name")).and_then(Value::as_bool) == Some(true));
+    // The ingress controller keys plugins by name: the last enabled entry wins.
+    let response_rewrite = match http.plugins.iter().rev().find(|p| p.name == response_rewrite::NAME && p.enable) {
+        Some(p) => Some(Arc::new(
+            ResponseRewrite::compile(p.config.as_ref()).map_err(|e| format!("rule {:?}: {e}", http.name))?,
+        )),
+        None => None,
+    };
     let backends = http.backends.clone();
     Ok(Rule {
         namespace: ns.to_owned(),
@@ -164,6 +174,7 @@ fn compile_rule(ns: &str, route: &str, http: &HttpRule) -> Result<Rule, String> 
         current: Mutex::new(vec![0; backends.len()]),
         backends,
         prometheus,
+        response_rewrite,
     })
 }
 
@@ -349,5 +360,46 @@ mod tests {
         assert_eq!(r[0].metric_route().as_deref(), Some("test_podinfo_named"));
         assert_eq!(r[1].metric_route(), Some(format!("{:x}", crc32(b"test_podinfo_id"))));
         assert_eq!(r[2].metric_route(), None);
+    }
+
+    #[test]
+    fn response_rewrite_is_the_last_enabled_and_a_bad_one_fails_the_route() {
+        let rr = |enable: Option<bool>, config: Value| {
+            let mut p = json!({"name": "response-rewrite", "config": config});
+            if let Some(e) = enable {
+                p["enable"] = json!(e);
+            }
+            p
+        };
+        let set = |v: &str| json!({"headers": {"set": {"X-V": v}}});
+        let (t, rejected) = Table::compile(&[
+            route(
+                "t",
+                "ok",
+                json!([
+                    {"name": "on", "match": {"paths": ["/a"]}, "plugins": [rr(Some(true), set("1"))]},
+                    {"name": "off", "match": {"paths": ["/b"]}, "plugins": [rr(Some(false), set("1"))]},
+                    // The CRD's default: an absent `enable` is true.
+                    {"name": "default", "match": {"paths": ["/c"]}, "plugins": [rr(None, set("1"))]},
+                    {"name": "last", "match": {"paths": ["/d"]},
+                     "plugins": [rr(Some(true), set("1")), rr(Some(true), set("2")), rr(Some(false), json!(1))]},
+                ]),
+            ),
+            route(
+                "t",
+                "bad",
+                json!([{"name": "r", "match": {"paths": ["/e"]},
+                "plugins": [rr(Some(true), json!({"headers": {"add": ["Set-Cookie: a=b; Path=/"]}}))]}]),
+            ),
+        ]);
+        let on: Vec<bool> = t.rules().iter().map(|r| r.response_rewrite.is_some()).collect();
+        assert_eq!(on, [true, false, true, true]);
+        let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+        t.rules()[3].response_rewrite.as_ref().unwrap().apply(&mut response, &|_| None);
+        assert_eq!(response.headers()["x-v"], "2", "the last enabled entry of a name");
+        assert_eq!(rejected.len(), 1);
+        assert!(
+            rejected[0].message.starts_with("rule \"r\": failed to check the configuration of plugin response-rewrite")
+        );
     }
 }
