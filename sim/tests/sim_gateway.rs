@@ -45,6 +45,19 @@ impl Conn {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (u16, String) {
+        let (status, _, body) = self.exchange(method, host, path, headers, body).await;
+        (status, body)
+    }
+
+    /// Status, response headers and body.
+    async fn exchange(
+        &mut self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, http::HeaderMap, String) {
         let mut req = http::Request::builder().method(method).uri(path).header("host", host);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -52,8 +65,9 @@ impl Conn {
         self.sender.ready().await.unwrap();
         let res = self.sender.send_request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap()).await.unwrap();
         let status = res.status().as_u16();
+        let headers = res.headers().clone();
         let body = res.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        (status, headers, String::from_utf8_lossy(&body).into_owned())
     }
 
     async fn get(&mut self, host: &str, path: &str) -> (u16, String) {
@@ -233,6 +247,157 @@ async fn host_path_method_exprs_and_priority_pick_the_rule() {
     // Without the canary route the user's rule serves again.
     routes(&sim).delete("shop-shop-canary", &Default::default()).await.unwrap();
     assert_eq!(info(&conn.get("shop.test", "/").await.1)["hostname"], "stable-pod");
+}
+
+/// Every value of a response header.
+fn values(headers: &http::HeaderMap, name: &str) -> Vec<String> {
+    headers.get_all(name).iter().map(|v| v.to_str().unwrap().to_owned()).collect()
+}
+
+async fn cluster_ip(sim: &Sim, service: &str) -> String {
+    let services: Api<Service> = Api::namespaced(sim.client().unwrap(), "test");
+    services.get(service).await.unwrap().spec.unwrap().cluster_ip.unwrap()
+}
+
+/// APISIX's documented pieces of a sticky canary: the weighted rule's `response-rewrite`
+/// sets a cookie to `$upstream_addr`, the node the balancer chose; higher-priority rules
+/// match that cookie (`scope: Cookie`) and send the client back to the same Service.
+#[tokio::test]
+async fn response_rewrite_cookie_of_the_chosen_node_keeps_clients_on_their_version() {
+    let sim = cluster(Options::default()).await;
+    backend(
+        &sim,
+        "podinfo-primary",
+        &[pod("primary-a", "10.244.7.1", "6.0.0"), pod("primary-b", "10.244.7.2", "6.0.0")],
+    )
+    .await;
+    backend(&sim, "podinfo-canary", &[pod("canary-a", "10.244.7.3", "6.0.1")]).await;
+    let mut unready = pod("down-a", "10.244.7.4", "6.0.0");
+    unready.ready = false;
+    backend(&sim, "down", &[unready]).await;
+    let (primary_ip, canary_ip) = (cluster_ip(&sim, "podinfo-primary").await, cluster_ip(&sim, "podinfo-canary").await);
+    let (primary, canary) = (format!("{primary_ip}:80"), format!("{canary_ip}:80"));
+
+    let by_service = |svc: &str, weight: i64| json!({"serviceName": svc, "servicePort": 80, "resolveGranularity": "service", "weight": weight});
+    let affinity = json!([{"name": "response-rewrite", "enable": true, "config": {"headers": {"set": {
+        "Set-Cookie": "canary-affinity=$upstream_addr; Max-Age=86400; Path=/"}}}}]);
+    let cookie = |op: &str, value: &str| json!({"subject": {"scope": "Cookie", "name": "canary-affinity"}, "op": op, "value": value});
+    sim.create(route(
+        "podinfo",
+        json!([
+            {"name": "weighted", "match": {"hosts": [HOST], "paths": ["/*"]},
+             "backends": [by_service("podinfo-primary", 50), by_service("podinfo-canary", 50)], "plugins": affinity},
+            {"name": "sticky-canary", "priority": 2,
+             "match": {"hosts": [HOST], "paths": ["/*"], "exprs": [cookie("Equal", &canary)]},
+             "backends": [by_service("podinfo-canary", 100)]},
+            {"name": "sticky-primary", "priority": 1,
+             "match": {"hosts": [HOST], "paths": ["/*"], "exprs": [cookie("RegexMatch", "."), cookie("NotEqual", &canary)]},
+             "backends": [by_service("podinfo-primary", 100)]},
+            // resolveGranularity endpoints (the default): the pod's IP and its slice port.
+            {"name": "by-pod", "match": {"hosts": ["pods.test"], "paths": ["/*"]},
+             "backends": [{"serviceName": "podinfo-canary", "servicePort": 80}], "plugins": affinity},
+            {"name": "down", "match": {"hosts": ["down.test"], "paths": ["/*"]},
+             "backends": [by_service("down", 100)], "plugins": affinity},
+        ]),
+    ))
+    .await
+    .unwrap();
+
+    let mut conn = Conn::open(&sim.gateway_url()).await;
+    let mut first = BTreeMap::<String, u32>::new();
+    for client in 0..40 {
+        let (status, headers, body) = conn.exchange("GET", HOST, "/api/info", &[], "").await;
+        assert_eq!(status, 200, "{body}");
+        let version = info(&body)["version"].as_str().unwrap().to_owned();
+        let set_cookie = values(&headers, "set-cookie");
+        let node = if version == "6.0.1" { &canary } else { &primary };
+        assert_eq!(set_cookie, [format!("canary-affinity={node}; Max-Age=86400; Path=/")], "client {client}");
+        *first.entry(version.clone()).or_default() += 1;
+        // The client sends its cookie back (with another) and stays on its version.
+        let jar = format!("theme=dark; canary-affinity={node}");
+        for _ in 0..10 {
+            let (status, headers, body) = conn.exchange("GET", HOST, "/api/info", &[("cookie", &jar)], "").await;
+            assert_eq!((status, info(&body)["version"].as_str()), (200, Some(version.as_str())), "client {client}");
+            assert!(values(&headers, "set-cookie").is_empty(), "the sticky rules set no cookie");
+        }
+    }
+    assert_eq!(first, BTreeMap::from([("6.0.0".to_owned(), 20), ("6.0.1".to_owned(), 20)]), "50/50 at first");
+    // A cookie of no backend's address: the stable.
+    let (_, _, body) = conn.exchange("GET", HOST, "/", &[("cookie", "canary-affinity=10.0.0.1:80")], "").await;
+    assert_eq!(info(&body)["version"], "6.0.0");
+
+    let (_, headers, _) = conn.exchange("GET", "pods.test", "/", &[], "").await;
+    assert_eq!(values(&headers, "set-cookie"), ["canary-affinity=10.244.7.3:9898; Max-Age=86400; Path=/"]);
+    // No node chosen (no ready endpoint): the plugin still runs, `$upstream_addr` is empty.
+    let (status, headers, _) = conn.exchange("GET", "down.test", "/", &[], "").await;
+    assert_eq!(status, 503);
+    assert_eq!(values(&headers, "set-cookie"), ["canary-affinity=; Max-Age=86400; Path=/"]);
+}
+
+#[tokio::test]
+async fn response_rewrite_add_set_remove_legacy_vars_and_disabled() {
+    let sim = cluster(Options::default()).await;
+    backend(&sim, "podinfo", &[pod("podinfo-a", "10.244.8.1", "6.0.0")]).await;
+    let rule = |host: &str, plugin: Value| {
+        json!({"name": host.replace('.', "-"), "match": {"hosts": [host], "paths": ["/*"]},
+            "backends": [{"serviceName": "podinfo", "servicePort": 80}], "plugins": [plugin]})
+    };
+    let rewrite = |config: Value| json!({"name": "response-rewrite", "enable": true, "config": config});
+    sim.create(route(
+        "rw",
+        json!([
+            rule(
+                "new.test",
+                rewrite(json!({"headers": {
+                "add": ["Set-Cookie: first=1; Max-Age=60", "Set-Cookie: second=$arg_s"],
+                "set": {"X-Upstream": "$upstream_addr", "X-Unknown": "[$no_such_variable][${nor_this}]",
+                        "X-Request": "$request_method ${uri} $host $http_x_client $cookie_c $remote_addr"},
+                "remove": ["X-Content-Type-Options"]}}))
+            ),
+            rule("legacy.test", rewrite(json!({"headers": {"X-Legacy": "$uri", "X-Content-Type-Options": ""}}))),
+            rule(
+                "off.test",
+                json!({"name": "response-rewrite", "enable": false, "config": {"headers": {
+                "X-Legacy": "$uri", "X-Content-Type-Options": ""}}})
+            ),
+            rule(
+                "status.test",
+                rewrite(json!({"vars": [["status", "==", 500]], "status_code": 503, "body": "busy
+"}))
+            ),
+        ]),
+    ))
+    .await
+    .unwrap();
+    // A header the schema refuses ("/" at the end of an `add` item): the route is left out.
+    sim.create(route(
+        "bad",
+        json!([rule("bad.test", rewrite(json!({"headers": {"add": ["Set-Cookie: a=b; Path=/"]}})))]),
+    ))
+    .await
+    .unwrap();
+
+    let mut conn = Conn::open(&sim.gateway_url()).await;
+    let headers = [("x-client", "t1"), ("cookie", "c=v")];
+    let (status, h, _) = conn.exchange("GET", "new.test", "/api/info?s=two", &headers, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(values(&h, "set-cookie"), ["first=1; Max-Age=60", "second=two"]);
+    assert_eq!(values(&h, "x-upstream"), ["10.244.8.1:9898"]);
+    assert_eq!(values(&h, "x-unknown"), ["[][]"], "unknown variables are empty");
+    assert_eq!(values(&h, "x-request"), ["GET /api/info new.test t1 v 127.0.0.1"]);
+    assert!(values(&h, "x-content-type-options").is_empty(), "removed");
+
+    let (_, h, _) = conn.exchange("GET", "legacy.test", "/api/info", &[], "").await;
+    assert_eq!(values(&h, "x-legacy"), ["/api/info"]);
+    assert!(values(&h, "x-content-type-options").is_empty(), "an empty legacy value removes");
+
+    let (_, h, _) = conn.exchange("GET", "off.test", "/api/info", &[], "").await;
+    assert!(values(&h, "x-legacy").is_empty(), "enable: false");
+    assert_eq!(values(&h, "x-content-type-options"), ["nosniff"]);
+
+    assert_eq!(conn.get("status.test", "/status/500").await, (503, "busy\n".to_owned()));
+    assert_eq!(conn.get("status.test", "/status/200").await.0, 200, "vars: only a 500 is rewritten");
+    assert_eq!(conn.get("bad.test", "/").await.0, 404);
 }
 
 #[tokio::test]
