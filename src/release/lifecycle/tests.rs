@@ -11,10 +11,10 @@ use super::*;
 use crate::release::lock::Transition;
 use crate::release::plan::{HookKind, OptIn};
 
+mod ab;
 mod flagger;
 mod gates;
 mod initial;
-mod ab;
 mod operator;
 mod records;
 mod sequential;
