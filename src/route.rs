@@ -12,6 +12,8 @@
 //! The user's route is never modified, so it keeps serving if ours is deleted. Pure
 //! functions: the controller reads the objects, calls these, writes the result.
 
+pub mod sticky;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
@@ -19,7 +21,7 @@ use thiserror::Error;
 
 use crate::api::apisix_route::{ApisixRoute, ApisixRouteSpec, Backend, HttpRule};
 use crate::release::copies::{self, NAME_MAX, bounded_canary_name};
-use crate::release::plan::{AbTest, MatchExpr};
+use crate::release::plan::{AbTest, MatchExpr, Sticky};
 
 /// The full weight; the stable backend gets what the canary does not.
 pub const FULL: u32 = 100;
@@ -121,7 +123,18 @@ pub fn generated(
     weight: u32,
     owner: OwnerReference,
 ) -> ApisixRoute {
-    generated_for(user, rules, None, (service, canary_service), deployment, weight, owner)
+    generated_for(user, rules, Shape::Weighted, (service, canary_service), deployment, weight, owner)
+}
+
+/// How a release shares the traffic beyond its weight.
+#[derive(Debug, Clone, Copy)]
+pub enum Shape<'a> {
+    /// By weight alone.
+    Weighted,
+    /// A/B: the requests `match` selects.
+    Ab(&'a AbTest),
+    /// By weight, each client kept on the version that first answered it.
+    Sticky(&'a Sticky, &'a sticky::CanaryAddress),
 }
 
 /// [`generated`], or with `ab` an A/B release's: each copied rule once per `match`
@@ -131,7 +144,7 @@ pub fn generated(
 pub fn generated_for(
     user: &ApisixRoute,
     rules: &[usize],
-    ab: Option<&AbTest>,
+    shape: Shape<'_>,
     (service, canary_service): (&str, &str),
     deployment: &str,
     weight: u32,
@@ -141,11 +154,11 @@ pub fn generated_for(
     let matched: Vec<HttpRule> = rules
         .iter()
         .filter_map(|&i| written.get(i))
-        .flat_map(|rule| match ab {
-            None => vec![rule.clone()],
-            Some(ab) => {
+        .flat_map(|rule| match shape {
+            Shape::Ab(ab) => {
                 ab.rules.iter().enumerate().map(|(j, exprs)| matching(rule, j, ab.rules.len(), exprs)).collect()
             }
+            Shape::Weighted | Shape::Sticky(..) => vec![rule.clone()],
         })
         .collect();
     let copies = matched.iter().map(|rule| {
@@ -158,10 +171,15 @@ pub fn generated_for(
         // A subset names pods of the user's ApisixUpstream, which the canary Service has none of.
         let canary = Backend { service_name: canary_service.to_owned(), weight: None, subset: None, ..template };
         copy.backends = Some(vec![stable, canary]);
-        set_weights(&mut copy, canary_service, weight);
         copy
     });
-    let copies: Vec<HttpRule> = copies.collect();
+    let mut copies: Vec<HttpRule> = match shape {
+        Shape::Sticky(s, canary) => copies.flat_map(|copy| sticky::rules(copy, s, canary)).collect(),
+        _ => copies.collect(),
+    };
+    for copy in &mut copies {
+        set_weights(copy, canary_service, weight);
+    }
 
     let user_name = user.metadata.name.as_deref().unwrap_or_default();
     ApisixRoute {
@@ -199,7 +217,7 @@ fn matching(rule: &HttpRule, j: usize, entries: usize, exprs: &[MatchExpr]) -> H
 /// Sets `weight` on the `canary_service` backend and `100-weight` on the others, with
 /// `weight: 0` written, never omitted: APISIX reads an absent weight as 100.
 fn set_weights(rule: &mut HttpRule, canary_service: &str, weight: u32) {
-    let weight = weight.min(FULL);
+    let weight = sticky::canary_weight(rule, weight).unwrap_or(weight).min(FULL);
     for b in rule.backends.iter_mut().flatten() {
         let w = if b.service_name == canary_service { weight } else { FULL - weight };
         b.weight = Some(i64::from(w));
@@ -211,7 +229,11 @@ fn set_weights(rule: &mut HttpRule, canary_service: &str, weight: u32) {
 /// is not ours, and the caller must not trust it.
 pub fn weights(route: &ApisixRoute, canary_service: &str) -> Option<(u32, u32)> {
     let rules = route.spec.http.as_deref()?;
-    let holding = rules.iter().filter(|r| backends(r).iter().any(|b| b.service_name == canary_service));
+    // A sticky release's cookie rules send all or nothing: its weight is the others'.
+    let holding = rules
+        .iter()
+        .filter(|r| !sticky::is_sticky(r))
+        .filter(|r| backends(r).iter().any(|b| b.service_name == canary_service));
     let mut read = holding.map(|rule| {
         let [a, b] = backends(rule) else { return None };
         let (stable, canary) = if b.service_name == canary_service { (a, b) } else { (b, a) };

@@ -254,7 +254,7 @@ fn refused_fields_say_why() {
         "canaryAnalysis": {"interval": "1m", "threshold": 5},
         "upstreamRef": {"apiVersion": "gloo.solo.io/v1", "kind": "Upstream", "name": "podinfo"},
         "service": {"primary": {"labels": {"a": "b"}}, "canary": {"annotations": {"c": "d"}}},
-        "analysis": {"sessionAffinity": {"cookieName": "canary", "sameSite": "Strict"}}
+        "analysis": {"sessionAffinity": {"cookieName": "canary", "sameSite": "Sometimes"}}
     }));
     assert_eq!(
         errors(&spec),
@@ -267,8 +267,8 @@ fn refused_fields_say_why() {
              generates it)",
             "spec.service.canary: Forbidden: the <service>-canary Service is a copy of the Service, with its labels \
              and annotations; label the Service itself",
-            "spec.analysis.sessionAffinity: Forbidden: session affinity is not supported yet with APISIX: requests \
-             are split by weight",
+            "spec.analysis.sessionAffinity.sameSite: Unsupported value: \"Sometimes\": supported values: \"Strict\", \
+             \"Lax\", \"None\"",
         ]
     );
 }

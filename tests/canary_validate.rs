@@ -117,9 +117,19 @@ fn each_rejection_names_the_field() {
              not counted in its metrics, so the built-in analysis could not judge the canary on them",
         ),
         (
-            json!({"analysis": {"sessionAffinity": {"cookieName": "flagger-cookie"}}}),
-            "spec.analysis.sessionAffinity: Forbidden: session affinity is not supported yet with APISIX: requests \
-             are split by weight",
+            json!({"analysis": {"sessionAffinity": {"cookieName": "flagger cookie"}}}),
+            "spec.analysis.sessionAffinity.cookieName: Invalid value: \"flagger cookie\": must be a cookie name: \
+             letters, digits and !#$%&'*+-.^_`|~",
+        ),
+        (
+            json!({"analysis": {"sessionAffinity": {"cookieName": "c", "maxAge": 0}}}),
+            "spec.analysis.sessionAffinity.maxAge: Invalid value: 0: must be a positive number of seconds",
+        ),
+        (
+            json!({"analysis": {"sessionAffinity": {"cookieName": "c"}, "iterations": 2,
+                   "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}}),
+            "spec.analysis.sessionAffinity: Forbidden: an A/B release sends the matching requests to the canary \
+             alone: there is nothing to keep sticky",
         ),
         (
             json!({"analysis": {"iterations": 10}}),

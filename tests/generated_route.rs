@@ -280,3 +280,90 @@ fn generated_name_is_flaggers_and_bounded() {
     let name = route::generated_name(&dotted, "d");
     assert!(is_dns_subdomain(&name), "{name}");
 }
+
+fn sticky() -> apisix_canary::release::plan::Sticky {
+    apisix_canary::release::plan::Sticky { cookie: "canary".into(), attributes: "Max-Age=86400; Path=/".into() }
+}
+
+fn address() -> route::sticky::CanaryAddress {
+    route::sticky::CanaryAddress { cluster_ip: "10.96.0.42".into(), ports: vec![(Some("http".into()), 80)] }
+}
+
+#[test]
+fn a_sticky_release_keeps_each_client_on_the_version_that_answered_it() {
+    let (sticky, address) = (sticky(), address());
+    let shape = route::Shape::Sticky(&sticky, &address);
+    let generated =
+        route::generated_for(&scenario(), &[0], shape, ("podinfo", "podinfo-canary"), "podinfo", 20, owner());
+    let http = json(&generated)["spec"]["http"].clone();
+    let names: Vec<&str> = http.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["method-sticky-canary", "method-sticky-stable", "method"]);
+    let priority = |i: usize| http[i]["priority"].as_i64().unwrap();
+    assert_eq!([priority(0), priority(1), priority(2)], [2, 2, 1], "the cookie rules above the weighted one");
+    let cookie =
+        |op: &str, value: &str| json!({"subject": {"scope": "Cookie", "name": "canary"}, "op": op, "value": value});
+    assert_eq!(http[0]["match"]["exprs"], json!([cookie("Equal", "10.96.0.42:80")]));
+    assert_eq!(http[1]["match"]["exprs"], json!([cookie("RegexMatch", "."), cookie("NotEqual", "10.96.0.42:80")]));
+    let weights = |rule: &Value| -> Vec<i64> {
+        rule["backends"].as_array().unwrap().iter().map(|b| b["weight"].as_i64().unwrap()).collect()
+    };
+    assert_eq!([weights(&http[0]), weights(&http[1]), weights(&http[2])], [vec![0, 100], vec![100, 0], vec![80, 20]]);
+    for rule in http.as_array().unwrap() {
+        for b in rule["backends"].as_array().unwrap() {
+            assert_eq!(b["resolveGranularity"], "service", "the cookie names a Service, not a pod: {rule}");
+        }
+    }
+    let rewrite = http[2]["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "response-rewrite").unwrap();
+    assert_eq!(
+        rewrite["config"],
+        json!({"headers": {"set": {"Set-Cookie": "canary=$balancer_ip:$balancer_port; Max-Age=86400; Path=/"}},
+               "vars": [["balancer_ip", "~~", "."]]})
+    );
+    assert!(
+        http[2]["plugins"].as_array().unwrap().iter().any(|p| p["name"] == "prometheus"),
+        "the user's plugins kept"
+    );
+    // The weight is the weighted rule's; the cookie rules follow the release.
+    assert_eq!(route::weights(&generated, "podinfo-canary"), Some((80, 20)));
+    let moved = json(&route::with_weight(&generated, "podinfo-canary", 40))["spec"]["http"].clone();
+    assert_eq!(
+        [weights(&moved[0]), weights(&moved[1]), weights(&moved[2])],
+        [vec![0, 100], vec![100, 0], vec![60, 40]]
+    );
+    // A rollback sends everyone to the stable, the canary's cookie holders too.
+    let back = json(&route::with_weight(&generated, "podinfo-canary", 0))["spec"]["http"].clone();
+    assert_eq!([weights(&back[0]), weights(&back[1]), weights(&back[2])], [vec![100, 0], vec![100, 0], vec![100, 0]]);
+}
+
+#[test]
+fn ab_and_sticky_routes_pass_the_apisix_crd_schema_unpruned() {
+    let crd: Value = fixture("apisix/apisixroute-crd-v2.x.yaml");
+    let schema = sim::schema::of_version(&crd, "v2").unwrap();
+    let insider = apisix_canary::release::plan::MatchExpr {
+        scope: "Header",
+        name: Some("x-canary".into()),
+        op: "Equal",
+        value: "insider".into(),
+    };
+    let ab = apisix_canary::release::plan::AbTest { rules: vec![vec![insider.clone()], vec![insider]], iterations: 5 };
+    let (sticky, address) = (sticky(), address());
+    for shape in [route::Shape::Ab(&ab), route::Shape::Sticky(&sticky, &address)] {
+        let generated =
+            route::generated_for(&shop(), &[1], shape, ("podinfo", "podinfo-canary"), "podinfo", 20, owner());
+        let mut object = json(&generated);
+        let errors = sim::schema::check(schema, &mut object);
+        assert!(errors.is_empty(), "{shape:?}: {errors:?}");
+        assert_eq!(object, json(&generated), "{shape:?}: the API server would prune fields we wrote");
+    }
+    let generated = route::generated_for(
+        &shop(),
+        &[1],
+        route::Shape::Ab(&ab),
+        ("podinfo", "podinfo-canary"),
+        "podinfo",
+        100,
+        owner(),
+    );
+    let names: Vec<String> = generated.spec.http.unwrap().iter().map(|r| r.name.clone()).collect();
+    assert_eq!(names, ["api-ab-0", "api-ab-1"], "one rule per match entry, named apart");
+}

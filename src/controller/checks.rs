@@ -34,11 +34,18 @@ pub(super) async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &C
     let (nodes, stable_nodes) = tokio::join!(
         async {
             match &objects.canary_nodes {
+                _ if plan.sticky.is_some() => service_node(client, ns, &canary_service).await,
                 Some(listed) => listed.clone(),
                 None => upstream_nodes(client, ns, &canary_service).await.map_err(|e| e.to_string()),
             }
         },
-        async { if baseline { upstream_nodes(client, ns, &objects.service_name).await } else { Ok(Vec::new()) } }
+        async {
+            match (baseline, plan.sticky.is_some()) {
+                (false, _) => Ok(Vec::new()),
+                (true, true) => service_node(client, ns, &objects.service_name).await,
+                (true, false) => upstream_nodes(client, ns, &objects.service_name).await.map_err(|e| e.to_string()),
+            }
+        }
     );
     let nodes = match nodes {
         Ok(nodes) => nodes,
@@ -148,6 +155,15 @@ pub(super) async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &C
         .collect()
 }
 
+/// The `node` of a Service that APISIX resolves by Service (a sticky release's
+/// `resolveGranularity: service`): its ClusterIP.
+async fn service_node(client: &kube::Client, ns: &str, service: &str) -> Result<Vec<String>, String> {
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), ns);
+    let svc = services.get(service).await.map_err(|e| e.to_string())?;
+    let ip = svc.spec.and_then(|s| s.cluster_ip).filter(|ip| !ip.is_empty() && ip != "None");
+    Ok(ip.into_iter().collect())
+}
+
 /// The sequential test of the plan's built-in metrics on the canary's requests since
 /// its analysis started (`judge: sequential`). A test that cannot be read (endpoints,
 /// Prometheus) says nothing: the interval's checks report such failures.
@@ -155,6 +171,7 @@ pub(super) async fn sequential(plan: &Plan, o: &Observed, objects: &Objects, ctx
     let (Judge::Sequential { confidence }, Some(started)) = (plan.judge, o.status.started) else { return Vec::new() };
     let canary_service = copies::canary_service_name(&objects.service_name);
     let nodes = match &objects.canary_nodes {
+        _ if plan.sticky.is_some() => service_node(&ctx.client, &objects.namespace, &canary_service).await,
         Some(listed) => listed.clone(),
         None => upstream_nodes(&ctx.client, &objects.namespace, &canary_service).await.map_err(|e| e.to_string()),
     };
@@ -172,13 +189,12 @@ pub(super) async fn sequential(plan: &Plan, o: &Observed, objects: &Objects, ctx
         }
     };
     // The stable's series only when a metric compares with it: one list call fewer.
-    let stable = match plan.metrics.iter().any(|m| m.baseline.is_some()) {
-        true => upstream_nodes(&ctx.client, &objects.namespace, &objects.service_name)
-            .await
-            .ok()
-            .and_then(|n| Series::of_nodes(&objects.namespace, &generated, &n)),
-        false => None,
-    };
+    let stable = match (plan.metrics.iter().any(|m| m.baseline.is_some()), plan.sticky.is_some()) {
+        (false, _) => None,
+        (true, true) => service_node(&ctx.client, &objects.namespace, &objects.service_name).await.ok(),
+        (true, false) => upstream_nodes(&ctx.client, &objects.namespace, &objects.service_name).await.ok(),
+    }
+    .and_then(|n| Series::of_nodes(&objects.namespace, &generated, &n));
     let tallies = judge::tallies(plan, &series, stable.as_ref(), started.as_second());
     let window =
         judge::Window { since: started.as_second(), now: Timestamp::now().as_second(), step: SEQUENTIAL_EVERY };

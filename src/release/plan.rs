@@ -87,6 +87,18 @@ pub struct Plan {
     /// An A/B release (`match` with `iterations`): the matching requests go to the
     /// canary alone (its weight is 100 % of them), for `iterations` intervals.
     pub ab: Option<AbTest>,
+    /// A sticky release (`sessionAffinity`): a client stays on the version that first
+    /// answered it while the weight moves.
+    pub sticky: Option<Sticky>,
+}
+
+/// Session affinity, as Flagger's `sessionAffinity`: one cookie names the version that
+/// answered a client (see `route`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sticky {
+    pub cookie: String,
+    /// The cookie's `Set-Cookie` attributes after its value: `Max-Age=86400; Path=/`, ...
+    pub attributes: String,
 }
 
 /// An A/B release, as Flagger's `match` and `iterations`.

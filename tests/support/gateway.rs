@@ -127,5 +127,6 @@ pub fn plan(
         canary_ready_threshold: 100,
         judge: apisix_canary::release::plan::Judge::Interval,
         ab: None,
+        sticky: None,
     }
 }

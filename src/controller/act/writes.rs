@@ -144,11 +144,20 @@ impl Run<'_> {
                     return Err(Error::Invalid("no route rule to copy".into()));
                 }
                 let deployment = self.canary.spec.target_ref.name.clone();
-                let ab = self.plan().and_then(|p| p.ab.as_ref());
+                let plan = self.plan();
+                let address = match plan.and_then(|p| p.sticky.as_ref()) {
+                    Some(_) => Some(self.canary_address(&canary_service).await?),
+                    None => None,
+                };
+                let shape = match (plan.and_then(|p| p.ab.as_ref()), plan.and_then(|p| p.sticky.as_ref()), &address) {
+                    (Some(ab), _, _) => route::Shape::Ab(ab),
+                    (None, Some(sticky), Some(address)) => route::Shape::Sticky(sticky, address),
+                    _ => route::Shape::Weighted,
+                };
                 let generated = route::generated_for(
                     user,
                     rules,
-                    ab,
+                    shape,
                     (&self.objects.service_name, &canary_service),
                     &deployment,
                     weight,
@@ -211,5 +220,21 @@ impl Run<'_> {
             .map_err(Error::kube(format!("writing the release lock of Deployment {}/{name}", self.ns())))?;
         self.objects.target = Some(written);
         Ok(())
+    }
+}
+
+impl Run<'_> {
+    /// Where the canary Service answers (its ClusterIP and ports): a sticky release's
+    /// cookie names it.
+    async fn canary_address(&self, canary_service: &str) -> Result<route::sticky::CanaryAddress, Error> {
+        let services: Api<Service> = Api::namespaced(self.ctx.client.clone(), self.ns());
+        let what = || format!("reading Service {}/{canary_service}", self.ns());
+        let svc = services.get(canary_service).await.map_err(Error::kube(what()))?;
+        let spec = svc.spec.unwrap_or_default();
+        let Some(cluster_ip) = spec.cluster_ip.filter(|ip| !ip.is_empty() && ip != "None") else {
+            return Err(Error::Invalid(format!("{}: no ClusterIP for a sticky release's cookie", what())));
+        };
+        let ports = spec.ports.unwrap_or_default().into_iter().map(|p| (p.name, p.port)).collect();
+        Ok(route::sticky::CanaryAddress { cluster_ip, ports })
     }
 }

@@ -106,6 +106,7 @@ impl Plan {
                 canary_ready_threshold: defaults::CANARY_READY_THRESHOLD,
                 judge,
                 ab: None,
+                sticky: None,
             }),
             (None, Some(canary)) => OptIn::Canary(canary),
             (None, None) => OptIn::Out,

@@ -210,6 +210,7 @@ fn parse_v1beta1(spec: &v1beta1::CanarySpec, f: &mut Findings) -> Plan {
     .resolve(f);
     let flagger = flagger::settings(spec, &p, f);
     let ab = flagger::ab(a, &ap, f);
+    let sticky = flagger::sticky(a, &ap, f);
     // An A/B release has one step: all of the matching requests.
     let (steps, max_weight) = if ab.is_some() { (vec![100], 100) } else { (steps, max_weight) };
     let judge = JudgeSettings {
@@ -242,6 +243,7 @@ fn parse_v1beta1(spec: &v1beta1::CanarySpec, f: &mut Findings) -> Plan {
         canary_ready_threshold: flagger.canary_ready_threshold,
         judge,
         ab,
+        sticky,
     };
     let max_of = |name: &str| {
         let i = a.metrics.iter().position(|m| m.name == name)?;

@@ -4,7 +4,7 @@
 //! other meshes' `spec.service` settings), and those refused with the reason, never
 //! approximated (`canaryAnalysis`, `upstreamRef`, A/B, blue/green, mirroring, ...).
 
-use super::super::{AbTest, defaults};
+use super::super::{AbTest, Sticky, defaults};
 use super::matches;
 use crate::api::canary::{NamespacedRef, V1BETA1, v1beta1};
 use crate::api::field::{FieldError, Findings, Path, Shown};
@@ -122,20 +122,71 @@ fn service(s: &v1beta1::CanaryService, p: &Path, f: &mut Findings) {
 fn unsupported(a: &v1beta1::Analysis, p: &Path, f: &mut Findings) {
     let mirror = "traffic mirroring is not supported: APISIX's proxy-mirror requests are not counted in its \
                   metrics, so the built-in analysis could not judge the canary on them";
-    let refusals = [
-        ("mirror", a.mirror.is_some(), mirror),
-        ("mirrorWeight", a.mirror_weight.is_some(), mirror),
-        (
-            "sessionAffinity",
-            a.session_affinity.is_some(),
-            "session affinity is not supported yet with APISIX: requests are split by weight",
-        ),
-    ];
+    let refusals = [("mirror", a.mirror.is_some(), mirror), ("mirrorWeight", a.mirror_weight.is_some(), mirror)];
     for (key, present, why) in refusals {
         if present {
             f.errors.push(FieldError::forbidden(&p.child(key), why));
         }
     }
+}
+
+/// `sessionAffinity`: a sticky release. The cookie's value is the address of the Service
+/// that answered (APISIX's `$upstream_addr`), so one cookie keeps either version.
+pub(super) fn sticky(a: &v1beta1::Analysis, p: &Path, f: &mut Findings) -> Option<Sticky> {
+    let s = a.session_affinity.as_ref()?;
+    let p = p.child("sessionAffinity");
+    if a.match_.as_deref().is_some_and(|m| !m.is_empty()) {
+        let why = "an A/B release sends the matching requests to the canary alone: there is nothing to keep sticky";
+        f.errors.push(FieldError::forbidden(&p, why));
+        return None;
+    }
+    let token =
+        |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let Some(cookie) = s.cookie_name.as_deref().filter(|c| token(c)) else {
+        let shown = s.cookie_name.clone().unwrap_or_default();
+        let why = "must be a cookie name: letters, digits and !#$%&'*+-.^_`|~";
+        f.errors.push(match &s.cookie_name {
+            None => FieldError::required(&p.child("cookieName"), why),
+            Some(_) => FieldError::invalid(&p.child("cookieName"), shown, why),
+        });
+        return None;
+    };
+    let max_age = match s.max_age {
+        None => 86_400,
+        Some(n) if n > 0 => n,
+        Some(n) => {
+            f.errors.push(FieldError::invalid(
+                &p.child("maxAge"),
+                Shown::bare(n),
+                "must be a positive number of seconds",
+            ));
+            return None;
+        }
+    };
+    let mut attributes = format!("Max-Age={max_age}; Path={}", s.path.as_deref().unwrap_or("/"));
+    for (key, value) in [("Domain", s.domain.as_deref())] {
+        if let Some(v) = value {
+            attributes.push_str(&format!("; {key}={v}"));
+        }
+    }
+    if let Some(same_site) = s.same_site.as_deref() {
+        if !["Strict", "Lax", "None"].contains(&same_site) {
+            f.errors.push(FieldError::not_supported(&p.child("sameSite"), same_site, &["Strict", "Lax", "None"]));
+        }
+        attributes.push_str(&format!("; SameSite={same_site}"));
+    }
+    for (flag, on) in [("HttpOnly", s.http_only), ("Secure", s.secure), ("Partitioned", s.partitioned)] {
+        if on == Some(true) {
+            attributes.push_str(&format!("; {flag}"));
+        }
+    }
+    if s.primary_cookie_name.is_some() {
+        let why = format!(
+            "ignored: one cookie, {cookie}, keeps a client on either version (its value names the one that answered)"
+        );
+        f.warnings.push((p.child("primaryCookieName"), why));
+    }
+    Some(Sticky { cookie: cookie.to_owned(), attributes })
 }
 
 /// `match` and `iterations`: an A/B release, as Flagger's. Each `match` entry becomes a
