@@ -217,6 +217,7 @@ fn matching(rule: &HttpRule, j: usize, entries: usize, exprs: &[MatchExpr]) -> H
 /// Sets `weight` on the `canary_service` backend and `100-weight` on the others, with
 /// `weight: 0` written, never omitted: APISIX reads an absent weight as 100.
 fn set_weights(rule: &mut HttpRule, canary_service: &str, weight: u32) {
+    sticky::set_telling(rule, weight);
     let weight = sticky::canary_weight(rule, weight).unwrap_or(weight).min(FULL);
     for b in rule.backends.iter_mut().flatten() {
         let w = if b.service_name == canary_service { weight } else { FULL - weight };

@@ -330,9 +330,15 @@ fn a_sticky_release_keeps_each_client_on_the_version_that_answered_it() {
         [weights(&moved[0]), weights(&moved[1]), weights(&moved[2])],
         [vec![0, 100], vec![100, 0], vec![60, 40]]
     );
-    // A rollback sends everyone to the stable, the canary's cookie holders too.
+    // A rollback sends everyone to the stable, the canary's cookie holders too, and tells
+    // nobody a version any more; nor does a route at weight 0 before the first step.
     let back = json(&route::with_weight(&generated, "podinfo-canary", 0))["spec"]["http"].clone();
     assert_eq!([weights(&back[0]), weights(&back[1]), weights(&back[2])], [vec![100, 0], vec![100, 0], vec![100, 0]]);
+    let telling = |http: &Value| {
+        http[2]["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "response-rewrite").unwrap()["enable"]
+            .clone()
+    };
+    assert_eq!((telling(&http), telling(&moved), telling(&back)), (json!(true), json!(true), json!(false)));
 }
 
 #[test]

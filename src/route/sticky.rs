@@ -25,6 +25,9 @@ use crate::release::plan::Sticky;
 pub const TO_CANARY: &str = "-sticky-canary";
 pub const TO_STABLE: &str = "-sticky-stable";
 
+/// The cookie's value: the one node the balancer chose, never a list of retried ones.
+const SET_TO: &str = "$balancer_ip:$balancer_port";
+
 /// Where the canary Service answers: its ClusterIP and its ports (name, number).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanaryAddress {
@@ -67,9 +70,9 @@ pub fn rules(weighted: HttpRule, sticky: &Sticky, canary: &CanaryAddress) -> Vec
     };
     let to_canary = above(TO_CANARY, vec![cookie("Equal", &addr)]);
     let to_stable = above(TO_STABLE, vec![cookie("RegexMatch", "."), cookie("NotEqual", &addr)]);
-    // The balancer's one node, never a list of retried ones; nothing set on APISIX's own
-    // error pages (no node chosen), which would wipe the client's cookie.
-    let set_cookie = format!("{}=$balancer_ip:$balancer_port; {}", sticky.cookie, sticky.attributes);
+    // Nothing set on APISIX's own error pages (no node chosen): that would wipe the
+    // client's cookie.
+    let set_cookie = format!("{}={SET_TO}; {}", sticky.cookie, sticky.attributes);
     let rewrite = Plugin {
         name: "response-rewrite".to_owned(),
         enable: Some(true),
@@ -89,6 +92,24 @@ pub fn canary_weight(rule: &HttpRule, weight: u32) -> Option<u32> {
         Some(if weight == 0 { 0 } else { 100 })
     } else {
         None
+    }
+}
+
+/// Whether this is the weighted rule's cookie: ours, set to the answering Service.
+fn ours(p: &Plugin) -> bool {
+    p.name == "response-rewrite"
+        && p.config
+            .as_ref()
+            .and_then(|c| c.pointer("/headers/set/Set-Cookie"))
+            .and_then(|v| v.as_str())
+            .is_some_and(|v| v.contains(SET_TO))
+}
+
+/// The weighted rule tells a client who answered only while the release holds traffic:
+/// a client answered at weight 0 was never part of the split, and keeps no version.
+pub fn set_telling(rule: &mut HttpRule, weight: u32) {
+    for p in rule.plugins.iter_mut().flatten().filter(|p| ours(p)) {
+        p.enable = Some(weight > 0);
     }
 }
 

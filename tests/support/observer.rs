@@ -344,6 +344,23 @@ fn check_split(state: &mut State, key: &str, route: &Value) {
     let rules = route.pointer("/spec/http").and_then(Value::as_array).cloned().unwrap_or_default();
     for rule in rules {
         let backends = rule["backends"].as_array().cloned().unwrap_or_default();
+        // A sticky release's cookie rules send all or nothing: their own check, not steps.
+        let name = rule["name"].as_str().unwrap_or_default();
+        if name.ends_with("-sticky-canary") || name.ends_with("-sticky-stable") {
+            let canary: u64 = backends
+                .iter()
+                .filter(|b| b["serviceName"].as_str().unwrap_or_default().ends_with("-canary"))
+                .map(|b| b["weight"].as_u64().unwrap_or(0))
+                .sum();
+            let allowed: &[u64] = if name.ends_with("-sticky-stable") { &[0] } else { &[0, 100] };
+            if !allowed.contains(&canary) {
+                let rv = route.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
+                state
+                    .violations
+                    .insert(format!("route {key} at {rv}: cookie rule {name} sends {canary} to the canary"));
+            }
+            continue;
+        }
         let weight = |canary: bool| -> u64 {
             backends
                 .iter()
