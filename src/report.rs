@@ -53,6 +53,8 @@ pub struct Report {
     pub truncated: bool,
     /// `judge: sequential`'s confidence, in percent, when the analysis has it now.
     pub confidence: Option<f64>,
+    /// How the release shares the traffic: `weighted`, `A/B (...)`, `sticky (...)`.
+    pub mode: String,
 }
 
 impl Report {

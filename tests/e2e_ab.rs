@@ -134,6 +134,19 @@ fn the_matching_requests_alone_reach_the_canary_and_five_intervals_promote() {
     let iterations: Vec<&String> = events.iter().filter(|e| e.contains("canary iteration")).collect();
     assert_eq!(iterations.len(), 5, "{events:#?}");
     assert!(events.contains(&"Advance podinfo.test canary iteration 5/5".to_owned()));
+    // status and report say the mode.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(BIN).args(args).env("KUBECONFIG", &w.kubeconfig).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let status: serde_json::Value =
+        serde_json::from_str(&cli(&["status", "podinfo", "-n", "test", "-o", "json"])).unwrap();
+    assert_eq!(status[0]["mode"], "A/B (x-canary, 5 iterations)");
+    let page = w.file("report.html", "");
+    cli(&["report", "podinfo", "-n", "test", "--out", &page]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("A/B (x-canary, 5 iterations) release"), "the report says the mode");
     others.store(false, Ordering::Relaxed);
 }
 

@@ -63,6 +63,8 @@ pub struct Row {
     pub phase: String,
     /// `spec.suspend`: the controller does not act on the release (`pause`).
     pub paused: bool,
+    /// How the release shares the traffic: `weighted`, `A/B (...)`, `sticky (...)`.
+    pub mode: String,
     pub weight: u32,
     pub max_weight: Option<u32>,
     pub failed_checks: u32,
@@ -191,6 +193,8 @@ async fn rows(client: &Client, ns: Option<&str>, name: Option<&str>) -> anyhow::
             Row {
                 phase: status.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
                 paused: c.spec.suspend == Some(true),
+                mode: crate::release::plan::Plan::from_canary(&c.spec)
+                    .map_or_else(|_| "weighted".to_owned(), |(p, _)| p.mode()),
                 weight: status.canary_weight.and_then(|w| u32::try_from(w).ok()).unwrap_or(0),
                 max_weight: c.spec.analysis.max_weight.and_then(|w| u32::try_from(w).ok()),
                 failed_checks: status.failed_checks.and_then(|w| u32::try_from(w).ok()).unwrap_or(0),
@@ -228,7 +232,7 @@ pub fn age(since: Option<&str>, now: Timestamp) -> String {
 /// The table, one line per release, columns padded to their widest cell.
 pub fn table(rows: &[Row], now: Timestamp, namespaces: bool) -> String {
     let mut lines: Vec<Vec<String>> = vec![
-        ["NAMESPACE", "NAME", "PHASE", "WEIGHT", "SUCCESS", "P99", "FAILED", "AGE", "LAST EVENT"]
+        ["NAMESPACE", "NAME", "PHASE", "MODE", "WEIGHT", "SUCCESS", "P99", "FAILED", "AGE", "LAST EVENT"]
             .iter()
             .map(|s| (*s).to_owned())
             .collect(),
@@ -238,6 +242,7 @@ pub fn table(rows: &[Row], now: Timestamp, namespaces: bool) -> String {
             r.namespace.clone(),
             r.name.clone(),
             if r.phase.is_empty() { "-".to_owned() } else { shown_phase(&r.phase, r.paused) },
+            r.mode.clone(),
             bar(r.weight),
             r.success_rate.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}%")),
             r.p99_ms.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}ms")),
@@ -298,6 +303,7 @@ mod tests {
             name: "podinfo".into(),
             phase: "Progressing".into(),
             paused: false,
+            mode: "weighted".into(),
             weight: 20,
             max_weight: Some(50),
             failed_checks: 1,
@@ -313,12 +319,12 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
             lines[0],
-            "NAMESPACE   NAME      PHASE         WEIGHT              SUCCESS   P99   FAILED   AGE   LAST EVENT"
+            "NAMESPACE   NAME      PHASE         MODE       WEIGHT              SUCCESS   P99   FAILED   AGE   LAST EVENT"
         );
         assert_eq!(
             lines[1],
-            "test        podinfo   Progressing   [██░░░░░░░░]  20%   99.50%    -     1        10s   Advance podinfo.test \
-             canary weight 20"
+            "test        podinfo   Progressing   weighted   [██░░░░░░░░]  20%   99.50%    -     1        10s   Advance \
+             podinfo.test canary weight 20"
         );
         assert!(!table(&[], now, false).contains("NAMESPACE"));
         let paused = Row { paused: true, ..row.clone() };

@@ -336,6 +336,21 @@ impl Plan {
         self.steps.iter().copied().find(|w| *w > current)
     }
 
+    /// How the release shares the traffic, as `status` and `report` say it: `weighted`,
+    /// `A/B (x-canary, 5 iterations)`, `sticky (cookie canary)`.
+    pub fn mode(&self) -> String {
+        match (&self.ab, &self.sticky) {
+            (Some(ab), _) => {
+                let mut on: Vec<String> =
+                    ab.rules.iter().flatten().map(|e| e.name.clone().unwrap_or(e.scope.to_lowercase())).collect();
+                on.dedup();
+                format!("A/B ({}, {} iterations)", on.join(", "), ab.iterations)
+            }
+            (None, Some(sticky)) => format!("sticky (cookie {})", sticky.cookie),
+            (None, None) => "weighted".to_owned(),
+        }
+    }
+
     /// Whether `current` is the last step, where the release is promoted.
     pub fn at_max(&self, current: u32) -> bool {
         current >= self.max_weight || self.next_weight(current).is_none()

@@ -129,6 +129,7 @@ impl Release {
             nodes: Nodes::default(),
             prometheus: String::new(),
             truncated: records.len() >= MAX_CHECKS,
+            mode: plan.as_ref().map_or_else(|| "weighted".to_owned(), Plan::mode),
             confidence: plan.and_then(|p| match p.judge {
                 Judge::Sequential { confidence } => Some(confidence),
                 Judge::Interval => None,

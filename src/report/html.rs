@@ -72,7 +72,7 @@ pub fn render(report: &Report, svg: &str) -> String {
         .collect();
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n\
-         <style>{STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n<p>Phase {phase}; from {start} to {end} UTC{running}. \
+         <style>{STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n<p>Phase {phase}; {mode} release; from {start} to {end} UTC{running}. \
          Times are UTC. The values are those the analysis judged, at the times it judged them \
          (<code>status.checks</code>); the stable's are its values over the same window at those times.</p>\n\
          {alike}{sequential}{svg}\n<p class=\"nodes\">Canary nodes: {canary}. Stable nodes: {stable}.{apart} \
@@ -80,6 +80,7 @@ pub fn render(report: &Report, svg: &str) -> String {
          <table>\n<thead><tr><th>time</th><th>type</th><th>message</th></tr></thead>\n<tbody>\n{rows}</tbody>\n\
          </table>\n</body>\n</html>\n",
         phase = escape(&report.phase),
+        mode = escape(&report.mode),
         start = clock(report.window.start),
         end = clock(report.window.end),
         running = if report.window.running { " (still running)" } else { "" },

@@ -116,6 +116,7 @@ pub fn report() -> Report {
         prometheus: "http://127.0.0.1:9090".into(),
         truncated: false,
         confidence: None,
+        mode: "weighted".to_owned(),
     }
 }
 

@@ -11,6 +11,14 @@ fn ab(iterations: u32) -> Plan {
 }
 
 #[test]
+fn the_mode_is_said_as_status_and_report_show_it() {
+    assert_eq!(ab(3).mode(), "A/B (x-canary, 3 iterations)");
+    let sticky = crate::release::plan::Sticky { cookie: "canary".into(), attributes: String::new() };
+    assert_eq!(Plan { sticky: Some(sticky), ..plan(&[]) }.mode(), "sticky (cookie canary)");
+    assert_eq!(plan(&[]).mode(), "weighted");
+}
+
+#[test]
 fn every_passing_interval_is_an_iteration_and_the_last_promotes() {
     let mut w = World::released(ab(3), "6.0.1");
     w.run(100);
