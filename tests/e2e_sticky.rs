@@ -148,4 +148,5 @@ fn no_client_is_answered_by_both_versions_and_after_a_rollback_none_by_the_canar
     let after = std::mem::take(&mut *seen.lock().unwrap());
     assert!(after.len() >= 190, "{}", after.len());
     assert!(after.values().all(|v| v.iter().all(|who| *who == "stable")), "the canary answered after the rollback");
+    w.assert_rbac_covers_serve(None);
 }

@@ -2,7 +2,7 @@
 //! baseline, the stable's) upstream nodes from their EndpointSlices, the built-in
 //! metrics on APISIX's series, then the MetricTemplates with their providers' settings.
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 
@@ -158,7 +158,7 @@ pub(super) async fn checks(plan: &Plan, o: &Observed, objects: &Objects, ctx: &C
 /// The `node` of a Service that APISIX resolves by Service (a sticky release's
 /// `resolveGranularity: service`): its ClusterIP.
 async fn service_node(client: &kube::Client, ns: &str, service: &str) -> Result<Vec<String>, String> {
-    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
     let svc = services.get(service).await.map_err(|e| e.to_string())?;
     let ip = svc.spec.and_then(|s| s.cluster_ip).filter(|ip| !ip.is_empty() && ip != "None");
     Ok(ip.into_iter().collect())
