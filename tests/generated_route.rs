@@ -342,6 +342,21 @@ fn a_sticky_release_keeps_each_client_on_the_version_that_answered_it() {
 }
 
 #[test]
+fn a_rule_with_its_own_response_rewrite_cannot_be_made_sticky() {
+    assert_eq!(route::sticky::conflict(&scenario(), &[0]), None);
+    let mut own = scenario();
+    let rule = &mut own.spec.http.as_mut().unwrap()[0];
+    rule.plugins.get_or_insert_with(Vec::new).push(
+        serde_json::from_value(json!({"name": "response-rewrite", "config": {"headers": {"set": {"X-A": "b"}}}}))
+            .unwrap(),
+    );
+    let why = route::sticky::conflict(&own, &[0]).unwrap();
+    assert!(why.starts_with("apisix route podinfo: rule method has its own response-rewrite plugin"), "{why}");
+    own.spec.http.as_mut().unwrap()[0].plugins.as_mut().unwrap().last_mut().unwrap().enable = Some(false);
+    assert_eq!(route::sticky::conflict(&own, &[0]), None, "a disabled one is no conflict");
+}
+
+#[test]
 fn ab_and_sticky_routes_pass_the_apisix_crd_schema_unpruned() {
     let crd: Value = fixture("apisix/apisixroute-crd-v2.x.yaml");
     let schema = sim::schema::of_version(&crd, "v2").unwrap();

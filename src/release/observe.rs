@@ -130,7 +130,10 @@ pub fn observe(s: &Snapshot) -> Seen {
     };
     let uid = c.metadata.uid.clone().unwrap_or_default();
     let apex = apex_service.as_ref().map_or(Apex::Kept, |desired| apex::state(s.service.as_ref(), desired, &uid));
-    let (rules, refusal) = refusal(s, &ns, &route_name, &service_name, apex_service.is_some());
+    let (rules, mut refusal) = refusal(s, &ns, &route_name, &service_name, apex_service.is_some());
+    if let (Ok(Plan { sticky: Some(_), .. }), Some(route), None) = (&plan, &s.route, &refusal) {
+        refusal = route::sticky::conflict(route, &rules);
+    }
     let canary_service = copies::canary_service_name(&service_name);
     let observed = Observed {
         id: Release { canary: c.name_any(), namespace: ns.clone(), target: name.clone() },

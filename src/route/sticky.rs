@@ -113,6 +113,24 @@ pub fn set_telling(rule: &mut HttpRule, weight: u32) {
     }
 }
 
+/// Why a sticky release cannot run on the user's `route` rules `rules`, if so: a rule
+/// with its own enabled `response-rewrite`, which ours would replace (APISIX keeps the
+/// last plugin of a name).
+pub fn conflict(route: &crate::api::apisix_route::ApisixRoute, rules: &[usize]) -> Option<String> {
+    let written = route.spec.http.as_deref().unwrap_or_default();
+    let rule = rules
+        .iter()
+        .filter_map(|&i| written.get(i))
+        .find(|r| r.plugins.iter().flatten().any(|p| p.name == "response-rewrite" && p.enable != Some(false)))?;
+    Some(format!(
+        "apisix route {}: rule {} has its own response-rewrite plugin; a sticky release (sessionAffinity) sets the \
+         session cookie with one, and APISIX keeps only the last of a name: disable it on that rule, or drop \
+         sessionAffinity",
+        route.metadata.name.as_deref().unwrap_or_default(),
+        rule.name
+    ))
+}
+
 /// Whether `rule` is one of the cookie rules, which carry no release weight.
 pub fn is_sticky(rule: &HttpRule) -> bool {
     rule.name.ends_with(TO_CANARY) || rule.name.ends_with(TO_STABLE)
