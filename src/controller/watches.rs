@@ -50,8 +50,48 @@ pub fn generated() -> watcher::Config {
 /// to drive (it ends only with the process; its errors are retried after [`WatchBackoff`]).
 pub struct Shared<K: Resource<DynamicType = ()> + Clone + 'static, W> {
     pub store: Store<Cached<K>>,
-    pub feeds: Vec<ReflectHandle<Cached<K>>>,
+    pub feeds: Vec<Nudged<ReflectHandle<Cached<K>>>>,
     pub watch: W,
+}
+
+/// How soon a subscription that answered "nothing yet" is looked at again.
+const NUDGE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A shared store's subscription, looked at again [`NUDGE`] after it answered "nothing
+/// yet". kube-runtime 5's `ReflectHandle` takes an event from its channel and, when the
+/// object it names has left the store meanwhile (deleted between the event and the
+/// loop's turn, which a loaded process makes likely), answers `Pending` without asking
+/// to be woken: the channel holds the next events, but nothing polls it again, and the
+/// loop stops hearing of that kind. Seen as a Canary created after another was deleted
+/// that no reconcile ever picked up. The nudge bounds that stall to half a second.
+pub struct Nudged<S> {
+    inner: std::pin::Pin<Box<S>>,
+    nudge: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<S> Nudged<S> {
+    pub fn new(inner: S) -> Self {
+        Self { inner: Box::pin(inner), nudge: Box::pin(tokio::time::sleep(NUDGE)) }
+    }
+}
+
+impl<S: futures_util::Stream> futures_util::Stream for Nudged<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
+        use std::future::Future as _;
+        let polled = self.inner.as_mut().poll_next(cx);
+        if polled.is_pending() && self.nudge.as_mut().poll(cx).is_ready() {
+            // The inner stream was just looked at again; the next nudge registers its waker.
+            let next = tokio::time::Instant::now() + NUDGE;
+            self.nudge.as_mut().reset(next);
+            let _ = self.nudge.as_mut().poll(cx);
+        }
+        polled
+    }
 }
 
 /// One metadata watch (an `Api` of `PartialObjectMeta` asks for metadata only) of every
@@ -61,7 +101,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store_shared::<Cached<K>>(SHARED_BUFFER);
-    let feeds = (0..subscribers).filter_map(|_| writer.subscribe()).collect();
+    let feeds = (0..subscribers).filter_map(|_| writer.subscribe()).map(Nudged::new).collect();
     let kind = K::kind(&()).into_owned();
     let watch = watcher(api, watcher::Config::default())
         .backoff(WatchBackoff::default())
@@ -82,6 +122,45 @@ mod tests {
     use kube::ResourceExt;
 
     use super::*;
+
+    /// kube-runtime 5's `ReflectHandle` after it took the event of an object that left
+    /// the store: `Pending` once, with no waker asked for, though the next item is there.
+    struct Forgetful {
+        dropped: bool,
+    }
+
+    impl futures_util::Stream for Forgetful {
+        type Item = u8;
+
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<u8>> {
+            if self.dropped {
+                std::task::Poll::Ready(Some(7))
+            } else {
+                self.dropped = true;
+                std::task::Poll::Pending
+            }
+        }
+    }
+
+    /// The first item of `stream`, or `None` if nothing polled it again within `wait` (the
+    /// timer is looked at first, so it never polls the stream itself).
+    async fn first<S: futures_util::Stream<Item = u8> + Unpin>(mut stream: S) -> Option<u8> {
+        use futures_util::StreamExt;
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep(std::time::Duration::from_secs(2)) => None,
+            item = stream.next() => item,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subscription_that_forgot_to_ask_for_a_wake_is_looked_at_again() {
+        assert_eq!(first(Forgetful { dropped: false }).await, None, "the bare stream is never polled again");
+        assert_eq!(first(Nudged::new(Forgetful { dropped: false })).await, Some(7), "looked at again within the nudge");
+    }
 
     /// The Deployment of a real set-image review, as a watch would bring it.
     fn deployment() -> serde_json::Value {
