@@ -18,7 +18,13 @@ const TEAPOTS: &str = r#"sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ 
       / sum(rate(apisix_http_status{route=~"{{ namespace }}_{{ generated_route }}_.+"}[{{ interval }}])) * 100"#;
 
 /// [`TEAPOTS`] as rendered for the release, on one line as the Event gives it.
-const TEAPOTS_RENDERED: &str = r#"sum(rate(apisix_http_status{route=~"test_podinfo-podinfo-canary_.+",code="418"}[30s])) / sum(rate(apisix_http_status{route=~"test_podinfo-podinfo-canary_.+"}[30s])) * 100"#;
+/// The template rendered with its `{{ interval }}`: the metric's 30s, cut to the time
+/// since the analysis started (no window reaches back before the release).
+fn teapots_rendered(window: &str) -> String {
+    format!(
+        r#"sum(rate(apisix_http_status{{route=~"test_podinfo-podinfo-canary_.+",code="418"}}[{window}])) / sum(rate(apisix_http_status{{route=~"test_podinfo-podinfo-canary_.+"}}[{window}])) * 100"#
+    )
+}
 
 #[test]
 fn a_canary_answering_only_500s_is_0_percent_and_an_empty_template_says_its_query() {
@@ -85,10 +91,15 @@ spec:
     assert!(halts.iter().all(|e| *e == zero), "every success-rate check measured 0%: {events:#?}");
     assert!(!events.iter().any(|e| e.contains("no values found for apisix metric")), "{events:#?}");
     // Flagger's words for an empty template, and the query that found nothing.
-    let empty = format!(
-        "Halt advancement no values found for custom metric: teapots: no values found for query: {TEAPOTS_RENDERED}"
-    );
-    assert!(events.contains(&empty), "{events:#?}");
+    let said = "Halt advancement no values found for custom metric: teapots: no values found for query: ";
+    let empty: Vec<&String> = events.iter().filter(|e| e.starts_with(said)).collect();
+    assert!(!empty.is_empty(), "{events:#?}");
+    for e in empty {
+        let window = e.split_once("}[").and_then(|(_, w)| w.split_once(']')).map(|(w, _)| w).unwrap();
+        let seconds: u64 = window.trim_end_matches('s').parse().unwrap();
+        assert!((1..=30).contains(&seconds), "{e}");
+        assert_eq!(*e, format!("{said}{}", teapots_rendered(window)));
+    }
     assert!(events.contains(&"Rolling back podinfo.test failed checks threshold reached 3".to_owned()), "{events:#?}");
     assert!(events.contains(&"Canary failed! Scaling down podinfo.test".to_owned()), "{events:#?}");
     // The controller's log says the same.
