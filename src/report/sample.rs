@@ -125,10 +125,14 @@ pub fn report() -> Report {
 /// checks of both built-in metrics with their evidence, one failed, then the test's
 /// rejection between intervals (ln E 8.78 >= ln 200 = 5.30).
 pub fn sequential() -> Report {
-    let canary = serde_json::from_str(include_str!("../../tests/fixtures/report/sequential-canary.json")).unwrap();
+    // Read at run time: this module is the tests', and the product embeds no test file.
+    let fixture = |name: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report").join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let canary = serde_json::from_str(&fixture("sequential-canary.json")).unwrap();
     // As `kubectl get events -o json` lists them: a List of Events.
-    let mut list: serde_json::Value =
-        serde_json::from_str(include_str!("../../tests/fixtures/report/sequential-events.json")).unwrap();
+    let mut list: serde_json::Value = serde_json::from_str(&fixture("sequential-events.json")).unwrap();
     let events = serde_json::from_value(list["items"].take()).unwrap();
     let now = "2026-12-07T16:46:00Z".parse().unwrap();
     super::Release { canary, events }.checked(now).unwrap()
