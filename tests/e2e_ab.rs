@@ -97,19 +97,10 @@ fn canary_ips(w: &World) -> Vec<String> {
     ips.split_whitespace().map(str::to_owned).collect()
 }
 
-fn install(w: &World) {
-    let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
-    w.ok(&["apply", "-f", &scenario("namespace.yaml")]);
-    let files = [w.file("podinfo.yaml", &canary_mode_podinfo()), w.file("canary.yaml", CANARY)];
-    w.ok(&["apply", "-f", &files[0], "-f", &files[1], "-f", &scenario("service.yaml"), "-f", &scenario("route.yaml")]);
-    w.ok(&["-n", "test", "rollout", "status", "deployment/podinfo", "--timeout=60s"]);
-    assert_eq!(w.wait_phase(&["Initialized"], Duration::from_secs(30)), "Initialized");
-}
-
 #[test]
 fn the_matching_requests_alone_reach_the_canary_and_five_intervals_promote() {
     let w = World::start();
-    install(&w);
+    w.install_canary(CANARY, &[]);
     let others = w.traffic();
     hey(&w, "hey -z 60s -q 10 -c 2 -H 'x-canary: insider' -host app.example.com http://apisix-gateway.apisix/api/info");
     w.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1"]);
@@ -153,7 +144,7 @@ fn the_matching_requests_alone_reach_the_canary_and_five_intervals_promote() {
 #[test]
 fn a_failing_canary_is_rolled_back_and_the_matching_requests_are_the_stables_again() {
     let w = World::start();
-    install(&w);
+    w.install_canary(CANARY, &[]);
     let others = w.traffic();
     hey(&w, "hey -z 60s -q 10 -c 2 -H 'x-canary: insider' -host app.example.com http://apisix-gateway.apisix/api/info");
     w.ok(&["-n", "test", "set", "env", "deployment/podinfo", "SIM_ERROR_RATE=100"]);

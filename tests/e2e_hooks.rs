@@ -53,21 +53,6 @@ fn hook(name: &str, kind: &str, path: &str) -> String {
 }
 
 impl World {
-    fn install_canary(&self, canary: &str, more: &[&str]) {
-        let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
-        self.ok(&["apply", "-f", &scenario("namespace.yaml")]);
-        let (d, c) = (self.file("podinfo.yaml", &canary_mode_podinfo()), self.file("canary.yaml", canary));
-        let mut args = vec!["apply", "-f", &d, "-f", &c];
-        for f in more {
-            args.extend(["-f", f]);
-        }
-        let (svc, route) = (scenario("service.yaml"), scenario("route.yaml"));
-        args.extend(["-f", &svc, "-f", &route]);
-        self.ok(&args);
-        self.ok(&["-n", "test", "rollout", "status", "deployment/podinfo", "--timeout=60s"]);
-        assert_eq!(self.wait_phase(&["Initialized"], Duration::from_secs(30)), "Initialized");
-    }
-
     fn gate(&self, path: &str) {
         assert_eq!(self.loadtester_post(path, "podinfo"), 202, "{path}");
     }

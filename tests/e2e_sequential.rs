@@ -113,13 +113,7 @@ spec:
 #[test]
 fn a_failing_release_right_after_a_promotion_is_not_promoted_on_the_previous_releases_traffic() {
     let w = World::start();
-    let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
-    w.ok(&["apply", "-f", &scenario("namespace.yaml")]);
-    let files =
-        [w.file("podinfo.yaml", &canary_mode_podinfo()), w.file("canary.yaml", &blended_template(&w.prometheus_url))];
-    w.ok(&["apply", "-f", &files[0], "-f", &files[1], "-f", &scenario("service.yaml"), "-f", &scenario("route.yaml")]);
-    w.ok(&["-n", "test", "rollout", "status", "deployment/podinfo", "--timeout=60s"]);
-    assert_eq!(w.wait_phase(&["Initialized"], Duration::from_secs(30)), "Initialized");
+    w.install_canary(&blended_template(&w.prometheus_url), &[]);
     let traffic = w.traffic();
     w.ok(&["-n", "test", "set", "image", "deployment/podinfo", "podinfod=stefanprodan/podinfo:6.0.1"]);
     assert_eq!(w.wait_phase(&["Succeeded", "Failed"], Duration::from_secs(90)), "Succeeded", "{:#?}", w.events());

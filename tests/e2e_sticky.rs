@@ -83,19 +83,10 @@ fn clients(gateway: &str, on: Arc<AtomicBool>, record: Arc<AtomicBool>, seen: Se
     }
 }
 
-fn install(w: &World) {
-    let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
-    w.ok(&["apply", "-f", &scenario("namespace.yaml")]);
-    let files = [w.file("podinfo.yaml", &canary_mode_podinfo()), w.file("canary.yaml", CANARY)];
-    w.ok(&["apply", "-f", &files[0], "-f", &files[1], "-f", &scenario("service.yaml"), "-f", &scenario("route.yaml")]);
-    w.ok(&["-n", "test", "rollout", "status", "deployment/podinfo", "--timeout=60s"]);
-    assert_eq!(w.wait_phase(&["Initialized"], Duration::from_secs(30)), "Initialized");
-}
-
 #[test]
 fn no_client_is_answered_by_both_versions_and_after_a_rollback_none_by_the_canary() {
     let w = World::start();
-    install(&w);
+    w.install_canary(CANARY, &[]);
     let (on, record, seen): (_, _, Seen) =
         (Arc::new(AtomicBool::new(true)), Arc::new(AtomicBool::new(false)), Arc::default());
     clients(&w.gateway, on.clone(), record.clone(), seen.clone());

@@ -504,6 +504,24 @@ impl World {
         assert_eq!(self.wait_phase(&["Initialized"], Duration::from_secs(30)), "Initialized");
     }
 
+    /// The scenario's namespace, Service and route, its Deployment in Canary mode and the
+    /// Canary (and anything else) in `canary`, with the files `more`: rolled out and
+    /// initialized.
+    pub fn install_canary(&self, canary: &str, more: &[&str]) {
+        let scenario = |f: &str| fixture(&format!("scenario/{f}")).to_string_lossy().into_owned();
+        self.ok(&["apply", "-f", &scenario("namespace.yaml")]);
+        let (d, c) = (self.file("podinfo.yaml", &canary_mode_podinfo()), self.file("canary.yaml", canary));
+        let mut args = vec!["apply", "-f", &d, "-f", &c];
+        for f in more {
+            args.extend(["-f", f]);
+        }
+        let (svc, route) = (scenario("service.yaml"), scenario("route.yaml"));
+        args.extend(["-f", &svc, "-f", &route]);
+        self.ok(&args);
+        self.ok(&["-n", "test", "rollout", "status", "deployment/podinfo", "--timeout=60s"]);
+        assert_eq!(self.wait_phase(&["Initialized"], Duration::from_secs(30)), "Initialized");
+    }
+
     /// Polls until the Canary's weight reaches `weight`.
     pub fn wait_weight(&self, weight: u32, within: Duration) -> u32 {
         let deadline = Instant::now() + within;
